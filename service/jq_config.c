@@ -1,0 +1,242 @@
+#include "jq_config.h"
+
+#include <errno.h>
+#include <limits.h>
+#include <stdlib.h>
+#include <string.h>
+
+typedef enum opt_kind { OPT_STR, OPT_INT, OPT_SIZE, OPT_BOOL, OPT_LEVEL, OPT_FORMAT } opt_kind;
+
+typedef struct opt {
+	const char *flag;
+	const char *env;
+	opt_kind kind;
+	size_t offset;
+	const char *def;
+	long min, max;
+	const char *help;
+} opt;
+
+#define F(field) offsetof(jq_config, field)
+
+/* One row per setting: parsing, defaults and --help all come from here. */
+static const opt opts[] = {
+	{ "database-url", "JOBQ_DATABASE_URL", OPT_STR, F(database_url), NULL, 0, 0,
+	  "libpq connection string or postgres:// URI (required)" },
+	{ "listen-database-url", "JOBQ_LISTEN_DATABASE_URL", OPT_STR, F(listen_database_url), NULL, 0,
+	  0, "session connection for LISTEN (default: the database URL)" },
+	{ "rpc-url", "JOBQ_RPC_URL", OPT_STR, F(rpc_url), "tcp://127.0.0.1:7100", 0, 0,
+	  "nng REQ/REP address to listen on" },
+	{ "pub-url", "JOBQ_PUB_URL", OPT_STR, F(pub_url), "tcp://127.0.0.1:7101", 0, 0,
+	  "nng PUB address to listen on" },
+	{ "http-addr", "JOBQ_HTTP_ADDR", OPT_STR, F(http_addr), "127.0.0.1:7102", 0, 0,
+	  "HTTP address for /healthz, /readyz, /metrics" },
+	{ "auth-token", "JOBQ_AUTH_TOKEN", OPT_STR, F(auth_token), NULL, 0, 0,
+	  "shared token every request must carry (default: none)" },
+	{ "db-pool-size", "JOBQ_DB_POOL_SIZE", OPT_INT, F(db_pool_size), "4", 1, 256,
+	  "database connections serving requests" },
+	{ "rpc-contexts", "JOBQ_RPC_CONTEXTS", OPT_INT, F(rpc_contexts), "64", 1, 4096,
+	  "requests received at once (nng contexts)" },
+	{ "max-queued", "JOBQ_MAX_QUEUED", OPT_INT, F(max_queued), "1024", 1, 1000000,
+	  "requests waiting for a database connection before RESOURCE_EXHAUSTED" },
+	{ "max-payload-bytes", "JOBQ_MAX_PAYLOAD_BYTES", OPT_SIZE, F(max_payload_bytes), "1048576", 0,
+	  256L * 1024 * 1024, "largest job payload" },
+	{ "max-message-bytes", "JOBQ_MAX_MESSAGE_BYTES", OPT_SIZE, F(max_message_bytes), "16777216",
+	  1024, 1024L * 1024 * 1024, "largest RPC message" },
+	{ "default-lease-seconds", "JOBQ_DEFAULT_LEASE_SECONDS", OPT_INT, F(default_lease_seconds),
+	  "30", 1, 86400, "lease length when a request gives none" },
+	{ "default-deadline-ms", "JOBQ_DEFAULT_DEADLINE_MS", OPT_INT, F(default_deadline_ms), "30000",
+	  1, 3600000, "deadline of a request that gives none" },
+	{ "rescue-interval-ms", "JOBQ_RESCUE_INTERVAL_MS", OPT_INT, F(rescue_interval_ms), "1000", 10,
+	  3600000, "how often expired leases are looked for" },
+	{ "retention-seconds", "JOBQ_RETENTION_SECONDS", OPT_INT, F(retention_seconds), "604800", 0,
+	  INT_MAX, "delete completed/cancelled jobs older than this; 0 keeps them" },
+	{ "retention-interval-ms", "JOBQ_RETENTION_INTERVAL_MS", OPT_INT, F(retention_interval_ms),
+	  "10000", 10, 86400000, "how often the retention sweep runs" },
+	{ "backoff-base-ms", "JOBQ_BACKOFF_BASE_MS", OPT_INT, F(backoff_base_ms), "1000", 0,
+	  86400000, "first retry delay; doubles with each attempt" },
+	{ "backoff-max-ms", "JOBQ_BACKOFF_MAX_MS", OPT_INT, F(backoff_max_ms), "3600000", 0,
+	  INT_MAX, "largest retry delay" },
+	{ "db-prepared", "JOBQ_DB_PREPARED", OPT_BOOL, F(db_prepared), "on", 0, 0,
+	  "named prepared statements: on|off (off for PgBouncer < 1.21 in transaction mode)" },
+	{ "log-level", "JOBQ_LOG_LEVEL", OPT_LEVEL, F(log_level), "info", 0, 0,
+	  "debug|info|warn|error" },
+	{ "log-format", "JOBQ_LOG_FORMAT", OPT_FORMAT, F(log_format), "json", 0, 0, "json|text" },
+};
+
+#define NOPTS (sizeof(opts) / sizeof(opts[0]))
+
+static int parse_long(const char *s, long min, long max, long *out)
+{
+	char *end;
+	errno = 0;
+	long v = strtol(s, &end, 10);
+	if (errno != 0 || end == s || *end != '\0' || v < min || v > max)
+		return -1;
+	*out = v;
+	return 0;
+}
+
+static int parse_bool(const char *s, bool *out)
+{
+	if (!strcmp(s, "on") || !strcmp(s, "true") || !strcmp(s, "1") || !strcmp(s, "yes"))
+		*out = true;
+	else if (!strcmp(s, "off") || !strcmp(s, "false") || !strcmp(s, "0") || !strcmp(s, "no"))
+		*out = false;
+	else
+		return -1;
+	return 0;
+}
+
+/* set_opt stores the text value of one option; on error writes a message naming `source`. */
+static int set_opt(jq_config *cfg, const opt *o, const char *val, const char *source, FILE *err)
+{
+	char *base = (char *)cfg + o->offset;
+	long v;
+
+	switch (o->kind) {
+	case OPT_STR: {
+		char **p = (char **)base;
+		char *copy = strdup(val);
+		if (copy == NULL)
+			goto fail;
+		free(*p);
+		*p = copy;
+		return 0;
+	}
+	case OPT_INT:
+		if (parse_long(val, o->min, o->max, &v) != 0)
+			goto fail;
+		*(int *)base = (int)v;
+		return 0;
+	case OPT_SIZE:
+		if (parse_long(val, o->min, o->max, &v) != 0)
+			goto fail;
+		*(size_t *)base = (size_t)v;
+		return 0;
+	case OPT_BOOL:
+		if (parse_bool(val, (bool *)base) != 0)
+			goto fail;
+		return 0;
+	case OPT_LEVEL:
+		if (jq_log_parse_level(val, (jq_log_level *)base) != 0)
+			goto fail;
+		return 0;
+	case OPT_FORMAT:
+		if (jq_log_parse_format(val, (jq_log_format *)base) != 0)
+			goto fail;
+		return 0;
+	}
+fail:
+	if (o->kind == OPT_INT || o->kind == OPT_SIZE)
+		fprintf(err, "jobqd: %s: invalid value '%s' (an integer from %ld to %ld)\n", source,
+			val, o->min, o->max);
+	else
+		fprintf(err, "jobqd: %s: invalid value '%s'\n", source, val);
+	return -1;
+}
+
+static void print_help(FILE *out)
+{
+	fprintf(out, "Usage: jobqd [OPTIONS]\n\n"
+		     "The jobq service: a job queue on PostgreSQL, spoken to over nng.\n"
+		     "Flags override environment variables, which override defaults.\n\n");
+	for (size_t i = 0; i < NOPTS; i++) {
+		const opt *o = &opts[i];
+		fprintf(out, "  --%s=VALUE\n      %s\n      env %s", o->flag, o->help, o->env);
+		if (o->def != NULL)
+			fprintf(out, ", default %s", o->def);
+		fputc('\n', out);
+	}
+	fprintf(out, "  --help\n      this text\n");
+}
+
+static const opt *find_flag(const char *name, size_t len)
+{
+	for (size_t i = 0; i < NOPTS; i++) {
+		if (strlen(opts[i].flag) == len && strncmp(opts[i].flag, name, len) == 0)
+			return &opts[i];
+	}
+	return NULL;
+}
+
+static int load_defaults_and_env(jq_config *cfg, FILE *err)
+{
+	for (size_t i = 0; i < NOPTS; i++) {
+		const opt *o = &opts[i];
+		const char *env = getenv(o->env);
+		if (o->def != NULL && set_opt(cfg, o, o->def, o->flag, err) != 0)
+			return -1;
+		if (env != NULL && *env != '\0' && set_opt(cfg, o, env, o->env, err) != 0)
+			return -1;
+	}
+	return 0;
+}
+
+static int load_args(jq_config *cfg, int argc, char **argv, FILE *err)
+{
+	for (int i = 1; i < argc; i++) {
+		const char *a = argv[i];
+		const char *val;
+		if (strncmp(a, "--", 2) != 0) {
+			fprintf(err, "jobqd: unexpected argument '%s' (see --help)\n", a);
+			return -1;
+		}
+		a += 2;
+		const char *eq = strchr(a, '=');
+		size_t len = eq ? (size_t)(eq - a) : strlen(a);
+		const opt *o = find_flag(a, len);
+		if (o == NULL) {
+			fprintf(err, "jobqd: unknown option '--%.*s' (see --help)\n", (int)len, a);
+			return -1;
+		}
+		if (eq != NULL) {
+			val = eq + 1;
+		} else if (i + 1 < argc) {
+			val = argv[++i];
+		} else {
+			fprintf(err, "jobqd: option '--%s' needs a value\n", o->flag);
+			return -1;
+		}
+		char source[80];
+		snprintf(source, sizeof(source), "--%s", o->flag);
+		if (set_opt(cfg, o, val, source, err) != 0)
+			return -1;
+	}
+	return 0;
+}
+
+jq_config_result jq_config_load(jq_config *cfg, int argc, char **argv, FILE *out, FILE *err)
+{
+	memset(cfg, 0, sizeof(*cfg));
+	for (int i = 1; i < argc; i++) {
+		if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
+			print_help(out);
+			return JQ_CONFIG_HELP;
+		}
+	}
+	if (load_defaults_and_env(cfg, err) != 0 || load_args(cfg, argc, argv, err) != 0)
+		return JQ_CONFIG_ERROR;
+	if (cfg->database_url == NULL || cfg->database_url[0] == '\0') {
+		fprintf(err, "jobqd: JOBQ_DATABASE_URL (or --database-url) is required\n");
+		return JQ_CONFIG_ERROR;
+	}
+	if (cfg->listen_database_url == NULL && (cfg->listen_database_url = strdup(cfg->database_url)) == NULL)
+		return JQ_CONFIG_ERROR;
+	if (cfg->max_payload_bytes >= cfg->max_message_bytes) {
+		fprintf(err, "jobqd: --max-payload-bytes must be below --max-message-bytes\n");
+		return JQ_CONFIG_ERROR;
+	}
+	return JQ_CONFIG_OK;
+}
+
+void jq_config_free(jq_config *cfg)
+{
+	for (size_t i = 0; i < NOPTS; i++) {
+		if (opts[i].kind == OPT_STR) {
+			char **p = (char **)((char *)cfg + opts[i].offset);
+			free(*p);
+			*p = NULL;
+		}
+	}
+}

@@ -1,0 +1,52 @@
+/*
+ * jq_config — jobqd's settings: defaults, then the environment (JOBQ_*), then command-line flags.
+ * The config owns every string in it (jq_config_free releases them). `jobqd --help` is generated
+ * from the same option table that parses, so the two cannot drift.
+ */
+#ifndef JQ_CONFIG_H
+#define JQ_CONFIG_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdio.h>
+
+#include "jq_log.h"
+
+typedef struct jq_config {
+	char *database_url;        /* JOBQ_DATABASE_URL, required */
+	char *listen_database_url; /* JOBQ_LISTEN_DATABASE_URL, default database_url */
+	char *rpc_url;             /* JOBQ_RPC_URL */
+	char *pub_url;             /* JOBQ_PUB_URL */
+	char *http_addr;           /* JOBQ_HTTP_ADDR */
+	char *auth_token;          /* JOBQ_AUTH_TOKEN, NULL = none */
+	int db_pool_size;          /* database connections for requests */
+	int rpc_contexts;          /* nng REP contexts receiving at once */
+	int max_queued;            /* requests waiting for a connection before RESOURCE_EXHAUSTED */
+	size_t max_payload_bytes;  /* per job */
+	size_t max_message_bytes;  /* per RPC message, enforced by nng before decoding */
+	int default_lease_seconds;
+	int default_deadline_ms;
+	int rescue_interval_ms;
+	int retention_seconds;     /* 0 = keep finished jobs forever */
+	int retention_interval_ms;
+	int backoff_base_ms;
+	int backoff_max_ms;
+	bool db_prepared;          /* named prepared statements (off for PgBouncer < 1.21) */
+	jq_log_level log_level;
+	jq_log_format log_format;
+} jq_config;
+
+typedef enum jq_config_result {
+	JQ_CONFIG_OK = 0,
+	JQ_CONFIG_HELP,  /* --help was given; help is printed, exit 0 */
+	JQ_CONFIG_ERROR, /* an error is printed to err; exit 2 */
+} jq_config_result;
+
+/* jq_config_load fills *cfg from defaults, getenv and argv. On JQ_CONFIG_HELP/ERROR, the text
+ * was written to out/err. The caller frees with jq_config_free in every case. */
+jq_config_result jq_config_load(jq_config *cfg, int argc, char **argv, FILE *out, FILE *err)
+	__attribute__((warn_unused_result));
+
+void jq_config_free(jq_config *cfg);
+
+#endif
