@@ -59,7 +59,7 @@ jdbc="jdbc:postgresql://$host:$port/$db"
 
 run_lb() {
   # Liquibase's banner and analytics prompt are noise in logs.
-  JAVA_OPTS="${JAVA_OPTS:-} -Xss4m" "$LB" --show-banner=false --analytics-enabled=false \
+  JAVA_OPTS="${JAVA_OPTS:-} -Xss4m" "$LB" --show-banner=false \
     --log-level=WARNING \
     --search-path="$here/migrations" --changelog-file=changelog.yaml \
     --url="$jdbc" --username="$user" ${password:+--password="$password"} "$@"

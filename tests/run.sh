@@ -15,6 +15,7 @@ filter=${JOBQ_TEST_FILTER:-}
 pgctl=$root/tests/harness/pgctl.sh
 
 tmp=$(mktemp -d /tmp/jobq-test.XXXXXX)
+chmod 755 "$tmp" # the cluster inside runs as the postgres user when we are root
 cleanup() { "$pgctl" destroy "$tmp/pg" >/dev/null 2>&1; rm -rf "$tmp"; }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
