@@ -1,53 +1,130 @@
-/* jobqd — the jobq service. */
+/*
+ * jobqd — the jobq service: configuration, then one database connection per RPC worker, the RPC
+ * server, the rescuer, the publisher and the notification listener; on SIGTERM or SIGINT it stops receiving, finishes what is in flight,
+ * and closes everything in reverse order.
+ */
+#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
-#include <unistd.h>
-
-#include <libpq-fe.h>
 
 #include "jq_config.h"
+#include "jq_db.h"
+#include "jq_dispatch.h"
 #include "jq_log.h"
+#include "jq_notify.h"
+#include "jq_publisher.h"
+#include "jq_rescuer.h"
+#include "jq_rpc_server.h"
 
-static volatile sig_atomic_t stop_requested;
+typedef struct service {
+	jq_config cfg;
+	jq_worker *workers;
+	void **worker_args;
+	int nworkers;
+	jq_rpc_server *rpc;
+	jq_rescuer *rescuer;
+	jq_publisher *pub;
+	jq_notify *notify;
+} service;
 
-static void on_signal(int sig)
+static int open_workers(service *s)
 {
-	(void)sig;
-	stop_requested = 1;
+	s->nworkers = s->cfg.db_pool_size;
+	s->workers = calloc((size_t)s->nworkers, sizeof(*s->workers));
+	s->worker_args = calloc((size_t)s->nworkers, sizeof(*s->worker_args));
+	if (s->workers == NULL || s->worker_args == NULL)
+		return -1;
+	jq_db_opts o = { .url = s->cfg.database_url, .prepared = s->cfg.db_prepared,
+			 .backoff_base_ms = s->cfg.backoff_base_ms, .backoff_max_ms = s->cfg.backoff_max_ms,
+			 .statement_timeout_ms = s->cfg.default_deadline_ms, .application_name = "jobqd" };
+	for (int i = 0; i < s->nworkers; i++) {
+		s->workers[i].cfg = &s->cfg;
+		if (jq_db_open(&o, &s->workers[i].db) != 0)
+			return -1;
+		s->worker_args[i] = &s->workers[i];
+	}
+	return 0;
+}
+
+static void close_all(service *s)
+{
+	/* The listener publishes, so it stops before the publisher; both before the RPC server. */
+	jq_notify_stop(s->notify);
+	jq_publisher_stop(s->pub);
+	jq_rpc_server_stop(s->rpc);
+	jq_rescuer_stop(s->rescuer);
+	for (int i = 0; s->workers != NULL && i < s->nworkers; i++)
+		jq_db_close(s->workers[i].db);
+	free(s->workers);
+	free(s->worker_args);
+	jq_config_free(&s->cfg);
+}
+
+static int start(service *s)
+{
+	if (open_workers(s) != 0) {
+		jq_error("out of memory opening database connections");
+		return -1;
+	}
+	jq_rpc_server_opts ro = {
+		.url = s->cfg.rpc_url,
+		.contexts = s->cfg.rpc_contexts,
+		.max_queued = s->cfg.max_queued,
+		.max_message_bytes = s->cfg.max_message_bytes,
+		.default_deadline_ms = s->cfg.default_deadline_ms,
+		.nworkers = s->nworkers,
+		.worker_args = s->worker_args,
+		.handler = jq_dispatch_handle,
+	};
+	if (jq_rpc_server_start(&ro, &s->rpc) != 0)
+		return -1;
+	if (jq_rescuer_start(&s->cfg, &s->rescuer) != 0) {
+		jq_error("could not start the rescuer");
+		return -1;
+	}
+	if (jq_publisher_start(s->cfg.pub_url, &s->pub) != 0)
+		return -1;
+	if (jq_notify_start(&s->cfg, s->pub, &s->notify) != 0) {
+		jq_error("could not start the notification listener");
+		return -1;
+	}
+	return 0;
 }
 
 int main(int argc, char **argv)
 {
-	jq_config cfg;
-	int rc = 1;
+	service s = { 0 };
+	sigset_t stop_signals;
+	int sig = 0;
 
-	switch (jq_config_load(&cfg, argc, argv, stdout, stderr)) {
+	switch (jq_config_load(&s.cfg, argc, argv, stdout, stderr)) {
 	case JQ_CONFIG_HELP:
-		jq_config_free(&cfg);
+		jq_config_free(&s.cfg);
 		return 0;
 	case JQ_CONFIG_ERROR:
-		jq_config_free(&cfg);
+		jq_config_free(&s.cfg);
 		return 2;
 	case JQ_CONFIG_OK:
 		break;
 	}
-	jq_log_setup(cfg.log_level, cfg.log_format);
-	signal(SIGINT, on_signal);
-	signal(SIGTERM, on_signal);
+	jq_log_setup(s.cfg.log_level, s.cfg.log_format);
+	signal(SIGPIPE, SIG_IGN);
+	/* Blocked before any thread starts, so only sigwait below ever sees them. */
+	sigemptyset(&stop_signals);
+	sigaddset(&stop_signals, SIGINT);
+	sigaddset(&stop_signals, SIGTERM);
+	pthread_sigmask(SIG_BLOCK, &stop_signals, NULL);
 
-	PGconn *conn = PQconnectdb(cfg.database_url);
-	if (PQstatus(conn) != CONNECTION_OK) {
-		jq_error("database: %s", PQerrorMessage(conn));
-		goto out;
+	if (start(&s) != 0) {
+		close_all(&s);
+		return 1;
 	}
-	jq_info("jobqd connected to the database; waiting for SIGTERM");
-	while (!stop_requested)
-		pause();
-	jq_info("jobqd stopping");
-	rc = 0;
-out:
-	PQfinish(conn);
-	jq_config_free(&cfg);
-	return rc;
+	jq_info("jobqd ready: rpc %s, pub %s, %d database connections", s.cfg.rpc_url, s.cfg.pub_url,
+		s.nworkers);
+	sigwait(&stop_signals, &sig);
+	jq_info("jobqd: %s received, finishing requests in flight", sig == SIGTERM ? "SIGTERM" : "SIGINT");
+	close_all(&s);
+	jq_info("jobqd stopped");
+	return 0;
 }

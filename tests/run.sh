@@ -23,7 +23,8 @@ trap 'exit 130' INT TERM
 url=$(JOBQ_PG_FSYNC=off "$pgctl" start "$tmp/pg") || { echo "run.sh: PostgreSQL did not start" >&2; exit 1; }
 export JOBQ_TEST_DATABASE_URL=$url JOBQ_TEST_PG_DIR=$tmp/pg JOBQ_TEST_BUILD=$build JOBQ_TEST_ROOT=$root
 echo "run.sh: PostgreSQL at $url"
-JOBQ_DATABASE_URL=$url "$root/deploy/migrate.sh" update || { echo "run.sh: migrations failed" >&2; exit 1; }
+JOBQ_DATABASE_URL=$url "$root/deploy/migrate.sh" update >"$tmp/migrate.log" 2>&1 \
+  || { cat "$tmp/migrate.log"; echo "run.sh: migrations failed" >&2; exit 1; }
 
 passed=0 failed=0 failed_names=()
 

@@ -14,12 +14,18 @@ const char *jq_test_env(const char *name)
 	return v;
 }
 
+static void quiet(void *arg, const char *message)
+{
+	(void)arg;
+	(void)message;
+}
+
 PGconn *jq_test_connect(const char *url)
 {
 	PGconn *c = PQconnectdb(url);
 	if (PQstatus(c) != CONNECTION_OK)
 		fail_msg("connect %s: %s", url, PQerrorMessage(c));
-	PQsetNoticeProcessor(c, NULL, NULL);
+	PQsetNoticeProcessor(c, quiet, NULL);
 	return c;
 }
 

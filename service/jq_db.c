@@ -1,0 +1,991 @@
+#include "jq_db.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <libpq-fe.h>
+
+#include "jq_log.h"
+#include "jq_pgbin.h"
+
+/* Array type OIDs for parameters. */
+#define OID_BOOL_ARR 1000
+#define OID_BYTEA_ARR 1001
+#define OID_INT2_ARR 1005
+#define OID_INT4_ARR 1007
+#define OID_TEXT_ARR 1009
+#define OID_INT8_ARR 1016
+#define OID_TSTZ_ARR 1185
+
+#define RECONNECT_INTERVAL_NS (250 * 1000000LL)
+#define RETRY_ALL_BATCH 1000
+
+/* The column list every job-returning statement uses, so one decoder reads them all.
+ * PAYLOAD is the payload expression (List leaves it out unless asked). */
+#define JOB_COLS(PAYLOAD)                                                                     \
+	"j.id, j.queue, " PAYLOAD ", j.curr_job_status, j.prev_job_status, j.attempts, "      \
+	"j.max_attempts, j.priority, j.run_at, j.lease_expires_at, j.lease_owner, j.lease_token, " \
+	"j.last_error, j.idempotency_key, j.created_at, j.updated_at, j.finished_at"
+
+enum job_col {
+	C_ID, C_QUEUE, C_PAYLOAD, C_STATUS, C_PREV, C_ATTEMPTS, C_MAX_ATTEMPTS, C_PRIORITY, C_RUN_AT,
+	C_LEASE_EXPIRES, C_LEASE_OWNER, C_LEASE_TOKEN, C_LAST_ERROR, C_IDEM, C_CREATED, C_UPDATED,
+	C_FINISHED
+};
+
+typedef enum stmt_id {
+	S_ENQUEUE,
+	S_CLAIM,
+	S_HEARTBEAT,
+	S_COMPLETE,
+	S_FAIL,
+	S_GET,
+	S_GET_FAILURES,
+	S_LIST,
+	S_RETRY,
+	S_RETRY_ALL,
+	S_CANCEL,
+	S_STATS,
+	S_RESCUE,
+	S_RETENTION,
+	S__COUNT
+} stmt_id;
+
+typedef struct stmt {
+	const char *name;
+	const char *sql;
+	int nparams;
+	Oid types[8];
+} stmt;
+
+/*
+ * The statements. Each is one round trip and one implicit transaction: nothing here keeps a
+ * transaction open across calls, so no row lock outlives a statement.
+ */
+static const stmt stmts[S__COUNT] = {
+	/* One statement for the whole batch: the same function other services call inside their own
+	 * transactions, and one NOTIFY from the statement-level trigger however many rows. */
+	[S_ENQUEUE] = { "jq_enqueue",
+		"SELECT e.id FROM jobq_enqueue_batch($1, $2, $3, $4, $5, $6) AS e ORDER BY e.ord",
+		6, { OID_TEXT_ARR, OID_BYTEA_ARR, OID_INT2_ARR, OID_TSTZ_ARR, OID_INT4_ARR, OID_TEXT_ARR } },
+
+	/* The claim: pick due pending jobs through job_queue_claim_idx (queue, priority, run_at, id
+	 * WHERE pending) in claim order, lock them with SKIP LOCKED so concurrent claimers take
+	 * different rows instead of waiting, and move them to processing in the same statement. The
+	 * CTE + UPDATE ... FROM form makes the LIMIT binding: with `WHERE id IN (subquery)` the planner
+	 * may run the subquery more than once and claim more than `limit` rows. Every claim takes a new
+	 * fencing token from a sequence, so a token never repeats. */
+	[S_CLAIM] = { "jq_claim",
+		"WITH picked AS ("
+		"  SELECT id FROM job_queue"
+		"   WHERE queue = $1 AND curr_job_status = 'archive_pending' AND run_at <= now()"
+		"   ORDER BY priority, run_at, id"
+		"   LIMIT $2"
+		"   FOR UPDATE SKIP LOCKED)"
+		" UPDATE job_queue j"
+		"    SET curr_job_status = 'archive_processing', attempts = j.attempts + 1,"
+		"        lease_owner = $3, lease_expires_at = now() + $4 * interval '1 second',"
+		"        lease_token = nextval('job_lease_token_seq')"
+		"   FROM picked WHERE j.id = picked.id"
+		" RETURNING " JOB_COLS("j.payload"),
+		4, { JQ_OID_TEXT, JQ_OID_INT4, JQ_OID_TEXT, JQ_OID_INT4 } },
+
+	/* Heartbeat, Complete and Fail touch a row only while it is processing under the caller's
+	 * token (the fence). The outer SELECT reads the rows as they were before the statement, which
+	 * tells a stale token (FAILED_PRECONDITION) from an unknown id (NOT_FOUND) from a repeat of
+	 * a call that already succeeded (idempotent OK) without a second round trip. */
+	[S_HEARTBEAT] = { "jq_heartbeat",
+		"WITH l AS (SELECT * FROM unnest($1::int8[], $2::int8[]) WITH ORDINALITY AS l(id, token, ord)),"
+		" upd AS (UPDATE job_queue j SET lease_expires_at = now() + $3 * interval '1 second'"
+		"   FROM l WHERE j.id = l.id AND j.lease_token = l.token"
+		"    AND j.curr_job_status = 'archive_processing'"
+		"  RETURNING j.id, j.lease_expires_at)"
+		" SELECT l.id, upd.id IS NOT NULL, upd.lease_expires_at, j.curr_job_status,"
+		"        j.lease_token = l.token"
+		"   FROM l LEFT JOIN upd ON upd.id = l.id LEFT JOIN job_queue j ON j.id = l.id"
+		"  ORDER BY l.ord",
+		3, { OID_INT8_ARR, OID_INT8_ARR, JQ_OID_INT4 } },
+
+	[S_COMPLETE] = { "jq_complete",
+		"WITH l AS (SELECT * FROM unnest($1::int8[], $2::int8[]) WITH ORDINALITY AS l(id, token, ord)),"
+		" upd AS (UPDATE job_queue j SET curr_job_status = 'archive_completed', lease_expires_at = NULL"
+		"   FROM l WHERE j.id = l.id AND j.lease_token = l.token"
+		"    AND j.curr_job_status = 'archive_processing'"
+		"  RETURNING j.id)"
+		" SELECT l.id, upd.id IS NOT NULL, NULL::timestamptz, j.curr_job_status,"
+		"        j.lease_token = l.token"
+		"   FROM l LEFT JOIN upd ON upd.id = l.id LEFT JOIN job_queue j ON j.id = l.id"
+		"  ORDER BY l.ord",
+		2, { OID_INT8_ARR, OID_INT8_ARR } },
+
+	/* A failure is retried (back to pending, run_at pushed back by jittered exponential backoff
+	 * from jobq_retry_delay_ms) until its attempts are used up or the worker says it is final;
+	 * every failure is kept in job_failure with the worker the request names (the proto's
+	 * FailRequest.worker_id), or the lease owner when it names none. */
+	[S_FAIL] = { "jq_fail",
+		"WITH l AS (SELECT * FROM unnest($1::int8[], $2::int8[], $3::text[], $4::bool[], $5::int4[],"
+		"                                $8::text[])"
+		"           WITH ORDINALITY AS l(id, token, err, final, retry_ms, worker, ord)),"
+		" upd AS (UPDATE job_queue j SET"
+		"     curr_job_status = CASE WHEN l.final OR j.attempts >= j.max_attempts"
+		"                            THEN 'archive_failed' ELSE 'archive_pending' END,"
+		"     run_at = CASE WHEN l.final OR j.attempts >= j.max_attempts THEN j.run_at"
+		"                   WHEN l.retry_ms > 0 THEN now() + l.retry_ms * interval '1 millisecond'"
+		"                   ELSE now() + jobq_retry_delay_ms(j.attempts, $6, $7) * interval '1 millisecond' END,"
+		"     lease_expires_at = NULL, last_error = l.err"
+		"   FROM l WHERE j.id = l.id AND j.lease_token = l.token"
+		"    AND j.curr_job_status = 'archive_processing'"
+		"  RETURNING j.id, j.attempts, COALESCE(NULLIF(l.worker, ''), j.lease_owner) AS worker,"
+		"            j.curr_job_status, j.run_at, l.err),"
+		" hist AS (INSERT INTO job_failure (job_id, attempt, worker, error)"
+		"   SELECT id, attempts, worker, err FROM upd)"
+		/* A repeat of a Fail that succeeded (its reply was lost) finds its own failure recorded
+		 * for this attempt under the same token; a job the rescuer took from the lease has
+		 * "lease expired" there instead, so the late worker is told its lease is gone. */
+		" SELECT l.id, upd.id IS NOT NULL, COALESCE(upd.run_at, j.run_at),"
+		"        COALESCE(upd.curr_job_status, j.curr_job_status),"
+		"        j.lease_token = l.token AND EXISTS (SELECT 1 FROM job_failure f"
+		"          WHERE f.job_id = l.id AND f.attempt = j.attempts AND f.error = l.err)"
+		"   FROM l LEFT JOIN upd ON upd.id = l.id LEFT JOIN job_queue j ON j.id = l.id"
+		"  ORDER BY l.ord",
+		8, { OID_INT8_ARR, OID_INT8_ARR, OID_TEXT_ARR, OID_BOOL_ARR, OID_INT4_ARR, JQ_OID_INT4,
+		     JQ_OID_INT4, OID_TEXT_ARR } },
+
+	[S_GET] = { "jq_get", "SELECT " JOB_COLS("j.payload") " FROM job_queue j WHERE j.id = $1",
+		1, { JQ_OID_INT8 } },
+
+	[S_GET_FAILURES] = { "jq_get_failures",
+		"SELECT attempt, worker, error, failed_at FROM job_failure WHERE job_id = $1 ORDER BY id",
+		1, { JQ_OID_INT8 } },
+
+	/* Keyset pagination on the primary key: a page costs the same however deep it is. */
+	[S_LIST] = { "jq_list",
+		"SELECT " JOB_COLS("CASE WHEN $5 THEN j.payload END") " FROM job_queue j"
+		" WHERE ($1::text IS NULL OR j.queue = $1) AND ($2::text IS NULL OR j.curr_job_status = $2)"
+		"   AND j.id > $3 ORDER BY j.id LIMIT $4",
+		5, { JQ_OID_TEXT, JQ_OID_TEXT, JQ_OID_INT8, JQ_OID_INT4, JQ_OID_BOOL } },
+
+	/* A manual retry gives the job a fresh set of attempts; its history keeps the old ones. */
+	[S_RETRY] = { "jq_retry",
+		"WITH l AS (SELECT * FROM unnest($1::int8[]) WITH ORDINALITY AS l(id, ord)),"
+		" upd AS (UPDATE job_queue j SET curr_job_status = 'archive_pending', run_at = now(), attempts = 0"
+		"   FROM l WHERE j.id = l.id AND j.curr_job_status IN ('archive_failed', 'archive_cancelled')"
+		"  RETURNING j.id)"
+		" SELECT l.id, upd.id IS NOT NULL, NULL::timestamptz, j.curr_job_status, false"
+		"   FROM l LEFT JOIN upd ON upd.id = l.id LEFT JOIN job_queue j ON j.id = l.id"
+		"  ORDER BY l.ord",
+		1, { OID_INT8_ARR } },
+
+	[S_RETRY_ALL] = { "jq_retry_all",
+		"WITH picked AS (SELECT id FROM job_queue WHERE queue = $1 AND curr_job_status = 'archive_failed'"
+		"   ORDER BY id LIMIT $2 FOR UPDATE SKIP LOCKED)"
+		" UPDATE job_queue j SET curr_job_status = 'archive_pending', run_at = now(), attempts = 0"
+		"   FROM picked WHERE j.id = picked.id",
+		2, { JQ_OID_TEXT, JQ_OID_INT4 } },
+
+	[S_CANCEL] = { "jq_cancel",
+		"WITH l AS (SELECT * FROM unnest($1::int8[]) WITH ORDINALITY AS l(id, ord)),"
+		" upd AS (UPDATE job_queue j SET curr_job_status = 'archive_cancelled'"
+		"   FROM l WHERE j.id = l.id AND j.curr_job_status IN ('archive_pending', 'archive_failed')"
+		"  RETURNING j.id)"
+		" SELECT l.id, upd.id IS NOT NULL, NULL::timestamptz, j.curr_job_status, false"
+		"   FROM l LEFT JOIN upd ON upd.id = l.id LEFT JOIN job_queue j ON j.id = l.id"
+		"  ORDER BY l.ord",
+		1, { OID_INT8_ARR } },
+
+	/* Stats scans the table: an operator's view, not a hot path. */
+	[S_STATS] = { "jq_stats",
+		"SELECT queue,"
+		" count(*) FILTER (WHERE curr_job_status = 'archive_pending'),"
+		" count(*) FILTER (WHERE curr_job_status = 'archive_pending' AND run_at > now()),"
+		" count(*) FILTER (WHERE curr_job_status = 'archive_processing'),"
+		" count(*) FILTER (WHERE curr_job_status = 'archive_completed'),"
+		" count(*) FILTER (WHERE curr_job_status = 'archive_failed'),"
+		" count(*) FILTER (WHERE curr_job_status = 'archive_cancelled'),"
+		" COALESCE(EXTRACT(EPOCH FROM now() - min(run_at) FILTER ("
+		"   WHERE curr_job_status = 'archive_pending' AND run_at <= now())), 0)::float8"
+		" FROM job_queue WHERE ($1::text IS NULL OR queue = $1) GROUP BY queue ORDER BY queue",
+		1, { JQ_OID_TEXT } },
+
+	/* The rescuer: expired leases through job_queue_lease_idx (processing jobs by expiry), SKIP
+	 * LOCKED so replicas running it at once split the work and never wait on a worker's Complete.
+	 * A heartbeat that committed first is seen by the re-check of the WHERE under the row lock. */
+	[S_RESCUE] = { "jq_rescue",
+		"WITH expired AS (SELECT id FROM job_queue"
+		"   WHERE curr_job_status = 'archive_processing' AND lease_expires_at < now()"
+		"   ORDER BY lease_expires_at LIMIT $1 FOR UPDATE SKIP LOCKED),"
+		" upd AS (UPDATE job_queue j SET"
+		"     curr_job_status = CASE WHEN j.attempts >= j.max_attempts"
+		"                            THEN 'archive_failed' ELSE 'archive_pending' END,"
+		"     run_at = CASE WHEN j.attempts >= j.max_attempts THEN j.run_at"
+		"                   ELSE now() + jobq_retry_delay_ms(j.attempts, $2, $3) * interval '1 millisecond' END,"
+		"     lease_expires_at = NULL, last_error = 'lease expired'"
+		"   FROM expired e WHERE j.id = e.id"
+		"  RETURNING j.id, j.attempts, j.lease_owner)"
+		" INSERT INTO job_failure (job_id, attempt, worker, error)"
+		" SELECT id, attempts, lease_owner, 'lease expired' FROM upd",
+		3, { JQ_OID_INT4, JQ_OID_INT4, JQ_OID_INT4 } },
+
+	/* Retention deletes in small batches through job_queue_finished_idx so it never holds many
+	 * locks or bloats one transaction. */
+	[S_RETENTION] = { "jq_retention",
+		"WITH doomed AS (SELECT id FROM job_queue"
+		"   WHERE curr_job_status IN ('archive_completed', 'archive_cancelled')"
+		"     AND finished_at < now() - $1 * interval '1 second'"
+		"   ORDER BY finished_at LIMIT $2 FOR UPDATE SKIP LOCKED)"
+		" DELETE FROM job_queue j USING doomed d WHERE j.id = d.id",
+		2, { JQ_OID_INT4, JQ_OID_INT4 } },
+};
+
+struct jq_db {
+	PGconn *conn;
+	char *url;
+	char *application_name;
+	bool prepared;
+	bool ready; /* connected and statements prepared */
+	int backoff_base_ms, backoff_max_ms, statement_timeout_ms;
+	int64_t last_attempt_ns;
+};
+
+struct jq_db_rows {
+	PGresult *res;
+};
+
+const char *jq_db_claim_sql(void)
+{
+	return stmts[S_CLAIM].sql;
+}
+
+static int64_t mono_ns(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000000000LL + ts.tv_nsec;
+}
+
+/* set_err writes prefix + detail as the error message. */
+static void set_err(jq_db_err *err, const char *sqlstate, const char *prefix, const char *detail)
+{
+	if (err == NULL)
+		return;
+	snprintf(err->sqlstate, sizeof(err->sqlstate), "%s", sqlstate ? sqlstate : "");
+	snprintf(err->msg, sizeof(err->msg), "%s%s", prefix, detail ? detail : "");
+	/* libpq messages end in a newline; a log line should not. */
+	size_t n = strlen(err->msg);
+	while (n > 0 && (err->msg[n - 1] == '\n' || err->msg[n - 1] == ' '))
+		err->msg[--n] = '\0';
+}
+
+/* map_sqlstate turns a PostgreSQL error class into the gRPC code a client can act on. */
+static jq_code map_sqlstate(const char *s)
+{
+	if (s == NULL || strlen(s) != 5)
+		return JQ_UNAVAILABLE; /* no SQLSTATE: the connection failed */
+	if (!strncmp(s, "08", 2) || !strcmp(s, "57P01") || !strcmp(s, "57P02") || !strcmp(s, "57P03"))
+		return JQ_UNAVAILABLE;
+	if (!strcmp(s, "40001") || !strcmp(s, "40P01"))
+		return JQ_ABORTED;
+	if (!strcmp(s, "23503") || !strcmp(s, "23505"))
+		return JQ_FAILED_PRECONDITION; /* an illegal transition, or an idempotency key in use */
+	if (!strcmp(s, "57014"))
+		return JQ_DEADLINE_EXCEEDED;
+	if (!strncmp(s, "22", 2) || !strcmp(s, "23514") || !strcmp(s, "23502"))
+		return JQ_INVALID_ARGUMENT;
+	if (!strncmp(s, "53", 2))
+		return JQ_RESOURCE_EXHAUSTED;
+	return JQ_INTERNAL;
+}
+
+static void disconnect(jq_db *db)
+{
+	PQfinish(db->conn);
+	db->conn = NULL;
+	db->ready = false;
+}
+
+static int prepare_all(jq_db *db, jq_db_err *err)
+{
+	for (int i = 0; i < S__COUNT; i++) {
+		PGresult *r = PQprepare(db->conn, stmts[i].name, stmts[i].sql, stmts[i].nparams,
+					stmts[i].types);
+		if (PQresultStatus(r) != PGRES_COMMAND_OK) {
+			set_err(err, PQresultErrorField(r, PG_DIAG_SQLSTATE), "prepare: ",
+				PQresultErrorMessage(r));
+			PQclear(r);
+			return -1;
+		}
+		PQclear(r);
+	}
+	return 0;
+}
+
+static int session_setup(jq_db *db, jq_db_err *err)
+{
+	char sql[96];
+	snprintf(sql, sizeof(sql), "SET statement_timeout = %d", db->statement_timeout_ms);
+	PGresult *r = PQexec(db->conn, sql);
+	int ok = PQresultStatus(r) == PGRES_COMMAND_OK;
+	if (!ok)
+		set_err(err, PQresultErrorField(r, PG_DIAG_SQLSTATE), "setup: ", PQresultErrorMessage(r));
+	PQclear(r);
+	return ok ? 0 : -1;
+}
+
+/* connect_now opens the connection and prepares the statements; on failure the handle stays
+ * disconnected and the next call tries again after RECONNECT_INTERVAL_NS. */
+static jq_code connect_now(jq_db *db, jq_db_err *err)
+{
+	const char *keys[] = { "dbname", "application_name", "connect_timeout", NULL };
+	const char *vals[] = { db->url, db->application_name, "5", NULL };
+
+	db->last_attempt_ns = mono_ns();
+	db->conn = PQconnectdbParams(keys, vals, 1);
+	if (db->conn == NULL) {
+		set_err(err, NULL, "database: ", "out of memory");
+		return JQ_UNAVAILABLE;
+	}
+	if (PQstatus(db->conn) != CONNECTION_OK) {
+		set_err(err, NULL, "database unavailable: ", PQerrorMessage(db->conn));
+		disconnect(db);
+		return JQ_UNAVAILABLE;
+	}
+	PQsetNoticeProcessor(db->conn, NULL, NULL);
+	if (session_setup(db, err) != 0 || (db->prepared && prepare_all(db, err) != 0)) {
+		disconnect(db);
+		return JQ_UNAVAILABLE;
+	}
+	db->ready = true;
+	return JQ_OK;
+}
+
+/* ensure_connected: a usable connection, or JQ_UNAVAILABLE without waiting when the last
+ * attempt was too recent (a dead database must not turn every request into a connect). */
+static jq_code ensure_connected(jq_db *db, jq_db_err *err)
+{
+	if (db->ready && PQstatus(db->conn) == CONNECTION_OK)
+		return JQ_OK;
+	if (db->conn != NULL)
+		disconnect(db);
+	if (mono_ns() - db->last_attempt_ns < RECONNECT_INTERVAL_NS) {
+		set_err(err, NULL, "database unavailable", " (reconnecting)");
+		return JQ_UNAVAILABLE;
+	}
+	jq_code c = connect_now(db, err);
+	if (c == JQ_OK)
+		jq_info("database connection established");
+	return c;
+}
+
+int jq_db_open(const jq_db_opts *opts, jq_db **out)
+{
+	jq_db *db = calloc(1, sizeof(*db));
+	if (db == NULL)
+		return -1;
+	db->url = strdup(opts->url);
+	db->application_name = strdup(opts->application_name ? opts->application_name : "jobqd");
+	if (db->url == NULL || db->application_name == NULL)
+		goto fail;
+	db->prepared = opts->prepared;
+	db->backoff_base_ms = opts->backoff_base_ms;
+	db->backoff_max_ms = opts->backoff_max_ms;
+	db->statement_timeout_ms = opts->statement_timeout_ms;
+	jq_db_err err;
+	if (connect_now(db, &err) != JQ_OK)
+		jq_warn("%s", err.msg);
+	*out = db;
+	return 0;
+fail:
+	jq_db_close(db);
+	return -1;
+}
+
+void jq_db_close(jq_db *db)
+{
+	if (db == NULL)
+		return;
+	if (db->conn != NULL)
+		disconnect(db);
+	free(db->url);
+	free(db->application_name);
+	free(db);
+}
+
+/* run executes one statement with binary parameters and binary results. On success *res holds
+ * the result (caller PQclears). On failure nothing is left to free. */
+static jq_code run(jq_db *db, stmt_id id, const char *const *values, const int *lengths,
+		   const int *formats, PGresult **res, jq_db_err *err)
+{
+	jq_code c = ensure_connected(db, err);
+	if (c != JQ_OK)
+		return c;
+	const stmt *s = &stmts[id];
+	PGresult *r;
+	if (db->prepared)
+		r = PQexecPrepared(db->conn, s->name, s->nparams, values, lengths, formats, 1);
+	else
+		r = PQexecParams(db->conn, s->sql, s->nparams, s->types, values, lengths, formats, 1);
+	ExecStatusType st = PQresultStatus(r);
+	if (st == PGRES_TUPLES_OK || st == PGRES_COMMAND_OK) {
+		*res = r;
+		return JQ_OK;
+	}
+	const char *sqlstate = PQresultErrorField(r, PG_DIAG_SQLSTATE);
+	c = map_sqlstate(sqlstate);
+	set_err(err, sqlstate, "", r ? PQresultErrorMessage(r) : PQerrorMessage(db->conn));
+	PQclear(r);
+	if (PQstatus(db->conn) != CONNECTION_OK) {
+		/* Retry this one request at once on a fresh connection? No: the statement may have
+		 * committed before the connection broke. The client decides; we only reconnect. */
+		disconnect(db);
+		c = JQ_UNAVAILABLE;
+	}
+	if (c == JQ_INTERNAL)
+		jq_error("%s failed: %s", s->name, err ? err->msg : "");
+	return c;
+}
+
+jq_code jq_db_ping(jq_db *db, jq_db_err *err)
+{
+	jq_code c = ensure_connected(db, err);
+	if (c != JQ_OK)
+		return c;
+	PGresult *r = PQexec(db->conn, "SELECT 1");
+	bool ok = PQresultStatus(r) == PGRES_TUPLES_OK;
+	if (!ok)
+		set_err(err, PQresultErrorField(r, PG_DIAG_SQLSTATE), "", PQresultErrorMessage(r));
+	PQclear(r);
+	if (ok)
+		return JQ_OK;
+	if (PQstatus(db->conn) != CONNECTION_OK)
+		disconnect(db);
+	return JQ_UNAVAILABLE;
+}
+
+static jq_db_rows *wrap(PGresult *r)
+{
+	jq_db_rows *rows = malloc(sizeof(*rows));
+	if (rows == NULL) {
+		PQclear(r);
+		return NULL;
+	}
+	rows->res = r;
+	return rows;
+}
+
+/* Arrays of parameters, freed together. */
+typedef struct params {
+	jq_pgbin_array arr[6];
+	int narr;
+} params;
+
+static void params_free(params *p)
+{
+	for (int i = 0; i < p->narr; i++)
+		jq_pgbin_array_free(&p->arr[i]);
+}
+
+static jq_code nomem(jq_db_err *err)
+{
+	set_err(err, NULL, "", "out of memory");
+	return JQ_RESOURCE_EXHAUSTED;
+}
+
+jq_code jq_db_enqueue(jq_db *db, const jq_db_job_spec *specs, size_t n, int64_t *ids, jq_db_err *err)
+{
+	params p = { .narr = 6 };
+	static const uint32_t oids[6] = { JQ_OID_TEXT, JQ_OID_BYTEA, JQ_OID_INT2, JQ_OID_TIMESTAMPTZ,
+					   JQ_OID_INT4, JQ_OID_TEXT };
+	const char *values[6];
+	int lengths[6], formats[6];
+	PGresult *r = NULL;
+	jq_code c;
+
+	for (int i = 0; i < 6; i++)
+		jq_pgbin_array_init(&p.arr[i], oids[i]);
+	for (size_t i = 0; i < n; i++) {
+		const jq_db_job_spec *s = &specs[i];
+		jq_pgbin_array_add_text(&p.arr[0], s->queue);
+		jq_pgbin_array_add(&p.arr[1], s->payload ? (const void *)s->payload : "", (int32_t)s->payload_len);
+		jq_pgbin_array_add_i16(&p.arr[2], s->priority);
+		if (s->run_at_us != 0)
+			jq_pgbin_array_add_ts(&p.arr[3], s->run_at_us);
+		else
+			jq_pgbin_array_add_null(&p.arr[3]);
+		if (s->max_attempts > 0)
+			jq_pgbin_array_add_i32(&p.arr[4], s->max_attempts);
+		else
+			jq_pgbin_array_add_null(&p.arr[4]);
+		jq_pgbin_array_add_text(&p.arr[5], s->idempotency_key);
+	}
+	for (int i = 0; i < 6; i++) {
+		if (jq_pgbin_array_finish(&p.arr[i]) != 0) {
+			c = nomem(err);
+			goto out;
+		}
+		values[i] = p.arr[i].data;
+		lengths[i] = (int)p.arr[i].len;
+		formats[i] = 1;
+	}
+	c = run(db, S_ENQUEUE, values, lengths, formats, &r, err);
+	if (c != JQ_OK)
+		goto out;
+	if ((size_t)PQntuples(r) != n) {
+		set_err(err, NULL, "", "enqueue returned a different number of ids");
+		c = JQ_INTERNAL;
+		goto out;
+	}
+	for (size_t i = 0; i < n; i++)
+		ids[i] = jq_pgbin_i64(r, (int)i, 0);
+out:
+	PQclear(r);
+	params_free(&p);
+	return c;
+}
+
+jq_code jq_db_claim(jq_db *db, const char *queue, int limit, const char *worker, int lease_seconds,
+		    jq_db_rows **rows, jq_db_err *err)
+{
+	char lim[4], lease[4];
+	jq_pgbin_put_i32(lim, limit);
+	jq_pgbin_put_i32(lease, lease_seconds);
+	const char *values[4] = { queue, lim, worker, lease };
+	int lengths[4] = { (int)strlen(queue), 4, (int)strlen(worker), 4 };
+	int formats[4] = { 1, 1, 1, 1 };
+	PGresult *r;
+	jq_code c = run(db, S_CLAIM, values, lengths, formats, &r, err);
+	if (c != JQ_OK)
+		return c;
+	if ((*rows = wrap(r)) == NULL)
+		return nomem(err);
+	return JQ_OK;
+}
+
+/* Reading the outcome rows of Heartbeat/Complete/Fail/Retry/Cancel:
+ * (id, done, time, status before (or after for Fail), token still matches). */
+typedef jq_code (*judge_fn)(jq_state status, bool same_token, const char **message);
+
+static jq_code read_items(PGresult *r, size_t n, jq_db_item *items, jq_state done_status,
+			  judge_fn judge, jq_db_err *err)
+{
+	if ((size_t)PQntuples(r) != n) {
+		set_err(err, NULL, "", "batch returned a different number of rows");
+		return JQ_INTERNAL;
+	}
+	for (size_t i = 0; i < n; i++) {
+		jq_db_item *it = &items[i];
+		int row = (int)i;
+		memset(it, 0, sizeof(*it));
+		it->id = jq_pgbin_i64(r, row, 0);
+		bool done = jq_pgbin_bool(r, row, 1);
+		bool exists = !PQgetisnull(r, row, 3);
+		jq_state st = done_status;
+		if (exists && jq_state_from_name(PQgetvalue(r, row, 3), &st) != 0) {
+			set_err(err, NULL, "unknown job status in the database: ", PQgetvalue(r, row, 3));
+			return JQ_INTERNAL;
+		}
+		if (done) {
+			it->code = JQ_OK;
+			it->status = done_status == JQ_STATE__COUNT ? st : done_status;
+			it->status_known = true;
+			continue;
+		}
+		if (!exists) {
+			it->code = JQ_NOT_FOUND;
+			it->message = "no such job";
+			continue;
+		}
+		it->status = st;
+		it->status_known = true;
+		it->code = judge(st, jq_pgbin_bool(r, row, 4), &it->message);
+	}
+	return JQ_OK;
+}
+
+/* A lease call that changed nothing: the lease is lost unless this is a repeat of a call that
+ * already succeeded with the same token (the reply of the first may have been lost). */
+static jq_code judge_heartbeat(jq_state st, bool same_token, const char **message)
+{
+	(void)st;
+	(void)same_token;
+	*message = "lease lost: the job is no longer processing under this token";
+	return JQ_FAILED_PRECONDITION;
+}
+
+static jq_code judge_complete(jq_state st, bool same_token, const char **message)
+{
+	if (st == JQ_STATE_COMPLETED && same_token)
+		return JQ_OK;
+	*message = "lease lost: the job is no longer processing under this token";
+	return JQ_FAILED_PRECONDITION;
+}
+
+/* For Fail, same_token also means "and this very failure is already recorded" (see S_FAIL). */
+static jq_code judge_fail(jq_state st, bool same_token, const char **message)
+{
+	if ((st == JQ_STATE_FAILED || st == JQ_STATE_PENDING) && same_token)
+		return JQ_OK;
+	*message = "lease lost: the job is no longer processing under this token";
+	return JQ_FAILED_PRECONDITION;
+}
+
+static jq_code judge_retry(jq_state st, bool same_token, const char **message)
+{
+	(void)same_token;
+	if (st == JQ_STATE_PENDING)
+		return JQ_OK; /* already waiting to run: retrying it again changes nothing */
+	*message = "only archive_failed or archive_cancelled jobs can be retried";
+	return JQ_FAILED_PRECONDITION;
+}
+
+static jq_code judge_cancel(jq_state st, bool same_token, const char **message)
+{
+	(void)same_token;
+	if (st == JQ_STATE_CANCELLED)
+		return JQ_OK;
+	*message = st == JQ_STATE_PROCESSING ? "the job is running; it cannot be cancelled under its worker"
+					     : "only archive_pending or archive_failed jobs can be cancelled";
+	return JQ_FAILED_PRECONDITION;
+}
+
+/* lease_arrays fills id and token arrays (p->arr[0..1]) from leases. */
+static int lease_arrays(params *p, const jq_db_lease *leases, size_t n)
+{
+	p->narr = 2;
+	jq_pgbin_array_init(&p->arr[0], JQ_OID_INT8);
+	jq_pgbin_array_init(&p->arr[1], JQ_OID_INT8);
+	for (size_t i = 0; i < n; i++) {
+		jq_pgbin_array_add_i64(&p->arr[0], leases[i].id);
+		jq_pgbin_array_add_i64(&p->arr[1], leases[i].lease_token);
+	}
+	return jq_pgbin_array_finish(&p->arr[0]) | jq_pgbin_array_finish(&p->arr[1]);
+}
+
+jq_code jq_db_heartbeat(jq_db *db, const jq_db_lease *leases, size_t n, int lease_seconds,
+			jq_db_item *items, jq_db_err *err)
+{
+	params p = { 0 };
+	PGresult *r = NULL;
+	jq_code c;
+	char lease[4];
+
+	if (lease_arrays(&p, leases, n) != 0) {
+		c = nomem(err);
+		goto out;
+	}
+	jq_pgbin_put_i32(lease, lease_seconds);
+	const char *values[3] = { p.arr[0].data, p.arr[1].data, lease };
+	int lengths[3] = { (int)p.arr[0].len, (int)p.arr[1].len, 4 };
+	int formats[3] = { 1, 1, 1 };
+	c = run(db, S_HEARTBEAT, values, lengths, formats, &r, err);
+	if (c != JQ_OK)
+		goto out;
+	c = read_items(r, n, items, JQ_STATE_PROCESSING, judge_heartbeat, err);
+	for (size_t i = 0; c == JQ_OK && i < n; i++) {
+		if (items[i].code == JQ_OK)
+			items[i].lease_expires_at_ms = jq_pgbin_ts_ms(r, (int)i, 2);
+	}
+out:
+	PQclear(r);
+	params_free(&p);
+	return c;
+}
+
+jq_code jq_db_complete(jq_db *db, const jq_db_lease *leases, size_t n, jq_db_item *items,
+		       jq_db_err *err)
+{
+	params p = { 0 };
+	PGresult *r = NULL;
+	jq_code c;
+
+	if (lease_arrays(&p, leases, n) != 0) {
+		c = nomem(err);
+		goto out;
+	}
+	const char *values[2] = { p.arr[0].data, p.arr[1].data };
+	int lengths[2] = { (int)p.arr[0].len, (int)p.arr[1].len };
+	int formats[2] = { 1, 1 };
+	c = run(db, S_COMPLETE, values, lengths, formats, &r, err);
+	if (c == JQ_OK)
+		c = read_items(r, n, items, JQ_STATE_COMPLETED, judge_complete, err);
+out:
+	PQclear(r);
+	params_free(&p);
+	return c;
+}
+
+jq_code jq_db_fail(jq_db *db, const jq_db_lease *leases, size_t n, jq_db_item *items, jq_db_err *err)
+{
+	params p = { 0 };
+	PGresult *r = NULL;
+	jq_code c;
+	char base[4], max[4];
+
+	if (lease_arrays(&p, leases, n) != 0) {
+		c = nomem(err);
+		goto out;
+	}
+	p.narr = 6;
+	jq_pgbin_array_init(&p.arr[2], JQ_OID_TEXT);
+	jq_pgbin_array_init(&p.arr[3], JQ_OID_BOOL);
+	jq_pgbin_array_init(&p.arr[4], JQ_OID_INT4);
+	jq_pgbin_array_init(&p.arr[5], JQ_OID_TEXT);
+	for (size_t i = 0; i < n; i++) {
+		jq_pgbin_array_add_text(&p.arr[2], leases[i].error ? leases[i].error : "");
+		jq_pgbin_array_add_bool(&p.arr[3], leases[i].final);
+		jq_pgbin_array_add_i32(&p.arr[4], leases[i].retry_in_ms);
+		jq_pgbin_array_add_text(&p.arr[5], leases[i].worker ? leases[i].worker : "");
+	}
+	if ((jq_pgbin_array_finish(&p.arr[2]) | jq_pgbin_array_finish(&p.arr[3]) |
+	     jq_pgbin_array_finish(&p.arr[4]) | jq_pgbin_array_finish(&p.arr[5])) != 0) {
+		c = nomem(err);
+		goto out;
+	}
+	jq_pgbin_put_i32(base, db->backoff_base_ms);
+	jq_pgbin_put_i32(max, db->backoff_max_ms);
+	const char *values[8] = { p.arr[0].data, p.arr[1].data, p.arr[2].data, p.arr[3].data,
+				  p.arr[4].data, base, max, p.arr[5].data };
+	int lengths[8] = { (int)p.arr[0].len, (int)p.arr[1].len, (int)p.arr[2].len,
+			   (int)p.arr[3].len, (int)p.arr[4].len, 4, 4, (int)p.arr[5].len };
+	int formats[8] = { 1, 1, 1, 1, 1, 1, 1, 1 };
+	c = run(db, S_FAIL, values, lengths, formats, &r, err);
+	if (c != JQ_OK)
+		goto out;
+	/* JQ_STATE__COUNT: the status after the call is in the row (pending or failed). */
+	c = read_items(r, n, items, JQ_STATE__COUNT, judge_fail, err);
+	for (size_t i = 0; c == JQ_OK && i < n; i++) {
+		if (items[i].code == JQ_OK && items[i].status == JQ_STATE_PENDING)
+			items[i].run_at_ms = jq_pgbin_ts_ms(r, (int)i, 2);
+	}
+out:
+	PQclear(r);
+	params_free(&p);
+	return c;
+}
+
+jq_code jq_db_get(jq_db *db, int64_t id, jq_db_rows **job_rows, jq_db_rows **failure_rows,
+		  jq_db_err *err)
+{
+	char idb[8];
+	jq_pgbin_put_i64(idb, id);
+	const char *values[1] = { idb };
+	int lengths[1] = { 8 }, formats[1] = { 1 };
+	PGresult *r1, *r2;
+
+	*job_rows = *failure_rows = NULL;
+	jq_code c = run(db, S_GET, values, lengths, formats, &r1, err);
+	if (c != JQ_OK)
+		return c;
+	c = run(db, S_GET_FAILURES, values, lengths, formats, &r2, err);
+	if (c != JQ_OK) {
+		PQclear(r1);
+		return c;
+	}
+	*job_rows = wrap(r1);
+	*failure_rows = wrap(r2);
+	if (*job_rows == NULL || *failure_rows == NULL) {
+		jq_db_rows_free(*job_rows);
+		jq_db_rows_free(*failure_rows);
+		*job_rows = *failure_rows = NULL;
+		return nomem(err);
+	}
+	return JQ_OK;
+}
+
+jq_code jq_db_list(jq_db *db, const char *queue, const jq_state *status, int64_t after_id, int limit,
+		   bool include_payload, jq_db_rows **rows, jq_db_err *err)
+{
+	char after[8], lim[4], inc = include_payload ? 1 : 0;
+	const char *st = status ? jq_state_name(*status) : NULL;
+	jq_pgbin_put_i64(after, after_id);
+	jq_pgbin_put_i32(lim, limit);
+	const char *values[5] = { queue, st, after, lim, &inc };
+	int lengths[5] = { queue ? (int)strlen(queue) : 0, st ? (int)strlen(st) : 0, 8, 4, 1 };
+	int formats[5] = { 1, 1, 1, 1, 1 };
+	PGresult *r;
+	jq_code c = run(db, S_LIST, values, lengths, formats, &r, err);
+	if (c != JQ_OK)
+		return c;
+	if ((*rows = wrap(r)) == NULL)
+		return nomem(err);
+	return JQ_OK;
+}
+
+/* ids_call runs a statement whose only parameter is an int8[] of ids and reads its items. */
+static jq_code ids_call(jq_db *db, stmt_id id, const int64_t *ids, size_t n, judge_fn judge,
+			jq_state done_status, jq_db_item *items, jq_db_err *err)
+{
+	jq_pgbin_array a;
+	PGresult *r = NULL;
+	jq_code c;
+
+	jq_pgbin_array_init(&a, JQ_OID_INT8);
+	for (size_t i = 0; i < n; i++)
+		jq_pgbin_array_add_i64(&a, ids[i]);
+	if (jq_pgbin_array_finish(&a) != 0) {
+		c = nomem(err);
+		goto out;
+	}
+	const char *values[1] = { a.data };
+	int lengths[1] = { (int)a.len }, formats[1] = { 1 };
+	c = run(db, id, values, lengths, formats, &r, err);
+	if (c == JQ_OK)
+		c = read_items(r, n, items, done_status, judge, err);
+out:
+	PQclear(r);
+	jq_pgbin_array_free(&a);
+	return c;
+}
+
+jq_code jq_db_retry(jq_db *db, const int64_t *ids, size_t n, jq_db_item *items, jq_db_err *err)
+{
+	return ids_call(db, S_RETRY, ids, n, judge_retry, JQ_STATE_PENDING, items, err);
+}
+
+jq_code jq_db_cancel(jq_db *db, const int64_t *ids, size_t n, jq_db_item *items, jq_db_err *err)
+{
+	return ids_call(db, S_CANCEL, ids, n, judge_cancel, JQ_STATE_CANCELLED, items, err);
+}
+
+/* count_call runs a statement that reports only how many rows it touched. */
+static jq_code count_call(jq_db *db, stmt_id id, const char *const *values, const int *lengths,
+			  const int *formats, int64_t *count, jq_db_err *err)
+{
+	PGresult *r;
+	jq_code c = run(db, id, values, lengths, formats, &r, err);
+	if (c != JQ_OK)
+		return c;
+	*count = strtoll(PQcmdTuples(r), NULL, 10);
+	PQclear(r);
+	return JQ_OK;
+}
+
+jq_code jq_db_retry_all_failed(jq_db *db, const char *queue, int64_t *count, jq_db_err *err)
+{
+	char lim[4];
+	jq_pgbin_put_i32(lim, RETRY_ALL_BATCH);
+	const char *values[2] = { queue, lim };
+	int lengths[2] = { (int)strlen(queue), 4 }, formats[2] = { 1, 1 };
+
+	/* Batches keep each statement short; a job that fails again during the loop could be picked
+	 * once more, so the loop is bounded by the number of rounds too. */
+	*count = 0;
+	for (int round = 0; round < 100000; round++) {
+		int64_t n = 0;
+		jq_code c = count_call(db, S_RETRY_ALL, values, lengths, formats, &n, err);
+		if (c != JQ_OK)
+			return c;
+		*count += n;
+		if (n < RETRY_ALL_BATCH)
+			break;
+	}
+	return JQ_OK;
+}
+
+jq_code jq_db_stats(jq_db *db, const char *queue, jq_db_rows **rows, jq_db_err *err)
+{
+	const char *values[1] = { queue };
+	int lengths[1] = { queue ? (int)strlen(queue) : 0 }, formats[1] = { 1 };
+	PGresult *r;
+	jq_code c = run(db, S_STATS, values, lengths, formats, &r, err);
+	if (c != JQ_OK)
+		return c;
+	if ((*rows = wrap(r)) == NULL)
+		return nomem(err);
+	return JQ_OK;
+}
+
+jq_code jq_db_rescue(jq_db *db, int limit, int64_t *count, jq_db_err *err)
+{
+	char lim[4], base[4], max[4];
+	jq_pgbin_put_i32(lim, limit);
+	jq_pgbin_put_i32(base, db->backoff_base_ms);
+	jq_pgbin_put_i32(max, db->backoff_max_ms);
+	const char *values[3] = { lim, base, max };
+	int lengths[3] = { 4, 4, 4 }, formats[3] = { 1, 1, 1 };
+	return count_call(db, S_RESCUE, values, lengths, formats, count, err);
+}
+
+jq_code jq_db_retention(jq_db *db, int older_than_s, int limit, int64_t *count, jq_db_err *err)
+{
+	char age[4], lim[4];
+	jq_pgbin_put_i32(age, older_than_s);
+	jq_pgbin_put_i32(lim, limit);
+	const char *values[2] = { age, lim };
+	int lengths[2] = { 4, 4 }, formats[2] = { 1, 1 };
+	return count_call(db, S_RETENTION, values, lengths, formats, count, err);
+}
+
+int jq_db_rows_count(const jq_db_rows *rows)
+{
+	return rows ? PQntuples(rows->res) : 0;
+}
+
+static const char *text_or_empty(const PGresult *r, int row, int col)
+{
+	return PQgetisnull(r, row, col) ? "" : PQgetvalue(r, row, col);
+}
+
+static jq_state state_of(const PGresult *r, int row, int col)
+{
+	jq_state s = JQ_STATE_PENDING;
+	(void)jq_state_from_name(PQgetvalue(r, row, col), &s);
+	return s;
+}
+
+void jq_db_rows_job(const jq_db_rows *rows, int i, jq_job *j)
+{
+	const PGresult *r = rows->res;
+	memset(j, 0, sizeof(*j));
+	j->id = jq_pgbin_i64(r, i, C_ID);
+	j->queue = text_or_empty(r, i, C_QUEUE);
+	if (!PQgetisnull(r, i, C_PAYLOAD)) {
+		j->payload = (const uint8_t *)PQgetvalue(r, i, C_PAYLOAD);
+		j->payload_len = (size_t)PQgetlength(r, i, C_PAYLOAD);
+	}
+	j->status = state_of(r, i, C_STATUS);
+	j->prev_status = state_of(r, i, C_PREV);
+	j->attempts = jq_pgbin_i32(r, i, C_ATTEMPTS);
+	j->max_attempts = jq_pgbin_i32(r, i, C_MAX_ATTEMPTS);
+	j->priority = jq_pgbin_i16(r, i, C_PRIORITY);
+	j->run_at_ms = jq_pgbin_ts_ms(r, i, C_RUN_AT);
+	j->lease_expires_at_ms = jq_pgbin_ts_ms(r, i, C_LEASE_EXPIRES);
+	j->lease_owner = text_or_empty(r, i, C_LEASE_OWNER);
+	j->lease_token = jq_pgbin_i64(r, i, C_LEASE_TOKEN);
+	j->last_error = text_or_empty(r, i, C_LAST_ERROR);
+	j->idempotency_key = text_or_empty(r, i, C_IDEM);
+	j->created_at_ms = jq_pgbin_ts_ms(r, i, C_CREATED);
+	j->updated_at_ms = jq_pgbin_ts_ms(r, i, C_UPDATED);
+	j->finished_at_ms = jq_pgbin_ts_ms(r, i, C_FINISHED);
+}
+
+void jq_db_rows_failure(const jq_db_rows *rows, int i, jq_failure_record *f)
+{
+	const PGresult *r = rows->res;
+	f->attempt = jq_pgbin_i32(r, i, 0);
+	f->worker = text_or_empty(r, i, 1);
+	f->error = text_or_empty(r, i, 2);
+	f->failed_at_ms = jq_pgbin_ts_ms(r, i, 3);
+}
+
+void jq_db_rows_stats(const jq_db_rows *rows, int i, jq_queue_stats *s)
+{
+	const PGresult *r = rows->res;
+	s->queue = text_or_empty(r, i, 0);
+	s->pending = jq_pgbin_i64(r, i, 1);
+	s->scheduled = jq_pgbin_i64(r, i, 2);
+	s->processing = jq_pgbin_i64(r, i, 3);
+	s->completed = jq_pgbin_i64(r, i, 4);
+	s->failed = jq_pgbin_i64(r, i, 5);
+	s->cancelled = jq_pgbin_i64(r, i, 6);
+	s->oldest_due_age_seconds = jq_pgbin_f64(r, i, 7);
+}
+
+void jq_db_rows_free(jq_db_rows *rows)
+{
+	if (rows == NULL)
+		return;
+	PQclear(rows->res);
+	free(rows);
+}

@@ -1,0 +1,180 @@
+/*
+ * jq_db — every SQL statement jobqd runs, on one libpq connection per jq_db.
+ *
+ * A jq_db is used by one thread at a time (each RPC worker owns one; so does the rescuer). It
+ * reconnects by itself: a call on a broken connection tries to connect again (at most every
+ * 250 ms) and answers JQ_UNAVAILABLE meanwhile. Statements are named prepared statements, or
+ * unnamed ones when `prepared` is off (PgBouncer before 1.21 in transaction mode). Parameters
+ * and results travel in binary, so payloads are never escaped.
+ *
+ * Errors are values: each call returns a jq_code (0 = OK) and fills a jq_db_err with a message.
+ * Rows returned by a call (jq_db_rows) point into libpq's result: they stay valid until
+ * jq_db_rows_free, which the caller must call on every path (NULL is a no-op).
+ */
+#ifndef JQ_DB_H
+#define JQ_DB_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "jq_rpc_server.h" /* jq_code */
+#include "jq_state.h"
+
+typedef struct jq_db jq_db;
+typedef struct jq_db_rows jq_db_rows;
+
+typedef struct jq_db_err {
+	char msg[256];
+	char sqlstate[6];
+} jq_db_err;
+
+typedef struct jq_db_opts {
+	const char *url;
+	bool prepared;
+	int backoff_base_ms; /* first retry delay of a failed job; doubles per attempt, jittered */
+	int backoff_max_ms;
+	int statement_timeout_ms; /* 0 = none */
+	const char *application_name;
+} jq_db_opts;
+
+/* A job to enqueue. Strings and payload are borrowed for the duration of the call. */
+typedef struct jq_db_job_spec {
+	const char *queue;
+	const uint8_t *payload;
+	size_t payload_len;
+	int16_t priority;
+	int64_t run_at_us;   /* Unix microseconds; 0 = now (the database's clock) */
+	int32_t max_attempts; /* 0 = the table's default */
+	const char *idempotency_key; /* NULL = none */
+} jq_db_job_spec;
+
+/* A job as read from the database. Pointers point into the jq_db_rows it came from. */
+typedef struct jq_job {
+	int64_t id;
+	const char *queue;
+	const uint8_t *payload; /* NULL when not selected */
+	size_t payload_len;
+	jq_state status;
+	jq_state prev_status;
+	int32_t attempts;
+	int32_t max_attempts;
+	int16_t priority;
+	int64_t run_at_ms;
+	int64_t lease_expires_at_ms; /* 0 when not processing */
+	const char *lease_owner;     /* "" when never claimed */
+	int64_t lease_token;         /* 0 when never claimed */
+	const char *last_error;      /* "" when none */
+	const char *idempotency_key; /* "" when none */
+	int64_t created_at_ms;
+	int64_t updated_at_ms;
+	int64_t finished_at_ms;      /* 0 while unfinished */
+} jq_job;
+
+typedef struct jq_failure_record {
+	int32_t attempt;
+	const char *worker;
+	const char *error;
+	int64_t failed_at_ms;
+} jq_failure_record;
+
+/* A job named by its lease, for Heartbeat / Complete / Fail. */
+typedef struct jq_db_lease {
+	int64_t id;
+	int64_t lease_token;
+	/* Fail only: */
+	const char *error;
+	bool final;
+	int32_t retry_in_ms; /* 0 = backoff */
+	const char *worker;  /* recorded in the history; NULL or "" = the lease owner */
+} jq_db_lease;
+
+/* The outcome for one job of a batch (same order as the input). */
+typedef struct jq_db_item {
+	int64_t id;
+	jq_code code;
+	jq_state status;      /* after the call, when known */
+	bool status_known;
+	int64_t lease_expires_at_ms; /* Heartbeat */
+	int64_t run_at_ms;           /* Fail: next run of a retried job */
+	const char *message;         /* static string; NULL when OK */
+} jq_db_item;
+
+typedef struct jq_queue_stats {
+	const char *queue;
+	int64_t pending, scheduled, processing, completed, failed, cancelled;
+	double oldest_due_age_seconds;
+} jq_queue_stats;
+
+/* jq_db_open allocates a handle and tries to connect. It succeeds (0) even when the database is
+ * down (calls answer JQ_UNAVAILABLE and reconnect); it fails only if memory runs out. The opts
+ * strings are copied. Free with jq_db_close. */
+int jq_db_open(const jq_db_opts *opts, jq_db **out) __attribute__((warn_unused_result));
+void jq_db_close(jq_db *db);
+
+/* jq_db_ping checks the connection, reconnecting if needed. */
+jq_code jq_db_ping(jq_db *db, jq_db_err *err) __attribute__((warn_unused_result));
+
+/* jq_db_enqueue inserts n jobs in one statement (atomically) and writes their ids to ids[n]. */
+jq_code jq_db_enqueue(jq_db *db, const jq_db_job_spec *specs, size_t n, int64_t *ids, jq_db_err *err)
+	__attribute__((warn_unused_result));
+
+/* jq_db_claim moves up to limit due pending jobs of queue to processing in one statement and
+ * returns them (with payload) in *rows. */
+jq_code jq_db_claim(jq_db *db, const char *queue, int limit, const char *worker, int lease_seconds,
+		    jq_db_rows **rows, jq_db_err *err) __attribute__((warn_unused_result));
+
+/* Heartbeat, Complete, Fail: one statement per batch; items[n] receives each job's outcome. */
+jq_code jq_db_heartbeat(jq_db *db, const jq_db_lease *leases, size_t n, int lease_seconds,
+			jq_db_item *items, jq_db_err *err) __attribute__((warn_unused_result));
+jq_code jq_db_complete(jq_db *db, const jq_db_lease *leases, size_t n, jq_db_item *items,
+		       jq_db_err *err) __attribute__((warn_unused_result));
+jq_code jq_db_fail(jq_db *db, const jq_db_lease *leases, size_t n, jq_db_item *items,
+		   jq_db_err *err) __attribute__((warn_unused_result));
+
+/* jq_db_get reads one job and its failure history: *job_rows holds 0 or 1 job. */
+jq_code jq_db_get(jq_db *db, int64_t id, jq_db_rows **job_rows, jq_db_rows **failure_rows,
+		  jq_db_err *err) __attribute__((warn_unused_result));
+
+/* jq_db_list: jobs with id > after_id, ascending; queue NULL = all; status NULL = all. */
+jq_code jq_db_list(jq_db *db, const char *queue, const jq_state *status, int64_t after_id, int limit,
+		   bool include_payload, jq_db_rows **rows, jq_db_err *err)
+	__attribute__((warn_unused_result));
+
+/* jq_db_retry: failed or cancelled jobs back to pending (attempts start again). */
+jq_code jq_db_retry(jq_db *db, const int64_t *ids, size_t n, jq_db_item *items, jq_db_err *err)
+	__attribute__((warn_unused_result));
+
+/* jq_db_retry_all_failed: every failed job of queue back to pending, in batches; *count = how many. */
+jq_code jq_db_retry_all_failed(jq_db *db, const char *queue, int64_t *count, jq_db_err *err)
+	__attribute__((warn_unused_result));
+
+/* jq_db_cancel: pending or failed jobs to cancelled. A processing job answers FAILED_PRECONDITION. */
+jq_code jq_db_cancel(jq_db *db, const int64_t *ids, size_t n, jq_db_item *items, jq_db_err *err)
+	__attribute__((warn_unused_result));
+
+/* jq_db_stats: counts by queue and state (queue NULL = all) in *rows; read with jq_db_rows_stats. */
+jq_code jq_db_stats(jq_db *db, const char *queue, jq_db_rows **rows, jq_db_err *err)
+	__attribute__((warn_unused_result));
+
+/* jq_db_rescue returns up to limit jobs whose lease expired to pending (or failed when their
+ * attempts are used up), recording "lease expired" in the history; *count = how many. */
+jq_code jq_db_rescue(jq_db *db, int limit, int64_t *count, jq_db_err *err)
+	__attribute__((warn_unused_result));
+
+/* jq_db_retention deletes up to limit completed/cancelled jobs finished more than older_than_s
+ * seconds ago; *count = how many. */
+jq_code jq_db_retention(jq_db *db, int older_than_s, int limit, int64_t *count, jq_db_err *err)
+	__attribute__((warn_unused_result));
+
+/* Reading rows. */
+int jq_db_rows_count(const jq_db_rows *rows);
+void jq_db_rows_job(const jq_db_rows *rows, int i, jq_job *out);
+void jq_db_rows_failure(const jq_db_rows *rows, int i, jq_failure_record *out);
+void jq_db_rows_stats(const jq_db_rows *rows, int i, jq_queue_stats *out);
+void jq_db_rows_free(jq_db_rows *rows);
+
+/* jq_db_claim_sql returns the claim statement's text (for tests that EXPLAIN it). */
+const char *jq_db_claim_sql(void);
+
+#endif

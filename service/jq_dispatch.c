@@ -1,0 +1,125 @@
+#include "jq_dispatch.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "jq_handlers.h"
+#include "jq_log.h"
+
+typedef struct route {
+	const char *method; /* short name, as in the service descriptor */
+	jq_handler_fn fn;
+} route;
+
+static const route routes[] = {
+	{ "Enqueue", jq_handle_enqueue },
+	{ "Claim", jq_handle_claim },
+	{ "Heartbeat", jq_handle_heartbeat },
+	{ "Complete", jq_handle_complete },
+	{ "Fail", jq_handle_fail },
+	{ "Get", jq_handle_get },
+	{ "List", jq_handle_list },
+	{ "Retry", jq_handle_retry },
+	{ "Cancel", jq_handle_cancel },
+	{ "Stats", jq_handle_stats },
+};
+
+#define NROUTES (sizeof(routes) / sizeof(routes[0]))
+
+/* find_method matches "/<package>.<Service>/<Method>" against the service descriptor. */
+static const ProtobufCMethodDescriptor *find_method(const char *full)
+{
+	const ProtobufCServiceDescriptor *svc = &jobq__v1__job_queue__descriptor;
+	size_t svc_len = strlen(svc->name);
+	if (full[0] != '/' || strncmp(full + 1, svc->name, svc_len) != 0 || full[1 + svc_len] != '/')
+		return NULL;
+	const char *name = full + 2 + svc_len;
+	for (unsigned i = 0; i < svc->n_methods; i++) {
+		if (strcmp(svc->methods[i].name, name) == 0)
+			return &svc->methods[i];
+	}
+	return NULL;
+}
+
+static jq_handler_fn find_handler(const char *short_name)
+{
+	for (size_t i = 0; i < NROUTES; i++) {
+		if (strcmp(routes[i].method, short_name) == 0)
+			return routes[i].fn;
+	}
+	return NULL;
+}
+
+int jq_dispatch_method_count(void)
+{
+	const ProtobufCServiceDescriptor *svc = &jobq__v1__job_queue__descriptor;
+	int n = 0;
+	for (unsigned i = 0; i < svc->n_methods; i++)
+		n += find_handler(svc->methods[i].name) != NULL;
+	return n;
+}
+
+/* Constant time in the length of the expected token, so timing does not reveal a prefix. */
+static bool token_matches(const char *expected, const char *given)
+{
+	size_t n = strlen(expected), m = strlen(given);
+	unsigned char diff = (unsigned char)(n != m);
+	for (size_t i = 0; i < n; i++)
+		diff |= (unsigned char)(expected[i] ^ (i < m ? given[i] : 0));
+	return diff == 0;
+}
+
+static jq_log_level level_for(unsigned code)
+{
+	switch (code) {
+	case JQ_OK:
+		return JQ_LOG_DEBUG;
+	case JQ_INVALID_ARGUMENT:
+	case JQ_NOT_FOUND:
+	case JQ_FAILED_PRECONDITION:
+	case JQ_UNAUTHENTICATED:
+	case JQ_UNIMPLEMENTED:
+	case JQ_DEADLINE_EXCEEDED:
+		return JQ_LOG_INFO;
+	default:
+		return JQ_LOG_WARN;
+	}
+}
+
+void jq_dispatch_handle(void *worker_arg, jq_rpc_req *req)
+{
+	jq_worker *w = worker_arg;
+	const Jobq__V1__RpcRequest *env = jq_rpc_req_envelope(req);
+	jq_call call = { .db = w->db, .cfg = w->cfg, .request_id = jq_rpc_req_request_id(req) };
+	ProtobufCMessage *in = NULL;
+	const char *method = env->method ? env->method : "";
+
+	if (w->cfg->auth_token != NULL && !token_matches(w->cfg->auth_token, env->auth_token)) {
+		jq_call_error(&call, JQ_UNAUTHENTICATED, "missing or wrong auth token");
+		goto reply;
+	}
+	const ProtobufCMethodDescriptor *m = find_method(method);
+	jq_handler_fn fn = m ? find_handler(m->name) : NULL;
+	if (fn == NULL) {
+		jq_call_error(&call, JQ_UNIMPLEMENTED, "unknown method '%.128s'", method);
+		goto reply;
+	}
+	in = protobuf_c_message_unpack(m->input, NULL, env->payload.len, env->payload.data);
+	if (in == NULL) {
+		jq_call_error(&call, JQ_INVALID_ARGUMENT, "payload is not a valid %s", m->input->name);
+		goto reply;
+	}
+	fn(&call, in);
+reply:
+	/* Logged before finishing: the request (and its id) is gone after jq_rpc_req_finish. */
+	if (jq_log_enabled(level_for(call.code))) {
+		double ms = (double)(jq_rpc_now_us() - jq_rpc_req_received_us(req)) / 1000.0;
+		jq_log_request(level_for(call.code), call.request_id, method, call.code, ms, "%s",
+			       call.code ? call.message : "ok");
+	}
+	jq_rpc_req_finish(req, call.code, call.code ? call.message : NULL, call.reply, call.reply_len);
+	free(call.reply);
+	if (in != NULL)
+		protobuf_c_message_free_unpacked(in, NULL);
+}

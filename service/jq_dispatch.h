@@ -1,0 +1,28 @@
+/*
+ * jq_dispatch — from an RPC envelope to a handler: authentication, method lookup by full name
+ * ("/jobq.v1.JobQueue/Claim") from the protobuf-c service descriptor, decoding of the request,
+ * the handler call, and the reply. A method added to the proto is one row in the handler table
+ * away; a method without a row answers UNIMPLEMENTED.
+ *
+ * jq_dispatch_handle is the jq_rpc_server handler; its worker argument is a jq_worker, owned by
+ * main (one per RPC worker thread, each with its own database connection).
+ */
+#ifndef JQ_DISPATCH_H
+#define JQ_DISPATCH_H
+
+#include "jq_config.h"
+#include "jq_db.h"
+#include "jq_rpc_server.h"
+
+typedef struct jq_worker {
+	jq_db *db;
+	const jq_config *cfg;
+} jq_worker;
+
+/* jq_dispatch_handle decodes, runs and answers one request (a jq_rpc_handler_fn). */
+void jq_dispatch_handle(void *worker_arg, jq_rpc_req *req);
+
+/* jq_dispatch_method_count: methods of the JobQueue service that have a handler. */
+int jq_dispatch_method_count(void);
+
+#endif

@@ -1,0 +1,593 @@
+#include "jq_handlers.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "jq_validate.h"
+
+void jq_call_reply(jq_call *call, const ProtobufCMessage *resp)
+{
+	size_t n = protobuf_c_message_get_packed_size(resp);
+	uint8_t *buf = malloc(n ? n : 1);
+	if (buf == NULL) {
+		jq_call_error(call, JQ_RESOURCE_EXHAUSTED, "out of memory packing the response");
+		return;
+	}
+	call->reply_len = protobuf_c_message_pack(resp, buf);
+	call->reply = buf;
+	call->code = JQ_OK;
+}
+
+void jq_call_error(jq_call *call, unsigned code, const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(call->message, sizeof(call->message), fmt, ap);
+	va_end(ap);
+	call->code = code;
+}
+
+static void db_error(jq_call *call, jq_code code, const jq_db_err *err)
+{
+	jq_call_error(call, code, "%s", err->msg);
+}
+
+static int64_t now_unix_us(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
+static Jobq__V1__JobStatus to_proto_status(jq_state s)
+{
+	return (Jobq__V1__JobStatus)((int)s + 1);
+}
+
+/* job_to_proto fills a Job message whose strings and bytes point into the job (no copies). */
+static void job_to_proto(const jq_job *j, Jobq__V1__Job *m)
+{
+	jobq__v1__job__init(m);
+	m->id = j->id;
+	m->queue = (char *)j->queue;
+	m->payload.data = (uint8_t *)j->payload;
+	m->payload.len = j->payload_len;
+	m->status = to_proto_status(j->status);
+	m->prev_status = to_proto_status(j->prev_status);
+	m->attempts = (uint32_t)j->attempts;
+	m->lease_token = j->lease_token;
+	m->max_attempts = (uint32_t)j->max_attempts;
+	m->priority = j->priority;
+	m->run_at_ms = j->run_at_ms;
+	m->lease_expires_at_ms = j->lease_expires_at_ms;
+	m->lease_owner = (char *)j->lease_owner;
+	m->last_error = (char *)j->last_error;
+	m->created_at_ms = j->created_at_ms;
+	m->updated_at_ms = j->updated_at_ms;
+	m->finished_at_ms = j->finished_at_ms;
+	m->idempotency_key = (char *)j->idempotency_key;
+}
+
+/* Job messages made from rows; they point into the rows, so free these first, rows after. */
+typedef struct jobs_out {
+	Jobq__V1__Job *msgs;
+	Jobq__V1__Job **ptrs;
+	size_t n;
+} jobs_out;
+
+static int jobs_from_rows(const jq_db_rows *rows, jobs_out *out)
+{
+	out->n = (size_t)jq_db_rows_count(rows);
+	out->msgs = calloc(out->n ? out->n : 1, sizeof(*out->msgs));
+	out->ptrs = calloc(out->n ? out->n : 1, sizeof(*out->ptrs));
+	if (out->msgs == NULL || out->ptrs == NULL)
+		return -1;
+	for (size_t i = 0; i < out->n; i++) {
+		jq_job j;
+		jq_db_rows_job(rows, (int)i, &j);
+		job_to_proto(&j, &out->msgs[i]);
+		out->ptrs[i] = &out->msgs[i];
+	}
+	return 0;
+}
+
+static void jobs_free(jobs_out *out)
+{
+	free(out->msgs);
+	free(out->ptrs);
+}
+
+/* ---- Enqueue ---- */
+
+void jq_handle_enqueue(jq_call *call, const ProtobufCMessage *request)
+{
+	const Jobq__V1__EnqueueRequest *r = (const Jobq__V1__EnqueueRequest *)request;
+	Jobq__V1__EnqueueResponse resp = JOBQ__V1__ENQUEUE_RESPONSE__INIT;
+	jq_limits lim = { .max_payload_bytes = call->cfg->max_payload_bytes };
+	jq_db_job_spec *specs = NULL;
+	int64_t *ids = NULL;
+	jq_db_err err;
+
+	if (jq_validate_enqueue(r, &lim, call->message, sizeof(call->message)) != 0) {
+		call->code = JQ_INVALID_ARGUMENT;
+		return;
+	}
+	specs = calloc(r->n_jobs, sizeof(*specs));
+	ids = calloc(r->n_jobs, sizeof(*ids));
+	if (specs == NULL || ids == NULL) {
+		jq_call_error(call, JQ_RESOURCE_EXHAUSTED, "out of memory");
+		goto out;
+	}
+	int64_t now_us = now_unix_us();
+	for (size_t i = 0; i < r->n_jobs; i++) {
+		const Jobq__V1__JobSpec *j = r->jobs[i];
+		specs[i] = (jq_db_job_spec){
+			.queue = j->queue,
+			.payload = j->payload.data,
+			.payload_len = j->payload.len,
+			.priority = (int16_t)j->priority,
+			.run_at_us = j->run_at_ms ? j->run_at_ms * 1000
+				   : j->delay_ms ? now_us + (int64_t)j->delay_ms * 1000 : 0,
+			.max_attempts = (int32_t)j->max_attempts,
+			.idempotency_key = j->idempotency_key[0] ? j->idempotency_key : NULL,
+		};
+	}
+	jq_code c = jq_db_enqueue(call->db, specs, r->n_jobs, ids, &err);
+	if (c != JQ_OK) {
+		db_error(call, c, &err);
+		goto out;
+	}
+	resp.n_ids = r->n_jobs;
+	resp.ids = ids;
+	jq_call_reply(call, &resp.base);
+out:
+	free(specs);
+	free(ids);
+}
+
+/* ---- Claim ---- */
+
+void jq_handle_claim(jq_call *call, const ProtobufCMessage *request)
+{
+	const Jobq__V1__ClaimRequest *r = (const Jobq__V1__ClaimRequest *)request;
+	Jobq__V1__ClaimResponse resp = JOBQ__V1__CLAIM_RESPONSE__INIT;
+	jq_db_rows *rows = NULL;
+	jobs_out out = { 0 };
+	jq_db_err err;
+
+	if (jq_validate_claim(r, call->message, sizeof(call->message)) != 0) {
+		call->code = JQ_INVALID_ARGUMENT;
+		return;
+	}
+	int lease = r->lease_seconds ? (int)r->lease_seconds : call->cfg->default_lease_seconds;
+	jq_code c = jq_db_claim(call->db, r->queue, (int)r->limit, r->worker_id, lease, &rows, &err);
+	if (c != JQ_OK) {
+		db_error(call, c, &err);
+		return;
+	}
+	if (jobs_from_rows(rows, &out) != 0) {
+		jq_call_error(call, JQ_RESOURCE_EXHAUSTED, "out of memory");
+		goto out;
+	}
+	resp.n_jobs = out.n;
+	resp.jobs = out.ptrs;
+	jq_call_reply(call, &resp.base);
+out:
+	jobs_free(&out);
+	jq_db_rows_free(rows);
+}
+
+/* ---- Heartbeat, Complete, Fail: batches answered per job ---- */
+
+/* Per-job results of a batch, as ItemResult messages. */
+typedef struct items_out {
+	Jobq__V1__ItemResult *msgs;
+	Jobq__V1__ItemResult **ptrs;
+	size_t n;
+} items_out;
+
+static int items_to_proto(const jq_db_item *items, size_t n, items_out *out)
+{
+	out->n = n;
+	out->msgs = calloc(n ? n : 1, sizeof(*out->msgs));
+	out->ptrs = calloc(n ? n : 1, sizeof(*out->ptrs));
+	if (out->msgs == NULL || out->ptrs == NULL)
+		return -1;
+	for (size_t i = 0; i < n; i++) {
+		Jobq__V1__ItemResult *m = &out->msgs[i];
+		jobq__v1__item_result__init(m);
+		m->id = items[i].id;
+		m->code = items[i].code;
+		m->message = (char *)(items[i].message ? items[i].message : "");
+		m->lease_expires_at_ms = items[i].lease_expires_at_ms;
+		m->run_at_ms = items[i].run_at_ms;
+		if (items[i].status_known)
+			m->status = to_proto_status(items[i].status);
+		out->ptrs[i] = m;
+	}
+	return 0;
+}
+
+static void items_free(items_out *out)
+{
+	free(out->msgs);
+	free(out->ptrs);
+}
+
+/* finish_batch replies with resp, or, when the request named exactly one job and it did not
+ * succeed, with that job's code and message (a one-job caller need not look inside results). */
+static void finish_batch(jq_call *call, const jq_db_item *items, size_t n, ProtobufCMessage *resp)
+{
+	if (n == 1 && items[0].code != JQ_OK) {
+		jq_call_error(call, items[0].code, "job %lld: %s", (long long)items[0].id,
+			      items[0].message ? items[0].message : "failed");
+		return;
+	}
+	jq_call_reply(call, resp);
+}
+
+/* gather_leases flattens the one-job form and the batch form into leases[] (validated before). */
+static size_t gather_leases(int64_t id, int64_t token, Jobq__V1__JobLease **list, size_t nlist,
+			    jq_db_lease *leases)
+{
+	size_t n = 0;
+	if (id != 0 || token != 0)
+		leases[n++] = (jq_db_lease){ .id = id, .lease_token = token };
+	for (size_t i = 0; i < nlist; i++)
+		leases[n++] = (jq_db_lease){ .id = list[i]->id, .lease_token = list[i]->lease_token };
+	return n;
+}
+
+typedef jq_code (*lease_op)(jq_call *call, const jq_db_lease *leases, size_t n, jq_db_item *items,
+			    jq_db_err *err, const void *request);
+
+static jq_code op_heartbeat(jq_call *call, const jq_db_lease *leases, size_t n, jq_db_item *items,
+			    jq_db_err *err, const void *request)
+{
+	const Jobq__V1__HeartbeatRequest *r = request;
+	int lease = r->lease_seconds ? (int)r->lease_seconds : call->cfg->default_lease_seconds;
+	return jq_db_heartbeat(call->db, leases, n, lease, items, err);
+}
+
+static jq_code op_complete(jq_call *call, const jq_db_lease *leases, size_t n, jq_db_item *items,
+			   jq_db_err *err, const void *request)
+{
+	(void)request;
+	return jq_db_complete(call->db, leases, n, items, err);
+}
+
+static jq_code op_fail(jq_call *call, const jq_db_lease *leases, size_t n, jq_db_item *items,
+		       jq_db_err *err, const void *request)
+{
+	(void)request;
+	return jq_db_fail(call->db, leases, n, items, err);
+}
+
+/* run_leases runs one lease operation over n leases and replies with per-job results through
+ * a response of the given descriptor whose first two fields are (n_results, results). */
+static void run_leases(jq_call *call, jq_db_lease *leases, size_t n, lease_op op,
+		       const void *request, ProtobufCMessage *resp, size_t *n_results,
+		       Jobq__V1__ItemResult ***results)
+{
+	jq_db_item *items = calloc(n, sizeof(*items));
+	items_out out = { 0 };
+	jq_db_err err;
+
+	if (items == NULL) {
+		jq_call_error(call, JQ_RESOURCE_EXHAUSTED, "out of memory");
+		return;
+	}
+	jq_code c = op(call, leases, n, items, &err, request);
+	if (c != JQ_OK) {
+		db_error(call, c, &err);
+		goto out;
+	}
+	if (items_to_proto(items, n, &out) != 0) {
+		jq_call_error(call, JQ_RESOURCE_EXHAUSTED, "out of memory");
+		goto out;
+	}
+	*n_results = out.n;
+	*results = out.ptrs;
+	finish_batch(call, items, n, resp);
+out:
+	items_free(&out);
+	free(items);
+}
+
+void jq_handle_heartbeat(jq_call *call, const ProtobufCMessage *request)
+{
+	const Jobq__V1__HeartbeatRequest *r = (const Jobq__V1__HeartbeatRequest *)request;
+	Jobq__V1__HeartbeatResponse resp = JOBQ__V1__HEARTBEAT_RESPONSE__INIT;
+	jq_db_lease leases[JQ_MAX_BATCH];
+
+	if (jq_validate_heartbeat(r, call->message, sizeof(call->message)) != 0) {
+		call->code = JQ_INVALID_ARGUMENT;
+		return;
+	}
+	size_t n = gather_leases(r->id, r->lease_token, r->jobs, r->n_jobs, leases);
+	run_leases(call, leases, n, op_heartbeat, r, &resp.base, &resp.n_results, &resp.results);
+}
+
+void jq_handle_complete(jq_call *call, const ProtobufCMessage *request)
+{
+	const Jobq__V1__CompleteRequest *r = (const Jobq__V1__CompleteRequest *)request;
+	Jobq__V1__CompleteResponse resp = JOBQ__V1__COMPLETE_RESPONSE__INIT;
+	jq_db_lease leases[JQ_MAX_BATCH];
+
+	if (jq_validate_complete(r, call->message, sizeof(call->message)) != 0) {
+		call->code = JQ_INVALID_ARGUMENT;
+		return;
+	}
+	size_t n = gather_leases(r->id, r->lease_token, r->jobs, r->n_jobs, leases);
+	run_leases(call, leases, n, op_complete, r, &resp.base, &resp.n_results, &resp.results);
+}
+
+/* cut_error bounds an error text to JQ_MAX_ERROR_LEN bytes at a UTF-8 character boundary. */
+static const char *cut_error(const char *s, char *buf, size_t buflen)
+{
+	size_t n = strlen(s);
+	if (n <= JQ_MAX_ERROR_LEN)
+		return s;
+	n = JQ_MAX_ERROR_LEN < buflen - 1 ? JQ_MAX_ERROR_LEN : buflen - 1;
+	while (n > 0 && ((unsigned char)s[n] & 0xC0) == 0x80)
+		n--;
+	memcpy(buf, s, n);
+	buf[n] = '\0';
+	return buf;
+}
+
+void jq_handle_fail(jq_call *call, const ProtobufCMessage *request)
+{
+	const Jobq__V1__FailRequest *r = (const Jobq__V1__FailRequest *)request;
+	Jobq__V1__FailResponse resp = JOBQ__V1__FAIL_RESPONSE__INIT;
+	jq_db_lease leases[JQ_MAX_BATCH];
+	size_t n = 0;
+	/* Cut copies of over-long error texts, one buffer per job that needs one. */
+	char *cut[JQ_MAX_BATCH] = { 0 };
+
+	if (jq_validate_fail(r, call->message, sizeof(call->message)) != 0) {
+		call->code = JQ_INVALID_ARGUMENT;
+		return;
+	}
+	if (r->id != 0 || r->lease_token != 0)
+		leases[n++] = (jq_db_lease){ .id = r->id, .lease_token = r->lease_token, .error = r->error,
+					     .final = r->final, .retry_in_ms = (int32_t)(r->retry_in_ms & 0x7fffffff),
+					     .worker = r->worker_id };
+	for (size_t i = 0; i < r->n_jobs; i++) {
+		const Jobq__V1__JobFailure *f = r->jobs[i];
+		leases[n++] = (jq_db_lease){ .id = f->id, .lease_token = f->lease_token, .error = f->error,
+					     .final = f->final, .retry_in_ms = (int32_t)(f->retry_in_ms & 0x7fffffff),
+					     .worker = r->worker_id };
+	}
+	for (size_t i = 0; i < n; i++) {
+		if (strlen(leases[i].error) <= JQ_MAX_ERROR_LEN)
+			continue;
+		if ((cut[i] = malloc(JQ_MAX_ERROR_LEN + 1)) == NULL) {
+			jq_call_error(call, JQ_RESOURCE_EXHAUSTED, "out of memory");
+			goto out;
+		}
+		leases[i].error = cut_error(leases[i].error, cut[i], JQ_MAX_ERROR_LEN + 1);
+	}
+	run_leases(call, leases, n, op_fail, r, &resp.base, &resp.n_results, &resp.results);
+out:
+	for (size_t i = 0; i < n; i++)
+		free(cut[i]);
+}
+
+/* ---- Get, List ---- */
+
+void jq_handle_get(jq_call *call, const ProtobufCMessage *request)
+{
+	const Jobq__V1__GetRequest *r = (const Jobq__V1__GetRequest *)request;
+	Jobq__V1__GetResponse resp = JOBQ__V1__GET_RESPONSE__INIT;
+	Jobq__V1__Job job;
+	Jobq__V1__FailureRecord *recs = NULL, **ptrs = NULL;
+	jq_db_rows *jrows = NULL, *frows = NULL;
+	jq_db_err err;
+
+	if (jq_validate_get(r, call->message, sizeof(call->message)) != 0) {
+		call->code = JQ_INVALID_ARGUMENT;
+		return;
+	}
+	jq_code c = jq_db_get(call->db, r->id, &jrows, &frows, &err);
+	if (c != JQ_OK) {
+		db_error(call, c, &err);
+		return;
+	}
+	if (jq_db_rows_count(jrows) == 0) {
+		jq_call_error(call, JQ_NOT_FOUND, "job %lld: no such job", (long long)r->id);
+		goto out;
+	}
+	jq_job j;
+	jq_db_rows_job(jrows, 0, &j);
+	job_to_proto(&j, &job);
+	size_t nf = (size_t)jq_db_rows_count(frows);
+	recs = calloc(nf ? nf : 1, sizeof(*recs));
+	ptrs = calloc(nf ? nf : 1, sizeof(*ptrs));
+	if (recs == NULL || ptrs == NULL) {
+		jq_call_error(call, JQ_RESOURCE_EXHAUSTED, "out of memory");
+		goto out;
+	}
+	for (size_t i = 0; i < nf; i++) {
+		jq_failure_record f;
+		jq_db_rows_failure(frows, (int)i, &f);
+		jobq__v1__failure_record__init(&recs[i]);
+		recs[i].attempt = (uint32_t)f.attempt;
+		recs[i].worker_id = (char *)f.worker;
+		recs[i].error = (char *)f.error;
+		recs[i].failed_at_ms = f.failed_at_ms;
+		ptrs[i] = &recs[i];
+	}
+	resp.job = &job;
+	resp.n_failures = nf;
+	resp.failures = ptrs;
+	jq_call_reply(call, &resp.base);
+out:
+	free(recs);
+	free(ptrs);
+	jq_db_rows_free(jrows);
+	jq_db_rows_free(frows);
+}
+
+void jq_handle_list(jq_call *call, const ProtobufCMessage *request)
+{
+	const Jobq__V1__ListRequest *r = (const Jobq__V1__ListRequest *)request;
+	Jobq__V1__ListResponse resp = JOBQ__V1__LIST_RESPONSE__INIT;
+	jq_db_rows *rows = NULL;
+	jobs_out out = { 0 };
+	jq_db_err err;
+	jq_state st;
+
+	if (jq_validate_list(r, call->message, sizeof(call->message)) != 0) {
+		call->code = JQ_INVALID_ARGUMENT;
+		return;
+	}
+	int limit = r->limit ? (int)r->limit : 100;
+	if (r->status != JOBQ__V1__JOB_STATUS__JOB_STATUS_UNSPECIFIED)
+		st = (jq_state)((int)r->status - 1);
+	jq_code c = jq_db_list(call->db, r->queue[0] ? r->queue : NULL,
+			       r->status != JOBQ__V1__JOB_STATUS__JOB_STATUS_UNSPECIFIED ? &st : NULL,
+			       r->after_id, limit, r->include_payload, &rows, &err);
+	if (c != JQ_OK) {
+		db_error(call, c, &err);
+		return;
+	}
+	if (jobs_from_rows(rows, &out) != 0) {
+		jq_call_error(call, JQ_RESOURCE_EXHAUSTED, "out of memory");
+		goto out;
+	}
+	resp.n_jobs = out.n;
+	resp.jobs = out.ptrs;
+	/* A full page may have a next one; a short page is the last. */
+	resp.next_after_id = out.n == (size_t)limit ? out.msgs[out.n - 1].id : 0;
+	jq_call_reply(call, &resp.base);
+out:
+	jobs_free(&out);
+	jq_db_rows_free(rows);
+}
+
+/* ---- Retry, Cancel ---- */
+
+typedef jq_code (*ids_op)(jq_db *db, const int64_t *ids, size_t n, jq_db_item *items, jq_db_err *err);
+
+static void run_ids(jq_call *call, const int64_t *ids, size_t n, ids_op op, ProtobufCMessage *resp,
+		    size_t *n_results, Jobq__V1__ItemResult ***results, uint32_t *count_ok)
+{
+	jq_db_item *items = calloc(n, sizeof(*items));
+	items_out out = { 0 };
+	jq_db_err err;
+
+	if (items == NULL) {
+		jq_call_error(call, JQ_RESOURCE_EXHAUSTED, "out of memory");
+		return;
+	}
+	jq_code c = op(call->db, ids, n, items, &err);
+	if (c != JQ_OK) {
+		db_error(call, c, &err);
+		goto out;
+	}
+	if (items_to_proto(items, n, &out) != 0) {
+		jq_call_error(call, JQ_RESOURCE_EXHAUSTED, "out of memory");
+		goto out;
+	}
+	if (count_ok != NULL) {
+		*count_ok = 0;
+		for (size_t i = 0; i < n; i++)
+			*count_ok += items[i].code == JQ_OK;
+	}
+	*n_results = out.n;
+	*results = out.ptrs;
+	finish_batch(call, items, n, resp);
+out:
+	items_free(&out);
+	free(items);
+}
+
+void jq_handle_retry(jq_call *call, const ProtobufCMessage *request)
+{
+	const Jobq__V1__RetryRequest *r = (const Jobq__V1__RetryRequest *)request;
+	Jobq__V1__RetryResponse resp = JOBQ__V1__RETRY_RESPONSE__INIT;
+	jq_db_err err;
+
+	if (jq_validate_retry(r, call->message, sizeof(call->message)) != 0) {
+		call->code = JQ_INVALID_ARGUMENT;
+		return;
+	}
+	if (r->all_failed) {
+		int64_t count = 0;
+		jq_code c = jq_db_retry_all_failed(call->db, r->queue, &count, &err);
+		if (c != JQ_OK) {
+			db_error(call, c, &err);
+			return;
+		}
+		resp.retried = count > UINT32_MAX ? UINT32_MAX : (uint32_t)count;
+		jq_call_reply(call, &resp.base);
+		return;
+	}
+	run_ids(call, r->ids, r->n_ids, jq_db_retry, &resp.base, &resp.n_results, &resp.results,
+		&resp.retried);
+}
+
+void jq_handle_cancel(jq_call *call, const ProtobufCMessage *request)
+{
+	const Jobq__V1__CancelRequest *r = (const Jobq__V1__CancelRequest *)request;
+	Jobq__V1__CancelResponse resp = JOBQ__V1__CANCEL_RESPONSE__INIT;
+
+	if (jq_validate_cancel(r, call->message, sizeof(call->message)) != 0) {
+		call->code = JQ_INVALID_ARGUMENT;
+		return;
+	}
+	run_ids(call, r->ids, r->n_ids, jq_db_cancel, &resp.base, &resp.n_results, &resp.results, NULL);
+}
+
+/* ---- Stats ---- */
+
+void jq_handle_stats(jq_call *call, const ProtobufCMessage *request)
+{
+	const Jobq__V1__StatsRequest *r = (const Jobq__V1__StatsRequest *)request;
+	Jobq__V1__StatsResponse resp = JOBQ__V1__STATS_RESPONSE__INIT;
+	Jobq__V1__QueueStats *qs = NULL, **ptrs = NULL;
+	jq_db_rows *rows = NULL;
+	jq_db_err err;
+
+	if (jq_validate_stats(r, call->message, sizeof(call->message)) != 0) {
+		call->code = JQ_INVALID_ARGUMENT;
+		return;
+	}
+	jq_code c = jq_db_stats(call->db, r->queue[0] ? r->queue : NULL, &rows, &err);
+	if (c != JQ_OK) {
+		db_error(call, c, &err);
+		return;
+	}
+	size_t n = (size_t)jq_db_rows_count(rows);
+	qs = calloc(n ? n : 1, sizeof(*qs));
+	ptrs = calloc(n ? n : 1, sizeof(*ptrs));
+	if (qs == NULL || ptrs == NULL) {
+		jq_call_error(call, JQ_RESOURCE_EXHAUSTED, "out of memory");
+		goto out;
+	}
+	for (size_t i = 0; i < n; i++) {
+		jq_queue_stats s;
+		jq_db_rows_stats(rows, (int)i, &s);
+		jobq__v1__queue_stats__init(&qs[i]);
+		qs[i].queue = (char *)s.queue;
+		qs[i].pending = (uint64_t)s.pending;
+		qs[i].scheduled = (uint64_t)s.scheduled;
+		qs[i].processing = (uint64_t)s.processing;
+		qs[i].completed = (uint64_t)s.completed;
+		qs[i].failed = (uint64_t)s.failed;
+		qs[i].cancelled = (uint64_t)s.cancelled;
+		qs[i].oldest_due_age_seconds = s.oldest_due_age_seconds;
+		ptrs[i] = &qs[i];
+	}
+	resp.n_queues = n;
+	resp.queues = ptrs;
+	jq_call_reply(call, &resp.base);
+out:
+	free(qs);
+	free(ptrs);
+	jq_db_rows_free(rows);
+}

@@ -1,0 +1,48 @@
+/*
+ * jq_handlers — one function per RPC method: validate the decoded request, call jq_db, build the
+ * response. Handlers know protobuf and jq_db; they know nothing of nng or of SQL text.
+ *
+ * A handler gets a jq_call and the decoded request (owned by the dispatcher). It ends with either
+ * jq_call_reply (the packed response is malloc'd into call->reply; the dispatcher frees it) or
+ * jq_call_error (a code and a message).
+ */
+#ifndef JQ_HANDLERS_H
+#define JQ_HANDLERS_H
+
+#include <protobuf-c/protobuf-c.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "jq_config.h"
+#include "jq_db.h"
+
+typedef struct jq_call {
+	jq_db *db;
+	const jq_config *cfg;
+	const char *request_id;
+	unsigned code;
+	char message[512];
+	uint8_t *reply; /* packed response, malloc'd; freed by the dispatcher */
+	size_t reply_len;
+} jq_call;
+
+typedef void (*jq_handler_fn)(jq_call *call, const ProtobufCMessage *request);
+
+/* jq_call_reply packs resp into call->reply with code OK. */
+void jq_call_reply(jq_call *call, const ProtobufCMessage *resp);
+
+/* jq_call_error sets a non-OK code and a message. */
+void jq_call_error(jq_call *call, unsigned code, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+
+void jq_handle_enqueue(jq_call *call, const ProtobufCMessage *request);
+void jq_handle_claim(jq_call *call, const ProtobufCMessage *request);
+void jq_handle_heartbeat(jq_call *call, const ProtobufCMessage *request);
+void jq_handle_complete(jq_call *call, const ProtobufCMessage *request);
+void jq_handle_fail(jq_call *call, const ProtobufCMessage *request);
+void jq_handle_get(jq_call *call, const ProtobufCMessage *request);
+void jq_handle_list(jq_call *call, const ProtobufCMessage *request);
+void jq_handle_retry(jq_call *call, const ProtobufCMessage *request);
+void jq_handle_cancel(jq_call *call, const ProtobufCMessage *request);
+void jq_handle_stats(jq_call *call, const ProtobufCMessage *request);
+
+#endif

@@ -1,0 +1,364 @@
+#include "jq_notify.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <limits.h>
+#include <poll.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <libpq-fe.h>
+
+#include "jq_log.h"
+
+#define CHANNEL "jobq_pending"
+#define BACKOFF_MIN_MS 100
+#define BACKOFF_MAX_MS 5000
+/* Even with no timer armed, rescan this often: it re-announces queues that still have due jobs
+ * (a subscriber may have lost a message to PUB's drop policy) and re-reads the next due time,
+ * which guards against anything the notifications did not describe. */
+#define SAFETY_NET_MS 5000
+#define NO_TIMER INT64_MAX
+
+/* Queues with at least one due pending job. A plain SELECT DISTINCT would read every pending row;
+ * this "loose index scan" jumps from one queue to the next in job_queue_claim_idx (queue leads
+ * it, and it only holds pending rows), so its cost grows with the number of queues, not jobs. */
+static const char DUE_QUEUES_SQL[] =
+	"WITH RECURSIVE q(queue) AS ("
+	"  (SELECT queue FROM job_queue WHERE curr_job_status = 'archive_pending'"
+	"    ORDER BY queue LIMIT 1)"
+	"  UNION ALL"
+	"  SELECT (SELECT j.queue FROM job_queue j"
+	"           WHERE j.curr_job_status = 'archive_pending' AND j.queue > q.queue"
+	"           ORDER BY j.queue LIMIT 1)"
+	"    FROM q WHERE q.queue IS NOT NULL)"
+	" SELECT q.queue FROM q WHERE q.queue IS NOT NULL AND EXISTS ("
+	"   SELECT 1 FROM job_queue j WHERE j.curr_job_status = 'archive_pending'"
+	"      AND j.queue = q.queue AND j.run_at <= now())";
+
+/* Milliseconds from the database's now() to the earliest future run_at (NULL when none).
+ * Relative to the database clock, so a skewed service clock cannot make the timer spin. */
+static const char NEXT_DUE_SQL[] =
+	"SELECT ceil(extract(epoch FROM min(run_at) - now()) * 1000)::bigint FROM job_queue"
+	" WHERE curr_job_status = 'archive_pending' AND run_at > now()";
+
+struct jq_notify {
+	const jq_config *cfg;
+	jq_publisher *pub;
+	PGconn *conn;     /* NULL while disconnected; only the thread touches it */
+	int wake_fd;      /* eventfd: jq_notify_stop writes, the thread's poll wakes */
+	pthread_t thread;
+	int64_t timer_ms; /* monotonic ms when the earliest scheduled job becomes due */
+	int64_t scan_ms;  /* monotonic ms of the next safety-net scan */
+	atomic_bool stop;
+	atomic_bool listening;
+	_Atomic int64_t received, announced;
+};
+
+static int64_t mono_ms(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static int64_t real_ms(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static void announce(jq_notify *n, const char *queue, const int64_t *ids, size_t count)
+{
+	if (jq_publisher_send(n->pub, queue, ids, count) == 0)
+		atomic_fetch_add(&n->announced, 1);
+}
+
+static void arm_timer(jq_notify *n, int64_t deadline_ms)
+{
+	if (deadline_ms < n->timer_ms)
+		n->timer_ms = deadline_ms;
+}
+
+static void disconnect(jq_notify *n)
+{
+	atomic_store(&n->listening, false);
+	PQfinish(n->conn);
+	n->conn = NULL;
+}
+
+/* ---- parsing one notification payload ---- */
+
+/* announce_ids publishes `queue` with the ids in `list` ("1,2,3"); a malformed list still
+ * announces the queue, without ids, since the queue itself is known to have due jobs. */
+static void announce_ids(jq_notify *n, const char *queue, const char *list)
+{
+	size_t cap = 1;
+	for (const char *p = list; *p; p++)
+		cap += *p == ',';
+	int64_t *ids = malloc(cap * sizeof(*ids));
+	size_t count = 0;
+	const char *p = list;
+	while (ids != NULL && *p) {
+		char *end;
+		errno = 0;
+		long long v = strtoll(p, &end, 10);
+		if (end == p || errno != 0 || (*end != ',' && *end != '\0')) {
+			count = 0;
+			break;
+		}
+		ids[count++] = v;
+		p = *end == ',' ? end + 1 : end;
+	}
+	announce(n, queue, ids, count);
+	free(ids);
+}
+
+/* handle_line acts on one payload line; sets *rescan for "*". Lines it does not know are
+ * skipped, so a newer migration can add kinds without breaking an older service. */
+static void handle_line(jq_notify *n, char *line, bool *rescan)
+{
+	if (strcmp(line, "*") == 0) {
+		*rescan = true;
+		return;
+	}
+	if (strncmp(line, "L ", 2) == 0) {
+		char *end;
+		long long at = strtoll(line + 2, &end, 10);
+		if (end != line + 2 && *end == '\0')
+			arm_timer(n, mono_ms() + (at - real_ms()));
+		return;
+	}
+	if (strncmp(line, "D ", 2) != 0) {
+		jq_debug("notify: unknown line kind '%c'", line[0]);
+		return;
+	}
+	char *queue = line + 2, *sp = strchr(queue, ' ');
+	if (sp == NULL || sp == queue)
+		return;
+	*sp = '\0';
+	if (strcmp(sp + 1, "*") == 0)
+		announce(n, queue, NULL, 0);
+	else
+		announce_ids(n, queue, sp + 1);
+}
+
+/* handle_payload splits the payload into lines; returns true when a full rescan is asked for. */
+static bool handle_payload(jq_notify *n, const char *payload)
+{
+	char *copy = strdup(payload), *save = NULL;
+	bool rescan = false;
+	if (copy == NULL)
+		return true; /* cannot parse it: the rescan finds the same work */
+	for (char *line = strtok_r(copy, "\n", &save); line; line = strtok_r(NULL, "\n", &save))
+		handle_line(n, line, &rescan);
+	free(copy);
+	return rescan;
+}
+
+/* ---- the database side ---- */
+
+/* drain handles every notification libpq has already read; true when one asked for a rescan.
+ * Queries also read notifications into libpq's buffer without the socket polling readable
+ * again, so it runs after every query too. */
+static bool drain(jq_notify *n)
+{
+	PGnotify *note;
+	bool rescan = false;
+	while ((note = PQnotifies(n->conn)) != NULL) {
+		atomic_fetch_add(&n->received, 1);
+		if (strcmp(note->relname, CHANNEL) == 0 && handle_payload(n, note->extra))
+			rescan = true;
+		PQfreemem(note);
+	}
+	return rescan;
+}
+
+static int query_failed(jq_notify *n, PGresult *res, const char *what)
+{
+	jq_warn("notify: %s: %s", what, PQerrorMessage(n->conn));
+	PQclear(res);
+	return -1;
+}
+
+/* scan_once: one pass of scan; -1 when a statement failed (logged). A statement error on a live
+ * connection (say a timeout) is retried by the next safety-net scan. */
+static int scan_once(jq_notify *n)
+{
+	n->scan_ms = mono_ms() + SAFETY_NET_MS;
+	PGresult *res = PQexec(n->conn, DUE_QUEUES_SQL);
+	if (PQresultStatus(res) != PGRES_TUPLES_OK)
+		return query_failed(n, res, "due queues");
+	for (int i = 0; i < PQntuples(res); i++)
+		announce(n, PQgetvalue(res, i, 0), NULL, 0);
+	PQclear(res);
+
+	res = PQexec(n->conn, NEXT_DUE_SQL);
+	if (PQresultStatus(res) != PGRES_TUPLES_OK || PQntuples(res) != 1)
+		return query_failed(n, res, "next due time");
+	n->timer_ms = NO_TIMER;
+	if (!PQgetisnull(res, 0, 0))
+		n->timer_ms = mono_ms() + strtoll(PQgetvalue(res, 0, 0), NULL, 10);
+	PQclear(res);
+	return 0;
+}
+
+/* scan announces every queue with due pending jobs and re-arms the timer from the table.
+ * Several replicas need no coordination here: every listening session receives every NOTIFY
+ * (including the "L" lines), so each replica arms its own timer from the same database and
+ * announces to its own subscribers; a job announced by two replicas is still claimed once. */
+static int scan(jq_notify *n)
+{
+	do {
+		if (scan_once(n) != 0)
+			return PQstatus(n->conn) == CONNECTION_BAD ? -1 : 0;
+	} while (drain(n));
+	return 0;
+}
+
+/* connect_listen opens the session and LISTENs; 0 or -1 (logged, n->conn left NULL). */
+static int connect_listen(jq_notify *n)
+{
+	const char *keys[] = { "dbname", "application_name", "connect_timeout", "options", NULL };
+	const char *vals[] = { n->cfg->listen_database_url, "jobqd-notify", "5",
+			       "-c statement_timeout=10000", NULL };
+	n->conn = PQconnectdbParams(keys, vals, 1);
+	if (PQstatus(n->conn) != CONNECTION_OK) {
+		jq_warn("notify: cannot connect: %s", PQerrorMessage(n->conn));
+		goto fail;
+	}
+	PGresult *res = PQexec(n->conn, "LISTEN " CHANNEL);
+	if (PQresultStatus(res) != PGRES_COMMAND_OK) {
+		jq_warn("notify: LISTEN failed: %s", PQerrorMessage(n->conn));
+		PQclear(res);
+		goto fail;
+	}
+	PQclear(res);
+	atomic_store(&n->listening, true);
+	jq_info("notify: listening on %s", CHANNEL);
+	return 0;
+fail:
+	disconnect(n);
+	return -1;
+}
+
+/* ---- the thread ---- */
+
+/* wait_fds polls the connection (if any) and the wake-up descriptor until timeout_ms.
+ * Returns 1 when the connection has input, 0 otherwise (timeout or woken). */
+static int wait_fds(jq_notify *n, int64_t timeout_ms)
+{
+	struct pollfd fds[2] = { { .fd = n->wake_fd, .events = POLLIN },
+				 { .fd = n->conn ? PQsocket(n->conn) : -1, .events = POLLIN } };
+	if (timeout_ms > INT_MAX)
+		timeout_ms = INT_MAX;
+	if (timeout_ms < 0)
+		timeout_ms = 0;
+	if (poll(fds, 2, (int)timeout_ms) <= 0)
+		return 0;
+	if (fds[0].revents) {
+		uint64_t v;
+		/* A failed read only means it was already cleared; the caller checks stop next. */
+		ssize_t r = read(n->wake_fd, &v, sizeof(v));
+		(void)r;
+		return 0;
+	}
+	return fds[1].revents != 0;
+}
+
+/* step waits for the next notification, timer or scan; -1 when the connection was lost. */
+static int step(jq_notify *n)
+{
+	int64_t now = mono_ms();
+	int64_t deadline = n->timer_ms < n->scan_ms ? n->timer_ms : n->scan_ms;
+	if (now >= deadline)
+		return scan(n);
+	if (wait_fds(n, deadline - now) == 0)
+		return 0;
+	if (!PQconsumeInput(n->conn)) {
+		jq_warn("notify: connection lost: %s", PQerrorMessage(n->conn));
+		return -1;
+	}
+	return drain(n) ? scan(n) : 0;
+}
+
+static void *run(void *arg)
+{
+	jq_notify *n = arg;
+	int backoff = BACKOFF_MIN_MS;
+	while (!atomic_load(&n->stop)) {
+		if (n->conn == NULL) {
+			if (connect_listen(n) != 0) {
+				wait_fds(n, backoff);
+				backoff = backoff * 2 > BACKOFF_MAX_MS ? BACKOFF_MAX_MS : backoff * 2;
+				continue;
+			}
+			backoff = BACKOFF_MIN_MS;
+			/* Notifications sent while we were away are lost: catch up from the table. */
+			if (scan(n) != 0)
+				disconnect(n);
+			continue;
+		}
+		if (step(n) != 0)
+			disconnect(n);
+	}
+	if (n->conn != NULL)
+		disconnect(n);
+	return NULL;
+}
+
+int jq_notify_start(const jq_config *cfg, jq_publisher *pub, jq_notify **out)
+{
+	jq_notify *n = calloc(1, sizeof(*n));
+	if (n == NULL)
+		return -1;
+	n->cfg = cfg;
+	n->pub = pub;
+	n->timer_ms = NO_TIMER;
+	n->wake_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+	if (n->wake_fd < 0)
+		goto fail;
+	if (pthread_create(&n->thread, NULL, run, n) != 0) {
+		close(n->wake_fd);
+		goto fail;
+	}
+	*out = n;
+	return 0;
+fail:
+	free(n);
+	return -1;
+}
+
+void jq_notify_stop(jq_notify *n)
+{
+	uint64_t one = 1;
+	if (n == NULL)
+		return;
+	atomic_store(&n->stop, true);
+	if (write(n->wake_fd, &one, sizeof(one)) < 0)
+		jq_warn("notify: cannot wake the listener thread: %s", strerror(errno));
+	pthread_join(n->thread, NULL);
+	close(n->wake_fd);
+	free(n);
+}
+
+bool jq_notify_listening(const jq_notify *n)
+{
+	return n != NULL && atomic_load(&((jq_notify *)n)->listening);
+}
+
+int64_t jq_notify_received(const jq_notify *n)
+{
+	return atomic_load(&((jq_notify *)n)->received);
+}
+
+int64_t jq_notify_announced(const jq_notify *n)
+{
+	return atomic_load(&((jq_notify *)n)->announced);
+}

@@ -1,0 +1,41 @@
+/*
+ * jq_notify — turns PostgreSQL notifications into announcements on the PUB socket.
+ *
+ * One thread with its own libpq session (cfg->listen_database_url, never the pool: LISTEN needs a
+ * session, so it must go straight to PostgreSQL even when the pool goes through PgBouncer) runs
+ * LISTEN jobq_pending and parses each payload (format: migrations/sql/007-jobq_notify_pending.sql).
+ * Jobs that are due now are announced at once; a job scheduled for later arms a timer, and when it
+ * fires the module asks the database which queues have due pending jobs and announces those.
+ * After (re)connecting it does the same catch-up, because notifications sent while it was away
+ * are gone. The thread never touches the RPC path.
+ *
+ * The module owns its connection, thread and wake-up descriptor; it borrows cfg and pub, which
+ * must outlive it.
+ */
+#ifndef JQ_NOTIFY_H
+#define JQ_NOTIFY_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "jq_config.h"
+#include "jq_publisher.h"
+
+typedef struct jq_notify jq_notify;
+
+/* jq_notify_start starts the thread; it connects (and keeps reconnecting) by itself, so a
+ * database that is down at start-up is not an error. Returns 0, or -1. */
+int jq_notify_start(const jq_config *cfg, jq_publisher *pub, jq_notify **out)
+	__attribute__((warn_unused_result));
+
+/* jq_notify_stop wakes the thread, waits for it, closes the connection, frees. NULL is a no-op. */
+void jq_notify_stop(jq_notify *n);
+
+/* jq_notify_listening: true while LISTEN is in effect on a live connection (for /readyz). */
+bool jq_notify_listening(const jq_notify *n);
+
+/* Totals since start, for metrics and tests. */
+int64_t jq_notify_received(const jq_notify *n);  /* notifications read from PostgreSQL */
+int64_t jq_notify_announced(const jq_notify *n); /* messages published */
+
+#endif

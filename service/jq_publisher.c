@@ -1,0 +1,100 @@
+#include "jq_publisher.h"
+
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <nng/nng.h>
+#include <nng/protocol/pubsub0/pub.h>
+
+#include "jobq/v1/jobq.pb-c.h"
+#include "jq_log.h"
+
+#define TOPIC_PREFIX "pending."
+
+struct jq_publisher {
+	nng_socket sock;
+	_Atomic int64_t sent;
+};
+
+static int64_t real_us(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
+int jq_publisher_start(const char *url, jq_publisher **out)
+{
+	jq_publisher *p = calloc(1, sizeof(*p));
+	int rv;
+	if (p == NULL)
+		return -1;
+	if ((rv = nng_pub0_open(&p->sock)) != 0) {
+		jq_error("publisher: cannot open PUB socket: %s", nng_strerror(rv));
+		free(p);
+		return -1;
+	}
+	if ((rv = nng_listen(p->sock, url, NULL, 0)) != 0) {
+		jq_error("publisher: cannot listen on %s: %s", url, nng_strerror(rv));
+		nng_close(p->sock);
+		free(p);
+		return -1;
+	}
+	*out = p;
+	return 0;
+}
+
+void jq_publisher_stop(jq_publisher *p)
+{
+	if (p == NULL)
+		return;
+	nng_close(p->sock);
+	free(p);
+}
+
+/* build_msg: topic, NUL, packed JobsAvailable, in one nng message (caller owns it). */
+static nng_msg *build_msg(const char *queue, const int64_t *ids, size_t n)
+{
+	Jobq__V1__JobsAvailable ja = JOBQ__V1__JOBS_AVAILABLE__INIT;
+	size_t qlen = strlen(queue), tlen = sizeof(TOPIC_PREFIX) - 1 + qlen + 1;
+	nng_msg *m;
+	ja.queue = (char *)queue;
+	ja.n_ids = n;
+	ja.ids = (int64_t *)ids; /* protobuf-c only reads it while packing */
+	ja.published_at_us = real_us();
+	size_t plen = jobq__v1__jobs_available__get_packed_size(&ja);
+	if (nng_msg_alloc(&m, tlen + plen) != 0)
+		return NULL;
+	uint8_t *b = nng_msg_body(m);
+	memcpy(b, TOPIC_PREFIX, sizeof(TOPIC_PREFIX) - 1);
+	memcpy(b + sizeof(TOPIC_PREFIX) - 1, queue, qlen);
+	b[tlen - 1] = '\0';
+	jobq__v1__jobs_available__pack(&ja, b + tlen);
+	return m;
+}
+
+int jq_publisher_send(jq_publisher *p, const char *queue, const int64_t *ids, size_t n)
+{
+	nng_msg *m = build_msg(queue, ids, n);
+	int rv;
+	if (m == NULL) {
+		jq_warn("publisher: out of memory for queue %s", queue);
+		return -1;
+	}
+	/* PUB never applies back-pressure; NONBLOCK is belt and braces so the listener thread can
+	 * never stall here. On success nng owns the message; on failure we still do. */
+	if ((rv = nng_sendmsg(p->sock, m, NNG_FLAG_NONBLOCK)) != 0) {
+		nng_msg_free(m);
+		jq_warn("publisher: send for queue %s failed: %s", queue, nng_strerror(rv));
+		return -1;
+	}
+	atomic_fetch_add(&p->sent, 1);
+	return 0;
+}
+
+int64_t jq_publisher_sent(const jq_publisher *p)
+{
+	return atomic_load(&((jq_publisher *)p)->sent);
+}

@@ -1,0 +1,633 @@
+/*
+ * jq_rpc_server — see jq_rpc_server.h for the contract.
+ *
+ * Shape: each slot is one nng REP context with two aios, one that only ever receives and one
+ * that only ever sends. A slot's life is RECV -> (decode, queue or answer at once) -> SEND ->
+ * RECV. The aio callbacks never block: they decode, take the server mutex briefly and start the
+ * next nng operation. Workers pop the FIFO and run the handler; whoever holds a request (worker,
+ * handler, or the thread it was deferred to) owns the slot until jq_rpc_req_finish starts the send.
+ *
+ * Why two aios per context: stop must cancel the receives that wait for traffic, but a single
+ * aio may already have moved on to sending a reply by the time the cancel lands, and the cancel
+ * would then drop that reply. nng_aio_stop on a receive-only aio can never hit a send, it waits
+ * for a running callback, and it makes every later receive on that aio fail at once (nng 1.5
+ * keeps the stopped flag), so a re-arm racing with stop is harmless.
+ *
+ * Locking: srv->mu guards the queue, the counters and the stopping/quit flags. No nng call is
+ * made with it held (nng may run a completion inline on the calling thread).
+ */
+#include "jq_rpc_server.h"
+
+#include <inttypes.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <nng/nng.h>
+#include <nng/protocol/reqrep0/rep.h>
+
+#include "jq_log.h"
+
+#define JQ_RPC_ID_MAX 128
+#define JQ_RPC_DEADLINE_CAP_MS (3600 * 1000)
+/* NNG_OPT_RECVMAXSZ counts the SP header too (a 4-byte request id plus 4 bytes per device
+ * hop, at most 15 hops), so nng gets this much slack and the envelope's own limit is checked
+ * exactly after receipt. */
+#define JQ_RPC_SP_HEADER_MAX 64
+/* A client that stops reading must not hold a context (and so stop) forever. */
+#define JQ_RPC_SEND_TIMEOUT_MS 10000
+
+typedef struct jq_rpc_slot {
+	jq_rpc_server *srv;
+	nng_ctx ctx;
+	nng_aio *recv_aio;
+	nng_aio *send_aio;
+	/* While a reply is sent: 2 = the send callback and the thread inside nng_ctx_send; the
+	 * slot is released when both are done (see jq_rpc_req_finish). */
+	atomic_int send_holds;
+} jq_rpc_slot;
+
+typedef struct jq_rpc_worker {
+	jq_rpc_server *srv;
+	void *arg;
+	pthread_t thread;
+} jq_rpc_worker;
+
+struct jq_rpc_req {
+	jq_rpc_slot *slot;
+	Jobq__V1__RpcRequest *env; /* NULL only while answering an undecodable message */
+	jq_rpc_req *next;          /* queue link */
+	bool counted;              /* on the queue and counted against max_queued */
+	int64_t received_us;
+	int64_t deadline_us;
+	char id[JQ_RPC_ID_MAX + 1];
+};
+
+struct jq_rpc_server {
+	nng_socket sock;
+	bool sock_open;
+	nng_listener listener;
+	size_t max_message_bytes;
+	int max_queued;
+	int default_deadline_ms;
+	jq_rpc_handler_fn handler;
+
+	jq_rpc_slot *slots; /* calloc'd; a slot's aios are NULL until allocated */
+	int nslots;
+	jq_rpc_worker *workers;
+	int nworkers;       /* threads actually started */
+
+	pthread_mutex_t mu;
+	pthread_cond_t work_cv; /* queue not empty, or quit */
+	pthread_cond_t idle_cv; /* inflight reached 0 while stopping */
+	jq_rpc_req *head;
+	jq_rpc_req *tail;
+	int queued;   /* counted requests on the queue */
+	int inflight; /* received and not yet through the send callback */
+	bool stopping;
+	bool quit;
+
+	_Atomic uint64_t next_id;
+};
+
+static const char *const code_names[] = {
+	"OK",		    "CANCELLED",	 "UNKNOWN",	     "INVALID_ARGUMENT",
+	"DEADLINE_EXCEEDED", "NOT_FOUND",	 "ALREADY_EXISTS",    "PERMISSION_DENIED",
+	"RESOURCE_EXHAUSTED", "FAILED_PRECONDITION", "ABORTED",	     "OUT_OF_RANGE",
+	"UNIMPLEMENTED",     "INTERNAL",	 "UNAVAILABLE",	     "DATA_LOSS",
+	"UNAUTHENTICATED",
+};
+
+const char *jq_code_name(unsigned code)
+{
+	if (code >= sizeof(code_names) / sizeof(code_names[0]))
+		return "UNKNOWN";
+	return code_names[code];
+}
+
+int64_t jq_rpc_now_us(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
+/* ---- requests ---- */
+
+const Jobq__V1__RpcRequest *jq_rpc_req_envelope(const jq_rpc_req *req)
+{
+	return req->env;
+}
+
+const char *jq_rpc_req_request_id(const jq_rpc_req *req)
+{
+	return req->id;
+}
+
+int64_t jq_rpc_req_deadline_us(const jq_rpc_req *req)
+{
+	return req->deadline_us;
+}
+
+int64_t jq_rpc_req_received_us(const jq_rpc_req *req)
+{
+	return req->received_us;
+}
+
+/* The client's id goes into every log line and back on the wire, so only short printable ids
+ * are trusted; anything else is replaced rather than escaped. */
+static bool request_id_ok(const char *s)
+{
+	size_t n;
+	if (s == NULL || s[0] == '\0')
+		return false;
+	for (n = 0; s[n] != '\0'; n++) {
+		unsigned char c = (unsigned char)s[n];
+		if (n >= JQ_RPC_ID_MAX || c < 0x20 || c > 0x7e)
+			return false;
+	}
+	return true;
+}
+
+/* req_new returns a request with a generated id and no envelope, or NULL. */
+static jq_rpc_req *req_new(jq_rpc_slot *slot)
+{
+	jq_rpc_req *req = calloc(1, sizeof(*req));
+	if (req == NULL)
+		return NULL;
+	req->slot = slot;
+	req->received_us = jq_rpc_now_us();
+	req->deadline_us = req->received_us;
+	snprintf(req->id, sizeof(req->id), "r-%" PRIx64,
+		 atomic_fetch_add(&slot->srv->next_id, 1) + 1);
+	return req;
+}
+
+/* req_adopt_envelope gives req its envelope (owned from now on), id and deadline. */
+static void req_adopt_envelope(jq_rpc_req *req, Jobq__V1__RpcRequest *env)
+{
+	int64_t ms = env->deadline_ms;
+	req->env = env;
+	if (request_id_ok(env->request_id))
+		snprintf(req->id, sizeof(req->id), "%s", env->request_id);
+	if (ms == 0)
+		ms = req->slot->srv->default_deadline_ms;
+	if (ms > JQ_RPC_DEADLINE_CAP_MS)
+		ms = JQ_RPC_DEADLINE_CAP_MS;
+	req->deadline_us = req->received_us + ms * 1000;
+}
+
+static void req_free(jq_rpc_req *req)
+{
+	if (req->env != NULL)
+		jobq__v1__rpc_request__free_unpacked(req->env, NULL);
+	free(req);
+}
+
+/* ---- the queue (callers hold srv->mu) ---- */
+
+static void queue_push_locked(jq_rpc_server *srv, jq_rpc_req *req, bool counted)
+{
+	req->next = NULL;
+	req->counted = counted;
+	if (counted)
+		srv->queued++;
+	if (srv->tail != NULL)
+		srv->tail->next = req;
+	else
+		srv->head = req;
+	srv->tail = req;
+	pthread_cond_signal(&srv->work_cv);
+}
+
+/* queue_pop waits for a request; NULL once the server tells the workers to quit. */
+static jq_rpc_req *queue_pop(jq_rpc_server *srv)
+{
+	jq_rpc_req *req;
+	pthread_mutex_lock(&srv->mu);
+	while (srv->head == NULL && !srv->quit)
+		pthread_cond_wait(&srv->work_cv, &srv->mu);
+	req = srv->head;
+	if (req != NULL) {
+		srv->head = req->next;
+		if (srv->head == NULL)
+			srv->tail = NULL;
+		if (req->counted)
+			srv->queued--;
+		req->counted = false;
+		req->next = NULL;
+	}
+	pthread_mutex_unlock(&srv->mu);
+	return req;
+}
+
+/* ---- slots: the nng side ---- */
+
+/* slot_release runs when a slot's reply has gone out (or could not): arm the next receive
+ * unless stopping. The in-flight count drops only after the re-arm call, so stop cannot free
+ * the slot under a thread that is still using it. */
+static void slot_release(jq_rpc_slot *slot)
+{
+	jq_rpc_server *srv = slot->srv;
+	bool rearm;
+
+	pthread_mutex_lock(&srv->mu);
+	rearm = !srv->stopping;
+	pthread_mutex_unlock(&srv->mu);
+	if (rearm)
+		nng_ctx_recv(slot->ctx, slot->recv_aio);
+
+	pthread_mutex_lock(&srv->mu);
+	srv->inflight--;
+	if (srv->inflight == 0 && srv->stopping)
+		pthread_cond_broadcast(&srv->idle_cv);
+	pthread_mutex_unlock(&srv->mu);
+}
+
+/* slot_unhold drops one hold on a sending slot; the last one releases the slot. */
+static void slot_unhold(jq_rpc_slot *slot)
+{
+	if (atomic_fetch_sub(&slot->send_holds, 1) == 1)
+		slot_release(slot);
+}
+
+/* response_msg encodes a reply straight into a new nng message; NULL when out of memory. */
+static nng_msg *response_msg(unsigned code, const char *message, const uint8_t *payload,
+			     size_t payload_len, const char *request_id)
+{
+	Jobq__V1__RpcResponse resp = JOBQ__V1__RPC_RESPONSE__INIT;
+	nng_msg *msg;
+	size_t len;
+
+	resp.code = code;
+	resp.message = (char *)(message != NULL ? message : "");
+	resp.request_id = (char *)request_id;
+	/* The envelope carries a payload only with OK (proto: "when code == 0"). */
+	if (code == JQ_OK && payload != NULL && payload_len > 0) {
+		resp.payload.data = (uint8_t *)payload;
+		resp.payload.len = payload_len;
+	}
+	len = jobq__v1__rpc_response__get_packed_size(&resp);
+	if (nng_msg_alloc(&msg, len) != 0)
+		return NULL;
+	jobq__v1__rpc_response__pack(&resp, nng_msg_body(msg));
+	return msg;
+}
+
+/* answer replies to a request the handler never saw. The handler logs its own requests, so
+ * only these answers are logged here. */
+static void answer(jq_rpc_req *req, unsigned code, const char *message)
+{
+	jq_log_level level = code == JQ_RESOURCE_EXHAUSTED ? JQ_LOG_WARN : JQ_LOG_INFO;
+	if (jq_log_enabled(level))
+		jq_log_request(level, req->id, req->env != NULL ? req->env->method : "", code,
+			       (double)(jq_rpc_now_us() - req->received_us) / 1000.0, "%s", message);
+	jq_rpc_req_finish(req, code, message, NULL, 0);
+}
+
+void jq_rpc_req_finish(jq_rpc_req *req, unsigned code, const char *message, const uint8_t *payload,
+		       size_t payload_len)
+{
+	jq_rpc_slot *slot;
+	nng_msg *msg;
+
+	if (req == NULL)
+		return;
+	slot = req->slot;
+	msg = response_msg(code, message, payload, payload_len, req->id);
+	req_free(req);
+	if (msg == NULL) {
+		/* The client's REQ socket times out or resends; the context must go on serving. */
+		jq_error("rpc: out of memory encoding a reply; dropped");
+		slot_release(slot);
+		return;
+	}
+	/* The send callback may run (on an nng thread) before nng_ctx_send returns here. Were it
+	 * to release the slot alone, stop could close the socket while this thread is still inside
+	 * nng_ctx_send, and nng 1.5.2 then frees the context under it (nni_ctx_rele wakes the
+	 * closer before it finishes the context). So the slot waits for both. */
+	atomic_store(&slot->send_holds, 2);
+	nng_aio_set_msg(slot->send_aio, msg);
+	nng_ctx_send(slot->ctx, slot->send_aio);
+	slot_unhold(slot);
+}
+
+void jq_rpc_req_requeue(jq_rpc_req *req)
+{
+	jq_rpc_server *srv = req->slot->srv;
+	pthread_mutex_lock(&srv->mu);
+	queue_push_locked(srv, req, false);
+	pthread_mutex_unlock(&srv->mu);
+}
+
+static void send_cb(void *arg)
+{
+	jq_rpc_slot *slot = arg;
+	int rv = nng_aio_result(slot->send_aio);
+
+	if (rv != 0) {
+		/* A failed send leaves the message with us. */
+		nng_msg *msg = nng_aio_get_msg(slot->send_aio);
+		nng_aio_set_msg(slot->send_aio, NULL);
+		if (msg != NULL)
+			nng_msg_free(msg);
+		jq_warn("rpc: reply not sent: %s", nng_strerror(rv));
+	}
+	slot_unhold(slot);
+}
+
+static void recv_failed(jq_rpc_slot *slot, int rv)
+{
+	jq_rpc_server *srv = slot->srv;
+	bool rearm;
+
+	/* Cancelled or closed: stop (or teardown) is running and wants this slot quiet. */
+	if (rv == NNG_ECANCELED || rv == NNG_ECLOSED)
+		return;
+	pthread_mutex_lock(&srv->mu);
+	rearm = !srv->stopping;
+	pthread_mutex_unlock(&srv->mu);
+	jq_warn("rpc: receive failed: %s", nng_strerror(rv));
+	/* Safe without the count: stop's nng_aio_stop waits for this callback to return. */
+	if (rearm)
+		nng_ctx_recv(slot->ctx, slot->recv_aio);
+}
+
+/* dispatch decides a received message's fate: an answer now, or the work queue. It owns msg. */
+static void dispatch(jq_rpc_slot *slot, nng_msg *msg)
+{
+	jq_rpc_server *srv = slot->srv;
+	Jobq__V1__RpcRequest *env;
+	jq_rpc_req *req = req_new(slot);
+	char why[96];
+
+	if (req == NULL) {
+		nng_msg_free(msg);
+		jq_error("rpc: out of memory for a request; dropped");
+		slot_release(slot);
+		return;
+	}
+	if (srv->max_message_bytes > 0 && nng_msg_len(msg) > srv->max_message_bytes) {
+		nng_msg_free(msg);
+		snprintf(why, sizeof(why), "message larger than %zu bytes", srv->max_message_bytes);
+		answer(req, JQ_RESOURCE_EXHAUSTED, why);
+		return;
+	}
+	env = jobq__v1__rpc_request__unpack(NULL, nng_msg_len(msg), nng_msg_body(msg));
+	nng_msg_free(msg);
+	if (env == NULL) {
+		answer(req, JQ_INVALID_ARGUMENT, "malformed RpcRequest envelope");
+		return;
+	}
+	req_adopt_envelope(req, env);
+
+	pthread_mutex_lock(&srv->mu);
+	if (srv->queued >= srv->max_queued) {
+		pthread_mutex_unlock(&srv->mu);
+		answer(req, JQ_RESOURCE_EXHAUSTED, "server busy: request queue is full");
+		return;
+	}
+	queue_push_locked(srv, req, true);
+	pthread_mutex_unlock(&srv->mu);
+}
+
+static void recv_cb(void *arg)
+{
+	jq_rpc_slot *slot = arg;
+	jq_rpc_server *srv = slot->srv;
+	int rv = nng_aio_result(slot->recv_aio);
+	nng_msg *msg;
+
+	if (rv != 0) {
+		recv_failed(slot, rv);
+		return;
+	}
+	msg = nng_aio_get_msg(slot->recv_aio);
+	nng_aio_set_msg(slot->recv_aio, NULL);
+	/* Counted before anything can answer it, so stop waits for its reply. */
+	pthread_mutex_lock(&srv->mu);
+	srv->inflight++;
+	pthread_mutex_unlock(&srv->mu);
+	dispatch(slot, msg);
+}
+
+/* ---- workers ---- */
+
+static void *worker_main(void *p)
+{
+	jq_rpc_worker *w = p;
+	jq_rpc_server *srv = w->srv;
+	jq_rpc_req *req;
+
+	while ((req = queue_pop(srv)) != NULL) {
+		/* Also for a requeued request: its caller has given up by now either way. */
+		if (jq_rpc_now_us() >= req->deadline_us) {
+			answer(req, JQ_DEADLINE_EXCEEDED, "deadline exceeded before the request could start");
+			continue;
+		}
+		/* req may be gone once the handler returns: do not touch it again. */
+		srv->handler(w->arg, req);
+	}
+	return NULL;
+}
+
+/* workers_start starts n workers. They inherit the caller's signal mask (jobqd blocks its stop
+ * signals before starting anything). */
+static int workers_start(jq_rpc_server *srv, int n, void **args)
+{
+	int rc = 0;
+
+	srv->workers = calloc((size_t)n, sizeof(*srv->workers));
+	if (srv->workers == NULL)
+		return NNG_ENOMEM;
+	for (int i = 0; i < n; i++) {
+		jq_rpc_worker *w = &srv->workers[i];
+		w->srv = srv;
+		w->arg = args != NULL ? args[i] : NULL;
+		rc = pthread_create(&w->thread, NULL, worker_main, w);
+		if (rc != 0) {
+			jq_error("rpc: cannot start worker thread: %s", strerror(rc));
+			return NNG_ENOMEM;
+		}
+		srv->nworkers++;
+	}
+	return 0;
+}
+
+static void workers_join(jq_rpc_server *srv)
+{
+	pthread_mutex_lock(&srv->mu);
+	srv->quit = true;
+	pthread_cond_broadcast(&srv->work_cv);
+	pthread_mutex_unlock(&srv->mu);
+	for (int i = 0; i < srv->nworkers; i++)
+		pthread_join(srv->workers[i].thread, NULL);
+	srv->nworkers = 0;
+}
+
+/* ---- start / stop ---- */
+
+static int slots_open(jq_rpc_server *srv, int n)
+{
+	int rv;
+
+	srv->slots = calloc((size_t)n, sizeof(*srv->slots));
+	if (srv->slots == NULL)
+		return NNG_ENOMEM;
+	srv->nslots = n;
+	for (int i = 0; i < n; i++) {
+		jq_rpc_slot *slot = &srv->slots[i];
+		slot->srv = srv;
+		if ((rv = nng_ctx_open(&slot->ctx, srv->sock)) != 0 ||
+		    (rv = nng_aio_alloc(&slot->recv_aio, recv_cb, slot)) != 0 ||
+		    (rv = nng_aio_alloc(&slot->send_aio, send_cb, slot)) != 0) {
+			jq_error("rpc: cannot open context: %s", nng_strerror(rv));
+			return rv;
+		}
+		nng_aio_set_timeout(slot->send_aio, JQ_RPC_SEND_TIMEOUT_MS);
+	}
+	return 0;
+}
+
+/* listener_open listens on url. Create and start are separate so transport options (TLS)
+ * can be set on the listener in between. */
+static int listener_open(jq_rpc_server *srv, const char *url)
+{
+	int rv, port;
+
+	if ((rv = nng_listener_create(&srv->listener, srv->sock, url)) != 0) {
+		jq_error("rpc: bad listen address %s: %s", url, nng_strerror(rv));
+		return rv;
+	}
+	if ((rv = nng_listener_start(srv->listener, 0)) != 0) {
+		jq_error("rpc: cannot listen on %s: %s", url, nng_strerror(rv));
+		return rv;
+	}
+	if (nng_listener_get_int(srv->listener, NNG_OPT_TCP_BOUND_PORT, &port) == 0)
+		jq_info("rpc: listening on %s (port %d)", url, port);
+	else
+		jq_info("rpc: listening on %s", url);
+	return 0;
+}
+
+/* server_free joins the workers, closes the socket and frees everything. Nothing may be in
+ * flight. Closing the socket first ends any operation still pending on an aio, and
+ * nng_aio_free waits for a running callback; a send callback may still arm its slot's receive,
+ * so the send aio goes before the receive aio. */
+static void server_free(jq_rpc_server *srv)
+{
+	workers_join(srv);
+	if (srv->sock_open)
+		nng_close(srv->sock);
+	for (int i = 0; i < srv->nslots; i++) {
+		if (srv->slots[i].send_aio != NULL)
+			nng_aio_free(srv->slots[i].send_aio);
+		if (srv->slots[i].recv_aio != NULL)
+			nng_aio_free(srv->slots[i].recv_aio);
+	}
+	free(srv->slots);
+	free(srv->workers);
+	pthread_cond_destroy(&srv->idle_cv);
+	pthread_cond_destroy(&srv->work_cv);
+	pthread_mutex_destroy(&srv->mu);
+	free(srv);
+}
+
+static bool opts_ok(const jq_rpc_server_opts *o)
+{
+	return o != NULL && o->url != NULL && o->contexts > 0 && o->max_queued > 0 &&
+	       o->default_deadline_ms > 0 && o->nworkers > 0 && o->handler != NULL;
+}
+
+/* socket_open opens the REP socket with the size limit (plus header slack, see above). */
+static int socket_open(jq_rpc_server *srv)
+{
+	size_t max = srv->max_message_bytes;
+	int rv;
+
+	if ((rv = nng_rep0_open(&srv->sock)) != 0) {
+		jq_error("rpc: cannot open REP socket: %s", nng_strerror(rv));
+		return rv;
+	}
+	srv->sock_open = true;
+	if (max > 0 && max <= SIZE_MAX - JQ_RPC_SP_HEADER_MAX)
+		max += JQ_RPC_SP_HEADER_MAX;
+	if ((rv = nng_socket_set_size(srv->sock, NNG_OPT_RECVMAXSZ, max)) != 0) {
+		jq_error("rpc: cannot set the message size limit: %s", nng_strerror(rv));
+		return rv;
+	}
+	return 0;
+}
+
+int jq_rpc_server_start(const jq_rpc_server_opts *opts, jq_rpc_server **out)
+{
+	jq_rpc_server *srv;
+	int rv;
+
+	if (out == NULL)
+		return NNG_EINVAL;
+	*out = NULL;
+	if (!opts_ok(opts)) {
+		jq_error("rpc: invalid server options");
+		return NNG_EINVAL;
+	}
+	if ((srv = calloc(1, sizeof(*srv))) == NULL)
+		return NNG_ENOMEM;
+	pthread_mutex_init(&srv->mu, NULL);
+	pthread_cond_init(&srv->work_cv, NULL);
+	pthread_cond_init(&srv->idle_cv, NULL);
+	srv->max_message_bytes = opts->max_message_bytes;
+	srv->max_queued = opts->max_queued;
+	srv->default_deadline_ms = opts->default_deadline_ms;
+	srv->handler = opts->handler;
+
+	if ((rv = socket_open(srv)) != 0 || (rv = slots_open(srv, opts->contexts)) != 0 ||
+	    (rv = workers_start(srv, opts->nworkers, opts->worker_args)) != 0 ||
+	    (rv = listener_open(srv, opts->url)) != 0)
+		goto fail;
+	for (int i = 0; i < srv->nslots; i++)
+		nng_ctx_recv(srv->slots[i].ctx, srv->slots[i].recv_aio);
+	*out = srv;
+	return 0;
+fail:
+	srv->stopping = true;
+	server_free(srv);
+	return rv;
+}
+
+/*
+ * Order matters:
+ * 1. stopping = true (under the mutex): no slot re-arms its receive after its next reply.
+ * 2. nng_aio_stop on every receive aio: a waiting receive is cancelled, a running callback is
+ *    waited for (it counts its request in inflight before returning), and a re-arm that lost
+ *    the race with step 1 fails at once. No reply is touched: sends use the other aio.
+ * 3. Wait until inflight is 0: every queued, running and deferred request has been finished
+ *    and its send callback has run. A deferred request must be finished by its owner, or stop
+ *    waits forever; workers keep running meanwhile, so requeued requests are served.
+ * 4. Join the workers, close the socket, free.
+ */
+void jq_rpc_server_stop(jq_rpc_server *srv)
+{
+	if (srv == NULL)
+		return;
+	pthread_mutex_lock(&srv->mu);
+	srv->stopping = true;
+	pthread_mutex_unlock(&srv->mu);
+
+	for (int i = 0; i < srv->nslots; i++)
+		nng_aio_stop(srv->slots[i].recv_aio);
+
+	pthread_mutex_lock(&srv->mu);
+	if (srv->inflight > 0)
+		jq_info("rpc: stopping; waiting for %d requests to finish", srv->inflight);
+	while (srv->inflight > 0)
+		pthread_cond_wait(&srv->idle_cv, &srv->mu);
+	pthread_mutex_unlock(&srv->mu);
+
+	server_free(srv);
+	jq_info("rpc: stopped");
+}

@@ -1,0 +1,100 @@
+/*
+ * jq_rpc_server — the nng REP side of jobqd's RPC.
+ *
+ * Many nng contexts receive at once (the nng_ctx + nng_aio pattern), so a slow request never
+ * holds up other clients. A received message is size-checked by nng (NNG_OPT_RECVMAXSZ), decoded
+ * as a jobq.v1.RpcRequest envelope, and put on a bounded queue served by a fixed set of worker
+ * threads; each worker owns one opaque `worker_arg` (jobqd gives each a database connection).
+ * A full queue answers RESOURCE_EXHAUSTED at once; a request whose deadline passed while it
+ * waited answers DEADLINE_EXCEEDED without running; undecodable bytes answer INVALID_ARGUMENT.
+ * This module knows the envelope but nothing of methods or SQL: that is the handler's business.
+ *
+ * Ownership: the server owns every jq_rpc_req. A handler must call jq_rpc_req_finish exactly once
+ * per request, from any thread, now or later (a long-poll keeps the request and finishes it when
+ * a job arrives); after that call the request is gone.
+ */
+#ifndef JQ_RPC_SERVER_H
+#define JQ_RPC_SERVER_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "jobq/v1/jobq.pb-c.h"
+
+/* gRPC status codes used on the wire. */
+typedef enum jq_code {
+	JQ_OK = 0,
+	JQ_CANCELLED = 1,
+	JQ_UNKNOWN = 2,
+	JQ_INVALID_ARGUMENT = 3,
+	JQ_DEADLINE_EXCEEDED = 4,
+	JQ_NOT_FOUND = 5,
+	JQ_ALREADY_EXISTS = 6,
+	JQ_PERMISSION_DENIED = 7,
+	JQ_RESOURCE_EXHAUSTED = 8,
+	JQ_FAILED_PRECONDITION = 9,
+	JQ_ABORTED = 10,
+	JQ_OUT_OF_RANGE = 11,
+	JQ_UNIMPLEMENTED = 12,
+	JQ_INTERNAL = 13,
+	JQ_UNAVAILABLE = 14,
+	JQ_DATA_LOSS = 15,
+	JQ_UNAUTHENTICATED = 16,
+} jq_code;
+
+/* jq_code_name returns "OK", "INVALID_ARGUMENT", ... (a static string; "UNKNOWN" if out of range). */
+const char *jq_code_name(unsigned code);
+
+typedef struct jq_rpc_server jq_rpc_server;
+typedef struct jq_rpc_req jq_rpc_req;
+
+/* The handler runs on a worker thread with that worker's argument. It must call
+ * jq_rpc_req_finish(req, ...) exactly once, before returning or later from any thread. */
+typedef void (*jq_rpc_handler_fn)(void *worker_arg, jq_rpc_req *req);
+
+typedef struct jq_rpc_server_opts {
+	const char *url;          /* e.g. "tcp://127.0.0.1:7100", "ipc:///tmp/x" */
+	int contexts;             /* nng contexts receiving at once */
+	int max_queued;           /* requests waiting for a worker before RESOURCE_EXHAUSTED */
+	size_t max_message_bytes; /* larger messages are refused by nng */
+	int default_deadline_ms;  /* when the envelope gives none */
+	int nworkers;             /* worker threads; worker_args has nworkers entries */
+	void **worker_args;
+	jq_rpc_handler_fn handler;
+} jq_rpc_server_opts;
+
+/* jq_rpc_server_start listens on opts->url and starts the workers. Returns 0 and *out, or an
+ * nng error number (the error is logged). The server copies what it needs from opts. */
+int jq_rpc_server_start(const jq_rpc_server_opts *opts, jq_rpc_server **out)
+	__attribute__((warn_unused_result));
+
+/* jq_rpc_server_stop stops receiving, lets every queued and in-flight request finish (their
+ * replies are sent), joins the workers and closes the socket. Frees the server. NULL is a no-op. */
+void jq_rpc_server_stop(jq_rpc_server *srv);
+
+/* jq_rpc_req_envelope returns the decoded envelope (owned by req; valid until finish). */
+const Jobq__V1__RpcRequest *jq_rpc_req_envelope(const jq_rpc_req *req);
+
+/* jq_rpc_req_request_id returns the request id: the client's, or one the server made. */
+const char *jq_rpc_req_request_id(const jq_rpc_req *req);
+
+/* jq_rpc_req_deadline_us returns the request's deadline on the CLOCK_MONOTONIC microsecond
+ * clock of jq_rpc_now_us(). */
+int64_t jq_rpc_req_deadline_us(const jq_rpc_req *req);
+
+/* jq_rpc_req_received_us returns when the request arrived (jq_rpc_now_us clock). */
+int64_t jq_rpc_req_received_us(const jq_rpc_req *req);
+
+/* jq_rpc_req_finish answers the request: code, message (may be NULL) and, for code 0, the
+ * encoded response payload (may be NULL/0; the bytes are copied). The request is gone after. */
+void jq_rpc_req_finish(jq_rpc_req *req, unsigned code, const char *message, const uint8_t *payload,
+		       size_t payload_len);
+
+/* jq_rpc_req_requeue puts a request the handler kept back on the work queue, to be handled
+ * again by a worker (a long-poll woken by a notification). It bypasses max_queued. */
+void jq_rpc_req_requeue(jq_rpc_req *req);
+
+/* jq_rpc_now_us: CLOCK_MONOTONIC in microseconds. */
+int64_t jq_rpc_now_us(void);
+
+#endif

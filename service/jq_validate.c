@@ -1,0 +1,324 @@
+#include "jq_validate.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* Latest time accepted for run_at: 9999-12-31, beyond which timestamps stop being sensible. */
+#define MAX_RUN_AT_MS INT64_C(253402300799000)
+
+static int bad(char *msg, size_t len, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+static int bad(char *msg, size_t len, const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(msg, len, fmt, ap);
+	va_end(ap);
+	return -1;
+}
+
+bool jq_validate_utf8(const char *str, size_t len)
+{
+	const unsigned char *s = (const unsigned char *)str;
+	size_t i = 0;
+	while (i < len) {
+		unsigned char c = s[i];
+		size_t more;
+		uint32_t cp;
+		if (c < 0x80) {
+			i++;
+			continue;
+		}
+		if ((c & 0xE0) == 0xC0)
+			more = 1, cp = c & 0x1F;
+		else if ((c & 0xF0) == 0xE0)
+			more = 2, cp = c & 0x0F;
+		else if ((c & 0xF8) == 0xF0)
+			more = 3, cp = c & 0x07;
+		else
+			return false;
+		if (len - i - 1 < more)
+			return false;
+		for (size_t k = 1; k <= more; k++) {
+			if ((s[i + k] & 0xC0) != 0x80)
+				return false;
+			cp = cp << 6 | (s[i + k] & 0x3F);
+		}
+		/* Overlong forms, surrogates and values past U+10FFFF are not UTF-8. */
+		if ((more == 1 && cp < 0x80) || (more == 2 && cp < 0x800) || (more == 3 && cp < 0x10000) ||
+		    cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF))
+			return false;
+		i += more + 1;
+	}
+	return true;
+}
+
+int jq_validate_queue_name(const char *field, const char *q, char *msg, size_t msg_len)
+{
+	size_t n = q ? strlen(q) : 0;
+	if (n == 0)
+		return bad(msg, msg_len, "%s: a queue name is required", field);
+	if (n > JQ_MAX_QUEUE_LEN)
+		return bad(msg, msg_len, "%s: longer than %d characters", field, JQ_MAX_QUEUE_LEN);
+	for (size_t i = 0; i < n; i++) {
+		char c = q[i];
+		if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+		      c == '_' || c == '.' || c == '-'))
+			return bad(msg, msg_len, "%s: only letters, digits, '_', '.' and '-' are allowed",
+				   field);
+	}
+	return 0;
+}
+
+/* text_field: valid UTF-8 of at most max bytes; empty allowed when !required. */
+static int text_field(const char *field, const char *s, size_t max, bool required, char *msg,
+		      size_t msg_len)
+{
+	size_t n = s ? strlen(s) : 0;
+	if (required && n == 0)
+		return bad(msg, msg_len, "%s: required", field);
+	if (n > max)
+		return bad(msg, msg_len, "%s: longer than %zu bytes", field, max);
+	if (!jq_validate_utf8(s ? s : "", n))
+		return bad(msg, msg_len, "%s: not valid UTF-8", field);
+	return 0;
+}
+
+static int worker_id(const char *field, const char *s, bool required, char *msg, size_t msg_len)
+{
+	if (text_field(field, s, JQ_MAX_WORKER_ID_LEN, required, msg, msg_len) != 0)
+		return -1;
+	for (const unsigned char *p = (const unsigned char *)s; p && *p; p++) {
+		if (*p < 0x20 || *p == 0x7F)
+			return bad(msg, msg_len, "%s: control characters are not allowed", field);
+	}
+	return 0;
+}
+
+static int batch_size(const char *field, size_t n, char *msg, size_t msg_len)
+{
+	if (n == 0)
+		return bad(msg, msg_len, "%s: at least one job is required", field);
+	if (n > JQ_MAX_BATCH)
+		return bad(msg, msg_len, "%s: at most %d per request", field, JQ_MAX_BATCH);
+	return 0;
+}
+
+static int cmp_i64(const void *a, const void *b)
+{
+	int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
+	return (x > y) - (x < y);
+}
+
+/* ids_ok: every id positive and none twice (a batch names each job once). */
+static int ids_ok(const char *field, const int64_t *ids, size_t n, char *msg, size_t msg_len)
+{
+	int64_t stack[64];
+	int64_t *sorted = n <= 64 ? stack : malloc(n * sizeof(*sorted));
+	int rc = 0;
+	if (sorted == NULL)
+		return bad(msg, msg_len, "%s: out of memory", field);
+	for (size_t i = 0; i < n; i++) {
+		if (ids[i] <= 0) {
+			rc = bad(msg, msg_len, "%s[%zu]: id must be positive", field, i);
+			goto out;
+		}
+		sorted[i] = ids[i];
+	}
+	qsort(sorted, n, sizeof(*sorted), cmp_i64);
+	for (size_t i = 1; i < n; i++) {
+		if (sorted[i] == sorted[i - 1]) {
+			rc = bad(msg, msg_len, "%s: job %lld appears twice", field, (long long)sorted[i]);
+			goto out;
+		}
+	}
+out:
+	if (sorted != stack)
+		free(sorted);
+	return rc;
+}
+
+int jq_validate_enqueue(const Jobq__V1__EnqueueRequest *r, const jq_limits *lim, char *msg, size_t msg_len)
+{
+	char field[48];
+	if (batch_size("jobs", r->n_jobs, msg, msg_len) != 0)
+		return -1;
+	for (size_t i = 0; i < r->n_jobs; i++) {
+		const Jobq__V1__JobSpec *j = r->jobs[i];
+		snprintf(field, sizeof(field), "jobs[%zu].queue", i);
+		if (jq_validate_queue_name(field, j->queue, msg, msg_len) != 0)
+			return -1;
+		if (j->payload.len > lim->max_payload_bytes)
+			return bad(msg, msg_len, "jobs[%zu].payload: %zu bytes, over the limit of %zu", i,
+				   j->payload.len, lim->max_payload_bytes);
+		if (j->priority < INT16_MIN || j->priority > INT16_MAX)
+			return bad(msg, msg_len, "jobs[%zu].priority: must be within %d..%d", i, INT16_MIN,
+				   INT16_MAX);
+		if (j->run_at_ms < 0 || j->run_at_ms > MAX_RUN_AT_MS)
+			return bad(msg, msg_len, "jobs[%zu].run_at_ms: out of range", i);
+		if (j->run_at_ms != 0 && j->delay_ms != 0)
+			return bad(msg, msg_len, "jobs[%zu]: give run_at_ms or delay_ms, not both", i);
+		if (j->max_attempts > JQ_MAX_ATTEMPTS)
+			return bad(msg, msg_len, "jobs[%zu].max_attempts: at most %d", i, JQ_MAX_ATTEMPTS);
+		snprintf(field, sizeof(field), "jobs[%zu].idempotency_key", i);
+		if (text_field(field, j->idempotency_key, JQ_MAX_IDEMPOTENCY_KEY_LEN, false, msg, msg_len) != 0)
+			return -1;
+	}
+	return 0;
+}
+
+int jq_validate_claim(const Jobq__V1__ClaimRequest *r, char *msg, size_t msg_len)
+{
+	if (jq_validate_queue_name("queue", r->queue, msg, msg_len) != 0)
+		return -1;
+	if (r->limit < 1 || r->limit > JQ_MAX_BATCH)
+		return bad(msg, msg_len, "limit: must be within 1..%d", JQ_MAX_BATCH);
+	if (worker_id("worker_id", r->worker_id, true, msg, msg_len) != 0)
+		return -1;
+	if (r->lease_seconds > JQ_MAX_LEASE_SECONDS)
+		return bad(msg, msg_len, "lease_seconds: at most %d", JQ_MAX_LEASE_SECONDS);
+	if (r->wait_ms > JQ_MAX_WAIT_MS)
+		return bad(msg, msg_len, "wait_ms: at most %d", JQ_MAX_WAIT_MS);
+	return 0;
+}
+
+/* lease_list checks a batch named by (id, token) pairs: 1..1000 jobs, every id and token
+ * positive, no id twice. ids/tokens are gathered by the caller from the one-job and batch forms. */
+static int lease_list(const int64_t *ids, const int64_t *tokens, size_t n, char *msg, size_t msg_len)
+{
+	if (batch_size("jobs", n, msg, msg_len) != 0)
+		return -1;
+	for (size_t i = 0; i < n; i++) {
+		if (tokens[i] <= 0)
+			return bad(msg, msg_len, "jobs[%zu].lease_token: required (the claim's token)", i);
+	}
+	return ids_ok("jobs", ids, n, msg, msg_len);
+}
+
+/* Gathering both forms: the one-job form (id != 0) comes first, then the batch. */
+#define GATHER(r, list, nlist, IDS, TOKENS, N)                                      \
+	do {                                                                        \
+		N = 0;                                                              \
+		if ((r)->id != 0 || (r)->lease_token != 0) {                        \
+			IDS[N] = (r)->id;                                           \
+			TOKENS[N++] = (r)->lease_token;                             \
+		}                                                                   \
+		for (size_t i_ = 0; i_ < (nlist) && N < JQ_MAX_BATCH + 1; i_++) {   \
+			IDS[N] = (list)[i_]->id;                                    \
+			TOKENS[N++] = (list)[i_]->lease_token;                      \
+		}                                                                   \
+	} while (0)
+
+/* The arrays hold one more than the limit so an oversized batch is seen, not truncated. */
+typedef struct lease_buf {
+	int64_t ids[JQ_MAX_BATCH + 1];
+	int64_t tokens[JQ_MAX_BATCH + 1];
+} lease_buf;
+
+int jq_validate_heartbeat(const Jobq__V1__HeartbeatRequest *r, char *msg, size_t msg_len)
+{
+	lease_buf *b = malloc(sizeof(*b));
+	size_t n;
+	if (b == NULL)
+		return bad(msg, msg_len, "out of memory");
+	GATHER(r, r->jobs, r->n_jobs, b->ids, b->tokens, n);
+	int rc = lease_list(b->ids, b->tokens, n, msg, msg_len);
+	free(b);
+	if (rc == 0 && r->lease_seconds > JQ_MAX_LEASE_SECONDS)
+		return bad(msg, msg_len, "lease_seconds: at most %d", JQ_MAX_LEASE_SECONDS);
+	return rc;
+}
+
+int jq_validate_complete(const Jobq__V1__CompleteRequest *r, char *msg, size_t msg_len)
+{
+	lease_buf *b = malloc(sizeof(*b));
+	size_t n;
+	if (b == NULL)
+		return bad(msg, msg_len, "out of memory");
+	GATHER(r, r->jobs, r->n_jobs, b->ids, b->tokens, n);
+	int rc = lease_list(b->ids, b->tokens, n, msg, msg_len);
+	free(b);
+	return rc;
+}
+
+int jq_validate_fail(const Jobq__V1__FailRequest *r, char *msg, size_t msg_len)
+{
+	lease_buf *b = malloc(sizeof(*b));
+	size_t n;
+	char field[40];
+	if (b == NULL)
+		return bad(msg, msg_len, "out of memory");
+	GATHER(r, r->jobs, r->n_jobs, b->ids, b->tokens, n);
+	int rc = lease_list(b->ids, b->tokens, n, msg, msg_len);
+	free(b);
+	if (rc != 0)
+		return -1;
+	/* Error texts longer than the limit are cut by the handler, so only UTF-8 is checked. */
+	if (text_field("error", r->error, SIZE_MAX, false, msg, msg_len) != 0)
+		return -1;
+	for (size_t i = 0; i < r->n_jobs; i++) {
+		snprintf(field, sizeof(field), "jobs[%zu].error", i);
+		if (text_field(field, r->jobs[i]->error, SIZE_MAX, false, msg, msg_len) != 0)
+			return -1;
+	}
+	return worker_id("worker_id", r->worker_id, false, msg, msg_len);
+}
+
+int jq_validate_get(const Jobq__V1__GetRequest *r, char *msg, size_t msg_len)
+{
+	if (r->id <= 0)
+		return bad(msg, msg_len, "id: must be positive");
+	return 0;
+}
+
+static int status_ok(const char *field, int v, bool allow_unspecified, char *msg, size_t msg_len)
+{
+	if (v == JOBQ__V1__JOB_STATUS__JOB_STATUS_UNSPECIFIED && allow_unspecified)
+		return 0;
+	if (v < JOBQ__V1__JOB_STATUS__JOB_STATUS_ARCHIVE_PENDING ||
+	    v > JOBQ__V1__JOB_STATUS__JOB_STATUS_ARCHIVE_CANCELLED)
+		return bad(msg, msg_len, "%s: unknown job status %d", field, v);
+	return 0;
+}
+
+int jq_validate_list(const Jobq__V1__ListRequest *r, char *msg, size_t msg_len)
+{
+	if (r->queue[0] != '\0' && jq_validate_queue_name("queue", r->queue, msg, msg_len) != 0)
+		return -1;
+	if (status_ok("status", (int)r->status, true, msg, msg_len) != 0)
+		return -1;
+	if (r->limit > JQ_MAX_BATCH)
+		return bad(msg, msg_len, "limit: at most %d", JQ_MAX_BATCH);
+	if (r->after_id < 0)
+		return bad(msg, msg_len, "after_id: must not be negative");
+	return 0;
+}
+
+int jq_validate_retry(const Jobq__V1__RetryRequest *r, char *msg, size_t msg_len)
+{
+	if (r->all_failed) {
+		if (r->n_ids != 0)
+			return bad(msg, msg_len, "ids: give ids or all_failed, not both");
+		return jq_validate_queue_name("queue", r->queue, msg, msg_len);
+	}
+	if (r->queue[0] != '\0')
+		return bad(msg, msg_len, "queue: only used with all_failed");
+	if (batch_size("ids", r->n_ids, msg, msg_len) != 0)
+		return -1;
+	return ids_ok("ids", r->ids, r->n_ids, msg, msg_len);
+}
+
+int jq_validate_cancel(const Jobq__V1__CancelRequest *r, char *msg, size_t msg_len)
+{
+	if (batch_size("ids", r->n_ids, msg, msg_len) != 0)
+		return -1;
+	return ids_ok("ids", r->ids, r->n_ids, msg, msg_len);
+}
+
+int jq_validate_stats(const Jobq__V1__StatsRequest *r, char *msg, size_t msg_len)
+{
+	if (r->queue[0] != '\0')
+		return jq_validate_queue_name("queue", r->queue, msg, msg_len);
+	return 0;
+}

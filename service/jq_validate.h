@@ -1,0 +1,44 @@
+/*
+ * jq_validate — checks every field of a request before any SQL runs. Each check returns 0, or -1
+ * after writing a message that names the field into msg (msg_len bytes). Nothing allocates.
+ */
+#ifndef JQ_VALIDATE_H
+#define JQ_VALIDATE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "jobq/v1/jobq.pb-c.h"
+
+#define JQ_MAX_BATCH 1000
+#define JQ_MAX_QUEUE_LEN 64
+#define JQ_MAX_WORKER_ID_LEN 128
+#define JQ_MAX_IDEMPOTENCY_KEY_LEN 255
+#define JQ_MAX_ERROR_LEN 8192
+#define JQ_MAX_LEASE_SECONDS 86400
+#define JQ_MAX_WAIT_MS 300000
+#define JQ_MAX_ATTEMPTS 1000
+
+typedef struct jq_limits {
+	size_t max_payload_bytes;
+} jq_limits;
+
+/* jq_validate_utf8 tells whether s[0..len) is well-formed UTF-8 (no overlongs, no surrogates). */
+bool jq_validate_utf8(const char *s, size_t len);
+
+/* jq_validate_queue_name: 1..64 characters of [A-Za-z0-9_.-]. */
+int jq_validate_queue_name(const char *field, const char *q, char *msg, size_t msg_len);
+
+int jq_validate_enqueue(const Jobq__V1__EnqueueRequest *r, const jq_limits *lim, char *msg, size_t msg_len);
+int jq_validate_claim(const Jobq__V1__ClaimRequest *r, char *msg, size_t msg_len);
+int jq_validate_heartbeat(const Jobq__V1__HeartbeatRequest *r, char *msg, size_t msg_len);
+int jq_validate_complete(const Jobq__V1__CompleteRequest *r, char *msg, size_t msg_len);
+int jq_validate_fail(const Jobq__V1__FailRequest *r, char *msg, size_t msg_len);
+int jq_validate_get(const Jobq__V1__GetRequest *r, char *msg, size_t msg_len);
+int jq_validate_list(const Jobq__V1__ListRequest *r, char *msg, size_t msg_len);
+int jq_validate_retry(const Jobq__V1__RetryRequest *r, char *msg, size_t msg_len);
+int jq_validate_cancel(const Jobq__V1__CancelRequest *r, char *msg, size_t msg_len);
+int jq_validate_stats(const Jobq__V1__StatsRequest *r, char *msg, size_t msg_len);
+
+#endif

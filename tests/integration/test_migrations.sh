@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# Every changeset rolls back: apply all, roll all back (no jobq object may remain), apply again.
+set -euo pipefail
+root=${JOBQ_TEST_ROOT:?run through tests/run.sh}
+base=${JOBQ_TEST_DATABASE_URL:?}
+maint=${base%/*}/postgres
+url=${base%/*}/jq_migrations_test
+
+psql -qX "$maint" -c "DROP DATABASE IF EXISTS jq_migrations_test WITH (FORCE)" -c "CREATE DATABASE jq_migrations_test"
+objects() {
+  psql -qAtX "$url" -c "SELECT count(*) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+                         WHERE n.nspname = 'public' AND c.relname NOT LIKE 'databasechangelog%'" \
+                    -c "SELECT count(*) FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
+                         WHERE n.nspname = 'public'" | paste -sd' '
+}
+JOBQ_DATABASE_URL=$url "$root/deploy/migrate.sh" update >/dev/null
+after_update=$(objects)
+echo "after update: relations/functions = $after_update"
+[ "$after_update" != "0 0" ]
+JOBQ_DATABASE_URL=$url "$root/deploy/migrate.sh" rollback-all >/dev/null
+after_rollback=$(objects)
+echo "after rollback: relations/functions = $after_rollback"
+[ "$after_rollback" = "0 0" ] || { echo "objects left after rollback" >&2; exit 1; }
+JOBQ_DATABASE_URL=$url "$root/deploy/migrate.sh" update >/dev/null
+again=$(objects)
+echo "after update again: relations/functions = $again"
+[ "$again" = "$after_update" ]
+psql -qX "$maint" -c "DROP DATABASE jq_migrations_test WITH (FORCE)"
+echo "migrations: apply, roll back, apply again: ok"

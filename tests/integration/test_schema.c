@@ -1,0 +1,305 @@
+/*
+ * The schema against a real PostgreSQL: the state machine enforced by the database and equal to
+ * the C table, the prev_job_status trigger, defaults, the enqueue function's transactionality,
+ * the claim's use of the partial index, and one notification per statement.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/select.h>
+
+#include "jq_db.h"
+#include "jq_state.h"
+#include "jq_test.h"
+
+static char *db_url;
+
+static int setup(void **state)
+{
+	(void)state;
+	db_url = jq_test_db_clone("jq_schema_test");
+	return 0;
+}
+
+static int teardown(void **state)
+{
+	(void)state;
+	free(db_url);
+	return 0;
+}
+
+/* new_job enqueues one job through the SQL function and returns its id. */
+static long long new_job(PGconn *c, const char *queue)
+{
+	char sql[256];
+	snprintf(sql, sizeof(sql), "SELECT jobq_enqueue('%s', 'x'::bytea)", queue);
+	return jq_test_scalar_ll(c, sql);
+}
+
+/* move_sql: the UPDATE that moves job id to state `to`, keeping the lease columns consistent
+ * (the table's CHECK wants a lease exactly while processing). */
+static void move_sql(char *buf, size_t n, long long id, jq_state to)
+{
+	if (to == JQ_STATE_PROCESSING)
+		snprintf(buf, n,
+			 "UPDATE job_queue SET curr_job_status = 'archive_processing', lease_owner = 't',"
+			 " lease_expires_at = now() + interval '1 minute',"
+			 " lease_token = nextval('job_lease_token_seq') WHERE id = %lld", id);
+	else
+		snprintf(buf, n,
+			 "UPDATE job_queue SET curr_job_status = '%s', lease_expires_at = NULL WHERE id = %lld",
+			 jq_state_name(to), id);
+}
+
+/* A legal path from pending to each state, so a job can be put in any state to start from. */
+static const jq_state path_to[JQ_STATE__COUNT][3] = {
+	[JQ_STATE_PENDING] = { JQ_STATE__COUNT },
+	[JQ_STATE_PROCESSING] = { JQ_STATE_PROCESSING, JQ_STATE__COUNT },
+	[JQ_STATE_COMPLETED] = { JQ_STATE_PROCESSING, JQ_STATE_COMPLETED, JQ_STATE__COUNT },
+	[JQ_STATE_FAILED] = { JQ_STATE_PROCESSING, JQ_STATE_FAILED, JQ_STATE__COUNT },
+	[JQ_STATE_CANCELLED] = { JQ_STATE_CANCELLED, JQ_STATE__COUNT },
+};
+
+static long long job_in_state(PGconn *c, jq_state s)
+{
+	char sql[512];
+	long long id = new_job(c, "transitions");
+	for (int i = 0; i < 3 && path_to[s][i] != JQ_STATE__COUNT; i++) {
+		move_sql(sql, sizeof(sql), id, path_to[s][i]);
+		jq_test_ok(c, sql);
+	}
+	return id;
+}
+
+static void every_transition_is_enforced_by_the_database(void **state)
+{
+	(void)state;
+	PGconn *c = jq_test_connect(db_url);
+	char sql[512];
+	int legal = 0, illegal = 0;
+	for (int from = 0; from < JQ_STATE__COUNT; from++) {
+		for (int to = 0; to < JQ_STATE__COUNT; to++) {
+			if (from == to)
+				continue; /* an UPDATE that keeps the status is not a transition */
+			long long id = job_in_state(c, (jq_state)from);
+			move_sql(sql, sizeof(sql), id, (jq_state)to);
+			if (jq_state_can_move((jq_state)from, (jq_state)to)) {
+				jq_test_ok(c, sql);
+				legal++;
+			} else {
+				const char *st = jq_test_sqlstate(c, sql);
+				if (strcmp(st, "23503") != 0)
+					fail_msg("%s -> %s: expected foreign_key_violation, got %s",
+						 jq_state_name((jq_state)from), jq_state_name((jq_state)to), st);
+				illegal++;
+			}
+		}
+	}
+	assert_int_equal(legal, 8);
+	assert_int_equal(illegal, 12);
+	PQfinish(c);
+}
+
+static void the_c_table_equals_the_database_table(void **state)
+{
+	(void)state;
+	PGconn *c = jq_test_connect(db_url);
+	PGresult *r = jq_test_exec(c, "SELECT prev_status, next_status FROM job_status_transition");
+	size_t nedges;
+	(void)jq_state_edges(&nedges);
+	assert_int_equal((size_t)PQntuples(r), nedges);
+	for (int i = 0; i < PQntuples(r); i++) {
+		jq_state a, b;
+		assert_int_equal(jq_state_from_name(PQgetvalue(r, i, 0), &a), 0);
+		assert_int_equal(jq_state_from_name(PQgetvalue(r, i, 1), &b), 0);
+		if (!jq_state_can_move(a, b))
+			fail_msg("database edge %s -> %s is missing from jq_state.c", PQgetvalue(r, i, 0),
+				 PQgetvalue(r, i, 1));
+	}
+	PQclear(r);
+	r = jq_test_exec(c, "SELECT name, is_terminal FROM job_status");
+	assert_int_equal(PQntuples(r), JQ_STATE__COUNT);
+	for (int i = 0; i < PQntuples(r); i++) {
+		jq_state s;
+		assert_int_equal(jq_state_from_name(PQgetvalue(r, i, 0), &s), 0);
+		assert_int_equal(jq_state_is_terminal(s), PQgetvalue(r, i, 1)[0] == 't');
+	}
+	PQclear(r);
+	PQfinish(c);
+}
+
+static void a_new_job_gets_the_defaults(void **state)
+{
+	(void)state;
+	PGconn *c = jq_test_connect(db_url);
+	long long id = new_job(c, "defaults");
+	char sql[512];
+	snprintf(sql, sizeof(sql),
+		 "SELECT prev_job_status || ' ' || curr_job_status || ' ' || attempts || ' ' ||"
+		 " max_attempts || ' ' || priority || ' ' || (run_at <= now()) || ' ' ||"
+		 " (lease_token IS NULL) || ' ' || (finished_at IS NULL) FROM job_queue WHERE id = %lld", id);
+	char *v = jq_test_scalar(c, sql);
+	assert_string_equal(v, "archive_pending archive_pending 0 25 0 true true true");
+	free(v);
+	/* A caller can neither give prev_job_status nor insert a job that starts elsewhere. */
+	jq_test_ok(c, "INSERT INTO job_queue (queue, prev_job_status) VALUES ('defaults', 'archive_failed')");
+	v = jq_test_scalar(c, "SELECT prev_job_status FROM job_queue WHERE queue = 'defaults' ORDER BY id DESC LIMIT 1");
+	assert_string_equal(v, "archive_pending");
+	free(v);
+	assert_string_equal(jq_test_sqlstate(c, "INSERT INTO job_queue (queue, curr_job_status)"
+					     " VALUES ('defaults', 'archive_completed')"), "23503");
+	PQfinish(c);
+}
+
+static void the_trigger_keeps_prev_job_status_honest(void **state)
+{
+	(void)state;
+	PGconn *c = jq_test_connect(db_url);
+	char sql[512];
+	long long id = new_job(c, "trigger");
+	snprintf(sql, sizeof(sql), "SELECT status_changed_at FROM job_queue WHERE id = %lld", id);
+	char *before = jq_test_scalar(c, sql);
+	move_sql(sql, sizeof(sql), id, JQ_STATE_PROCESSING);
+	jq_test_ok(c, sql);
+	snprintf(sql, sizeof(sql),
+		 "SELECT prev_job_status || ' ' || curr_job_status FROM job_queue WHERE id = %lld", id);
+	char *v = jq_test_scalar(c, sql);
+	assert_string_equal(v, "archive_pending archive_processing");
+	free(v);
+	/* Forging prev without a status change is undone. */
+	snprintf(sql, sizeof(sql),
+		 "UPDATE job_queue SET prev_job_status = 'archive_failed' WHERE id = %lld", id);
+	jq_test_ok(c, sql);
+	snprintf(sql, sizeof(sql), "SELECT prev_job_status FROM job_queue WHERE id = %lld", id);
+	v = jq_test_scalar(c, sql);
+	assert_string_equal(v, "archive_pending");
+	free(v);
+	snprintf(sql, sizeof(sql), "SELECT status_changed_at FROM job_queue WHERE id = %lld", id);
+	char *after = jq_test_scalar(c, sql);
+	assert_string_not_equal(before, after);
+	free(before);
+	free(after);
+	PQfinish(c);
+}
+
+static void an_enqueue_rolled_back_leaves_no_job(void **state)
+{
+	(void)state;
+	PGconn *c = jq_test_connect(db_url);
+	jq_test_ok(c, "BEGIN");
+	new_job(c, "rolled_back");
+	assert_int_equal(jq_test_scalar_ll(c, "SELECT count(*) FROM job_queue WHERE queue = 'rolled_back'"), 1);
+	jq_test_ok(c, "ROLLBACK");
+	assert_int_equal(jq_test_scalar_ll(c, "SELECT count(*) FROM job_queue WHERE queue = 'rolled_back'"), 0);
+	PQfinish(c);
+}
+
+static void the_claim_uses_the_partial_index_among_100k_finished_jobs(void **state)
+{
+	(void)state;
+	PGconn *c = jq_test_connect(db_url);
+	/* Finished jobs can only be made through legal transitions: enqueue, claim, complete. */
+	jq_test_ok(c, "SELECT count(*) FROM jobq_enqueue_batch("
+		      " array_fill('bulk'::text, ARRAY[100000]), NULL, NULL, NULL, NULL, NULL)");
+	jq_test_ok(c, "UPDATE job_queue SET curr_job_status = 'archive_processing', lease_owner = 'b',"
+		      " lease_expires_at = now() + interval '1 hour', lease_token = nextval('job_lease_token_seq')"
+		      " WHERE queue = 'bulk'");
+	jq_test_ok(c, "UPDATE job_queue SET curr_job_status = 'archive_completed', lease_expires_at = NULL"
+		      " WHERE queue = 'bulk'");
+	jq_test_ok(c, "SELECT jobq_enqueue('bulk', 'live'::bytea)");
+	jq_test_ok(c, "VACUUM ANALYZE job_queue");
+
+	char *sql = malloc(strlen(jq_db_claim_sql()) + 16);
+	assert_non_null(sql);
+	sprintf(sql, "EXPLAIN %s", jq_db_claim_sql());
+	const char *params[4] = { "bulk", "10", "w", "30" };
+	PGresult *r = PQexecParams(c, sql, 4, NULL, params, NULL, NULL, 0);
+	free(sql);
+	assert_int_equal(PQresultStatus(r), PGRES_TUPLES_OK);
+	int uses_index = 0;
+	for (int i = 0; i < PQntuples(r); i++) {
+		uses_index |= strstr(PQgetvalue(r, i, 0), "job_queue_claim_idx") != NULL;
+		if (strstr(PQgetvalue(r, i, 0), "Seq Scan on job_queue") != NULL)
+			fail_msg("the claim scans the table: %s", PQgetvalue(r, i, 0));
+	}
+	if (!uses_index) {
+		for (int i = 0; i < PQntuples(r); i++)
+			print_message("%s\n", PQgetvalue(r, i, 0));
+		fail_msg("the claim does not use job_queue_claim_idx");
+	}
+	PQclear(r);
+	PQfinish(c);
+}
+
+/* drain_notifications waits up to ms for notifications on c and counts those on `channel`;
+ * the payload of the last is copied into last (if not NULL). */
+static int drain_notifications(PGconn *c, int ms, char *last, size_t last_len)
+{
+	int n = 0;
+	for (;;) {
+		PQconsumeInput(c);
+		PGnotify *note;
+		while ((note = PQnotifies(c)) != NULL) {
+			if (strcmp(note->relname, "jobq_pending") == 0) {
+				n++;
+				if (last)
+					snprintf(last, last_len, "%s", note->extra);
+			}
+			PQfreemem(note);
+		}
+		fd_set fds;
+		FD_ZERO(&fds);
+		FD_SET(PQsocket(c), &fds);
+		struct timeval tv = { .tv_sec = ms / 1000, .tv_usec = (ms % 1000) * 1000 };
+		if (select(PQsocket(c) + 1, &fds, NULL, NULL, &tv) <= 0)
+			return n;
+	}
+}
+
+static void one_notification_per_statement(void **state)
+{
+	(void)state;
+	PGconn *listener = jq_test_connect(db_url);
+	PGconn *c = jq_test_connect(db_url);
+	char payload[8192];
+	jq_test_ok(listener, "LISTEN jobq_pending");
+
+	jq_test_ok(c, "SELECT count(*) FROM jobq_enqueue_batch("
+		      " array_fill('notify'::text, ARRAY[1000]), NULL, NULL, NULL, NULL, NULL)");
+	assert_int_equal(drain_notifications(listener, 300, payload, sizeof(payload)), 1);
+	assert_true(strncmp(payload, "D notify ", 9) == 0);
+
+	/* Claiming and completing make nothing claimable: no notification. */
+	jq_test_ok(c, "UPDATE job_queue SET curr_job_status = 'archive_processing', lease_owner = 'n',"
+		      " lease_expires_at = now() + interval '1 hour', lease_token = nextval('job_lease_token_seq')"
+		      " WHERE queue = 'notify'");
+	jq_test_ok(c, "UPDATE job_queue SET curr_job_status = 'archive_failed', lease_expires_at = NULL"
+		      " WHERE queue = 'notify'");
+	assert_int_equal(drain_notifications(listener, 200, NULL, 0), 0);
+
+	/* A manual retry straight in SQL is announced, once for the statement. */
+	jq_test_ok(c, "UPDATE job_queue SET curr_job_status = 'archive_pending' WHERE queue = 'notify'");
+	assert_int_equal(drain_notifications(listener, 300, payload, sizeof(payload)), 1);
+
+	/* A job scheduled for later is not announced as due; its time is. */
+	jq_test_ok(c, "SELECT jobq_enqueue('later', 'x'::bytea, 0::smallint, now() + interval '1 hour')");
+	assert_int_equal(drain_notifications(listener, 300, payload, sizeof(payload)), 1);
+	assert_true(payload[0] == 'L');
+	assert_null(strstr(payload, "D later"));
+	PQfinish(c);
+	PQfinish(listener);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(every_transition_is_enforced_by_the_database),
+		cmocka_unit_test(the_c_table_equals_the_database_table),
+		cmocka_unit_test(a_new_job_gets_the_defaults),
+		cmocka_unit_test(the_trigger_keeps_prev_job_status_honest),
+		cmocka_unit_test(an_enqueue_rolled_back_leaves_no_job),
+		cmocka_unit_test(the_claim_uses_the_partial_index_among_100k_finished_jobs),
+		cmocka_unit_test(one_notification_per_statement),
+	};
+	return cmocka_run_group_tests_name("schema", tests, setup, teardown);
+}

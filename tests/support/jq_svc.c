@@ -1,0 +1,289 @@
+#include "jq_svc.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <setjmp.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "jq_rpc_call.h"
+#include "jq_test.h"
+
+extern char **environ;
+
+#define START_TIMEOUT_MS 20000 /* generous: a sanitizer build starts slowly on a busy machine */
+#define START_ATTEMPTS 5       /* a free port can be taken by someone else before jobqd binds it */
+#define MAX_ARGS 64
+
+long long jq_now_ms(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+long long jq_mono_ms(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+void jq_sleep_ms(int ms)
+{
+	struct timespec ts = { ms / 1000, (long)(ms % 1000) * 1000000L };
+	while (nanosleep(&ts, &ts) != 0 && errno == EINTR)
+		;
+}
+
+/* free_port asks the kernel for an unused loopback port. */
+static int free_port(void)
+{
+	struct sockaddr_in a = { .sin_family = AF_INET, .sin_port = 0 };
+	socklen_t len = sizeof(a);
+	int fd = socket(AF_INET, SOCK_STREAM, 0);
+	int port = -1;
+	a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	if (fd < 0)
+		return -1;
+	if (bind(fd, (struct sockaddr *)&a, sizeof(a)) == 0 &&
+	    getsockname(fd, (struct sockaddr *)&a, &len) == 0)
+		port = ntohs(a.sin_port);
+	close(fd);
+	return port;
+}
+
+/* child_env is the test's environment without JOBQ_* variables (the test's own JOBQ_TEST_*
+ * aside), so a developer's settings (an auth token, say) cannot change what the tests see. */
+static char **child_env(void)
+{
+	size_t n = 0, k = 0;
+	while (environ[n] != NULL)
+		n++;
+	char **env = calloc(n + 1, sizeof(*env));
+	assert_non_null(env);
+	for (size_t i = 0; i < n; i++) {
+		if (strncmp(environ[i], "JOBQ_", 5) == 0 && strncmp(environ[i], "JOBQ_TEST_", 10) != 0)
+			continue;
+		env[k++] = environ[i];
+	}
+	return env;
+}
+
+static pid_t spawn(const char *bin, char **argv, char **envp, const char *log_path)
+{
+	int fd = open(log_path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+	int devnull = open("/dev/null", O_RDONLY | O_CLOEXEC);
+	pid_t parent = getpid();
+	if (fd < 0 || devnull < 0)
+		fail_msg("cannot open %s: %s", log_path, strerror(errno));
+	pid_t pid = fork();
+	if (pid < 0)
+		fail_msg("fork: %s", strerror(errno));
+	if (pid == 0) {
+		/* Only async-signal-safe calls from here: the test may have threads. */
+		prctl(PR_SET_PDEATHSIG, SIGKILL);
+		if (getppid() != parent)
+			_exit(127);
+		sigset_t none;
+		sigemptyset(&none);
+		sigprocmask(SIG_SETMASK, &none, NULL);
+		dup2(devnull, 0);
+		dup2(fd, 1);
+		dup2(fd, 2);
+		execve(bin, argv, envp);
+		_exit(127);
+	}
+	close(fd);
+	close(devnull);
+	return pid;
+}
+
+/* answers tells whether the service replies to a Stats request within a short time. */
+static bool answers(const char *url)
+{
+	jq_rpc_sock s;
+	Jobq__V1__StatsRequest req = JOBQ__V1__STATS_REQUEST__INIT;
+	Jobq__V1__RpcResponse *resp = NULL;
+	if (jq_rpc_open(&s, url, 300) != 0)
+		return false;
+	int rv = jq_rpc_invoke(&s, JQ_METHOD("Stats"), &req.base, 0, &resp);
+	if (resp != NULL)
+		jobq__v1__rpc_response__free_unpacked(resp, NULL);
+	jq_rpc_close(&s);
+	return rv == 0;
+}
+
+static void decode_status(jq_svc *s, int st)
+{
+	if (WIFEXITED(st))
+		s->exit_status = WEXITSTATUS(st);
+	else if (WIFSIGNALED(st))
+		s->exit_status = -WTERMSIG(st);
+	else
+		s->exit_status = -1000;
+}
+
+bool jq_svc_alive(jq_svc *s)
+{
+	int st;
+	if (s->pid <= 0)
+		return false;
+	pid_t r = waitpid(s->pid, &st, WNOHANG);
+	if (r == 0)
+		return true;
+	if (r == s->pid)
+		decode_status(s, st);
+	s->pid = 0;
+	return false;
+}
+
+bool jq_svc_wait_exit(jq_svc *s, int timeout_ms)
+{
+	long long deadline = jq_mono_ms() + timeout_ms;
+	while (jq_svc_alive(s)) {
+		if (jq_mono_ms() >= deadline)
+			return false;
+		jq_sleep_ms(10);
+	}
+	return true;
+}
+
+int jq_svc_stop(jq_svc *s, int timeout_ms)
+{
+	if (s->pid > 0) {
+		kill(s->pid, SIGTERM);
+		if (!jq_svc_wait_exit(s, timeout_ms)) {
+			fprintf(stderr, "jq_svc: jobqd (pid %d) did not stop within %d ms of SIGTERM; killing it\n",
+				(int)s->pid, timeout_ms);
+			kill(s->pid, SIGKILL);
+			jq_svc_wait_exit(s, 10000);
+			s->exit_status = -SIGKILL;
+		}
+	}
+	if (s->pub_path[0] != '\0')
+		unlink(s->pub_path); /* a killed jobqd leaves its socket file behind */
+	return s->exit_status;
+}
+
+static void build_args(char **argv, char bufs[][256], const char *bin, const char *db_url,
+		       const char *rpc_url, const char *pub_url, int http_port, const char *const *flags)
+{
+	int n = 0;
+	argv[n++] = (char *)bin;
+	snprintf(bufs[0], 256, "--database-url=%s", db_url);
+	snprintf(bufs[1], 256, "--rpc-url=%s", rpc_url);
+	snprintf(bufs[2], 256, "--pub-url=%s", pub_url);
+	snprintf(bufs[3], 256, "--http-addr=127.0.0.1:%d", http_port);
+	for (int i = 0; i < 4; i++)
+		argv[n++] = bufs[i];
+	argv[n++] = "--log-format=text";
+	for (int i = 0; flags != NULL && flags[i] != NULL && n < MAX_ARGS - 1; i++)
+		argv[n++] = (char *)flags[i];
+	argv[n] = NULL;
+}
+
+void jq_svc_start(jq_svc *s, const char *name, const char *db_url, const char *const *flags)
+{
+	static int counter;
+	char bin[512], pub_url[128];
+	char *argv[MAX_ARGS];
+	char bufs[4][256];
+
+	memset(s, 0, sizeof(*s));
+	s->exit_status = -1000;
+	snprintf(bin, sizeof(bin), "%s/bin/jobqd", jq_test_env("JOBQ_TEST_BUILD"));
+	char **envp = child_env();
+	for (int attempt = 1; attempt <= START_ATTEMPTS; attempt++) {
+		int n = ++counter, port = free_port(), http_port = free_port();
+		if (port <= 0 || http_port <= 0)
+			fail_msg("no free loopback port");
+		snprintf(s->rpc_url, sizeof(s->rpc_url), "tcp://127.0.0.1:%d", port);
+		snprintf(s->pub_path, sizeof(s->pub_path), "/tmp/jobq-test-%d-%d.pub", (int)getpid(), n);
+		snprintf(pub_url, sizeof(pub_url), "ipc://%s", s->pub_path);
+		snprintf(s->log_path, sizeof(s->log_path), "/tmp/jobq-test-%s-%d-%d.log", name,
+			 (int)getpid(), n);
+		build_args(argv, bufs, bin, db_url, s->rpc_url, pub_url, http_port, flags);
+		s->pid = spawn(bin, argv, envp, s->log_path);
+		s->log_mark = 0;
+
+		long long deadline = jq_mono_ms() + START_TIMEOUT_MS;
+		while (jq_svc_alive(s) && jq_mono_ms() < deadline) {
+			if (answers(s->rpc_url)) {
+				free(envp);
+				return;
+			}
+			jq_sleep_ms(20);
+		}
+		if (s->pid > 0) {
+			jq_svc_print_log(s);
+			jq_svc_stop(s, 2000);
+			free(envp);
+			fail_msg("jobqd did not answer within %d ms (log above)", START_TIMEOUT_MS);
+		}
+		/* It exited: most likely the port was taken between free_port and its bind. */
+		if (attempt == START_ATTEMPTS) {
+			jq_svc_print_log(s);
+			free(envp);
+			fail_msg("jobqd exited with status %d at start (log above)", s->exit_status);
+		}
+	}
+}
+
+void jq_svc_mark_log(jq_svc *s)
+{
+	FILE *f = fopen(s->log_path, "r");
+	if (f == NULL)
+		return;
+	fseek(f, 0, SEEK_END);
+	s->log_mark = ftell(f);
+	fclose(f);
+}
+
+void jq_svc_print_log(const jq_svc *s)
+{
+	char buf[4096];
+	size_t n;
+	FILE *f = fopen(s->log_path, "r");
+	if (f == NULL)
+		return;
+	fprintf(stderr, "---- jobqd log %s (from offset %ld) ----\n", s->log_path, s->log_mark);
+	fseek(f, s->log_mark, SEEK_SET);
+	while ((n = fread(buf, 1, sizeof(buf), f)) > 0)
+		fwrite(buf, 1, n, stderr);
+	fprintf(stderr, "---- end of jobqd log ----\n");
+	fclose(f);
+}
+
+bool jq_svc_log_contains(const jq_svc *s, const char *text)
+{
+	FILE *f = fopen(s->log_path, "r");
+	char line[4096];
+	bool found = false;
+	if (f == NULL)
+		return false;
+	while (!found && fgets(line, sizeof(line), f) != NULL)
+		found = strstr(line, text) != NULL;
+	fclose(f);
+	return found;
+}
+
+void jq_svc_remove_log(const jq_svc *s)
+{
+	if (s->log_path[0] != '\0')
+		unlink(s->log_path);
+}

@@ -1,0 +1,61 @@
+/*
+ * jq_svc — a real jobqd process for integration tests: started from $JOBQ_TEST_BUILD/bin/jobqd
+ * on a free loopback TCP port with text logs going to a file under /tmp, waited for until it
+ * answers an RPC, and stopped with SIGTERM (then SIGKILL after a timeout). The child gets
+ * PR_SET_PDEATHSIG, so a test program that dies (crash, timeout) never leaves a jobqd behind.
+ *
+ * jq_svc_start fails the current cmocka test when the service does not come up; the stop and
+ * log functions never fail a test, so they are safe in teardowns.
+ */
+#ifndef JQ_SVC_H
+#define JQ_SVC_H
+
+#include <stdbool.h>
+#include <sys/types.h>
+
+typedef struct jq_svc {
+	pid_t pid;            /* 0 when not running */
+	char rpc_url[64];     /* tcp://127.0.0.1:PORT */
+	char log_path[128];   /* jobqd's stdout and stderr */
+	char pub_path[96];    /* the ipc:// socket file of its PUB address (removed at stop) */
+	long log_mark;        /* jq_svc_print_log prints from here */
+	int exit_status;      /* after a stop: exit code, or -signal when killed, or -1000 unknown */
+} jq_svc;
+
+/* jq_svc_start starts jobqd against db_url with extra flags (a NULL-terminated list of
+ * "--name=value" strings; NULL for none) and waits until it answers an RPC (any answer counts: a
+ * service without its database answers UNAVAILABLE). `name` makes the log file recognisable. */
+void jq_svc_start(jq_svc *s, const char *name, const char *db_url, const char *const *flags);
+
+/* jq_svc_alive tells whether the process still runs (reaping it, and setting exit_status, if
+ * it has exited). */
+bool jq_svc_alive(jq_svc *s);
+
+/* jq_svc_wait_exit waits up to timeout_ms for the process to exit by itself; returns true and
+ * sets exit_status if it did. */
+bool jq_svc_wait_exit(jq_svc *s, int timeout_ms);
+
+/* jq_svc_stop sends SIGTERM, waits up to timeout_ms, then SIGKILLs. Returns the exit status
+ * (see exit_status). Safe on a service that never started or already stopped. */
+int jq_svc_stop(jq_svc *s, int timeout_ms);
+
+/* jq_svc_mark_log remembers the current end of the log (a test's output starts there). */
+void jq_svc_mark_log(jq_svc *s);
+
+/* jq_svc_print_log copies the log from the mark to stderr, under a header naming the file. */
+void jq_svc_print_log(const jq_svc *s);
+
+/* jq_svc_log_contains tells whether the log (whole file) contains text. */
+bool jq_svc_log_contains(const jq_svc *s, const char *text);
+
+/* jq_svc_remove_log deletes the log file (after a passing run). */
+void jq_svc_remove_log(const jq_svc *s);
+
+/* jq_now_ms: CLOCK_REALTIME in Unix milliseconds; jq_mono_ms: CLOCK_MONOTONIC milliseconds. */
+long long jq_now_ms(void);
+long long jq_mono_ms(void);
+
+/* jq_sleep_ms sleeps (for polling loops with a deadline). */
+void jq_sleep_ms(int ms);
+
+#endif
