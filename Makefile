@@ -44,11 +44,12 @@ LIBJOBQ    := $(BUILD)/lib/libjobq.a
 LIBJOBQD   := $(BUILD)/lib/libjobqd.a
 JOBQD      := $(BUILD)/bin/jobqd
 JOBQ       := $(BUILD)/bin/jobq
+EXAMPLES   := $(patsubst client/examples/%.c,$(BUILD)/bin/examples/%,$(wildcard client/examples/*.c))
 
 .PHONY: all bootstrap test check-asan tests run migrate bench clean
 .DEFAULT_GOAL := all
 
-all: $(JOBQD) $(JOBQ) $(LIBJOBQ)
+all: $(JOBQD) $(JOBQ) $(LIBJOBQ) $(EXAMPLES)
 
 $(PROTO_C) $(PROTO_H) &: $(PROTO)
 	@mkdir -p $(BUILD)/gen
@@ -77,6 +78,11 @@ $(JOBQD): $(BUILD)/obj/service/main.o $(LIBJOBQD) $(LIBJOBQ)
 	$(CC) $(LDFLAGS_ALL) -o $@ $^ $(LDLIBS_ALL)
 
 $(JOBQ): $(CLI_OBJ) $(LIBJOBQ)
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS_ALL) -o $@ $^ $(LDLIBS_ALL)
+
+# Examples link against the library only, exactly as a user's program would.
+$(BUILD)/bin/examples/%: $(BUILD)/obj/client/examples/%.o $(LIBJOBQ)
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS_ALL) -o $@ $^ $(LDLIBS_ALL)
 

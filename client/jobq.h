@@ -1,14 +1,241 @@
 /*
- * jobq.h — the public API of libjobq, the jobq client library.
+ * jobq.h — libjobq, the C client of the jobq service.
  *
- * Link with build/lib/libjobq.a -lnng -lprotobuf-c -lpthread.
+ * Link with build/lib/libjobq.a -lnng -lprotobuf-c -lpthread. No protobuf-c or nng type appears
+ * in this header: requests and results are plain C structs.
+ *
+ * Errors: every fallible call returns a gRPC status code (JOBQ_OK = 0 on success) and, when err
+ * is not NULL, fills it with the code and a one-line message. Transport failures map to
+ * JOBQ_UNAVAILABLE (service unreachable) or JOBQ_DEADLINE_EXCEEDED (no reply within timeout_ms).
+ *
+ * Ownership: strings and buffers passed in are borrowed for the duration of the call. Everything
+ * returned through an out-pointer is allocated by the library and released by the matching
+ * *_free function (named in each comment); results the caller provides arrays for (jobq_result)
+ * are filled in place and need no freeing.
+ *
+ * Threads: a jobq_client may be used by many threads at once (each call uses its own nng
+ * context). A jobq_sub is used by one thread at a time.
  */
 #ifndef JOBQ_H
 #define JOBQ_H
 
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
 #define JOBQ_VERSION "0.1.0"
 
-/* jobq_version returns the library version, a static string. */
+/* Status codes (gRPC numbering). */
+enum {
+	JOBQ_OK = 0,
+	JOBQ_CANCELLED = 1,
+	JOBQ_UNKNOWN = 2,
+	JOBQ_INVALID_ARGUMENT = 3,
+	JOBQ_DEADLINE_EXCEEDED = 4,
+	JOBQ_NOT_FOUND = 5,
+	JOBQ_ALREADY_EXISTS = 6,
+	JOBQ_PERMISSION_DENIED = 7,
+	JOBQ_RESOURCE_EXHAUSTED = 8,
+	JOBQ_FAILED_PRECONDITION = 9,
+	JOBQ_ABORTED = 10,
+	JOBQ_OUT_OF_RANGE = 11,
+	JOBQ_UNIMPLEMENTED = 12,
+	JOBQ_INTERNAL = 13,
+	JOBQ_UNAVAILABLE = 14,
+	JOBQ_DATA_LOSS = 15,
+	JOBQ_UNAUTHENTICATED = 16,
+};
+
+/* Job states, numbered as jobq.v1.JobStatus. */
+typedef enum jobq_status {
+	JOBQ_STATUS_UNSPECIFIED = 0,
+	JOBQ_STATUS_PENDING = 1,    /* archive_pending */
+	JOBQ_STATUS_PROCESSING = 2, /* archive_processing */
+	JOBQ_STATUS_COMPLETED = 3,  /* archive_completed */
+	JOBQ_STATUS_FAILED = 4,     /* archive_failed */
+	JOBQ_STATUS_CANCELLED = 5,  /* archive_cancelled */
+} jobq_status;
+
+typedef struct jobq_error {
+	int code;
+	char message[512];
+} jobq_error;
+
+typedef struct jobq_client jobq_client;
+typedef struct jobq_sub jobq_sub;
+
+typedef struct jobq_options {
+	const char *rpc_url;    /* NULL = $JOBQ_RPC_URL, else tcp://127.0.0.1:7100 */
+	const char *pub_url;    /* NULL = $JOBQ_PUB_URL, else tcp://127.0.0.1:7101 */
+	int timeout_ms;         /* per call; 0 = 10000. Sent to the service as the deadline. */
+	const char *auth_token; /* NULL = $JOBQ_AUTH_TOKEN, else none */
+} jobq_options;
+
+/* A job to enqueue. */
+typedef struct jobq_job_spec {
+	const char *queue;
+	const void *payload;
+	size_t payload_len;
+	int32_t priority;        /* lower runs first */
+	int64_t run_at_ms;       /* Unix ms; 0 = now */
+	uint32_t delay_ms;       /* instead of run_at_ms */
+	uint32_t max_attempts;   /* 0 = service default (25) */
+	const char *idempotency_key; /* NULL or "" = none */
+} jobq_job_spec;
+
+/* A job as the service returns it. All pointers are owned by the array it came in. */
+typedef struct jobq_job {
+	int64_t id;
+	char *queue;
+	uint8_t *payload; /* NUL-terminated for convenience (not counted in payload_len) */
+	size_t payload_len;
+	jobq_status status;
+	jobq_status prev_status;
+	uint32_t attempts;
+	uint32_t max_attempts;
+	int64_t lease_token;
+	int32_t priority;
+	int64_t run_at_ms;
+	int64_t lease_expires_at_ms;
+	char *lease_owner;
+	char *last_error;
+	char *idempotency_key;
+	int64_t created_at_ms;
+	int64_t updated_at_ms;
+	int64_t finished_at_ms;
+} jobq_job;
+
+/* A job named by its lease (Heartbeat, Complete). */
+typedef struct jobq_lease {
+	int64_t id;
+	int64_t lease_token;
+} jobq_lease;
+
+/* A failure report (Fail). */
+typedef struct jobq_failure {
+	int64_t id;
+	int64_t lease_token;
+	const char *error;     /* UTF-8; the service keeps up to 8 KiB */
+	bool final;            /* do not retry */
+	uint32_t retry_in_ms;  /* 0 = the service's backoff */
+} jobq_failure;
+
+/* The outcome for one job of a batch call. */
+typedef struct jobq_result {
+	int64_t id;
+	int code;
+	char message[160];
+	jobq_status status;          /* after the call, when known */
+	int64_t lease_expires_at_ms; /* Heartbeat */
+	int64_t run_at_ms;           /* Fail: when a retried job runs again */
+} jobq_result;
+
+typedef struct jobq_failure_record {
+	uint32_t attempt;
+	char *worker_id;
+	char *error;
+	int64_t failed_at_ms;
+} jobq_failure_record;
+
+typedef struct jobq_queue_stats {
+	char *queue;
+	uint64_t pending, scheduled, processing, completed, failed, cancelled;
+	double oldest_due_age_seconds;
+} jobq_queue_stats;
+
+typedef struct jobq_list_options {
+	const char *queue;  /* NULL = all */
+	jobq_status status; /* UNSPECIFIED = all */
+	uint32_t limit;     /* 0 = 100, at most 1000 */
+	int64_t after_id;   /* keyset pagination */
+	bool include_payload;
+} jobq_list_options;
+
+/* An announcement heard on the PUB socket: jobs of `queue` became claimable. */
+typedef struct jobq_announcement {
+	char queue[72];
+	int64_t *ids; /* may be NULL (n_ids 0): "some jobs, ask by claiming" */
+	size_t n_ids;
+	int64_t published_at_us;
+} jobq_announcement;
+
+/* jobq_version: the library version, a static string. */
 const char *jobq_version(void);
+
+/* jobq_code_name: "OK", "INVALID_ARGUMENT", ... (static; "UNKNOWN" for other numbers). */
+const char *jobq_code_name(int code);
+
+/* jobq_status_name: "archive_pending", ... (static; NULL for UNSPECIFIED or out of range).
+ * jobq_status_parse: the reverse (also accepts "pending", "failed", ...); -1 if unknown. */
+const char *jobq_status_name(jobq_status s);
+int jobq_status_parse(const char *name, jobq_status *out);
+
+/* jobq_connect dials the RPC socket (nng reconnects by itself). opts may be NULL (defaults and
+ * environment). Free with jobq_close. */
+int jobq_connect(const jobq_options *opts, jobq_client **out, jobq_error *err);
+void jobq_close(jobq_client *c);
+
+/* jobq_enqueue enqueues n (1..1000) jobs atomically; ids[n] receives their ids in order. */
+int jobq_enqueue(jobq_client *c, const jobq_job_spec *specs, size_t n, int64_t *ids, jobq_error *err);
+
+/* jobq_claim claims up to limit jobs of queue for lease_seconds (0 = default). wait_ms > 0 waits
+ * that long for a job when none is ready (if the service supports it). *jobs (free with
+ * jobq_jobs_free(*jobs, *n)) may be empty. */
+int jobq_claim(jobq_client *c, const char *queue, uint32_t limit, const char *worker_id,
+	       uint32_t lease_seconds, uint32_t wait_ms, jobq_job **jobs, size_t *n, jobq_error *err);
+void jobq_jobs_free(jobq_job *jobs, size_t n);
+
+/* Heartbeat, Complete, Fail on n (1..1000) jobs. results[n] (may be NULL) receives each job's
+ * outcome. The return value is JOBQ_OK when the call went through, even if some jobs did not
+ * (look at results); for n == 1 it is that job's code. */
+int jobq_heartbeat(jobq_client *c, const jobq_lease *leases, size_t n, uint32_t lease_seconds,
+		   jobq_result *results, jobq_error *err);
+int jobq_complete(jobq_client *c, const jobq_lease *leases, size_t n, jobq_result *results,
+		  jobq_error *err);
+int jobq_fail(jobq_client *c, const jobq_failure *failures, size_t n, const char *worker_id,
+	      jobq_result *results, jobq_error *err);
+
+/* jobq_get reads one job (*job: free with jobq_jobs_free(*job, 1)) and, if history is not NULL,
+ * its failures (free with jobq_failures_free(*history, *n_history)). */
+int jobq_get(jobq_client *c, int64_t id, jobq_job **job, jobq_failure_record **history,
+	     size_t *n_history, jobq_error *err);
+void jobq_failures_free(jobq_failure_record *records, size_t n);
+
+/* jobq_list: one page; *next_after_id is 0 after the last page. Free with jobq_jobs_free. */
+int jobq_list(jobq_client *c, const jobq_list_options *opts, jobq_job **jobs, size_t *n,
+	      int64_t *next_after_id, jobq_error *err);
+
+/* jobq_retry / jobq_cancel: by ids (results as for Complete). */
+int jobq_retry(jobq_client *c, const int64_t *ids, size_t n, jobq_result *results, jobq_error *err);
+int jobq_cancel(jobq_client *c, const int64_t *ids, size_t n, jobq_result *results, jobq_error *err);
+
+/* jobq_retry_all_failed: every failed job of queue back to pending; *count = how many. */
+int jobq_retry_all_failed(jobq_client *c, const char *queue, uint32_t *count, jobq_error *err);
+
+/* jobq_stats: by queue (queue NULL = all). Free with jobq_stats_free(*stats, *n). */
+int jobq_stats(jobq_client *c, const char *queue, jobq_queue_stats **stats, size_t *n, jobq_error *err);
+void jobq_stats_free(jobq_queue_stats *stats, size_t n);
+
+/* jobq_subscribe dials the PUB socket and hears announcements of queue (exactly that queue; NULL
+ * = every queue). Free with jobq_sub_close. */
+int jobq_subscribe(const jobq_options *opts, const char *queue, jobq_sub **out, jobq_error *err);
+
+/* jobq_sub_fd: a descriptor that polls readable when an announcement may be waiting. */
+int jobq_sub_fd(jobq_sub *s);
+
+/* jobq_sub_next waits up to timeout_ms (0 = do not wait, -1 = forever) for an announcement.
+ * Returns JOBQ_OK and fills *out (free its ids with jobq_announcement_free), or
+ * JOBQ_DEADLINE_EXCEEDED when none came. Undecodable messages are skipped. */
+int jobq_sub_next(jobq_sub *s, int timeout_ms, jobq_announcement *out, jobq_error *err);
+void jobq_announcement_free(jobq_announcement *a);
+void jobq_sub_close(jobq_sub *s);
+
+#ifdef __cplusplus
+}
+#endif
 
 #endif

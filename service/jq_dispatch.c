@@ -87,11 +87,25 @@ static jq_log_level level_for(unsigned code)
 	}
 }
 
+/* park hands a Claim that found nothing to the long-poll. The wait ends a little before the
+ * request's deadline: a request requeued after its deadline would be answered DEADLINE_EXCEEDED
+ * instead of with an empty claim. */
+static void park(jq_worker *w, jq_rpc_req *req, const jq_call *call, uint64_t generation)
+{
+	int64_t until = call->park_until_us;
+	int64_t deadline = jq_rpc_req_deadline_us(req) - 5000;
+	if (until > deadline)
+		until = deadline;
+	jq_log(JQ_LOG_DEBUG, "[%s] claim on %s waits for work", call->request_id, call->park_queue);
+	jq_longpoll_park(w->longpoll, req, call->park_queue, until, generation);
+}
+
 void jq_dispatch_handle(void *worker_arg, jq_rpc_req *req)
 {
 	jq_worker *w = worker_arg;
 	const Jobq__V1__RpcRequest *env = jq_rpc_req_envelope(req);
-	jq_call call = { .db = w->db, .cfg = w->cfg, .request_id = jq_rpc_req_request_id(req) };
+	jq_call call = { .db = w->db, .cfg = w->cfg, .request_id = jq_rpc_req_request_id(req),
+			 .received_us = jq_rpc_req_received_us(req), .can_wait = w->longpoll != NULL };
 	ProtobufCMessage *in = NULL;
 	const char *method = env->method ? env->method : "";
 
@@ -110,7 +124,14 @@ void jq_dispatch_handle(void *worker_arg, jq_rpc_req *req)
 		jq_call_error(&call, JQ_INVALID_ARGUMENT, "payload is not a valid %s", m->input->name);
 		goto reply;
 	}
+	/* Read before the handler runs, so an announcement during its claim is not missed. */
+	uint64_t generation = w->longpoll ? jq_longpoll_generation(w->longpoll) : 0;
 	fn(&call, in);
+	if (call.park) {
+		park(w, req, &call, generation);
+		protobuf_c_message_free_unpacked(in, NULL);
+		return;
+	}
 reply:
 	/* Logged before finishing: the request (and its id) is gone after jq_rpc_req_finish. */
 	if (jq_log_enabled(level_for(call.code))) {

@@ -12,11 +12,13 @@
 
 #include "jq_config.h"
 #include "jq_db.h"
+#include "jq_longpoll.h"
 #include "jq_rpc_server.h"
 
 typedef struct jq_worker {
 	jq_db *db;
 	const jq_config *cfg;
+	jq_longpoll *longpoll; /* NULL: Claim never waits */
 } jq_worker;
 
 /* jq_dispatch_handle decodes, runs and answers one request (a jq_rpc_handler_fn). */

@@ -150,6 +150,15 @@ out:
 
 /* ---- Claim ---- */
 
+/* may_wait: the caller asked to wait and part of the wait is left (a re-run after a wake counts
+ * from the original arrival, so requeues never extend it). */
+static bool may_wait(const jq_call *call, const Jobq__V1__ClaimRequest *r)
+{
+	if (!call->can_wait || r->wait_ms == 0)
+		return false;
+	return call->received_us + (int64_t)r->wait_ms * 1000 > jq_rpc_now_us() + 1000;
+}
+
 void jq_handle_claim(jq_call *call, const ProtobufCMessage *request)
 {
 	const Jobq__V1__ClaimRequest *r = (const Jobq__V1__ClaimRequest *)request;
@@ -167,6 +176,12 @@ void jq_handle_claim(jq_call *call, const ProtobufCMessage *request)
 	if (c != JQ_OK) {
 		db_error(call, c, &err);
 		return;
+	}
+	if (jq_db_rows_count(rows) == 0 && may_wait(call, r)) {
+		call->park = true;
+		call->park_until_us = call->received_us + (int64_t)r->wait_ms * 1000;
+		snprintf(call->park_queue, sizeof(call->park_queue), "%s", r->queue);
+		goto out;
 	}
 	if (jobs_from_rows(rows, &out) != 0) {
 		jq_call_error(call, JQ_RESOURCE_EXHAUSTED, "out of memory");

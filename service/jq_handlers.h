@@ -10,6 +10,7 @@
 #define JQ_HANDLERS_H
 
 #include <protobuf-c/protobuf-c.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -20,10 +21,17 @@ typedef struct jq_call {
 	jq_db *db;
 	const jq_config *cfg;
 	const char *request_id;
+	int64_t received_us; /* when the request arrived (jq_rpc_now_us clock) */
+	bool can_wait;       /* a long-poll is available */
 	unsigned code;
 	char message[512];
 	uint8_t *reply; /* packed response, malloc'd; freed by the dispatcher */
 	size_t reply_len;
+	/* Set by a Claim that found nothing and may wait: the dispatcher parks the request instead of
+	 * answering, and runs the handler again when a job of park_queue is announced. */
+	bool park;
+	int64_t park_until_us;
+	char park_queue[72];
 } jq_call;
 
 typedef void (*jq_handler_fn)(jq_call *call, const ProtobufCMessage *request);

@@ -50,6 +50,8 @@ static const char NEXT_DUE_SQL[] =
 struct jq_notify {
 	const jq_config *cfg;
 	jq_publisher *pub;
+	jq_notify_hook hook;
+	void *hook_arg;
 	PGconn *conn;     /* NULL while disconnected; only the thread touches it */
 	int wake_fd;      /* eventfd: jq_notify_stop writes, the thread's poll wakes */
 	pthread_t thread;
@@ -78,6 +80,8 @@ static void announce(jq_notify *n, const char *queue, const int64_t *ids, size_t
 {
 	if (jq_publisher_send(n->pub, queue, ids, count) == 0)
 		atomic_fetch_add(&n->announced, 1);
+	if (n->hook != NULL)
+		n->hook(n->hook_arg, queue);
 }
 
 static void arm_timer(jq_notify *n, int64_t deadline_ms)
@@ -313,13 +317,16 @@ static void *run(void *arg)
 	return NULL;
 }
 
-int jq_notify_start(const jq_config *cfg, jq_publisher *pub, jq_notify **out)
+int jq_notify_start(const jq_config *cfg, jq_publisher *pub, jq_notify_hook hook, void *hook_arg,
+		    jq_notify **out)
 {
 	jq_notify *n = calloc(1, sizeof(*n));
 	if (n == NULL)
 		return -1;
 	n->cfg = cfg;
 	n->pub = pub;
+	n->hook = hook;
+	n->hook_arg = hook_arg;
 	n->timer_ms = NO_TIMER;
 	n->wake_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
 	if (n->wake_fd < 0)

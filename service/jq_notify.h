@@ -23,10 +23,13 @@
 
 typedef struct jq_notify jq_notify;
 
+/* Called on the listener thread for every queue announced (the long-poll wakes its waiters). */
+typedef void (*jq_notify_hook)(void *arg, const char *queue);
+
 /* jq_notify_start starts the thread; it connects (and keeps reconnecting) by itself, so a
- * database that is down at start-up is not an error. Returns 0, or -1. */
-int jq_notify_start(const jq_config *cfg, jq_publisher *pub, jq_notify **out)
-	__attribute__((warn_unused_result));
+ * database that is down at start-up is not an error. hook may be NULL. Returns 0, or -1. */
+int jq_notify_start(const jq_config *cfg, jq_publisher *pub, jq_notify_hook hook, void *hook_arg,
+		    jq_notify **out) __attribute__((warn_unused_result));
 
 /* jq_notify_stop wakes the thread, waits for it, closes the connection, frees. NULL is a no-op. */
 void jq_notify_stop(jq_notify *n);

@@ -12,6 +12,7 @@
 #include "jq_db.h"
 #include "jq_dispatch.h"
 #include "jq_log.h"
+#include "jq_longpoll.h"
 #include "jq_notify.h"
 #include "jq_publisher.h"
 #include "jq_rescuer.h"
@@ -26,6 +27,7 @@ typedef struct service {
 	jq_rescuer *rescuer;
 	jq_publisher *pub;
 	jq_notify *notify;
+	jq_longpoll *longpoll;
 } service;
 
 static int open_workers(service *s)
@@ -40,6 +42,7 @@ static int open_workers(service *s)
 			 .statement_timeout_ms = s->cfg.default_deadline_ms, .application_name = "jobqd" };
 	for (int i = 0; i < s->nworkers; i++) {
 		s->workers[i].cfg = &s->cfg;
+		s->workers[i].longpoll = s->longpoll;
 		if (jq_db_open(&o, &s->workers[i].db) != 0)
 			return -1;
 		s->worker_args[i] = &s->workers[i];
@@ -49,10 +52,14 @@ static int open_workers(service *s)
 
 static void close_all(service *s)
 {
-	/* The listener publishes, so it stops before the publisher; both before the RPC server. */
+	/* The listener publishes and wakes long-polls, so it stops first. Waiting Claims are answered
+	 * (empty) before the RPC server waits for every request in flight; the long-poll is freed
+	 * only after that, when no worker can park a request any more. */
 	jq_notify_stop(s->notify);
 	jq_publisher_stop(s->pub);
+	jq_longpoll_stop(s->longpoll);
 	jq_rpc_server_stop(s->rpc);
+	jq_longpoll_free(s->longpoll);
 	jq_rescuer_stop(s->rescuer);
 	for (int i = 0; s->workers != NULL && i < s->nworkers; i++)
 		jq_db_close(s->workers[i].db);
@@ -61,8 +68,17 @@ static void close_all(service *s)
 	jq_config_free(&s->cfg);
 }
 
+static void wake_longpoll(void *arg, const char *queue)
+{
+	jq_longpoll_wake(arg, queue);
+}
+
 static int start(service *s)
 {
+	if (jq_longpoll_start(&s->longpoll) != 0) {
+		jq_error("could not start the long-poll timer");
+		return -1;
+	}
 	if (open_workers(s) != 0) {
 		jq_error("out of memory opening database connections");
 		return -1;
@@ -85,7 +101,7 @@ static int start(service *s)
 	}
 	if (jq_publisher_start(s->cfg.pub_url, &s->pub) != 0)
 		return -1;
-	if (jq_notify_start(&s->cfg, s->pub, &s->notify) != 0) {
+	if (jq_notify_start(&s->cfg, s->pub, wake_longpoll, s->longpoll, &s->notify) != 0) {
 		jq_error("could not start the notification listener");
 		return -1;
 	}

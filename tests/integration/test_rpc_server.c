@@ -28,6 +28,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/time.h>
+#include <sys/un.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -790,6 +792,47 @@ static void send_junk(nng_socket s, const uint8_t *buf, size_t len, int *invalid
 	jobq__v1__rpc_response__free_unpacked(r, NULL);
 }
 
+/* raw_oversized_is_dropped speaks the SP-over-ipc framing by hand: the 8-byte handshake, then
+ * a message whose length prefix says `claimed` bytes (a REQ header and a little body follow).
+ * True when the server hangs up instead of answering. */
+static bool raw_oversized_is_dropped(uint64_t claimed)
+{
+	static const uint8_t hello[8] = { 0, 'S', 'P', 0, 0x00, 0x30 /* req0 */, 0, 0 };
+	struct sockaddr_un a = { .sun_family = AF_UNIX };
+	struct timeval tv = { .tv_sec = 3 };
+	uint8_t frame[9 + 4 + 64] = { 1 };
+	uint8_t peer[8];
+	bool dropped = false;
+	int fd;
+
+	snprintf(a.sun_path, sizeof(a.sun_path), "%s", W.url + strlen("ipc://"));
+	if ((fd = socket(AF_UNIX, SOCK_STREAM, 0)) < 0)
+		return false;
+	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+	if (connect(fd, (struct sockaddr *)&a, sizeof(a)) != 0 ||
+	    write(fd, hello, sizeof(hello)) != (ssize_t)sizeof(hello) ||
+	    read(fd, peer, sizeof(peer)) != (ssize_t)sizeof(peer) || peer[1] != 'S' || peer[5] != 0x31)
+		goto out;
+	for (int i = 0; i < 8; i++)
+		frame[1 + i] = (uint8_t)(claimed >> (56 - 8 * i));
+	frame[9] = 0x80; /* REQ request id, high bit set */
+	(void)!write(fd, frame, sizeof(frame));
+	/* The server must close: EOF, or a reset if our unread bytes were discarded. */
+	for (;;) {
+		ssize_t n = read(fd, peer, sizeof(peer));
+		if (n == 0 || (n < 0 && errno == ECONNRESET)) {
+			dropped = true;
+			break;
+		}
+		if (n < 0 && errno == EINTR)
+			continue;
+		break; /* data, or a timeout: not dropped */
+	}
+out:
+	close(fd);
+	return dropped;
+}
+
 static uint8_t *envelope_of_size(size_t want, size_t *len)
 {
 	size_t plen = want;
@@ -873,17 +916,14 @@ static void junk_is_answered(void **state)
 	jobq__v1__rpc_response__free_unpacked(r, NULL);
 	nng_close(s);
 
-	/* Far over the limit nng drops the connection before we see a byte. The client gets no
-	 * reply at all: its REQ socket resends on each reconnect, each is dropped, and its receive
-	 * times out (NNG_ETIMEDOUT). The service is unharmed. */
-	nng_socket big;
-	assert_int_equal(client_dial(&big, 1000), 0);
-	uint8_t *huge = calloc(1, 64 * 1024);
-	env = envelope("/echo", huge, 64 * 1024, "huge", 0, &len);
-	free(huge);
-	assert_int_equal(send_raw(big, env, len), 0);
-	free(env);
-	assert_int_equal(recv_resp(big, &r), NNG_ETIMEDOUT);
+	/* Far over the limit nng drops the connection as soon as it reads the length prefix; the
+	 * handler never hears of it. An nng REQ client gets no reply at all: it reconnects and
+	 * resends after each drop until its receive times out (NNG_ETIMEDOUT). That is shown here
+	 * with a raw ipc client, because an nng client in this process whose connection is dropped
+	 * mid-send can hang the process-wide nng reaper (nng 1.5.2 restarts a transfer on a pipe
+	 * that is being closed), and the test would hang in nng_close instead of failing. */
+	assert_true(raw_oversized_is_dropped(64 * 1024));
+	assert_true(raw_oversized_is_dropped(1u << 30));
 
 	s = client();
 	r = rpc_ok(s, "/echo", "new client", NULL, 0);
@@ -891,13 +931,9 @@ static void junk_is_answered(void **state)
 	assert_payload(r, "new client");
 	jobq__v1__rpc_response__free_unpacked(r, NULL);
 	nng_close(s);
-
-	/* The dropped client reconnects by itself and is served again once it sends sanely. */
-	nng_socket_set_ms(big, NNG_OPT_RECVTIMEO, CLIENT_TIMEOUT_MS);
-	r = rpc_ok(big, "/echo", "sane again", NULL, 0);
-	assert_int_equal(r->code, JQ_OK);
-	jobq__v1__rpc_response__free_unpacked(r, NULL);
-	nng_close(big);
+	/* The handler saw the decodable junk, the two empty envelopes, "still here", the one of
+	 * exactly the limit and "new client"; nothing refused by the server. */
+	assert_int_equal(read_count(&W.calls), decoded + 5);
 	server_down();
 }
 
@@ -1071,6 +1107,8 @@ int main(void)
 		cmocka_unit_test_setup_teardown(stop_under_load, setup, teardown),
 	};
 	jq_log_setup(JQ_LOG_INFO, JQ_LOG_TEXT);
+	if (getenv("JQ_TEST_ONLY") != NULL) /* e.g. JQ_TEST_ONLY=junk_is_answered */
+		cmocka_set_test_filter(getenv("JQ_TEST_ONLY"));
 	int rc = cmocka_run_group_tests_name("rpc_server", tests, NULL, NULL);
 	nng_fini();
 	return rc;

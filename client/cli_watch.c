@@ -1,0 +1,118 @@
+/*
+ * cli_watch.c — `jobq watch`: prints the service's announcements of claimable jobs as they come,
+ * until SIGINT or SIGTERM.
+ */
+#include <inttypes.h>
+#include <signal.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "cli.h"
+
+/* How often the loop looks at the stop flag: the library call, not the signal, ends a wait. */
+#define WATCH_TICK_MS 200
+
+static volatile sig_atomic_t watch_stop;
+
+static void on_stop(int sig)
+{
+	(void)sig;
+	watch_stop = 1;
+}
+
+static const char watch_help[] =
+	"Usage: jobq watch [--queue Q]\n"
+	"\n"
+	"Prints every announcement of claimable jobs (time, queue, ids) as the service publishes\n"
+	"it, until SIGINT or SIGTERM. Announcements are hints: a slow or reconnecting subscriber\n"
+	"misses some, and \"(some)\" means the service did not list the ids.\n"
+	"\n"
+	"  -q, --queue Q   only this queue (default: every queue)\n"
+	"\n" CLI_GLOBAL_HELP;
+
+static void print_announcement(const cli *c, const jobq_announcement *a)
+{
+	char when[40];
+	int64_t ms = a->published_at_us != 0 ? a->published_at_us / 1000 : now_ms();
+	if (c->json) {
+		json_out j;
+		json_begin(&j, stdout);
+		json_str(&j, "time", fmt_time_ms(when, sizeof(when), ms));
+		json_str(&j, "queue", a->queue);
+		json_key(&j, "ids");
+		putchar('[');
+		for (size_t i = 0; i < a->n_ids; i++)
+			printf("%s%" PRId64, i ? "," : "", a->ids[i]);
+		putchar(']');
+		json_i64(&j, "published_at_us", a->published_at_us);
+		json_end(&j);
+		return;
+	}
+	printf("%s  %-20s ", fmt_time_ms(when, sizeof(when), ms), a->queue);
+	if (a->n_ids == 0)
+		fputs("(some)", stdout);
+	for (size_t i = 0; i < a->n_ids; i++)
+		printf("%s%" PRId64, i ? "," : "", a->ids[i]);
+	putchar('\n');
+	fflush(stdout);
+}
+
+static void install_handlers(void)
+{
+	struct sigaction sa;
+	memset(&sa, 0, sizeof(sa));
+	sa.sa_handler = on_stop;
+	sigemptyset(&sa.sa_mask);
+	sigaction(SIGINT, &sa, NULL);
+	sigaction(SIGTERM, &sa, NULL);
+}
+
+int cmd_watch(cli *c, int argc, char **argv)
+{
+	static const struct option longopts[] = {
+		{ "queue", required_argument, NULL, 'q' },
+		{ NULL, 0, NULL, 0 },
+	};
+	const char *queue = NULL;
+	int opt;
+	while ((opt = cli_getopt(c, argc, argv, "q:", longopts)) != -1) {
+		if (opt == '?')
+			return CLI_EXIT_USAGE;
+		if (opt == 'q')
+			queue = optarg;
+		else
+			cli_global_opt(c, opt, optarg);
+	}
+	if (c->help)
+		return cli_help(watch_help);
+	if (optind < argc)
+		return cli_usage_error(c, "unexpected argument '%s'", argv[optind]);
+	if (c->opts.timeout_ms < 0)
+		return CLI_EXIT_USAGE;
+	install_handlers();
+	jobq_sub *sub = NULL;
+	jobq_error err = { 0 };
+	if (jobq_subscribe(&c->opts, queue, &sub, &err) != JOBQ_OK)
+		return cli_fail_err(c, &err);
+	if (!c->json)
+		fprintf(stderr, "jobq: watch: listening for %s%s (Ctrl-C to stop)\n", queue ? "queue " : "every queue",
+			queue ? queue : "");
+	int rc = CLI_EXIT_OK;
+	while (!watch_stop) {
+		jobq_announcement a;
+		memset(&a, 0, sizeof(a));
+		int r = jobq_sub_next(sub, WATCH_TICK_MS, &a, &err);
+		if (r == JOBQ_DEADLINE_EXCEEDED)
+			continue;
+		if (r != JOBQ_OK) {
+			/* A wait cut short by our own stop signal is not an error. */
+			if (!watch_stop)
+				rc = cli_fail_err(c, &err);
+			break;
+		}
+		print_announcement(c, &a);
+		jobq_announcement_free(&a);
+	}
+	jobq_sub_close(sub);
+	return rc;
+}

@@ -1,0 +1,95 @@
+/*
+ * jobq_names.c — status-code and job-state names, errors and option defaults shared by the
+ * library's sources.
+ */
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <nng/nng.h>
+
+#include "jobq_internal.h"
+
+static const char *const code_names[] = {
+	"OK", "CANCELLED", "UNKNOWN", "INVALID_ARGUMENT", "DEADLINE_EXCEEDED", "NOT_FOUND",
+	"ALREADY_EXISTS", "PERMISSION_DENIED", "RESOURCE_EXHAUSTED", "FAILED_PRECONDITION", "ABORTED",
+	"OUT_OF_RANGE", "UNIMPLEMENTED", "INTERNAL", "UNAVAILABLE", "DATA_LOSS", "UNAUTHENTICATED",
+};
+
+/* Database names first; the short forms are accepted by jobq_status_parse for typing comfort. */
+static const char *const status_names[] = {
+	NULL, "archive_pending", "archive_processing", "archive_completed", "archive_failed",
+	"archive_cancelled",
+};
+static const char *const status_short[] = {
+	NULL, "pending", "processing", "completed", "failed", "cancelled",
+};
+
+#define COUNT(a) (sizeof(a) / sizeof((a)[0]))
+
+const char *jobq_code_name(int code)
+{
+	if (code < 0 || (size_t)code >= COUNT(code_names))
+		return "UNKNOWN";
+	return code_names[code];
+}
+
+const char *jobq_status_name(jobq_status s)
+{
+	if ((int)s <= 0 || (size_t)s >= COUNT(status_names))
+		return NULL;
+	return status_names[s];
+}
+
+int jobq_status_parse(const char *name, jobq_status *out)
+{
+	if (name == NULL || out == NULL)
+		return -1;
+	for (size_t i = 1; i < COUNT(status_names); i++) {
+		if (strcmp(name, status_names[i]) == 0 || strcmp(name, status_short[i]) == 0) {
+			*out = (jobq_status)i;
+			return 0;
+		}
+	}
+	return -1;
+}
+
+int jobqi_set_err(jobq_error *err, int code, const char *fmt, ...)
+{
+	if (err == NULL)
+		return code;
+	va_list ap;
+	err->code = code;
+	va_start(ap, fmt);
+	vsnprintf(err->message, sizeof(err->message), fmt, ap);
+	va_end(ap);
+	return code;
+}
+
+const char *jobqi_opt_str(const char *given, const char *env_name, const char *dflt)
+{
+	if (given != NULL)
+		return given;
+	const char *env = getenv(env_name);
+	return env != NULL && env[0] != '\0' ? env : dflt;
+}
+
+int jobqi_nng_code(int nng_err)
+{
+	switch (nng_err) {
+	case 0:
+		return JOBQ_OK;
+	case NNG_ETIMEDOUT:
+		return JOBQ_DEADLINE_EXCEEDED;
+	case NNG_ENOMEM:
+		return JOBQ_RESOURCE_EXHAUSTED;
+	case NNG_EINVAL:
+	case NNG_EADDRINVAL:
+	case NNG_ENOTSUP:
+		return JOBQ_INVALID_ARGUMENT;
+	default:
+		/* ECONNREFUSED, ECONNRESET, ECLOSED, ECONNSHUT, ...: the service is not reachable. */
+		return JOBQ_UNAVAILABLE;
+	}
+}

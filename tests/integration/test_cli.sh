@@ -1,0 +1,219 @@
+#!/usr/bin/env bash
+# The jobq CLI end to end against a real jobqd on a private copy of the migrated database:
+# every command (human and --json output, error lines and exit codes) and the worker runner
+# (completes and fails jobs, final exit codes, per-job timeout, SIGTERM drain).
+set -euo pipefail
+root=${JOBQ_TEST_ROOT:?run through tests/run.sh}
+build=${JOBQ_TEST_BUILD:?}
+base=${JOBQ_TEST_DATABASE_URL:?}
+maint=${base%/*}/postgres
+db=jq_cli_test
+url=${base%/*}/$db
+J=$build/bin/jobq
+tmp=$(mktemp -d /tmp/jq-cli-test.XXXXXX)
+pids=()
+
+cleanup() {
+  local rc=$?
+  for p in "${pids[@]}"; do kill -KILL "$p" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+  if [ "$rc" -ne 0 ] && [ -f "$tmp/jobqd.log" ]; then
+    echo "--- jobqd log (last 40 lines)"; tail -n 40 "$tmp/jobqd.log"
+  fi
+  psql -qX "$maint" -c "DROP DATABASE IF EXISTS $db WITH (FORCE)" >/dev/null 2>&1 || true
+  rm -rf "$tmp"
+}
+trap cleanup EXIT
+
+fail() { echo "FAIL: $*" >&2; exit 1; }
+ok() { echo "ok: $*"; }
+
+# free_port: a loopback port nobody listens on (the kernel's choice when python3 is there).
+free_port() {
+  if command -v python3 >/dev/null; then
+    python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
+    return
+  fi
+  local p
+  while :; do
+    p=$((20000 + RANDOM % 30000))
+    (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null || { echo "$p"; return; }
+  done
+}
+
+# json_ok FILE: every line is one JSON object.
+json_ok() {
+  if command -v python3 >/dev/null; then
+    python3 -c 'import json,sys; [json.loads(l) for l in sys.stdin]' <"$1" || fail "not JSON lines: $(head -c 300 "$1")"
+  else
+    ! grep -qv '^{.*}$' "$1" || fail "not JSON lines: $(head -c 300 "$1")"
+  fi
+}
+
+# field NAME: a number field of the first JSON line on stdin.
+field() { sed -n "s/.*\"$1\":\(-\{0,1\}[0-9]*\).*/\1/p" | head -n1; }
+
+stat_of() { "$J" stats --queue "$1" --json | field "$2"; }
+
+# wait_until SECONDS CMD...: polls CMD every 100 ms.
+wait_until() {
+  local limit=$(( $1 * 10 )) i=0; shift
+  until "$@"; do
+    i=$((i + 1)); [ $i -ge $limit ] && return 1
+    sleep 0.1
+  done
+}
+
+queue_idle() { [ "$(stat_of "$1" pending)" = 0 ] && [ "$(stat_of "$1" processing)" = 0 ]; }
+count_is() { [ "$(stat_of "$1" "$2")" = "$3" ]; }
+
+# ------------------------------------------------------------------ the service
+PGOPTIONS="-c client_min_messages=warning" psql -qX "$maint" -c "DROP DATABASE IF EXISTS $db WITH (FORCE)" -c "CREATE DATABASE $db TEMPLATE jobq" >/dev/null
+export JOBQ_RPC_URL=tcp://127.0.0.1:$(free_port) JOBQ_PUB_URL=tcp://127.0.0.1:$(free_port)
+unset JOBQ_AUTH_TOKEN
+"$build/bin/jobqd" --database-url="$url" --rpc-url="$JOBQ_RPC_URL" --pub-url="$JOBQ_PUB_URL" \
+  --http-addr="127.0.0.1:$(free_port)" --rescue-interval-ms=100 --backoff-base-ms=100 \
+  --log-format=text >"$tmp/jobqd.log" 2>&1 &
+pids+=($!)
+wait_until 20 "$J" stats --timeout-ms 300 >/dev/null 2>&1 || fail "jobqd did not answer"
+ok "jobqd up at $JOBQ_RPC_URL"
+
+# ------------------------------------------------------------------ enqueue
+id1=$("$J" enqueue --queue main --payload "hello world")
+[[ $id1 =~ ^[0-9]+$ ]] || fail "enqueue printed '$id1'"
+printf 'from a file' >"$tmp/payload"
+"$J" enqueue --queue main --payload-file "$tmp/payload" --json >"$tmp/e.json"
+json_ok "$tmp/e.json"
+seq 1 1200 | sed 's/^/line-/' | "$J" enqueue --queue main --stdin-lines --json >"$tmp/lines.json"
+json_ok "$tmp/lines.json"
+[ "$(grep -c '"id"' "$tmp/lines.json")" = 1200 ] || fail "stdin-lines printed $(wc -l <"$tmp/lines.json") ids"
+[ "$(sort -u "$tmp/lines.json" | wc -l)" = 1200 ] || fail "stdin-lines ids not distinct"
+[ "$(stat_of main pending)" = 1202 ] || fail "pending after enqueue: $(stat_of main pending)"
+ok "enqueue: --payload, --payload-file, --stdin-lines (1200)"
+
+# ------------------------------------------------------------------ worker completes every job once
+out=$tmp/out.txt
+: >"$out"
+OUT=$out "$J" worker --queue main --concurrency 8 --poll-ms 200 -- \
+  sh -c 'printf "%s %s %s\n" "$JOBQ_QUEUE" "$JOBQ_ATTEMPT" "$(cat)" >>"$OUT"' 2>"$tmp/w1.log" &
+wp=$!; pids+=($wp)
+wait_until 40 queue_idle main || fail "worker did not finish main: $(tail -n 5 "$tmp/w1.log")"
+kill -TERM $wp; wait $wp || fail "worker exit status $?"
+[ "$(wc -l <"$out")" = 1202 ] || fail "output has $(wc -l <"$out") lines, not 1202"
+[ -z "$(sort "$out" | uniq -d)" ] || fail "a payload arrived twice"
+grep -qx 'main 1 hello world' "$out" || fail "payload 'hello world' missing"
+grep -qx 'main 1 from a file' "$out" || fail "file payload missing"
+grep -qx 'main 1 line-1200' "$out" || fail "line-1200 missing"
+[ "$(stat_of main completed)" = 1202 ] || fail "completed: $(stat_of main completed)"
+grep -q "job $id1 completed (attempt 1" "$tmp/w1.log" || fail "no completion log line"
+ok "worker: 1202 jobs completed, each payload exactly once"
+
+# ------------------------------------------------------------------ a failing job, its error
+bad=$("$J" enqueue --queue fq --payload bad-input --max-attempts 1)
+"$J" worker --queue fq --poll-ms 200 -- sh -c 'echo "kaboom on $(cat)" >&2; exit 1' 2>"$tmp/w2.log" &
+wp=$!; pids+=($wp)
+wait_until 10 count_is fq failed 1 || fail "job not failed: $(cat "$tmp/w2.log")"
+kill -TERM $wp; wait $wp
+"$J" list --state archive_failed --queue fq >"$tmp/list.txt"
+grep -q "kaboom on bad-input" "$tmp/list.txt" || fail "list --state failed lacks the error: $(cat "$tmp/list.txt")"
+"$J" list --state failed --queue fq --json >"$tmp/list.json"; json_ok "$tmp/list.json"
+grep -q '"last_error":"kaboom on bad-input"' "$tmp/list.json" || fail "json last_error: $(cat "$tmp/list.json")"
+"$J" get "$bad" >"$tmp/get.txt"
+grep -q 'kaboom on bad-input' "$tmp/get.txt" || fail "get lacks the failure history"
+"$J" get "$bad" --json >"$tmp/get.json"; json_ok "$tmp/get.json"
+grep -q '"failures":\[{"attempt":1' "$tmp/get.json" || fail "get --json failures: $(cat "$tmp/get.json")"
+ok "failing job: error in list --state archive_failed and get"
+
+# ------------------------------------------------------------------ final exit codes, timeout
+fx=$("$J" enqueue --queue fx --payload x)
+to=$("$J" enqueue --queue tq --payload y --max-attempts 1)
+"$J" worker --queue fx --poll-ms 200 --final-exit-codes 2,3 -- sh -c 'echo nope >&2; exit 3' 2>"$tmp/w3.log" &
+wp3=$!; pids+=($wp3)
+"$J" worker --queue tq --poll-ms 200 --timeout 1 -- sh -c 'sleep 30' 2>"$tmp/w4.log" &
+wp4=$!; pids+=($wp4)
+wait_until 10 count_is fx failed 1 || fail "final exit code did not fail the job: $(cat "$tmp/w3.log")"
+"$J" get "$fx" --json | grep -q '"attempts":1,' || fail "final failure was retried"
+wait_until 10 count_is tq failed 1 || fail "timeout did not fail the job: $(cat "$tmp/w4.log")"
+"$J" get "$to" --json | grep -q '"last_error":"timed out after 1s' || fail "timeout error: $("$J" get "$to" --json)"
+kill -TERM $wp3 $wp4; wait $wp3; wait $wp4
+ok "--final-exit-codes fails for good; --timeout kills and fails"
+
+# ------------------------------------------------------------------ stats, retry, cancel
+"$J" stats >"$tmp/stats.txt"
+grep -q '^QUEUE .*PENDING .*SCHEDULED .*PROCESSING .*COMPLETED .*FAILED .*CANCELLED .*OLDEST_DUE' "$tmp/stats.txt" \
+  || fail "stats header: $(head -n1 "$tmp/stats.txt")"
+grep -Eq '^main +0 +0 +0 +1202 +0 +0 ' "$tmp/stats.txt" || fail "stats row: $(cat "$tmp/stats.txt")"
+"$J" stats --json >"$tmp/stats.json"; json_ok "$tmp/stats.json"
+[ "$(wc -l <"$tmp/stats.json")" -ge 4 ] || fail "stats --json rows"
+"$J" retry "$bad" --json >"$tmp/retry.json"; json_ok "$tmp/retry.json"
+grep -q '"status":"archive_pending"' "$tmp/retry.json" || fail "retry: $(cat "$tmp/retry.json")"
+"$J" retry --all-failed --queue fx --json >"$tmp/retry2.json"; json_ok "$tmp/retry2.json"
+grep -q '"retried":1' "$tmp/retry2.json" || fail "retry --all-failed: $(cat "$tmp/retry2.json")"
+"$J" cancel "$bad" "$fx" >"$tmp/cancel.txt"
+grep -q "job $fx cancelled" "$tmp/cancel.txt" || fail "cancel: $(cat "$tmp/cancel.txt")"
+"$J" get "$bad" --json | grep -q '"status":"archive_cancelled"' || fail "cancel did not cancel"
+ok "stats table and json; retry by id and --all-failed; cancel"
+
+# ------------------------------------------------------------------ claim, heartbeat, complete, fail by hand
+"$J" enqueue --queue manual --payload m1 >/dev/null
+"$J" enqueue --queue manual --payload m2 >/dev/null
+"$J" claim --queue manual --limit 2 --lease 30 --json >"$tmp/claim.json"; json_ok "$tmp/claim.json"
+[ "$(wc -l <"$tmp/claim.json")" = 2 ] || fail "claim: $(cat "$tmp/claim.json")"
+c1=$(sed -n 1p "$tmp/claim.json" | field id); t1=$(sed -n 1p "$tmp/claim.json" | field lease_token)
+c2=$(sed -n 2p "$tmp/claim.json" | field id); t2=$(sed -n 2p "$tmp/claim.json" | field lease_token)
+"$J" heartbeat --id "$c1" --token "$t1" --lease 60 --json >"$tmp/hb.json"; json_ok "$tmp/hb.json"
+"$J" complete --id "$c1" --token "$t1" | grep -q "job $c1 completed" || fail "complete"
+"$J" fail --id "$c2" --token "$t2" --error "by hand" --final --json >"$tmp/fail.json"; json_ok "$tmp/fail.json"
+grep -q '"status":"archive_failed"' "$tmp/fail.json" || fail "fail --final: $(cat "$tmp/fail.json")"
+set +e
+"$J" complete --id "$c2" --token "$t2" 2>"$tmp/err.txt"; rc=$?
+set -e
+[ $rc -ne 0 ] && grep -q '^jobq: complete: FAILED_PRECONDITION: ' "$tmp/err.txt" || fail "stale complete: rc $rc, $(cat "$tmp/err.txt")"
+ok "claim, heartbeat, complete, fail; a stale token answers FAILED_PRECONDITION"
+
+# ------------------------------------------------------------------ SIGTERM drain
+for i in 1 2 3; do "$J" enqueue --queue drain --payload "d$i" >/dev/null; done
+"$J" worker --queue drain --concurrency 3 --grace 10 --poll-ms 200 -- sh -c 'sleep 1' 2>"$tmp/w5.log" &
+wp=$!; pids+=($wp)
+wait_until 10 count_is drain processing 3 || fail "drain jobs not claimed"
+start=$(date +%s%N)
+kill -TERM $wp
+wait $wp || fail "worker exited $? after SIGTERM"
+ms=$(( ($(date +%s%N) - start) / 1000000 ))
+[ $ms -lt 5000 ] || fail "drain took $ms ms"
+[ "$(stat_of drain completed)" = 3 ] && [ "$(stat_of drain processing)" = 0 ] \
+  || fail "after drain: $("$J" stats --queue drain)"
+grep -q 'stopping; waiting up to 10 s for 3 running jobs' "$tmp/w5.log" || fail "drain log: $(cat "$tmp/w5.log")"
+ok "SIGTERM: stopped claiming, 3 running jobs finished and completed (${ms} ms), exit 0"
+
+# ------------------------------------------------------------------ watch
+"$J" watch --queue wq --json >"$tmp/watch.json" 2>"$tmp/watch.log" &
+wp=$!; pids+=($wp)
+sleep 0.5 # the subscription connects asynchronously; an announcement before that is lost
+wid=$("$J" enqueue --queue wq --payload w)
+wait_until 10 grep -q "\"queue\":\"wq\"" "$tmp/watch.json" || fail "watch printed nothing: $(cat "$tmp/watch.log")"
+kill -INT $wp; wait $wp || fail "watch exited $? on SIGINT"
+json_ok "$tmp/watch.json"
+grep -q "\"ids\":\[$wid\]" "$tmp/watch.json" || fail "watch ids: $(cat "$tmp/watch.json")"
+ok "watch --json prints the announcement and exits 0 on SIGINT"
+
+# ------------------------------------------------------------------ errors
+expect_error() { # expect_error CODE_NAME CMD...
+  local code=$1 rc; shift
+  set +e; "$@" >/dev/null 2>"$tmp/err.txt"; rc=$?; set -e
+  [ $rc -ne 0 ] || fail "$* exited 0"
+  [ "$(wc -l <"$tmp/err.txt")" = 1 ] || fail "$*: not one stderr line: $(cat "$tmp/err.txt")"
+  grep -q "^jobq: [a-z]*: $code: " "$tmp/err.txt" || fail "$*: $(cat "$tmp/err.txt")"
+}
+expect_error NOT_FOUND "$J" get 999999
+expect_error NOT_FOUND "$J" get 999999 --json
+expect_error INVALID_ARGUMENT "$J" enqueue --payload x
+expect_error INVALID_ARGUMENT "$J" enqueue --queue 'bad queue!' --payload x
+expect_error INVALID_ARGUMENT "$J" list --state nonsense
+expect_error INVALID_ARGUMENT "$J" worker --queue q
+expect_error UNAVAILABLE "$J" stats --rpc-url "tcp://127.0.0.1:$(free_port)" --timeout-ms 300
+for cmd in enqueue claim heartbeat complete fail get list stats retry cancel watch worker; do
+  "$J" "$cmd" --help | grep -q "^Usage: jobq $cmd" || fail "$cmd --help"
+done
+ok "errors: non-zero exit, one line 'jobq: CMD: CODE: message'; --help on every command"
+echo "test_cli: all passed"

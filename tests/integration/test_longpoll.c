@@ -1,0 +1,200 @@
+/*
+ * Long-poll Claims (ClaimRequest.wait_ms) against a real jobqd: a waiting claim returns within
+ * milliseconds of an enqueue, a wait with nothing to claim ends empty on time, waiters hold no
+ * database connection (a 2-connection service keeps serving while 16 claims wait), and SIGTERM
+ * answers the waiters and exits cleanly.
+ */
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "jobq.h"
+#include "jq_svc.h"
+#include "jq_test.h"
+
+static char *db_url;
+static jq_svc svc;
+static char pub_url[96];
+static jobq_client *cl;
+
+static int setup(void **state)
+{
+	(void)state;
+	char flag[128];
+	jobq_error err;
+	db_url = jq_test_db_clone("jq_longpoll_test");
+	snprintf(pub_url, sizeof(pub_url), "ipc:///tmp/jobq-longpoll-test-%d.pub", (int)getpid());
+	snprintf(flag, sizeof(flag), "--pub-url=%s", pub_url);
+	/* Two database connections: waiters must not need one each. */
+	const char *const flags[] = { flag, "--db-pool-size=2", NULL };
+	jq_svc_start(&svc, "longpoll", db_url, flags);
+	jobq_options o = { .rpc_url = svc.rpc_url, .pub_url = pub_url, .timeout_ms = 5000 };
+	if (jobq_connect(&o, &cl, &err) != JOBQ_OK)
+		fail_msg("jobq_connect: %s", err.message);
+	return 0;
+}
+
+static int teardown(void **state)
+{
+	(void)state;
+	jobq_close(cl);
+	int status = jq_svc_stop(&svc, 5000);
+	if (status != 0)
+		jq_svc_print_log(&svc);
+	else
+		jq_svc_remove_log(&svc);
+	free(db_url);
+	return status == 0 ? 0 : -1;
+}
+
+static int64_t enqueue(const char *queue, const char *payload)
+{
+	jobq_job_spec spec = { .queue = queue, .payload = payload, .payload_len = strlen(payload) };
+	int64_t id = 0;
+	jobq_error err;
+	if (jobq_enqueue(cl, &spec, 1, &id, &err) != JOBQ_OK)
+		fail_msg("enqueue: %s", err.message);
+	return id;
+}
+
+typedef struct waiter_arg {
+	const char *queue;
+	uint32_t wait_ms;
+	int code;
+	size_t n;
+	int64_t id;
+	long long returned_ms; /* jq_mono_ms when the claim returned */
+} waiter_arg;
+
+static void *claim_waiting(void *p)
+{
+	waiter_arg *a = p;
+	jobq_job *jobs = NULL;
+	jobq_error err;
+	a->code = jobq_claim(cl, a->queue, 1, "longpoll-test", 30, a->wait_ms, &jobs, &a->n, &err);
+	a->returned_ms = jq_mono_ms();
+	if (a->code == JOBQ_OK && a->n == 1)
+		a->id = jobs[0].id;
+	jobq_jobs_free(jobs, a->n);
+	return NULL;
+}
+
+static void a_waiting_claim_returns_within_milliseconds_of_an_enqueue(void **state)
+{
+	(void)state;
+	waiter_arg a = { .queue = "lp_soon", .wait_ms = 4000 };
+	pthread_t t;
+	assert_int_equal(pthread_create(&t, NULL, claim_waiting, &a), 0);
+	jq_sleep_ms(400); /* the claim is parked by now */
+	long long enqueued_ms = jq_mono_ms();
+	int64_t id = enqueue("lp_soon", "x");
+	long long committed_ms = jq_mono_ms();
+	pthread_join(t, NULL);
+	assert_int_equal(a.code, JOBQ_OK);
+	assert_int_equal(a.n, 1);
+	assert_int_equal(a.id, id);
+	long long after = a.returned_ms - committed_ms;
+	print_message("long-poll: claim returned %lld ms after the enqueue was acknowledged "
+		      "(enqueue took %lld ms)\n", after, committed_ms - enqueued_ms);
+	/* Generous for a loaded CI machine; the benchmark measures the real figure. */
+	assert_true(after < 500);
+}
+
+static void a_wait_with_nothing_to_claim_ends_empty_on_time(void **state)
+{
+	(void)state;
+	waiter_arg a = { .queue = "lp_nothing", .wait_ms = 600 };
+	long long start = jq_mono_ms();
+	claim_waiting(&a);
+	long long took = a.returned_ms - start;
+	assert_int_equal(a.code, JOBQ_OK);
+	assert_int_equal(a.n, 0);
+	assert_true(took >= 550);
+	assert_true(took < 2000);
+}
+
+static void a_job_for_another_queue_does_not_wake_the_wait(void **state)
+{
+	(void)state;
+	waiter_arg a = { .queue = "lp_quiet", .wait_ms = 800 };
+	pthread_t t;
+	long long start = jq_mono_ms();
+	assert_int_equal(pthread_create(&t, NULL, claim_waiting, &a), 0);
+	jq_sleep_ms(200);
+	enqueue("lp_quiet_other", "x");
+	pthread_join(t, NULL);
+	assert_int_equal(a.code, JOBQ_OK);
+	assert_int_equal(a.n, 0);
+	assert_true(a.returned_ms - start >= 750);
+}
+
+#define NWAITERS 16
+
+static void waiters_hold_no_database_connection(void **state)
+{
+	(void)state;
+	waiter_arg a[NWAITERS];
+	pthread_t t[NWAITERS];
+	for (int i = 0; i < NWAITERS; i++) {
+		a[i] = (waiter_arg){ .queue = "lp_many", .wait_ms = 4000 };
+		assert_int_equal(pthread_create(&t[i], NULL, claim_waiting, &a[i]), 0);
+	}
+	jq_sleep_ms(400);
+	/* With 16 claims waiting and 2 connections, other requests are served at once. */
+	long long start = jq_mono_ms();
+	jobq_queue_stats *stats = NULL;
+	size_t n = 0;
+	jobq_error err;
+	assert_int_equal(jobq_stats(cl, "lp_many", &stats, &n, &err), JOBQ_OK);
+	jobq_stats_free(stats, n);
+	assert_true(jq_mono_ms() - start < 300);
+
+	int64_t ids[NWAITERS];
+	for (int i = 0; i < NWAITERS; i++)
+		ids[i] = enqueue("lp_many", "x");
+	int got = 0;
+	for (int i = 0; i < NWAITERS; i++) {
+		pthread_join(t[i], NULL);
+		assert_int_equal(a[i].code, JOBQ_OK);
+		if (a[i].n == 1)
+			got++;
+	}
+	/* Every job reached exactly one waiter (a claim decides; none is handed out twice). */
+	assert_int_equal(got, NWAITERS);
+	for (int i = 0; i < NWAITERS; i++) {
+		int seen = 0;
+		for (int k = 0; k < NWAITERS; k++)
+			seen += a[k].id == ids[i];
+		assert_int_equal(seen, 1);
+	}
+}
+
+static void sigterm_answers_waiting_claims_and_exits_cleanly(void **state)
+{
+	(void)state;
+	waiter_arg a = { .queue = "lp_shutdown", .wait_ms = 20000 };
+	pthread_t t;
+	assert_int_equal(pthread_create(&t, NULL, claim_waiting, &a), 0);
+	jq_sleep_ms(400);
+	long long start = jq_mono_ms();
+	int status = jq_svc_stop(&svc, 5000);
+	pthread_join(t, NULL);
+	assert_int_equal(status, 0);
+	assert_int_equal(a.code, JOBQ_OK);
+	assert_int_equal(a.n, 0);
+	assert_true(a.returned_ms - start < 3000);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(a_waiting_claim_returns_within_milliseconds_of_an_enqueue),
+		cmocka_unit_test(a_wait_with_nothing_to_claim_ends_empty_on_time),
+		cmocka_unit_test(a_job_for_another_queue_does_not_wake_the_wait),
+		cmocka_unit_test(waiters_hold_no_database_connection),
+		cmocka_unit_test(sigterm_answers_waiting_claims_and_exits_cleanly),
+	};
+	return cmocka_run_group_tests_name("longpoll", tests, setup, teardown);
+}
