@@ -10,6 +10,11 @@ set -euo pipefail
 LIQUIBASE_VERSION=4.28.1
 JOBQ_CACHE=${JOBQ_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/jobq}
 LIQUIBASE_DIR=$JOBQ_CACHE/liquibase-$LIQUIBASE_VERSION
+# Offline validation of deploy/k8s (tests/deploy/test_k8s.sh): the Kubernetes API schemas compiled
+# to validators (npm kubernetes-models) and a YAML parser (npm yaml), cached beside Liquibase.
+K8S_MODELS_VERSION=5.1.0
+YAML_VERSION=2.9.1
+K8S_VALIDATE_DIR=$JOBQ_CACHE/k8s-validate-$K8S_MODELS_VERSION-yaml-$YAML_VERSION
 
 # Debian packages, by what needs them: build, PostgreSQL server, tests, Liquibase's runtime.
 PACKAGES=(
@@ -63,5 +68,13 @@ if [ ! -x "$LB" ]; then
   npm install --silent --no-audit --no-fund --prefix "$LIQUIBASE_DIR" "liquibase@$LIQUIBASE_VERSION" >/dev/null
   # The npm tarball does not keep the launcher's execute bit.
   chmod +x "$LB"
+fi
+
+if [ ! -f "$K8S_VALIDATE_DIR/node_modules/kubernetes-models/package.json" ] ||
+   [ ! -f "$K8S_VALIDATE_DIR/node_modules/yaml/package.json" ]; then
+  log "installing kubernetes-models@$K8S_MODELS_VERSION and yaml@$YAML_VERSION (npm) into $K8S_VALIDATE_DIR"
+  mkdir -p "$K8S_VALIDATE_DIR"
+  npm install --silent --no-audit --no-fund --prefix "$K8S_VALIDATE_DIR" \
+    "kubernetes-models@$K8S_MODELS_VERSION" "yaml@$YAML_VERSION" >/dev/null
 fi
 exit 0
