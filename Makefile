@@ -39,6 +39,9 @@ TEST_SRC   := $(wildcard tests/unit/test_*.c tests/integration/test_*.c)
 TEST_BIN   := $(TEST_SRC:tests/%.c=$(BUILD)/tests/%)
 TEST_SUPPORT_SRC := $(wildcard tests/support/*.c)
 TEST_SUPPORT_OBJ := $(TEST_SUPPORT_SRC:%.c=$(BUILD)/obj/%.o)
+BENCH_SRC  := $(wildcard tests/bench/bench_*.c)
+BENCH_BIN  := $(patsubst tests/bench/%.c,$(BUILD)/bench/%,$(filter-out tests/bench/bench_util.c,$(BENCH_SRC)))
+BENCH_UTIL_OBJ := $(BUILD)/obj/tests/bench/bench_util.o
 
 LIBJOBQ    := $(BUILD)/lib/libjobq.a
 LIBJOBQD   := $(BUILD)/lib/libjobqd.a
@@ -46,7 +49,7 @@ JOBQD      := $(BUILD)/bin/jobqd
 JOBQ       := $(BUILD)/bin/jobq
 EXAMPLES   := $(patsubst client/examples/%.c,$(BUILD)/bin/examples/%,$(wildcard client/examples/*.c))
 
-.PHONY: all bootstrap test check-asan tests run migrate bench clean
+.PHONY: all bootstrap test check-asan tests benches run migrate bench fuzz clean
 .DEFAULT_GOAL := all
 
 all: $(JOBQD) $(JOBQ) $(LIBJOBQ) $(EXAMPLES)
@@ -90,7 +93,34 @@ $(BUILD)/tests/%: tests/%.c $(TEST_SUPPORT_OBJ) $(LIBJOBQD) $(LIBJOBQ) | $(PROTO
 	@mkdir -p $(dir $@)
 	$(CC) $(CPPFLAGS_ALL) -Itests/support $(ALL_CFLAGS) $(LDFLAGS_ALL) -o $@ $< $(TEST_SUPPORT_OBJ) $(LIBJOBQD) $(LIBJOBQ) $(LDLIBS_ALL) -lcmocka
 
-tests: all $(TEST_BIN)
+FUZZ_REPLAY := $(BUILD)/tests/fuzz/fuzz_rpc_replay
+FUZZ_SECONDS ?= 60
+
+# The fuzz target replayed over the committed corpus with gcc (a regression test in make test).
+$(FUZZ_REPLAY): tests/fuzz/fuzz_rpc.c tests/fuzz/corpus_main.c $(LIBJOBQD) $(LIBJOBQ) | $(PROTO_H)
+	@mkdir -p $(dir $@)
+	$(CC) $(CPPFLAGS_ALL) $(ALL_CFLAGS) $(LDFLAGS_ALL) -o $@ tests/fuzz/fuzz_rpc.c tests/fuzz/corpus_main.c $(LIBJOBQD) $(LIBJOBQ) $(LDLIBS_ALL)
+
+tests: all $(TEST_BIN) $(FUZZ_REPLAY)
+
+# libFuzzer on the envelope decoder and every method's validation, for FUZZ_SECONDS (default 60).
+# Needs clang and compiler-rt (installed by the bootstrap's fuzz profile). New inputs go to
+# build-fuzz/corpus; crashes to build-fuzz/ (copy a crash into tests/fuzz/corpus once fixed).
+fuzz: $(PROTO_H)
+	@deploy/bootstrap.sh fuzz
+	@mkdir -p build-fuzz/corpus
+	clang -std=c11 -D_GNU_SOURCE -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined \
+	  -I$(BUILD)/gen -Iservice -o build-fuzz/fuzz_rpc tests/fuzz/fuzz_rpc.c service/jq_validate.c \
+	  $(PROTO_C) $(shell $(PKG_CONFIG) --cflags --libs libprotobuf-c 2>/dev/null)
+	cd build-fuzz && ./fuzz_rpc -max_total_time=$(FUZZ_SECONDS) -max_len=65536 -print_final_stats=1 \
+	  corpus ../tests/fuzz/corpus
+
+# Benchmark programs link both libraries: the raw-SQL baseline runs jobqd's own jq_db module.
+$(BUILD)/bench/%: tests/bench/%.c $(BENCH_UTIL_OBJ) $(LIBJOBQD) $(LIBJOBQ) | $(PROTO_H)
+	@mkdir -p $(dir $@)
+	$(CC) $(CPPFLAGS_ALL) -Itests/bench $(ALL_CFLAGS) $(LDFLAGS_ALL) -o $@ $< $(BENCH_UTIL_OBJ) $(LIBJOBQD) $(LIBJOBQ) $(LDLIBS_ALL)
+
+benches: all $(BENCH_UTIL_OBJ) $(BENCH_BIN)
 
 bootstrap:
 	@deploy/bootstrap.sh
@@ -114,11 +144,12 @@ run: bootstrap
 migrate: bootstrap
 	@deploy/migrate.sh update
 
+# Release build only (never SAN=1): figures from a sanitizer build would mean nothing.
 bench: bootstrap
-	@$(MAKE) --no-print-directory all
+	@$(MAKE) --no-print-directory benches
 	@tests/bench/run.sh $(BUILD)
 
 clean:
-	rm -rf build build-asan
+	rm -rf build build-asan build-fuzz
 
 -include $(shell find build build-asan -name '*.d' 2>/dev/null)

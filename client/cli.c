@@ -112,6 +112,15 @@ bool cli_global_opt(cli *c, int opt, const char *arg)
 	case OPT_AUTH_TOKEN:
 		c->opts.auth_token = arg;
 		return true;
+	case OPT_TLS_CERT:
+		c->opts.tls_cert = arg;
+		return true;
+	case OPT_TLS_KEY:
+		c->opts.tls_key = arg;
+		return true;
+	case OPT_TLS_CA:
+		c->opts.tls_ca = arg;
+		return true;
 	case OPT_JSON:
 		c->json = true;
 		return true;

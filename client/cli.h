@@ -22,6 +22,9 @@ enum {
 	OPT_PUB_URL,
 	OPT_TIMEOUT_MS,
 	OPT_AUTH_TOKEN,
+	OPT_TLS_CERT,
+	OPT_TLS_KEY,
+	OPT_TLS_CA,
 	OPT_JSON,
 	OPT_HELP,
 	OPT_FIRST_COMMAND_OPT, /* commands number their own options from here */
@@ -32,6 +35,9 @@ enum {
 	{ "pub-url", required_argument, NULL, OPT_PUB_URL },                                        \
 	{ "timeout-ms", required_argument, NULL, OPT_TIMEOUT_MS },                                  \
 	{ "auth-token", required_argument, NULL, OPT_AUTH_TOKEN },                                  \
+	{ "tls-cert", required_argument, NULL, OPT_TLS_CERT },                                      \
+	{ "tls-key", required_argument, NULL, OPT_TLS_KEY },                                        \
+	{ "tls-ca", required_argument, NULL, OPT_TLS_CA },                                          \
 	{ "json", no_argument, NULL, OPT_JSON },                                                    \
 	{ "help", no_argument, NULL, OPT_HELP }
 
@@ -41,6 +47,9 @@ enum {
 	"  --pub-url URL      service PUB address (env JOBQ_PUB_URL, default tcp://127.0.0.1:7101)\n" \
 	"  --timeout-ms N     per-call timeout (default 10000)\n"                                     \
 	"  --auth-token T     shared token (env JOBQ_AUTH_TOKEN)\n"                                  \
+	"  --tls-cert F       client certificate, PEM, for tls+tcp:// (env JOBQ_TLS_CERT)\n"        \
+	"  --tls-key F        its private key, PEM (env JOBQ_TLS_KEY)\n"                            \
+	"  --tls-ca F         CA that signed the service's certificate (env JOBQ_TLS_CA)\n"         \
 	"  --json             one JSON object per line on stdout\n"                                 \
 	"  --help             this text\n"
 

@@ -73,6 +73,13 @@ typedef struct jobq_options {
 	const char *pub_url;    /* NULL = $JOBQ_PUB_URL, else tcp://127.0.0.1:7101 */
 	int timeout_ms;         /* per call; 0 = 10000. Sent to the service as the deadline. */
 	const char *auth_token; /* NULL = $JOBQ_AUTH_TOKEN, else none */
+	/* TLS, used only for tls+tcp:// addresses (files are read at connect). NULL = the
+	 * environment variable in brackets, else none. With a CA the service's certificate must
+	 * chain to it and name the URL's host; without one the link is encrypted but the service
+	 * is not verified. cert/key are this client's own (required by a service given --tls-ca). */
+	const char *tls_cert; /* [JOBQ_TLS_CERT] PEM certificate */
+	const char *tls_key;  /* [JOBQ_TLS_KEY] PEM private key of tls_cert */
+	const char *tls_ca;   /* [JOBQ_TLS_CA] PEM CA bundle that signed the service's certificate */
 } jobq_options;
 
 /* A job to enqueue. */

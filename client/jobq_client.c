@@ -47,7 +47,7 @@ static char *dup_or_null(const char *s)
 
 /* open_socket configures and dials; the dial is non-blocking so jobq_connect succeeds while the
  * service is down, and nng keeps reconnecting in the background. */
-static int open_socket(jobq_client *c)
+static int open_socket(jobq_client *c, const jobq_options *opts, jobq_error *err)
 {
 	int rv;
 	if ((rv = nng_req0_open(&c->sock)) != 0)
@@ -64,7 +64,7 @@ static int open_socket(jobq_client *c)
 	    (rv = nng_pipe_notify(c->sock, NNG_PIPE_EV_ADD_POST, on_pipe, c)) != 0 ||
 	    (rv = nng_pipe_notify(c->sock, NNG_PIPE_EV_REM_POST, on_pipe, c)) != 0)
 		return rv;
-	return nng_dial(c->sock, c->rpc_url, NULL, NNG_FLAG_NONBLOCK);
+	return jobqi_dial(c->sock, c->rpc_url, opts, err);
 }
 
 int jobq_connect(const jobq_options *opts, jobq_client **out, jobq_error *err)
@@ -90,10 +90,12 @@ int jobq_connect(const jobq_options *opts, jobq_client **out, jobq_error *err)
 		jobq_close(c);
 		return jobqi_set_err(err, JOBQ_RESOURCE_EXHAUSTED, "out of memory");
 	}
-	int rv = open_socket(c);
+	jobq_error tls_err = { 0 };
+	int rv = open_socket(c, opts, &tls_err);
 	if (rv != 0) {
-		int code = jobqi_set_err(err, jobqi_nng_code(rv), "cannot dial %s: %s", c->rpc_url,
-					 nng_strerror(rv));
+		int code = tls_err.code != 0 ? jobqi_set_err(err, tls_err.code, "%s", tls_err.message)
+					     : jobqi_set_err(err, jobqi_nng_code(rv), "cannot dial %s: %s",
+							     c->rpc_url, nng_strerror(rv));
 		jobq_close(c);
 		return code;
 	}

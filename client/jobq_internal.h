@@ -4,6 +4,8 @@
 #ifndef JOBQ_INTERNAL_H
 #define JOBQ_INTERNAL_H
 
+#include <nng/nng.h>
+
 #include "jobq.h"
 
 #define JOBQ_DEFAULT_RPC_URL "tcp://127.0.0.1:7100"
@@ -18,6 +20,11 @@ int jobqi_set_err(jobq_error *err, int code, const char *fmt, ...) __attribute__
 /* jobqi_opt_str: the explicit value, else the environment variable (when set and not empty),
  * else the default (may be NULL). */
 const char *jobqi_opt_str(const char *given, const char *env_name, const char *dflt);
+
+/* jobqi_dial dials url on sock without blocking (nng keeps reconnecting); for a tls+tcp:// url
+ * it first sets up TLS from opts (or the JOBQ_TLS_* environment). Returns 0 or an nng error;
+ * on error err (may be NULL) says why. */
+int jobqi_dial(nng_socket sock, const char *url, const jobq_options *opts, jobq_error *err);
 
 /* jobqi_nng_code maps an nng error to a status code (see jobq.h: UNAVAILABLE/DEADLINE_EXCEEDED). */
 int jobqi_nng_code(int nng_err);

@@ -53,13 +53,16 @@ int jobq_subscribe(const jobq_options *opts, const char *queue, jobq_sub **out, 
 		return jobqi_set_err(err, jobqi_nng_code(rv), "cannot open a SUB socket: %s",
 				     nng_strerror(rv));
 	}
+	jobq_error tls_err = { 0 };
 	/* Non-blocking dial: the service may start later; nng reconnects by itself. */
 	if ((rv = subscribe_topic(s->sock, queue)) != 0 ||
 	    (rv = nng_socket_set_ms(s->sock, NNG_OPT_RECONNMINT, 50)) != 0 ||
 	    (rv = nng_socket_set_ms(s->sock, NNG_OPT_RECONNMAXT, 1000)) != 0 ||
-	    (rv = nng_dial(s->sock, url, NULL, NNG_FLAG_NONBLOCK)) != 0) {
-		int code = jobqi_set_err(err, jobqi_nng_code(rv), "cannot subscribe at %s: %s", url,
-					 nng_strerror(rv));
+	    (rv = jobqi_dial(s->sock, url, opts, &tls_err)) != 0) {
+		int code = tls_err.code != 0
+				   ? jobqi_set_err(err, tls_err.code, "%s", tls_err.message)
+				   : jobqi_set_err(err, jobqi_nng_code(rv), "cannot subscribe at %s: %s",
+						   url, nng_strerror(rv));
 		jobq_sub_close(s);
 		return code;
 	}

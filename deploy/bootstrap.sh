@@ -23,6 +23,7 @@ PACKAGES=(
   postgresql postgresql-client
   libcmocka-dev
   openssl procps
+  pgbouncer
 )
 
 log() { printf 'bootstrap: %s\n' "$*" >&2; }
@@ -42,6 +43,9 @@ java_ok() {
   v=$(java -version 2>&1 | sed -n 's/.*version "\([0-9]*\).*/\1/p' | head -n1)
   [ -n "$v" ] && [ "$v" -ge 17 ]
 }
+
+# `bootstrap.sh fuzz` also wants clang with libFuzzer (make fuzz); nothing else needs it.
+[ "${1:-}" = fuzz ] && PACKAGES+=(clang libclang-rt-14-dev)
 
 want=()
 mapfile -t want < <(missing_packages)

@@ -62,6 +62,11 @@ static const opt opts[] = {
 	{ "log-level", "JOBQ_LOG_LEVEL", OPT_LEVEL, F(log_level), "info", 0, 0,
 	  "debug|info|warn|error" },
 	{ "log-format", "JOBQ_LOG_FORMAT", OPT_FORMAT, F(log_format), "json", 0, 0, "json|text" },
+	{ "tls-cert", "JOBQ_TLS_CERT", OPT_STR, F(tls_cert), NULL, 0, 0,
+	  "PEM certificate for tls+tcp:// RPC and PUB addresses" },
+	{ "tls-key", "JOBQ_TLS_KEY", OPT_STR, F(tls_key), NULL, 0, 0, "PEM private key of --tls-cert" },
+	{ "tls-ca", "JOBQ_TLS_CA", OPT_STR, F(tls_ca), NULL, 0, 0,
+	  "PEM CA bundle; given, clients must present a certificate it signed (mutual TLS)" },
 };
 
 #define NOPTS (sizeof(opts) / sizeof(opts[0]))

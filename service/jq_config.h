@@ -34,6 +34,9 @@ typedef struct jq_config {
 	bool db_prepared;          /* named prepared statements (off for PgBouncer < 1.21) */
 	jq_log_level log_level;
 	jq_log_format log_format;
+	char *tls_cert; /* JOBQ_TLS_CERT: PEM certificate for tls+tcp:// listeners, NULL = none */
+	char *tls_key;  /* JOBQ_TLS_KEY: its PEM private key */
+	char *tls_ca;   /* JOBQ_TLS_CA: given, clients need a certificate it signed (mutual TLS) */
 } jq_config;
 
 typedef enum jq_config_result {

@@ -6,6 +6,7 @@
 
 #include "jq_handlers.h"
 #include "jq_log.h"
+#include "jq_metrics.h"
 
 typedef struct route {
 	const char *method; /* short name, as in the service descriptor */
@@ -134,11 +135,11 @@ void jq_dispatch_handle(void *worker_arg, jq_rpc_req *req)
 	}
 reply:
 	/* Logged before finishing: the request (and its id) is gone after jq_rpc_req_finish. */
-	if (jq_log_enabled(level_for(call.code))) {
-		double ms = (double)(jq_rpc_now_us() - jq_rpc_req_received_us(req)) / 1000.0;
-		jq_log_request(level_for(call.code), call.request_id, method, call.code, ms, "%s",
-			       call.code ? call.message : "ok");
-	}
+	int64_t us = jq_rpc_now_us() - jq_rpc_req_received_us(req);
+	jq_metrics_request(method, call.code, us);
+	if (jq_log_enabled(level_for(call.code)))
+		jq_log_request(level_for(call.code), call.request_id, method, call.code,
+			       (double)us / 1000.0, "%s", call.code ? call.message : "ok");
 	jq_rpc_req_finish(req, call.code, call.code ? call.message : NULL, call.reply, call.reply_len);
 	free(call.reply);
 	if (in != NULL)

@@ -6,6 +6,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "jq_metrics.h"
 #include "jq_validate.h"
 
 void jq_call_reply(jq_call *call, const ProtobufCMessage *resp)
@@ -278,7 +279,12 @@ static jq_code op_fail(jq_call *call, const jq_db_lease *leases, size_t n, jq_db
 		       jq_db_err *err, const void *request)
 {
 	(void)request;
-	return jq_db_fail(call->db, leases, n, items, err);
+	jq_code c = jq_db_fail(call->db, leases, n, items, err);
+	for (size_t i = 0; c == JQ_OK && i < n; i++) {
+		if (items[i].code == JQ_OK && items[i].status_known)
+			jq_metrics_job_failed(items[i].status == JQ_STATE_PENDING);
+	}
+	return c;
 }
 
 /* run_leases runs one lease operation over n leases and replies with per-job results through

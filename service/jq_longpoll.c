@@ -7,6 +7,8 @@
 #include <string.h>
 #include <time.h>
 
+#include "jq_metrics.h"
+
 /* Recent wakes, to see whether a queue was announced since a generation. Older generations than
  * the ring holds are treated as "maybe": the request claims once more, which is always safe. */
 #define RECENT 256
@@ -36,9 +38,11 @@ struct jq_longpoll {
 	bool joined;
 };
 
-/* Parked requests are answered OK with an empty ClaimResponse: zero bytes encode it. */
+/* Parked requests are answered OK with an empty ClaimResponse: zero bytes encode it. Only
+ * Claims park, and the dispatcher does not see this answer, so it is counted here. */
 static void answer_empty(jq_rpc_req *req)
 {
+	jq_metrics_request("/jobq.v1.JobQueue/Claim", JQ_OK, jq_rpc_now_us() - jq_rpc_req_received_us(req));
 	jq_rpc_req_finish(req, JQ_OK, NULL, NULL, 0);
 }
 

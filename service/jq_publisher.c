@@ -27,6 +27,23 @@ static int64_t real_us(void)
 
 int jq_publisher_start(const char *url, jq_publisher **out)
 {
+	return jq_publisher_start_tls(url, NULL, out);
+}
+
+/* listen_on creates the listener, sets TLS when the url asks for it, then starts it. */
+static int listen_on(jq_publisher *p, const char *url, const jq_tls_files *tls)
+{
+	nng_listener l;
+	int rv;
+	if ((rv = nng_listener_create(&l, p->sock, url)) != 0 ||
+	    (rv = jq_tls_setup_listener(l, url, tls, "publisher")) != 0 ||
+	    (rv = nng_listener_start(l, 0)) != 0)
+		jq_error("publisher: cannot listen on %s: %s", url, nng_strerror(rv));
+	return rv;
+}
+
+int jq_publisher_start_tls(const char *url, const jq_tls_files *tls, jq_publisher **out)
+{
 	jq_publisher *p = calloc(1, sizeof(*p));
 	int rv;
 	if (p == NULL)
@@ -36,8 +53,7 @@ int jq_publisher_start(const char *url, jq_publisher **out)
 		free(p);
 		return -1;
 	}
-	if ((rv = nng_listen(p->sock, url, NULL, 0)) != 0) {
-		jq_error("publisher: cannot listen on %s: %s", url, nng_strerror(rv));
+	if (listen_on(p, url, tls) != 0) {
 		nng_close(p->sock);
 		free(p);
 		return -1;

@@ -12,10 +12,16 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "jq_tls.h"
+
 typedef struct jq_publisher jq_publisher;
 
 /* jq_publisher_start opens a PUB socket listening on url. Returns 0, or -1 (logged). */
 int jq_publisher_start(const char *url, jq_publisher **out) __attribute__((warn_unused_result));
+
+/* jq_publisher_start_tls: the same, with TLS files for a tls+tcp:// url (tls may be NULL). */
+int jq_publisher_start_tls(const char *url, const jq_tls_files *tls, jq_publisher **out)
+	__attribute__((warn_unused_result));
 
 /* jq_publisher_stop closes the socket and frees everything. NULL is a no-op. Callers must have
  * stopped sending first. */

@@ -31,6 +31,7 @@
 #include <nng/protocol/reqrep0/rep.h>
 
 #include "jq_log.h"
+#include "jq_metrics.h"
 
 #define JQ_RPC_ID_MAX 128
 #define JQ_RPC_DEADLINE_CAP_MS (3600 * 1000)
@@ -88,6 +89,7 @@ struct jq_rpc_server {
 	jq_rpc_req *tail;
 	int queued;   /* counted requests on the queue */
 	int inflight; /* received and not yet through the send callback */
+	atomic_int busy; /* workers inside the handler (metrics: pool in use) */
 	bool stopping;
 	bool quit;
 
@@ -283,9 +285,11 @@ static nng_msg *response_msg(unsigned code, const char *message, const uint8_t *
 static void answer(jq_rpc_req *req, unsigned code, const char *message)
 {
 	jq_log_level level = code == JQ_RESOURCE_EXHAUSTED ? JQ_LOG_WARN : JQ_LOG_INFO;
+	int64_t us = jq_rpc_now_us() - req->received_us;
+	jq_metrics_request(req->env != NULL ? req->env->method : NULL, code, us);
 	if (jq_log_enabled(level))
 		jq_log_request(level, req->id, req->env != NULL ? req->env->method : "", code,
-			       (double)(jq_rpc_now_us() - req->received_us) / 1000.0, "%s", message);
+			       (double)us / 1000.0, "%s", message);
 	jq_rpc_req_finish(req, code, message, NULL, 0);
 }
 
@@ -430,7 +434,9 @@ static void *worker_main(void *p)
 			continue;
 		}
 		/* req may be gone once the handler returns: do not touch it again. */
+		atomic_fetch_add(&srv->busy, 1);
 		srv->handler(w->arg, req);
+		atomic_fetch_sub(&srv->busy, 1);
 	}
 	return NULL;
 }
@@ -495,7 +501,7 @@ static int slots_open(jq_rpc_server *srv, int n)
 
 /* listener_open listens on url. Create and start are separate so transport options (TLS)
  * can be set on the listener in between. */
-static int listener_open(jq_rpc_server *srv, const char *url)
+static int listener_open(jq_rpc_server *srv, const char *url, const jq_tls_files *tls)
 {
 	int rv, port;
 
@@ -503,6 +509,8 @@ static int listener_open(jq_rpc_server *srv, const char *url)
 		jq_error("rpc: bad listen address %s: %s", url, nng_strerror(rv));
 		return rv;
 	}
+	if ((rv = jq_tls_setup_listener(srv->listener, url, tls, "rpc")) != 0)
+		return rv;
 	if ((rv = nng_listener_start(srv->listener, 0)) != 0) {
 		jq_error("rpc: cannot listen on %s: %s", url, nng_strerror(rv));
 		return rv;
@@ -587,7 +595,7 @@ int jq_rpc_server_start(const jq_rpc_server_opts *opts, jq_rpc_server **out)
 
 	if ((rv = socket_open(srv)) != 0 || (rv = slots_open(srv, opts->contexts)) != 0 ||
 	    (rv = workers_start(srv, opts->nworkers, opts->worker_args)) != 0 ||
-	    (rv = listener_open(srv, opts->url)) != 0)
+	    (rv = listener_open(srv, opts->url, opts->tls)) != 0)
 		goto fail;
 	for (int i = 0; i < srv->nslots; i++)
 		nng_ctx_recv(srv->slots[i].ctx, srv->slots[i].recv_aio);
@@ -630,4 +638,12 @@ void jq_rpc_server_stop(jq_rpc_server *srv)
 
 	server_free(srv);
 	jq_info("rpc: stopped");
+}
+
+void jq_rpc_server_load(jq_rpc_server *srv, int *in_use, int *waiting)
+{
+	*in_use = atomic_load(&srv->busy);
+	pthread_mutex_lock(&srv->mu);
+	*waiting = srv->queued;
+	pthread_mutex_unlock(&srv->mu);
 }

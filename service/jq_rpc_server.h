@@ -20,6 +20,7 @@
 #include <stdint.h>
 
 #include "jobq/v1/jobq.pb-c.h"
+#include "jq_tls.h"
 
 /* gRPC status codes used on the wire. */
 typedef enum jq_code {
@@ -56,20 +57,29 @@ typedef struct jq_rpc_server_opts {
 	const char *url;          /* e.g. "tcp://127.0.0.1:7100", "ipc:///tmp/x" */
 	int contexts;             /* nng contexts receiving at once */
 	int max_queued;           /* requests waiting for a worker before RESOURCE_EXHAUSTED */
-	size_t max_message_bytes; /* larger messages are refused by nng */
+	size_t max_message_bytes; /* envelope limit, 0 = none: a little over it is answered
+				   * RESOURCE_EXHAUSTED; far over it nng drops the connection
+				   * unread and the client gets no reply */
 	int default_deadline_ms;  /* when the envelope gives none */
 	int nworkers;             /* worker threads; worker_args has nworkers entries */
 	void **worker_args;
 	jq_rpc_handler_fn handler;
+	const jq_tls_files *tls;  /* for a tls+tcp:// url; NULL = none */
 } jq_rpc_server_opts;
 
 /* jq_rpc_server_start listens on opts->url and starts the workers. Returns 0 and *out, or an
- * nng error number (the error is logged). The server copies what it needs from opts. */
+ * nng error number (the error is logged; NNG_EINVAL for contexts, max_queued, nworkers or
+ * default_deadline_ms < 1, or no url or handler). The server copies what it needs from opts. */
 int jq_rpc_server_start(const jq_rpc_server_opts *opts, jq_rpc_server **out)
 	__attribute__((warn_unused_result));
 
 /* jq_rpc_server_stop stops receiving, lets every queued and in-flight request finish (their
- * replies are sent), joins the workers and closes the socket. Frees the server. NULL is a no-op. */
+ * replies are sent), joins the workers and closes the socket. Frees the server. NULL is a no-op.
+ * It waits for every request the server has received, so a request a handler kept (deferred)
+ * must be finished or requeued by its owner, or stop never returns: stop the long-poll owner
+ * concurrently (or first, if it finishes its requests when stopped). Workers keep serving the
+ * queue until then. Messages still waiting inside nng when receiving stops get no reply (their
+ * REQ clients resend elsewhere or time out). Call from a thread that holds no request. */
 void jq_rpc_server_stop(jq_rpc_server *srv);
 
 /* jq_rpc_req_envelope returns the decoded envelope (owned by req; valid until finish). */
@@ -91,8 +101,13 @@ void jq_rpc_req_finish(jq_rpc_req *req, unsigned code, const char *message, cons
 		       size_t payload_len);
 
 /* jq_rpc_req_requeue puts a request the handler kept back on the work queue, to be handled
- * again by a worker (a long-poll woken by a notification). It bypasses max_queued. */
+ * again by a worker (a long-poll woken by a notification). It bypasses max_queued. Like a new
+ * request, it is answered DEADLINE_EXCEEDED instead if its deadline has passed when a worker
+ * takes it. */
 void jq_rpc_req_requeue(jq_rpc_req *req);
+
+/* jq_rpc_server_load: workers running a handler now, and requests waiting for one (metrics). */
+void jq_rpc_server_load(jq_rpc_server *srv, int *in_use, int *waiting);
 
 /* jq_rpc_now_us: CLOCK_MONOTONIC in microseconds. */
 int64_t jq_rpc_now_us(void);

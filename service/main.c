@@ -7,10 +7,12 @@
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <unistd.h>
 
 #include "jq_config.h"
 #include "jq_db.h"
 #include "jq_dispatch.h"
+#include "jq_http.h"
 #include "jq_log.h"
 #include "jq_longpoll.h"
 #include "jq_notify.h"
@@ -28,6 +30,7 @@ typedef struct service {
 	jq_publisher *pub;
 	jq_notify *notify;
 	jq_longpoll *longpoll;
+	jq_http *http;
 } service;
 
 static int open_workers(service *s)
@@ -52,9 +55,11 @@ static int open_workers(service *s)
 
 static void close_all(service *s)
 {
-	/* The listener publishes and wakes long-polls, so it stops first. Waiting Claims are answered
+	/* HTTP reads every other module's figures, so it goes first (probes then see a refused
+	 * connection: not ready). The listener publishes and wakes long-polls, so it stops next. Waiting Claims are answered
 	 * (empty) before the RPC server waits for every request in flight; the long-poll is freed
 	 * only after that, when no worker can park a request any more. */
+	jq_http_stop(s->http);
 	jq_notify_stop(s->notify);
 	jq_publisher_stop(s->pub);
 	jq_longpoll_stop(s->longpoll);
@@ -83,6 +88,7 @@ static int start(service *s)
 		jq_error("out of memory opening database connections");
 		return -1;
 	}
+	jq_tls_files tls = { .cert = s->cfg.tls_cert, .key = s->cfg.tls_key, .ca = s->cfg.tls_ca };
 	jq_rpc_server_opts ro = {
 		.url = s->cfg.rpc_url,
 		.contexts = s->cfg.rpc_contexts,
@@ -92,6 +98,7 @@ static int start(service *s)
 		.nworkers = s->nworkers,
 		.worker_args = s->worker_args,
 		.handler = jq_dispatch_handle,
+		.tls = &tls,
 	};
 	if (jq_rpc_server_start(&ro, &s->rpc) != 0)
 		return -1;
@@ -99,13 +106,30 @@ static int start(service *s)
 		jq_error("could not start the rescuer");
 		return -1;
 	}
-	if (jq_publisher_start(s->cfg.pub_url, &s->pub) != 0)
+	if (jq_publisher_start_tls(s->cfg.pub_url, &tls, &s->pub) != 0)
 		return -1;
 	if (jq_notify_start(&s->cfg, s->pub, wake_longpoll, s->longpoll, &s->notify) != 0) {
 		jq_error("could not start the notification listener");
 		return -1;
 	}
-	return 0;
+	jq_http_sources hs = { .cfg = &s->cfg, .rpc = s->rpc, .notify = s->notify, .pub = s->pub,
+			       .rescuer = s->rescuer, .longpoll = s->longpoll, .pool_size = s->nworkers };
+	return jq_http_start(&hs, &s->http);
+}
+
+/* Longest a shutdown may take after SIGTERM before the process exits anyway. nng 1.5.2 can hang
+ * in nng_close when a connection drops in the middle of a message (its TCP transport starts a
+ * read on a stopped aio that never completes); by then every request has been answered, so an
+ * exit is the safe way out. Below Kubernetes' grace period (45 s in deploy/k8s). */
+#define SHUTDOWN_LIMIT_S 40
+
+static void *shutdown_watchdog(void *arg)
+{
+	(void)arg;
+	sleep(SHUTDOWN_LIMIT_S);
+	jq_error("jobqd: shutdown did not finish within %d s; exiting now", SHUTDOWN_LIMIT_S);
+	_exit(1);
+	return NULL;
 }
 
 int main(int argc, char **argv)
@@ -140,6 +164,9 @@ int main(int argc, char **argv)
 		s.nworkers);
 	sigwait(&stop_signals, &sig);
 	jq_info("jobqd: %s received, finishing requests in flight", sig == SIGTERM ? "SIGTERM" : "SIGINT");
+	pthread_t watchdog;
+	if (pthread_create(&watchdog, NULL, shutdown_watchdog, NULL) == 0)
+		pthread_detach(watchdog);
 	close_all(&s);
 	jq_info("jobqd stopped");
 	return 0;

@@ -39,7 +39,7 @@ grep -Eq '^RUN .*\bmake\b' <<<"$first" || fail "build stage does not run make"
 # Packages installed per stage.
 pkgs() { grep -E '^RUN .*apt-get install' <<<"$1" | sed 's/.*apt-get install//; s/&&.*//' | tr ' ' '\n' | grep -E '^[a-z0-9][a-z0-9.+-]+$' | sort -u; }
 build_pkgs=$(pkgs "$first") final_pkgs=$(pkgs "$final")
-for p in $(grep -oE '\b[a-z0-9.+-]+-dev\b' "$root/deploy/bootstrap.sh" | grep -v cmocka | sort -u) gcc make pkg-config protobuf-c-compiler; do
+for p in $(grep -oE '\b[a-z0-9.+-]+-dev\b' "$root/deploy/bootstrap.sh" | grep -v -e cmocka -e libclang-rt | sort -u) gcc make pkg-config protobuf-c-compiler; do
   grep -qx "$p" <<<"$build_pkgs" || fail "build stage does not install $p (deploy/bootstrap.sh builds with it)"
 done
 for p in libnng1 libprotobuf-c1 libpq5 ca-certificates; do

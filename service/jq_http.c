@@ -1,0 +1,385 @@
+/*
+ * jq_http — see jq_http.h.
+ *
+ * Why a process-wide gate: nng 1.5 tears an HTTP server down asynchronously (its connections are
+ * reaped later on nng's threads), so after jq_http_stop returns a handler may in principle still
+ * run. Handlers therefore find the live jq_http through `live`, under `gate`; stop clears it
+ * under the same mutex before freeing, and a late handler answers 503 without touching freed
+ * memory. Handlers hold the gate only to copy a few figures and render text (microseconds).
+ */
+#include "jq_http.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <nng/nng.h>
+#include <nng/supplemental/http/http.h>
+
+#include "jq_db.h"
+#include "jq_log.h"
+#include "jq_metrics.h"
+
+#define PING_EVERY_MS 1000
+#define PING_STALE_MS 3500     /* an older ping (a hung connect, say) no longer proves anything */
+#define JOBS_EVERY_MS 5000
+#define SCRAPE_INTEREST_MS 120000 /* job counts are refreshed this long after a scrape */
+#define PROM_CTYPE "text/plain; version=0.0.4; charset=utf-8"
+
+struct jq_http {
+	jq_http_sources src;
+	nng_http_server *server;
+	jq_db *db;
+	pthread_t thread;
+	bool thread_started;
+
+	pthread_mutex_t mu; /* everything below */
+	pthread_cond_t cv;
+	bool stop;
+	bool db_up;
+	int64_t db_checked_ms; /* 0 = never */
+	char db_reason[200];
+	jq_metrics_queue *queues; /* NULL until the first refresh */
+	size_t nqueues, omitted;
+	int64_t jobs_at_ms;
+	int64_t scraped_ms; /* last /metrics */
+};
+
+static pthread_mutex_t gate = PTHREAD_MUTEX_INITIALIZER;
+static jq_http *live;
+
+static int64_t mono_ms(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* ---- the poller thread: ping and job counts ---- */
+
+/* first_line copies the first line of s (libpq messages end in "\n", and may have more). */
+static void first_line(char *out, size_t cap, const char *prefix, const char *s)
+{
+	snprintf(out, cap, "%s%.160s", prefix, s);
+	out[strcspn(out, "\r\n")] = '\0';
+}
+
+static void ping(jq_http *h)
+{
+	jq_db_err err = { .msg = "" };
+	jq_code c = jq_db_ping(h->db, &err);
+	pthread_mutex_lock(&h->mu);
+	h->db_up = c == JQ_OK;
+	h->db_checked_ms = mono_ms();
+	if (c != JQ_OK)
+		first_line(h->db_reason, sizeof(h->db_reason), "database unreachable: ", err.msg);
+	pthread_mutex_unlock(&h->mu);
+}
+
+/* read_jobs runs the Stats query and swaps in a fresh copy of the counts (capped). */
+static void read_jobs(jq_http *h)
+{
+	jq_db_rows *rows = NULL;
+	jq_db_err err;
+	if (jq_db_stats(h->db, NULL, &rows, &err) != JQ_OK) {
+		jq_warn("http: job counts for /metrics: %s", err.msg);
+		return;
+	}
+	size_t total = (size_t)jq_db_rows_count(rows);
+	size_t n = total < JQ_HTTP_MAX_QUEUES ? total : JQ_HTTP_MAX_QUEUES;
+	jq_metrics_queue *q = calloc(n + 1, sizeof(*q));
+	if (q == NULL) {
+		jq_db_rows_free(rows);
+		return;
+	}
+	for (size_t i = 0; i < n; i++) {
+		jq_queue_stats s;
+		jq_db_rows_stats(rows, (int)i, &s);
+		q[i] = (jq_metrics_queue){ .pending = s.pending, .scheduled = s.scheduled,
+					   .processing = s.processing, .completed = s.completed,
+					   .failed = s.failed, .cancelled = s.cancelled,
+					   .oldest_due_age_seconds = s.oldest_due_age_seconds };
+		snprintf(q[i].queue, sizeof(q[i].queue), "%s", s.queue);
+	}
+	jq_db_rows_free(rows);
+	pthread_mutex_lock(&h->mu);
+	free(h->queues);
+	h->queues = q;
+	h->nqueues = n;
+	h->omitted = total - n;
+	h->jobs_at_ms = mono_ms();
+	pthread_mutex_unlock(&h->mu);
+}
+
+/* wait_ms sleeps up to ms or until stop or a scrape wakes it; true when asked to stop. */
+static bool wait_ms(jq_http *h, int64_t ms)
+{
+	int64_t until = mono_ms() + ms;
+	struct timespec ts = { .tv_sec = until / 1000, .tv_nsec = (long)(until % 1000) * 1000000L };
+	pthread_mutex_lock(&h->mu);
+	if (!h->stop)
+		pthread_cond_timedwait(&h->cv, &h->mu, &ts);
+	bool stop = h->stop;
+	pthread_mutex_unlock(&h->mu);
+	return stop;
+}
+
+static bool jobs_wanted(jq_http *h, int64_t now)
+{
+	pthread_mutex_lock(&h->mu);
+	bool want = h->scraped_ms != 0 && now - h->scraped_ms < SCRAPE_INTEREST_MS &&
+		    (h->queues == NULL || now - h->jobs_at_ms >= JOBS_EVERY_MS);
+	pthread_mutex_unlock(&h->mu);
+	return want;
+}
+
+static void *run(void *arg)
+{
+	jq_http *h = arg;
+	int64_t next_ping = 0;
+	do {
+		int64_t now = mono_ms();
+		if (now >= next_ping) {
+			ping(h);
+			next_ping = mono_ms() + PING_EVERY_MS;
+		}
+		if (jobs_wanted(h, mono_ms()))
+			read_jobs(h);
+	} while (!wait_ms(h, next_ping - mono_ms()));
+	return NULL;
+}
+
+/* ---- handlers ---- */
+
+/* reply answers an HTTP request with a body (copied). */
+static void reply(nng_aio *aio, uint16_t status, const char *ctype, const char *body, size_t len)
+{
+	nng_http_res *res;
+	int rv = nng_http_res_alloc(&res);
+	if (rv != 0) {
+		nng_aio_finish(aio, rv);
+		return;
+	}
+	if ((rv = nng_http_res_set_status(res, status)) != 0 ||
+	    (rv = nng_http_res_set_header(res, "Content-Type", ctype)) != 0 ||
+	    (rv = nng_http_res_set_header(res, "Cache-Control", "no-store")) != 0 ||
+	    (rv = nng_http_res_copy_data(res, body, len)) != 0) {
+		nng_http_res_free(res);
+		nng_aio_finish(aio, rv);
+		return;
+	}
+	nng_aio_set_output(aio, 0, res);
+	nng_aio_finish(aio, 0);
+}
+
+static void reply_text(nng_aio *aio, uint16_t status, const char *line)
+{
+	char buf[256];
+	int n = snprintf(buf, sizeof(buf), "%s\n", line);
+	reply(aio, status, "text/plain; charset=utf-8", buf, (size_t)n < sizeof(buf) ? (size_t)n : sizeof(buf) - 1);
+}
+
+static void on_healthz(nng_aio *aio)
+{
+	reply_text(aio, 200, "ok");
+}
+
+/* readiness writes why the replica is not ready into why; true when it is. Gate held. */
+static bool readiness(jq_http *h, char *why, size_t cap)
+{
+	bool ok = false;
+	pthread_mutex_lock(&h->mu);
+	if (h->db_checked_ms == 0)
+		snprintf(why, cap, "database not checked yet");
+	else if (mono_ms() - h->db_checked_ms > PING_STALE_MS)
+		snprintf(why, cap, "database check overdue (last answer %lld ms ago)",
+			 (long long)(mono_ms() - h->db_checked_ms));
+	else if (!h->db_up)
+		snprintf(why, cap, "%s", h->db_reason);
+	else if (!jq_notify_listening(h->src.notify))
+		snprintf(why, cap, "not listening for notifications (LISTEN connection down)");
+	else
+		ok = true;
+	pthread_mutex_unlock(&h->mu);
+	return ok;
+}
+
+static void on_readyz(nng_aio *aio)
+{
+	char why[256];
+	pthread_mutex_lock(&gate);
+	bool ok = live != NULL && readiness(live, why, sizeof(why));
+	if (live == NULL)
+		snprintf(why, sizeof(why), "shutting down");
+	pthread_mutex_unlock(&gate);
+	reply_text(aio, ok ? 200 : 503, ok ? "ready" : why);
+}
+
+/* snapshot fills s from the sources and the cached counts. Gate and h->mu held. */
+static void snapshot(jq_http *h, jq_metrics_snapshot *s)
+{
+	const jq_http_sources *src = &h->src;
+	int64_t now = mono_ms();
+	s->database_up = h->db_up && h->db_checked_ms != 0 && now - h->db_checked_ms <= PING_STALE_MS;
+	s->listening = jq_notify_listening(src->notify);
+	s->pool_size = src->pool_size;
+	if (src->rpc != NULL)
+		jq_rpc_server_load(src->rpc, &s->pool_in_use, &s->requests_waiting);
+	if (src->longpoll != NULL)
+		s->longpoll_waiters = jq_longpoll_waiting(src->longpoll);
+	if (src->notify != NULL)
+		s->notifications_received = jq_notify_received(src->notify);
+	if (src->pub != NULL)
+		s->notifications_published = jq_publisher_sent(src->pub);
+	if (src->rescuer != NULL) {
+		s->leases_rescued = jq_rescuer_rescued(src->rescuer);
+		s->jobs_deleted = jq_rescuer_deleted(src->rescuer);
+	}
+	s->queues = h->queues;
+	s->nqueues = h->nqueues;
+	s->queues_omitted = h->omitted;
+	s->jobs_age_seconds = h->queues ? (double)(now - h->jobs_at_ms) / 1000.0 : 0;
+}
+
+static void on_metrics(nng_aio *aio)
+{
+	jq_metrics_snapshot s = { 0 };
+	char *text = NULL;
+	size_t len = 0;
+	pthread_mutex_lock(&gate);
+	if (live != NULL) {
+		pthread_mutex_lock(&live->mu);
+		live->scraped_ms = mono_ms();
+		snapshot(live, &s);
+		text = jq_metrics_render(&s, &len);
+		pthread_cond_signal(&live->cv); /* first scrape in a while: count jobs now */
+		pthread_mutex_unlock(&live->mu);
+	}
+	bool stopping = live == NULL;
+	pthread_mutex_unlock(&gate);
+	if (text == NULL) {
+		reply_text(aio, stopping ? 503 : 500, stopping ? "shutting down" : "out of memory");
+		return;
+	}
+	reply(aio, 200, PROM_CTYPE, text, len);
+	free(text);
+}
+
+/* ---- start / stop ---- */
+
+static int add_handler(nng_http_server *srv, const char *path, void (*cb)(nng_aio *))
+{
+	nng_http_handler *hd;
+	int rv = nng_http_handler_alloc(&hd, path, cb);
+	if (rv != 0)
+		return rv;
+	/* The server owns the handler once added; before that it is ours to free. */
+	if ((rv = nng_http_handler_set_method(hd, "GET")) != 0 ||
+	    (rv = nng_http_server_add_handler(srv, hd)) != 0) {
+		nng_http_handler_free(hd);
+		return rv;
+	}
+	return 0;
+}
+
+/* server_open parses the address and starts nng's HTTP server on it. */
+static int server_open(jq_http *h, const char *addr)
+{
+	char url_text[300];
+	nng_url *url = NULL;
+	int rv;
+	snprintf(url_text, sizeof(url_text), "%s%s", strncmp(addr, "http://", 7) ? "http://" : "", addr);
+	if ((rv = nng_url_parse(&url, url_text)) != 0) {
+		jq_error("http: bad address '%s': %s", addr, nng_strerror(rv));
+		return -1;
+	}
+	rv = nng_http_server_hold(&h->server, url);
+	nng_url_free(url);
+	if (rv != 0) {
+		jq_error("http: cannot create a server for %s: %s", addr, nng_strerror(rv));
+		return -1;
+	}
+	if ((rv = add_handler(h->server, "/healthz", on_healthz)) != 0 ||
+	    (rv = add_handler(h->server, "/readyz", on_readyz)) != 0 ||
+	    (rv = add_handler(h->server, "/metrics", on_metrics)) != 0) {
+		jq_error("http: cannot add handlers: %s", nng_strerror(rv));
+		return -1;
+	}
+	if ((rv = nng_http_server_start(h->server)) != 0) {
+		jq_error("http: cannot listen on %s: %s", addr, nng_strerror(rv));
+		return -1;
+	}
+	jq_info("http: listening on %s (/healthz, /readyz, /metrics)", addr);
+	return 0;
+}
+
+static void http_free(jq_http *h)
+{
+	if (h->server != NULL) {
+		nng_http_server_stop(h->server);
+		nng_http_server_release(h->server);
+	}
+	pthread_mutex_lock(&gate);
+	if (live == h)
+		live = NULL;
+	pthread_mutex_unlock(&gate);
+	if (h->thread_started) {
+		pthread_mutex_lock(&h->mu);
+		h->stop = true;
+		pthread_cond_signal(&h->cv);
+		pthread_mutex_unlock(&h->mu);
+		pthread_join(h->thread, NULL);
+	}
+	jq_db_close(h->db);
+	pthread_cond_destroy(&h->cv);
+	pthread_mutex_destroy(&h->mu);
+	free(h->queues);
+	free(h);
+}
+
+int jq_http_start(const jq_http_sources *src, jq_http **out)
+{
+	const jq_config *cfg = src->cfg;
+	pthread_condattr_t ca;
+	*out = NULL;
+	if (cfg->http_addr == NULL || cfg->http_addr[0] == '\0' || strcmp(cfg->http_addr, "off") == 0)
+		return 0;
+	jq_http *h = calloc(1, sizeof(*h));
+	if (h == NULL)
+		return -1;
+	h->src = *src;
+	pthread_mutex_init(&h->mu, NULL);
+	pthread_condattr_init(&ca);
+	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+	pthread_cond_init(&h->cv, &ca);
+	pthread_condattr_destroy(&ca);
+	/* A ping needs no prepared statements, and the Stats query is cheap to plan every 5 s. */
+	jq_db_opts o = { .url = cfg->database_url, .prepared = false, .backoff_base_ms = cfg->backoff_base_ms,
+			 .backoff_max_ms = cfg->backoff_max_ms, .statement_timeout_ms = 2000,
+			 .application_name = "jobqd-http" };
+	if (jq_db_open(&o, &h->db) != 0)
+		goto fail;
+	pthread_mutex_lock(&gate);
+	live = h;
+	pthread_mutex_unlock(&gate);
+	if (pthread_create(&h->thread, NULL, run, h) != 0)
+		goto fail;
+	h->thread_started = true;
+	if (server_open(h, cfg->http_addr) != 0)
+		goto fail;
+	*out = h;
+	return 0;
+fail:
+	http_free(h);
+	return -1;
+}
+
+void jq_http_stop(jq_http *h)
+{
+	if (h != NULL)
+		http_free(h);
+}

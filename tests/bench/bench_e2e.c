@@ -1,0 +1,299 @@
+/*
+ * bench_e2e — end-to-end throughput, the shape of graphile-worker's benchmark: one client
+ * enqueues JOBS jobs in batches of BATCH while WORKERS worker processes claim BATCH at a time, do
+ * nothing, and complete what they claimed in one call. The figure is JOBS divided by the time
+ * from the first enqueue to the last completion.
+ *
+ *   bench_e2e jobq NAME JOBS WORKERS BATCH   through jobqd (libjobq; $JOBQ_RPC_URL)
+ *   bench_e2e raw  NAME JOBS WORKERS BATCH   the same statements straight through libpq
+ *                                            ($JOBQ_DATABASE_URL): jobqd's own jq_db module,
+ *                                            in-process, so the SQL, the prepared statements
+ *                                            and the binary parameters are identical
+ *
+ * Prints `BENCH NAME <jobs/s> jobs/s`. Workers are processes (forked before any connection is
+ * made), as real workers would be; they share only a completion counter in shared memory.
+ */
+#include <signal.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/prctl.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "bench_util.h"
+#include "jobq.h"
+#include "jq_db.h"
+
+#define MAX_BATCH 1000
+/* jobq workers long-poll (ClaimRequest.wait_ms) when the queue is momentarily empty;
+ * $JOBQ_BENCH_CLAIM_WAIT_MS=0 makes them poll with a short sleep like the raw workers. */
+static uint32_t claim_wait_ms = 200;
+#define RAW_IDLE_US 500   /* raw workers have no long-poll: a short sleep instead of spinning */
+#define CALL_TIMEOUT_MS 60000
+
+typedef struct shared {
+	atomic_long ready;     /* workers connected */
+	atomic_long done;      /* jobs completed */
+	atomic_llong end_us;   /* when the last job was completed */
+	atomic_int failed;
+	atomic_long claims, empty_claims; /* how the workers' time was spent */
+} shared;
+
+typedef struct lease {
+	int64_t id, token;
+} lease;
+
+/* One backend per mode; each process opens its own connection after fork. */
+typedef struct backend {
+	void *(*open)(void);
+	int (*enqueue)(void *h, const char *queue, size_t n);
+	int (*claim)(void *h, const char *queue, size_t limit, const char *worker, lease *out, size_t *n);
+	int (*complete)(void *h, const lease *l, size_t n);
+	bool idle_sleep; /* true when an empty claim returns at once */
+} backend;
+
+static const char PAYLOAD[] = "{}";
+
+/* ---- jobq: through the service ---- */
+
+static void *jq_open(void)
+{
+	jobq_options o = { .timeout_ms = CALL_TIMEOUT_MS };
+	jobq_client *c = NULL;
+	jobq_error e;
+	if (jobq_connect(&o, &c, &e) != JOBQ_OK)
+		bench_die("jobq_connect: %s", e.message);
+	return c;
+}
+
+static int jq_enqueue(void *h, const char *queue, size_t n)
+{
+	jobq_job_spec specs[MAX_BATCH];
+	int64_t ids[MAX_BATCH];
+	jobq_error e;
+	for (size_t i = 0; i < n; i++)
+		specs[i] = (jobq_job_spec){ .queue = queue, .payload = PAYLOAD, .payload_len = 2 };
+	int rc = jobq_enqueue(h, specs, n, ids, &e);
+	if (rc != JOBQ_OK)
+		fprintf(stderr, "bench: enqueue: %s\n", e.message);
+	return rc;
+}
+
+static int jq_claim(void *h, const char *queue, size_t limit, const char *worker, lease *out, size_t *n)
+{
+	jobq_job *jobs = NULL;
+	jobq_error e;
+	int rc = jobq_claim(h, queue, (uint32_t)limit, worker, 60, claim_wait_ms, &jobs, n, &e);
+	if (rc != JOBQ_OK) {
+		fprintf(stderr, "bench: claim: %s\n", e.message);
+		return rc;
+	}
+	for (size_t i = 0; i < *n; i++)
+		out[i] = (lease){ jobs[i].id, jobs[i].lease_token };
+	jobq_jobs_free(jobs, *n);
+	return 0;
+}
+
+static int jq_complete(void *h, const lease *l, size_t n)
+{
+	static jobq_lease ls[MAX_BATCH]; /* static: each worker process is single-threaded */
+	jobq_result res[MAX_BATCH];
+	jobq_error e;
+	for (size_t i = 0; i < n; i++)
+		ls[i] = (jobq_lease){ l[i].id, l[i].token };
+	int rc = jobq_complete(h, ls, n, res, &e);
+	for (size_t i = 0; rc == JOBQ_OK && i < n; i++)
+		rc = res[i].code;
+	if (rc != JOBQ_OK)
+		fprintf(stderr, "bench: complete: %s\n", e.message);
+	return rc;
+}
+
+/* ---- raw: the same statements without RPC ---- */
+
+static void *raw_open(void)
+{
+	const char *url = getenv("JOBQ_DATABASE_URL");
+	if (url == NULL)
+		bench_die("JOBQ_DATABASE_URL is not set");
+	jq_db_opts o = { .url = url, .prepared = true, .statement_timeout_ms = CALL_TIMEOUT_MS,
+			 .application_name = "jobq-bench" };
+	jq_db *db = NULL;
+	jq_db_err e;
+	if (jq_db_open(&o, &db) != 0 || jq_db_ping(db, &e) != JQ_OK)
+		bench_die("cannot connect to %s", url);
+	return db;
+}
+
+static int raw_enqueue(void *h, const char *queue, size_t n)
+{
+	jq_db_job_spec specs[MAX_BATCH];
+	int64_t ids[MAX_BATCH];
+	jq_db_err e;
+	for (size_t i = 0; i < n; i++)
+		specs[i] = (jq_db_job_spec){ .queue = queue, .payload = (const uint8_t *)PAYLOAD,
+					     .payload_len = 2 };
+	jq_code c = jq_db_enqueue(h, specs, n, ids, &e);
+	if (c != JQ_OK)
+		fprintf(stderr, "bench: enqueue: %s\n", e.msg);
+	return (int)c;
+}
+
+static int raw_claim(void *h, const char *queue, size_t limit, const char *worker, lease *out, size_t *n)
+{
+	jq_db_rows *rows = NULL;
+	jq_db_err e;
+	jq_code c = jq_db_claim(h, queue, (int)limit, worker, 60, &rows, &e);
+	if (c != JQ_OK) {
+		fprintf(stderr, "bench: claim: %s\n", e.msg);
+		return (int)c;
+	}
+	*n = (size_t)jq_db_rows_count(rows);
+	for (size_t i = 0; i < *n; i++) {
+		jq_job j;
+		jq_db_rows_job(rows, (int)i, &j);
+		out[i] = (lease){ j.id, j.lease_token };
+	}
+	jq_db_rows_free(rows);
+	return 0;
+}
+
+static int raw_complete(void *h, const lease *l, size_t n)
+{
+	static jq_db_lease ls[MAX_BATCH];
+	jq_db_item items[MAX_BATCH];
+	jq_db_err e;
+	for (size_t i = 0; i < n; i++)
+		ls[i] = (jq_db_lease){ .id = l[i].id, .lease_token = l[i].token };
+	jq_code c = jq_db_complete(h, ls, n, items, &e);
+	for (size_t i = 0; c == JQ_OK && i < n; i++)
+		c = items[i].code;
+	if (c != JQ_OK)
+		fprintf(stderr, "bench: complete: %s\n", e.msg);
+	return (int)c;
+}
+
+static const backend JOBQ_BACKEND = { jq_open, jq_enqueue, jq_claim, jq_complete, false };
+static const backend RAW_BACKEND = { raw_open, raw_enqueue, raw_claim, raw_complete, true };
+
+/* ---- the benchmark ---- */
+
+/* A worker must not outlive a benchmark that died (run.sh's timeout, Ctrl-C). */
+static void prctl_parent_death(void)
+{
+	prctl(PR_SET_PDEATHSIG, SIGKILL);
+}
+
+static void worker_main(const backend *b, shared *sh, const char *queue, long jobs, size_t batch,
+			int index)
+{
+	char worker[32];
+	lease leases[MAX_BATCH];
+	snprintf(worker, sizeof(worker), "bench-%d", index);
+	void *h = b->open();
+	atomic_fetch_add(&sh->ready, 1);
+	while (atomic_load(&sh->done) < jobs && !atomic_load(&sh->failed)) {
+		size_t n = 0;
+		if (b->claim(h, queue, batch, worker, leases, &n) != 0)
+			goto fail;
+		atomic_fetch_add(&sh->claims, 1);
+		if (n == 0) {
+			atomic_fetch_add(&sh->empty_claims, 1);
+			if (b->idle_sleep)
+				usleep(RAW_IDLE_US);
+			continue;
+		}
+		if (b->complete(h, leases, n) != 0)
+			goto fail;
+		/* Whoever completes the last job stops the clock; the monotonic clock is shared by
+		 * every process on the machine. */
+		if (atomic_fetch_add(&sh->done, (long)n) + (long)n >= jobs)
+			atomic_store(&sh->end_us, bench_now_us());
+	}
+	_exit(0);
+fail:
+	atomic_store(&sh->failed, 1);
+	_exit(1);
+}
+
+static void wait_ready(shared *sh, long workers)
+{
+	int64_t until = bench_now_us() + 30 * 1000000LL;
+	while (atomic_load(&sh->ready) < workers) {
+		if (bench_now_us() > until || atomic_load(&sh->failed))
+			bench_die("workers did not start");
+		usleep(1000);
+	}
+}
+
+static int reap(long workers)
+{
+	int bad = 0, st;
+	for (long i = 0; i < workers; i++) {
+		if (wait(&st) < 0 || !WIFEXITED(st) || WEXITSTATUS(st) != 0)
+			bad = 1;
+	}
+	return bad;
+}
+
+int main(int argc, char **argv)
+{
+	if (argc != 6)
+		bench_die("usage: bench_e2e jobq|raw NAME JOBS WORKERS BATCH");
+	backend b_jobq = JOBQ_BACKEND;
+	const char *wait = getenv("JOBQ_BENCH_CLAIM_WAIT_MS");
+	if (wait != NULL && *wait != '\0') {
+		claim_wait_ms = (uint32_t)strtoul(wait, NULL, 10);
+		b_jobq.idle_sleep = claim_wait_ms == 0;
+	}
+	const backend *b = !strcmp(argv[1], "raw") ? &RAW_BACKEND : &b_jobq;
+	const char *name = argv[2];
+	long jobs = bench_arg_long(argv[3], "JOBS");
+	long workers = bench_arg_long(argv[4], "WORKERS");
+	size_t batch = (size_t)bench_arg_long(argv[5], "BATCH");
+	if (batch > MAX_BATCH)
+		bench_die("BATCH is at most %d", MAX_BATCH);
+
+	/* A queue of its own, so leftovers of an earlier run never count. */
+	char queue[64];
+	snprintf(queue, sizeof(queue), "e2e_%s_%d", argv[1], (int)getpid());
+	shared *sh = mmap(NULL, sizeof(*sh), PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+	if (sh == MAP_FAILED)
+		bench_die("mmap failed");
+	memset(sh, 0, sizeof(*sh));
+
+	for (long i = 0; i < workers; i++) {
+		pid_t pid = fork();
+		if (pid < 0)
+			bench_die("fork failed");
+		if (pid == 0) {
+			prctl_parent_death();
+			worker_main(b, sh, queue, jobs, batch, (int)i);
+		}
+	}
+	wait_ready(sh, workers);
+	void *h = b->open();
+	int64_t t0 = bench_now_us();
+	for (long sent = 0; sent < jobs && !atomic_load(&sh->failed);) {
+		size_t n = (size_t)(jobs - sent) < batch ? (size_t)(jobs - sent) : batch;
+		if (b->enqueue(h, queue, n) != 0) {
+			atomic_store(&sh->failed, 1);
+			break;
+		}
+		sent += (long)n;
+	}
+	int64_t t_enq = bench_now_us();
+	if (reap(workers) || atomic_load(&sh->failed))
+		bench_die("%s failed", name);
+	double secs = (double)(atomic_load(&sh->end_us) - t0) / 1e6;
+	printf("%s: %ld jobs, %ld workers, batch %zu: enqueued in %.2f s, all completed in %.2f s\n",
+	       name, jobs, workers, batch, (double)(t_enq - t0) / 1e6, secs);
+	long claims = atomic_load(&sh->claims), empty = atomic_load(&sh->empty_claims);
+	printf("  %ld claims (%ld empty), %.1f jobs per non-empty claim\n", claims, empty,
+	       claims > empty ? (double)jobs / (double)(claims - empty) : 0.0);
+	bench_print(name, (double)jobs / secs, "jobs/s");
+	return 0;
+}

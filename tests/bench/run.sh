@@ -1,0 +1,176 @@
+#!/usr/bin/env bash
+# run.sh BUILD — `make bench`: starts a throwaway PostgreSQL (tests/harness/pgctl.sh, with the
+# default fsync=on / synchronous_commit=on so every commit really reaches the disk), applies the
+# migrations, starts jobqd from BUILD/bin, runs the programs in BUILD/bench and prints every
+# figure as `BENCH <name> <value> <unit>` (plus readable lines and the ratios against issue 7's
+# targets). Everything it starts is stopped on every exit path.
+#
+# Knobs (environment), for quick runs and for the scaling tables in the README:
+#   JOBQ_BENCH_JOBS=100000        jobs of the batched end-to-end and raw runs
+#   JOBQ_BENCH_SINGLE_JOBS=20000  jobs of the batch-size-1 runs (each job is 3 commits)
+#   JOBQ_BENCH_WORKERS=2          worker processes
+#   JOBQ_BENCH_BATCH=50           enqueue / claim / complete batch size
+#   JOBQ_BENCH_ENQ_CLIENTS=2      concurrent clients of the enqueue-throughput runs
+#   JOBQ_BENCH_NOTIFY_RATE=500 JOBQ_BENCH_NOTIFY_SECONDS=10
+#   JOBQ_BENCH_LARGE_JOBS=1000000 finished jobs under the claim_ms_large figure
+#   JOBQ_BENCH_ONLY="e2e raw single enqueue notify claim rpc"   a subset (all by default)
+#   JOBQ_BENCH_JOBQD_FLAGS="--db-pool-size=2"                   extra jobqd flags
+set -uo pipefail
+
+root=$(cd "$(dirname "$0")/../.." && pwd)
+b=${1:-build}; [[ $b == /* ]] || b=$root/$b
+build=$(cd "$b" && pwd) || { echo "bench: no build folder $b" >&2; exit 2; }
+pgctl=$root/tests/harness/pgctl.sh
+jobs=${JOBQ_BENCH_JOBS:-100000}
+single_jobs=${JOBQ_BENCH_SINGLE_JOBS:-20000}
+workers=${JOBQ_BENCH_WORKERS:-2}
+batch=${JOBQ_BENCH_BATCH:-50}
+enq_clients=${JOBQ_BENCH_ENQ_CLIENTS:-2}
+notify_rate=${JOBQ_BENCH_NOTIFY_RATE:-500}
+notify_seconds=${JOBQ_BENCH_NOTIFY_SECONDS:-10}
+large_jobs=${JOBQ_BENCH_LARGE_JOBS:-1000000}
+only=${JOBQ_BENCH_ONLY:-e2e raw single enqueue notify claim rpc}
+for v in "$jobs" "$single_jobs" "$workers" "$batch" "$enq_clients" "$notify_rate" "$notify_seconds" "$large_jobs"; do
+  [[ $v =~ ^[1-9][0-9]*$ ]] || { echo "bench: '$v' is not a positive integer" >&2; exit 2; }
+done
+psql_bin=$(ls /usr/lib/postgresql/*/bin/psql 2>/dev/null | head -n1)
+[ -n "$psql_bin" ] || psql_bin=psql
+
+tmp=$(mktemp -d /tmp/jobq-bench.XXXXXX)
+chmod 755 "$tmp" # the cluster inside runs as the postgres user when we are root
+jobqd_pid=""
+cleanup() {
+  if [ -n "$jobqd_pid" ]; then
+    kill -TERM "$jobqd_pid" 2>/dev/null
+    for _ in $(seq 50); do kill -0 "$jobqd_pid" 2>/dev/null || break; sleep 0.1; done
+    kill -KILL "$jobqd_pid" 2>/dev/null
+  fi
+  "$pgctl" destroy "$tmp/pg" >/dev/null 2>&1
+  rm -rf "$tmp"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+wants() { [[ " $only " == *" $1 "* ]]; }
+sql() { "$psql_bin" -qAtX -v ON_ERROR_STOP=1 "$url" "$@"; }
+# bench PROGRAM ARGS...: one program, its output shown and its BENCH lines kept for the ratios.
+bench() {
+  local cpu0 rc
+  cpu0=$(cpu_ticks "$jobqd_pid")
+  timeout --kill-after=10 600 "$build/bench/$@" | tee -a "$tmp/bench.txt"
+  rc=${PIPESTATUS[0]}
+  [ "$rc" -eq 0 ] || { echo "bench: $* failed" >&2; tail -n 20 "$tmp/jobqd.log" >&2; exit 1; }
+  # Where the time went: jobqd's own CPU seconds during this program (user + system).
+  echo "  (jobqd used $(( ($(cpu_ticks "$jobqd_pid") - cpu0) * 1000 / $(getconf CLK_TCK) )) ms of CPU)"
+}
+# cpu_ticks PID: utime + stime of a process, in clock ticks (fields 14 and 15 of /proc/PID/stat;
+# the command name in field 2 contains no blanks for jobqd).
+cpu_ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat"; }
+port_busy() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+free_port() {
+  local p
+  while :; do
+    p=$(( 20000 + (RANDOM * 32768 + RANDOM) % 30000 ))
+    port_busy "$p" || { echo "$p"; return; }
+  done
+}
+notify_triggers() { # enable|disable
+  sql -c "ALTER TABLE job_queue ${1^^} TRIGGER job_queue_notify_insert, ${1^^} TRIGGER job_queue_notify_update"
+}
+
+start_services() {
+  url=$(JOBQ_PG_FSYNC=on "$pgctl" start "$tmp/pg") || { echo "bench: PostgreSQL did not start" >&2; exit 1; }
+  JOBQ_DATABASE_URL=$url "$root/deploy/migrate.sh" update >"$tmp/migrate.log" 2>&1 \
+    || { cat "$tmp/migrate.log"; echo "bench: migrations failed" >&2; exit 1; }
+  export JOBQ_DATABASE_URL=$url
+  export JOBQ_RPC_URL=tcp://127.0.0.1:$(free_port) JOBQ_PUB_URL=tcp://127.0.0.1:$(free_port)
+  # shellcheck disable=SC2086 # the extra flags are meant to split
+  "$build/bin/jobqd" --http-addr="127.0.0.1:$(free_port)" --log-format=text --log-level=warn \
+    ${JOBQ_BENCH_JOBQD_FLAGS:-} >"$tmp/jobqd.log" 2>&1 &
+  jobqd_pid=$!
+  for _ in $(seq 100); do
+    "$build/bin/jobq" stats >/dev/null 2>&1 && return 0
+    kill -0 "$jobqd_pid" 2>/dev/null || break
+    sleep 0.1
+  done
+  cat "$tmp/jobqd.log" >&2; echo "bench: jobqd did not start" >&2; exit 1
+}
+
+build_finished_jobs() { # N finished jobs of queue claim_lat, built in SQL (no RPC, no NOTIFY)
+  sql -c "TRUNCATE job_queue, job_failure"
+  notify_triggers disable
+  sql -v n="$1" <<'SQL'
+SELECT count(*) FROM jobq_enqueue_batch(array_fill('claim_lat'::text, ARRAY[:n]),
+       array_fill('\x7b7d'::bytea, ARRAY[:n]), NULL, NULL, NULL, NULL);
+UPDATE job_queue SET curr_job_status = 'archive_processing', attempts = 1, lease_owner = 'bench',
+       lease_token = nextval('job_lease_token_seq'), lease_expires_at = now() + interval '1 hour'
+ WHERE queue = 'claim_lat' AND curr_job_status = 'archive_pending';
+UPDATE job_queue SET curr_job_status = 'archive_completed', lease_expires_at = NULL
+ WHERE queue = 'claim_lat' AND curr_job_status = 'archive_processing';
+SQL
+  notify_triggers enable
+  sql -c "VACUUM ANALYZE job_queue"
+}
+
+# value NAME: the figure's value from this run's BENCH lines.
+value() { awk -v n="$1" '$1 == "BENCH" && $2 == n { v = $3 } END { print v }' "$tmp/bench.txt"; }
+ratio() { # NAME A B UNIT: A/B (or a percentage with unit %)
+  local a b
+  a=$(value "$2") b=$(value "$3")
+  [ -n "$a" ] && [ -n "$b" ] || return 0
+  awk -v n="$1" -v a="$a" -v b="$b" -v u="$4" 'BEGIN {
+    if (b == 0) exit
+    if (u == "%") printf "BENCH %s %.3f %%\n", n, (b - a) / b * 100
+    else printf "BENCH %s %.3f x\n", n, a / b }'
+}
+
+start_services
+echo "bench: PostgreSQL (fsync=on, synchronous_commit=on) at $url; jobqd pid $jobqd_pid;" \
+     "$(nproc) cores; workers $workers, batch $batch"
+: >"$tmp/bench.txt"
+
+# On an (almost) empty table first: claim_ms_small and the Get round trip.
+wants rpc && bench bench_latency get rpc_p50_us 2000
+wants claim && bench bench_latency claim claim_ms_small 500 claim_lat
+wants e2e && bench bench_e2e jobq e2e_jobs_per_sec "$jobs" "$workers" "$batch"
+wants raw && bench bench_e2e raw raw_sql_jobs_per_sec "$jobs" "$workers" "$batch"
+if wants single; then
+  bench bench_e2e jobq e2e_single_jobs_per_sec "$single_jobs" "$workers" 1
+  bench bench_e2e raw raw_sql_single_jobs_per_sec "$single_jobs" "$workers" 1
+fi
+if wants enqueue; then
+  # Notifications' cost: the same enqueue load with the notify triggers on (jobqd LISTENs and
+  # publishes), off, and on with a subscriber listening. Batched, then one job per call.
+  bench bench_enqueue enqueue_jobs_per_sec "$jobs" "$batch" "$enq_clients"
+  notify_triggers disable
+  bench bench_enqueue enqueue_nonotify_jobs_per_sec "$jobs" "$batch" "$enq_clients"
+  notify_triggers enable
+  bench bench_enqueue enqueue_sub_jobs_per_sec "$jobs" "$batch" "$enq_clients" sub
+  bench bench_enqueue enqueue_single_jobs_per_sec "$single_jobs" 1 "$enq_clients"
+  notify_triggers disable
+  bench bench_enqueue enqueue_single_nonotify_jobs_per_sec "$single_jobs" 1 "$enq_clients"
+  notify_triggers enable
+  bench bench_enqueue enqueue_single_sub_jobs_per_sec "$single_jobs" 1 "$enq_clients" sub
+fi
+wants notify && bench bench_notify "$notify_rate" "$notify_seconds"
+if wants claim; then
+  echo "bench: building $large_jobs finished jobs in SQL ..."
+  build_finished_jobs "$large_jobs" >/dev/null
+  bench bench_latency claim claim_ms_large 500 claim_lat
+fi
+hwm=$(awk '/^VmHWM:/ { print $2 / 1024 }' "/proc/$jobqd_pid/status")
+printf 'BENCH jobqd_rss_mb %.3f MB\n' "$hwm" | tee -a "$tmp/bench.txt"
+
+echo "--- ratios (issue 7 targets in brackets)"
+{
+  ratio e2e_vs_raw e2e_jobs_per_sec raw_sql_jobs_per_sec x                     # [>= 0.7]
+  ratio e2e_single_vs_raw e2e_single_jobs_per_sec raw_sql_single_jobs_per_sec x # [>= 0.7]
+  ratio notify_cost_pct enqueue_jobs_per_sec enqueue_nonotify_jobs_per_sec %   # [< 10]
+  ratio notify_sub_cost_pct enqueue_sub_jobs_per_sec enqueue_nonotify_jobs_per_sec %
+  ratio notify_single_cost_pct enqueue_single_jobs_per_sec enqueue_single_nonotify_jobs_per_sec %
+  ratio notify_single_sub_cost_pct enqueue_single_sub_jobs_per_sec enqueue_single_nonotify_jobs_per_sec %
+  ratio claim_large_vs_small claim_ms_large claim_ms_small x                   # [<= 1.5]
+} | tee -a "$tmp/bench.txt"
+echo "targets: e2e_jobs_per_sec >= 15000, e2e_vs_raw >= 0.7, e2e_single_vs_raw >= 0.7," \
+     "notify_cost_pct < 10, notify_p50_ms <= 2, notify_p99_ms <= 10, claim_large_vs_small <= 1.5," \
+     "jobqd_rss_mb <= 64"

@@ -1,0 +1,377 @@
+/*
+ * test_http — jobqd's operator endpoints against a real jobqd: /healthz, /readyz (ready, then
+ * 503 with a reason while the test cluster is stopped, then ready again once it is back), and
+ * /metrics (every series the README names is there after some requests, and every line parses
+ * as the Prometheus text format).
+ *
+ * The readiness test stops the cluster that every test shares; it always starts it again on the
+ * same port (JOBQ_PG_PORT) and waits until it answers, also when an assertion failed.
+ */
+#include <arpa/inet.h>
+#include <ctype.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/time.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "jq_rpc_call.h"
+#include "jq_rpc_server.h" /* jq_code */
+#include "jq_svc.h"
+#include "jq_svc_api.h"
+#include "jq_test.h"
+
+static jq_svc svc;
+static char *db_url;
+static PGconn *pg;
+static jq_rpc_sock rpc;
+
+typedef struct http_resp {
+	int status;
+	char body[256 * 1024];
+} http_resp;
+
+static http_resp resp;
+
+/* http_get fetches http://127.0.0.1:port/path; returns 0 and fills *r, or -1 (no answer). */
+static int http_get(int port, const char *path, http_resp *r)
+{
+	struct sockaddr_in a = { .sin_family = AF_INET, .sin_port = htons((uint16_t)port) };
+	struct timeval tv = { .tv_sec = 5 };
+	static char raw[sizeof(r->body) + 4096];
+	size_t len = 0;
+	char req[256];
+	int fd = socket(AF_INET, SOCK_STREAM, 0);
+
+	a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	if (fd < 0)
+		return -1;
+	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+	int n = snprintf(req, sizeof(req), "GET %s HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n", path);
+	if (connect(fd, (struct sockaddr *)&a, sizeof(a)) != 0 || write(fd, req, (size_t)n) != n)
+		goto fail;
+	for (;;) {
+		ssize_t got = read(fd, raw + len, sizeof(raw) - 1 - len);
+		if (got <= 0)
+			break;
+		len += (size_t)got;
+		raw[len] = '\0';
+		/* Stop once the whole body is in, whether or not the server closes. */
+		char *hdr_end = strstr(raw, "\r\n\r\n");
+		char *cl = strcasestr(raw, "Content-Length:");
+		if (hdr_end != NULL && cl != NULL && cl < hdr_end &&
+		    len >= (size_t)(hdr_end + 4 - raw) + strtoul(cl + 15, NULL, 10))
+			break;
+	}
+	raw[len] = '\0';
+	close(fd);
+	if (sscanf(raw, "HTTP/1.%*d %d", &r->status) != 1)
+		return -1;
+	char *body = strstr(raw, "\r\n\r\n");
+	snprintf(r->body, sizeof(r->body), "%s", body ? body + 4 : "");
+	return 0;
+fail:
+	close(fd);
+	return -1;
+}
+
+static void get_ok(const char *path)
+{
+	if (http_get(svc.http_port, path, &resp) != 0)
+		fail_msg("GET %s: no HTTP answer", path);
+}
+
+/* wait_status polls path until it answers `status` (true) or timeout_ms passes (false). */
+static bool wait_status(const char *path, int status, int timeout_ms)
+{
+	long long deadline = jq_mono_ms() + timeout_ms;
+	do {
+		if (http_get(svc.http_port, path, &resp) == 0 && resp.status == status)
+			return true;
+		jq_sleep_ms(100);
+	} while (jq_mono_ms() < deadline);
+	return false;
+}
+
+static int setup(void **state)
+{
+	static const char *const flags[] = { "--rescue-interval-ms=100", "--backoff-base-ms=10",
+					     "--backoff-max-ms=20", NULL };
+	(void)state;
+	db_url = jq_test_db_clone("jq_http_test");
+	pg = jq_test_connect(db_url);
+	jq_svc_start(&svc, "http", db_url, flags);
+	if (jq_rpc_open(&rpc, svc.rpc_url, 10000) != 0)
+		return -1;
+	jq_api_use(&rpc, pg);
+	return 0;
+}
+
+static int teardown(void **state)
+{
+	(void)state;
+	jq_rpc_close(&rpc);
+	int st = jq_svc_stop(&svc, 10000);
+	if (st != 0)
+		jq_svc_print_log(&svc);
+	else
+		jq_svc_remove_log(&svc);
+	if (pg != NULL)
+		PQfinish(pg);
+	free(db_url);
+	return st == 0 ? 0 : -1;
+}
+
+static void test_healthz(void **state)
+{
+	(void)state;
+	/* HTTP starts last, a moment after the RPC listener jq_svc_start waited for. */
+	if (!wait_status("/healthz", 200, 10000))
+		fail_msg("/healthz did not answer 200");
+	assert_string_equal(resp.body, "ok\n");
+	get_ok("/nothing-here");
+	assert_int_equal(resp.status, 404);
+}
+
+static void test_readyz_ready(void **state)
+{
+	(void)state;
+	if (!wait_status("/readyz", 200, 15000))
+		fail_msg("/readyz never answered 200; last %d: %s", resp.status, resp.body);
+	assert_string_equal(resp.body, "ready\n");
+}
+
+/* ---- Prometheus text format ---- */
+
+static const char *skip_name(const char *p)
+{
+	if (!(isalpha((unsigned char)*p) || *p == '_' || *p == ':'))
+		return NULL;
+	while (isalnum((unsigned char)*p) || *p == '_' || *p == ':')
+		p++;
+	return p;
+}
+
+/* skip_labels parses {name="value",...}; returns the character after '}' or NULL. */
+static const char *skip_labels(const char *p)
+{
+	if (*p != '{')
+		return p;
+	p++;
+	while (*p != '}') {
+		if ((p = skip_name(p)) == NULL || *p++ != '=' || *p++ != '"')
+			return NULL;
+		while (*p != '"') {
+			if (*p == '\0' || *p == '\n')
+				return NULL;
+			if (*p == '\\' && (p[1] == '\\' || p[1] == '"' || p[1] == 'n'))
+				p++;
+			p++;
+		}
+		p++;
+		if (*p == ',')
+			p++;
+		else if (*p != '}')
+			return NULL;
+	}
+	return p + 1;
+}
+
+/* sample_line_ok: `name{labels} value` (labels optional), value a float, +Inf, -Inf or NaN. */
+static bool sample_line_ok(const char *line)
+{
+	const char *p = skip_name(line);
+	if (p == NULL || (p = skip_labels(p)) == NULL || *p++ != ' ')
+		return false;
+	if (!strcmp(p, "+Inf") || !strcmp(p, "-Inf") || !strcmp(p, "NaN"))
+		return true;
+	char *end;
+	errno = 0;
+	strtod(p, &end);
+	return end != p && *end == '\0' && errno == 0;
+}
+
+static void check_prometheus(const char *text)
+{
+	char *copy = strdup(text), *save = NULL;
+	int samples = 0;
+	assert_non_null(copy);
+	assert_true(strlen(text) > 0 && text[strlen(text) - 1] == '\n');
+	for (char *l = strtok_r(copy, "\n", &save); l != NULL; l = strtok_r(NULL, "\n", &save)) {
+		if (l[0] == '#') {
+			if (strncmp(l, "# HELP ", 7) != 0 && strncmp(l, "# TYPE ", 7) != 0)
+				fail_msg("unexpected comment line: %s", l);
+			continue;
+		}
+		if (!sample_line_ok(l))
+			fail_msg("not a Prometheus sample line: '%s'", l);
+		samples++;
+	}
+	free(copy);
+	assert_true(samples > 20);
+}
+
+static void expect_series(const char *text, const char *series)
+{
+	if (strstr(text, series) == NULL)
+		fail_msg("/metrics lacks '%s':\n%s", series, text);
+}
+
+/* drive makes one job of each kind of outcome and some errors, so the counters move. */
+static void drive(void)
+{
+	int64_t token, id;
+	Jobq__V1__JobStatus st;
+	id = jq_enqueue_one("httpq", "a");
+	id = jq_claim_one("httpq", "w1", 30, &token);
+	assert_int_equal(jq_complete1(id, token), JQ_OK);
+	jq_enqueue_one("httpq", "b");
+	id = jq_claim_one("httpq", "w1", 30, &token);
+	assert_int_equal(jq_fail1(id, token, "boom", false, 0, "w1", &st, NULL), JQ_OK);
+	assert_int_equal(st, JOBQ__V1__JOB_STATUS__JOB_STATUS_ARCHIVE_PENDING);
+	id = jq_claim_one_within("httpq", "w1", 30, 5000, &token);
+	assert_int_equal(jq_fail1(id, token, "boom", true, 0, "w1", &st, NULL), JQ_OK);
+	assert_int_equal(jq_complete1(id, token + 1000), JQ_FAILED_PRECONDITION);
+	/* A lease that runs out: the rescuer (every 100 ms here) takes the job back. */
+	jq_enqueue_one("httpq", "c");
+	jq_claim_one("httpq", "w1", 1, &token);
+	Jobq__V1__StatsRequest sreq = JOBQ__V1__STATS_REQUEST__INIT;
+	assert_int_equal(jq_api_code("/jobq.v1.JobQueue/Nope", &sreq, NULL, NULL), JQ_UNIMPLEMENTED);
+}
+
+static void test_metrics(void **state)
+{
+	(void)state;
+	drive();
+	get_ok("/metrics"); /* the first scrape starts the job counts */
+	long long deadline = jq_mono_ms() + 15000;
+	do {
+		jq_sleep_ms(200);
+		get_ok("/metrics");
+	} while ((strstr(resp.body, "jobq_jobs{queue=\"httpq\",state=\"archive_failed\"} 1") == NULL ||
+		  strstr(resp.body, "jobq_leases_rescued_total 0\n") != NULL) &&
+		 jq_mono_ms() < deadline);
+	assert_int_equal(resp.status, 200);
+	check_prometheus(resp.body);
+	const char *const want[] = {
+		"jobq_build_info{version=\"",
+		"jobq_rpc_requests_total{method=\"Enqueue\",code=\"OK\"} 3\n",
+		"jobq_rpc_requests_total{method=\"Complete\",code=\"FAILED_PRECONDITION\"} 1\n",
+		"jobq_rpc_requests_total{method=\"other\",code=\"UNIMPLEMENTED\"} 1\n",
+		"# TYPE jobq_rpc_duration_seconds histogram\n",
+		"jobq_rpc_duration_seconds_bucket{method=\"Claim\",le=\"0.005\"} ",
+		"jobq_rpc_duration_seconds_bucket{method=\"Claim\",le=\"+Inf\"} ",
+		"jobq_rpc_duration_seconds_sum{method=\"Fail\"} ",
+		"jobq_rpc_duration_seconds_count{method=\"Fail\"} 2\n",
+		"jobq_jobs{queue=\"httpq\",state=\"archive_completed\"} 1\n",
+		"jobq_jobs{queue=\"httpq\",state=\"archive_failed\"} 1\n",
+		"jobq_jobs_scheduled{queue=\"httpq\"} ",
+		"jobq_job_retries_total 1\n",
+		"jobq_job_failures_total 1\n",
+		"jobq_notifications_received_total ",
+		"jobq_notifications_published_total ",
+		"jobq_jobs_deleted_total ",
+		"jobq_db_pool_size 4\n",
+		"jobq_db_pool_in_use ",
+		"jobq_rpc_requests_waiting 0\n",
+		"jobq_longpoll_waiters 0\n",
+		"jobq_database_up 1\n",
+		"jobq_notify_listening 1\n",
+	};
+	for (size_t i = 0; i < sizeof(want) / sizeof(want[0]); i++)
+		expect_series(resp.body, want[i]);
+	if (strstr(resp.body, "jobq_leases_rescued_total 0\n") != NULL)
+		fail_msg("no rescued lease counted:\n%s", resp.body);
+	/* Payloads never reach the metrics, and queue labels are the only free text. */
+	assert_null(strstr(resp.body, "boom"));
+}
+
+/* ---- readiness while the database is away ---- */
+
+static void cluster(const char *verb)
+{
+	char cmd[1024];
+	const char *dir = jq_test_env("JOBQ_TEST_PG_DIR");
+	const char *url = jq_test_env("JOBQ_TEST_DATABASE_URL");
+	const char *port = strrchr(url, ':');
+	/* The same port again: every later test keeps using JOBQ_TEST_DATABASE_URL. */
+	snprintf(cmd, sizeof(cmd), "JOBQ_PG_PORT=%.*s %s/tests/harness/pgctl.sh %s '%s' >/dev/null",
+		 port ? (int)strcspn(port + 1, "/") : 0, port ? port + 1 : "", jq_test_env("JOBQ_TEST_ROOT"),
+		 verb, dir);
+	if (system(cmd) != 0)
+		fprintf(stderr, "test_http: '%s' failed\n", cmd);
+}
+
+static bool cluster_answers(void)
+{
+	return PQping(jq_test_env("JOBQ_TEST_DATABASE_URL")) == PQPING_OK;
+}
+
+static bool restart_pending;
+
+static int restore_cluster(void **state)
+{
+	(void)state;
+	if (!restart_pending)
+		return 0;
+	for (int i = 0; i < 3 && !cluster_answers(); i++)
+		cluster("start");
+	long long deadline = jq_mono_ms() + 30000;
+	while (!cluster_answers() && jq_mono_ms() < deadline)
+		jq_sleep_ms(100);
+	restart_pending = false;
+	return cluster_answers() ? 0 : -1;
+}
+
+static void test_readyz_database_down(void **state)
+{
+	(void)state;
+	if (!wait_status("/readyz", 200, 15000))
+		fail_msg("/readyz not ready before the test: %s", resp.body);
+	PQfinish(pg); /* our own connection would only break */
+	pg = NULL;
+	restart_pending = true;
+	cluster("stop");
+	if (!wait_status("/readyz", 503, 10000))
+		fail_msg("/readyz still %d with the database stopped: %s", resp.status, resp.body);
+	/* The LISTEN session may notice first ("not listening"); the ping follows within a second. */
+	long long deadline = jq_mono_ms() + 5000;
+	while (strstr(resp.body, "database") == NULL && jq_mono_ms() < deadline) {
+		jq_sleep_ms(100);
+		get_ok("/readyz");
+	}
+	assert_int_equal(resp.status, 503);
+	if (strstr(resp.body, "database") == NULL)
+		fail_msg("503 without naming the database: %s", resp.body);
+	assert_non_null(strchr(resp.body, '\n'));
+	assert_ptr_equal(strchr(resp.body, '\n'), resp.body + strlen(resp.body) - 1); /* one line */
+	get_ok("/healthz");
+	assert_int_equal(resp.status, 200); /* alive all the same: no restart for a database outage */
+	get_ok("/metrics");
+	expect_series(resp.body, "jobq_database_up 0\n");
+
+	assert_int_equal(restore_cluster(NULL), 0);
+	/* The listener reconnects with backoff (up to 5 s). */
+	if (!wait_status("/readyz", 200, 20000))
+		fail_msg("/readyz did not recover: %d %s", resp.status, resp.body);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_healthz),
+		cmocka_unit_test(test_readyz_ready),
+		cmocka_unit_test(test_metrics),
+		cmocka_unit_test_teardown(test_readyz_database_down, restore_cluster),
+	};
+	return cmocka_run_group_tests(tests, setup, teardown);
+}
