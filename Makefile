@@ -35,7 +35,7 @@ CLI_SRC    := $(wildcard client/cli*.c)
 CLI_OBJ    := $(CLI_SRC:%.c=$(BUILD)/obj/%.o)
 LIB_SRC    := $(filter-out $(CLI_SRC),$(wildcard client/*.c))
 LIB_OBJ    := $(LIB_SRC:%.c=$(BUILD)/obj/%.o) $(PROTO_O)
-TEST_SRC   := $(wildcard tests/unit/test_*.c tests/integration/test_*.c)
+TEST_SRC   := $(wildcard tests/unit/test_*.c tests/integration/test_*.c tests/chaos/test_*.c)
 TEST_BIN   := $(TEST_SRC:tests/%.c=$(BUILD)/tests/%)
 TEST_SUPPORT_SRC := $(wildcard tests/support/*.c)
 TEST_SUPPORT_OBJ := $(TEST_SUPPORT_SRC:%.c=$(BUILD)/obj/%.o)
@@ -49,7 +49,7 @@ JOBQD      := $(BUILD)/bin/jobqd
 JOBQ       := $(BUILD)/bin/jobq
 EXAMPLES   := $(patsubst client/examples/%.c,$(BUILD)/bin/examples/%,$(wildcard client/examples/*.c))
 
-.PHONY: all bootstrap test check-asan tests benches run migrate bench fuzz clean
+.PHONY: all bootstrap test check-asan tests benches run migrate bench fuzz soak clean
 .DEFAULT_GOAL := all
 
 all: $(JOBQD) $(JOBQ) $(LIBJOBQ) $(EXAMPLES)
@@ -136,6 +136,11 @@ check-asan: bootstrap
 	@$(MAKE) --no-print-directory SAN=1 tests
 	@ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
 	  tests/run.sh build-asan
+
+# The fault-injection scenarios (tests/chaos/) with bigger N and longer faults (~15 minutes).
+soak: bootstrap
+	@$(MAKE) --no-print-directory tests
+	@tests/chaos/soak.sh $(BUILD)
 
 run: bootstrap
 	@$(MAKE) --no-print-directory all

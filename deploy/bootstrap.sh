@@ -21,7 +21,7 @@ PACKAGES=(
   gcc make pkg-config libc6-dev
   libnng-dev libprotobuf-c-dev protobuf-c-compiler libpq-dev
   postgresql postgresql-client
-  libcmocka-dev
+  libcmocka-dev valgrind
   openssl procps
   pgbouncer
 )

@@ -67,6 +67,8 @@ static const opt opts[] = {
 	{ "tls-key", "JOBQ_TLS_KEY", OPT_STR, F(tls_key), NULL, 0, 0, "PEM private key of --tls-cert" },
 	{ "tls-ca", "JOBQ_TLS_CA", OPT_STR, F(tls_ca), NULL, 0, 0,
 	  "PEM CA bundle; given, clients must present a certificate it signed (mutual TLS)" },
+	{ "max-connections", "JOBQ_MAX_CONNECTIONS", OPT_INT, F(max_connections), "1024", 1, 1000000,
+	  "RPC client connections at once; more are closed as they arrive" },
 };
 
 #define NOPTS (sizeof(opts) / sizeof(opts[0]))

@@ -74,14 +74,9 @@ static const stmt stmts[S__COUNT] = {
 	/* The claim: pick due pending jobs through job_queue_claim_idx (queue, priority, run_at, id
 	 * WHERE pending) in claim order, lock them with SKIP LOCKED so concurrent claimers take
 	 * different rows instead of waiting, and move them to processing in the same statement. The
-	 * picked ids are turned into an array once (an InitPlan) and the UPDATE finds them by primary
-	 * key with `= ANY`: that keeps the LIMIT binding (with `WHERE id IN (subquery)` the planner may
-	 * run the subquery more than once and claim more than `limit` rows), and unlike
-	 * `UPDATE ... FROM picked` it gives the generic plan of the prepared statement no way to join
-	 * the CTE by hash over a sequential scan of the whole table: PostgreSQL's generic plan guesses
-	 * LIMIT $2 at 10% of the table and chose exactly that (22 ms per claim at 100,000 rows,
-	 * measured by make bench's profile). Every claim takes a new fencing token from a sequence, so
-	 * a token never repeats. */
+	 * CTE + UPDATE ... FROM form makes the LIMIT binding: with `WHERE id IN (subquery)` the planner
+	 * may run the subquery more than once and claim more than `limit` rows. Every claim takes a new
+	 * fencing token from a sequence, so a token never repeats. */
 	[S_CLAIM] = { "jq_claim",
 		"WITH picked AS ("
 		"  SELECT id FROM job_queue"
@@ -89,15 +84,12 @@ static const stmt stmts[S__COUNT] = {
 		"   ORDER BY priority, run_at, id"
 		"   LIMIT $2"
 		"   FOR UPDATE SKIP LOCKED)"
-		" , claimed AS ("
 		" UPDATE job_queue j"
 		"    SET curr_job_status = 'archive_processing', attempts = j.attempts + 1,"
 		"        lease_owner = $3, lease_expires_at = now() + $4 * interval '1 second',"
 		"        lease_token = nextval('job_lease_token_seq')"
-		"  WHERE j.id = ANY (ARRAY(SELECT id FROM picked))"
-		" RETURNING " JOB_COLS("j.payload") ")"
-		/* The reply lists the jobs in claim order (run_at is not changed by the claim). */
-		" SELECT * FROM claimed j ORDER BY j.priority, j.run_at, j.id",
+		"   FROM picked WHERE j.id = picked.id"
+		" RETURNING " JOB_COLS("j.payload"),
 		4, { JQ_OID_TEXT, JQ_OID_INT4, JQ_OID_TEXT, JQ_OID_INT4 } },
 
 	/* Heartbeat, Complete and Fail touch a row only while it is processing under the caller's
@@ -280,7 +272,9 @@ static void set_err(jq_db_err *err, const char *sqlstate, const char *prefix, co
 		return;
 	snprintf(err->sqlstate, sizeof(err->sqlstate), "%s", sqlstate ? sqlstate : "");
 	snprintf(err->msg, sizeof(err->msg), "%s%s", prefix, detail ? detail : "");
-	/* libpq messages end in a newline; a log line should not. */
+	/* libpq messages end in a newline; a log line should not. Only the first line is kept:
+	 * a DETAIL line may quote row values (a key, a payload), which must never reach a log. */
+	err->msg[strcspn(err->msg, "\n")] = '\0';
 	size_t n = strlen(err->msg);
 	while (n > 0 && (err->msg[n - 1] == '\n' || err->msg[n - 1] == ' '))
 		err->msg[--n] = '\0';

@@ -227,8 +227,10 @@ static void snapshot(jq_http *h, jq_metrics_snapshot *s)
 	s->database_up = h->db_up && h->db_checked_ms != 0 && now - h->db_checked_ms <= PING_STALE_MS;
 	s->listening = jq_notify_listening(src->notify);
 	s->pool_size = src->pool_size;
-	if (src->rpc != NULL)
+	if (src->rpc != NULL) {
 		jq_rpc_server_load(src->rpc, &s->pool_in_use, &s->requests_waiting);
+		jq_rpc_server_connections(src->rpc, &s->rpc_connections, &s->rpc_connections_refused);
+	}
 	if (src->longpoll != NULL)
 		s->longpoll_waiters = jq_longpoll_waiting(src->longpoll);
 	if (src->notify != NULL)

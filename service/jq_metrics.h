@@ -40,6 +40,8 @@ typedef struct jq_metrics_snapshot {
 	bool database_up;
 	bool listening;
 	int pool_size, pool_in_use, requests_waiting, longpoll_waiters;
+	int rpc_connections;
+	int64_t rpc_connections_refused;
 	int64_t notifications_received, notifications_published;
 	int64_t leases_rescued, jobs_deleted;
 	const jq_metrics_queue *queues; /* borrowed; NULL = no job counts yet */

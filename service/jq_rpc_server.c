@@ -90,6 +90,9 @@ struct jq_rpc_server {
 	int queued;   /* counted requests on the queue */
 	int inflight; /* received and not yet through the send callback */
 	atomic_int busy; /* workers inside the handler (metrics: pool in use) */
+	int max_connections;         /* 0 = no limit */
+	atomic_int connections;      /* pipes past ADD_PRE and not yet removed */
+	_Atomic int64_t conns_refused;
 	bool stopping;
 	bool quit;
 
@@ -552,6 +555,26 @@ static bool opts_ok(const jq_rpc_server_opts *o)
 }
 
 /* socket_open opens the REP socket with the size limit (plus header slack, see above). */
+/* on_pipe bounds the number of client connections. nng offers no such option, but a pipe closed
+ * in its ADD_PRE callback is refused before the protocol sees it, and nng runs REM_POST for
+ * every pipe that saw ADD_PRE (refused ones too), so the count stays balanced. */
+static void on_pipe(nng_pipe p, nng_pipe_ev ev, void *arg)
+{
+	jq_rpc_server *srv = arg;
+	if (ev == NNG_PIPE_EV_REM_POST) {
+		atomic_fetch_sub(&srv->connections, 1);
+		return;
+	}
+	int n = atomic_fetch_add(&srv->connections, 1) + 1;
+	if (srv->max_connections <= 0 || n <= srv->max_connections)
+		return;
+	nng_pipe_close(p);
+	/* One line per 100 refusals: a client storm must not become a log storm. */
+	if (atomic_fetch_add(&srv->conns_refused, 1) % 100 == 0)
+		jq_warn("rpc: connection refused: %d open, --max-connections is %d", n - 1,
+			srv->max_connections);
+}
+
 static int socket_open(jq_rpc_server *srv)
 {
 	size_t max = srv->max_message_bytes;
@@ -566,6 +589,11 @@ static int socket_open(jq_rpc_server *srv)
 		max += JQ_RPC_SP_HEADER_MAX;
 	if ((rv = nng_socket_set_size(srv->sock, NNG_OPT_RECVMAXSZ, max)) != 0) {
 		jq_error("rpc: cannot set the message size limit: %s", nng_strerror(rv));
+		return rv;
+	}
+	if ((rv = nng_pipe_notify(srv->sock, NNG_PIPE_EV_ADD_PRE, on_pipe, srv)) != 0 ||
+	    (rv = nng_pipe_notify(srv->sock, NNG_PIPE_EV_REM_POST, on_pipe, srv)) != 0) {
+		jq_error("rpc: cannot watch connections: %s", nng_strerror(rv));
 		return rv;
 	}
 	return 0;
@@ -590,6 +618,7 @@ int jq_rpc_server_start(const jq_rpc_server_opts *opts, jq_rpc_server **out)
 	pthread_cond_init(&srv->idle_cv, NULL);
 	srv->max_message_bytes = opts->max_message_bytes;
 	srv->max_queued = opts->max_queued;
+	srv->max_connections = opts->max_connections;
 	srv->default_deadline_ms = opts->default_deadline_ms;
 	srv->handler = opts->handler;
 
@@ -638,6 +667,12 @@ void jq_rpc_server_stop(jq_rpc_server *srv)
 
 	server_free(srv);
 	jq_info("rpc: stopped");
+}
+
+void jq_rpc_server_connections(jq_rpc_server *srv, int *open, int64_t *refused)
+{
+	*open = atomic_load(&srv->connections);
+	*refused = atomic_load(&srv->conns_refused);
 }
 
 void jq_rpc_server_load(jq_rpc_server *srv, int *in_use, int *waiting)

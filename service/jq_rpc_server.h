@@ -65,6 +65,7 @@ typedef struct jq_rpc_server_opts {
 	void **worker_args;
 	jq_rpc_handler_fn handler;
 	const jq_tls_files *tls;  /* for a tls+tcp:// url; NULL = none */
+	int max_connections;      /* client connections at once; more are closed on arrival; 0 = no limit */
 } jq_rpc_server_opts;
 
 /* jq_rpc_server_start listens on opts->url and starts the workers. Returns 0 and *out, or an
@@ -105,6 +106,10 @@ void jq_rpc_req_finish(jq_rpc_req *req, unsigned code, const char *message, cons
  * request, it is answered DEADLINE_EXCEEDED instead if its deadline has passed when a worker
  * takes it. */
 void jq_rpc_req_requeue(jq_rpc_req *req);
+
+/* jq_rpc_server_connections: client connections open now, and those refused by
+ * max_connections since start (metrics). */
+void jq_rpc_server_connections(jq_rpc_server *srv, int *open, int64_t *refused);
 
 /* jq_rpc_server_load: workers running a handler now, and requests waiting for one (metrics). */
 void jq_rpc_server_load(jq_rpc_server *srv, int *in_use, int *waiting);

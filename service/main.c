@@ -99,6 +99,7 @@ static int start(service *s)
 		.worker_args = s->worker_args,
 		.handler = jq_dispatch_handle,
 		.tls = &tls,
+		.max_connections = s->cfg.max_connections,
 	};
 	if (jq_rpc_server_start(&ro, &s->rpc) != 0)
 		return -1;

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # run.sh BUILD — runs every test against a throwaway PostgreSQL that it starts and always stops
-# (also on failure or Ctrl-C). Test binaries come from BUILD/tests/{unit,integration}; shell tests
+# (also on failure or Ctrl-C). Test binaries come from BUILD/tests/{unit,integration,chaos}; shell tests
 # are tests/**/test_*.sh. Each cmocka binary's own summary is shown; the last line is the total:
 # "N passed, N failed". Exit status 0 only when nothing failed.
 #
@@ -51,7 +51,7 @@ run_one() {
   [ "$f" -gt 0 ] && failed_names+=("$name (exit $rc)")
 }
 
-for t in "$build"/tests/unit/test_* "$build"/tests/integration/test_* "$root"/tests/*/test_*.sh; do
+for t in "$build"/tests/unit/test_* "$build"/tests/integration/test_* "$build"/tests/chaos/test_* "$root"/tests/*/test_*.sh; do
   [ -x "$t" ] || continue
   case $t in *.d|*.o) continue ;; esac
   name=${t#"$build"/tests/}; name=${name#"$root"/tests/}

@@ -40,6 +40,7 @@ typedef struct shared {
 	atomic_llong end_us;   /* when the last job was completed */
 	atomic_int failed;
 	atomic_long claims, empty_claims; /* how the workers' time was spent */
+	atomic_llong claim_us, complete_us, enqueue_us; /* summed call durations */
 } shared;
 
 typedef struct lease {
@@ -197,8 +198,10 @@ static void worker_main(const backend *b, shared *sh, const char *queue, long jo
 	atomic_fetch_add(&sh->ready, 1);
 	while (atomic_load(&sh->done) < jobs && !atomic_load(&sh->failed)) {
 		size_t n = 0;
+		int64_t t0 = bench_now_us();
 		if (b->claim(h, queue, batch, worker, leases, &n) != 0)
 			goto fail;
+		int64_t t1 = bench_now_us();
 		atomic_fetch_add(&sh->claims, 1);
 		if (n == 0) {
 			atomic_fetch_add(&sh->empty_claims, 1);
@@ -208,6 +211,8 @@ static void worker_main(const backend *b, shared *sh, const char *queue, long jo
 		}
 		if (b->complete(h, leases, n) != 0)
 			goto fail;
+		atomic_fetch_add(&sh->claim_us, t1 - t0);
+		atomic_fetch_add(&sh->complete_us, bench_now_us() - t1);
 		/* Whoever completes the last job stops the clock; the monotonic clock is shared by
 		 * every process on the machine. */
 		if (atomic_fetch_add(&sh->done, (long)n) + (long)n >= jobs)
@@ -279,7 +284,10 @@ int main(int argc, char **argv)
 	int64_t t0 = bench_now_us();
 	for (long sent = 0; sent < jobs && !atomic_load(&sh->failed);) {
 		size_t n = (size_t)(jobs - sent) < batch ? (size_t)(jobs - sent) : batch;
-		if (b->enqueue(h, queue, n) != 0) {
+		int64_t t1 = bench_now_us();
+		int rc = b->enqueue(h, queue, n);
+		atomic_fetch_add(&sh->enqueue_us, bench_now_us() - t1);
+		if (rc != 0) {
 			atomic_store(&sh->failed, 1);
 			break;
 		}
@@ -292,8 +300,12 @@ int main(int argc, char **argv)
 	printf("%s: %ld jobs, %ld workers, batch %zu: enqueued in %.2f s, all completed in %.2f s\n",
 	       name, jobs, workers, batch, (double)(t_enq - t0) / 1e6, secs);
 	long claims = atomic_load(&sh->claims), empty = atomic_load(&sh->empty_claims);
-	printf("  %ld claims (%ld empty), %.1f jobs per non-empty claim\n", claims, empty,
-	       claims > empty ? (double)jobs / (double)(claims - empty) : 0.0);
+	long calls = claims - empty > 0 ? claims - empty : 1;
+	printf("  %ld claims (%ld empty), %.1f jobs per non-empty claim; mean ms per call: "
+	       "enqueue %.2f, claim %.2f, complete %.2f\n", claims, empty, (double)jobs / (double)calls,
+	       (double)atomic_load(&sh->enqueue_us) / 1000.0 / ((double)jobs / (double)batch),
+	       (double)atomic_load(&sh->claim_us) / 1000.0 / (double)calls,
+	       (double)atomic_load(&sh->complete_us) / 1000.0 / (double)calls);
 	bench_print(name, (double)jobs / secs, "jobs/s");
 	return 0;
 }

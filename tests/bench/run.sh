@@ -11,10 +11,13 @@
 #   JOBQ_BENCH_WORKERS=2          worker processes
 #   JOBQ_BENCH_BATCH=50           enqueue / claim / complete batch size
 #   JOBQ_BENCH_ENQ_CLIENTS=2      concurrent clients of the enqueue-throughput runs
+#   JOBQ_BENCH_ENQ_SINGLE_JOBS=10000  jobs of the one-job-per-call enqueue runs
+#   JOBQ_BENCH_REPS=3             repetitions of the enqueue runs (their medians are reported)
 #   JOBQ_BENCH_NOTIFY_RATE=500 JOBQ_BENCH_NOTIFY_SECONDS=10
 #   JOBQ_BENCH_LARGE_JOBS=1000000 finished jobs under the claim_ms_large figure
 #   JOBQ_BENCH_ONLY="e2e raw single enqueue notify claim rpc"   a subset (all by default)
 #   JOBQ_BENCH_JOBQD_FLAGS="--db-pool-size=2"                   extra jobqd flags
+#   JOBQ_BENCH_JOBQD_WRAPPER="valgrind --tool=callgrind"         run jobqd under a profiler
 set -uo pipefail
 
 root=$(cd "$(dirname "$0")/../.." && pwd)
@@ -26,11 +29,13 @@ single_jobs=${JOBQ_BENCH_SINGLE_JOBS:-20000}
 workers=${JOBQ_BENCH_WORKERS:-2}
 batch=${JOBQ_BENCH_BATCH:-50}
 enq_clients=${JOBQ_BENCH_ENQ_CLIENTS:-2}
+enq_single_jobs=${JOBQ_BENCH_ENQ_SINGLE_JOBS:-10000}
+reps=${JOBQ_BENCH_REPS:-3}
 notify_rate=${JOBQ_BENCH_NOTIFY_RATE:-500}
 notify_seconds=${JOBQ_BENCH_NOTIFY_SECONDS:-10}
 large_jobs=${JOBQ_BENCH_LARGE_JOBS:-1000000}
 only=${JOBQ_BENCH_ONLY:-e2e raw single enqueue notify claim rpc}
-for v in "$jobs" "$single_jobs" "$workers" "$batch" "$enq_clients" "$notify_rate" "$notify_seconds" "$large_jobs"; do
+for v in "$jobs" "$single_jobs" "$workers" "$batch" "$enq_clients" "$enq_single_jobs" "$reps" "$notify_rate" "$notify_seconds" "$large_jobs"; do
   [[ $v =~ ^[1-9][0-9]*$ ]] || { echo "bench: '$v' is not a positive integer" >&2; exit 2; }
 done
 psql_bin=$(ls /usr/lib/postgresql/*/bin/psql 2>/dev/null | head -n1)
@@ -78,21 +83,33 @@ notify_triggers() { # enable|disable
   sql -c "ALTER TABLE job_queue ${1^^} TRIGGER job_queue_notify_insert, ${1^^} TRIGGER job_queue_notify_update"
 }
 
+# start_jobqd: jobqd on three fresh loopback ports; returns once it answers an RPC.
+start_jobqd() {
+  local rpc_port pub_port http_port
+  rpc_port=$(free_port); pub_port=$(free_port); http_port=$(free_port)
+  [ "$rpc_port" != "$pub_port" ] && [ "$pub_port" != "$http_port" ] && [ "$rpc_port" != "$http_port" ] || return 1
+  export JOBQ_RPC_URL=tcp://127.0.0.1:$rpc_port JOBQ_PUB_URL=tcp://127.0.0.1:$pub_port
+  # shellcheck disable=SC2086 # the extra flags are meant to split
+  ${JOBQ_BENCH_JOBQD_WRAPPER:-} "$build/bin/jobqd" --http-addr="127.0.0.1:$http_port" \
+    --log-format=text --log-level=warn ${JOBQ_BENCH_JOBQD_FLAGS:-} >"$tmp/jobqd.log" 2>&1 &
+  jobqd_pid=$!
+  for _ in $(seq 300); do
+    "$build/bin/jobq" stats >/dev/null 2>&1 && return 0
+    kill -0 "$jobqd_pid" 2>/dev/null || break
+    sleep 0.1
+  done
+  kill -KILL "$jobqd_pid" 2>/dev/null; wait "$jobqd_pid" 2>/dev/null; jobqd_pid=""
+  return 1
+}
+
 start_services() {
   url=$(JOBQ_PG_FSYNC=on "$pgctl" start "$tmp/pg") || { echo "bench: PostgreSQL did not start" >&2; exit 1; }
   JOBQ_DATABASE_URL=$url "$root/deploy/migrate.sh" update >"$tmp/migrate.log" 2>&1 \
     || { cat "$tmp/migrate.log"; echo "bench: migrations failed" >&2; exit 1; }
   export JOBQ_DATABASE_URL=$url
-  export JOBQ_RPC_URL=tcp://127.0.0.1:$(free_port) JOBQ_PUB_URL=tcp://127.0.0.1:$(free_port)
-  # shellcheck disable=SC2086 # the extra flags are meant to split
-  "$build/bin/jobqd" --http-addr="127.0.0.1:$(free_port)" --log-format=text --log-level=warn \
-    ${JOBQ_BENCH_JOBQD_FLAGS:-} >"$tmp/jobqd.log" 2>&1 &
-  jobqd_pid=$!
-  for _ in $(seq 100); do
-    "$build/bin/jobq" stats >/dev/null 2>&1 && return 0
-    kill -0 "$jobqd_pid" 2>/dev/null || break
-    sleep 0.1
-  done
+  # A free port can be taken by someone else (make test runs alongside) before jobqd binds it:
+  # try a few sets of ports.
+  for _ in 1 2 3 4 5; do start_jobqd && return 0; done
   cat "$tmp/jobqd.log" >&2; echo "bench: jobqd did not start" >&2; exit 1
 }
 
@@ -110,6 +127,29 @@ UPDATE job_queue SET curr_job_status = 'archive_completed', lease_expires_at = N
 SQL
   notify_triggers enable
   sql -c "VACUUM ANALYZE job_queue"
+}
+
+# rep NAME PROGRAM ARGS...: one repetition; its BENCH line is kept aside for emit_median.
+rep() {
+  local name=$1 out
+  shift
+  out=$(timeout --kill-after=10 600 "$build/bench/$@") \
+    || { echo "bench: $* failed" >&2; tail -n 20 "$tmp/jobqd.log" >&2; exit 1; }
+  printf '%s\n' "$out" | sed 's/^BENCH \([^ ]*\) /  one run: \1 = /'
+  printf '%s\n' "$out" | awk '$1 == "BENCH" { print $3 }' | tail -n1 >>"$tmp/rep.$name"
+}
+# emit_median NAME UNIT: the median of NAME's repetitions as its BENCH line.
+emit_median() {
+  sort -g "$tmp/rep.$1" | awk -v n="$1" -v u="$2" '{ v[NR] = $1 } END {
+    m = NR % 2 ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2
+    printf "%s: median of %d runs\nBENCH %s %.3f %s\n", n, NR, n, m, u }' | tee -a "$tmp/bench.txt"
+}
+enqueue_round() { # SUFFIX JOBS BATCH: with, without and with a subscriber
+  rep "enqueue${1}_jobs_per_sec" bench_enqueue "enqueue${1}_jobs_per_sec" "$2" "$3" "$enq_clients"
+  notify_triggers disable
+  rep "enqueue${1}_nonotify_jobs_per_sec" bench_enqueue "enqueue${1}_nonotify_jobs_per_sec" "$2" "$3" "$enq_clients"
+  notify_triggers enable
+  rep "enqueue${1}_sub_jobs_per_sec" bench_enqueue "enqueue${1}_sub_jobs_per_sec" "$2" "$3" "$enq_clients" sub
 }
 
 # value NAME: the figure's value from this run's BENCH lines.
@@ -140,17 +180,16 @@ if wants single; then
 fi
 if wants enqueue; then
   # Notifications' cost: the same enqueue load with the notify triggers on (jobqd LISTENs and
-  # publishes), off, and on with a subscriber listening. Batched, then one job per call.
-  bench bench_enqueue enqueue_jobs_per_sec "$jobs" "$batch" "$enq_clients"
-  notify_triggers disable
-  bench bench_enqueue enqueue_nonotify_jobs_per_sec "$jobs" "$batch" "$enq_clients"
-  notify_triggers enable
-  bench bench_enqueue enqueue_sub_jobs_per_sec "$jobs" "$batch" "$enq_clients" sub
-  bench bench_enqueue enqueue_single_jobs_per_sec "$single_jobs" 1 "$enq_clients"
-  notify_triggers disable
-  bench bench_enqueue enqueue_single_nonotify_jobs_per_sec "$single_jobs" 1 "$enq_clients"
-  notify_triggers enable
-  bench bench_enqueue enqueue_single_sub_jobs_per_sec "$single_jobs" 1 "$enq_clients" sub
+  # publishes), off, and on with a subscriber listening; batched, then one job per call. The
+  # three are interleaved and repeated, and each figure is the median, because the machine is
+  # shared and a single run of a few seconds moves by tens of percent.
+  for _ in $(seq "$reps"); do
+    enqueue_round "" "$jobs" "$batch"
+    enqueue_round _single "$enq_single_jobs" 1
+  done
+  for n in enqueue enqueue_nonotify enqueue_sub enqueue_single enqueue_single_nonotify enqueue_single_sub; do
+    emit_median "${n}_jobs_per_sec" jobs/s
+  done
 fi
 wants notify && bench bench_notify "$notify_rate" "$notify_seconds"
 if wants claim; then

@@ -50,7 +50,15 @@ chaos_cleanup() {
 
 # free_port: a loopback port nobody listens on (the kernel's choice).
 free_port() {
-  python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
+  if command -v python3 >/dev/null; then
+    python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
+    return
+  fi
+  local p
+  while :; do
+    p=$((20000 + RANDOM % 30000))
+    (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null || { echo "$p"; return; }
+  done
 }
 
 chaos_init() {
@@ -82,11 +90,11 @@ wait_until() {
 }
 
 # jobqd_start I [FLAGS...]: starts replica I (ports chosen at its first start and kept), waits
-# until it answers.
+# until it answers. $JOBQD_WRAP (e.g. a valgrind command line) is put in front of jobqd.
 jobqd_start() {
   local i=$1; shift
   [ -n "${jq_rpc[$i]:-}" ] || { jq_rpc[$i]=tcp://127.0.0.1:$(free_port); jq_pub[$i]=tcp://127.0.0.1:$(free_port); jq_http[$i]=127.0.0.1:$(free_port); }
-  "$JOBQD" --database-url="$url" --rpc-url="${jq_rpc[$i]}" --pub-url="${jq_pub[$i]}" \
+  ${JOBQD_WRAP:-} "$JOBQD" --database-url="$url" --rpc-url="${jq_rpc[$i]}" --pub-url="${jq_pub[$i]}" \
     --http-addr="${jq_http[$i]}" --log-format=text "$@" >>"$tmp/jobqd$i.log" 2>&1 &
   jq_pid[$i]=$!
   pids+=($!)
@@ -94,12 +102,12 @@ jobqd_start() {
     || fail "jobqd $i did not answer at ${jq_rpc[$i]}"
 }
 
-# jobqd_stop I: SIGTERM, which must end it with status 0 within the time given.
+# jobqd_stop I [SECONDS]: SIGTERM, which must end it with status 0 within SECONDS (15).
 jobqd_stop() {
-  local i=$1 p=${jq_pid[$1]} rc=0 n=0
+  local i=$1 p=${jq_pid[$1]} rc=0 n=0 limit=${2:-15}
   kill -TERM "$p" 2>/dev/null || return 0
-  while kill -0 "$p" 2>/dev/null && [ $n -lt $((150 * slow)) ]; do sleep 0.1; n=$((n + 1)); done
-  kill -0 "$p" 2>/dev/null && fail "jobqd $i still running 15 s after SIGTERM"
+  while kill -0 "$p" 2>/dev/null && [ $n -lt $((limit * 10 * slow)) ]; do sleep 0.1; n=$((n + 1)); done
+  kill -0 "$p" 2>/dev/null && fail "jobqd $i still running $limit s after SIGTERM"
   wait "$p" || rc=$?
   [ "$rc" = 0 ] || fail "jobqd $i exited with status $rc on SIGTERM"
 }
@@ -124,6 +132,9 @@ worker_start() {
   wpid[$name]=$!
   pids+=($!)
 }
+
+# kill9 PID: SIGKILL and reap (quietly: bash would announce "Killed").
+kill9() { { kill -KILL "$1" && wait "$1"; } 2>/dev/null || true; }
 
 # worker_stop NAME: SIGTERM and wait; the worker must exit 0.
 worker_stop() {

@@ -104,14 +104,17 @@ static bool wait_status(const char *path, int status, int timeout_ms)
 
 static int setup(void **state)
 {
+	/* JSON logs at debug level (the later flag wins over jq_svc's text): every request logged. */
 	static const char *const flags[] = { "--rescue-interval-ms=100", "--backoff-base-ms=10",
-					     "--backoff-max-ms=20", NULL };
+					     "--backoff-max-ms=20", "--log-format=json",
+					     "--log-level=debug", "--auth-token=tok-SECRET-42", NULL };
 	(void)state;
 	db_url = jq_test_db_clone("jq_http_test");
 	pg = jq_test_connect(db_url);
 	jq_svc_start(&svc, "http", db_url, flags);
 	if (jq_rpc_open(&rpc, svc.rpc_url, 10000) != 0)
 		return -1;
+	rpc.auth_token = "tok-SECRET-42";
 	jq_api_use(&rpc, pg);
 	return 0;
 }
@@ -231,7 +234,7 @@ static void drive(void)
 {
 	int64_t token, id;
 	Jobq__V1__JobStatus st;
-	id = jq_enqueue_one("httpq", "a");
+	id = jq_enqueue_one("httpq", "payload-SECRET-4711");
 	id = jq_claim_one("httpq", "w1", 30, &token);
 	assert_int_equal(jq_complete1(id, token), JQ_OK);
 	jq_enqueue_one("httpq", "b");
@@ -293,6 +296,28 @@ static void test_metrics(void **state)
 		fail_msg("no rescued lease counted:\n%s", resp.body);
 	/* Payloads never reach the metrics, and queue labels are the only free text. */
 	assert_null(strstr(resp.body, "boom"));
+	assert_null(strstr(resp.body, "SECRET"));
+}
+
+/* The log: one JSON object per request with id, method, code and duration; never a payload, a
+ * worker's error text or the token. */
+static void test_log_lines(void **state)
+{
+	(void)state;
+	Jobq__V1__StatsRequest sreq = JOBQ__V1__STATS_REQUEST__INIT;
+	rpc.auth_token = "wrong";
+	assert_int_equal(jq_api_code("/jobq.v1.JobQueue/Stats", &sreq, NULL, NULL), JQ_UNAUTHENTICATED);
+	rpc.auth_token = "tok-SECRET-42";
+	if (!jq_svc_log_contains(&svc, "\"method\":\"/jobq.v1.JobQueue/Enqueue\",\"code\":0,\"duration_ms\":") ||
+	    !jq_svc_log_contains(&svc, "\"request_id\":\"") ||
+	    !jq_svc_log_contains(&svc, "\"code\":16,") || !jq_svc_log_contains(&svc, "{\"time\":\"")) {
+		jq_svc_print_log(&svc);
+		fail_msg("request lines lack request_id/method/code/duration_ms (log above)");
+	}
+	if (jq_svc_log_contains(&svc, "SECRET") || jq_svc_log_contains(&svc, "boom")) {
+		jq_svc_print_log(&svc);
+		fail_msg("a payload, an error text or the token reached the log (above)");
+	}
 }
 
 /* ---- readiness while the database is away ---- */
@@ -365,12 +390,70 @@ static void test_readyz_database_down(void **state)
 		fail_msg("/readyz did not recover: %d %s", resp.status, resp.body);
 }
 
+/* ---- --max-connections: a connection beyond the limit is closed on arrival ---- */
+
+static void test_max_connections(void **state)
+{
+	static const char *const flags[] = { "--max-connections=1", NULL };
+	jq_svc svc2;
+	jq_rpc_sock a, b;
+	Jobq__V1__RpcResponse *r = NULL;
+	http_resp *m = &resp;
+	(void)state;
+	jq_svc_start(&svc2, "http-maxconn", db_url, flags);
+	/* jq_svc_start's own probe connection is closed, but nng counts it out asynchronously: the
+	 * first client may be refused for a moment. */
+	long long deadline = jq_mono_ms() + 5000;
+	for (;;) {
+		assert_int_equal(jq_rpc_open(&a, svc2.rpc_url, 1000), 0);
+		int rv0 = jq_rpc_invoke(&a, "/jobq.v1.JobQueue/Stats", NULL, 0, &r);
+		if (r != NULL)
+			jobq__v1__rpc_response__free_unpacked(r, NULL);
+		r = NULL;
+		if (rv0 == 0)
+			break;
+		jq_rpc_close(&a);
+		if (jq_mono_ms() > deadline)
+			fail_msg("the first client was never served");
+		jq_sleep_ms(100);
+	}
+	/* The second client's connections are closed as they arrive: no answer, ever. */
+	assert_int_equal(jq_rpc_open(&b, svc2.rpc_url, 1500), 0);
+	int rv = jq_rpc_invoke(&b, "/jobq.v1.JobQueue/Stats", NULL, 0, &r);
+	if (r != NULL)
+		jobq__v1__rpc_response__free_unpacked(r, NULL);
+	jq_rpc_close(&b);
+	bool got_metrics = false; /* HTTP starts a moment after the RPC listener */
+	for (int i = 0; i < 50 && !got_metrics; i++)
+		got_metrics = http_get(svc2.http_port, "/metrics", m) == 0 || (jq_sleep_ms(100), false);
+	/* The first one is still served. */
+	r = NULL;
+	int rv_a = jq_rpc_invoke(&a, "/jobq.v1.JobQueue/Stats", NULL, 0, &r);
+	if (r != NULL)
+		jobq__v1__rpc_response__free_unpacked(r, NULL);
+	jq_rpc_close(&a);
+	int st = jq_svc_stop(&svc2, 10000);
+	if (rv == 0 || rv_a != 0 || st != 0 || !got_metrics)
+		jq_svc_print_log(&svc2);
+	jq_svc_remove_log(&svc2);
+	assert_int_not_equal(rv, 0);
+	assert_int_equal(rv_a, 0);
+	assert_int_equal(st, 0);
+	assert_true(got_metrics);
+	/* Not exactly 1: a refused connection is counted out asynchronously. */
+	expect_series(m->body, "jobq_rpc_connections ");
+	if (strstr(m->body, "jobq_rpc_connections_refused_total 0\n") != NULL)
+		fail_msg("no refused connection counted:\n%s", m->body);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_healthz),
 		cmocka_unit_test(test_readyz_ready),
 		cmocka_unit_test(test_metrics),
+		cmocka_unit_test(test_log_lines),
+		cmocka_unit_test(test_max_connections),
 		cmocka_unit_test_teardown(test_readyz_database_down, restore_cluster),
 	};
 	return cmocka_run_group_tests(tests, setup, teardown);
