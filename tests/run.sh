@@ -31,10 +31,12 @@ passed=0 failed=0 failed_names=()
 run_one() {
   local name=$1; shift
   local out=$tmp/out.txt rc p f
+  local started=$SECONDS
   echo "=== $name"
   timeout --kill-after=10 "${JOBQ_TEST_TIMEOUT:-300}" "$@" >"$out" 2>&1
   rc=$?
   cat "$out"
+  echo "--- $name: $((SECONDS - started)) s"
   p=$(sed -n 's/^\[  PASSED  \] \([0-9]*\) test.*/\1/p' "$out" | tail -n1)
   f=$(sed -n 's/^\[  FAILED  \] \([0-9]*\) test.*/\1/p' "$out" | tail -n1)
   if [ -n "$p" ] || [ -n "$f" ]; then

@@ -52,7 +52,9 @@ grep -Eq '^RUN .*rm -rf /var/lib/apt/lists' <<<"$final" || fail "final stage kee
 
 # Runtime libraries actually needed by the binaries (when built here).
 if [ -x "$build/bin/jobqd" ] && [ -x "$build/bin/jobq" ] && command -v readelf >/dev/null; then
-  for so in $(readelf -d "$build/bin/jobqd" "$build/bin/jobq" | sed -n 's/.*(NEEDED).*\[\(.*\)\]/\1/p' | sort -u); do
+  # Sanitizer runtimes appear only in the make check-asan build, never in the image's.
+  for so in $(readelf -d "$build/bin/jobqd" "$build/bin/jobq" | sed -n 's/.*(NEEDED).*\[\(.*\)\]/\1/p' |
+              grep -v -e '^libasan\.' -e '^libubsan\.' | sort -u); do
     file=$(ldconfig -p | awk -v so="$so" '$1 == so && /x86-64|x86_64|AArch64|aarch64/ { print $NF; exit }')
     [ -n "$file" ] || file=$(ldconfig -p | awk -v so="$so" '$1 == so { print $NF; exit }')
     pkg=$(dpkg -S "$(readlink -f "$file")" 2>/dev/null | head -n1 | cut -d: -f1)
