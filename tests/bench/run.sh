@@ -18,6 +18,7 @@
 #   JOBQ_BENCH_ONLY="e2e raw single enqueue notify claim rpc"   a subset (all by default)
 #   JOBQ_BENCH_JOBQD_FLAGS="--db-pool-size=2"                   extra jobqd flags
 #   JOBQ_BENCH_JOBQD_WRAPPER="valgrind --tool=callgrind"         run jobqd under a profiler
+#   JOBQ_BENCH_METRICS=1          print jobqd's server-side time per RPC method at the end
 set -uo pipefail
 
 root=$(cd "$(dirname "$0")/../.." && pwd)
@@ -38,12 +39,12 @@ only=${JOBQ_BENCH_ONLY:-e2e raw single enqueue notify claim rpc}
 for v in "$jobs" "$single_jobs" "$workers" "$batch" "$enq_clients" "$enq_single_jobs" "$reps" "$notify_rate" "$notify_seconds" "$large_jobs"; do
   [[ $v =~ ^[1-9][0-9]*$ ]] || { echo "bench: '$v' is not a positive integer" >&2; exit 2; }
 done
-psql_bin=$(ls /usr/lib/postgresql/*/bin/psql 2>/dev/null | head -n1)
-[ -n "$psql_bin" ] || psql_bin=psql
+psql_bin=psql
+for p in /usr/lib/postgresql/*/bin/psql; do [ -x "$p" ] && psql_bin=$p; done
 
 tmp=$(mktemp -d /tmp/jobq-bench.XXXXXX)
 chmod 755 "$tmp" # the cluster inside runs as the postgres user when we are root
-jobqd_pid=""
+jobqd_pid="" jobqd_http=""
 cleanup() {
   if [ -n "$jobqd_pid" ]; then
     kill -TERM "$jobqd_pid" 2>/dev/null
@@ -60,11 +61,12 @@ wants() { [[ " $only " == *" $1 "* ]]; }
 sql() { "$psql_bin" -qAtX -v ON_ERROR_STOP=1 "$url" "$@"; }
 # bench PROGRAM ARGS...: one program, its output shown and its BENCH lines kept for the ratios.
 bench() {
-  local cpu0 rc
+  local prog=$1 cpu0 rc
+  shift
   cpu0=$(cpu_ticks "$jobqd_pid")
-  timeout --kill-after=10 600 "$build/bench/$@" | tee -a "$tmp/bench.txt"
+  timeout --kill-after=10 600 "$build/bench/$prog" "$@" | tee -a "$tmp/bench.txt"
   rc=${PIPESTATUS[0]}
-  [ "$rc" -eq 0 ] || { echo "bench: $* failed" >&2; tail -n 20 "$tmp/jobqd.log" >&2; exit 1; }
+  [ "$rc" -eq 0 ] || { echo "bench: $prog $* failed" >&2; tail -n 20 "$tmp/jobqd.log" >&2; exit 1; }
   # Where the time went: jobqd's own CPU seconds during this program (user + system).
   echo "  (jobqd used $(( ($(cpu_ticks "$jobqd_pid") - cpu0) * 1000 / $(getconf CLK_TCK) )) ms of CPU)"
 }
@@ -89,6 +91,7 @@ start_jobqd() {
   rpc_port=$(free_port); pub_port=$(free_port); http_port=$(free_port)
   [ "$rpc_port" != "$pub_port" ] && [ "$pub_port" != "$http_port" ] && [ "$rpc_port" != "$http_port" ] || return 1
   export JOBQ_RPC_URL=tcp://127.0.0.1:$rpc_port JOBQ_PUB_URL=tcp://127.0.0.1:$pub_port
+  jobqd_http=127.0.0.1:$http_port
   # shellcheck disable=SC2086 # the extra flags are meant to split
   ${JOBQ_BENCH_JOBQD_WRAPPER:-} "$build/bin/jobqd" --http-addr="127.0.0.1:$http_port" \
     --log-format=text --log-level=warn ${JOBQ_BENCH_JOBQD_FLAGS:-} >"$tmp/jobqd.log" 2>&1 &
@@ -131,10 +134,10 @@ SQL
 
 # rep NAME PROGRAM ARGS...: one repetition; its BENCH line is kept aside for emit_median.
 rep() {
-  local name=$1 out
-  shift
-  out=$(timeout --kill-after=10 600 "$build/bench/$@") \
-    || { echo "bench: $* failed" >&2; tail -n 20 "$tmp/jobqd.log" >&2; exit 1; }
+  local name=$1 prog=$2 out
+  shift 2
+  out=$(timeout --kill-after=10 600 "$build/bench/$prog" "$@") \
+    || { echo "bench: $prog $* failed" >&2; tail -n 20 "$tmp/jobqd.log" >&2; exit 1; }
   printf '%s\n' "$out" | sed 's/^BENCH \([^ ]*\) /  one run: \1 = /'
   printf '%s\n' "$out" | awk '$1 == "BENCH" { print $3 }' | tail -n1 >>"$tmp/rep.$name"
 }
@@ -196,6 +199,11 @@ if wants claim; then
   echo "bench: building $large_jobs finished jobs in SQL ..."
   build_finished_jobs "$large_jobs" >/dev/null
   bench bench_latency claim claim_ms_large 500 claim_lat
+fi
+# Server-side time per method (sum and count of jobq_rpc_duration_seconds), to compare with the
+# clients' per-call times: the difference is transport and scheduling.
+if [ -n "${JOBQ_BENCH_METRICS:-}" ]; then
+  curl -s "http://$jobqd_http/metrics" | grep -E '^jobq_rpc_duration_seconds_(sum|count)' || true
 fi
 hwm=$(awk '/^VmHWM:/ { print $2 / 1024 }' "/proc/$jobqd_pid/status")
 printf 'BENCH jobqd_rss_mb %.3f MB\n' "$hwm" | tee -a "$tmp/bench.txt"
