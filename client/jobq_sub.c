@@ -55,7 +55,10 @@ int jobq_subscribe(const jobq_options *opts, const char *queue, jobq_sub **out, 
 	}
 	jobq_error tls_err = { 0 };
 	/* Non-blocking dial: the service may start later; nng reconnects by itself. */
+	/* A deep receive buffer: PUB drops what a subscriber has no room for, and a worker busy for a
+	 * moment should not lose announcements to nng's default of 128 messages. */
 	if ((rv = subscribe_topic(s->sock, queue)) != 0 ||
+	    (rv = nng_socket_set_int(s->sock, NNG_OPT_RECVBUF, 8192)) != 0 ||
 	    (rv = nng_socket_set_ms(s->sock, NNG_OPT_RECONNMINT, 50)) != 0 ||
 	    (rv = nng_socket_set_ms(s->sock, NNG_OPT_RECONNMAXT, 1000)) != 0 ||
 	    (rv = jobqi_dial(s->sock, url, opts, &tls_err)) != 0) {
