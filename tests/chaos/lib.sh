@@ -29,8 +29,7 @@ chaos_scale() { if [ "${CHAOS_SOAK:-0}" = 1 ]; then echo "$2"; else echo "$1"; f
 slow=1
 ldd "$JOBQD" 2>/dev/null | grep -q libasan && slow=3
 
-fail() { echo "FAIL: $*" >&2; exit 1; }
-ok() { echo "ok: $*"; }
+. "${JOBQ_TEST_ROOT:?run through tests/run.sh}/tests/harness/shlib.sh"
 say() { echo "-- $*"; }
 
 chaos_cleanup() {
@@ -49,17 +48,6 @@ chaos_cleanup() {
 }
 
 # free_port: a loopback port nobody listens on (the kernel's choice).
-free_port() {
-  if command -v python3 >/dev/null; then
-    python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
-    return
-  fi
-  local p
-  while :; do
-    p=$((20000 + RANDOM % 30000))
-    (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null || { echo "$p"; return; }
-  done
-}
 
 chaos_init() {
   db=jq_chaos_$1
@@ -81,13 +69,6 @@ chaos_spawn() {
 }
 
 # wait_until SECONDS CMD...: polls CMD every 100 ms; false when it never held.
-wait_until() {
-  local limit=$(( $1 * 10 * slow )) i=0; shift
-  until "$@"; do
-    i=$((i + 1)); [ $i -ge $limit ] && return 1
-    sleep 0.1
-  done
-}
 
 # jobqd_start I [FLAGS...]: starts replica I (ports chosen at its first start and kept), waits
 # until it answers. $JOBQD_WRAP (e.g. a valgrind command line) is put in front of jobqd.

@@ -25,21 +25,9 @@ cleanup() {
 }
 trap cleanup EXIT
 
-fail() { echo "FAIL: $*" >&2; exit 1; }
-ok() { echo "ok: $*"; }
+. "${JOBQ_TEST_ROOT:?run through tests/run.sh}/tests/harness/shlib.sh"
 
 # free_port: a loopback port nobody listens on (the kernel's choice when python3 is there).
-free_port() {
-  if command -v python3 >/dev/null; then
-    python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
-    return
-  fi
-  local p
-  while :; do
-    p=$((20000 + RANDOM % 30000))
-    (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null || { echo "$p"; return; }
-  done
-}
 
 # json_ok FILE: every line is one JSON object.
 json_ok() {
@@ -56,13 +44,6 @@ field() { sed -n "s/.*\"$1\":\(-\{0,1\}[0-9]*\).*/\1/p" | head -n1; }
 stat_of() { "$J" stats --queue "$1" --json | field "$2"; }
 
 # wait_until SECONDS CMD...: polls CMD every 100 ms.
-wait_until() {
-  local limit=$(( $1 * 10 )) i=0; shift
-  until "$@"; do
-    i=$((i + 1)); [ $i -ge $limit ] && return 1
-    sleep 0.1
-  done
-}
 
 queue_idle() { [ "$(stat_of "$1" pending)" = 0 ] && [ "$(stat_of "$1" processing)" = 0 ]; }
 count_is() { [ "$(stat_of "$1" "$2")" = "$3" ]; }

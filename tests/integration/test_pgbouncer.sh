@@ -41,28 +41,9 @@ cleanup() {
 }
 trap cleanup EXIT
 
-fail() { echo "FAIL: $*" >&2; exit 1; }
-ok() { echo "ok: $*"; }
+. "${JOBQ_TEST_ROOT:?run through tests/run.sh}/tests/harness/shlib.sh"
 
-free_port() {
-  if command -v python3 >/dev/null; then
-    python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
-    return
-  fi
-  local p
-  while :; do
-    p=$((20000 + RANDOM % 30000))
-    (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null || { echo "$p"; return; }
-  done
-}
 
-wait_until() {
-  local limit=$(( $1 * 10 )) i=0; shift
-  until "$@"; do
-    i=$((i + 1)); [ $i -ge $limit ] && return 1
-    sleep 0.1
-  done
-}
 
 [ -x "$PGB" ] || fail "pgbouncer not found at $PGB (deploy/bootstrap.sh installs the Debian package)"
 
