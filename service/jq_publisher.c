@@ -53,6 +53,11 @@ int jq_publisher_start_tls(const char *url, const jq_tls_files *tls, jq_publishe
 		free(p);
 		return -1;
 	}
+	/* A deep per-subscriber queue: PUB drops what does not fit, and a burst of single-job
+	 * enqueues (one announcement each) must not overflow nng's default of 16 messages while a
+	 * subscriber's connection thread is briefly descheduled. */
+	if ((rv = nng_socket_set_int(p->sock, NNG_OPT_SENDBUF, 8192)) != 0)
+		jq_warn("publisher: cannot set the send buffer: %s", nng_strerror(rv));
 	if (listen_on(p, url, tls) != 0) {
 		nng_close(p->sock);
 		free(p);
