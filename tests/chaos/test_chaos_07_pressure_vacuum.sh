@@ -45,7 +45,7 @@ dead_pinned=$(dead)
 [ "$(sql "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE application_name = 'jq-pin'")" = 1 ] \
   || fail "the pinning transaction was gone before the end"
 wait "$pin" 2>/dev/null || true
-wait_until 60 all_completed q7 "$n" || fail "only $(count_status q7 archive_completed) of $n completed after the pressure"
+wait_until "$(chaos_scale 60 240)" all_completed q7 "$n" || fail "only $(count_status q7 archive_completed) of $n completed after the pressure"
 for w in w1 w2; do worker_stop "$w"; done
 sql "VACUUM job_queue"
 dead_after=$(dead)

@@ -317,7 +317,8 @@ static void one_round(loader *l, const char *q, int round)
 		snprintf(payload, sizeof(payload), "%d-%d-%d", l->index, round, i);
 		specs[i] = (jobq_job_spec){ .queue = q, .payload = payload, .payload_len = strlen(payload) };
 	}
-	check(l, 0, jobq_enqueue(l->c, specs, 4, ids, &err), err.message);
+	/* ids are only meaningful when the enqueue went through (an overloaded service refuses it). */
+	bool enqueued = check(l, 0, jobq_enqueue(l->c, specs, 4, ids, &err), err.message);
 	jobq_job *jobs = NULL;
 	size_t n = 0;
 	if (!check(l, 1, jobq_claim(l->c, q, 4, "loader", 30, 0, &jobs, &n, &err), err.message))
@@ -342,7 +343,7 @@ static void one_round(loader *l, const char *q, int round)
 	}
 	jobq_jobs_free(jobs, n);
 	jobq_job *one = NULL;
-	if (check(l, 5, jobq_get(l->c, ids[0], &one, NULL, NULL, &err), err.message))
+	if (enqueued && check(l, 5, jobq_get(l->c, ids[0], &one, NULL, NULL, &err), err.message))
 		jobq_jobs_free(one, 1);
 	jobq_list_options lo = { .queue = q, .limit = 10 };
 	int64_t next;
@@ -443,8 +444,16 @@ CHAOS_TEST(load_of_many_clients_mixing_every_method_sees_only_overload_codes_and
 		if (calls[m] == 0)
 			fail_msg("method %s was never called", method_names[m]);
 	assert_true(jq_svc_alive(&svc));
-	assert_int_equal(jq_db_ll("SELECT count(*) FROM job_queue WHERE curr_job_status = 'archive_processing'"
-				  " AND lease_expires_at < now()"), 0);
+	/* Leases whose Complete was refused as overload expire during the run; the rescuer, itself
+	 * competing with the load, may be a sweep behind when the load stops: give it a few seconds. */
+	long long expired = -1;
+	for (long long until = jq_mono_ms() + 10000; jq_mono_ms() < until; jq_sleep_ms(200)) {
+		expired = jq_db_ll("SELECT count(*) FROM job_queue WHERE curr_job_status = 'archive_processing'"
+				   " AND lease_expires_at < now()");
+		if (expired == 0)
+			break;
+	}
+	assert_int_equal(expired, 0);
 	judge_memory(rss, secs);
 }
 
