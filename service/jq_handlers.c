@@ -245,6 +245,22 @@ static void finish_batch(jq_call *call, const jq_db_item *items, size_t n, Proto
 	jq_call_reply(call, resp);
 }
 
+/* reply_items answers a batch with its per-job results: resp's results field (n_results,
+ * results) points at ItemResults made from items for the time of the reply. */
+static void reply_items(jq_call *call, const jq_db_item *items, size_t n, ProtobufCMessage *resp,
+			size_t *n_results, Jobq__V1__ItemResult ***results)
+{
+	items_out out = { 0 };
+	if (items_to_proto(items, n, &out) != 0) {
+		jq_call_error(call, JQ_RESOURCE_EXHAUSTED, "out of memory");
+	} else {
+		*n_results = out.n;
+		*results = out.ptrs;
+		finish_batch(call, items, n, resp);
+	}
+	items_free(&out);
+}
+
 /* gather_leases flattens the one-job form and the batch form into leases[] (validated before). */
 static size_t gather_leases(int64_t id, int64_t token, Jobq__V1__JobLease **list, size_t nlist,
 			    jq_db_lease *leases)
@@ -294,7 +310,6 @@ static void run_leases(jq_call *call, jq_db_lease *leases, size_t n, lease_op op
 		       Jobq__V1__ItemResult ***results)
 {
 	jq_db_item *items = calloc(n, sizeof(*items));
-	items_out out = { 0 };
 	jq_db_err err;
 
 	if (items == NULL) {
@@ -302,19 +317,10 @@ static void run_leases(jq_call *call, jq_db_lease *leases, size_t n, lease_op op
 		return;
 	}
 	jq_code c = op(call, leases, n, items, &err, request);
-	if (c != JQ_OK) {
+	if (c != JQ_OK)
 		db_error(call, c, &err);
-		goto out;
-	}
-	if (items_to_proto(items, n, &out) != 0) {
-		jq_call_error(call, JQ_RESOURCE_EXHAUSTED, "out of memory");
-		goto out;
-	}
-	*n_results = out.n;
-	*results = out.ptrs;
-	finish_batch(call, items, n, resp);
-out:
-	items_free(&out);
+	else
+		reply_items(call, items, n, resp, n_results, results);
 	free(items);
 }
 
@@ -498,7 +504,6 @@ static void run_ids(jq_call *call, const int64_t *ids, size_t n, ids_op op, Prot
 		    size_t *n_results, Jobq__V1__ItemResult ***results, uint32_t *count_ok)
 {
 	jq_db_item *items = calloc(n, sizeof(*items));
-	items_out out = { 0 };
 	jq_db_err err;
 
 	if (items == NULL) {
@@ -510,20 +515,13 @@ static void run_ids(jq_call *call, const int64_t *ids, size_t n, ids_op op, Prot
 		db_error(call, c, &err);
 		goto out;
 	}
-	if (items_to_proto(items, n, &out) != 0) {
-		jq_call_error(call, JQ_RESOURCE_EXHAUSTED, "out of memory");
-		goto out;
-	}
 	if (count_ok != NULL) {
 		*count_ok = 0;
 		for (size_t i = 0; i < n; i++)
 			*count_ok += items[i].code == JQ_OK;
 	}
-	*n_results = out.n;
-	*results = out.ptrs;
-	finish_batch(call, items, n, resp);
+	reply_items(call, items, n, resp, n_results, results);
 out:
-	items_free(&out);
 	free(items);
 }
 
