@@ -194,6 +194,70 @@ static void an_enqueue_rolled_back_leaves_no_job(void **state)
 	PQfinish(c);
 }
 
+/* jobq_enqueue_batch's contract, on both of its paths (no keys: one INSERT; keys: dedup and
+ * conflict handling): one row per element in input order with ids rising, defaults for NULLs,
+ * '' meaning no key, and a clear 22023 for arrays of the wrong shape. */
+static void the_enqueue_function_keeps_its_contract(void **state)
+{
+	(void)state;
+	PGconn *c = jq_test_connect(db_url);
+	char *v = jq_test_scalar(c,
+		"SELECT string_agg(r.ord || ':' || r.rising, ',' ORDER BY r.ord)"
+		"  FROM (SELECT b.ord, b.id > lag(b.id, 1, 0::bigint) OVER (ORDER BY b.ord) AS rising"
+		"          FROM jobq_enqueue_batch(ARRAY['fn_a', 'fn_b', 'fn_a'], NULL, ARRAY[NULL, 3, NULL]::smallint[],"
+		"                                  NULL, NULL, ARRAY[NULL, '', NULL]) AS b) AS r");
+	assert_string_equal(v, "1:true,2:true,3:true");
+	free(v);
+	v = jq_test_scalar(c, "SELECT string_agg(queue || ' ' || priority || ' ' || max_attempts || ' '"
+			      " || octet_length(payload) || ' ' || (idempotency_key IS NULL), ',' ORDER BY id)"
+			      " FROM job_queue WHERE queue LIKE 'fn\\_%'");
+	assert_string_equal(v, "fn_a 0 25 0 true,fn_b 3 25 0 true,fn_a 0 25 0 true");
+	free(v);
+	/* With keys: duplicates in the batch and of an unfinished job get the first job's id. */
+	v = jq_test_scalar(c,
+		"SELECT string_agg(b.id::text, ',' ORDER BY b.ord) FROM jobq_enqueue_batch("
+		" ARRAY['fn_k', 'fn_k', 'fn_k'], NULL, NULL, NULL, NULL, ARRAY['k1', NULL, 'k1']) AS b");
+	char *first = strtok(v, ",");
+	char *second = strtok(NULL, ",");
+	char *third = strtok(NULL, ",");
+	assert_non_null(third);
+	assert_string_equal(first, third);
+	assert_true(atoll(second) > atoll(first));
+	char sql[256];
+	snprintf(sql, sizeof(sql), "SELECT id FROM jobq_enqueue_batch(ARRAY['fn_k'], NULL, NULL, NULL, NULL,"
+		 " ARRAY['k1']) AS b");
+	assert_int_equal(jq_test_scalar_ll(c, sql), atoll(first));
+	free(v);
+	assert_string_equal(jq_test_sqlstate(c, "SELECT * FROM jobq_enqueue_batch(ARRAY['fn_x', 'fn_x'],"
+					     " ARRAY['\\x00']::bytea[], NULL, NULL, NULL, NULL)"), "22023");
+	assert_string_equal(jq_test_sqlstate(c, "SELECT * FROM jobq_enqueue_batch(ARRAY[['fn_x'], ['fn_y']],"
+					     " NULL, NULL, NULL, NULL, NULL)"), "22023");
+	assert_string_equal(jq_test_sqlstate(c, "SELECT * FROM jobq_enqueue_batch(ARRAY['fn_x'], NULL, NULL,"
+					     " NULL, ARRAY[1, 2], NULL)"), "22023");
+	assert_int_equal(jq_test_scalar_ll(c, "SELECT count(*) FROM job_queue WHERE queue IN ('fn_x', 'fn_y')"), 0);
+	PQfinish(c);
+}
+
+/* job_queue_queue_check is ^[A-Za-z0-9_.-]{1,64}$, however it is written. */
+static void the_queue_check_accepts_exactly_the_documented_names(void **state)
+{
+	(void)state;
+	PGconn *c = jq_test_connect(db_url);
+	static const char *good[] = { "a", "Z9_.-", "0123456789012345678901234567890123456789012345678901234567890123" };
+	static const char *bad[] = { "", "a b", "a,b", "a\\000Ab", "caf\\00e9", "a/b", "a*",
+				     "01234567890123456789012345678901234567890123456789012345678901234" };
+	char sql[512];
+	for (size_t i = 0; i < sizeof(good) / sizeof(good[0]); i++) {
+		snprintf(sql, sizeof(sql), "INSERT INTO job_queue (queue) VALUES ('%s')", good[i]);
+		jq_test_ok(c, sql);
+	}
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		snprintf(sql, sizeof(sql), "INSERT INTO job_queue (queue) VALUES (U&'%s')", bad[i]);
+		assert_string_equal(jq_test_sqlstate(c, sql), "23514");
+	}
+	PQfinish(c);
+}
+
 static void the_claim_uses_the_partial_index_among_100k_finished_jobs(void **state)
 {
 	(void)state;
@@ -298,6 +362,8 @@ int main(void)
 		cmocka_unit_test(a_new_job_gets_the_defaults),
 		cmocka_unit_test(the_trigger_keeps_prev_job_status_honest),
 		cmocka_unit_test(an_enqueue_rolled_back_leaves_no_job),
+		cmocka_unit_test(the_enqueue_function_keeps_its_contract),
+		cmocka_unit_test(the_queue_check_accepts_exactly_the_documented_names),
 		cmocka_unit_test(the_claim_uses_the_partial_index_among_100k_finished_jobs),
 		cmocka_unit_test(one_notification_per_statement),
 	};
