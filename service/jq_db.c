@@ -68,6 +68,15 @@ typedef struct stmt {
 	bool plan_each_time;
 } stmt;
 
+/* GUARD_MOVE(finished): the columns the status guard owns, written as it would write them for a
+ * job leaving j.curr_job_status for another state; `finished` is the new finished_at (now() on
+ * entering completed/failed/cancelled, NULL otherwise). A row written this way is skipped by the
+ * guard trigger's WHEN clause (migration 009), which saves a PL/pgSQL call per row on the hot
+ * path; a wrong value here is not a hole, the trigger then runs and overwrites it. */
+#define GUARD_MOVE(finished) \
+	"prev_job_status = j.curr_job_status, status_changed_at = now(), updated_at = now()," \
+	" finished_at = " finished
+
 /*
  * The statements. Each is one round trip and one implicit transaction: nothing here keeps a
  * transaction open across calls, so no row lock outlives a statement.
@@ -93,7 +102,7 @@ static const stmt stmts[S__COUNT] = {
 		"   LIMIT $2"
 		"   FOR UPDATE SKIP LOCKED)"
 		" UPDATE job_queue j"
-		"    SET curr_job_status = 'archive_processing', attempts = j.attempts + 1,"
+		"    SET curr_job_status = 'archive_processing', " GUARD_MOVE("NULL") ", attempts = j.attempts + 1,"
 		"        lease_owner = $3, lease_expires_at = now() + $4 * interval '1 second',"
 		"        lease_token = nextval('job_lease_token_seq')"
 		"   FROM picked WHERE j.id = picked.id"
@@ -106,7 +115,7 @@ static const stmt stmts[S__COUNT] = {
 	 * a call that already succeeded (idempotent OK) without a second round trip. */
 	[S_HEARTBEAT] = { "jq_heartbeat",
 		"WITH l AS (SELECT * FROM unnest($1::int8[], $2::int8[]) WITH ORDINALITY AS l(id, token, ord)),"
-		" upd AS (UPDATE job_queue j SET lease_expires_at = now() + $3 * interval '1 second'"
+		" upd AS (UPDATE job_queue j SET lease_expires_at = now() + $3 * interval '1 second', updated_at = now()"
 		"   FROM l WHERE j.id = l.id AND j.lease_token = l.token"
 		"    AND j.curr_job_status = 'archive_processing'"
 		"  RETURNING j.id, j.lease_expires_at)"
@@ -118,7 +127,8 @@ static const stmt stmts[S__COUNT] = {
 
 	[S_COMPLETE] = { "jq_complete",
 		"WITH l AS (SELECT * FROM unnest($1::int8[], $2::int8[]) WITH ORDINALITY AS l(id, token, ord)),"
-		" upd AS (UPDATE job_queue j SET curr_job_status = 'archive_completed', lease_expires_at = NULL"
+		" upd AS (UPDATE job_queue j SET curr_job_status = 'archive_completed', " GUARD_MOVE("now()") ","
+		"     lease_expires_at = NULL"
 		"   FROM l WHERE j.id = l.id AND j.lease_token = l.token"
 		"    AND j.curr_job_status = 'archive_processing'"
 		"  RETURNING j.id)"
@@ -139,6 +149,7 @@ static const stmt stmts[S__COUNT] = {
 		" upd AS (UPDATE job_queue j SET"
 		"     curr_job_status = CASE WHEN l.final OR j.attempts >= j.max_attempts"
 		"                            THEN 'archive_failed' ELSE 'archive_pending' END,"
+		"     " GUARD_MOVE("CASE WHEN l.final OR j.attempts >= j.max_attempts THEN now() END") ","
 		"     run_at = CASE WHEN l.final OR j.attempts >= j.max_attempts THEN j.run_at"
 		"                   WHEN l.retry_ms > 0 THEN now() + l.retry_ms * interval '1 millisecond'"
 		"                   ELSE now() + jobq_retry_delay_ms(j.attempts, $6, $7) * interval '1 millisecond' END,"

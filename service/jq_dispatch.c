@@ -98,7 +98,7 @@ static void park(jq_worker *w, jq_rpc_req *req, const jq_call *call, uint64_t ge
 	if (until > deadline)
 		until = deadline;
 	jq_log(JQ_LOG_DEBUG, "[%s] claim on %s waits for work", call->request_id, call->park_queue);
-	jq_longpoll_park(w->longpoll, req, call->park_queue, until, generation);
+	jq_longpoll_park(w->longpoll, req, call->park_queue, call->park_limit, until, generation);
 }
 
 void jq_dispatch_handle(void *worker_arg, jq_rpc_req *req)

@@ -182,6 +182,7 @@ void jq_handle_claim(jq_call *call, const ProtobufCMessage *request)
 		call->park = true;
 		call->park_until_us = call->received_us + (int64_t)r->wait_ms * 1000;
 		snprintf(call->park_queue, sizeof(call->park_queue), "%s", r->queue);
+		call->park_limit = (int)r->limit;
 		goto out;
 	}
 	if (jobs_from_rows(rows, &out) != 0) {

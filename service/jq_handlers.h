@@ -32,6 +32,7 @@ typedef struct jq_call {
 	bool park;
 	int64_t park_until_us;
 	char park_queue[72];
+	int park_limit; /* the Claim's limit: how many announced jobs this waiter covers */
 } jq_call;
 
 typedef void (*jq_handler_fn)(jq_call *call, const ProtobufCMessage *request);

@@ -231,8 +231,10 @@ static void snapshot(jq_http *h, jq_metrics_snapshot *s)
 		jq_rpc_server_load(src->rpc, &s->pool_in_use, &s->requests_waiting);
 		jq_rpc_server_connections(src->rpc, &s->rpc_connections, &s->rpc_connections_refused);
 	}
-	if (src->longpoll != NULL)
+	if (src->longpoll != NULL) {
 		s->longpoll_waiters = jq_longpoll_waiting(src->longpoll);
+		s->longpoll_woken = jq_longpoll_woken(src->longpoll);
+	}
 	if (src->notify != NULL)
 		s->notifications_received = jq_notify_received(src->notify);
 	if (src->pub != NULL)

@@ -17,6 +17,7 @@
 typedef struct waiter {
 	jq_rpc_req *req;
 	int64_t until_us;
+	int limit; /* jobs its Claim asks for (>= 1) */
 	char queue[QUEUE_MAX + 1];
 	struct waiter *next;
 } waiter;
@@ -32,6 +33,7 @@ struct jq_longpoll {
 	pthread_t thread;
 	waiter *waiters;
 	int nwaiting;
+	int64_t woken; /* requests requeued by wakes, in all */
 	uint64_t gen; /* number of wakes so far */
 	recent_wake recent[RECENT];
 	bool stop;
@@ -68,8 +70,8 @@ static bool woken_since_locked(jq_longpoll *lp, const char *queue, uint64_t g)
 	return false;
 }
 
-void jq_longpoll_park(jq_longpoll *lp, jq_rpc_req *req, const char *queue, int64_t until_us,
-		      uint64_t generation)
+void jq_longpoll_park(jq_longpoll *lp, jq_rpc_req *req, const char *queue, int limit,
+		      int64_t until_us, uint64_t generation)
 {
 	waiter *w = calloc(1, sizeof(*w));
 	if (w == NULL) {
@@ -78,6 +80,7 @@ void jq_longpoll_park(jq_longpoll *lp, jq_rpc_req *req, const char *queue, int64
 	}
 	w->req = req;
 	w->until_us = until_us;
+	w->limit = limit > 0 ? limit : 1;
 	strncpy(w->queue, queue, QUEUE_MAX);
 
 	pthread_mutex_lock(&lp->mu);
@@ -118,14 +121,53 @@ static waiter *take_locked(jq_longpoll *lp, const char *queue, int64_t t)
 	return taken;
 }
 
-void jq_longpoll_wake(jq_longpoll *lp, const char *queue)
+/* take_oldest_locked unlinks waiters of queue, the longest-waiting first, until their limits add
+ * up to jobs. The list is newest-first (park pushes at the head), so the oldest matches are the
+ * last ones: collect the matches' limits, find how many of the newest stay (keep), unlink the
+ * rest. */
+static waiter *take_oldest_locked(jq_longpoll *lp, const char *queue, size_t jobs)
+{
+	size_t matching = 0, keep = 0;
+	for (waiter *w = lp->waiters; w != NULL; w = w->next)
+		matching += strcmp(w->queue, queue) == 0;
+	int *limits = matching ? malloc(matching * sizeof(*limits)) : NULL;
+	if (limits == NULL)
+		return take_locked(lp, queue, 0); /* no memory to choose: wake them all, always safe */
+	size_t i = 0;
+	for (waiter *w = lp->waiters; w != NULL; w = w->next)
+		if (strcmp(w->queue, queue) == 0)
+			limits[i++] = w->limit; /* newest first */
+	size_t covered = 0;
+	keep = matching;
+	while (keep > 0 && covered < jobs)
+		covered += (size_t)limits[--keep];
+	free(limits);
+	waiter *taken = NULL, **pp = &lp->waiters;
+	size_t seen = 0;
+	while (*pp != NULL) {
+		waiter *w = *pp;
+		if (strcmp(w->queue, queue) != 0 || seen++ < keep) {
+			pp = &w->next;
+			continue;
+		}
+		*pp = w->next;
+		w->next = taken;
+		taken = w;
+		lp->nwaiting--;
+	}
+	return taken;
+}
+
+void jq_longpoll_wake(jq_longpoll *lp, const char *queue, size_t jobs)
 {
 	pthread_mutex_lock(&lp->mu);
 	lp->gen++;
 	strncpy(lp->recent[lp->gen % RECENT].queue, queue, QUEUE_MAX);
 	lp->recent[lp->gen % RECENT].queue[QUEUE_MAX] = '\0';
 	lp->recent[lp->gen % RECENT].gen = lp->gen;
-	waiter *w = take_locked(lp, queue, 0);
+	waiter *w = jobs == 0 ? take_locked(lp, queue, 0) : take_oldest_locked(lp, queue, jobs);
+	for (waiter *c = w; c != NULL; c = c->next)
+		lp->woken++;
 	pthread_mutex_unlock(&lp->mu);
 	/* Outside the lock: requeueing takes the RPC server's lock. */
 	while (w != NULL) {
@@ -134,6 +176,14 @@ void jq_longpoll_wake(jq_longpoll *lp, const char *queue)
 		free(w);
 		w = next;
 	}
+}
+
+int64_t jq_longpoll_woken(jq_longpoll *lp)
+{
+	pthread_mutex_lock(&lp->mu);
+	int64_t n = lp->woken;
+	pthread_mutex_unlock(&lp->mu);
+	return n;
 }
 
 int jq_longpoll_waiting(jq_longpoll *lp)

@@ -34,15 +34,23 @@ void jq_longpoll_free(jq_longpoll *lp);
 /* jq_longpoll_generation: read before claiming; pass to jq_longpoll_park. */
 uint64_t jq_longpoll_generation(jq_longpoll *lp);
 
-/* jq_longpoll_park keeps req until a job of queue is announced or until until_us (jq_rpc_now_us
- * clock), then requeues or answers it. Takes ownership of req in every case. */
-void jq_longpoll_park(jq_longpoll *lp, jq_rpc_req *req, const char *queue, int64_t until_us,
-		      uint64_t generation);
+/* jq_longpoll_park keeps req, a Claim of up to `limit` jobs, until a job of queue is announced or
+ * until until_us (jq_rpc_now_us clock), then requeues or answers it. Takes ownership of req in
+ * every case. */
+void jq_longpoll_park(jq_longpoll *lp, jq_rpc_req *req, const char *queue, int limit,
+		      int64_t until_us, uint64_t generation);
 
-/* jq_longpoll_wake requeues every waiter of queue (called for each announcement). */
-void jq_longpoll_wake(jq_longpoll *lp, const char *queue);
+/* jq_longpoll_wake requeues waiters of queue, the longest-waiting first, until their limits add up
+ * to `jobs` (the jobs just announced); jobs == 0 requeues all of them. Waking only as many as the
+ * work needs keeps one enqueued job from sending every idle worker's Claim to the database (all
+ * but one would come back empty). Requests claiming at that moment are not parked and see the
+ * wake through the generation (jq_longpoll_park), so no announced job is left unseen. */
+void jq_longpoll_wake(jq_longpoll *lp, const char *queue, size_t jobs);
 
 /* jq_longpoll_waiting: how many requests are parked (metrics, tests). */
 int jq_longpoll_waiting(jq_longpoll *lp);
+
+/* jq_longpoll_woken: how many parked requests announcements have requeued so far (metrics). */
+int64_t jq_longpoll_woken(jq_longpoll *lp);
 
 #endif

@@ -242,6 +242,8 @@ static void render_snapshot(sb *s, const jq_metrics_snapshot *snap)
 	one(s, "jobq_rpc_requests_waiting", "gauge", "Requests waiting for a database connection.",
 	    snap->requests_waiting);
 	one(s, "jobq_longpoll_waiters", "gauge", "Claims waiting for work (long-poll).", snap->longpoll_waiters);
+	one(s, "jobq_longpoll_wakes_total", "counter", "Waiting Claims sent back to claim by an announcement.",
+	    (double)snap->longpoll_woken);
 	one(s, "jobq_rpc_connections", "gauge", "RPC client connections open.", snap->rpc_connections);
 	one(s, "jobq_rpc_connections_refused_total", "counter",
 	    "RPC client connections closed on arrival by --max-connections.",

@@ -81,7 +81,7 @@ static void announce(jq_notify *n, const char *queue, const int64_t *ids, size_t
 	if (jq_publisher_send(n->pub, queue, ids, count) == 0)
 		atomic_fetch_add(&n->announced, 1);
 	if (n->hook != NULL)
-		n->hook(n->hook_arg, queue);
+		n->hook(n->hook_arg, queue, ids != NULL ? count : 0);
 }
 
 static void arm_timer(jq_notify *n, int64_t deadline_ms)

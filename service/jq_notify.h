@@ -23,8 +23,10 @@
 
 typedef struct jq_notify jq_notify;
 
-/* Called on the listener thread for every queue announced (the long-poll wakes its waiters). */
-typedef void (*jq_notify_hook)(void *arg, const char *queue);
+/* Called on the listener thread for every queue announced (the long-poll wakes its waiters).
+ * jobs: how many jobs the announcement lists, or 0 when it does not say (a rescan, a '*' line):
+ * then every waiter of the queue must look. */
+typedef void (*jq_notify_hook)(void *arg, const char *queue, size_t jobs);
 
 /* jq_notify_start starts the thread; it connects (and keeps reconnecting) by itself, so a
  * database that is down at start-up is not an error. hook may be NULL. Returns 0, or -1. */

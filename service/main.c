@@ -73,9 +73,9 @@ static void close_all(service *s)
 	jq_config_free(&s->cfg);
 }
 
-static void wake_longpoll(void *arg, const char *queue)
+static void wake_longpoll(void *arg, const char *queue, size_t jobs)
 {
-	jq_longpoll_wake(arg, queue);
+	jq_longpoll_wake(arg, queue, jobs);
 }
 
 static int start(service *s)

@@ -5,7 +5,9 @@
 --  * the array-shape check is plain PL/pgSQL expressions; the query that builds the error
 --    detail runs only when a check fails;
 --  * a batch without idempotency keys (the common case) is one INSERT ... RETURNING, with no
---    dedup pass, no conflict handling and no array rebuilding.
+--    dedup pass, no conflict handling and no array rebuilding;
+--  * rows are inserted as the status guard would leave them (prev_job_status given, the
+--    timestamps from their now() defaults), so its trigger's WHEN skips the per-row call.
 --
 -- Callable from any service's own transaction: the jobs exist (and the NOTIFY is
 -- delivered) iff that transaction commits. The RPC service's Enqueue uses it too.
@@ -106,10 +108,10 @@ BEGIN
        OR cardinality(array_remove(array_remove(p_idempotency_keys, NULL), '')) = 0 THEN
         RETURN QUERY
             WITH ins AS (
-                INSERT INTO job_queue AS j (id, queue, payload, priority, run_at, max_attempts)
+                INSERT INTO job_queue AS j (id, queue, payload, priority, run_at, max_attempts, prev_job_status)
                 OVERRIDING SYSTEM VALUE
                 SELECT nextval('job_queue_id_seq'::regclass), x.q, coalesce(x.p, ''::bytea),
-                       coalesce(x.pr, 0), coalesce(x.ra, now()), coalesce(x.ma, 25)
+                       coalesce(x.pr, 0), coalesce(x.ra, now()), coalesce(x.ma, 25), 'archive_pending'
                   FROM (SELECT u.q, u.p, u.pr, u.ra, u.ma
                           FROM unnest(p_queues, p_payloads, p_priorities, p_run_ats, p_max_attempts)
                                WITH ORDINALITY AS u(q, p, pr, ra, ma, o)
@@ -142,10 +144,11 @@ BEGIN
                            WITH ORDINALITY AS u(q, p, pr, ra, ma, k, want, o)
                      ORDER BY u.o) AS x
         ), ins AS (
-            INSERT INTO job_queue AS j (id, queue, payload, priority, run_at, max_attempts, idempotency_key)
+            INSERT INTO job_queue AS j (id, queue, payload, priority, run_at, max_attempts, idempotency_key,
+                                        prev_job_status)
             OVERRIDING SYSTEM VALUE
             SELECT s.new_id, s.q, coalesce(s.p, ''::bytea), coalesce(s.pr, 0), coalesce(s.ra, now()),
-                   coalesce(s.ma, 25), s.k
+                   coalesce(s.ma, 25), s.k, 'archive_pending'
               FROM src AS s
              WHERE s.new_id <> 0
              ORDER BY s.q, s.k, s.o

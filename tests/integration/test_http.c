@@ -35,58 +35,11 @@ static char *db_url;
 static PGconn *pg;
 static jq_rpc_sock rpc;
 
-typedef struct http_resp {
-	int status;
-	char body[256 * 1024];
-} http_resp;
-
-static http_resp resp;
-
-/* http_get fetches http://127.0.0.1:port/path; returns 0 and fills *r, or -1 (no answer). */
-static int http_get(int port, const char *path, http_resp *r)
-{
-	struct sockaddr_in a = { .sin_family = AF_INET, .sin_port = htons((uint16_t)port) };
-	struct timeval tv = { .tv_sec = 5 };
-	static char raw[sizeof(r->body) + 4096];
-	size_t len = 0;
-	char req[256];
-	int fd = socket(AF_INET, SOCK_STREAM, 0);
-
-	a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-	if (fd < 0)
-		return -1;
-	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
-	int n = snprintf(req, sizeof(req), "GET %s HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n", path);
-	if (connect(fd, (struct sockaddr *)&a, sizeof(a)) != 0 || write(fd, req, (size_t)n) != n)
-		goto fail;
-	for (;;) {
-		ssize_t got = read(fd, raw + len, sizeof(raw) - 1 - len);
-		if (got <= 0)
-			break;
-		len += (size_t)got;
-		raw[len] = '\0';
-		/* Stop once the whole body is in, whether or not the server closes. */
-		char *hdr_end = strstr(raw, "\r\n\r\n");
-		char *cl = strcasestr(raw, "Content-Length:");
-		if (hdr_end != NULL && cl != NULL && cl < hdr_end &&
-		    len >= (size_t)(hdr_end + 4 - raw) + strtoul(cl + 15, NULL, 10))
-			break;
-	}
-	raw[len] = '\0';
-	close(fd);
-	if (sscanf(raw, "HTTP/1.%*d %d", &r->status) != 1)
-		return -1;
-	char *body = strstr(raw, "\r\n\r\n");
-	snprintf(r->body, sizeof(r->body), "%s", body ? body + 4 : "");
-	return 0;
-fail:
-	close(fd);
-	return -1;
-}
+static jq_http_resp resp;
 
 static void get_ok(const char *path)
 {
-	if (http_get(svc.http_port, path, &resp) != 0)
+	if (jq_svc_http_get(svc.http_port, path, &resp) != 0)
 		fail_msg("GET %s: no HTTP answer", path);
 }
 
@@ -95,7 +48,7 @@ static bool wait_status(const char *path, int status, int timeout_ms)
 {
 	long long deadline = jq_mono_ms() + timeout_ms;
 	do {
-		if (http_get(svc.http_port, path, &resp) == 0 && resp.status == status)
+		if (jq_svc_http_get(svc.http_port, path, &resp) == 0 && resp.status == status)
 			return true;
 		jq_sleep_ms(100);
 	} while (jq_mono_ms() < deadline);
@@ -398,7 +351,7 @@ static void test_max_connections(void **state)
 	jq_svc svc2;
 	jq_rpc_sock a, b;
 	Jobq__V1__RpcResponse *r = NULL;
-	http_resp *m = &resp;
+	jq_http_resp *m = &resp;
 	(void)state;
 	jq_svc_start(&svc2, "http-maxconn", db_url, flags);
 	/* jq_svc_start's own probe connection is closed, but nng counts it out asynchronously: the
@@ -425,7 +378,7 @@ static void test_max_connections(void **state)
 	jq_rpc_close(&b);
 	bool got_metrics = false; /* HTTP starts a moment after the RPC listener */
 	for (int i = 0; i < 50 && !got_metrics; i++)
-		got_metrics = http_get(svc2.http_port, "/metrics", m) == 0 || (jq_sleep_ms(100), false);
+		got_metrics = jq_svc_http_get(svc2.http_port, "/metrics", m) == 0 || (jq_sleep_ms(100), false);
 	/* The first one is still served. */
 	r = NULL;
 	int rv_a = jq_rpc_invoke(&a, "/jobq.v1.JobQueue/Stats", NULL, 0, &r);

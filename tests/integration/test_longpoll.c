@@ -2,7 +2,8 @@
  * Long-poll Claims (ClaimRequest.wait_ms) against a real jobqd: a waiting claim returns within
  * milliseconds of an enqueue, a wait with nothing to claim ends empty on time, waiters hold no
  * database connection (a 2-connection service keeps serving while 16 claims wait), and SIGTERM
- * answers the waiters and exits cleanly.
+ * answers the waiters and exits cleanly. An announcement wakes only as many waiters as it has
+ * jobs.
  */
 #include <pthread.h>
 #include <stdio.h>
@@ -171,6 +172,62 @@ static void waiters_hold_no_database_connection(void **state)
 	}
 }
 
+/* wait_metric polls series until it equals want (true) or 3 s pass (false). */
+static bool wait_metric(const char *series, double want)
+{
+	long long deadline = jq_mono_ms() + 3000;
+	do {
+		if (jq_svc_metric(&svc, series) == want)
+			return true;
+		jq_sleep_ms(20);
+	} while (jq_mono_ms() < deadline);
+	return false;
+}
+
+/* An announcement sends back to the database only as many waiting Claims as it has jobs, the
+ * longest-waiting first, not every idle worker's (all but one would find nothing): with four
+ * one-job claims waiting, one enqueue wakes one; an enqueue of two jobs wakes two more; the last
+ * waits out its time. */
+static void an_announcement_wakes_as_many_waiters_as_it_has_jobs(void **state)
+{
+	(void)state;
+	waiter_arg a[4];
+	pthread_t t[4];
+	for (int i = 0; i < 4; i++) {
+		a[i] = (waiter_arg){ .queue = "lp_herd", .wait_ms = 4000 };
+		assert_int_equal(pthread_create(&t[i], NULL, claim_waiting, &a[i]), 0);
+		jq_sleep_ms(150); /* parks in this order */
+	}
+	assert_true(wait_metric("jobq_longpoll_waiters", 4));
+	double woken0 = jq_svc_metric(&svc, "jobq_longpoll_wakes_total");
+	assert_true(woken0 >= 0);
+
+	int64_t first = enqueue("lp_herd", "x");
+	pthread_join(t[0], NULL);
+	assert_int_equal(a[0].code, JOBQ_OK);
+	assert_int_equal(a[0].n, 1);
+	assert_int_equal(a[0].id, first);
+	jq_sleep_ms(300); /* room for a wrong extra wake to show */
+	assert_int_equal(jq_svc_metric(&svc, "jobq_longpoll_wakes_total"), woken0 + 1);
+	assert_int_equal(jq_svc_metric(&svc, "jobq_longpoll_waiters"), 3);
+
+	jobq_job_spec two[2] = { { .queue = "lp_herd", .payload = "y", .payload_len = 1 },
+				 { .queue = "lp_herd", .payload = "z", .payload_len = 1 } };
+	int64_t ids[2];
+	jobq_error err;
+	assert_int_equal(jobq_enqueue(cl, two, 2, ids, &err), JOBQ_OK);
+	pthread_join(t[1], NULL);
+	pthread_join(t[2], NULL);
+	assert_int_equal(a[1].n + a[2].n, 2);
+	assert_true((a[1].id == ids[0] && a[2].id == ids[1]) || (a[1].id == ids[1] && a[2].id == ids[0]));
+	jq_sleep_ms(300);
+	assert_int_equal(jq_svc_metric(&svc, "jobq_longpoll_wakes_total"), woken0 + 3);
+	assert_int_equal(jq_svc_metric(&svc, "jobq_longpoll_waiters"), 1);
+	pthread_join(t[3], NULL);
+	assert_int_equal(a[3].code, JOBQ_OK);
+	assert_int_equal(a[3].n, 0);
+}
+
 static void sigterm_answers_waiting_claims_and_exits_cleanly(void **state)
 {
 	(void)state;
@@ -194,6 +251,7 @@ int main(void)
 		cmocka_unit_test(a_wait_with_nothing_to_claim_ends_empty_on_time),
 		cmocka_unit_test(a_job_for_another_queue_does_not_wake_the_wait),
 		cmocka_unit_test(waiters_hold_no_database_connection),
+		cmocka_unit_test(an_announcement_wakes_as_many_waiters_as_it_has_jobs),
 		cmocka_unit_test(sigterm_answers_waiting_claims_and_exits_cleanly),
 	};
 	return cmocka_run_group_tests_name("longpoll", tests, setup, teardown);

@@ -258,6 +258,88 @@ static void the_queue_check_accepts_exactly_the_documented_names(void **state)
 	PQfinish(c);
 }
 
+/* The status guard's real body, kept while a test replaces it (restored by its teardown even
+ * when an assertion stops the test half-way). */
+static char *guard_def;
+
+static int restore_guard(void **state)
+{
+	(void)state;
+	if (guard_def == NULL)
+		return 0;
+	PGconn *c = jq_test_connect(db_url);
+	jq_test_ok(c, guard_def);
+	PQfinish(c);
+	free(guard_def);
+	guard_def = NULL;
+	return 0;
+}
+
+/* The guard trigger runs only when it would change the row (migration 009's WHEN clauses), and
+ * the service's hot statements write rows it would leave alone. With the guard replaced by a
+ * function that raises, the service's enqueue, claim, heartbeat, complete and fail must all
+ * succeed, and forged writes must still reach the guard. A wrong column in GUARD_MOVE or in the
+ * enqueue function, or a WHEN clause that lets a forged value through, fails here. */
+static void the_guard_runs_only_when_it_would_change_the_row(void **state)
+{
+	(void)state;
+	PGconn *c = jq_test_connect(db_url);
+	guard_def = jq_test_scalar(c, "SELECT pg_get_functiondef('jobq_status_guard'::regproc)");
+	jq_test_ok(c, "CREATE OR REPLACE FUNCTION jobq_status_guard() RETURNS trigger LANGUAGE plpgsql"
+		      " AS $$BEGIN RAISE EXCEPTION 'guard called' USING ERRCODE = 'JQ001'; END$$");
+
+	jq_db *db = NULL;
+	jq_db_opts o = { .url = db_url, .prepared = true, .backoff_base_ms = 1000, .backoff_max_ms = 60000 };
+	assert_int_equal(jq_db_open(&o, &db), 0);
+	jq_db_err err = { 0 };
+	jq_db_job_spec specs[3] = {
+		{ .queue = "guard_skip" }, { .queue = "guard_skip" }, { .queue = "guard_skip", .idempotency_key = "k" },
+	};
+	int64_t ids[3];
+	assert_int_equal(jq_db_enqueue(db, specs, 3, ids, &err), JQ_OK);
+	jq_db_rows *rows = NULL;
+	assert_int_equal(jq_db_claim(db, "guard_skip", 3, "w", 30, &rows, &err), JQ_OK);
+	assert_int_equal(jq_db_rows_count(rows), 3);
+	jq_db_lease leases[3];
+	for (int i = 0; i < 3; i++) {
+		jq_job j;
+		jq_db_rows_job(rows, i, &j);
+		leases[i] = (jq_db_lease){ .id = j.id, .lease_token = j.lease_token, .error = "boom" };
+	}
+	jq_db_rows_free(rows);
+	jq_db_item items[3];
+	assert_int_equal(jq_db_heartbeat(db, leases, 3, 30, items, &err), JQ_OK);
+	assert_int_equal(jq_db_complete(db, leases, 1, items, &err), JQ_OK);
+	assert_int_equal(items[0].code, JQ_OK);
+	leases[2].final = true;
+	assert_int_equal(jq_db_fail(db, leases + 1, 2, items, &err), JQ_OK);
+	assert_int_equal(items[0].code, JQ_OK);
+	assert_int_equal(items[1].code, JQ_OK);
+	jq_db_close(db);
+
+	/* What the statements wrote is what the guard would have written. */
+	char *v = jq_test_scalar(c,
+		"SELECT string_agg(prev_job_status || '>' || curr_job_status || ' ' || (status_changed_at = now())"
+		"  || ' ' || (finished_at IS NOT NULL), ',' ORDER BY id) FROM job_queue WHERE queue = 'guard_skip'");
+	assert_string_equal(v, "archive_processing>archive_completed false true,"
+			       "archive_processing>archive_pending false false,"
+			       "archive_processing>archive_failed false true");
+	free(v);
+	/* Each forged column still reaches the guard. */
+	static const char *forged[] = {
+		"INSERT INTO job_queue (queue) VALUES ('guard_forged')",
+		"INSERT INTO job_queue (queue, prev_job_status, updated_at) VALUES ('guard_forged', 'archive_pending', now() - interval '1 day')",
+		"UPDATE job_queue SET prev_job_status = 'archive_failed' WHERE queue = 'guard_skip'",
+		"UPDATE job_queue SET updated_at = now(), status_changed_at = now() - interval '1 day' WHERE queue = 'guard_skip'",
+		"UPDATE job_queue SET updated_at = now(), created_at = now() WHERE queue = 'guard_skip'",
+		"UPDATE job_queue SET curr_job_status = 'archive_cancelled', updated_at = now() WHERE queue = 'guard_skip' AND curr_job_status = 'archive_failed'",
+		"UPDATE job_queue SET lease_expires_at = NULL WHERE queue = 'guard_skip'",
+	};
+	for (size_t i = 0; i < sizeof(forged) / sizeof(forged[0]); i++)
+		assert_string_equal(jq_test_sqlstate(c, forged[i]), "JQ001");
+	PQfinish(c);
+}
+
 static void the_claim_uses_the_partial_index_among_100k_finished_jobs(void **state)
 {
 	(void)state;
@@ -364,6 +446,7 @@ int main(void)
 		cmocka_unit_test(an_enqueue_rolled_back_leaves_no_job),
 		cmocka_unit_test(the_enqueue_function_keeps_its_contract),
 		cmocka_unit_test(the_queue_check_accepts_exactly_the_documented_names),
+		cmocka_unit_test_teardown(the_guard_runs_only_when_it_would_change_the_row, restore_guard),
 		cmocka_unit_test(the_claim_uses_the_partial_index_among_100k_finished_jobs),
 		cmocka_unit_test(one_notification_per_statement),
 	};

@@ -14,6 +14,7 @@
 #include <string.h>
 #include <sys/prctl.h>
 #include <sys/socket.h>
+#include <sys/time.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -287,4 +288,62 @@ void jq_svc_remove_log(const jq_svc *s)
 {
 	if (s->log_path[0] != '\0')
 		unlink(s->log_path);
+}
+
+int jq_svc_http_get(int port, const char *path, jq_http_resp *r)
+{
+	struct sockaddr_in a = { .sin_family = AF_INET, .sin_port = htons((uint16_t)port) };
+	struct timeval tv = { .tv_sec = 5 };
+	static char raw[sizeof(r->body) + 4096];
+	size_t len = 0;
+	char req[256];
+	int fd = socket(AF_INET, SOCK_STREAM, 0);
+
+	a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	if (fd < 0)
+		return -1;
+	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+	int n = snprintf(req, sizeof(req), "GET %s HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n", path);
+	if (connect(fd, (struct sockaddr *)&a, sizeof(a)) != 0 || write(fd, req, (size_t)n) != n)
+		goto fail;
+	for (;;) {
+		ssize_t got = read(fd, raw + len, sizeof(raw) - 1 - len);
+		if (got <= 0)
+			break;
+		len += (size_t)got;
+		raw[len] = '\0';
+		/* Stop once the whole body is in, whether or not the server closes. */
+		char *hdr_end = strstr(raw, "\r\n\r\n");
+		char *cl = strcasestr(raw, "Content-Length:");
+		if (hdr_end != NULL && cl != NULL && cl < hdr_end &&
+		    len >= (size_t)(hdr_end + 4 - raw) + strtoul(cl + 15, NULL, 10))
+			break;
+	}
+	raw[len] = '\0';
+	close(fd);
+	if (sscanf(raw, "HTTP/1.%*d %d", &r->status) != 1)
+		return -1;
+	char *body = strstr(raw, "\r\n\r\n");
+	snprintf(r->body, sizeof(r->body), "%s", body ? body + 4 : "");
+	return 0;
+fail:
+	close(fd);
+	return -1;
+}
+
+double jq_svc_metric(const jq_svc *s, const char *series)
+{
+	static jq_http_resp r;
+	if (jq_svc_http_get(s->http_port, "/metrics", &r) != 0 || r.status != 200)
+		return -1;
+	size_t n = strlen(series);
+	for (const char *line = r.body; *line; ) {
+		if (strncmp(line, series, n) == 0 && line[n] == ' ')
+			return strtod(line + n + 1, NULL);
+		const char *nl = strchr(line, '\n');
+		if (nl == NULL)
+			break;
+		line = nl + 1;
+	}
+	return -1;
 }

@@ -52,6 +52,18 @@ bool jq_svc_log_contains(const jq_svc *s, const char *text);
 /* jq_svc_remove_log deletes the log file (after a passing run). */
 void jq_svc_remove_log(const jq_svc *s);
 
+typedef struct jq_http_resp {
+	int status;
+	char body[256 * 1024];
+} jq_http_resp;
+
+/* jq_svc_http_get fetches http://127.0.0.1:port/path; returns 0 and fills *r, or -1 (no answer). */
+int jq_svc_http_get(int port, const char *path, jq_http_resp *r);
+
+/* jq_svc_metric reads one series without labels ("jobq_longpoll_waiters") from the service's
+ * /metrics; -1 when there is no answer or no such line. Not thread-safe (a static buffer). */
+double jq_svc_metric(const jq_svc *s, const char *series);
+
 /* jq_now_ms: CLOCK_REALTIME in Unix milliseconds; jq_mono_ms: CLOCK_MONOTONIC milliseconds. */
 long long jq_now_ms(void);
 long long jq_mono_ms(void);
