@@ -67,6 +67,8 @@ static const opt opts[] = {
 	{ "tls-key", "JOBQ_TLS_KEY", OPT_STR, F(tls_key), NULL, 0, 0, "PEM private key of --tls-cert" },
 	{ "tls-ca", "JOBQ_TLS_CA", OPT_STR, F(tls_ca), NULL, 0, 0,
 	  "PEM CA bundle; given, clients must present a certificate it signed (mutual TLS)" },
+	{ "tls-reload-interval-ms", "JOBQ_TLS_RELOAD_INTERVAL_MS", OPT_INT, F(tls_reload_interval_ms),
+	  "10000", 0, 86400000, "how often the TLS files are checked for a rotation; 0: only on SIGHUP" },
 	{ "max-connections", "JOBQ_MAX_CONNECTIONS", OPT_INT, F(max_connections), "1024", 1, 1000000,
 	  "RPC client connections at once; more are closed as they arrive" },
 };

@@ -37,6 +37,7 @@ typedef struct jq_config {
 	char *tls_cert; /* JOBQ_TLS_CERT: PEM certificate for tls+tcp:// listeners, NULL = none */
 	char *tls_key;  /* JOBQ_TLS_KEY: its PEM private key */
 	char *tls_ca;   /* JOBQ_TLS_CA: given, clients need a certificate it signed (mutual TLS) */
+	int tls_reload_interval_ms; /* check the TLS files for a rotation this often; 0 = SIGHUP only */
 	int max_connections; /* RPC client connections at once; more are closed on arrival */
 } jq_config;
 

@@ -15,6 +15,8 @@
 
 struct jq_publisher {
 	nng_socket sock;
+	nng_listener listener;
+	jq_tls_slot tls; /* its TLS configurations (jq_tls_reload) */
 	_Atomic int64_t sent;
 };
 
@@ -33,11 +35,10 @@ int jq_publisher_start(const char *url, jq_publisher **out)
 /* listen_on creates the listener, sets TLS when the url asks for it, then starts it. */
 static int listen_on(jq_publisher *p, const char *url, const jq_tls_files *tls)
 {
-	nng_listener l;
 	int rv;
-	if ((rv = nng_listener_create(&l, p->sock, url)) != 0 ||
-	    (rv = jq_tls_setup_listener(l, url, tls, "publisher")) != 0 ||
-	    (rv = nng_listener_start(l, 0)) != 0)
+	if ((rv = nng_listener_create(&p->listener, p->sock, url)) != 0 ||
+	    (rv = jq_tls_setup_listener(p->listener, url, tls, "publisher", &p->tls)) != 0 ||
+	    (rv = nng_listener_start(p->listener, 0)) != 0)
 		jq_error("publisher: cannot listen on %s: %s", url, nng_strerror(rv));
 	return rv;
 }
@@ -60,6 +61,7 @@ int jq_publisher_start_tls(const char *url, const jq_tls_files *tls, jq_publishe
 		jq_warn("publisher: cannot set the send buffer: %s", nng_strerror(rv));
 	if (listen_on(p, url, tls) != 0) {
 		nng_close(p->sock);
+		jq_tls_slot_release(&p->tls);
 		free(p);
 		return -1;
 	}
@@ -72,7 +74,13 @@ void jq_publisher_stop(jq_publisher *p)
 	if (p == NULL)
 		return;
 	nng_close(p->sock);
+	jq_tls_slot_release(&p->tls);
 	free(p);
+}
+
+int jq_publisher_reload_tls(jq_publisher *p, const jq_tls_files *tls)
+{
+	return jq_tls_reload(p->listener, tls, "publisher", &p->tls);
 }
 
 /* build_msg: topic, NUL, packed JobsAvailable, in one nng message (caller owns it). */

@@ -72,6 +72,7 @@ struct jq_rpc_server {
 	nng_socket sock;
 	bool sock_open;
 	nng_listener listener;
+	jq_tls_slot tls; /* its TLS configurations (jq_tls_reload) */
 	size_t max_message_bytes;
 	int max_queued;
 	int default_deadline_ms;
@@ -512,7 +513,7 @@ static int listener_open(jq_rpc_server *srv, const char *url, const jq_tls_files
 		jq_error("rpc: bad listen address %s: %s", url, nng_strerror(rv));
 		return rv;
 	}
-	if ((rv = jq_tls_setup_listener(srv->listener, url, tls, "rpc")) != 0)
+	if ((rv = jq_tls_setup_listener(srv->listener, url, tls, "rpc", &srv->tls)) != 0)
 		return rv;
 	if ((rv = nng_listener_start(srv->listener, 0)) != 0) {
 		jq_error("rpc: cannot listen on %s: %s", url, nng_strerror(rv));
@@ -523,6 +524,11 @@ static int listener_open(jq_rpc_server *srv, const char *url, const jq_tls_files
 	else
 		jq_info("rpc: listening on %s", url);
 	return 0;
+}
+
+int jq_rpc_server_reload_tls(jq_rpc_server *srv, const jq_tls_files *tls)
+{
+	return jq_tls_reload(srv->listener, tls, "rpc", &srv->tls);
 }
 
 /* server_free joins the workers, closes the socket and frees everything. Nothing may be in
@@ -542,6 +548,7 @@ static void server_free(jq_rpc_server *srv)
 	}
 	free(srv->slots);
 	free(srv->workers);
+	jq_tls_slot_release(&srv->tls);
 	pthread_cond_destroy(&srv->idle_cv);
 	pthread_cond_destroy(&srv->work_cv);
 	pthread_mutex_destroy(&srv->mu);

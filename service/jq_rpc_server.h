@@ -74,6 +74,11 @@ typedef struct jq_rpc_server_opts {
 int jq_rpc_server_start(const jq_rpc_server_opts *opts, jq_rpc_server **out)
 	__attribute__((warn_unused_result));
 
+/* jq_rpc_server_reload_tls rotates the listener's certificate (see jq_tls_reload); a no-op
+ * without TLS. Returns 0, or an nng error number (logged; the old certificate stays). Call it
+ * from one thread at a time. */
+int jq_rpc_server_reload_tls(jq_rpc_server *srv, const jq_tls_files *tls) __attribute__((warn_unused_result));
+
 /* jq_rpc_server_stop stops receiving, lets every queued and in-flight request finish (their
  * replies are sent), joins the workers and closes the socket. Frees the server. NULL is a no-op.
  * It waits for every request the server has received, so a request a handler kept (deferred)

@@ -1,7 +1,8 @@
 /*
  * jobqd — the jobq service: configuration, then one database connection per RPC worker, the RPC
- * server, the rescuer, the publisher and the notification listener; on SIGTERM or SIGINT it stops receiving, finishes what is in flight,
- * and closes everything in reverse order.
+ * server, the rescuer, the publisher and the notification listener; on SIGTERM or SIGINT it stops
+ * receiving, finishes what is in flight, and closes everything in reverse order; on SIGHUP it
+ * reloads the TLS certificates.
  */
 #include <pthread.h>
 #include <signal.h>
@@ -133,10 +134,49 @@ static void *shutdown_watchdog(void *arg)
 	return NULL;
 }
 
+/* reload_tls re-reads the TLS files (certificate rotation without a restart). Each listener
+ * keeps its old certificate when the new files do not load. */
+static void reload_tls(service *s, const char *why)
+{
+	jq_tls_files tls = { .cert = s->cfg.tls_cert, .key = s->cfg.tls_key, .ca = s->cfg.tls_ca };
+	jq_info("jobqd: %s, reloading TLS certificates", why);
+	if (jq_rpc_server_reload_tls(s->rpc, &tls) != 0 || jq_publisher_reload_tls(s->pub, &tls) != 0)
+		jq_warn("jobqd: TLS reload incomplete (see above); the service goes on");
+}
+
+/* wait_for_stop waits for SIGTERM or SIGINT and returns it. Meanwhile SIGHUP reloads the TLS
+ * files, and so does a change of the files themselves, checked every tls_reload_interval_ms
+ * while a listener uses TLS: a Kubernetes Secret volume is updated in place, and nothing sends
+ * the pod a signal. */
+static int wait_for_stop(service *s, const sigset_t *signals)
+{
+	jq_tls_files tls = { .cert = s->cfg.tls_cert, .key = s->cfg.tls_key, .ca = s->cfg.tls_ca };
+	bool watch = s->cfg.tls_reload_interval_ms > 0 &&
+		     (jq_tls_url(s->cfg.rpc_url) || jq_tls_url(s->cfg.pub_url));
+	uint64_t stamp = watch ? jq_tls_stamp(&tls) : 0;
+	for (;;) {
+		int ms = watch ? s->cfg.tls_reload_interval_ms : 3600 * 1000;
+		struct timespec ts = { .tv_sec = ms / 1000, .tv_nsec = (long)(ms % 1000) * 1000000 };
+		int sig = sigtimedwait(signals, NULL, &ts);
+		if (sig == SIGINT || sig == SIGTERM)
+			return sig;
+		if (sig == SIGHUP) {
+			reload_tls(s, "SIGHUP received");
+			stamp = watch ? jq_tls_stamp(&tls) : 0;
+			continue;
+		}
+		uint64_t now = watch ? jq_tls_stamp(&tls) : 0;
+		if (now != stamp && now != 0) {
+			reload_tls(s, "TLS files changed");
+			stamp = now;
+		}
+	}
+}
+
 int main(int argc, char **argv)
 {
 	service s = { 0 };
-	sigset_t stop_signals;
+	sigset_t signals;
 	int sig = 0;
 
 	switch (jq_config_load(&s.cfg, argc, argv, stdout, stderr)) {
@@ -152,10 +192,11 @@ int main(int argc, char **argv)
 	jq_log_setup(s.cfg.log_level, s.cfg.log_format);
 	signal(SIGPIPE, SIG_IGN);
 	/* Blocked before any thread starts, so only sigwait below ever sees them. */
-	sigemptyset(&stop_signals);
-	sigaddset(&stop_signals, SIGINT);
-	sigaddset(&stop_signals, SIGTERM);
-	pthread_sigmask(SIG_BLOCK, &stop_signals, NULL);
+	sigemptyset(&signals);
+	sigaddset(&signals, SIGINT);
+	sigaddset(&signals, SIGTERM);
+	sigaddset(&signals, SIGHUP);
+	pthread_sigmask(SIG_BLOCK, &signals, NULL);
 
 	if (start(&s) != 0) {
 		close_all(&s);
@@ -163,7 +204,7 @@ int main(int argc, char **argv)
 	}
 	jq_info("jobqd ready: rpc %s, pub %s, %d database connections", s.cfg.rpc_url, s.cfg.pub_url,
 		s.nworkers);
-	sigwait(&stop_signals, &sig);
+	sig = wait_for_stop(&s, &signals);
 	jq_info("jobqd: %s received, finishing requests in flight", sig == SIGTERM ? "SIGTERM" : "SIGINT");
 	pthread_t watchdog;
 	if (pthread_create(&watchdog, NULL, shutdown_watchdog, NULL) == 0)

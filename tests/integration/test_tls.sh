@@ -4,7 +4,10 @@
 # client certificate. With --tls-ca the service requires client certificates (mutual TLS): a
 # client without one, or with one the CA did not sign, is refused; the right one works, through
 # flags and through JOBQ_TLS_* alike, for RPC and for `jobq watch` on the PUB socket. A
-# tls+tcp:// address without a certificate is a clear start-up error.
+# tls+tcp:// address without a certificate is a clear start-up error. Certificates rotate without
+# a restart, when the files change (as a Kubernetes Secret volume changes them) or on SIGHUP: new
+# connections get the new certificate at once, open ones keep working, and files that do not
+# load leave the old certificate in place.
 set -euo pipefail
 build=${JOBQ_TEST_BUILD:?run through tests/run.sh}
 base=${JOBQ_TEST_DATABASE_URL:?}
@@ -51,6 +54,9 @@ mkca rogue "someone else's CA"
 mkcert server ca 127.0.0.1 "subjectAltName=DNS:127.0.0.1,IP:127.0.0.1,DNS:localhost\nextendedKeyUsage=serverAuth\n"
 mkcert client ca jobq-test-client "extendedKeyUsage=clientAuth\n"
 mkcert intruder rogue jobq-test-client "extendedKeyUsage=clientAuth\n"
+mkca ca2 "jobq test CA, next year's"
+mkcert server2 ca2 127.0.0.1 "subjectAltName=DNS:127.0.0.1,IP:127.0.0.1,DNS:localhost\nextendedKeyUsage=serverAuth\n"
+mkcert client2 ca2 jobq-test-client "extendedKeyUsage=clientAuth\n"
 for f in ca server client intruder; do [ -s "$f.pem" ] || fail "openssl did not make $f.pem"; done
 ok "certificates made with $(openssl version | cut -d' ' -f1-2)"
 
@@ -107,6 +113,68 @@ grep -q "secret-payload" "$tmp/jobqd.log" && fail "a payload reached jobqd's log
 kill -TERM "${pids[0]}"; wait "${pids[0]}" || fail "jobqd exited $? on SIGTERM"
 pids=("${pids[@]:1}")
 ok "jobqd stopped cleanly"
+
+# ------------------------------------------------------------------ certificate rotation
+# The files live where a Kubernetes Secret volume puts them: behind a symbolic link to a folder,
+# switched in one rename when the Secret changes. jobqd notices by itself (checked every 300 ms
+# here) or on SIGHUP.
+mkdir "$tmp/v1" "$tmp/v2" "$tmp/v3"
+cp server.pem server.key ca.pem "$tmp/v1/"
+cp server2.pem "$tmp/v2/server.pem"; cp server2.key "$tmp/v2/server.key"; cp ca2.pem "$tmp/v2/ca.pem"
+echo "not a certificate" >"$tmp/v3/server.pem"; cp server2.key "$tmp/v3/server.key"; cp ca2.pem "$tmp/v3/ca.pem"
+ln -s v1 "$tmp/live"
+switch_to() { ln -sfn "$1" "$tmp/live.new" && mv -T "$tmp/live.new" "$tmp/live"; }
+reloads() { grep -c "rpc: TLS certificate reloaded" "$tmp/jobqd4.log" || true; }
+rpc4=tls+tcp://127.0.0.1:$(free_port)
+pub4=tls+tcp://127.0.0.1:$(free_port)
+"$build/bin/jobqd" --database-url="$url" --rpc-url="$rpc4" --pub-url="$pub4" --http-addr="127.0.0.1:$(free_port)" \
+  --tls-cert="$tmp/live/server.pem" --tls-key="$tmp/live/server.key" --tls-ca="$tmp/live/ca.pem" \
+  --tls-reload-interval-ms=300 --log-format=text >"$tmp/jobqd4.log" 2>&1 &
+j4=$!; pids+=($j4)
+old=(--rpc-url "$rpc4" --pub-url "$pub4" --tls-ca "$tmp/ca.pem" --tls-cert "$tmp/client.pem" --tls-key "$tmp/client.key")
+new=(--rpc-url "$rpc4" --pub-url "$pub4" --tls-ca "$tmp/ca2.pem" --tls-cert "$tmp/client2.pem" --tls-key "$tmp/client2.key")
+wait_until 20 "$J" stats "${old[@]}" --timeout-ms 500 >/dev/null 2>&1 || fail "jobqd4 does not answer"
+"$J" watch "${old[@]}" --queue rot --json >"$tmp/watch4.json" 2>"$tmp/watch4.err" &
+w4=$!; pids+=($w4)
+sleep 1 # the subscription's handshake
+switch_to v2
+wait_until 10 grep -q "publisher: TLS certificate reloaded" "$tmp/jobqd4.log" || fail "the new files were not picked up"
+grep -q "TLS files changed, reloading" "$tmp/jobqd4.log" || fail "the reload was not logged as a file change"
+[ "$(reloads)" = 1 ] || fail "rpc reloaded $(reloads) times"
+ok "new files behind the Secret-style link are picked up without a signal"
+# The very first connection after the reload must get the new certificate. openssl looks at one
+# handshake; jobq's client would redial and hide a first connection that got the old one.
+issuer() {
+  timeout 10 openssl s_client -connect "127.0.0.1:${1##*:}" -CAfile "$tmp/ca2.pem" \
+    -cert "$tmp/client2.pem" -key "$tmp/client2.key" </dev/null >"$tmp/s_client.out" 2>&1; grep -a -m1 "^issuer=" "$tmp/s_client.out" || { cat "$tmp/s_client.out" >&2; true; }
+}
+first=$(issuer "$rpc4")
+[[ $first == *"next year's"* ]] || fail "the first RPC connection after the reload got: '$first'"
+first_pub=$(issuer "$pub4")
+[[ $first_pub == *"next year's"* ]] || fail "the first PUB connection after the reload got: '$first_pub'"
+rid=$("$J" enqueue "${new[@]}" --timeout-ms 3000 --queue rot --payload r) \
+  || fail "a client of the new CA was refused right after the reload"
+ok "the first new connection gets the new certificate ($first; enqueued job $rid)"
+refused4() { ! "$J" stats "$@" --timeout-ms 1500 >/dev/null 2>&1; }
+refused4 "${old[@]}" || fail "a client that trusts only the old CA still talked to the service"
+refused4 --rpc-url "$rpc4" --tls-ca "$tmp/ca2.pem" --tls-cert "$tmp/client.pem" --tls-key "$tmp/client.key" \
+  || fail "a client certificate of the old CA was still accepted after the CA was rotated"
+ok "after the rotation the old CA's certificates are refused, both ways"
+wait_until 10 grep -q "$rid" "$tmp/watch4.json" || fail "the subscription opened before the reload heard nothing: $(cat "$tmp/watch4.err")"
+ok "a connection opened before the reload keeps working (watch heard job $rid)"
+kill -HUP $j4
+wait_until 10 test "$(reloads)" = 2 || fail "SIGHUP did not reload"
+grep -q "SIGHUP received, reloading" "$tmp/jobqd4.log" || fail "the SIGHUP reload was not logged"
+"$J" stats "${new[@]}" --timeout-ms 3000 >/dev/null || fail "no answer after the SIGHUP reload"
+ok "SIGHUP reloads too"
+switch_to v3
+wait_until 10 grep -q "TLS reload failed" "$tmp/jobqd4.log" || fail "a bad certificate file was not reported"
+"$J" stats "${new[@]}" --timeout-ms 3000 >/dev/null || fail "a failed reload broke the service"
+kill -0 $j4 || fail "jobqd exited after a failed reload"
+ok "files that do not load are reported and the service keeps its certificate"
+kill -INT $w4; wait $w4 || true
+kill -TERM $j4; wait $j4 || fail "jobqd4 exited $? on SIGTERM"
+pids=("${pids[@]:0:${#pids[@]}-2}")
 
 # ------------------------------------------------------------------ without --tls-ca; misconfigurations
 rpc2=tls+tcp://127.0.0.1:$(free_port)
