@@ -158,3 +158,11 @@ clean:
 	rm -rf build build-asan build-fuzz
 
 -include $(shell find build build-asan -name '*.d' 2>/dev/null)
+
+# Release check, not part of `make test` (slow, needs root): builds deploy/Dockerfile's image
+# filesystem without Docker (debootstrap + chroot; the Debian base is cached in
+# ~/.cache/jobq/image-check) and checks the result: libraries, the entrypoint as the non-root
+# USER, no toolchain, /healthz. IMAGE_CHECK_ARGS="--ref v0.1.0" builds a tag instead of the tree.
+.PHONY: image-check
+image-check: bootstrap
+	@deploy/image-check.sh $(IMAGE_CHECK_ARGS)
