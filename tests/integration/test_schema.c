@@ -402,6 +402,52 @@ static int drain_notifications(PGconn *c, int ms, char *last, size_t last_len)
 	}
 }
 
+/* enqueue_ids runs an enqueue statement returning ids and gives them as "id1,id2,..." in
+ * ascending order (malloc'd). */
+static char *enqueue_ids(PGconn *c, const char *batch_args)
+{
+	char sql[512];
+	snprintf(sql, sizeof(sql),
+		 "SELECT string_agg(b.id::text, ',' ORDER BY b.id) FROM jobq_enqueue_batch(%s) AS b", batch_args);
+	return jq_test_scalar(c, sql);
+}
+
+/* The exact payloads (format in migrations/sql/007-jobq_notify_pending.sql), for the INSERT fast
+ * path (one queue, all due) and the general path (several queues; jobs for later). */
+static void the_notification_payload_is_exact(void **state)
+{
+	(void)state;
+	PGconn *listener = jq_test_connect(db_url);
+	PGconn *c = jq_test_connect(db_url);
+	char payload[8192], want[8192];
+	jq_test_ok(listener, "LISTEN jobq_pending");
+
+	char *ids = enqueue_ids(c, "ARRAY['pa', 'pa', 'pa'], NULL, NULL, NULL, NULL, NULL");
+	assert_int_equal(drain_notifications(listener, 300, payload, sizeof(payload)), 1);
+	snprintf(want, sizeof(want), "D pa %s", ids);
+	assert_string_equal(payload, want);
+	free(ids);
+
+	char *pb = NULL, *pc = NULL;
+	ids = enqueue_ids(c, "ARRAY['pc', 'pb'], NULL, NULL, NULL, NULL, NULL");
+	pc = strtok(ids, ","); /* pc was first, so it has the lower id */
+	pb = strtok(NULL, ",");
+	assert_int_equal(drain_notifications(listener, 300, payload, sizeof(payload)), 1);
+	snprintf(want, sizeof(want), "D pb %s\nD pc %s", pb, pc);
+	assert_string_equal(payload, want);
+	free(ids);
+
+	ids = enqueue_ids(c, "ARRAY['pd', 'pd'], NULL, NULL,"
+			     " ARRAY[NULL, '2100-01-01 00:00:00.0001+00']::timestamptz[], NULL, NULL");
+	assert_int_equal(drain_notifications(listener, 300, payload, sizeof(payload)), 1);
+	*strchr(ids, ',') = '\0'; /* only the due one is listed */
+	snprintf(want, sizeof(want), "D pd %s\nL 4102444800001", ids);
+	assert_string_equal(payload, want);
+	free(ids);
+	PQfinish(c);
+	PQfinish(listener);
+}
+
 static void one_notification_per_statement(void **state)
 {
 	(void)state;
@@ -413,7 +459,7 @@ static void one_notification_per_statement(void **state)
 	jq_test_ok(c, "SELECT count(*) FROM jobq_enqueue_batch("
 		      " array_fill('notify'::text, ARRAY[1000]), NULL, NULL, NULL, NULL, NULL)");
 	assert_int_equal(drain_notifications(listener, 300, payload, sizeof(payload)), 1);
-	assert_true(strncmp(payload, "D notify ", 9) == 0);
+	assert_string_equal(payload, "D notify *"); /* 1000 ids do not fit in the 7000-byte budget */
 
 	/* Claiming and completing make nothing claimable: no notification. */
 	jq_test_ok(c, "UPDATE job_queue SET curr_job_status = 'archive_processing', lease_owner = 'n',"
@@ -426,6 +472,7 @@ static void one_notification_per_statement(void **state)
 	/* A manual retry straight in SQL is announced, once for the statement. */
 	jq_test_ok(c, "UPDATE job_queue SET curr_job_status = 'archive_pending' WHERE queue = 'notify'");
 	assert_int_equal(drain_notifications(listener, 300, payload, sizeof(payload)), 1);
+	assert_string_equal(payload, "D notify *");
 
 	/* A job scheduled for later is not announced as due; its time is. */
 	jq_test_ok(c, "SELECT jobq_enqueue('later', 'x'::bytea, 0::smallint, now() + interval '1 hour')");
@@ -449,6 +496,7 @@ int main(void)
 		cmocka_unit_test_teardown(the_guard_runs_only_when_it_would_change_the_row, restore_guard),
 		cmocka_unit_test(the_claim_uses_the_partial_index_among_100k_finished_jobs),
 		cmocka_unit_test(one_notification_per_statement),
+		cmocka_unit_test(the_notification_payload_is_exact),
 	};
 	return cmocka_run_group_tests_name("schema", tests, setup, teardown);
 }
