@@ -102,14 +102,15 @@ void jq_longpoll_park(jq_longpoll *lp, jq_rpc_req *req, const char *queue, int l
 		jq_rpc_req_requeue(req);
 }
 
-/* take_locked unlinks the waiters that match (queue, or expired before t) into a list. */
-static waiter *take_locked(jq_longpoll *lp, const char *queue, int64_t t)
+/* take_locked unlinks into a list the waiters that match (of queue, or expired before t), except
+ * the first `keep` matches, which are the newest (park pushes at the head). */
+static waiter *take_locked(jq_longpoll *lp, const char *queue, int64_t t, size_t keep)
 {
 	waiter *taken = NULL, **pp = &lp->waiters;
 	while (*pp != NULL) {
 		waiter *w = *pp;
 		bool match = queue ? strcmp(w->queue, queue) == 0 : w->until_us <= t;
-		if (!match) {
+		if (!match || (keep > 0 && keep-- > 0)) {
 			pp = &w->next;
 			continue;
 		}
@@ -121,41 +122,23 @@ static waiter *take_locked(jq_longpoll *lp, const char *queue, int64_t t)
 	return taken;
 }
 
-/* take_oldest_locked unlinks waiters of queue, the longest-waiting first, until their limits add
- * up to jobs. The list is newest-first (park pushes at the head), so the oldest matches are the
- * last ones: collect the matches' limits, find how many of the newest stay (keep), unlink the
- * rest. */
-static waiter *take_oldest_locked(jq_longpoll *lp, const char *queue, size_t jobs)
+/* newest_to_keep_locked: how many of queue's newest waiters can stay parked while the
+ * longest-waiting ones, woken, still claim at least `jobs` between them. */
+static size_t newest_to_keep_locked(jq_longpoll *lp, const char *queue, size_t jobs)
 {
-	size_t matching = 0, keep = 0;
-	for (waiter *w = lp->waiters; w != NULL; w = w->next)
-		matching += strcmp(w->queue, queue) == 0;
-	int *limits = matching ? malloc(matching * sizeof(*limits)) : NULL;
-	if (limits == NULL)
-		return take_locked(lp, queue, 0); /* no memory to choose: wake them all, always safe */
-	size_t i = 0;
+	size_t total = 0, kept_limits = 0, keep = 0;
 	for (waiter *w = lp->waiters; w != NULL; w = w->next)
 		if (strcmp(w->queue, queue) == 0)
-			limits[i++] = w->limit; /* newest first */
-	size_t covered = 0;
-	keep = matching;
-	while (keep > 0 && covered < jobs)
-		covered += (size_t)limits[--keep];
-	free(limits);
-	waiter *taken = NULL, **pp = &lp->waiters;
-	size_t seen = 0;
-	while (*pp != NULL) {
-		waiter *w = *pp;
-		if (strcmp(w->queue, queue) != 0 || seen++ < keep) {
-			pp = &w->next;
+			total += (size_t)w->limit;
+	for (waiter *w = lp->waiters; w != NULL; w = w->next) {
+		if (strcmp(w->queue, queue) != 0)
 			continue;
-		}
-		*pp = w->next;
-		w->next = taken;
-		taken = w;
-		lp->nwaiting--;
+		if (total - kept_limits - (size_t)w->limit < jobs)
+			break;
+		kept_limits += (size_t)w->limit;
+		keep++;
 	}
-	return taken;
+	return keep;
 }
 
 void jq_longpoll_wake(jq_longpoll *lp, const char *queue, size_t jobs)
@@ -165,7 +148,7 @@ void jq_longpoll_wake(jq_longpoll *lp, const char *queue, size_t jobs)
 	strncpy(lp->recent[lp->gen % RECENT].queue, queue, QUEUE_MAX);
 	lp->recent[lp->gen % RECENT].queue[QUEUE_MAX] = '\0';
 	lp->recent[lp->gen % RECENT].gen = lp->gen;
-	waiter *w = jobs == 0 ? take_locked(lp, queue, 0) : take_oldest_locked(lp, queue, jobs);
+	waiter *w = take_locked(lp, queue, 0, jobs == 0 ? 0 : newest_to_keep_locked(lp, queue, jobs));
 	for (waiter *c = w; c != NULL; c = c->next)
 		lp->woken++;
 	pthread_mutex_unlock(&lp->mu);
@@ -228,7 +211,7 @@ static void *run(void *arg)
 			pthread_cond_timedwait(&lp->cv, &lp->mu, &ts);
 			continue;
 		}
-		waiter *expired = take_locked(lp, NULL, jq_rpc_now_us());
+		waiter *expired = take_locked(lp, NULL, jq_rpc_now_us(), 0);
 		pthread_mutex_unlock(&lp->mu);
 		answer_all(expired);
 		pthread_mutex_lock(&lp->mu);

@@ -12,7 +12,7 @@
 #   JOBQ_BENCH_BATCH=50           enqueue / claim / complete batch size
 #   JOBQ_BENCH_ENQ_CLIENTS=2      concurrent clients of the enqueue-throughput runs
 #   JOBQ_BENCH_ENQ_SINGLE_JOBS=10000  jobs of the one-job-per-call enqueue runs
-#   JOBQ_BENCH_REPS=3             repetitions of the enqueue runs (their medians are reported)
+#   JOBQ_BENCH_REPS=5             repetitions of the enqueue runs (their medians are reported)
 #   JOBQ_BENCH_NOTIFY_RATE=500 JOBQ_BENCH_NOTIFY_SECONDS=10
 #   JOBQ_BENCH_LARGE_JOBS=1000000 finished jobs under the claim_ms_large figure
 #   JOBQ_BENCH_ONLY="e2e raw single enqueue notify claim rpc"   a subset (all by default);
@@ -32,7 +32,7 @@ workers=${JOBQ_BENCH_WORKERS:-3}
 batch=${JOBQ_BENCH_BATCH:-50}
 enq_clients=${JOBQ_BENCH_ENQ_CLIENTS:-2}
 enq_single_jobs=${JOBQ_BENCH_ENQ_SINGLE_JOBS:-10000}
-reps=${JOBQ_BENCH_REPS:-3}
+reps=${JOBQ_BENCH_REPS:-5}
 notify_rate=${JOBQ_BENCH_NOTIFY_RATE:-500}
 notify_seconds=${JOBQ_BENCH_NOTIFY_SECONDS:-10}
 large_jobs=${JOBQ_BENCH_LARGE_JOBS:-1000000}
