@@ -140,7 +140,9 @@ static void reload_tls(service *s, const char *why)
 {
 	jq_tls_files tls = { .cert = s->cfg.tls_cert, .key = s->cfg.tls_key, .ca = s->cfg.tls_ca };
 	jq_info("jobqd: %s, reloading TLS certificates", why);
-	if (jq_rpc_server_reload_tls(s->rpc, &tls) != 0 || jq_publisher_reload_tls(s->pub, &tls) != 0)
+	int rpc = jq_rpc_server_reload_tls(s->rpc, &tls);
+	int pub = jq_publisher_reload_tls(s->pub, &tls);
+	if (rpc != 0 || pub != 0)
 		jq_warn("jobqd: TLS reload incomplete (see above); the service goes on");
 }
 
