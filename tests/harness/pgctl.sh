@@ -73,8 +73,14 @@ CONF
 }
 
 start() {
-  local dir=$1 port tries=0
-  dir=$(cd "$(dirname "$dir")" 2>/dev/null && pwd)/$(basename "$dir") || die "bad folder: $1"
+  local dir=$1 port tries=0 parent
+  # The parent first (make run's .jobq/ does not exist in a fresh clone), then an absolute path.
+  # Two steps, because `x=$(cd ...)/$(basename ...)` takes its status from the last substitution
+  # and hides a failed cd (it once put a cluster in /pg).
+  parent=$(dirname "$dir")
+  mkdir -p "$parent" || die "cannot create $parent"
+  parent=$(cd "$parent" && pwd) || die "bad folder: $1"
+  dir=$parent/$(basename "$dir")
   [ -f "$dir/data/PG_VERSION" ] || create "$dir"
   if as_pg "$BIN/pg_ctl" -D "$dir/data" status >/dev/null 2>&1; then
     url "$dir"; return 0
