@@ -7,10 +7,8 @@
  * The readiness test stops the cluster that every test shares; it always starts it again on the
  * same port (JOBQ_PG_PORT) and waits until it answers, also when an assertion failed.
  */
-#include <arpa/inet.h>
 #include <ctype.h>
 #include <errno.h>
-#include <netinet/in.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -18,8 +16,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/socket.h>
-#include <sys/time.h>
 #include <unistd.h>
 
 #include <cmocka.h>
