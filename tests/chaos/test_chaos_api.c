@@ -33,22 +33,9 @@
 #include "jq_svc_api.h"
 #include "jq_test.h"
 
-static jq_svc svc;
-static char *db_url;
-static PGconn *pg;
-static jq_rpc_sock rpc;
-static bool test_failed;
+static jq_api_svc fx;
 
-#define CHAOS_TEST(name)                         \
-	static void name##_body(void);           \
-	static void name(void **state)           \
-	{                                        \
-		(void)state;                     \
-		test_failed = true;              \
-		name##_body();                   \
-		test_failed = false;             \
-	}                                        \
-	static void name##_body(void)
+#define CHAOS_TEST(name) JQ_API_TEST(fx, name)
 
 static bool soak(void)
 {
@@ -60,33 +47,18 @@ static int setup(void **state)
 {
 	(void)state;
 	static const char *const flags[] = { "--rescue-interval-ms=100", "--backoff-base-ms=100", NULL };
-	db_url = jq_test_db_clone("chaos_api");
-	pg = jq_test_connect(db_url);
-	jq_svc_start(&svc, "chaos_api", db_url, flags);
-	if (jq_rpc_open(&rpc, svc.rpc_url, 10000) != 0)
-		return -1;
-	jq_api_use(&rpc, pg);
-	return 0;
+	return jq_api_svc_start(&fx, "chaos_api", NULL, flags);
 }
 
 static int teardown(void **state)
 {
 	(void)state;
-	jq_rpc_close(&rpc);
-	int st = jq_svc_stop(&svc, 15000);
-	if (test_failed || st != 0)
-		jq_svc_print_log(&svc);
-	jq_svc_remove_log(&svc);
-	PQfinish(pg);
-	pg = NULL;
-	free(db_url);
-	db_url = NULL;
-	return st == 0 ? 0 : -1;
+	return jq_api_svc_stop(&fx, 15000);
 }
 
 static jobq_client *client(int timeout_ms)
 {
-	jobq_options o = { .rpc_url = svc.rpc_url, .pub_url = "ipc:///nonexistent", .timeout_ms = timeout_ms };
+	jobq_options o = { .rpc_url = fx.svc.rpc_url, .pub_url = "ipc:///nonexistent", .timeout_ms = timeout_ms };
 	jobq_client *c = NULL;
 	jobq_error err;
 	if (jobq_connect(&o, &c, &err) != JOBQ_OK)
@@ -197,7 +169,7 @@ static bool pg_back(void)
 	pgctl("start");
 	long long deadline = jq_mono_ms() + 30000;
 	while (jq_mono_ms() < deadline) {
-		PGconn *c = PQconnectdb(db_url);
+		PGconn *c = PQconnectdb(fx.db_url);
 		bool up = PQstatus(c) == CONNECTION_OK;
 		PQfinish(c);
 		if (up)
@@ -245,7 +217,7 @@ CHAOS_TEST(complete_while_the_database_is_down_is_unavailable_and_a_retry_is_ide
 		jq_sleep_ms(100);
 	}
 	/* Whatever the first attempt did, a repeat is OK and changes nothing. */
-	PQreset(pg);
+	PQreset(fx.pg);
 	char *once = row_state(id);
 	assert_int_equal(complete1(c, id, token), JOBQ_OK);
 	char *twice = row_state(id);
@@ -418,7 +390,7 @@ CHAOS_TEST(load_of_many_clients_mixing_every_method_sees_only_overload_codes_and
 	}
 	for (int s = 0; s < secs; s++) {
 		jq_sleep_ms(1000);
-		rss[s] = vmrss_kb(svc.pid);
+		rss[s] = vmrss_kb(fx.svc.pid);
 	}
 	atomic_store(&stop, true);
 	long calls[N_METHODS] = { 0 }, total = 0, overload = 0, bad = 0;
@@ -443,7 +415,7 @@ CHAOS_TEST(load_of_many_clients_mixing_every_method_sees_only_overload_codes_and
 	for (int m = 0; m < N_METHODS; m++)
 		if (calls[m] == 0)
 			fail_msg("method %s was never called", method_names[m]);
-	assert_true(jq_svc_alive(&svc));
+	assert_true(jq_svc_alive(&fx.svc));
 	/* Leases whose Complete was refused as overload expire during the run; the rescuer, itself
 	 * competing with the load, may be a sweep behind when the load stops: give it a few seconds. */
 	long long expired = -1;
@@ -465,7 +437,7 @@ static int raw_code(const void *data, size_t len)
 	jq_rpc_sock s;
 	nng_msg *reply = NULL;
 	int code = -1;
-	assert_int_equal(jq_rpc_open(&s, svc.rpc_url, 10000), 0);
+	assert_int_equal(jq_rpc_open(&s, fx.svc.rpc_url, 10000), 0);
 	int rv = jq_rpc_send_raw(&s, data, len, &reply);
 	if (rv == 0) {
 		Jobq__V1__RpcResponse *r = jobq__v1__rpc_response__unpack(NULL, nng_msg_len(reply), nng_msg_body(reply));
@@ -528,7 +500,7 @@ CHAOS_TEST(bad_input_not_tried_elsewhere_gets_its_code_and_the_service_keeps_ser
 	jq_api_expect(JQ_METHOD("Complete"), &cp, 5, NULL);
 	JQ_FREE(jq_api_ok(JQ_METHOD("Stats"), &(Jobq__V1__StatsRequest)JOBQ__V1__STATS_REQUEST__INIT,
 			  &jobq__v1__stats_response__descriptor));
-	assert_true(jq_svc_alive(&svc));
+	assert_true(jq_svc_alive(&fx.svc));
 }
 
 int main(void)

@@ -26,16 +26,13 @@
 #include "jq_svc_api.h"
 #include "jq_test.h"
 
-static jq_svc svc;
-static char *db_url;
-static PGconn *pg;
-static jq_rpc_sock rpc;
+static jq_api_svc fx;
 
 static jq_http_resp resp;
 
 static void get_ok(const char *path)
 {
-	if (jq_svc_http_get(svc.http_port, path, &resp) != 0)
+	if (jq_svc_http_get(fx.svc.http_port, path, &resp) != 0)
 		fail_msg("GET %s: no HTTP answer", path);
 }
 
@@ -44,7 +41,7 @@ static bool wait_status(const char *path, int status, int timeout_ms)
 {
 	long long deadline = jq_mono_ms() + timeout_ms;
 	do {
-		if (jq_svc_http_get(svc.http_port, path, &resp) == 0 && resp.status == status)
+		if (jq_svc_http_get(fx.svc.http_port, path, &resp) == 0 && resp.status == status)
 			return true;
 		jq_sleep_ms(100);
 	} while (jq_mono_ms() < deadline);
@@ -58,29 +55,16 @@ static int setup(void **state)
 					     "--backoff-max-ms=20", "--log-format=json",
 					     "--log-level=debug", "--auth-token=tok-SECRET-42", NULL };
 	(void)state;
-	db_url = jq_test_db_clone("jq_http_test");
-	pg = jq_test_connect(db_url);
-	jq_svc_start(&svc, "http", db_url, flags);
-	if (jq_rpc_open(&rpc, svc.rpc_url, 10000) != 0)
+	if (jq_api_svc_start(&fx, "jq_http_test", NULL, flags) != 0)
 		return -1;
-	rpc.auth_token = "tok-SECRET-42";
-	jq_api_use(&rpc, pg);
+	fx.rpc.auth_token = "tok-SECRET-42";
 	return 0;
 }
 
 static int teardown(void **state)
 {
 	(void)state;
-	jq_rpc_close(&rpc);
-	int st = jq_svc_stop(&svc, 10000);
-	if (st != 0)
-		jq_svc_print_log(&svc);
-	else
-		jq_svc_remove_log(&svc);
-	if (pg != NULL)
-		PQfinish(pg);
-	free(db_url);
-	return st == 0 ? 0 : -1;
+	return jq_api_svc_stop(&fx, 10000);
 }
 
 static void test_healthz(void **state)
@@ -254,17 +238,17 @@ static void test_log_lines(void **state)
 {
 	(void)state;
 	Jobq__V1__StatsRequest sreq = JOBQ__V1__STATS_REQUEST__INIT;
-	rpc.auth_token = "wrong";
+	fx.rpc.auth_token = "wrong";
 	assert_int_equal(jq_api_code("/jobq.v1.JobQueue/Stats", &sreq, NULL, NULL), JQ_UNAUTHENTICATED);
-	rpc.auth_token = "tok-SECRET-42";
-	if (!jq_svc_log_contains(&svc, "\"method\":\"/jobq.v1.JobQueue/Enqueue\",\"code\":0,\"duration_ms\":") ||
-	    !jq_svc_log_contains(&svc, "\"request_id\":\"") ||
-	    !jq_svc_log_contains(&svc, "\"code\":16,") || !jq_svc_log_contains(&svc, "{\"time\":\"")) {
-		jq_svc_print_log(&svc);
+	fx.rpc.auth_token = "tok-SECRET-42";
+	if (!jq_svc_log_contains(&fx.svc, "\"method\":\"/jobq.v1.JobQueue/Enqueue\",\"code\":0,\"duration_ms\":") ||
+	    !jq_svc_log_contains(&fx.svc, "\"request_id\":\"") ||
+	    !jq_svc_log_contains(&fx.svc, "\"code\":16,") || !jq_svc_log_contains(&fx.svc, "{\"time\":\"")) {
+		jq_svc_print_log(&fx.svc);
 		fail_msg("request lines lack request_id/method/code/duration_ms (log above)");
 	}
-	if (jq_svc_log_contains(&svc, "SECRET") || jq_svc_log_contains(&svc, "boom")) {
-		jq_svc_print_log(&svc);
+	if (jq_svc_log_contains(&fx.svc, "SECRET") || jq_svc_log_contains(&fx.svc, "boom")) {
+		jq_svc_print_log(&fx.svc);
 		fail_msg("a payload, an error text or the token reached the log (above)");
 	}
 }
@@ -311,8 +295,8 @@ static void test_readyz_database_down(void **state)
 	(void)state;
 	if (!wait_status("/readyz", 200, 15000))
 		fail_msg("/readyz not ready before the test: %s", resp.body);
-	PQfinish(pg); /* our own connection would only break */
-	pg = NULL;
+	PQfinish(fx.pg); /* our own connection would only break */
+	fx.pg = NULL;
 	restart_pending = true;
 	cluster("stop");
 	if (!wait_status("/readyz", 503, 10000))
@@ -349,7 +333,7 @@ static void test_max_connections(void **state)
 	Jobq__V1__RpcResponse *r = NULL;
 	jq_http_resp *m = &resp;
 	(void)state;
-	jq_svc_start(&svc2, "http-maxconn", db_url, flags);
+	jq_svc_start(&svc2, "http-maxconn", fx.db_url, flags);
 	/* jq_svc_start's own probe connection is closed, but nng counts it out asynchronously: the
 	 * first client may be refused for a moment. */
 	long long deadline = jq_mono_ms() + 5000;

@@ -31,24 +31,11 @@ static const char *const svc_flags[] = {
 	"--max-payload-bytes=4096", "--max-message-bytes=262144", "--log-level=info", NULL,
 };
 
-static jq_svc svc;
-static char *db_url;
-static PGconn *pg;
-static jq_rpc_sock rpc;
-static bool test_failed; /* the running test has not reached its end */
+static jq_api_svc fx;
 
 /* SVC_TEST defines a test whose failure (an assertion longjmps out of the body) is noticed by
  * the teardown, which then prints the service's log. */
-#define SVC_TEST(name)                           \
-	static void name##_body(void);           \
-	static void name(void **state)           \
-	{                                        \
-		(void)state;                     \
-		test_failed = true;              \
-		name##_body();                   \
-		test_failed = false;             \
-	}                                        \
-	static void name##_body(void)
+#define SVC_TEST(name) JQ_API_TEST(fx, name)
 
 /* QUEUE declares a queue name of this test's own. */
 #define QUEUE(var)   \
@@ -71,47 +58,30 @@ static void make_queue(char *buf, const char *fn)
 static int group_setup(void **state)
 {
 	(void)state;
-	db_url = jq_test_db_clone("svc_main");
-	pg = jq_test_connect(db_url);
-	jq_svc_start(&svc, "service", db_url, svc_flags);
-	if (jq_rpc_open(&rpc, svc.rpc_url, 10000) != 0)
-		return -1;
-	jq_api_use(&rpc, pg);
-	return 0;
+	return jq_api_svc_start(&fx, "svc_main", NULL, svc_flags);
 }
 
 static int group_teardown(void **state)
 {
 	(void)state;
-	jq_rpc_close(&rpc);
-	int st = jq_svc_stop(&svc, 10000);
-	if (st != 0) {
-		svc.log_mark = 0;
-		jq_svc_print_log(&svc);
-		fprintf(stderr, "jobqd exited with status %d on SIGTERM (expected 0)\n", st);
-	} else {
-		jq_svc_remove_log(&svc);
-	}
-	PQfinish(pg);
-	free(db_url);
-	return st == 0 ? 0 : -1;
+	return jq_api_svc_stop(&fx, 10000);
 }
 
 static int before(void **state)
 {
 	(void)state;
-	jq_svc_mark_log(&svc);
+	jq_svc_mark_log(&fx.svc);
 	return 0;
 }
 
 static int after(void **state)
 {
 	(void)state;
-	bool alive = jq_svc_alive(&svc);
-	if (test_failed || !alive)
-		jq_svc_print_log(&svc);
+	bool alive = jq_svc_alive(&fx.svc);
+	if (fx.test_failed || !alive)
+		jq_svc_print_log(&fx.svc);
 	if (!alive) {
-		fprintf(stderr, "jobqd died during the test (status %d)\n", svc.exit_status);
+		fprintf(stderr, "jobqd died during the test (status %d)\n", fx.svc.exit_status);
 		return -1;
 	}
 	return 0;
@@ -1219,7 +1189,7 @@ SVC_TEST(a_payload_that_is_not_the_request_message_is_invalid_argument)
 	env.payload.data = junk;
 	env.payload.len = sizeof(junk);
 	size_t n = jobq__v1__rpc_request__pack(&env, buf);
-	assert_int_equal(jq_rpc_send_raw(&rpc, buf, n, &reply), 0);
+	assert_int_equal(jq_rpc_send_raw(&fx.rpc, buf, n, &reply), 0);
 	Jobq__V1__RpcResponse *r = jobq__v1__rpc_response__unpack(NULL, nng_msg_len(reply), nng_msg_body(reply));
 	nng_msg_free(reply);
 	assert_non_null(r);
@@ -1234,14 +1204,14 @@ static void still_serves(void)
 	jq_rpc_sock s;
 	Jobq__V1__StatsRequest req = JOBQ__V1__STATS_REQUEST__INIT;
 	Jobq__V1__RpcResponse *r = NULL;
-	assert_int_equal(jq_rpc_open(&s, svc.rpc_url, 10000), 0);
+	assert_int_equal(jq_rpc_open(&s, fx.svc.rpc_url, 10000), 0);
 	int rv = jq_rpc_invoke(&s, JQ_METHOD("Stats"), &req.base, 0, &r);
 	jq_rpc_close(&s);
 	if (rv != 0)
 		fail_msg("a valid request after the bad one got no reply: %s", nng_strerror(rv));
 	assert_int_equal(r->code, 0);
 	jobq__v1__rpc_response__free_unpacked(r, NULL);
-	assert_true(jq_svc_alive(&svc));
+	assert_true(jq_svc_alive(&fx.svc));
 }
 
 /* send_bad sends bytes on a socket of its own; returns the reply's code, or -1 when the
@@ -1252,7 +1222,7 @@ static int send_bad(const void *data, size_t len)
 	jq_rpc_sock s;
 	nng_msg *reply = NULL;
 	int code = -1;
-	assert_int_equal(jq_rpc_open(&s, svc.rpc_url, 10000), 0);
+	assert_int_equal(jq_rpc_open(&s, fx.svc.rpc_url, 10000), 0);
 	int rv = jq_rpc_send_raw(&s, data, len, &reply);
 	if (rv == 0) {
 		Jobq__V1__RpcResponse *r = jobq__v1__rpc_response__unpack(NULL, nng_msg_len(reply),
@@ -1630,7 +1600,7 @@ SVC_TEST(sixteen_concurrent_claimers_never_get_the_same_job_twice_and_together_g
 	jq_enqueue_many(q, CLAIM_JOBS, want);
 
 	for (int i = 0; i < CLAIMERS; i++) {
-		cl[i] = (claimer){ .url = svc.rpc_url, .queue = q, .index = i,
+		cl[i] = (claimer){ .url = fx.svc.rpc_url, .queue = q, .index = i,
 				   .ids = all + (size_t)i * CLAIM_JOBS };
 		assert_int_equal(pthread_create(&th[i], NULL, claimer_main, &cl[i]), 0);
 	}

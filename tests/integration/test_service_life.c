@@ -26,51 +26,20 @@
 #include "jq_svc_api.h"
 #include "jq_test.h"
 
-static jq_svc svc;
-static char *db_url;
-static PGconn *pg;
-static jq_rpc_sock rpc;
-static bool test_failed;
+static jq_api_svc fx;
 
-#define SVC_TEST(name)                           \
-	static void name##_body(void);           \
-	static void name(void **state)           \
-	{                                        \
-		(void)state;                     \
-		test_failed = true;              \
-		name##_body();                   \
-		test_failed = false;             \
-	}                                        \
-	static void name##_body(void)
+#define SVC_TEST(name) JQ_API_TEST(fx, name)
 
 /* start starts this test's jobqd on a fresh copy of the database (db_name) or on url. */
 static int start(const char *db_name, const char *url, const char *const *flags)
 {
-	db_url = url ? strdup(url) : jq_test_db_clone(db_name);
-	pg = url ? NULL : jq_test_connect(db_url);
-	jq_svc_start(&svc, db_name, db_url, flags);
-	if (jq_rpc_open(&rpc, svc.rpc_url, 10000) != 0)
-		return -1;
-	jq_api_use(&rpc, pg);
-	return 0;
+	return jq_api_svc_start(&fx, db_name, url, flags);
 }
 
 static int stop(void **state)
 {
 	(void)state;
-	jq_rpc_close(&rpc);
-	int st = jq_svc_stop(&svc, 10000);
-	if (test_failed || st != 0)
-		jq_svc_print_log(&svc);
-	if (st != 0)
-		fprintf(stderr, "jobqd exited with status %d on SIGTERM (expected 0)\n", st);
-	jq_svc_remove_log(&svc);
-	if (pg != NULL)
-		PQfinish(pg);
-	pg = NULL;
-	free(db_url);
-	db_url = NULL;
-	return st == 0 ? 0 : -1;
+	return jq_api_svc_stop(&fx, 10000);
 }
 
 /* ================= Retention ================= */
@@ -205,7 +174,7 @@ SVC_TEST(without_a_database_every_method_answers_unavailable_quickly)
 	get.id = 0;
 	jq_api_expect(JQ_METHOD("Get"), &get, 3, "id");
 	jq_api_expect(JQ_METHOD("Nope"), &get, 12, NULL);
-	assert_true(jq_svc_alive(&svc));
+	assert_true(jq_svc_alive(&fx.svc));
 }
 
 /* ================= A shared token ================= */
@@ -221,14 +190,14 @@ SVC_TEST(with_an_auth_token_only_requests_that_carry_it_are_served)
 {
 	Jobq__V1__StatsRequest req = JOBQ__V1__STATS_REQUEST__INIT;
 	jq_api_expect(JQ_METHOD("Stats"), &req, 16, NULL);
-	rpc.auth_token = "s3cret-token-but-longer";
+	fx.rpc.auth_token = "s3cret-token-but-longer";
 	jq_api_expect(JQ_METHOD("Stats"), &req, 16, NULL);
-	rpc.auth_token = "s3cret-toke";
+	fx.rpc.auth_token = "s3cret-toke";
 	jq_api_expect(JQ_METHOD("Stats"), &req, 16, NULL);
 	/* Checked before the method is looked up: an anonymous caller learns nothing. */
-	rpc.auth_token = NULL;
+	fx.rpc.auth_token = NULL;
 	jq_api_expect("/jobq.v1.JobQueue/Nope", &req, 16, NULL);
-	rpc.auth_token = "s3cret-token";
+	fx.rpc.auth_token = "s3cret-token";
 	JQ_FREE(jq_api_ok(JQ_METHOD("Stats"), &req, &jobq__v1__stats_response__descriptor));
 	assert_true(jq_enqueue_one("authorised", "x") > 0);
 }
@@ -368,7 +337,7 @@ SVC_TEST(sigterm_with_requests_in_flight_answers_them_and_exits_0)
 	pthread_t th[SENDERS];
 	int stop_flag = 0;
 	for (int i = 0; i < SENDERS; i++) {
-		snd[i] = (sender){ .url = svc.rpc_url, .index = i, .stop = &stop_flag };
+		snd[i] = (sender){ .url = fx.svc.rpc_url, .index = i, .stop = &stop_flag };
 		snd[i].claimed = malloc(MAX_REQUESTS * 5 * sizeof(int64_t));
 		assert_non_null(snd[i].claimed);
 		assert_int_equal(pthread_create(&th[i], NULL, sender_main, &snd[i]), 0);
@@ -379,8 +348,8 @@ SVC_TEST(sigterm_with_requests_in_flight_answers_them_and_exits_0)
 		jq_sleep_ms(5);
 	int before_kill = total_replies(snd, SENDERS);
 	long long t_kill = jq_mono_ms();
-	assert_int_equal(kill(svc.pid, SIGTERM), 0);
-	bool exited = jq_svc_wait_exit(&svc, 10000);
+	assert_int_equal(kill(fx.svc.pid, SIGTERM), 0);
+	bool exited = jq_svc_wait_exit(&fx.svc, 10000);
 	long long took = jq_mono_ms() - t_kill;
 	__atomic_store_n(&stop_flag, 1, __ATOMIC_SEQ_CST);
 	for (int i = 0; i < SENDERS; i++)
@@ -389,8 +358,8 @@ SVC_TEST(sigterm_with_requests_in_flight_answers_them_and_exits_0)
 	assert_true(before_kill >= 200);
 	if (!exited)
 		fail_msg("jobqd did not exit within 10 s of SIGTERM");
-	if (svc.exit_status != 0)
-		fail_msg("jobqd exited with status %d after SIGTERM", svc.exit_status);
+	if (fx.svc.exit_status != 0)
+		fail_msg("jobqd exited with status %d after SIGTERM", fx.svc.exit_status);
 	if (took > 5000)
 		fail_msg("jobqd took %lld ms to exit after SIGTERM", took);
 	for (int i = 0; i < SENDERS; i++) {
@@ -431,7 +400,7 @@ SVC_TEST(sigterm_with_requests_in_flight_answers_them_and_exits_0)
 		fail_msg("%lld batches are in the database but %lld were acknowledged: replies were lost",
 			 batches, acked);
 	assert_int_equal(jq_db_ll("SELECT count(*) FROM job_queue WHERE curr_job_status = 'archive_processing'"), claimed);
-	assert_true(jq_svc_log_contains(&svc, "SIGTERM"));
+	assert_true(jq_svc_log_contains(&fx.svc, "SIGTERM"));
 }
 
 int main(void)

@@ -22,6 +22,39 @@ void jq_api_use(jq_rpc_sock *sock, PGconn *db)
 	api_db = db;
 }
 
+int jq_api_svc_start(jq_api_svc *s, const char *name, const char *url, const char *const *flags)
+{
+	s->db_url = url ? strdup(url) : jq_test_db_clone(name);
+	s->pg = url ? NULL : jq_test_connect(s->db_url);
+	jq_svc_start(&s->svc, name, s->db_url, flags);
+	if (jq_rpc_open(&s->rpc, s->svc.rpc_url, 10000) != 0)
+		return -1;
+	jq_api_use(&s->rpc, s->pg);
+	return 0;
+}
+
+int jq_api_svc_stop(jq_api_svc *s, int timeout_ms)
+{
+	jq_rpc_close(&s->rpc);
+	int st = jq_svc_stop(&s->svc, timeout_ms);
+	if (st != 0) {
+		s->svc.log_mark = 0;
+		jq_svc_print_log(&s->svc);
+		fprintf(stderr, "jobqd exited with status %d on SIGTERM (expected 0)\n", st);
+	} else {
+		if (s->test_failed)
+			jq_svc_print_log(&s->svc);
+		jq_svc_remove_log(&s->svc);
+	}
+	if (s->pg != NULL)
+		PQfinish(s->pg);
+	s->pg = NULL;
+	free(s->db_url);
+	s->db_url = NULL;
+	jq_api_use(NULL, NULL);
+	return st == 0 ? 0 : -1;
+}
+
 unsigned jq_api_code(const char *method, const void *req, const ProtobufCMessageDescriptor *out_desc,
 		     void *out)
 {

@@ -4,8 +4,8 @@
  * the service's database). Every helper that expects success fails the current cmocka test
  * otherwise, naming the method, the code and the service's message. Not for use from threads.
  *
- * A test first points the helpers at its service and database with jq_api_use. The message of
- * the last reply is in jq_api_msg.
+ * A test first points the helpers at its service and database with jq_api_use, or lets
+ * jq_api_svc_start set up both. The message of the last reply is in jq_api_msg.
  */
 #ifndef JQ_SVC_API_H
 #define JQ_SVC_API_H
@@ -23,6 +23,41 @@ extern char jq_api_msg[1024];
 
 /* jq_api_use sets the socket and database connection the helpers below use. */
 void jq_api_use(jq_rpc_sock *sock, PGconn *db);
+
+/* jq_api_svc: what a test program that calls jobqd works against: a database (a copy of the
+ * migrated one, or a given URL), a libpq connection to it (NULL with a given URL), the jobqd
+ * process, and a raw RPC socket. Owned by the program; zeroed before jq_api_svc_start. */
+typedef struct jq_api_svc {
+	jq_svc svc;
+	char *db_url;
+	PGconn *pg;
+	jq_rpc_sock rpc;
+	bool test_failed; /* a JQ_API_TEST body has started and not reached its end */
+} jq_api_svc;
+
+/* jq_api_svc_start clones the migrated database as `name` (or uses url when not NULL), starts
+ * jobqd on it with flags (NULL-terminated; NULL for none), opens the RPC socket and points the
+ * helpers at both. Returns 0, or -1 (a cmocka setup's failure). */
+int jq_api_svc_start(jq_api_svc *s, const char *name, const char *url, const char *const *flags);
+
+/* jq_api_svc_stop stops jobqd (SIGTERM, SIGKILL after timeout_ms) and frees everything. It prints
+ * jobqd's log when a test failed (from the last jq_svc_mark_log) or when jobqd did not exit 0
+ * (the whole log, and the status). Returns 0 when jobqd exited 0, else -1 (a cmocka teardown's
+ * failure). */
+int jq_api_svc_stop(jq_api_svc *s, int timeout_ms);
+
+/* JQ_API_TEST(s, name) defines cmocka test `name` whose body follows, with s.test_failed true
+ * until the body returns (an assertion jumps out of it, leaving the flag set). */
+#define JQ_API_TEST(s, name)                     \
+	static void name##_body(void);           \
+	static void name(void **state)           \
+	{                                        \
+		(void)state;                     \
+		(s).test_failed = true;          \
+		name##_body();                   \
+		(s).test_failed = false;         \
+	}                                        \
+	static void name##_body(void)
 
 #define JQ_FREE(m) protobuf_c_message_free_unpacked((ProtobufCMessage *)(m), NULL)
 
