@@ -41,13 +41,9 @@ static int teardown(void **state)
 {
 	(void)state;
 	jobq_close(cl);
-	int status = jq_svc_stop(&svc, 5000);
-	if (status != 0)
-		jq_svc_print_log(&svc);
-	else
-		jq_svc_remove_log(&svc);
+	int status = jq_svc_finish(&svc, 5000, false);
 	free(db_url);
-	return status == 0 ? 0 : -1;
+	return status;
 }
 
 static int64_t enqueue(const char *queue, const char *payload)

@@ -160,15 +160,11 @@ static int setup(void **state)
 static int teardown(void **state)
 {
 	(void)state;
-	int status = jq_svc_stop(&svc, 5000);
-	if (status != 0)
-		jq_svc_print_log(&svc);
-	else
-		jq_svc_remove_log(&svc);
+	int status = jq_svc_finish(&svc, 5000, false);
 	nng_close(sub);
 	PQfinish(conn);
 	free(db_url);
-	return status == 0 ? 0 : -1;
+	return status;
 }
 
 static void hears_an_sql_insert(void **state)

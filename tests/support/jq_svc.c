@@ -181,6 +181,21 @@ int jq_svc_stop(jq_svc *s, int timeout_ms)
 	return s->exit_status;
 }
 
+int jq_svc_finish(jq_svc *s, int timeout_ms, bool test_failed)
+{
+	int st = jq_svc_stop(s, timeout_ms);
+	if (st != 0) {
+		s->log_mark = 0;
+		jq_svc_print_log(s);
+		fprintf(stderr, "jobqd exited with status %d on SIGTERM (expected 0)\n", st);
+		return -1;
+	}
+	if (test_failed)
+		jq_svc_print_log(s);
+	jq_svc_remove_log(s);
+	return 0;
+}
+
 static void build_args(char **argv, char bufs[][256], const char *bin, const char *db_url,
 		       const char *rpc_url, const char *pub_url, int http_port, const char *const *flags)
 {

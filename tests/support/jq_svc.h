@@ -40,6 +40,11 @@ bool jq_svc_wait_exit(jq_svc *s, int timeout_ms);
  * (see exit_status). Safe on a service that never started or already stopped. */
 int jq_svc_stop(jq_svc *s, int timeout_ms);
 
+/* jq_svc_finish is a test program's teardown of its service: jq_svc_stop, then, when jobqd did
+ * not exit 0, its whole log and status on stderr (the log file is kept); otherwise the log from
+ * the mark when test_failed, and the file is removed. Returns 0 when jobqd exited 0, else -1. */
+int jq_svc_finish(jq_svc *s, int timeout_ms, bool test_failed);
+
 /* jq_svc_mark_log remembers the current end of the log (a test's output starts there). */
 void jq_svc_mark_log(jq_svc *s);
 

@@ -36,23 +36,14 @@ int jq_api_svc_start(jq_api_svc *s, const char *name, const char *url, const cha
 int jq_api_svc_stop(jq_api_svc *s, int timeout_ms)
 {
 	jq_rpc_close(&s->rpc);
-	int st = jq_svc_stop(&s->svc, timeout_ms);
-	if (st != 0) {
-		s->svc.log_mark = 0;
-		jq_svc_print_log(&s->svc);
-		fprintf(stderr, "jobqd exited with status %d on SIGTERM (expected 0)\n", st);
-	} else {
-		if (s->test_failed)
-			jq_svc_print_log(&s->svc);
-		jq_svc_remove_log(&s->svc);
-	}
+	int rc = jq_svc_finish(&s->svc, timeout_ms, s->test_failed);
 	if (s->pg != NULL)
 		PQfinish(s->pg);
 	s->pg = NULL;
 	free(s->db_url);
 	s->db_url = NULL;
 	jq_api_use(NULL, NULL);
-	return st == 0 ? 0 : -1;
+	return rc;
 }
 
 unsigned jq_api_code(const char *method, const void *req, const ProtobufCMessageDescriptor *out_desc,
