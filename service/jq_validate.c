@@ -216,15 +216,25 @@ typedef struct lease_buf {
 	int64_t tokens[JQ_MAX_BATCH + 1];
 } lease_buf;
 
+/* CHECK_LEASES sets rc to lease_list's verdict on request r's one-job form and r->jobs (any
+ * request type with id, lease_token and jobs[]), on a heap buffer: 16 KB is not for the stack. */
+#define CHECK_LEASES(r, msg, msg_len, rc)                                           \
+	do {                                                                        \
+		lease_buf *b_ = malloc(sizeof(*b_));                                \
+		size_t n_;                                                          \
+		if (b_ == NULL) {                                                   \
+			rc = bad(msg, msg_len, "out of memory");                    \
+			break;                                                      \
+		}                                                                   \
+		GATHER(r, (r)->jobs, (r)->n_jobs, b_->ids, b_->tokens, n_);        \
+		rc = lease_list(b_->ids, b_->tokens, n_, msg, msg_len);             \
+		free(b_);                                                           \
+	} while (0)
+
 int jq_validate_heartbeat(const Jobq__V1__HeartbeatRequest *r, char *msg, size_t msg_len)
 {
-	lease_buf *b = malloc(sizeof(*b));
-	size_t n;
-	if (b == NULL)
-		return bad(msg, msg_len, "out of memory");
-	GATHER(r, r->jobs, r->n_jobs, b->ids, b->tokens, n);
-	int rc = lease_list(b->ids, b->tokens, n, msg, msg_len);
-	free(b);
+	int rc;
+	CHECK_LEASES(r, msg, msg_len, rc);
 	if (rc == 0 && r->lease_seconds > JQ_MAX_LEASE_SECONDS)
 		return bad(msg, msg_len, "lease_seconds: at most %d", JQ_MAX_LEASE_SECONDS);
 	return rc;
@@ -232,26 +242,16 @@ int jq_validate_heartbeat(const Jobq__V1__HeartbeatRequest *r, char *msg, size_t
 
 int jq_validate_complete(const Jobq__V1__CompleteRequest *r, char *msg, size_t msg_len)
 {
-	lease_buf *b = malloc(sizeof(*b));
-	size_t n;
-	if (b == NULL)
-		return bad(msg, msg_len, "out of memory");
-	GATHER(r, r->jobs, r->n_jobs, b->ids, b->tokens, n);
-	int rc = lease_list(b->ids, b->tokens, n, msg, msg_len);
-	free(b);
+	int rc;
+	CHECK_LEASES(r, msg, msg_len, rc);
 	return rc;
 }
 
 int jq_validate_fail(const Jobq__V1__FailRequest *r, char *msg, size_t msg_len)
 {
-	lease_buf *b = malloc(sizeof(*b));
-	size_t n;
 	char field[40];
-	if (b == NULL)
-		return bad(msg, msg_len, "out of memory");
-	GATHER(r, r->jobs, r->n_jobs, b->ids, b->tokens, n);
-	int rc = lease_list(b->ids, b->tokens, n, msg, msg_len);
-	free(b);
+	int rc;
+	CHECK_LEASES(r, msg, msg_len, rc);
 	if (rc != 0)
 		return -1;
 	/* Error texts longer than the limit are cut by the handler, so only UTF-8 is checked. */
