@@ -14,23 +14,13 @@
 #include "bench_util.h"
 #include "jobq.h"
 
-static int64_t enqueue_one(jobq_client *c, const char *queue)
-{
-	jobq_job_spec s = { .queue = queue, .payload = "{}", .payload_len = 2 };
-	int64_t id;
-	jobq_error e;
-	if (jobq_enqueue(c, &s, 1, &id, &e) != JOBQ_OK)
-		bench_die("enqueue: %s", e.message);
-	return id;
-}
-
 /* claim_once returns the claim's duration in microseconds. */
 static double claim_once(jobq_client *c, const char *queue)
 {
 	jobq_job *jobs = NULL;
 	size_t n = 0;
 	jobq_error e;
-	enqueue_one(c, queue);
+	bench_enqueue_one(c, queue);
 	int64_t t0 = bench_now_us();
 	if (jobq_claim(c, queue, 1, "bench-claim", 60, 0, &jobs, &n, &e) != JOBQ_OK || n != 1)
 		bench_die("claim: %s (got %zu jobs)", e.message, n);
@@ -67,7 +57,7 @@ int main(int argc, char **argv)
 	jobq_error e;
 	if (v == NULL || jobq_connect(&o, &c, &e) != JOBQ_OK)
 		bench_die("connect failed");
-	int64_t id = claim ? 0 : enqueue_one(c, "bench_get");
+	int64_t id = claim ? 0 : bench_enqueue_one(c, "bench_get");
 	for (int i = 0; i < 20; i++) /* warm caches and the connection first */
 		claim ? claim_once(c, argv[4]) : get_once(c, id);
 	for (long i = 0; i < iter; i++)

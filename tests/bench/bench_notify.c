@@ -54,22 +54,12 @@ static int cmp_stamp(const void *a, const void *b)
 	return (x > y) - (x < y);
 }
 
-static int64_t enqueue_one(jobq_client *c, const char *queue)
-{
-	jobq_job_spec s = { .queue = queue, .payload = "{}", .payload_len = 2 };
-	int64_t id;
-	jobq_error e;
-	if (jobq_enqueue(c, &s, 1, &id, &e) != JOBQ_OK)
-		bench_die("enqueue: %s", e.message);
-	return id;
-}
-
 /* warm_up enqueues until the subscriber hears something: nng dials asynchronously, so the first
  * messages after jobq_subscribe may go nowhere. */
 static void warm_up(jobq_client *c, const char *queue, heard *h)
 {
 	for (int i = 0; i < 100 && atomic_load(&h->n) == 0; i++) {
-		enqueue_one(c, queue);
+		bench_enqueue_one(c, queue);
 		usleep(50 * 1000);
 	}
 	if (atomic_load(&h->n) == 0)
@@ -128,7 +118,7 @@ int main(int argc, char **argv)
 	for (size_t i = 0; i < total; i++) {
 		sleep_until_us(t0 + (int64_t)i * 1000000 / rate);
 		sent[i].us = bench_now_us();
-		sent[i].id = enqueue_one(c, queue);
+		sent[i].id = bench_enqueue_one(c, queue);
 	}
 	usleep(500 * 1000);
 	atomic_store(&h.stop, 1);

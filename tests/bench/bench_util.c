@@ -59,3 +59,13 @@ void bench_die(const char *fmt, ...)
 	va_end(ap);
 	exit(1);
 }
+
+int64_t bench_enqueue_one(jobq_client *c, const char *queue)
+{
+	jobq_job_spec s = { .queue = queue, .payload = "{}", .payload_len = 2 };
+	int64_t id;
+	jobq_error e;
+	if (jobq_enqueue(c, &s, 1, &id, &e) != JOBQ_OK)
+		bench_die("enqueue: %s", e.message);
+	return id;
+}

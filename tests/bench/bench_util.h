@@ -9,6 +9,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "jobq.h"
+
 /* bench_now_us: CLOCK_MONOTONIC in microseconds (all intervals are measured on it). */
 int64_t bench_now_us(void);
 
@@ -21,6 +23,9 @@ void bench_print(const char *name, double value, const char *unit);
 
 /* bench_percentile sorts v[n] in place and returns the p-th percentile (0..100, nearest rank). */
 double bench_percentile(double *v, size_t n, double p);
+
+/* bench_enqueue_one enqueues one job ("{}") on queue and returns its id, or exits. */
+int64_t bench_enqueue_one(jobq_client *c, const char *queue);
 
 /* bench_die prints "bench: message" to stderr and exits 1. */
 void bench_die(const char *fmt, ...) __attribute__((format(printf, 1, 2), noreturn));

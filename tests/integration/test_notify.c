@@ -6,12 +6,9 @@
  * insert, the NUL-exact subscription, and LISTEN surviving a PostgreSQL restart.
  * Tests run in order and share the service; each uses its own queue names.
  */
-#include <arpa/inet.h>
-#include <netinet/in.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/socket.h>
 #include <unistd.h>
 
 #include <nng/nng.h>
@@ -30,21 +27,6 @@ static jq_svc svc;
 static char pub_url[64];
 static nng_socket sub;   /* subscribed to all of "pending." */
 static PGconn *conn;
-
-static int free_port(void)
-{
-	struct sockaddr_in a = { .sin_family = AF_INET, .sin_port = 0 };
-	socklen_t len = sizeof(a);
-	int fd = socket(AF_INET, SOCK_STREAM, 0), port = -1;
-	a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-	if (fd < 0)
-		return -1;
-	if (bind(fd, (struct sockaddr *)&a, sizeof(a)) == 0 &&
-	    getsockname(fd, (struct sockaddr *)&a, &len) == 0)
-		port = ntohs(a.sin_port);
-	close(fd);
-	return port;
-}
 
 /* open_sub opens a SUB socket with the given topic prefixes (length given, so NULs count). */
 static nng_socket open_sub(const char *const *topics, const size_t *lens, int n)
@@ -145,7 +127,7 @@ static int setup(void **state)
 	(void)state;
 	char flag[96];
 	db_url = jq_test_db_clone("jq_notify_test");
-	snprintf(pub_url, sizeof(pub_url), "tcp://127.0.0.1:%d", free_port());
+	snprintf(pub_url, sizeof(pub_url), "tcp://127.0.0.1:%d", jq_free_port());
 	snprintf(flag, sizeof(flag), "--pub-url=%s", pub_url);
 	const char *const flags[] = { flag, NULL };
 	jq_svc_start(&svc, "notify", db_url, flags);

@@ -51,8 +51,7 @@ void jq_sleep_ms(int ms)
 		;
 }
 
-/* free_port asks the kernel for an unused loopback port. */
-static int free_port(void)
+int jq_free_port(void)
 {
 	struct sockaddr_in a = { .sin_family = AF_INET, .sin_port = 0 };
 	socklen_t len = sizeof(a);
@@ -225,7 +224,7 @@ void jq_svc_start(jq_svc *s, const char *name, const char *db_url, const char *c
 	snprintf(bin, sizeof(bin), "%s/bin/jobqd", jq_test_env("JOBQ_TEST_BUILD"));
 	char **envp = child_env();
 	for (int attempt = 1; attempt <= START_ATTEMPTS; attempt++) {
-		int n = ++counter, port = free_port(), http_port = free_port();
+		int n = ++counter, port = jq_free_port(), http_port = jq_free_port();
 		if (port <= 0 || http_port <= 0)
 			fail_msg("no free loopback port");
 		snprintf(s->rpc_url, sizeof(s->rpc_url), "tcp://127.0.0.1:%d", port);
@@ -252,7 +251,7 @@ void jq_svc_start(jq_svc *s, const char *name, const char *db_url, const char *c
 			free(envp);
 			fail_msg("jobqd did not answer within %d ms (log above)", START_TIMEOUT_MS);
 		}
-		/* It exited: most likely the port was taken between free_port and its bind. */
+		/* It exited: most likely the port was taken between jq_free_port and its bind. */
 		if (attempt == START_ATTEMPTS) {
 			jq_svc_print_log(s);
 			free(envp);

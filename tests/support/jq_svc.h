@@ -69,6 +69,9 @@ int jq_svc_http_get(int port, const char *path, jq_http_resp *r);
  * /metrics; -1 when there is no answer or no such line. Not thread-safe (a static buffer). */
 double jq_svc_metric(const jq_svc *s, const char *series);
 
+/* jq_free_port asks the kernel for an unused loopback TCP port; -1 on error. */
+int jq_free_port(void);
+
 /* jq_now_ms: CLOCK_REALTIME in Unix milliseconds; jq_mono_ms: CLOCK_MONOTONIC milliseconds. */
 long long jq_now_ms(void);
 long long jq_mono_ms(void);
