@@ -688,8 +688,10 @@ int cmd_worker(cli *c, int argc, char **argv)
 	wlog("stopped: %" PRIu64 " completed, %" PRIu64 " failed, %" PRIu64 " dropped", w.n_completed, w.n_failed,
 	     w.n_dropped);
 out:
-	if (w.sub != NULL)
+	if (w.sub != NULL) {
+		cli_bound_close(rc);
 		jobq_sub_close(w.sub);
+	}
 	if (w.sig_fd >= 0)
 		close(w.sig_fd);
 	free(w.slots);
