@@ -20,6 +20,8 @@
 #define OID_TSTZ_ARR 1185
 
 #define RECONNECT_INTERVAL_NS (250 * 1000000LL)
+#define REPREPARE_USES 200
+#define REPREPARE_NS (1000 * 1000000LL)
 #define RETRY_ALL_BATCH 1000
 
 /* The column list every job-returning statement uses, so one decoder reads them all.
@@ -59,14 +61,18 @@ typedef struct stmt {
 	const char *sql;
 	int nparams;
 	Oid types[8];
-	/* Planned at every execution (sent unnamed), never from a cached generic plan. A queue
-	 * table grows and shrinks by orders of magnitude within minutes, faster than autovacuum's
-	 * ANALYZE follows: a generic plan cached while the table was small keeps a sequential scan
-	 * + hash join for the statements that join job_queue to a batch of ids, and their cost then
-	 * grows with the table. Measured with `make bench` (e2e, 100k jobs): Complete 11.3 -> 6.2 ms
-	 * per 50-job call. Only these statements: a session-wide plan_cache_mode would also replan
-	 * every statement inside the PL/pgSQL enqueue and trigger functions (enqueue 2.8 -> 5.3 ms). */
-	bool plan_each_time;
+	/* The statements that join job_queue to a batch of ids or pick from it. PostgreSQL's plan
+	 * cache keeps a generic plan until the table's statistics change, and a queue table grows
+	 * and shrinks by orders of magnitude faster than autovacuum's ANALYZE follows: a generic plan
+	 * made while the table was small (a sequential scan + hash join) then costs more with every
+	 * row (measured in `make bench`: Complete 11.3 -> 6.2 ms per 50-job call once these were
+	 * planned at every execution). Planning every time costs too (0.2-0.3 ms per statement, a
+	 * quarter of the database's CPU per job at batch size 1), so jobqd keeps them prepared but
+	 * prepares them again every REPREPARE_USES executions or REPREPARE_NS, whichever comes first:
+	 * a plan is never older than that, and PostgreSQL, choosing between the generic plan and
+	 * custom ones on fresh statistics each time, keeps the generic plan only while it is the
+	 * cheaper. Without prepared statements (PgBouncer) they are planned at every execution. */
+	bool replan;
 } stmt;
 
 /* GUARD_MOVE(finished): the columns the status guard owns, written as it would write them for a
@@ -127,9 +133,10 @@ static const stmt stmts[S__COUNT] = {
 		3, { OID_INT8_ARR, OID_INT8_ARR, JQ_OID_INT4 }, true },
 
 	/* Complete is the one lease call on every job's path, so its common case, every lease still
-	 * held, is a plain UPDATE: about a third of the planning of a statement that also explains
-	 * the leases it could not complete (`make bench` at batch 1: 0.33 against 0.57 ms per call).
-	 * Those are rare (a lost lease, a repeated call), and S_LEASE_STATE explains them after. */
+	 * held, is a plain UPDATE, which plans in far less time than one that also explains the
+	 * leases it could not complete (pgbench, alternated 3 times, planned per call as here:
+	 * 0.47 -> 0.35 ms for one job, 1.44 -> 1.30 ms for 50). Those leases are rare (a lost lease,
+	 * a repeated call), and S_LEASE_STATE explains them after. */
 	[S_COMPLETE] = { "jq_complete",
 		"UPDATE job_queue j SET curr_job_status = 'archive_completed', " GUARD_MOVE("now()") ","
 		"     lease_expires_at = NULL"
@@ -273,6 +280,10 @@ struct jq_db {
 	char *application_name;
 	bool prepared;
 	bool ready; /* connected and statements prepared */
+	bool named[S__COUNT];          /* prepared under its name on this connection */
+	int uses[S__COUNT];            /* executions since it was prepared */
+	int64_t prepared_ns[S__COUNT]; /* when it was (mono_ns) */
+	int64_t renewals;              /* renew_plan calls (jq_db_plan_renewals) */
 	int backoff_base_ms, backoff_max_ms, statement_timeout_ms;
 	int64_t last_attempt_ns;
 };
@@ -335,22 +346,59 @@ static void disconnect(jq_db *db)
 	db->ready = false;
 }
 
-/* prepare_all prepares every statement, also those run unnamed (plan_each_time), so that a
- * statement the schema does not accept fails at connect rather than at first use. */
+/* prepare_one prepares statement id under its name and starts its plan's life. 0, or -1 with
+ * err set. */
+static int prepare_one(jq_db *db, stmt_id id, jq_db_err *err)
+{
+	const stmt *s = &stmts[id];
+	PGresult *r = PQprepare(db->conn, s->name, s->sql, s->nparams, s->types);
+	int ok = PQresultStatus(r) == PGRES_COMMAND_OK;
+	if (!ok)
+		set_err(err, PQresultErrorField(r, PG_DIAG_SQLSTATE), "prepare: ", PQresultErrorMessage(r));
+	PQclear(r);
+	db->named[id] = ok;
+	db->uses[id] = 0;
+	db->prepared_ns[id] = mono_ns();
+	return ok ? 0 : -1;
+}
+
+/* prepare_all prepares every statement, so that one the schema does not accept fails at connect
+ * rather than at first use. */
 static int prepare_all(jq_db *db, jq_db_err *err)
 {
 	for (int i = 0; i < S__COUNT; i++) {
-		PGresult *r = PQprepare(db->conn, stmts[i].name, stmts[i].sql, stmts[i].nparams,
-					stmts[i].types);
-		if (PQresultStatus(r) != PGRES_COMMAND_OK) {
-			set_err(err, PQresultErrorField(r, PG_DIAG_SQLSTATE), "prepare: ",
-				PQresultErrorMessage(r));
-			PQclear(r);
+		if (prepare_one(db, (stmt_id)i, err) != 0)
 			return -1;
-		}
-		PQclear(r);
 	}
 	return 0;
+}
+
+/* plan_due: a replan statement has run REPREPARE_USES times or for REPREPARE_NS on its plan. */
+static bool plan_due(const jq_db *db, stmt_id id)
+{
+	return db->uses[id] >= REPREPARE_USES || mono_ns() - db->prepared_ns[id] >= REPREPARE_NS;
+}
+
+/* renew_plan drops statement id and prepares it again, so that PostgreSQL plans it afresh. If
+ * the drop fails the old statement stays in use for another period; if the prepare fails the
+ * statement runs unnamed until the next attempt. A broken connection shows at the next call. */
+static void renew_plan(jq_db *db, stmt_id id)
+{
+	char sql[64];
+	jq_db_err ignored;
+	db->renewals++;
+	if (db->named[id]) {
+		snprintf(sql, sizeof(sql), "DEALLOCATE %s", stmts[id].name);
+		PGresult *r = PQexec(db->conn, sql);
+		db->named[id] = PQresultStatus(r) != PGRES_COMMAND_OK;
+		PQclear(r);
+	}
+	if (db->named[id]) {
+		db->uses[id] = 0;
+		db->prepared_ns[id] = mono_ns();
+		return;
+	}
+	(void)prepare_one(db, id, &ignored);
 }
 
 static int session_setup(jq_db *db, jq_db_err *err)
@@ -444,6 +492,11 @@ void jq_db_close(jq_db *db)
 	free(db);
 }
 
+int64_t jq_db_plan_renewals(const jq_db *db)
+{
+	return db->renewals;
+}
+
 /* run executes one statement with binary parameters and binary results. On success *res holds
  * the result (caller PQclears). On failure nothing is left to free. */
 static jq_code run(jq_db *db, stmt_id id, const char *const *values, const int *lengths,
@@ -454,9 +507,12 @@ static jq_code run(jq_db *db, stmt_id id, const char *const *values, const int *
 		return c;
 	const stmt *s = &stmts[id];
 	PGresult *r;
-	if (db->prepared && !s->plan_each_time)
+	if (db->prepared && s->replan && plan_due(db, id))
+		renew_plan(db, id);
+	if (db->prepared && db->named[id]) {
+		db->uses[id]++;
 		r = PQexecPrepared(db->conn, s->name, s->nparams, values, lengths, formats, 1);
-	else
+	} else
 		r = PQexecParams(db->conn, s->sql, s->nparams, s->types, values, lengths, formats, 1);
 	ExecStatusType st = PQresultStatus(r);
 	if (st == PGRES_TUPLES_OK || st == PGRES_COMMAND_OK) {

@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/select.h>
+#include <unistd.h>
 
 #include "jq_db.h"
 #include "jq_state.h"
@@ -483,6 +484,55 @@ static void one_notification_per_statement(void **state)
 	PQfinish(listener);
 }
 
+/* jq_db prepares its batch statements again every 200 executions and every second, so that
+ * PostgreSQL never keeps a plan it made for a table of another size (jq_db.c, `replan`). The
+ * renewals must happen, and every call across them must still answer right: 250 one-job claims
+ * take 250 different jobs and complete them all. */
+static void batch_statements_are_prepared_again_and_keep_answering(void **state)
+{
+	(void)state;
+	enum { N = 250 };
+	jq_db *db = NULL;
+	jq_db_opts o = { .url = db_url, .prepared = true, .backoff_base_ms = 1000, .backoff_max_ms = 60000 };
+	assert_int_equal(jq_db_open(&o, &db), 0);
+	jq_db_err err = { 0 };
+	jq_db_job_spec specs[N];
+	int64_t ids[N];
+	for (int i = 0; i < N; i++)
+		specs[i] = (jq_db_job_spec){ .queue = "replan" };
+	assert_int_equal(jq_db_enqueue(db, specs, N, ids, &err), JQ_OK);
+	assert_int_equal(jq_db_plan_renewals(db), 0);
+
+	for (int i = 0; i < N; i++) {
+		jq_db_rows *rows = NULL;
+		assert_int_equal(jq_db_claim(db, "replan", 1, "w", 30, &rows, &err), JQ_OK);
+		assert_int_equal(jq_db_rows_count(rows), 1);
+		jq_job j;
+		jq_db_rows_job(rows, 0, &j);
+		jq_db_lease lease = { .id = j.id, .lease_token = j.lease_token };
+		jq_db_rows_free(rows);
+		jq_db_item item;
+		assert_int_equal(jq_db_complete(db, &lease, 1, &item, &err), JQ_OK);
+		assert_int_equal(item.code, JQ_OK);
+	}
+	/* Claim and Complete each passed 200 executions once (the 1 s limit may add more). */
+	assert_true(jq_db_plan_renewals(db) >= 2);
+	PGconn *c = jq_test_connect(db_url);
+	assert_int_equal(jq_test_scalar_ll(c, "SELECT count(*) FROM job_queue WHERE queue = 'replan'"
+					      " AND curr_job_status = 'archive_completed' AND attempts = 1"), N);
+	PQfinish(c);
+
+	/* After a second, the next execution renews its plan whatever the count. */
+	int64_t before = jq_db_plan_renewals(db);
+	usleep(1100 * 1000);
+	jq_db_rows *rows = NULL;
+	assert_int_equal(jq_db_claim(db, "replan", 1, "w", 30, &rows, &err), JQ_OK);
+	assert_int_equal(jq_db_rows_count(rows), 0);
+	jq_db_rows_free(rows);
+	assert_int_equal(jq_db_plan_renewals(db), before + 1);
+	jq_db_close(db);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -495,6 +545,7 @@ int main(void)
 		cmocka_unit_test(the_queue_check_accepts_exactly_the_documented_names),
 		cmocka_unit_test_teardown(the_guard_runs_only_when_it_would_change_the_row, restore_guard),
 		cmocka_unit_test(the_claim_uses_the_partial_index_among_100k_finished_jobs),
+		cmocka_unit_test(batch_statements_are_prepared_again_and_keep_answering),
 		cmocka_unit_test(one_notification_per_statement),
 		cmocka_unit_test(the_notification_payload_is_exact),
 	};
