@@ -218,7 +218,7 @@ static const stmt stmts[S__COUNT] = {
 		"   ORDER BY id LIMIT $2 FOR UPDATE SKIP LOCKED)"
 		" UPDATE job_queue j SET curr_job_status = 'archive_pending', run_at = now(), attempts = 0"
 		"   FROM picked WHERE j.id = picked.id",
-		2, { JQ_OID_TEXT, JQ_OID_INT4 } },
+		2, { JQ_OID_TEXT, JQ_OID_INT4 }, true },
 
 	[S_CANCEL] = { "jq_cancel",
 		"WITH l AS (SELECT * FROM unnest($1::int8[]) WITH ORDINALITY AS l(id, ord)),"
@@ -261,7 +261,7 @@ static const stmt stmts[S__COUNT] = {
 		"  RETURNING j.id, j.attempts, j.lease_owner)"
 		" INSERT INTO job_failure (job_id, attempt, worker, error)"
 		" SELECT id, attempts, lease_owner, 'lease expired' FROM upd",
-		3, { JQ_OID_INT4, JQ_OID_INT4, JQ_OID_INT4 } },
+		3, { JQ_OID_INT4, JQ_OID_INT4, JQ_OID_INT4 }, true },
 
 	/* Retention deletes in small batches through job_queue_finished_idx so it never holds many
 	 * locks or bloats one transaction. */
@@ -271,7 +271,7 @@ static const stmt stmts[S__COUNT] = {
 		"     AND finished_at < now() - $1 * interval '1 second'"
 		"   ORDER BY finished_at LIMIT $2 FOR UPDATE SKIP LOCKED)"
 		" DELETE FROM job_queue j USING doomed d WHERE j.id = d.id",
-		2, { JQ_OID_INT4, JQ_OID_INT4 } },
+		2, { JQ_OID_INT4, JQ_OID_INT4 }, true },
 };
 
 struct jq_db {

@@ -7,7 +7,8 @@
 #
 # Knobs (environment), for quick runs and for the scaling tables in the README:
 #   JOBQ_BENCH_JOBS=100000        jobs of the batched end-to-end and raw runs
-#   JOBQ_BENCH_SINGLE_JOBS=20000  jobs of the batch-size-1 runs (each job is 3 commits)
+#   JOBQ_BENCH_SINGLE_JOBS=10000  jobs of the batch-size-1 runs (each job is 3 commits)
+#   JOBQ_BENCH_E2E_REPS=3         repetitions of the e2e/raw pairs, interleaved (medians reported)
 #   JOBQ_BENCH_WORKERS=3          worker processes (3 keep 2 cores busy; see the README's scaling table)
 #   JOBQ_BENCH_BATCH=50           enqueue / claim / complete batch size
 #   JOBQ_BENCH_ENQ_CLIENTS=2      concurrent clients of the enqueue-throughput runs
@@ -27,7 +28,8 @@ b=${1:-build}; [[ $b == /* ]] || b=$root/$b
 build=$(cd "$b" && pwd) || { echo "bench: no build folder $b" >&2; exit 2; }
 pgctl=$root/tests/harness/pgctl.sh
 jobs=${JOBQ_BENCH_JOBS:-100000}
-single_jobs=${JOBQ_BENCH_SINGLE_JOBS:-20000}
+single_jobs=${JOBQ_BENCH_SINGLE_JOBS:-10000}
+e2e_reps=${JOBQ_BENCH_E2E_REPS:-3}
 workers=${JOBQ_BENCH_WORKERS:-3}
 batch=${JOBQ_BENCH_BATCH:-50}
 enq_clients=${JOBQ_BENCH_ENQ_CLIENTS:-2}
@@ -37,7 +39,7 @@ notify_rate=${JOBQ_BENCH_NOTIFY_RATE:-500}
 notify_seconds=${JOBQ_BENCH_NOTIFY_SECONDS:-10}
 large_jobs=${JOBQ_BENCH_LARGE_JOBS:-1000000}
 only=${JOBQ_BENCH_ONLY:-e2e raw single enqueue notify claim rpc}
-for v in "$jobs" "$single_jobs" "$workers" "$batch" "$enq_clients" "$enq_single_jobs" "$reps" "$notify_rate" "$notify_seconds" "$large_jobs"; do
+for v in "$jobs" "$single_jobs" "$e2e_reps" "$workers" "$batch" "$enq_clients" "$enq_single_jobs" "$reps" "$notify_rate" "$notify_seconds" "$large_jobs"; do
   [[ $v =~ ^[1-9][0-9]*$ ]] || { echo "bench: '$v' is not a positive integer" >&2; exit 2; }
 done
 psql_bin=psql
@@ -168,6 +170,44 @@ emit_median() {
     m = NR % 2 ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2
     printf "%s: median of %d runs\nBENCH %s %.3f %s\n", n, NR, n, m, u }' | tee -a "$tmp/bench.txt"
 }
+# rep_e2e NAME MODE JOBS BATCH: one bench_e2e run (MODE jobq or raw); its figure and the
+# cluster's CPU per job during it are kept aside for emit_median.
+rep_e2e() {
+  local name=$1 mode=$2 n=$3 bsz=$4 out pg0 jq0 pg_ms jq_ms hz per_job
+  jq0=$(cpu_ticks "$jobqd_pid") pg0=$(pg_ticks)
+  out=$(timeout --kill-after=10 600 "$build/bench/bench_e2e" "$mode" "$name" "$n" "$workers" "$bsz") \
+    || { echo "bench: bench_e2e $mode $name failed" >&2; tail -n 20 "$tmp/jobqd.log" >&2; exit 1; }
+  sleep 0.2 # let the program's backends exit, so their CPU time is counted in the postmaster's
+  hz=$(getconf CLK_TCK)
+  jq_ms=$(( ($(cpu_ticks "$jobqd_pid") - jq0) * 1000 / hz )) pg_ms=$(( ($(pg_ticks) - pg0) * 1000 / hz ))
+  per_job=$(awk -v m="$pg_ms" -v n="$n" 'BEGIN { printf "%.1f", m * 1000 / n }')
+  printf '%s\n' "$out" | sed 's/^BENCH \([^ ]*\) /  one run: \1 = /'
+  echo "  (CPU used: jobqd $jq_ms ms, PostgreSQL $pg_ms ms = $per_job us per job)"
+  printf '%s\n' "$out" | awk '$1 == "BENCH" { print $3 }' | tail -n1 >>"$tmp/rep.$name"
+  echo "$per_job" >>"$tmp/rep.${name%_jobs_per_sec}_pg_cpu_us_per_job"
+}
+# e2e_pairs SUFFIX JOBS BATCH MODES: the jobq and raw runs (those of MODES), E2E_REPS times,
+# alternating which goes first
+# (the first run of a pair meets a table the other has just grown, and autovacuum at work); the
+# figures are the medians, as one run on a shared 2-core VM moves by 10-15%.
+e2e_pairs() {
+  local sfx=$1 n=$2 bsz=$3 modes=" $4 " i m order
+  for i in $(seq "$e2e_reps"); do
+    order="jobq raw"; (( i % 2 == 0 )) && order="raw jobq"
+    for m in $order; do
+      [[ $modes == *" $m "* ]] || continue
+      case $m in
+        jobq) rep_e2e "e2e${sfx}_jobs_per_sec" jobq "$n" "$bsz" ;;
+        raw) rep_e2e "raw_sql${sfx}_jobs_per_sec" raw "$n" "$bsz" ;;
+      esac
+    done
+  done
+  for m in e2e raw_sql; do
+    [ -f "$tmp/rep.${m}${sfx}_jobs_per_sec" ] || continue
+    emit_median "${m}${sfx}_jobs_per_sec" jobs/s
+    emit_median "${m}${sfx}_pg_cpu_us_per_job" us
+  done
+}
 enqueue_round() { # SUFFIX JOBS BATCH: with, without and with a subscriber
   rep "enqueue${1}_jobs_per_sec" bench_enqueue "enqueue${1}_jobs_per_sec" "$2" "$3" "$enq_clients"
   notify_triggers disable
@@ -196,12 +236,9 @@ echo "bench: PostgreSQL (fsync=on, synchronous_commit=on) at $url; jobqd pid $jo
 # On an (almost) empty table first: claim_ms_small and the Get round trip.
 wants rpc && bench bench_latency get rpc_p50_us 2000
 wants claim && bench bench_latency claim claim_ms_small 500 claim_lat
-wants e2e && bench bench_e2e jobq e2e_jobs_per_sec "$jobs" "$workers" "$batch"
-wants raw && bench bench_e2e raw raw_sql_jobs_per_sec "$jobs" "$workers" "$batch"
-if wants single; then
-  bench bench_e2e jobq e2e_single_jobs_per_sec "$single_jobs" "$workers" 1
-  bench bench_e2e raw raw_sql_single_jobs_per_sec "$single_jobs" "$workers" 1
-fi
+modes=""; wants e2e && modes+=" jobq"; wants raw && modes+=" raw"
+[ -n "$modes" ] && e2e_pairs "" "$jobs" "$batch" "$modes"
+wants single && e2e_pairs _single "$single_jobs" 1 "jobq raw"
 if wants enqueue; then
   # Notifications' cost: the same enqueue load with the notify triggers on (jobqd LISTENs and
   # publishes), off, and on with a subscriber listening; batched, then one job per call. The
