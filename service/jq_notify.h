@@ -43,4 +43,8 @@ bool jq_notify_listening(const jq_notify *n);
 int64_t jq_notify_received(const jq_notify *n);  /* notifications read from PostgreSQL */
 int64_t jq_notify_announced(const jq_notify *n); /* messages published */
 
+/* The safety-net scan's two queries (static text; for tests that EXPLAIN them). */
+const char *jq_notify_due_queues_sql(void);
+const char *jq_notify_next_due_sql(void);
+
 #endif
