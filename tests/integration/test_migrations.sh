@@ -17,8 +17,9 @@ JOBQ_DATABASE_URL=$url "$root/deploy/migrate.sh" update >/dev/null
 after_update=$(objects)
 echo "after update: relations/functions = $after_update"
 [ "$after_update" != "0 0" ]
-# One step back: rolling back only changes/009-hot-path.yaml (5 changesets) must restore the
-# version-1 queue check and enqueue function, which must still work; then forward again.
+# Steps back: rolling back changes/010-queue-check-order.yaml alone (2 changesets) must restore
+# 009's queue check; then changes/009-hot-path.yaml (5 changesets) the version-1 queue check and
+# enqueue function, which must still work; then forward again.
 defs() {
   psql -qAtX "$url" -c "SELECT pg_get_constraintdef(oid) FROM pg_constraint WHERE conname = 'job_queue_queue_check'" \
                     -c "SELECT prosrc LIKE '%Fast path%' FROM pg_proc WHERE proname = 'jobq_enqueue_batch'" \
@@ -27,14 +28,19 @@ defs() {
                          WHERE tgrelid = 'job_queue'::regclass AND tgname LIKE 'job_queue_status_guard%'" | paste -sd'|'
 }
 guards='job_queue_status_guard_insert,job_queue_status_guard_update'
-case $(defs) in *ltrim*"|t|t|$guards") ;; *) echo "009 not applied: $(defs)" >&2; exit 1 ;; esac
+check_010="ltrim(queue, 'abcdef" check_009="ltrim(queue, 'ABCDEF"
+case $(defs) in *"$check_010"*"|t|t|$guards") ;; *) echo "010 not applied: $(defs)" >&2; exit 1 ;; esac
+JOBQ_DATABASE_URL=$url "$root/deploy/migrate.sh" -- rollback-count --count=2 >/dev/null
+case $(defs) in *"$check_009"*"|t|t|$guards") ;; *) echo "010 not rolled back: $(defs)" >&2; exit 1 ;; esac
+[ "$(psql -qAtX "$url" -c "SELECT convalidated FROM pg_constraint WHERE conname = 'job_queue_queue_check'")" = t ]
 JOBQ_DATABASE_URL=$url "$root/deploy/migrate.sh" -- rollback-count --count=5 >/dev/null
 case $(defs) in *'~'*'|f|f|job_queue_status_guard') ;; *) echo "009 not rolled back: $(defs)" >&2; exit 1 ;; esac
 [ "$(psql -qAtX "$url" -c "SELECT count(*) FROM jobq_enqueue_batch(ARRAY['a','b'], NULL, NULL, NULL, NULL, NULL)")" = 2 ]
 psql -qAtX "$url" -c "TRUNCATE job_queue, job_failure"
 JOBQ_DATABASE_URL=$url "$root/deploy/migrate.sh" update >/dev/null
-case $(defs) in *ltrim*"|t|t|$guards") ;; *) echo "009 not re-applied: $(defs)" >&2; exit 1 ;; esac
-echo "migrations: 009 rolled back and applied again: ok"
+case $(defs) in *"$check_010"*"|t|t|$guards") ;; *) echo "010 and 009 not re-applied: $(defs)" >&2; exit 1 ;; esac
+[ "$(psql -qAtX "$url" -c "SELECT convalidated FROM pg_constraint WHERE conname = 'job_queue_queue_check'")" = t ]
+echo "migrations: 010, then 009, rolled back and applied again: ok"
 JOBQ_DATABASE_URL=$url "$root/deploy/migrate.sh" rollback-all >/dev/null
 after_rollback=$(objects)
 echo "after rollback: relations/functions = $after_rollback"
