@@ -244,9 +244,11 @@ static const stmt stmts[S__COUNT] = {
 		" FROM job_queue WHERE ($1::text IS NULL OR queue = $1) GROUP BY queue ORDER BY queue",
 		1, { JQ_OID_TEXT } },
 
-	/* The rescuer: expired leases through job_queue_lease_idx (processing jobs by expiry), SKIP
-	 * LOCKED so replicas running it at once split the work and never wait on a worker's Complete.
-	 * A heartbeat that committed first is seen by the re-check of the WHERE under the row lock. */
+	/* The rescuer: expired leases among the processing jobs (job_queue_processing_idx: it reads
+	 * every job the workers hold, so that heartbeats, which move lease_expires_at, stay HOT
+	 * updates; migration 011), SKIP LOCKED so replicas running it at once split the work and
+	 * never wait on a worker's Complete. A heartbeat that committed first is seen by the re-check
+	 * of the WHERE under the row lock. */
 	[S_RESCUE] = { "jq_rescue",
 		"WITH expired AS (SELECT id FROM job_queue"
 		"   WHERE curr_job_status = 'archive_processing' AND lease_expires_at < now()"

@@ -17,8 +17,9 @@ JOBQ_DATABASE_URL=$url "$root/deploy/migrate.sh" update >/dev/null
 after_update=$(objects)
 echo "after update: relations/functions = $after_update"
 [ "$after_update" != "0 0" ]
-# Steps back: rolling back changes/010-queue-check-order.yaml alone (2 changesets) must restore
-# 009's queue check; then changes/009-hot-path.yaml (5 changesets) the version-1 queue check and
+# Steps back: rolling back changes/011-hot-heartbeats.yaml alone (2 changesets) must put the
+# lease index back; then changes/010-queue-check-order.yaml alone (2) must restore 009's queue
+# check; then changes/009-hot-path.yaml (5 changesets) the version-1 queue check and
 # enqueue function, which must still work; then forward again.
 defs() {
   psql -qAtX "$url" -c "SELECT pg_get_constraintdef(oid) FROM pg_constraint WHERE conname = 'job_queue_queue_check'" \
@@ -29,7 +30,15 @@ defs() {
 }
 guards='job_queue_status_guard_insert,job_queue_status_guard_update'
 check_010="ltrim(queue, 'abcdef" check_009="ltrim(queue, 'ABCDEF"
+lease_indexes() {
+  psql -qAtX "$url" -c "SELECT string_agg(indexname, ',' ORDER BY indexname) FROM pg_indexes
+                         WHERE tablename = 'job_queue' AND indexname IN ('job_queue_lease_idx', 'job_queue_processing_idx')"
+}
 case $(defs) in *"$check_010"*"|t|t|$guards") ;; *) echo "010 not applied: $(defs)" >&2; exit 1 ;; esac
+[ "$(lease_indexes)" = job_queue_processing_idx ] || { echo "011 not applied: $(lease_indexes)" >&2; exit 1; }
+JOBQ_DATABASE_URL=$url "$root/deploy/migrate.sh" -- rollback-count --count=2 >/dev/null
+[ "$(lease_indexes)" = job_queue_lease_idx ] || { echo "011 not rolled back: $(lease_indexes)" >&2; exit 1; }
+case $(defs) in *"$check_010"*"|t|t|$guards") ;; *) echo "011 rollback touched 010: $(defs)" >&2; exit 1 ;; esac
 JOBQ_DATABASE_URL=$url "$root/deploy/migrate.sh" -- rollback-count --count=2 >/dev/null
 case $(defs) in *"$check_009"*"|t|t|$guards") ;; *) echo "010 not rolled back: $(defs)" >&2; exit 1 ;; esac
 [ "$(psql -qAtX "$url" -c "SELECT convalidated FROM pg_constraint WHERE conname = 'job_queue_queue_check'")" = t ]
@@ -39,8 +48,9 @@ case $(defs) in *'~'*'|f|f|job_queue_status_guard') ;; *) echo "009 not rolled b
 psql -qAtX "$url" -c "TRUNCATE job_queue, job_failure"
 JOBQ_DATABASE_URL=$url "$root/deploy/migrate.sh" update >/dev/null
 case $(defs) in *"$check_010"*"|t|t|$guards") ;; *) echo "010 and 009 not re-applied: $(defs)" >&2; exit 1 ;; esac
+[ "$(lease_indexes)" = job_queue_processing_idx ] || { echo "011 not re-applied: $(lease_indexes)" >&2; exit 1; }
 [ "$(psql -qAtX "$url" -c "SELECT convalidated FROM pg_constraint WHERE conname = 'job_queue_queue_check'")" = t ]
-echo "migrations: 010, then 009, rolled back and applied again: ok"
+echo "migrations: 011, 010, then 009 rolled back and applied again: ok"
 JOBQ_DATABASE_URL=$url "$root/deploy/migrate.sh" rollback-all >/dev/null
 after_rollback=$(objects)
 echo "after rollback: relations/functions = $after_rollback"

@@ -598,6 +598,59 @@ static void the_safety_net_scan_is_cheap_behind_a_backlog_and_exact(void **state
 	PQfinish(c);
 }
 
+/* hot_updates: job_queue's n_tup_hot_upd as the statistics show it now. */
+static long long hot_updates(PGconn *c)
+{
+	return jq_test_scalar_ll(c, "SELECT n_tup_hot_upd FROM pg_stat_user_tables WHERE relname = 'job_queue'");
+}
+
+/* A heartbeat must be a HOT update (migration 011): nothing it writes (lease_expires_at,
+ * updated_at) is in an index, so it adds no index entry and leaves no dead one. With
+ * job_queue_lease_idx on lease_expires_at, none was. The heartbeats go through the service's
+ * own statement (jq_db); that session's counts reach pg_stat_user_tables when it ends. */
+static void heartbeats_are_hot_updates(void **state)
+{
+	(void)state;
+	enum { N = 20, ROUNDS = 3 };
+	jq_db *db = NULL;
+	jq_db_opts o = { .url = db_url, .prepared = true, .backoff_base_ms = 1000, .backoff_max_ms = 60000 };
+	assert_int_equal(jq_db_open(&o, &db), 0);
+	jq_db_err err = { 0 };
+	jq_db_job_spec specs[N];
+	int64_t ids[N];
+	for (int i = 0; i < N; i++)
+		specs[i] = (jq_db_job_spec){ .queue = "hot_hb" };
+	assert_int_equal(jq_db_enqueue(db, specs, N, ids, &err), JQ_OK);
+	jq_db_rows *rows = NULL;
+	assert_int_equal(jq_db_claim(db, "hot_hb", N, "w", 30, &rows, &err), JQ_OK);
+	assert_int_equal(jq_db_rows_count(rows), N);
+	jq_db_lease leases[N];
+	for (int i = 0; i < N; i++) {
+		jq_job j;
+		jq_db_rows_job(rows, i, &j);
+		leases[i] = (jq_db_lease){ .id = j.id, .lease_token = j.lease_token };
+	}
+	jq_db_rows_free(rows);
+
+	PGconn *c = jq_test_connect(db_url);
+	long long before = hot_updates(c);
+	jq_db_item items[N];
+	for (int r = 0; r < ROUNDS; r++) {
+		assert_int_equal(jq_db_heartbeat(db, leases, N, 60, items, &err), JQ_OK);
+		for (int i = 0; i < N; i++)
+			assert_int_equal(items[i].code, JQ_OK);
+	}
+	jq_db_close(db);
+	long long after = before;
+	for (int tries = 0; tries < 50 && after - before < N * ROUNDS; tries++) {
+		usleep(100 * 1000);
+		after = hot_updates(c);
+	}
+	if (after - before < N * ROUNDS)
+		fail_msg("%lld of %d heartbeats were HOT updates", after - before, N * ROUNDS);
+	PQfinish(c);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -612,6 +665,7 @@ int main(void)
 		cmocka_unit_test(the_claim_uses_the_partial_index_among_100k_finished_jobs),
 		cmocka_unit_test(batch_statements_are_prepared_again_and_keep_answering),
 		cmocka_unit_test(the_safety_net_scan_is_cheap_behind_a_backlog_and_exact),
+		cmocka_unit_test(heartbeats_are_hot_updates),
 		cmocka_unit_test(one_notification_per_statement),
 		cmocka_unit_test(the_notification_payload_is_exact),
 	};
