@@ -58,8 +58,7 @@ static void *enqueuer(void *arg)
 		}
 		sent += (long)n;
 	}
-	jobq_close(c);
-	return NULL;
+	return c; /* closed by main once the figure is out (bench_bound_close) */
 }
 
 typedef struct sub_ctx {
@@ -106,17 +105,17 @@ int main(int argc, char **argv)
 		usleep(200 * 1000); /* nng dials asynchronously: let the subscription reach jobqd */
 	}
 	pthread_t t[MAX_THREADS];
+	void *clients[MAX_THREADS];
 	int64_t t0 = bench_now_us();
 	for (long i = 0; i < threads; i++)
 		pthread_create(&t[i], NULL, enqueuer, &r);
 	for (long i = 0; i < threads; i++)
-		pthread_join(t[i], NULL);
+		pthread_join(t[i], &clients[i]);
 	double secs = (double)(bench_now_us() - t0) / 1e6;
 	if (sub) {
 		usleep(300 * 1000);
 		atomic_store(&r.stop_sub, 1);
 		pthread_join(sub_thread, NULL);
-		jobq_sub_close(x.s);
 	}
 	if (atomic_load(&r.failed))
 		bench_die("%s failed", name);
@@ -126,5 +125,10 @@ int main(int argc, char **argv)
 	if (sub)
 		printf(", subscriber heard %ld ids\n", atomic_load(&r.heard));
 	bench_print(name, (double)total / secs, "jobs/s");
+	bench_bound_close(5);
+	if (sub)
+		jobq_sub_close(x.s);
+	for (long i = 0; i < threads; i++)
+		jobq_close(clients[i]);
 	return 0;
 }

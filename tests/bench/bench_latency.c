@@ -70,6 +70,7 @@ int main(int argc, char **argv)
 		printf("%s: %ld Gets, p50 %.1f us, p90 %.1f us\n", name, iter, p50, p90);
 		bench_print(name, p50, "us");
 	}
+	bench_bound_close(5);
 	jobq_close(c);
 	free(v);
 	return 0;

@@ -132,6 +132,7 @@ int main(int argc, char **argv)
 	bench_print("notify_p50_ms", p50, "ms");
 	bench_print("notify_p99_ms", p99, "ms");
 	bench_print("notify_missed", (double)(total - m), "jobs");
+	bench_bound_close(5);
 	jobq_sub_close(h.sub);
 	jobq_close(c);
 	return 0;
