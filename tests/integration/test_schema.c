@@ -485,6 +485,26 @@ static void one_notification_per_statement(void **state)
 	PQfinish(listener);
 }
 
+/* db_with_jobs opens a jq_db handle with prepared statements, as jobqd uses it, and enqueues n
+ * jobs of queue through it. The caller closes the handle. */
+static jq_db *db_with_jobs(const char *queue, int n)
+{
+	jq_db *db = NULL;
+	jq_db_opts o = { .url = db_url, .prepared = true, .backoff_base_ms = 1000, .backoff_max_ms = 60000 };
+	assert_int_equal(jq_db_open(&o, &db), 0);
+	jq_db_job_spec *specs = calloc((size_t)n, sizeof(*specs));
+	int64_t *ids = calloc((size_t)n, sizeof(*ids));
+	assert_non_null(specs);
+	assert_non_null(ids);
+	for (int i = 0; i < n; i++)
+		specs[i] = (jq_db_job_spec){ .queue = queue };
+	jq_db_err err = { 0 };
+	assert_int_equal(jq_db_enqueue(db, specs, (size_t)n, ids, &err), JQ_OK);
+	free(specs);
+	free(ids);
+	return db;
+}
+
 /* jq_db prepares its batch statements again every 200 executions and every second, so that
  * PostgreSQL never keeps a plan it made for a table of another size (jq_db.c, `replan`). The
  * renewals must happen, and every call across them must still answer right: 250 one-job claims
@@ -493,15 +513,8 @@ static void batch_statements_are_prepared_again_and_keep_answering(void **state)
 {
 	(void)state;
 	enum { N = 250 };
-	jq_db *db = NULL;
-	jq_db_opts o = { .url = db_url, .prepared = true, .backoff_base_ms = 1000, .backoff_max_ms = 60000 };
-	assert_int_equal(jq_db_open(&o, &db), 0);
+	jq_db *db = db_with_jobs("replan", N);
 	jq_db_err err = { 0 };
-	jq_db_job_spec specs[N];
-	int64_t ids[N];
-	for (int i = 0; i < N; i++)
-		specs[i] = (jq_db_job_spec){ .queue = "replan" };
-	assert_int_equal(jq_db_enqueue(db, specs, N, ids, &err), JQ_OK);
 	assert_int_equal(jq_db_plan_renewals(db), 0);
 
 	for (int i = 0; i < N; i++) {
@@ -612,15 +625,8 @@ static void heartbeats_are_hot_updates(void **state)
 {
 	(void)state;
 	enum { N = 20, ROUNDS = 3 };
-	jq_db *db = NULL;
-	jq_db_opts o = { .url = db_url, .prepared = true, .backoff_base_ms = 1000, .backoff_max_ms = 60000 };
-	assert_int_equal(jq_db_open(&o, &db), 0);
+	jq_db *db = db_with_jobs("hot_hb", N);
 	jq_db_err err = { 0 };
-	jq_db_job_spec specs[N];
-	int64_t ids[N];
-	for (int i = 0; i < N; i++)
-		specs[i] = (jq_db_job_spec){ .queue = "hot_hb" };
-	assert_int_equal(jq_db_enqueue(db, specs, N, ids, &err), JQ_OK);
 	jq_db_rows *rows = NULL;
 	assert_int_equal(jq_db_claim(db, "hot_hb", N, "w", 30, &rows, &err), JQ_OK);
 	assert_int_equal(jq_db_rows_count(rows), N);
