@@ -64,24 +64,31 @@ wants() { [[ " $only " == *" $1 "* ]]; }
 sql() { "$psql_bin" -qAtX -v ON_ERROR_STOP=1 "$url" "$@"; }
 # bench PROGRAM ARGS...: one program, its output shown and its BENCH lines kept for the ratios.
 bench() {
-  local prog=$1 cpu0 pg0 rc
+  local prog=$1 rc
   shift
-  cpu0=$(cpu_ticks "$jobqd_pid") pg0=$(pg_ticks)
+  cpu_mark
   timeout --kill-after=10 600 "$build/bench/$prog" "$@" | tee -a "$tmp/bench.txt"
   rc=${PIPESTATUS[0]}
   [ "$rc" -eq 0 ] || { echo "bench: $prog $* failed" >&2; tail -n 20 "$tmp/jobqd.log" >&2; exit 1; }
-  sleep 0.2 # let the program's backends exit, so their CPU time is counted in the postmaster's
-  # Where the time went, in CPU time (user + system), which moves far less from run to run than
-  # a throughput on a shared 2-core machine: jobqd's, and the whole PostgreSQL cluster's.
-  local hz jq_ms pg_ms
-  hz=$(getconf CLK_TCK)
-  jq_ms=$(( ($(cpu_ticks "$jobqd_pid") - cpu0) * 1000 / hz )) pg_ms=$(( ($(pg_ticks) - pg0) * 1000 / hz ))
+  cpu_used
   echo "  (CPU used: jobqd $jq_ms ms, PostgreSQL $pg_ms ms)"
   case $prog in
-    bench_e2e) printf 'BENCH %s_pg_cpu_us_per_job %.1f us\n' "${2%_jobs_per_sec}" "$(awk -v m="$pg_ms" -v n="$3" 'BEGIN { print m * 1000 / n }')" \
+    bench_e2e) printf 'BENCH %s_pg_cpu_us_per_job %s us\n' "${2%_jobs_per_sec}" "$(per_job_us "$pg_ms" "$3")" \
                  | tee -a "$tmp/bench.txt" ;;
   esac
 }
+# Where the time went, in CPU time (user + system), which moves far less from run to run than a
+# throughput on a shared 2-core machine: jobqd's, and the whole PostgreSQL cluster's.
+# cpu_mark remembers both now; cpu_used sets jq_ms and pg_ms to what each used since.
+cpu_mark() { cpu_jq0=$(cpu_ticks "$jobqd_pid") cpu_pg0=$(pg_ticks); }
+cpu_used() {
+  local hz
+  sleep 0.2 # let the program's backends exit, so their CPU time is counted in the postmaster's
+  hz=$(getconf CLK_TCK)
+  jq_ms=$(( ($(cpu_ticks "$jobqd_pid") - cpu_jq0) * 1000 / hz )) pg_ms=$(( ($(pg_ticks) - cpu_pg0) * 1000 / hz ))
+}
+# per_job_us MS JOBS: MS milliseconds of CPU per job, in microseconds.
+per_job_us() { awk -v m="$1" -v n="$2" 'BEGIN { printf "%.1f", m * 1000 / n }'; }
 # cpu_ticks PID: utime + stime of a process, in clock ticks (fields 14 and 15 of /proc/PID/stat;
 # the command name in field 2 contains no blanks for jobqd).
 cpu_ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat"; }
@@ -174,26 +181,21 @@ emit_median() {
     m = NR % 2 ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2
     printf "%s: median of %d runs\nBENCH %s %.3f %s\n", n, NR, n, m, u }' | tee -a "$tmp/bench.txt"
 }
-# rep_e2e NAME MODE JOBS BATCH: one bench_e2e run (MODE jobq or raw); its figure and the
-# cluster's CPU per job during it are kept aside for emit_median.
+# rep_e2e NAME MODE JOBS BATCH: one bench_e2e run (MODE jobq or raw) through rep; the cluster's
+# CPU per job during it is kept aside for emit_median too.
 rep_e2e() {
-  local name=$1 mode=$2 n=$3 bsz=$4 out pg0 jq0 pg_ms jq_ms hz per_job
-  jq0=$(cpu_ticks "$jobqd_pid") pg0=$(pg_ticks)
-  out=$(timeout --kill-after=10 600 "$build/bench/bench_e2e" "$mode" "$name" "$n" "$workers" "$bsz") \
-    || { echo "bench: bench_e2e $mode $name failed" >&2; tail -n 20 "$tmp/jobqd.log" >&2; exit 1; }
-  sleep 0.2 # let the program's backends exit, so their CPU time is counted in the postmaster's
-  hz=$(getconf CLK_TCK)
-  jq_ms=$(( ($(cpu_ticks "$jobqd_pid") - jq0) * 1000 / hz )) pg_ms=$(( ($(pg_ticks) - pg0) * 1000 / hz ))
-  per_job=$(awk -v m="$pg_ms" -v n="$n" 'BEGIN { printf "%.1f", m * 1000 / n }')
-  printf '%s\n' "$out" | sed 's/^BENCH \([^ ]*\) /  one run: \1 = /'
+  local name=$1 mode=$2 n=$3 bsz=$4 per_job
+  cpu_mark
+  rep "$name" bench_e2e "$mode" "$name" "$n" "$workers" "$bsz"
+  cpu_used
+  per_job=$(per_job_us "$pg_ms" "$n")
   echo "  (CPU used: jobqd $jq_ms ms, PostgreSQL $pg_ms ms = $per_job us per job)"
-  printf '%s\n' "$out" | awk '$1 == "BENCH" { print $3 }' | tail -n1 >>"$tmp/rep.$name"
   echo "$per_job" >>"$tmp/rep.${name%_jobs_per_sec}_pg_cpu_us_per_job"
 }
 # e2e_pairs SUFFIX JOBS BATCH MODES: the jobq and raw runs (those of MODES), E2E_REPS times,
-# alternating which goes first
-# (the first run of a pair meets a table the other has just grown, and autovacuum at work); the
-# figures are the medians, as one run on a shared 2-core VM moves by 10-15%.
+# alternating which goes first (the first run of a pair meets a table the other has just grown,
+# and autovacuum at work); the figures are the medians, as one run on a shared 2-core VM moves by
+# 10-15%.
 e2e_pairs() {
   local sfx=$1 n=$2 bsz=$3 modes=" $4 " i m order
   for i in $(seq "$e2e_reps"); do
