@@ -106,7 +106,7 @@ void jq_dispatch_handle(void *worker_arg, jq_rpc_req *req)
 	jq_worker *w = worker_arg;
 	const Jobq__V1__RpcRequest *env = jq_rpc_req_envelope(req);
 	jq_call call = { .db = w->db, .cfg = w->cfg, .request_id = jq_rpc_req_request_id(req),
-			 .received_us = jq_rpc_req_received_us(req), .can_wait = w->longpoll != NULL };
+			 .received_us = jq_rpc_req_received_us(req), .longpoll = w->longpoll };
 	ProtobufCMessage *in = NULL;
 	const char *method = env->method ? env->method : "";
 
@@ -126,10 +126,10 @@ void jq_dispatch_handle(void *worker_arg, jq_rpc_req *req)
 		goto reply;
 	}
 	/* Read before the handler runs, so an announcement during its claim is not missed. */
-	uint64_t generation = w->longpoll ? jq_longpoll_generation(w->longpoll) : 0;
+	call.generation = w->longpoll ? jq_longpoll_generation(w->longpoll) : 0;
 	fn(&call, in);
 	if (call.park) {
-		park(w, req, &call, generation);
+		park(w, req, &call, call.generation);
 		protobuf_c_message_free_unpacked(in, NULL);
 		return;
 	}

@@ -155,9 +155,18 @@ out:
  * from the original arrival, so requeues never extend it). */
 static bool may_wait(const jq_call *call, const Jobq__V1__ClaimRequest *r)
 {
-	if (!call->can_wait || r->wait_ms == 0)
+	if (call->longpoll == NULL || r->wait_ms == 0)
 		return false;
 	return call->received_us + (int64_t)r->wait_ms * 1000 > jq_rpc_now_us() + 1000;
+}
+
+/* claim_park asks the dispatcher to park the Claim until a job of its queue is announced. */
+static void claim_park(jq_call *call, const Jobq__V1__ClaimRequest *r)
+{
+	call->park = true;
+	call->park_until_us = call->received_us + (int64_t)r->wait_ms * 1000;
+	snprintf(call->park_queue, sizeof(call->park_queue), "%s", r->queue);
+	call->park_limit = (int)r->limit;
 }
 
 void jq_handle_claim(jq_call *call, const ProtobufCMessage *request)
@@ -172,17 +181,22 @@ void jq_handle_claim(jq_call *call, const ProtobufCMessage *request)
 		call->code = JQ_INVALID_ARGUMENT;
 		return;
 	}
+	/* A queue known to be empty here: the wait starts without a query (see jq_longpoll.h). */
+	if (call->longpoll != NULL && jq_longpoll_claim_begin(call->longpoll, r->queue, r->limit, may_wait(call, r))) {
+		claim_park(call, r);
+		return;
+	}
 	int lease = r->lease_seconds ? (int)r->lease_seconds : call->cfg->default_lease_seconds;
 	jq_code c = jq_db_claim(call->db, r->queue, (int)r->limit, r->worker_id, lease, &rows, &err);
+	if (call->longpoll != NULL)
+		jq_longpoll_claim_end(call->longpoll, r->queue, call->generation, r->limit,
+				      c == JQ_OK ? (size_t)jq_db_rows_count(rows) : 0, c == JQ_OK);
 	if (c != JQ_OK) {
 		db_error(call, c, &err);
 		return;
 	}
 	if (jq_db_rows_count(rows) == 0 && may_wait(call, r)) {
-		call->park = true;
-		call->park_until_us = call->received_us + (int64_t)r->wait_ms * 1000;
-		snprintf(call->park_queue, sizeof(call->park_queue), "%s", r->queue);
-		call->park_limit = (int)r->limit;
+		claim_park(call, r);
 		goto out;
 	}
 	if (jobs_from_rows(rows, &out) != 0) {

@@ -16,13 +16,15 @@
 
 #include "jq_config.h"
 #include "jq_db.h"
+#include "jq_longpoll.h"
 
 typedef struct jq_call {
 	jq_db *db;
 	const jq_config *cfg;
 	const char *request_id;
 	int64_t received_us; /* when the request arrived (jq_rpc_now_us clock) */
-	bool can_wait;       /* a long-poll is available */
+	jq_longpoll *longpoll; /* NULL: Claims never wait */
+	uint64_t generation;   /* the long-poll's, read before the handler ran */
 	unsigned code;
 	char message[512];
 	uint8_t *reply; /* packed response, malloc'd; freed by the dispatcher */

@@ -234,6 +234,7 @@ static void snapshot(jq_http *h, jq_metrics_snapshot *s)
 	if (src->longpoll != NULL) {
 		s->longpoll_waiters = jq_longpoll_waiting(src->longpoll);
 		s->longpoll_woken = jq_longpoll_woken(src->longpoll);
+		s->longpoll_unqueried = jq_longpoll_unqueried(src->longpoll);
 	}
 	if (src->notify != NULL)
 		s->notifications_received = jq_notify_received(src->notify);

@@ -13,6 +13,13 @@
  * the ring holds are treated as "maybe": the request claims once more, which is always safe. */
 #define RECENT 256
 #define QUEUE_MAX 64
+/* Queues whose emptiness is tracked (jq_longpoll_known_empty). An untracked queue is "unknown":
+ * its Claims ask the database, as they would without the tracking; so the table only needs room
+ * for the queues that workers wait on at the same time, and evicting one is always safe. */
+#define TRACKED 64
+/* A recent wake with this (impossible) queue name matches every queue: the announcement stream
+ * restarted, so any queue may have jobs nobody announced. */
+#define ALL_QUEUES ""
 
 typedef struct waiter {
 	jq_rpc_req *req;
@@ -27,6 +34,17 @@ typedef struct recent_wake {
 	char queue[QUEUE_MAX + 1];
 } recent_wake;
 
+/* What this replica knows of a queue's claimable jobs: none when a Claim last came back short,
+ * plus the jobs announced since, minus the jobs claimed here since. Jobs other replicas claim are
+ * not subtracted, so the count can only be too high (one Claim too many asks the database),
+ * except in the cases jq_longpoll.h lists. */
+typedef struct tracked {
+	char queue[QUEUE_MAX + 1]; /* "" = free slot */
+	int64_t avail;
+	int64_t inflight; /* limits of Claims of it querying now (they will take announced jobs) */
+	uint64_t used; /* for eviction: lp->gen-independent use stamp */
+} tracked;
+
 struct jq_longpoll {
 	pthread_mutex_t mu;
 	pthread_cond_t cv;
@@ -36,6 +54,10 @@ struct jq_longpoll {
 	int64_t woken; /* requests requeued by wakes, in all */
 	uint64_t gen; /* number of wakes so far */
 	recent_wake recent[RECENT];
+	tracked queues[TRACKED];
+	uint64_t uses;       /* stamp source for tracked.used */
+	bool listening;      /* announcements arrive; only then can a queue be known empty */
+	int64_t unqueried;   /* Claims parked without asking the database (metrics) */
 	bool stop;
 	bool joined;
 };
@@ -64,10 +86,151 @@ static bool woken_since_locked(jq_longpoll *lp, const char *queue, uint64_t g)
 	if (lp->gen - g > RECENT)
 		return true;
 	for (uint64_t k = g + 1; k <= lp->gen; k++) {
-		if (strcmp(lp->recent[k % RECENT].queue, queue) == 0)
+		const char *q = lp->recent[k % RECENT].queue;
+		if (q[0] == '\0' || strcmp(q, queue) == 0)
 			return true;
 	}
 	return false;
+}
+
+/* record_wake_locked starts a new generation for queue (ALL_QUEUES for every queue). */
+static void record_wake_locked(jq_longpoll *lp, const char *queue)
+{
+	lp->gen++;
+	strncpy(lp->recent[lp->gen % RECENT].queue, queue, QUEUE_MAX);
+	lp->recent[lp->gen % RECENT].queue[QUEUE_MAX] = '\0';
+	lp->recent[lp->gen % RECENT].gen = lp->gen;
+}
+
+static waiter *take_locked(jq_longpoll *lp, const char *queue, int64_t t, size_t keep);
+static size_t newest_to_keep_locked(jq_longpoll *lp, const char *queue, size_t jobs);
+
+static int64_t count_list(const waiter *w)
+{
+	int64_t n = 0;
+	for (; w != NULL; w = w->next)
+		n++;
+	return n;
+}
+
+/* requeue_all sends the waiters back to claim and frees the list. Outside the lock: requeueing
+ * takes the RPC server's lock. */
+static void requeue_all(waiter *w)
+{
+	while (w != NULL) {
+		waiter *next = w->next;
+		jq_rpc_req_requeue(w->req);
+		free(w);
+		w = next;
+	}
+}
+
+/* ---- what is known of queues' claimable jobs ---- */
+
+static tracked *find_locked(jq_longpoll *lp, const char *queue)
+{
+	for (int i = 0; i < TRACKED; i++)
+		if (lp->queues[i].queue[0] != '\0' && strcmp(lp->queues[i].queue, queue) == 0)
+			return &lp->queues[i];
+	return NULL;
+}
+
+/* slot_locked returns queue's entry, taking a free or the least recently used one if needed. */
+static tracked *slot_locked(jq_longpoll *lp, const char *queue)
+{
+	tracked *t = find_locked(lp, queue), *lru = &lp->queues[0];
+	if (t != NULL)
+		return t;
+	for (int i = 0; i < TRACKED; i++) {
+		if (lp->queues[i].queue[0] == '\0') {
+			lru = &lp->queues[i];
+			break;
+		}
+		if (lp->queues[i].used < lru->used)
+			lru = &lp->queues[i];
+	}
+	strncpy(lru->queue, queue, QUEUE_MAX);
+	lru->queue[QUEUE_MAX] = '\0';
+	return lru;
+}
+
+/* forget_locked makes queue unknown again. */
+static void forget_locked(jq_longpoll *lp, const char *queue)
+{
+	tracked *t = find_locked(lp, queue);
+	if (t != NULL)
+		memset(t, 0, sizeof(*t));
+}
+
+bool jq_longpoll_claim_begin(jq_longpoll *lp, const char *queue, size_t limit, bool may_wait)
+{
+	bool park = false;
+	pthread_mutex_lock(&lp->mu);
+	tracked *t = lp->listening ? find_locked(lp, queue) : NULL;
+	if (t != NULL) {
+		t->used = ++lp->uses;
+		park = may_wait && t->avail <= t->inflight;
+		if (!park)
+			t->inflight += (int64_t)limit;
+	}
+	lp->unqueried += park;
+	pthread_mutex_unlock(&lp->mu);
+	return park;
+}
+
+void jq_longpoll_claim_end(jq_longpoll *lp, const char *queue, uint64_t generation, size_t limit,
+			   size_t got, bool ok)
+{
+	waiter *w = NULL;
+	pthread_mutex_lock(&lp->mu);
+	tracked *t = find_locked(lp, queue);
+	if (!ok) {
+		/* Its reservation ends with no answer: whoever parked behind it must look again. */
+		forget_locked(lp, queue);
+		w = take_locked(lp, queue, 0, 0);
+		goto out;
+	}
+	if (t != NULL)
+		t->inflight = t->inflight > (int64_t)limit ? t->inflight - (int64_t)limit : 0;
+	if (!lp->listening)
+		goto out;
+	if (got < limit && !woken_since_locked(lp, queue, generation)) {
+		/* Nothing claimable at the claim's snapshot, and nothing announced since. */
+		if (t == NULL) {
+			t = slot_locked(lp, queue);
+			t->inflight = 0;
+		}
+		t->avail = 0;
+		t->used = ++lp->uses;
+	} else if (t != NULL) {
+		t->avail = t->avail > (int64_t)got ? t->avail - (int64_t)got : 0;
+		/* Claims parked while this one was expected to take the announced jobs; it took fewer
+		 * (its snapshot predates some of them), so they go and look. */
+		if (t->avail > t->inflight)
+			w = take_locked(lp, queue, 0, newest_to_keep_locked(lp, queue, (size_t)(t->avail - t->inflight)));
+	}
+out:
+	lp->woken += count_list(w);
+	pthread_mutex_unlock(&lp->mu);
+	requeue_all(w);
+}
+
+void jq_longpoll_listening(jq_longpoll *lp, bool on)
+{
+	pthread_mutex_lock(&lp->mu);
+	lp->listening = on;
+	memset(lp->queues, 0, sizeof(lp->queues));
+	/* A Claim that began before this must not conclude that its queue is empty. */
+	record_wake_locked(lp, ALL_QUEUES);
+	pthread_mutex_unlock(&lp->mu);
+}
+
+int64_t jq_longpoll_unqueried(jq_longpoll *lp)
+{
+	pthread_mutex_lock(&lp->mu);
+	int64_t n = lp->unqueried;
+	pthread_mutex_unlock(&lp->mu);
+	return n;
 }
 
 void jq_longpoll_park(jq_longpoll *lp, jq_rpc_req *req, const char *queue, int limit,
@@ -144,21 +307,16 @@ static size_t newest_to_keep_locked(jq_longpoll *lp, const char *queue, size_t j
 void jq_longpoll_wake(jq_longpoll *lp, const char *queue, size_t jobs)
 {
 	pthread_mutex_lock(&lp->mu);
-	lp->gen++;
-	strncpy(lp->recent[lp->gen % RECENT].queue, queue, QUEUE_MAX);
-	lp->recent[lp->gen % RECENT].queue[QUEUE_MAX] = '\0';
-	lp->recent[lp->gen % RECENT].gen = lp->gen;
+	record_wake_locked(lp, queue);
+	tracked *t = find_locked(lp, queue);
+	if (t != NULL && jobs == 0)
+		forget_locked(lp, queue); /* how many is not known: ask the database again */
+	else if (t != NULL)
+		t->avail += (int64_t)jobs;
 	waiter *w = take_locked(lp, queue, 0, jobs == 0 ? 0 : newest_to_keep_locked(lp, queue, jobs));
-	for (waiter *c = w; c != NULL; c = c->next)
-		lp->woken++;
+	lp->woken += count_list(w);
 	pthread_mutex_unlock(&lp->mu);
-	/* Outside the lock: requeueing takes the RPC server's lock. */
-	while (w != NULL) {
-		waiter *next = w->next;
-		jq_rpc_req_requeue(w->req);
-		free(w);
-		w = next;
-	}
+	requeue_all(w);
 }
 
 int64_t jq_longpoll_woken(jq_longpoll *lp)

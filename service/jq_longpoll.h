@@ -8,6 +8,19 @@
  * caller passes the generation it read before claiming, and a wake of its queue since then sends
  * the request straight back.
  *
+ * A Claim need not even ask the database when its queue is known to be empty here: a Claim of it
+ * came back short, and every job announced since (the notifications list them) has been claimed
+ * here (or will be by the Claims querying now). Such a Claim parks at once
+ * (jq_longpoll_claim_begin). The count can only be too low, and
+ * a job left waiting, when a job becomes claimable without being announced:
+ *  - a claim elsewhere locked pending jobs (SKIP LOCKED hides them from ours) and then failed,
+ *    so they stay pending;
+ *  - a job's run_at passed (the listener's timer announces it, without a count);
+ *  - the notify triggers were disabled.
+ * Then the listener's safety-net scan (every few seconds) announces the queue without a count,
+ * which makes it unknown again. While the listener is not listening nothing is known, and every
+ * Claim asks the database.
+ *
  * Ownership: a parked request belongs to the long-poll until it is requeued or answered.
  * Shutdown is two steps: jq_longpoll_stop answers every waiter and makes later parks answer at
  * once (run it before jq_rpc_server_stop, which waits for every request); jq_longpoll_free after
@@ -16,6 +29,8 @@
 #ifndef JQ_LONGPOLL_H
 #define JQ_LONGPOLL_H
 
+#include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 #include "jq_rpc_server.h"
@@ -46,6 +61,26 @@ void jq_longpoll_park(jq_longpoll *lp, jq_rpc_req *req, const char *queue, int l
  * but one would come back empty). Requests claiming at that moment are not parked and see the
  * wake through the generation (jq_longpoll_park), so no announced job is left unseen. */
 void jq_longpoll_wake(jq_longpoll *lp, const char *queue, size_t jobs);
+
+/* jq_longpoll_claim_begin is called before a Claim of up to `limit` jobs queries. True: the
+ * queue is known to have no job this Claim could get (none, or only as many as Claims querying
+ * now will take); a Claim that may wait then parks without a query, and is counted as such
+ * (jq_longpoll_unqueried). False: query, and call jq_longpoll_claim_end afterwards. */
+bool jq_longpoll_claim_begin(jq_longpoll *lp, const char *queue, size_t limit, bool may_wait);
+
+/* jq_longpoll_claim_end records the outcome of a Claim that queried: `got` of `limit` jobs, or
+ * !ok for a failed query. `generation` was read before jq_longpoll_claim_begin. A short answer
+ * with no announcement of the queue since makes the queue known empty; jobs claimed are taken
+ * off what was announced; a failed query makes the queue unknown and its waiters look again. */
+void jq_longpoll_claim_end(jq_longpoll *lp, const char *queue, uint64_t generation, size_t limit,
+			   size_t got, bool ok);
+
+/* jq_longpoll_listening tells whether announcements arrive (the listener's LISTEN is in effect).
+ * Either way what was known is forgotten: notifications may have been missed. */
+void jq_longpoll_listening(jq_longpoll *lp, bool on);
+
+/* jq_longpoll_unqueried: Claims parked without asking the database (metrics). */
+int64_t jq_longpoll_unqueried(jq_longpoll *lp);
 
 /* jq_longpoll_waiting: how many requests are parked (metrics, tests). */
 int jq_longpoll_waiting(jq_longpoll *lp);

@@ -244,6 +244,9 @@ static void render_snapshot(sb *s, const jq_metrics_snapshot *snap)
 	one(s, "jobq_longpoll_waiters", "gauge", "Claims waiting for work (long-poll).", snap->longpoll_waiters);
 	one(s, "jobq_longpoll_wakes_total", "counter", "Waiting Claims sent back to claim by an announcement.",
 	    (double)snap->longpoll_woken);
+	one(s, "jobq_longpoll_unqueried_total", "counter",
+	    "Waiting Claims parked without a query, their queue being known empty.",
+	    (double)snap->longpoll_unqueried);
 	one(s, "jobq_rpc_connections", "gauge", "RPC client connections open.", snap->rpc_connections);
 	one(s, "jobq_rpc_connections_refused_total", "counter",
 	    "RPC client connections closed on arrival by --max-connections.",

@@ -41,6 +41,7 @@ typedef struct jq_metrics_snapshot {
 	bool listening;
 	int pool_size, pool_in_use, requests_waiting, longpoll_waiters;
 	int64_t longpoll_woken; /* parked Claims sent back to the database by announcements */
+	int64_t longpoll_unqueried; /* Claims parked without a query: their queue was known empty */
 	int rpc_connections;
 	int64_t rpc_connections_refused;
 	int64_t notifications_received, notifications_published;

@@ -74,8 +74,7 @@ const char *jq_notify_next_due_sql(void)
 struct jq_notify {
 	const jq_config *cfg;
 	jq_publisher *pub;
-	jq_notify_hook hook;
-	void *hook_arg;
+	jq_notify_hooks hooks;
 	PGconn *conn;     /* NULL while disconnected; only the thread touches it */
 	int wake_fd;      /* eventfd: jq_notify_stop writes, the thread's poll wakes */
 	pthread_t thread;
@@ -104,8 +103,8 @@ static void announce(jq_notify *n, const char *queue, const int64_t *ids, size_t
 {
 	if (jq_publisher_send(n->pub, queue, ids, count) == 0)
 		atomic_fetch_add(&n->announced, 1);
-	if (n->hook != NULL)
-		n->hook(n->hook_arg, queue, ids != NULL ? count : 0);
+	if (n->hooks.announced != NULL)
+		n->hooks.announced(n->hooks.arg, queue, ids != NULL ? count : 0);
 }
 
 static void arm_timer(jq_notify *n, int64_t deadline_ms)
@@ -114,9 +113,16 @@ static void arm_timer(jq_notify *n, int64_t deadline_ms)
 		n->timer_ms = deadline_ms;
 }
 
+/* set_listening keeps the flag (for /readyz) and tells the long-poll of each change. */
+static void set_listening(jq_notify *n, bool on)
+{
+	if (atomic_exchange(&n->listening, on) != on && n->hooks.listening != NULL)
+		n->hooks.listening(n->hooks.arg, on);
+}
+
 static void disconnect(jq_notify *n)
 {
-	atomic_store(&n->listening, false);
+	set_listening(n, false);
 	PQfinish(n->conn);
 	n->conn = NULL;
 }
@@ -268,7 +274,7 @@ static int connect_listen(jq_notify *n)
 		goto fail;
 	}
 	PQclear(res);
-	atomic_store(&n->listening, true);
+	set_listening(n, true);
 	jq_info("notify: listening on %s", CHANNEL);
 	return 0;
 fail:
@@ -341,7 +347,7 @@ static void *run(void *arg)
 	return NULL;
 }
 
-int jq_notify_start(const jq_config *cfg, jq_publisher *pub, jq_notify_hook hook, void *hook_arg,
+int jq_notify_start(const jq_config *cfg, jq_publisher *pub, const jq_notify_hooks *hooks,
 		    jq_notify **out)
 {
 	jq_notify *n = calloc(1, sizeof(*n));
@@ -349,8 +355,8 @@ int jq_notify_start(const jq_config *cfg, jq_publisher *pub, jq_notify_hook hook
 		return -1;
 	n->cfg = cfg;
 	n->pub = pub;
-	n->hook = hook;
-	n->hook_arg = hook_arg;
+	if (hooks != NULL)
+		n->hooks = *hooks;
 	n->timer_ms = NO_TIMER;
 	n->wake_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
 	if (n->wake_fd < 0)

@@ -23,14 +23,21 @@
 
 typedef struct jq_notify jq_notify;
 
-/* Called on the listener thread for every queue announced (the long-poll wakes its waiters).
- * jobs: how many jobs the announcement lists, or 0 when it does not say (a rescan, a '*' line):
- * then every waiter of the queue must look. */
-typedef void (*jq_notify_hook)(void *arg, const char *queue, size_t jobs);
+/* What the listener tells the long-poll, on the listener thread. Either function may be NULL. */
+typedef struct jq_notify_hooks {
+	/* A queue was announced. jobs: how many jobs the announcement lists, or 0 when it does not
+	 * say (a rescan, a '*' line): then every waiter of the queue must look. */
+	void (*announced)(void *arg, const char *queue, size_t jobs);
+	/* LISTEN took effect (true; the catch-up scan follows) or the session ended (false): from
+	 * here on, or until here, notifications may have been missed. */
+	void (*listening)(void *arg, bool on);
+	void *arg;
+} jq_notify_hooks;
 
 /* jq_notify_start starts the thread; it connects (and keeps reconnecting) by itself, so a
- * database that is down at start-up is not an error. hook may be NULL. Returns 0, or -1. */
-int jq_notify_start(const jq_config *cfg, jq_publisher *pub, jq_notify_hook hook, void *hook_arg,
+ * database that is down at start-up is not an error. hooks may be NULL; they are copied.
+ * Returns 0, or -1. */
+int jq_notify_start(const jq_config *cfg, jq_publisher *pub, const jq_notify_hooks *hooks,
 		    jq_notify **out) __attribute__((warn_unused_result));
 
 /* jq_notify_stop wakes the thread, waits for it, closes the connection, frees. NULL is a no-op. */

@@ -79,6 +79,11 @@ static void wake_longpoll(void *arg, const char *queue, size_t jobs)
 	jq_longpoll_wake(arg, queue, jobs);
 }
 
+static void longpoll_listening(void *arg, bool on)
+{
+	jq_longpoll_listening(arg, on);
+}
+
 static int start(service *s)
 {
 	if (jq_longpoll_start(&s->longpoll) != 0) {
@@ -110,7 +115,9 @@ static int start(service *s)
 	}
 	if (jq_publisher_start_tls(s->cfg.pub_url, &tls, &s->pub) != 0)
 		return -1;
-	if (jq_notify_start(&s->cfg, s->pub, wake_longpoll, s->longpoll, &s->notify) != 0) {
+	jq_notify_hooks hooks = { .announced = wake_longpoll, .listening = longpoll_listening,
+				  .arg = s->longpoll };
+	if (jq_notify_start(&s->cfg, s->pub, &hooks, &s->notify) != 0) {
 		jq_error("could not start the notification listener");
 		return -1;
 	}

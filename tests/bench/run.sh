@@ -279,7 +279,7 @@ fi
 # Server-side time per method (sum and count of jobq_rpc_duration_seconds), to compare with the
 # clients' per-call times: the difference is transport and scheduling.
 if [ -n "${JOBQ_BENCH_METRICS:-}" ]; then
-  curl -s "http://$jobqd_http/metrics" | grep -E '^jobq_rpc_duration_seconds_(sum|count)' || true
+  curl -s "http://$jobqd_http/metrics" | grep -E '^jobq_rpc_duration_seconds_(sum|count)|^jobq_longpoll_(wakes|unqueried)_total' || true
 fi
 hwm=$(awk '/^VmHWM:/ { print $2 / 1024 }' "/proc/$jobqd_pid/status")
 printf 'BENCH jobqd_rss_mb %.3f MB\n' "$hwm" | tee -a "$tmp/bench.txt"
