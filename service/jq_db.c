@@ -142,7 +142,7 @@ static const stmt stmts[S__COUNT] = {
 		"     lease_expires_at = NULL"
 		"   FROM unnest($1::int8[], $2::int8[]) AS l(id, token)"
 		"  WHERE j.id = l.id AND j.lease_token = l.token AND j.curr_job_status = 'archive_processing'"
-		" RETURNING j.id",
+		" RETURNING j.id, j.lease_token",
 		2, { OID_INT8_ARR, OID_INT8_ARR }, true },
 
 	/* Where the leases stand, in the shape read_items reads (its `done` column is false: the
@@ -791,14 +791,17 @@ static bool completed_all(const PGresult *r, size_t n)
 	return (size_t)PQntuples(r) == n;
 }
 
-/* mark_completed sets done[i] for every lease whose id is among the UPDATE's rows. */
+/* mark_completed sets done[i] for every lease among the UPDATE's rows. By (id, token): the same
+ * job named again under a stale token in the same call was not completed by that lease, and is
+ * judged like any other. */
 static void mark_completed(const PGresult *r, const jq_db_lease *leases, size_t n, bool *done)
 {
 	int rows = PQntuples(r);
 	for (size_t i = 0; i < n; i++) {
 		done[i] = false;
 		for (int k = 0; k < rows && !done[i]; k++)
-			done[i] = jq_pgbin_i64(r, k, 0) == leases[i].id;
+			done[i] = jq_pgbin_i64(r, k, 0) == leases[i].id &&
+				  jq_pgbin_i64(r, k, 1) == leases[i].lease_token;
 	}
 }
 

@@ -224,6 +224,103 @@ static void an_announcement_wakes_as_many_waiters_as_it_has_jobs(void **state)
 	assert_int_equal(a[3].n, 0);
 }
 
+/* wait_claim runs one waiting Claim of queue on this thread. */
+static waiter_arg wait_claim(const char *queue, uint32_t wait_ms)
+{
+	waiter_arg a = { .queue = queue, .wait_ms = wait_ms };
+	claim_waiting(&a);
+	assert_int_equal(a.code, JOBQ_OK);
+	return a;
+}
+
+static double unqueried(void)
+{
+	double v = jq_svc_metric(&svc, "jobq_longpoll_unqueried_total");
+	assert_true(v >= 0);
+	return v;
+}
+
+/* Once a Claim of a queue came back empty, later waiting Claims of it park without a query, and
+ * an enqueue still wakes them at once; the Claim that takes the announced job leaves the queue
+ * known empty again. */
+static void a_known_empty_queue_parks_claims_without_a_query(void **state)
+{
+	(void)state;
+	assert_int_equal(wait_claim("lp_known", 300).n, 0); /* asks the database: now known empty */
+	double u0 = unqueried();
+	assert_int_equal(wait_claim("lp_known", 300).n, 0);
+	assert_int_equal(unqueried(), u0 + 1);
+
+	waiter_arg a = { .queue = "lp_known", .wait_ms = 4000 };
+	pthread_t t;
+	assert_int_equal(pthread_create(&t, NULL, claim_waiting, &a), 0);
+	assert_true(wait_metric("jobq_longpoll_waiters", 1));
+	assert_int_equal(unqueried(), u0 + 2);
+	int64_t id = enqueue("lp_known", "x");
+	long long committed_ms = jq_mono_ms();
+	pthread_join(t, NULL);
+	assert_int_equal(a.n, 1);
+	assert_int_equal(a.id, id);
+	assert_true(a.returned_ms - committed_ms < 500);
+	assert_int_equal(wait_claim("lp_known", 200).n, 0);
+	assert_int_equal(unqueried(), u0 + 3);
+}
+
+/* silent_enqueue adds a job of queue with the notify triggers off: nobody is told. */
+static void silent_enqueue(PGconn *db, const char *queue)
+{
+	char sql[512];
+	jq_test_ok(db, "ALTER TABLE job_queue DISABLE TRIGGER job_queue_notify_insert");
+	snprintf(sql, sizeof(sql), "SELECT jobq_enqueue_batch(ARRAY['%s'], NULL, NULL, NULL, NULL, NULL)", queue);
+	jq_test_ok(db, sql);
+	jq_test_ok(db, "ALTER TABLE job_queue ENABLE TRIGGER job_queue_notify_insert");
+}
+
+/* The one case the long-poll cannot see: a job that became claimable unannounced. A waiting
+ * Claim of a known-empty queue then gets it from the listener's safety-net scan (every 5 s); a
+ * Claim that does not wait asks the database and gets it at once. */
+static void an_unannounced_job_is_claimed_within_the_safety_net(void **state)
+{
+	(void)state;
+	PGconn *db = jq_test_connect(db_url);
+	assert_int_equal(wait_claim("lp_silent", 200).n, 0);
+	double u0 = unqueried();
+	silent_enqueue(db, "lp_silent");
+	long long start = jq_mono_ms();
+	waiter_arg a = wait_claim("lp_silent", 9000);
+	long long took = jq_mono_ms() - start;
+	print_message("long-poll: an unannounced job was claimed after %lld ms\n", took);
+	assert_int_equal(a.n, 1);
+	assert_true(took < 7000);
+	assert_int_equal(unqueried(), u0 + 1);
+
+	silent_enqueue(db, "lp_silent");
+	assert_int_equal(wait_claim("lp_silent", 0).n, 1);
+	PQfinish(db);
+}
+
+/* While the listener reconnects, notifications may be missed: what was known is forgotten, and
+ * the first waiting Claim after the restart asks the database again. */
+static void a_listener_restart_forgets_empty_queues(void **state)
+{
+	(void)state;
+	PGconn *db = jq_test_connect(db_url);
+	assert_int_equal(wait_claim("lp_restart", 200).n, 0);
+	int before = jq_svc_log_count(&svc, "notify: listening on");
+	jq_test_ok(db, "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+		       "WHERE application_name = 'jobqd-notify' AND datname = current_database()");
+	long long deadline = jq_mono_ms() + 15000;
+	while (jq_svc_log_count(&svc, "notify: listening on") <= before && jq_mono_ms() < deadline)
+		jq_sleep_ms(50);
+	assert_true(jq_svc_log_count(&svc, "notify: listening on") > before);
+	double u0 = unqueried();
+	assert_int_equal(wait_claim("lp_restart", 200).n, 0);
+	assert_int_equal(unqueried(), u0);
+	assert_int_equal(wait_claim("lp_restart", 200).n, 0); /* known empty again */
+	assert_int_equal(unqueried(), u0 + 1);
+	PQfinish(db);
+}
+
 static void sigterm_answers_waiting_claims_and_exits_cleanly(void **state)
 {
 	(void)state;
@@ -248,6 +345,9 @@ int main(void)
 		cmocka_unit_test(a_job_for_another_queue_does_not_wake_the_wait),
 		cmocka_unit_test(waiters_hold_no_database_connection),
 		cmocka_unit_test(an_announcement_wakes_as_many_waiters_as_it_has_jobs),
+		cmocka_unit_test(a_known_empty_queue_parks_claims_without_a_query),
+		cmocka_unit_test(an_unannounced_job_is_claimed_within_the_safety_net),
+		cmocka_unit_test(a_listener_restart_forgets_empty_queues),
 		cmocka_unit_test(sigterm_answers_waiting_claims_and_exits_cleanly),
 	};
 	return cmocka_run_group_tests_name("longpoll", tests, setup, teardown);

@@ -251,20 +251,6 @@ static void nul_terminated_subscription_is_exact(void **state)
 	nng_close(s2);
 }
 
-/* log_count counts the occurrences of text in jobqd's log. */
-static int log_count(const char *text)
-{
-	FILE *f = fopen(svc.log_path, "r");
-	char line[2048];
-	int n = 0;
-	if (f == NULL)
-		return 0;
-	while (fgets(line, sizeof(line), f) != NULL)
-		n += strstr(line, text) != NULL;
-	fclose(f);
-	return n;
-}
-
 /* pgctl runs tests/harness/pgctl.sh verb on the test cluster (its port is kept in the folder). */
 static void pgctl(const char *verb)
 {
@@ -277,16 +263,16 @@ static void pgctl(const char *verb)
 static void listen_recovers_after_postgres_restart(void **state)
 {
 	(void)state;
-	int before = log_count("notify: listening on");
+	int before = jq_svc_log_count(&svc, "notify: listening on");
 	assert_true(before >= 1);
 	PQfinish(conn);
 	conn = NULL;
 	pgctl("stop");
 	pgctl("start");
 	long long deadline = jq_mono_ms() + 15000;
-	while (log_count("notify: listening on") <= before && jq_mono_ms() < deadline)
+	while (jq_svc_log_count(&svc, "notify: listening on") <= before && jq_mono_ms() < deadline)
 		jq_sleep_ms(50);
-	if (log_count("notify: listening on") <= before) {
+	if (jq_svc_log_count(&svc, "notify: listening on") <= before) {
 		jq_svc_print_log(&svc);
 		fail_msg("jobqd did not LISTEN again after the restart");
 	}

@@ -505,6 +505,29 @@ static jq_db *db_with_jobs(const char *queue, int n)
 	return db;
 }
 
+/* One Complete names the same job twice: under its live token and under one it never had (a
+ * worker whose lease was lost). The live lease completes it; the other is told its lease is lost,
+ * as it would be in a call of its own, not "completed" because its id was among the rows. */
+static void a_complete_judges_each_lease_by_its_token(void **state)
+{
+	(void)state;
+	jq_db *db = db_with_jobs("two_tokens", 1);
+	jq_db_err err = { 0 };
+	jq_db_rows *rows = NULL;
+	assert_int_equal(jq_db_claim(db, "two_tokens", 1, "w", 30, &rows, &err), JQ_OK);
+	assert_int_equal(jq_db_rows_count(rows), 1);
+	jq_job j;
+	jq_db_rows_job(rows, 0, &j);
+	jq_db_rows_free(rows);
+	jq_db_lease leases[2] = { { .id = j.id, .lease_token = j.lease_token + 1000000 },
+				  { .id = j.id, .lease_token = j.lease_token } };
+	jq_db_item items[2];
+	assert_int_equal(jq_db_complete(db, leases, 2, items, &err), JQ_OK);
+	assert_int_equal(items[0].code, JQ_FAILED_PRECONDITION);
+	assert_int_equal(items[1].code, JQ_OK);
+	jq_db_close(db);
+}
+
 /* jq_db prepares its batch statements again every 200 executions and every second, so that
  * PostgreSQL never keeps a plan it made for a table of another size (jq_db.c, `replan`). The
  * renewals must happen, and every call across them must still answer right: 250 one-job claims
@@ -670,6 +693,7 @@ int main(void)
 		cmocka_unit_test_teardown(the_guard_runs_only_when_it_would_change_the_row, restore_guard),
 		cmocka_unit_test(the_claim_uses_the_partial_index_among_100k_finished_jobs),
 		cmocka_unit_test(batch_statements_are_prepared_again_and_keep_answering),
+		cmocka_unit_test(a_complete_judges_each_lease_by_its_token),
 		cmocka_unit_test(the_safety_net_scan_is_cheap_behind_a_backlog_and_exact),
 		cmocka_unit_test(heartbeats_are_hot_updates),
 		cmocka_unit_test(one_notification_per_statement),

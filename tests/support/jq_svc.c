@@ -285,17 +285,22 @@ void jq_svc_print_log(const jq_svc *s)
 	fclose(f);
 }
 
-bool jq_svc_log_contains(const jq_svc *s, const char *text)
+int jq_svc_log_count(const jq_svc *s, const char *text)
 {
 	FILE *f = fopen(s->log_path, "r");
 	char line[4096];
-	bool found = false;
+	int n = 0;
 	if (f == NULL)
-		return false;
-	while (!found && fgets(line, sizeof(line), f) != NULL)
-		found = strstr(line, text) != NULL;
+		return 0;
+	while (fgets(line, sizeof(line), f) != NULL)
+		n += strstr(line, text) != NULL;
 	fclose(f);
-	return found;
+	return n;
+}
+
+bool jq_svc_log_contains(const jq_svc *s, const char *text)
+{
+	return jq_svc_log_count(s, text) > 0;
 }
 
 void jq_svc_remove_log(const jq_svc *s)

@@ -54,6 +54,9 @@ void jq_svc_print_log(const jq_svc *s);
 /* jq_svc_log_contains tells whether the log (whole file) contains text. */
 bool jq_svc_log_contains(const jq_svc *s, const char *text);
 
+/* jq_svc_log_count counts the log's lines that contain text. */
+int jq_svc_log_count(const jq_svc *s, const char *text);
+
 /* jq_svc_remove_log deletes the log file (after a passing run). */
 void jq_svc_remove_log(const jq_svc *s);
 
