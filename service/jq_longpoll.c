@@ -57,6 +57,7 @@ struct jq_longpoll {
 	tracked queues[TRACKED];
 	uint64_t uses;       /* stamp source for tracked.used */
 	bool listening;      /* announcements arrive; only then can a queue be known empty */
+	int64_t sleeps_until; /* the expiry thread's next look (INT64_MAX: none planned) */
 	int64_t unqueried;   /* Claims parked without asking the database (metrics) */
 	bool stop;
 	bool joined;
@@ -253,7 +254,10 @@ void jq_longpoll_park(jq_longpoll *lp, jq_rpc_req *req, const char *queue, int l
 		w->next = lp->waiters;
 		lp->waiters = w;
 		lp->nwaiting++;
-		pthread_cond_signal(&lp->cv); /* the earliest expiry may have changed */
+		/* Waking the expiry thread at every park would cost a context switch per Claim; it
+		 * only needs to look again when this wait ends before its next look. */
+		if (until_us < lp->sleeps_until)
+			pthread_cond_signal(&lp->cv);
 	}
 	pthread_mutex_unlock(&lp->mu);
 	if (!now)
@@ -360,6 +364,7 @@ static void *run(void *arg)
 	pthread_mutex_lock(&lp->mu);
 	while (!lp->stop) {
 		int64_t t = earliest_locked(lp);
+		lp->sleeps_until = t;
 		if (t == INT64_MAX) {
 			pthread_cond_wait(&lp->cv, &lp->mu);
 			continue;
@@ -384,6 +389,7 @@ int jq_longpoll_start(jq_longpoll **out)
 	pthread_condattr_t ca;
 	if (lp == NULL)
 		return -1;
+	lp->sleeps_until = INT64_MAX;
 	pthread_mutex_init(&lp->mu, NULL);
 	/* jq_rpc_now_us is CLOCK_MONOTONIC, so the condvar waits on the same clock. */
 	pthread_condattr_init(&ca);
