@@ -47,6 +47,11 @@ void jq_call_error(jq_call *call, unsigned code, const char *fmt, ...) __attribu
 
 void jq_handle_enqueue(jq_call *call, const ProtobufCMessage *request);
 void jq_handle_claim(jq_call *call, const ProtobufCMessage *request);
+/* jq_claim_parks_at_once: true when Claim r is valid, may wait, and its queue is known to be
+ * empty (jq_longpoll_known_empty): call is then set to park, as jq_handle_claim would set it,
+ * without a database. false: nothing is set or reserved; run jq_handle_claim. */
+bool jq_claim_parks_at_once(jq_call *call, const Jobq__V1__ClaimRequest *r);
+
 void jq_handle_heartbeat(jq_call *call, const ProtobufCMessage *request);
 void jq_handle_complete(jq_call *call, const ProtobufCMessage *request);
 void jq_handle_fail(jq_call *call, const ProtobufCMessage *request);

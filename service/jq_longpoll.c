@@ -163,18 +163,33 @@ static void forget_locked(jq_longpoll *lp, const char *queue)
 		memset(t, 0, sizeof(*t));
 }
 
-bool jq_longpoll_claim_begin(jq_longpoll *lp, const char *queue, size_t limit, bool may_wait)
+/* begin_locked: see jq_longpoll_claim_begin; `reserve` false only looks. */
+static bool begin_locked(jq_longpoll *lp, const char *queue, size_t limit, bool may_wait, bool reserve)
 {
 	bool park = false;
-	pthread_mutex_lock(&lp->mu);
 	tracked *t = lp->listening ? find_locked(lp, queue) : NULL;
 	if (t != NULL) {
 		t->used = ++lp->uses;
 		park = may_wait && t->avail <= t->inflight;
-		if (!park)
+		if (!park && reserve)
 			t->inflight += (int64_t)limit;
 	}
 	lp->unqueried += park;
+	return park;
+}
+
+bool jq_longpoll_claim_begin(jq_longpoll *lp, const char *queue, size_t limit, bool may_wait)
+{
+	pthread_mutex_lock(&lp->mu);
+	bool park = begin_locked(lp, queue, limit, may_wait, true);
+	pthread_mutex_unlock(&lp->mu);
+	return park;
+}
+
+bool jq_longpoll_known_empty(jq_longpoll *lp, const char *queue)
+{
+	pthread_mutex_lock(&lp->mu);
+	bool park = begin_locked(lp, queue, 0, true, false);
 	pthread_mutex_unlock(&lp->mu);
 	return park;
 }

@@ -77,6 +77,8 @@ struct jq_rpc_server {
 	int max_queued;
 	int default_deadline_ms;
 	jq_rpc_handler_fn handler;
+	jq_rpc_quick_fn quick;
+	void *quick_arg;
 
 	jq_rpc_slot *slots; /* calloc'd; a slot's aios are NULL until allocated */
 	int nslots;
@@ -392,6 +394,8 @@ static void dispatch(jq_rpc_slot *slot, nng_msg *msg)
 		return;
 	}
 	req_adopt_envelope(req, env);
+	if (srv->quick != NULL && jq_rpc_now_us() < req->deadline_us && srv->quick(srv->quick_arg, req))
+		return;
 
 	pthread_mutex_lock(&srv->mu);
 	if (srv->queued >= srv->max_queued) {
@@ -628,6 +632,8 @@ int jq_rpc_server_start(const jq_rpc_server_opts *opts, jq_rpc_server **out)
 	srv->max_connections = opts->max_connections;
 	srv->default_deadline_ms = opts->default_deadline_ms;
 	srv->handler = opts->handler;
+	srv->quick = opts->quick;
+	srv->quick_arg = opts->quick_arg;
 
 	if ((rv = socket_open(srv)) != 0 || (rv = slots_open(srv, opts->contexts)) != 0 ||
 	    (rv = workers_start(srv, opts->nworkers, opts->worker_args)) != 0 ||

@@ -16,6 +16,7 @@
 #ifndef JQ_RPC_SERVER_H
 #define JQ_RPC_SERVER_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -53,6 +54,12 @@ typedef struct jq_rpc_req jq_rpc_req;
  * jq_rpc_req_finish(req, ...) exactly once, before returning or later from any thread. */
 typedef void (*jq_rpc_handler_fn)(void *worker_arg, jq_rpc_req *req);
 
+/* An optional first look at each decoded request, on nng's receiving thread, before it is
+ * queued for a worker: true means it took the request (and owes it a jq_rpc_req_finish or a
+ * requeue, as a handler does); false sends it on to the workers. It must not block: it runs
+ * where nng completes I/O. It saves a request that needs no database the hand-off to a worker. */
+typedef bool (*jq_rpc_quick_fn)(void *quick_arg, jq_rpc_req *req);
+
 typedef struct jq_rpc_server_opts {
 	const char *url;          /* e.g. "tcp://127.0.0.1:7100", "ipc:///tmp/x" */
 	int contexts;             /* nng contexts receiving at once */
@@ -64,6 +71,8 @@ typedef struct jq_rpc_server_opts {
 	int nworkers;             /* worker threads; worker_args has nworkers entries */
 	void **worker_args;
 	jq_rpc_handler_fn handler;
+	jq_rpc_quick_fn quick;    /* NULL = none */
+	void *quick_arg;
 	const jq_tls_files *tls;  /* for a tls+tcp:// url; NULL = none */
 	int max_connections;      /* client connections at once; more are closed on arrival; 0 = no limit */
 } jq_rpc_server_opts;

@@ -104,6 +104,8 @@ static int start(service *s)
 		.nworkers = s->nworkers,
 		.worker_args = s->worker_args,
 		.handler = jq_dispatch_handle,
+		.quick = jq_dispatch_quick,
+		.quick_arg = &s->workers[0], /* only its cfg and long-poll are read */
 		.tls = &tls,
 		.max_connections = s->cfg.max_connections,
 	};

@@ -80,13 +80,20 @@ bench() {
 # Where the time went, in CPU time (user + system), which moves far less from run to run than a
 # throughput on a shared 2-core machine: jobqd's, and the whole PostgreSQL cluster's.
 # cpu_mark remembers both now; cpu_used sets jq_ms and pg_ms to what each used since.
-cpu_mark() { cpu_jq0=$(cpu_ticks "$jobqd_pid") cpu_pg0=$(pg_ticks); }
+cpu_mark() { cpu_jq0=$(cpu_ticks "$jobqd_pid") cpu_pg0=$(pg_ticks) cpu_all0=$(machine_ticks) cs0=$(machine_switches); }
 cpu_used() {
   local hz
   sleep 0.2 # let the program's backends exit, so their CPU time is counted in the postmaster's
   hz=$(getconf CLK_TCK)
   jq_ms=$(( ($(cpu_ticks "$jobqd_pid") - cpu_jq0) * 1000 / hz )) pg_ms=$(( ($(pg_ticks) - cpu_pg0) * 1000 / hz ))
+  all_ms=$(( ($(machine_ticks) - cpu_all0) * 1000 / hz )) switches=$(( $(machine_switches) - cs0 ))
 }
+# machine_ticks: CPU clock ticks the whole machine has spent busy (every process: the bench's own,
+# jobqd, PostgreSQL), from the first line of /proc/stat: user, nice, system, irq and softirq.
+machine_ticks() { awk '$1 == "cpu" { print $2 + $3 + $4 + $7 + $8; exit }' /proc/stat; }
+# machine_switches: context switches on the whole machine so far (/proc/stat "ctxt"). At one job
+# per call they are what the CPU goes on (README, "Where the time goes").
+machine_switches() { awk '$1 == "ctxt" { print $2 }' /proc/stat; }
 # per_job_us MS JOBS: MS milliseconds of CPU per job, in microseconds.
 per_job_us() { awk -v m="$1" -v n="$2" 'BEGIN { printf "%.1f", m * 1000 / n }'; }
 # cpu_ticks PID: utime + stime of a process, in clock ticks (fields 14 and 15 of /proc/PID/stat;
@@ -189,8 +196,11 @@ rep_e2e() {
   rep "$name" bench_e2e "$mode" "$name" "$n" "$workers" "$bsz"
   cpu_used
   per_job=$(per_job_us "$pg_ms" "$n")
-  echo "  (CPU used: jobqd $jq_ms ms, PostgreSQL $pg_ms ms = $per_job us per job)"
+  echo "  (CPU used: jobqd $jq_ms ms, PostgreSQL $pg_ms ms = $per_job us per job;" \
+       "whole machine $all_ms ms = $(per_job_us "$all_ms" "$n") us and" \
+       "$(awk -v s="$switches" -v n="$n" 'BEGIN { printf "%.1f", s / n }') context switches per job)"
   echo "$per_job" >>"$tmp/rep.${name%_jobs_per_sec}_pg_cpu_us_per_job"
+  echo "$(per_job_us "$all_ms" "$n")" >>"$tmp/rep.${name%_jobs_per_sec}_cpu_us_per_job"
 }
 # e2e_pairs SUFFIX JOBS BATCH MODES: the jobq and raw runs (those of MODES), E2E_REPS times,
 # alternating which goes first (the first run of a pair meets a table the other has just grown,
@@ -212,6 +222,7 @@ e2e_pairs() {
     [ -f "$tmp/rep.${m}${sfx}_jobs_per_sec" ] || continue
     emit_median "${m}${sfx}_jobs_per_sec" jobs/s
     emit_median "${m}${sfx}_pg_cpu_us_per_job" us
+    emit_median "${m}${sfx}_cpu_us_per_job" us
   done
 }
 enqueue_round() { # SUFFIX JOBS BATCH: with, without and with a subscriber

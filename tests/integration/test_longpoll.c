@@ -266,6 +266,46 @@ static void a_known_empty_queue_parks_claims_without_a_query(void **state)
 	assert_int_equal(unqueried(), u0 + 3);
 }
 
+static void *enqueue_quick(void *p)
+{
+	(void)p;
+	enqueue("lp_quick", "x");
+	return NULL;
+}
+
+/* Such a Claim parks on the thread that received it: it needs no database worker even for a
+ * moment. Both of the service's two workers are held by enqueues waiting for a table lock, and a
+ * waiting Claim of a known-empty queue is parked all the same; when the lock goes, the enqueues
+ * commit and wake it with a job. */
+static void a_claim_of_a_known_empty_queue_parks_without_a_worker(void **state)
+{
+	(void)state;
+	PGconn *db = jq_test_connect(db_url);
+	assert_int_equal(wait_claim("lp_quick", 200).n, 0);
+	jq_test_ok(db, "BEGIN");
+	jq_test_ok(db, "LOCK TABLE job_queue IN ACCESS EXCLUSIVE MODE");
+	pthread_t e[2];
+	for (int i = 0; i < 2; i++)
+		assert_int_equal(pthread_create(&e[i], NULL, enqueue_quick, NULL), 0);
+	long long deadline = jq_mono_ms() + 3000;
+	while (jq_svc_metric(&svc, "jobq_db_pool_in_use") != 2 && jq_mono_ms() < deadline)
+		jq_sleep_ms(20);
+	assert_int_equal(jq_svc_metric(&svc, "jobq_db_pool_in_use"), 2);
+
+	waiter_arg a = { .queue = "lp_quick", .wait_ms = 5000 };
+	pthread_t t;
+	assert_int_equal(pthread_create(&t, NULL, claim_waiting, &a), 0);
+	assert_true(wait_metric("jobq_longpoll_waiters", 1));
+	assert_int_equal(jq_svc_metric(&svc, "jobq_rpc_requests_waiting"), 0);
+	jq_test_ok(db, "COMMIT");
+	for (int i = 0; i < 2; i++)
+		pthread_join(e[i], NULL);
+	pthread_join(t, NULL);
+	assert_int_equal(a.code, JOBQ_OK);
+	assert_int_equal(a.n, 1);
+	PQfinish(db);
+}
+
 /* silent_enqueue adds a job of queue with the notify triggers off: nobody is told. */
 static void silent_enqueue(PGconn *db, const char *queue)
 {
@@ -346,6 +386,7 @@ int main(void)
 		cmocka_unit_test(waiters_hold_no_database_connection),
 		cmocka_unit_test(an_announcement_wakes_as_many_waiters_as_it_has_jobs),
 		cmocka_unit_test(a_known_empty_queue_parks_claims_without_a_query),
+		cmocka_unit_test(a_claim_of_a_known_empty_queue_parks_without_a_worker),
 		cmocka_unit_test(an_unannounced_job_is_claimed_within_the_safety_net),
 		cmocka_unit_test(a_listener_restart_forgets_empty_queues),
 		cmocka_unit_test(sigterm_answers_waiting_claims_and_exits_cleanly),
