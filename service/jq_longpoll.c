@@ -42,7 +42,7 @@ typedef struct tracked {
 	char queue[QUEUE_MAX + 1]; /* "" = free slot */
 	int64_t avail;
 	int64_t inflight; /* limits of Claims of it querying now (they will take announced jobs) */
-	uint64_t used; /* for eviction: lp->gen-independent use stamp */
+	uint64_t used;    /* lp->uses when last looked at: the least recently used is evicted */
 } tracked;
 
 struct jq_longpoll {

@@ -9,6 +9,7 @@
 #   JOBQ_BENCH_JOBS=100000        jobs of the batched end-to-end and raw runs
 #   JOBQ_BENCH_SINGLE_JOBS=10000  jobs of the batch-size-1 runs (each job is 3 commits)
 #   JOBQ_BENCH_E2E_REPS=3         repetitions of the e2e/raw pairs, interleaved (medians reported)
+#   JOBQ_BENCH_SINGLE_REPS=5      the same for the batch-1 pairs (short runs, which move more)
 #   JOBQ_BENCH_WORKERS=3          worker processes (3 keep 2 cores busy; see the README's scaling table)
 #   JOBQ_BENCH_BATCH=50           enqueue / claim / complete batch size
 #   JOBQ_BENCH_ENQ_CLIENTS=2      concurrent clients of the enqueue-throughput runs
@@ -30,6 +31,7 @@ pgctl=$root/tests/harness/pgctl.sh
 jobs=${JOBQ_BENCH_JOBS:-100000}
 single_jobs=${JOBQ_BENCH_SINGLE_JOBS:-10000}
 e2e_reps=${JOBQ_BENCH_E2E_REPS:-3}
+single_reps=${JOBQ_BENCH_SINGLE_REPS:-5}
 workers=${JOBQ_BENCH_WORKERS:-3}
 batch=${JOBQ_BENCH_BATCH:-50}
 enq_clients=${JOBQ_BENCH_ENQ_CLIENTS:-2}
@@ -39,7 +41,7 @@ notify_rate=${JOBQ_BENCH_NOTIFY_RATE:-500}
 notify_seconds=${JOBQ_BENCH_NOTIFY_SECONDS:-10}
 large_jobs=${JOBQ_BENCH_LARGE_JOBS:-1000000}
 only=${JOBQ_BENCH_ONLY:-e2e raw single enqueue notify claim rpc}
-for v in "$jobs" "$single_jobs" "$e2e_reps" "$workers" "$batch" "$enq_clients" "$enq_single_jobs" "$reps" "$notify_rate" "$notify_seconds" "$large_jobs"; do
+for v in "$jobs" "$single_jobs" "$e2e_reps" "$single_reps" "$workers" "$batch" "$enq_clients" "$enq_single_jobs" "$reps" "$notify_rate" "$notify_seconds" "$large_jobs"; do
   [[ $v =~ ^[1-9][0-9]*$ ]] || { echo "bench: '$v' is not a positive integer" >&2; exit 2; }
 done
 psql_bin=psql
@@ -202,13 +204,13 @@ rep_e2e() {
   echo "$per_job" >>"$tmp/rep.${name%_jobs_per_sec}_pg_cpu_us_per_job"
   echo "$(per_job_us "$all_ms" "$n")" >>"$tmp/rep.${name%_jobs_per_sec}_cpu_us_per_job"
 }
-# e2e_pairs SUFFIX JOBS BATCH MODES: the jobq and raw runs (those of MODES), E2E_REPS times,
+# e2e_pairs SUFFIX JOBS BATCH MODES REPS: the jobq and raw runs (those of MODES), REPS times,
 # alternating which goes first (the first run of a pair meets a table the other has just grown,
 # and autovacuum at work); the figures are the medians, as one run on a shared 2-core VM moves by
 # 10-15%.
 e2e_pairs() {
-  local sfx=$1 n=$2 bsz=$3 modes=" $4 " i m order
-  for i in $(seq "$e2e_reps"); do
+  local sfx=$1 n=$2 bsz=$3 modes=" $4 " nreps=$5 i m order
+  for i in $(seq "$nreps"); do
     order="jobq raw"; (( i % 2 == 0 )) && order="raw jobq"
     for m in $order; do
       [[ $modes == *" $m "* ]] || continue
@@ -254,8 +256,8 @@ echo "bench: PostgreSQL (fsync=on, synchronous_commit=on) at $url; jobqd pid $jo
 wants rpc && bench bench_latency get rpc_p50_us 2000
 wants claim && bench bench_latency claim claim_ms_small 500 claim_lat
 modes=""; wants e2e && modes+=" jobq"; wants raw && modes+=" raw"
-[ -n "$modes" ] && e2e_pairs "" "$jobs" "$batch" "$modes"
-wants single && e2e_pairs _single "$single_jobs" 1 "jobq raw"
+[ -n "$modes" ] && e2e_pairs "" "$jobs" "$batch" "$modes" "$e2e_reps"
+wants single && e2e_pairs _single "$single_jobs" 1 "jobq raw" "$single_reps"
 if wants enqueue; then
   # Notifications' cost: the same enqueue load with the notify triggers on (jobqd LISTENs and
   # publishes), off, and on with a subscriber listening; batched, then one job per call. The
