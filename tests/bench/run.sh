@@ -158,7 +158,10 @@ start_services() {
 build_finished_jobs() { # N finished jobs of queue claim_lat, built in SQL (no RPC, no NOTIFY)
   sql -c "TRUNCATE job_queue, job_failure"
   notify_triggers disable
+  # One transaction: the rescuer never sees a million processing jobs (it reads every processing
+  # job's lease each pass, which with a million took seconds and overlapped the measurement).
   sql -v n="$1" <<'SQL'
+BEGIN;
 SELECT count(*) FROM jobq_enqueue_batch(array_fill('claim_lat'::text, ARRAY[:n]),
        array_fill('\x7b7d'::bytea, ARRAY[:n]), NULL, NULL, NULL, NULL);
 UPDATE job_queue SET curr_job_status = 'archive_processing', attempts = 1, lease_owner = 'bench',
@@ -166,13 +169,33 @@ UPDATE job_queue SET curr_job_status = 'archive_processing', attempts = 1, lease
  WHERE queue = 'claim_lat' AND curr_job_status = 'archive_pending';
 UPDATE job_queue SET curr_job_status = 'archive_completed', lease_expires_at = NULL
  WHERE queue = 'claim_lat' AND curr_job_status = 'archive_processing';
+COMMIT;
 SQL
   notify_triggers enable
+  # jobqd's own periodic statements (the rescuer reads every processing lease, the listener's
+  # safety net walks the pending index) that began during the build can run for seconds, and a
+  # VACUUM that runs beside their snapshot cannot remove the build's dead rows: every claim would
+  # then step over a million dead index entries (seen: 3.5 ms claims). Wait them out first.
+  quiet_database
   sql -c "VACUUM ANALYZE job_queue"
   # Three million row versions of WAL were just written; their checkpoint must not land in the
   # one-second claim_ms_large run (seen once: 1.12 ms against 0.57-0.68 ms in the other runs,
   # with about the same PostgreSQL CPU per claim). The figure is about the partial index.
   sql -c CHECKPOINT
+}
+# quiet_database waits (up to 60 s) until no other statement is running, twice in a row.
+quiet_database() {
+  local calm=0
+  for _ in $(seq 240); do
+    if [ "$(sql -c "SELECT count(*) FROM pg_stat_activity WHERE state = 'active'
+                     AND backend_type = 'client backend' AND pid <> pg_backend_pid()")" = 0 ]; then
+      calm=$((calm + 1)); [ "$calm" -ge 2 ] && return 0
+    else
+      calm=0
+    fi
+    sleep 0.25
+  done
+  echo "bench: other statements still running after 60 s; measuring anyway" >&2
 }
 
 # rep NAME PROGRAM ARGS...: one repetition; its BENCH line is kept aside for emit_median.
