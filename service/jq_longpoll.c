@@ -114,13 +114,13 @@ static int64_t count_list(const waiter *w)
 	return n;
 }
 
-/* requeue_all sends the waiters back to claim and frees the list. Outside the lock: requeueing
- * takes the RPC server's lock. */
-static void requeue_all(waiter *w)
+/* release_all hands each waiter's request to fn (requeue, or answer) and frees the list.
+ * Outside the lock: both take the RPC server's lock. */
+static void release_all(waiter *w, void (*fn)(jq_rpc_req *req))
 {
 	while (w != NULL) {
 		waiter *next = w->next;
-		jq_rpc_req_requeue(w->req);
+		fn(w->req);
 		free(w);
 		w = next;
 	}
@@ -228,7 +228,7 @@ void jq_longpoll_claim_end(jq_longpoll *lp, const char *queue, uint64_t generati
 out:
 	lp->woken += count_list(w);
 	pthread_mutex_unlock(&lp->mu);
-	requeue_all(w);
+	release_all(w, jq_rpc_req_requeue);
 }
 
 void jq_longpoll_listening(jq_longpoll *lp, bool on)
@@ -335,7 +335,7 @@ void jq_longpoll_wake(jq_longpoll *lp, const char *queue, size_t jobs)
 	waiter *w = take_locked(lp, queue, 0, jobs == 0 ? 0 : newest_to_keep_locked(lp, queue, jobs));
 	lp->woken += count_list(w);
 	pthread_mutex_unlock(&lp->mu);
-	requeue_all(w);
+	release_all(w, jq_rpc_req_requeue);
 }
 
 int64_t jq_longpoll_woken(jq_longpoll *lp)
@@ -352,16 +352,6 @@ int jq_longpoll_waiting(jq_longpoll *lp)
 	int n = lp->nwaiting;
 	pthread_mutex_unlock(&lp->mu);
 	return n;
-}
-
-static void answer_all(waiter *w)
-{
-	while (w != NULL) {
-		waiter *next = w->next;
-		answer_empty(w->req);
-		free(w);
-		w = next;
-	}
 }
 
 static int64_t earliest_locked(jq_longpoll *lp)
@@ -391,7 +381,7 @@ static void *run(void *arg)
 		}
 		waiter *expired = take_locked(lp, NULL, jq_rpc_now_us(), 0);
 		pthread_mutex_unlock(&lp->mu);
-		answer_all(expired);
+		release_all(expired, answer_empty);
 		pthread_mutex_lock(&lp->mu);
 	}
 	pthread_mutex_unlock(&lp->mu);
@@ -434,7 +424,7 @@ void jq_longpoll_stop(jq_longpoll *lp)
 	pthread_mutex_unlock(&lp->mu);
 	pthread_join(lp->thread, NULL);
 	lp->joined = true;
-	answer_all(all);
+	release_all(all, answer_empty);
 }
 
 void jq_longpoll_free(jq_longpoll *lp)
