@@ -108,7 +108,7 @@ bool jq_dispatch_quick(void *worker_arg, jq_rpc_req *req)
 	if (w->longpoll == NULL || env->method == NULL)
 		return false;
 	const ProtobufCMethodDescriptor *m = find_method(env->method);
-	if (m == NULL || strcmp(m->name, "Claim") != 0)
+	if (m == NULL || find_handler(m->name) != jq_handle_claim)
 		return false;
 	/* A wrong token is answered by a worker, with the log line and metric it gets there. */
 	if (w->cfg->auth_token != NULL && !token_matches(w->cfg->auth_token, env->auth_token))

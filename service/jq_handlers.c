@@ -171,8 +171,9 @@ static void claim_park(jq_call *call, const Jobq__V1__ClaimRequest *r)
 
 bool jq_claim_parks_at_once(jq_call *call, const Jobq__V1__ClaimRequest *r)
 {
-	if (call->longpoll == NULL || jq_validate_claim(r, call->message, sizeof(call->message)) != 0 ||
-	    !may_wait(call, r) || !jq_longpoll_known_empty(call->longpoll, r->queue))
+	/* may_wait is false without a long-poll. */
+	if (jq_validate_claim(r, call->message, sizeof(call->message)) != 0 || !may_wait(call, r) ||
+	    !jq_longpoll_known_empty(call->longpoll, r->queue))
 		return false;
 	claim_park(call, r);
 	return true;

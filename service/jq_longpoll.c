@@ -136,7 +136,15 @@ static tracked *find_locked(jq_longpoll *lp, const char *queue)
 	return NULL;
 }
 
-/* slot_locked returns queue's entry, taking a free or the least recently used one if needed. */
+/* forget_locked makes t's queue unknown again (frees the slot). NULL is a no-op. */
+static void forget_locked(tracked *t)
+{
+	if (t != NULL)
+		memset(t, 0, sizeof(*t));
+}
+
+/* slot_locked returns queue's entry, or a new one (nothing reserved, known empty) in a free slot
+ * or in place of the least recently used queue. */
 static tracked *slot_locked(jq_longpoll *lp, const char *queue)
 {
 	tracked *t = find_locked(lp, queue), *lru = &lp->queues[0];
@@ -150,17 +158,17 @@ static tracked *slot_locked(jq_longpoll *lp, const char *queue)
 		if (lp->queues[i].used < lru->used)
 			lru = &lp->queues[i];
 	}
+	forget_locked(lru);
 	strncpy(lru->queue, queue, QUEUE_MAX);
 	lru->queue[QUEUE_MAX] = '\0';
 	return lru;
 }
 
-/* forget_locked makes queue unknown again. */
-static void forget_locked(jq_longpoll *lp, const char *queue)
+/* take_covering_locked unlinks queue's longest-waiting waiters whose limits add up to `jobs`
+ * (every waiter of the queue when jobs is 0). */
+static waiter *take_covering_locked(jq_longpoll *lp, const char *queue, size_t jobs)
 {
-	tracked *t = find_locked(lp, queue);
-	if (t != NULL)
-		memset(t, 0, sizeof(*t));
+	return take_locked(lp, queue, 0, jobs == 0 ? 0 : newest_to_keep_locked(lp, queue, jobs));
 }
 
 /* begin_locked: see jq_longpoll_claim_begin; `reserve` false only looks. */
@@ -202,8 +210,8 @@ void jq_longpoll_claim_end(jq_longpoll *lp, const char *queue, uint64_t generati
 	tracked *t = find_locked(lp, queue);
 	if (!ok) {
 		/* Its reservation ends with no answer: whoever parked behind it must look again. */
-		forget_locked(lp, queue);
-		w = take_locked(lp, queue, 0, 0);
+		forget_locked(t);
+		w = take_covering_locked(lp, queue, 0);
 		goto out;
 	}
 	if (t != NULL)
@@ -212,10 +220,8 @@ void jq_longpoll_claim_end(jq_longpoll *lp, const char *queue, uint64_t generati
 		goto out;
 	if (got < limit && !woken_since_locked(lp, queue, generation)) {
 		/* Nothing claimable at the claim's snapshot, and nothing announced since. */
-		if (t == NULL) {
+		if (t == NULL)
 			t = slot_locked(lp, queue);
-			t->inflight = 0;
-		}
 		t->avail = 0;
 		t->used = ++lp->uses;
 	} else if (t != NULL) {
@@ -223,7 +229,7 @@ void jq_longpoll_claim_end(jq_longpoll *lp, const char *queue, uint64_t generati
 		/* Claims parked while this one was expected to take the announced jobs; it took fewer
 		 * (its snapshot predates some of them), so they go and look. */
 		if (t->avail > t->inflight)
-			w = take_locked(lp, queue, 0, newest_to_keep_locked(lp, queue, (size_t)(t->avail - t->inflight)));
+			w = take_covering_locked(lp, queue, (size_t)(t->avail - t->inflight));
 	}
 out:
 	lp->woken += count_list(w);
@@ -328,11 +334,11 @@ void jq_longpoll_wake(jq_longpoll *lp, const char *queue, size_t jobs)
 	pthread_mutex_lock(&lp->mu);
 	record_wake_locked(lp, queue);
 	tracked *t = find_locked(lp, queue);
-	if (t != NULL && jobs == 0)
-		forget_locked(lp, queue); /* how many is not known: ask the database again */
+	if (jobs == 0)
+		forget_locked(t); /* how many is not known: ask the database again */
 	else if (t != NULL)
 		t->avail += (int64_t)jobs;
-	waiter *w = take_locked(lp, queue, 0, jobs == 0 ? 0 : newest_to_keep_locked(lp, queue, jobs));
+	waiter *w = take_covering_locked(lp, queue, jobs);
 	lp->woken += count_list(w);
 	pthread_mutex_unlock(&lp->mu);
 	release_all(w, jq_rpc_req_requeue);

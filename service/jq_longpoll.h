@@ -11,8 +11,8 @@
  * A Claim need not even ask the database when its queue is known to be empty here: a Claim of it
  * came back short, and every job announced since (the notifications list them) has been claimed
  * here (or will be by the Claims querying now). Such a Claim parks at once
- * (jq_longpoll_claim_begin). The count can only be too low, and
- * a job left waiting, when a job becomes claimable without being announced:
+ * (jq_longpoll_claim_begin). The count can be too low, and a job left waiting, only when a job
+ * becomes claimable without being announced:
  *  - a claim elsewhere locked pending jobs (SKIP LOCKED hides them from ours) and then failed,
  *    so they stay pending;
  *  - a job's run_at passed (the listener's timer announces it, without a count);

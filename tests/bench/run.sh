@@ -81,7 +81,8 @@ bench() {
 }
 # Where the time went, in CPU time (user + system), which moves far less from run to run than a
 # throughput on a shared 2-core machine: jobqd's, and the whole PostgreSQL cluster's.
-# cpu_mark remembers both now; cpu_used sets jq_ms and pg_ms to what each used since.
+# cpu_mark remembers both now, and the whole machine's; cpu_used sets jq_ms, pg_ms and all_ms to
+# the CPU each used since, and switches to the machine's context switches since.
 cpu_mark() { cpu_jq0=$(cpu_ticks "$jobqd_pid") cpu_pg0=$(pg_ticks) cpu_all0=$(machine_ticks) cs0=$(machine_switches); }
 cpu_used() {
   local hz
@@ -158,8 +159,9 @@ start_services() {
 build_finished_jobs() { # N finished jobs of queue claim_lat, built in SQL (no RPC, no NOTIFY)
   sql -c "TRUNCATE job_queue, job_failure"
   notify_triggers disable
-  # One transaction: the rescuer never sees a million processing jobs (it reads every processing
-  # job's lease each pass, which with a million took seconds and overlapped the measurement).
+  # One transaction: no million processing jobs is ever committed for the rescuer to read (it
+  # reads every processing job's lease each pass). Their dead index entries are still there until
+  # the VACUUM below, which is what quiet_database is for.
   sql -v n="$1" <<'SQL'
 BEGIN;
 SELECT count(*) FROM jobq_enqueue_batch(array_fill('claim_lat'::text, ARRAY[:n]),
@@ -214,18 +216,18 @@ emit_median() {
     printf "%s: median of %d runs\nBENCH %s %.3f %s\n", n, NR, n, m, u }' | tee -a "$tmp/bench.txt"
 }
 # rep_e2e NAME MODE JOBS BATCH: one bench_e2e run (MODE jobq or raw) through rep; the cluster's
-# CPU per job during it is kept aside for emit_median too.
+# and the whole machine's CPU per job during it are kept aside for emit_median too.
 rep_e2e() {
-  local name=$1 mode=$2 n=$3 bsz=$4 per_job
+  local name=$1 mode=$2 n=$3 bsz=$4 pg_per_job all_per_job
   cpu_mark
   rep "$name" bench_e2e "$mode" "$name" "$n" "$workers" "$bsz"
   cpu_used
-  per_job=$(per_job_us "$pg_ms" "$n")
-  echo "  (CPU used: jobqd $jq_ms ms, PostgreSQL $pg_ms ms = $per_job us per job;" \
-       "whole machine $all_ms ms = $(per_job_us "$all_ms" "$n") us and" \
+  pg_per_job=$(per_job_us "$pg_ms" "$n") all_per_job=$(per_job_us "$all_ms" "$n")
+  echo "  (CPU used: jobqd $jq_ms ms, PostgreSQL $pg_ms ms = $pg_per_job us per job;" \
+       "whole machine $all_ms ms = $all_per_job us and" \
        "$(awk -v s="$switches" -v n="$n" 'BEGIN { printf "%.1f", s / n }') context switches per job)"
-  echo "$per_job" >>"$tmp/rep.${name%_jobs_per_sec}_pg_cpu_us_per_job"
-  echo "$(per_job_us "$all_ms" "$n")" >>"$tmp/rep.${name%_jobs_per_sec}_cpu_us_per_job"
+  echo "$pg_per_job" >>"$tmp/rep.${name%_jobs_per_sec}_pg_cpu_us_per_job"
+  echo "$all_per_job" >>"$tmp/rep.${name%_jobs_per_sec}_cpu_us_per_job"
 }
 # e2e_pairs SUFFIX JOBS BATCH MODES REPS: the jobq and raw runs (those of MODES), REPS times,
 # alternating which goes first (the first run of a pair meets a table the other has just grown,
