@@ -236,8 +236,10 @@ static void snapshot(jq_http *h, jq_metrics_snapshot *s)
 		s->longpoll_woken = jq_longpoll_woken(src->longpoll);
 		s->longpoll_unqueried = jq_longpoll_unqueried(src->longpoll);
 	}
-	if (src->notify != NULL)
+	if (src->notify != NULL) {
 		s->notifications_received = jq_notify_received(src->notify);
+		s->notify_scans = jq_notify_scans(src->notify);
+	}
 	if (src->pub != NULL)
 		s->notifications_published = jq_publisher_sent(src->pub);
 	if (src->rescuer != NULL) {

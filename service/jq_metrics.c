@@ -255,6 +255,9 @@ static void render_snapshot(sb *s, const jq_metrics_snapshot *snap)
 	    (double)snap->notifications_received);
 	one(s, "jobq_notifications_published_total", "counter", "Announcements published on the PUB socket.",
 	    (double)snap->notifications_published);
+	one(s, "jobq_notify_scans_total", "counter",
+	    "Scans of the table for due jobs (safety net, run_at timer, unknown change).",
+	    (double)snap->notify_scans);
 	one(s, "jobq_leases_rescued_total", "counter", "Expired leases whose job the rescuer took back.",
 	    (double)snap->leases_rescued);
 	one(s, "jobq_jobs_deleted_total", "counter", "Finished jobs deleted by retention.",

@@ -44,7 +44,7 @@ typedef struct jq_metrics_snapshot {
 	int64_t longpoll_unqueried; /* Claims parked without a query: their queue was known empty */
 	int rpc_connections;
 	int64_t rpc_connections_refused;
-	int64_t notifications_received, notifications_published;
+	int64_t notifications_received, notifications_published, notify_scans;
 	int64_t leases_rescued, jobs_deleted;
 	const jq_metrics_queue *queues; /* borrowed; NULL = no job counts yet */
 	size_t nqueues;

@@ -82,7 +82,7 @@ struct jq_notify {
 	int64_t scan_ms;  /* monotonic ms of the next safety-net scan */
 	atomic_bool stop;
 	atomic_bool listening;
-	_Atomic int64_t received, announced;
+	_Atomic int64_t received, announced, scans;
 };
 
 static int64_t mono_ms(void)
@@ -226,6 +226,7 @@ static int query_failed(jq_notify *n, PGresult *res, const char *what)
 static int scan_once(jq_notify *n)
 {
 	n->scan_ms = mono_ms() + SAFETY_NET_MS;
+	atomic_fetch_add(&n->scans, 1);
 	PGresult *res = PQexec(n->conn, DUE_QUEUES_SQL);
 	if (PQresultStatus(res) != PGRES_TUPLES_OK)
 		return query_failed(n, res, "due queues");
@@ -398,4 +399,9 @@ int64_t jq_notify_received(const jq_notify *n)
 int64_t jq_notify_announced(const jq_notify *n)
 {
 	return atomic_load(&((jq_notify *)n)->announced);
+}
+
+int64_t jq_notify_scans(const jq_notify *n)
+{
+	return atomic_load(&((jq_notify *)n)->scans);
 }

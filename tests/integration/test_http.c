@@ -215,6 +215,7 @@ static void test_metrics(void **state)
 		"jobq_job_failures_total 1\n",
 		"jobq_notifications_received_total ",
 		"jobq_notifications_published_total ",
+		"jobq_notify_scans_total ",
 		"jobq_jobs_deleted_total ",
 		"jobq_db_pool_size 4\n",
 		"jobq_db_pool_in_use ",
@@ -227,6 +228,8 @@ static void test_metrics(void **state)
 		expect_series(resp.body, want[i]);
 	if (strstr(resp.body, "jobq_leases_rescued_total 0\n") != NULL)
 		fail_msg("no rescued lease counted:\n%s", resp.body);
+	if (strstr(resp.body, "jobq_notify_scans_total 0\n") != NULL)
+		fail_msg("the listener's first scan was not counted:\n%s", resp.body);
 	/* Payloads never reach the metrics, and queue labels are the only free text. */
 	assert_null(strstr(resp.body, "boom"));
 	assert_null(strstr(resp.body, "SECRET"));

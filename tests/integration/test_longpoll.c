@@ -180,48 +180,73 @@ static bool wait_metric(const char *series, double want)
 	return false;
 }
 
-/* An announcement sends back to the database only as many waiting Claims as it has jobs, the
- * longest-waiting first, not every idle worker's (all but one would find nothing): with four
- * one-job claims waiting, one enqueue wakes one; an enqueue of two jobs wakes two more; the last
- * waits out its time. */
-static void an_announcement_wakes_as_many_waiters_as_it_has_jobs(void **state)
+/* herd_once runs the scenario of the test below on `queue`. It returns false, having checked
+ * nothing, when a scan of the table (the 5 s safety net) ran while the queue had due jobs: a scan
+ * wakes every waiter of such a queue, by design, so the counts would be off without a fault. */
+static bool herd_once(const char *queue)
 {
-	(void)state;
 	waiter_arg a[4];
 	pthread_t t[4];
 	for (int i = 0; i < 4; i++) {
-		a[i] = (waiter_arg){ .queue = "lp_herd", .wait_ms = 4000 };
+		a[i] = (waiter_arg){ .queue = queue, .wait_ms = 4000 };
 		assert_int_equal(pthread_create(&t[i], NULL, claim_waiting, &a[i]), 0);
 		jq_sleep_ms(150); /* parks in this order */
 	}
 	assert_true(wait_metric("jobq_longpoll_waiters", 4));
+	double scans0 = jq_svc_metric(&svc, "jobq_notify_scans_total");
 	double woken0 = jq_svc_metric(&svc, "jobq_longpoll_wakes_total");
-	assert_true(woken0 >= 0);
+	assert_true(scans0 >= 1 && woken0 >= 0);
 
-	int64_t first = enqueue("lp_herd", "x");
+	int64_t first = enqueue(queue, "x");
 	pthread_join(t[0], NULL);
-	assert_int_equal(a[0].code, JOBQ_OK);
-	assert_int_equal(a[0].n, 1);
-	assert_int_equal(a[0].id, first);
 	jq_sleep_ms(300); /* room for a wrong extra wake to show */
-	assert_int_equal(jq_svc_metric(&svc, "jobq_longpoll_wakes_total"), woken0 + 1);
-	assert_int_equal(jq_svc_metric(&svc, "jobq_longpoll_waiters"), 3);
+	double woken1 = jq_svc_metric(&svc, "jobq_longpoll_wakes_total");
+	double waiting1 = jq_svc_metric(&svc, "jobq_longpoll_waiters");
 
-	jobq_job_spec two[2] = { { .queue = "lp_herd", .payload = "y", .payload_len = 1 },
-				 { .queue = "lp_herd", .payload = "z", .payload_len = 1 } };
+	jobq_job_spec two[2] = { { .queue = queue, .payload = "y", .payload_len = 1 },
+				 { .queue = queue, .payload = "z", .payload_len = 1 } };
 	int64_t ids[2];
 	jobq_error err;
 	assert_int_equal(jobq_enqueue(cl, two, 2, ids, &err), JOBQ_OK);
 	pthread_join(t[1], NULL);
 	pthread_join(t[2], NULL);
+	jq_sleep_ms(300);
+	double woken2 = jq_svc_metric(&svc, "jobq_longpoll_wakes_total");
+	double waiting2 = jq_svc_metric(&svc, "jobq_longpoll_waiters");
+	bool scanned = jq_svc_metric(&svc, "jobq_notify_scans_total") != scans0;
+	pthread_join(t[3], NULL);
+	if (scanned)
+		return false;
+
+	assert_int_equal(a[0].code, JOBQ_OK);
+	assert_int_equal(a[0].n, 1);
+	assert_int_equal(a[0].id, first);
+	assert_int_equal(woken1, woken0 + 1);
+	assert_int_equal(waiting1, 3);
 	assert_int_equal(a[1].n + a[2].n, 2);
 	assert_true((a[1].id == ids[0] && a[2].id == ids[1]) || (a[1].id == ids[1] && a[2].id == ids[0]));
-	jq_sleep_ms(300);
-	assert_int_equal(jq_svc_metric(&svc, "jobq_longpoll_wakes_total"), woken0 + 3);
-	assert_int_equal(jq_svc_metric(&svc, "jobq_longpoll_waiters"), 1);
-	pthread_join(t[3], NULL);
+	assert_int_equal(woken2, woken0 + 3);
+	assert_int_equal(waiting2, 1);
 	assert_int_equal(a[3].code, JOBQ_OK);
 	assert_int_equal(a[3].n, 0);
+	return true;
+}
+
+/* An announcement sends back to the database only as many waiting Claims as it has jobs, the
+ * longest-waiting first, not every idle worker's (all but one would find nothing): with four
+ * one-job claims waiting, one enqueue wakes one; an enqueue of two jobs wakes two more; the last
+ * waits out its time. A round that a safety-net scan disturbed is run again on a fresh queue
+ * (each round spends 0.7 s of the scan's 5 s period with jobs due). */
+static void an_announcement_wakes_as_many_waiters_as_it_has_jobs(void **state)
+{
+	(void)state;
+	static const char *const queues[] = { "lp_herd1", "lp_herd2", "lp_herd3", "lp_herd4" };
+	for (size_t i = 0; i < sizeof(queues) / sizeof(queues[0]); i++) {
+		if (herd_once(queues[i]))
+			return;
+		printf("long-poll: a safety-net scan fell inside round %zu; again\n", i + 1);
+	}
+	fail_msg("a safety-net scan fell inside every round");
 }
 
 /* wait_claim runs one waiting Claim of queue on this thread. */
@@ -256,13 +281,21 @@ static void a_known_empty_queue_parks_claims_without_a_query(void **state)
 	assert_int_equal(pthread_create(&t, NULL, claim_waiting, &a), 0);
 	assert_true(wait_metric("jobq_longpoll_waiters", 1));
 	assert_int_equal(unqueried(), u0 + 2);
+	double scans0 = jq_svc_metric(&svc, "jobq_notify_scans_total");
 	int64_t id = enqueue("lp_known", "x");
 	long long committed_ms = jq_mono_ms();
 	pthread_join(t, NULL);
 	assert_int_equal(a.n, 1);
 	assert_int_equal(a.id, id);
 	assert_true(a.returned_ms - committed_ms < 500);
+	/* A safety-net scan while the job was due makes the queue unknown (by design); then the next
+	 * Claim asks the database, and there is nothing left to check. */
+	bool scanned = jq_svc_metric(&svc, "jobq_notify_scans_total") != scans0;
 	assert_int_equal(wait_claim("lp_known", 200).n, 0);
+	if (scanned) {
+		printf("long-poll: a safety-net scan fell between the enqueue and its claim\n");
+		return;
+	}
 	assert_int_equal(unqueried(), u0 + 3);
 }
 
