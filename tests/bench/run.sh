@@ -22,6 +22,7 @@
 #   JOBQ_BENCH_JOBQD_FLAGS="--db-pool-size=2"                   extra jobqd flags
 #   JOBQ_BENCH_JOBQD_WRAPPER="valgrind --tool=callgrind"         run jobqd under a profiler
 #   JOBQ_BENCH_METRICS=1          print jobqd's server-side time per RPC method at the end
+#   JOBQ_BENCH_PGSS=1             load pg_stat_statements and print PostgreSQL's time per statement
 set -uo pipefail
 
 root=$(cd "$(dirname "$0")/../.." && pwd)
@@ -146,10 +147,14 @@ start_jobqd() {
 }
 
 start_services() {
-  url=$(JOBQ_PG_FSYNC=on "$pgctl" start "$tmp/pg") || { echo "bench: PostgreSQL did not start" >&2; exit 1; }
+  local conf=""
+  [ -n "${JOBQ_BENCH_PGSS:-}" ] && conf="shared_preload_libraries = 'pg_stat_statements'
+pg_stat_statements.track = all"
+  url=$(JOBQ_PG_FSYNC=on JOBQ_PG_CONF=$conf "$pgctl" start "$tmp/pg") || { echo "bench: PostgreSQL did not start" >&2; exit 1; }
   JOBQ_DATABASE_URL=$url "$root/deploy/migrate.sh" update >"$tmp/migrate.log" 2>&1 \
     || { cat "$tmp/migrate.log"; echo "bench: migrations failed" >&2; exit 1; }
   export JOBQ_DATABASE_URL=$url
+  if [ -n "${JOBQ_BENCH_PGSS:-}" ]; then sql -c "CREATE EXTENSION pg_stat_statements" || exit 1; fi
   # A free port can be taken by someone else (make test runs alongside) before jobqd binds it:
   # try a few sets of ports.
   for _ in 1 2 3 4 5; do start_jobqd && return 0; done
@@ -319,6 +324,14 @@ if wants nofk; then
   bench bench_e2e jobq e2e_nofk_jobs_per_sec "$jobs" "$workers" "$batch"
   bench bench_e2e raw raw_sql_nofk_jobs_per_sec "$jobs" "$workers" "$batch"
   sql -c "ALTER TABLE job_queue $defs" || { echo "bench: the foreign keys could not be put back" >&2; exit 1; }
+fi
+# Where PostgreSQL's time went, per statement (nested ones too: the foreign-key checks' SPI
+# queries, the enqueue function's INSERT), over every run above.
+if [ -n "${JOBQ_BENCH_PGSS:-}" ]; then
+  echo "--- pg_stat_statements: calls | rows | total ms | us per row | statement"
+  sql -c "SELECT calls, rows, round(total_exec_time::numeric), round((total_exec_time * 1000 / greatest(rows, 1))::numeric, 1),
+                 left(regexp_replace(query, '\s+', ' ', 'g'), 120)
+            FROM pg_stat_statements ORDER BY total_exec_time DESC LIMIT 12"
 fi
 # Server-side time per method (sum and count of jobq_rpc_duration_seconds), to compare with the
 # clients' per-call times: the difference is transport and scheduling.

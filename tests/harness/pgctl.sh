@@ -10,7 +10,9 @@
 #   pgctl.sh destroy DIR   stop it and delete DIR
 #
 # Options by environment: JOBQ_PG_FSYNC=off for throwaway clusters (tests), JOBQ_PG_PORT to ask
-# for a port. Authentication is `trust` on 127.0.0.1 only: a development cluster, never production.
+# for a port, JOBQ_PG_CONF for extra postgresql.conf lines of a new cluster (the bench's
+# pg_stat_statements diagnostic). Authentication is `trust` on 127.0.0.1 only: a development
+# cluster, never production.
 set -euo pipefail
 
 die() { printf 'pgctl: %s\n' "$*" >&2; exit 1; }
@@ -68,6 +70,7 @@ fsync = ${JOBQ_PG_FSYNC:-on}
 synchronous_commit = ${JOBQ_PG_FSYNC:-on}
 full_page_writes = ${JOBQ_PG_FSYNC:-on}
 log_min_messages = warning
+${JOBQ_PG_CONF:-}
 log_line_prefix = '%m [%p] %q%u@%d '
 CONF
 }
