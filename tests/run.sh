@@ -12,6 +12,7 @@ set -uo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 build=$(cd "$root/${1:-build}" && pwd) || { echo "run.sh: no build folder ${1:-build}" >&2; exit 2; }
 filter=${JOBQ_TEST_FILTER:-}
+skip=" ${JOBQ_TEST_SKIP:-} " # names (as printed after ===) not to run, for `make check-asan`
 pgctl=$root/tests/harness/pgctl.sh
 
 tmp=$(mktemp -d /tmp/jobq-test.XXXXXX)
@@ -58,6 +59,7 @@ for t in "$build"/tests/unit/test_* "$build"/tests/integration/test_* "$build"/t
   case $t in *.d|*.o) continue ;; esac
   name=${t#"$build"/tests/}; name=${name#"$root"/tests/}
   [ -n "$filter" ] && [[ $name != *$filter* ]] && continue
+  [[ $skip == *" $name "* ]] && { echo "=== $name: skipped (JOBQ_TEST_SKIP)"; continue; }
   run_one "$name" "$t"
 done
 
