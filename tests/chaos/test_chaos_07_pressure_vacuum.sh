@@ -9,8 +9,8 @@
 # Allowed re-runs: a claim or report cut by the backend kill, at most the workers' concurrency.
 . "$(dirname "$0")/lib.sh"
 chaos_init c07
-secs=$(chaos_scale 20 60)
-n=$(chaos_scale 1000 3000)
+secs=$(chaos_scale 12 60)
+n=$(chaos_scale 700 3000)
 jobqd_start 0 --rescue-interval-ms=100
 # Backends flush their statistics at most once a second: wait that long before reading.
 dead() { sleep 1.1; sql "SELECT n_dead_tup FROM pg_stat_user_tables WHERE relname = 'job_queue'"; }
