@@ -173,7 +173,7 @@ bool jq_claim_parks_at_once(jq_call *call, const Jobq__V1__ClaimRequest *r)
 {
 	/* may_wait is false without a long-poll. */
 	if (jq_validate_claim(r, call->message, sizeof(call->message)) != 0 || !may_wait(call, r) ||
-	    !jq_longpoll_known_empty(call->longpoll, r->queue))
+	    !jq_longpoll_known_empty(call->longpoll, r->queue, r->limit))
 		return false;
 	claim_park(call, r);
 	return true;

@@ -42,6 +42,11 @@ typedef struct tracked {
 	char queue[QUEUE_MAX + 1]; /* "" = free slot */
 	int64_t avail;
 	int64_t inflight; /* limits of Claims of it querying now (they will take announced jobs) */
+	/* Limits of Claims that parked without a query although jobs were announced, because the
+	 * Claims querying were expected to take them: the only waiters a Claim that took fewer
+	 * (jq_longpoll_claim_end) must send to look. The others parked after an empty query, and
+	 * the announcement of each job since woke one of them already. */
+	int64_t behind;
 	uint64_t used;    /* lp->uses when last looked at: the least recently used is evicted */
 } tracked;
 
@@ -179,6 +184,8 @@ static bool begin_locked(jq_longpoll *lp, const char *queue, size_t limit, bool 
 	if (t != NULL) {
 		t->used = ++lp->uses;
 		park = may_wait && t->avail <= t->inflight;
+		if (park && t->avail > 0)
+			t->behind += (int64_t)limit;
 		if (!park && reserve)
 			t->inflight += (int64_t)limit;
 	}
@@ -194,10 +201,10 @@ bool jq_longpoll_claim_begin(jq_longpoll *lp, const char *queue, size_t limit, b
 	return park;
 }
 
-bool jq_longpoll_known_empty(jq_longpoll *lp, const char *queue)
+bool jq_longpoll_known_empty(jq_longpoll *lp, const char *queue, size_t limit)
 {
 	pthread_mutex_lock(&lp->mu);
-	bool park = begin_locked(lp, queue, 0, true, false);
+	bool park = begin_locked(lp, queue, limit, true, false);
 	pthread_mutex_unlock(&lp->mu);
 	return park;
 }
@@ -223,13 +230,21 @@ void jq_longpoll_claim_end(jq_longpoll *lp, const char *queue, uint64_t generati
 		if (t == NULL)
 			t = slot_locked(lp, queue);
 		t->avail = 0;
+		t->behind = 0;
 		t->used = ++lp->uses;
 	} else if (t != NULL) {
 		t->avail = t->avail > (int64_t)got ? t->avail - (int64_t)got : 0;
 		/* Claims parked while this one was expected to take the announced jobs; it took fewer
-		 * (its snapshot predates some of them), so they go and look. */
-		if (t->avail > t->inflight)
-			w = take_covering_locked(lp, queue, (size_t)(t->avail - t->inflight));
+		 * (its snapshot predates some of them), so they go and look. Not more of them: a Claim
+		 * an announcement woke is not counted in inflight until it begins, and waking another
+		 * for its job would send one Claim too many to the database. */
+		int64_t missing = t->avail - t->inflight;
+		if (missing > t->behind)
+			missing = t->behind;
+		if (missing > 0) {
+			w = take_covering_locked(lp, queue, (size_t)missing);
+			t->behind -= missing;
+		}
 	}
 out:
 	lp->woken += count_list(w);

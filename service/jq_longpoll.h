@@ -68,10 +68,10 @@ void jq_longpoll_wake(jq_longpoll *lp, const char *queue, size_t jobs);
  * (jq_longpoll_unqueried). False: query, and call jq_longpoll_claim_end afterwards. */
 bool jq_longpoll_claim_begin(jq_longpoll *lp, const char *queue, size_t limit, bool may_wait);
 
-/* jq_longpoll_known_empty is jq_longpoll_claim_begin for a waiting Claim that will not query now
- * either way (jobqd's receiving thread): true, counted, when the Claim is to park; false reserves
- * nothing. */
-bool jq_longpoll_known_empty(jq_longpoll *lp, const char *queue);
+/* jq_longpoll_known_empty is jq_longpoll_claim_begin for a waiting Claim of up to `limit` jobs
+ * that will not query now either way (jobqd's receiving thread): true, counted, when the Claim is
+ * to park; false reserves nothing. */
+bool jq_longpoll_known_empty(jq_longpoll *lp, const char *queue, size_t limit);
 
 /* jq_longpoll_claim_end records the outcome of a Claim that queried: `got` of `limit` jobs, or
  * !ok for a failed query. `generation` was read before jq_longpoll_claim_begin. A short answer

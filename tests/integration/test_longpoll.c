@@ -3,7 +3,7 @@
  * milliseconds of an enqueue, a wait with nothing to claim ends empty on time, waiters hold no
  * database connection (a 2-connection service keeps serving while 16 claims wait), and SIGTERM
  * answers the waiters and exits cleanly. An announcement wakes only as many waiters as it has
- * jobs.
+ * jobs, and a Claim it woke is not woken for again.
  */
 #include <pthread.h>
 #include <stdio.h>
@@ -266,6 +266,64 @@ static void an_announcement_wakes_as_many_waiters_as_it_has_jobs(void **state)
 	fail_msg("a scan of the table fell inside every round");
 }
 
+static void *enqueue_keyed(void *p)
+{
+	jobq_job_spec spec = { .queue = p, .payload = "k", .payload_len = 1, .idempotency_key = "held" };
+	int64_t id = 0;
+	jobq_error err;
+	if (jobq_enqueue(cl, &spec, 1, &id, &err) != JOBQ_OK)
+		fail_msg("keyed enqueue: %s", err.message);
+	return NULL;
+}
+
+/* Two jobs announced wake two waiting Claims. With one database worker free they run one after
+ * the other, so the first has claimed its job and ended before the second begins; the job left
+ * is the second's, and no third waiter is sent to look for it. (The other worker is held by an
+ * enqueue waiting on an uncommitted job with the same idempotency key.) */
+static void a_woken_claim_on_its_way_is_not_woken_for_again(void **state)
+{
+	(void)state;
+	PGconn *hold = jq_test_connect(db_url);
+	jq_test_ok(hold, "BEGIN");
+	jq_test_ok(hold, "SELECT jobq_enqueue_batch(ARRAY['lp_way_hold'], NULL, NULL, NULL, NULL, ARRAY['held'])");
+	pthread_t e;
+	assert_int_equal(pthread_create(&e, NULL, enqueue_keyed, "lp_way_hold"), 0);
+	assert_true(wait_metric("jobq_db_pool_in_use", 1));
+
+	waiter_arg a[3];
+	pthread_t t[3];
+	for (int i = 0; i < 3; i++) {
+		a[i] = (waiter_arg){ .queue = "lp_way", .wait_ms = 3000 };
+		assert_int_equal(pthread_create(&t[i], NULL, claim_waiting, &a[i]), 0);
+		jq_sleep_ms(150); /* parks in this order */
+	}
+	assert_true(wait_metric("jobq_longpoll_waiters", 3));
+	double scans0 = scan_now();
+	double woken0 = jq_svc_metric(&svc, "jobq_longpoll_wakes_total");
+	PGconn *db = jq_test_connect(db_url);
+	jq_test_ok(db, "SELECT jobq_enqueue_batch(ARRAY['lp_way', 'lp_way'], NULL, NULL, NULL, NULL, NULL)");
+	pthread_join(t[0], NULL);
+	pthread_join(t[1], NULL);
+	jq_sleep_ms(300); /* room for a wrong extra wake to show */
+	double woken = jq_svc_metric(&svc, "jobq_longpoll_wakes_total");
+	double waiting = jq_svc_metric(&svc, "jobq_longpoll_waiters");
+	bool scanned = jq_svc_metric(&svc, "jobq_notify_scans_total") != scans0;
+
+	jq_test_ok(hold, "ROLLBACK");
+	pthread_join(e, NULL);
+	pthread_join(t[2], NULL);
+	PQfinish(hold);
+	PQfinish(db);
+	assert_int_equal(a[0].n + a[1].n, 2);
+	assert_int_equal(a[2].n, 0);
+	if (scanned) {
+		printf("long-poll: a scan of the table fell inside the counted part\n");
+		return;
+	}
+	assert_int_equal(woken, woken0 + 2);
+	assert_int_equal(waiting, 1);
+}
+
 /* wait_claim runs one waiting Claim of queue on this thread. */
 static waiter_arg wait_claim(const char *queue, uint32_t wait_ms)
 {
@@ -273,6 +331,58 @@ static waiter_arg wait_claim(const char *queue, uint32_t wait_ms)
 	claim_waiting(&a);
 	assert_int_equal(a.code, JOBQ_OK);
 	return a;
+}
+
+typedef struct claim2_arg {
+	size_t n;
+	int code;
+} claim2_arg;
+
+static void *claim_two(void *p)
+{
+	claim2_arg *a = p;
+	jobq_job *jobs = NULL;
+	jobq_error err;
+	a->code = jobq_claim(cl, "lp_behind", 2, "longpoll-test", 30, 0, &jobs, &a->n, &err);
+	jobq_jobs_free(jobs, a->n);
+	return NULL;
+}
+
+/* A Claim that parked without a query, because a Claim querying then was expected to take the
+ * announced jobs, is sent to look when that one takes fewer. Here the first Claim (limit 2) saw
+ * one job and is held at its status check (the test locks the 'archive_processing' row of
+ * job_status, which the foreign key check needs); a second job is announced meanwhile, and a
+ * waiting Claim parks behind the first. The first ends with one job; the waiting one must get
+ * the second at once, not at the next safety-net scan. */
+static void a_claim_parked_behind_one_that_took_fewer_is_sent_to_look(void **state)
+{
+	(void)state;
+	assert_int_equal(wait_claim("lp_behind", 100).n, 0); /* now known empty */
+	scan_now(); /* before the job: a scan that finds it due makes the queue unknown */
+	enqueue("lp_behind", "first");
+	PGconn *lock = jq_test_connect(db_url);
+	jq_test_ok(lock, "BEGIN");
+	jq_test_ok(lock, "SELECT 1 FROM job_status WHERE name = 'archive_processing' FOR UPDATE");
+	claim2_arg first = { 0 };
+	pthread_t c;
+	assert_int_equal(pthread_create(&c, NULL, claim_two, &first), 0);
+	assert_true(wait_metric("jobq_db_pool_in_use", 1)); /* it is held at the foreign key check */
+	int64_t second = enqueue("lp_behind", "second");
+	waiter_arg w = { .queue = "lp_behind", .wait_ms = 3000 };
+	pthread_t t;
+	assert_int_equal(pthread_create(&t, NULL, claim_waiting, &w), 0);
+	assert_true(wait_metric("jobq_longpoll_waiters", 1));
+	long long released_ms = jq_mono_ms();
+	jq_test_ok(lock, "COMMIT");
+	pthread_join(c, NULL);
+	pthread_join(t, NULL);
+	PQfinish(lock);
+	assert_int_equal(first.code, JOBQ_OK);
+	assert_int_equal(first.n, 1);
+	assert_int_equal(w.code, JOBQ_OK);
+	assert_int_equal(w.n, 1);
+	assert_int_equal(w.id, second);
+	assert_true(w.returned_ms - released_ms < 1000);
 }
 
 static double unqueried(void)
@@ -435,6 +545,8 @@ int main(void)
 		cmocka_unit_test(a_job_for_another_queue_does_not_wake_the_wait),
 		cmocka_unit_test(waiters_hold_no_database_connection),
 		cmocka_unit_test(an_announcement_wakes_as_many_waiters_as_it_has_jobs),
+		cmocka_unit_test(a_woken_claim_on_its_way_is_not_woken_for_again),
+		cmocka_unit_test(a_claim_parked_behind_one_that_took_fewer_is_sent_to_look),
 		cmocka_unit_test(a_known_empty_queue_parks_claims_without_a_query),
 		cmocka_unit_test(a_claim_of_a_known_empty_queue_parks_without_a_worker),
 		cmocka_unit_test(an_unannounced_job_is_claimed_within_the_safety_net),
