@@ -417,11 +417,14 @@ CHAOS_TEST(load_of_many_clients_mixing_every_method_sees_only_overload_codes_and
 			fail_msg("method %s was never called", method_names[m]);
 	assert_true(jq_svc_alive(&fx.svc));
 	/* Leases whose Complete was refused as overload expire during the run; the rescuer, itself
-	 * competing with the load, may be a sweep behind when the load stops: give it a few seconds. */
+	 * competing with the load, may be a sweep behind when the load stops: give it a few seconds.
+	 * A run longer than the 30 s lease (soak) leaves leases expiring one after another after it,
+	 * so at any moment a few have just expired and wait for the next 100 ms sweep; what must not
+	 * be found is a lease that expired 2 s ago and was not taken back. */
 	long long expired = -1;
 	for (long long until = jq_mono_ms() + 10000; jq_mono_ms() < until; jq_sleep_ms(200)) {
 		expired = jq_db_ll("SELECT count(*) FROM job_queue WHERE curr_job_status = 'archive_processing'"
-				   " AND lease_expires_at < now()");
+				   " AND lease_expires_at < now() - interval '2 seconds'");
 		if (expired == 0)
 			break;
 	}
