@@ -226,7 +226,6 @@ static int query_failed(jq_notify *n, PGresult *res, const char *what)
 static int scan_once(jq_notify *n)
 {
 	n->scan_ms = mono_ms() + SAFETY_NET_MS;
-	atomic_fetch_add(&n->scans, 1);
 	PGresult *res = PQexec(n->conn, DUE_QUEUES_SQL);
 	if (PQresultStatus(res) != PGRES_TUPLES_OK)
 		return query_failed(n, res, "due queues");
@@ -251,7 +250,11 @@ static int scan_once(jq_notify *n)
 static int scan(jq_notify *n)
 {
 	do {
-		if (scan_once(n) != 0)
+		int rc = scan_once(n);
+		/* Counted once its announcements are made: a test that waits for the count knows the
+		 * scan is over, not just begun. */
+		atomic_fetch_add(&n->scans, 1);
+		if (rc != 0)
 			return PQstatus(n->conn) == CONNECTION_BAD ? -1 : 0;
 	} while (drain(n));
 	return 0;

@@ -49,7 +49,7 @@ bool jq_notify_listening(const jq_notify *n);
 /* Totals since start, for metrics and tests. */
 int64_t jq_notify_received(const jq_notify *n);  /* notifications read from PostgreSQL */
 int64_t jq_notify_announced(const jq_notify *n); /* messages published */
-int64_t jq_notify_scans(const jq_notify *n);     /* table scans: safety net, timer, "*" */
+int64_t jq_notify_scans(const jq_notify *n);     /* table scans done: safety net, timer, "*" */
 
 /* The safety-net scan's two queries (static text; for tests that EXPLAIN them). */
 const char *jq_notify_due_queues_sql(void);

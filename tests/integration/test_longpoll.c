@@ -181,7 +181,8 @@ static bool wait_metric(const char *series, double want)
 }
 
 /* scan_now has the listener scan the table now (a "*" notification asks for that) and returns
- * once it has: its next safety-net scan is then 5 s away. A scan wakes every waiter of a queue
+ * once the scan is over (the counter moves at its end): its next safety-net scan is then 5 s
+ * away. A scan wakes every waiter of a queue
  * with due jobs, by design, so the tests that count wakes run their counted part inside that gap;
  * and they check that no scan came anyway (a slow machine, or one asked for elsewhere). */
 static double scan_now(void)
@@ -196,6 +197,13 @@ static double scan_now(void)
 	while ((now = jq_svc_metric(&svc, "jobq_notify_scans_total")) == before && jq_mono_ms() < deadline)
 		jq_sleep_ms(5);
 	assert_true(now > before);
+	/* A safety-net scan under way when the notification came ends first, and ours runs right
+	 * after it: wait until the count stays still. */
+	for (double last = -1; now != last && jq_mono_ms() < deadline;) {
+		last = now;
+		jq_sleep_ms(50);
+		now = jq_svc_metric(&svc, "jobq_notify_scans_total");
+	}
 	return now;
 }
 
@@ -266,6 +274,20 @@ static void an_announcement_wakes_as_many_waiters_as_it_has_jobs(void **state)
 	fail_msg("a scan of the table fell inside every round");
 }
 
+/* wait_lock_waits polls until n of jobqd's database sessions wait for a lock (3 s at most): the
+ * moment a request is known to hold its worker (a worker busy a moment longer after its answer
+ * would pass a check of jobq_db_pool_in_use). */
+static bool wait_lock_waits(long long n)
+{
+	PGconn *db = jq_test_connect(db_url);
+	long long deadline = jq_mono_ms() + 3000, got;
+	while ((got = jq_test_scalar_ll(db, "SELECT count(*) FROM pg_stat_activity WHERE application_name LIKE 'jobqd%'"
+					    " AND wait_event_type = 'Lock'")) != n && jq_mono_ms() < deadline)
+		jq_sleep_ms(10);
+	PQfinish(db);
+	return got == n;
+}
+
 static void *enqueue_keyed(void *p)
 {
 	jobq_job_spec spec = { .queue = p, .payload = "k", .payload_len = 1, .idempotency_key = "held" };
@@ -288,7 +310,7 @@ static void a_woken_claim_on_its_way_is_not_woken_for_again(void **state)
 	jq_test_ok(hold, "SELECT jobq_enqueue_batch(ARRAY['lp_way_hold'], NULL, NULL, NULL, NULL, ARRAY['held'])");
 	pthread_t e;
 	assert_int_equal(pthread_create(&e, NULL, enqueue_keyed, "lp_way_hold"), 0);
-	assert_true(wait_metric("jobq_db_pool_in_use", 1));
+	assert_true(wait_lock_waits(1));
 
 	waiter_arg a[3];
 	pthread_t t[3];
@@ -366,8 +388,11 @@ static void a_claim_parked_behind_one_that_took_fewer_is_sent_to_look(void **sta
 	claim2_arg first = { 0 };
 	pthread_t c;
 	assert_int_equal(pthread_create(&c, NULL, claim_two, &first), 0);
-	assert_true(wait_metric("jobq_db_pool_in_use", 1)); /* it is held at the foreign key check */
+	assert_true(wait_lock_waits(1)); /* it is held at the foreign key check */
+	double heard = jq_svc_metric(&svc, "jobq_notifications_received_total");
 	int64_t second = enqueue("lp_behind", "second");
+	/* Its announcement is in before the waiting Claim comes (else it would wake that Claim). */
+	assert_true(wait_metric("jobq_notifications_received_total", heard + 1));
 	waiter_arg w = { .queue = "lp_behind", .wait_ms = 3000 };
 	pthread_t t;
 	assert_int_equal(pthread_create(&t, NULL, claim_waiting, &w), 0);
