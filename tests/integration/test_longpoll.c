@@ -59,6 +59,7 @@ static int64_t enqueue(const char *queue, const char *payload)
 typedef struct waiter_arg {
 	const char *queue;
 	uint32_t wait_ms;
+	uint32_t limit; /* 0 = 1 */
 	int code;
 	size_t n;
 	int64_t id;
@@ -70,7 +71,8 @@ static void *claim_waiting(void *p)
 	waiter_arg *a = p;
 	jobq_job *jobs = NULL;
 	jobq_error err;
-	a->code = jobq_claim(cl, a->queue, 1, "longpoll-test", 30, a->wait_ms, &jobs, &a->n, &err);
+	a->code = jobq_claim(cl, a->queue, a->limit ? a->limit : 1, "longpoll-test", 30, a->wait_ms, &jobs, &a->n,
+			     &err);
 	a->returned_ms = jq_mono_ms();
 	if (a->code == JOBQ_OK && a->n == 1)
 		a->id = jobs[0].id;
@@ -181,10 +183,10 @@ static bool wait_metric(const char *series, double want)
 }
 
 /* scan_now has the listener scan the table now (a "*" notification asks for that) and returns
- * once the scan is over (the counter moves at its end): its next safety-net scan is then 5 s
- * away. A scan wakes every waiter of a queue
- * with due jobs, by design, so the tests that count wakes run their counted part inside that gap;
- * and they check that no scan came anyway (a slow machine, or one asked for elsewhere). */
+ * the scan count once the scan is over (the counter moves at its end): the next safety-net scan
+ * is then 5 s away. A scan wakes every waiter of a queue with due jobs, by design, so the tests
+ * that count wakes run their counted part inside that gap, and check with scanned_since that no
+ * scan came anyway (a slow machine, or one asked for elsewhere). */
 static double scan_now(void)
 {
 	double before = jq_svc_metric(&svc, "jobq_notify_scans_total");
@@ -205,6 +207,11 @@ static double scan_now(void)
 		now = jq_svc_metric(&svc, "jobq_notify_scans_total");
 	}
 	return now;
+}
+
+static bool scanned_since(double scans)
+{
+	return jq_svc_metric(&svc, "jobq_notify_scans_total") != scans;
 }
 
 /* herd_once runs the scenario of the test below on `queue`. It returns false, having checked
@@ -239,7 +246,7 @@ static bool herd_once(const char *queue)
 	jq_sleep_ms(300);
 	double woken2 = jq_svc_metric(&svc, "jobq_longpoll_wakes_total");
 	double waiting2 = jq_svc_metric(&svc, "jobq_longpoll_waiters");
-	bool scanned = jq_svc_metric(&svc, "jobq_notify_scans_total") != scans0;
+	bool scanned = scanned_since(scans0);
 	pthread_join(t[3], NULL);
 	if (scanned)
 		return false;
@@ -329,7 +336,7 @@ static void a_woken_claim_on_its_way_is_not_woken_for_again(void **state)
 	jq_sleep_ms(300); /* room for a wrong extra wake to show */
 	double woken = jq_svc_metric(&svc, "jobq_longpoll_wakes_total");
 	double waiting = jq_svc_metric(&svc, "jobq_longpoll_waiters");
-	bool scanned = jq_svc_metric(&svc, "jobq_notify_scans_total") != scans0;
+	bool scanned = scanned_since(scans0);
 
 	jq_test_ok(hold, "ROLLBACK");
 	pthread_join(e, NULL);
@@ -355,21 +362,6 @@ static waiter_arg wait_claim(const char *queue, uint32_t wait_ms)
 	return a;
 }
 
-typedef struct claim2_arg {
-	size_t n;
-	int code;
-} claim2_arg;
-
-static void *claim_two(void *p)
-{
-	claim2_arg *a = p;
-	jobq_job *jobs = NULL;
-	jobq_error err;
-	a->code = jobq_claim(cl, "lp_behind", 2, "longpoll-test", 30, 0, &jobs, &a->n, &err);
-	jobq_jobs_free(jobs, a->n);
-	return NULL;
-}
-
 /* A Claim that parked without a query, because a Claim querying then was expected to take the
  * announced jobs, is sent to look when that one takes fewer. Here the first Claim (limit 2) saw
  * one job and is held at its status check (the test locks the 'archive_processing' row of
@@ -385,9 +377,9 @@ static void a_claim_parked_behind_one_that_took_fewer_is_sent_to_look(void **sta
 	PGconn *lock = jq_test_connect(db_url);
 	jq_test_ok(lock, "BEGIN");
 	jq_test_ok(lock, "SELECT 1 FROM job_status WHERE name = 'archive_processing' FOR UPDATE");
-	claim2_arg first = { 0 };
+	waiter_arg first = { .queue = "lp_behind", .limit = 2 }; /* no wait */
 	pthread_t c;
-	assert_int_equal(pthread_create(&c, NULL, claim_two, &first), 0);
+	assert_int_equal(pthread_create(&c, NULL, claim_waiting, &first), 0);
 	assert_true(wait_lock_waits(1)); /* it is held at the foreign key check */
 	double heard = jq_svc_metric(&svc, "jobq_notifications_received_total");
 	int64_t second = enqueue("lp_behind", "second");
@@ -442,7 +434,7 @@ static void a_known_empty_queue_parks_claims_without_a_query(void **state)
 	assert_true(a.returned_ms - committed_ms < 500);
 	/* A scan while the job was due would have made the queue unknown (by design); then the next
 	 * Claim asks the database, and there is nothing left to check. */
-	bool scanned = jq_svc_metric(&svc, "jobq_notify_scans_total") != scans0;
+	bool scanned = scanned_since(scans0);
 	assert_int_equal(wait_claim("lp_known", 200).n, 0);
 	if (scanned) {
 		printf("long-poll: a scan of the table fell between the enqueue and its claim\n");
