@@ -949,10 +949,15 @@ check_no_toolchain() {
   [ -z "$lists" ] || fail "the final stage keeps apt lists ($lists ...)"
 }
 
+# free_port picks a port nothing listens on, below the kernel's range for outgoing connections'
+# local ports: a port inside it can be probed free and then taken by a connection (PostgreSQL's,
+# Liquibase's) before jobqd binds it (seen once: "rpc: cannot listen on ...: Address in use").
 free_port() {
-  local p tries=0
+  local p tries=0 lo=20000 hi
+  hi=$(awk '{ print $1 }' /proc/sys/net/ipv4/ip_local_port_range 2>/dev/null || echo 32768)
+  [[ $hi =~ ^[0-9]+$ ]] && [ "$hi" -gt $((lo + 1000)) ] || hi=50000
   while [ "$tries" -lt 50 ]; do
-    p=$((20000 + (RANDOM * 32768 + RANDOM) % 30000))
+    p=$((lo + (RANDOM * 32768 + RANDOM) % (hi - lo)))
     (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null || { printf '%s' "$p"; return 0; }
     tries=$((tries + 1))
   done
