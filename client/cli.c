@@ -137,6 +137,11 @@ bool cli_global_opt(cli *c, int opt, const char *arg)
 	}
 	case OPT_AUTH_TOKEN:
 		c->opts.auth_token = arg;
+		fprintf(stderr, "jobq: warning: --auth-token is readable by every local user in /proc; "
+				"use JOBQ_AUTH_TOKEN or --auth-token-file\n");
+		return true;
+	case OPT_AUTH_TOKEN_FILE:
+		c->opts.auth_token_file = arg;
 		return true;
 	case OPT_TLS_CERT:
 		c->opts.tls_cert = arg;

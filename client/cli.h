@@ -22,6 +22,7 @@ enum {
 	OPT_PUB_URL,
 	OPT_TIMEOUT_MS,
 	OPT_AUTH_TOKEN,
+	OPT_AUTH_TOKEN_FILE,
 	OPT_TLS_CERT,
 	OPT_TLS_KEY,
 	OPT_TLS_CA,
@@ -35,6 +36,7 @@ enum {
 	{ "pub-url", required_argument, NULL, OPT_PUB_URL },                                        \
 	{ "timeout-ms", required_argument, NULL, OPT_TIMEOUT_MS },                                  \
 	{ "auth-token", required_argument, NULL, OPT_AUTH_TOKEN },                                  \
+	{ "auth-token-file", required_argument, NULL, OPT_AUTH_TOKEN_FILE },                        \
 	{ "tls-cert", required_argument, NULL, OPT_TLS_CERT },                                      \
 	{ "tls-key", required_argument, NULL, OPT_TLS_KEY },                                        \
 	{ "tls-ca", required_argument, NULL, OPT_TLS_CA },                                          \
@@ -46,7 +48,8 @@ enum {
 	"  --rpc-url URL      service RPC address (env JOBQ_RPC_URL, default tcp://127.0.0.1:7100)\n" \
 	"  --pub-url URL      service PUB address (env JOBQ_PUB_URL, default tcp://127.0.0.1:7101)\n" \
 	"  --timeout-ms N     per-call timeout (default 10000)\n"                                     \
-	"  --auth-token T     shared token (env JOBQ_AUTH_TOKEN)\n"                                  \
+	"  --auth-token T     credential (env JOBQ_AUTH_TOKEN; a flag is visible to other users)\n" \
+	"  --auth-token-file F  file holding the credential (env JOBQ_AUTH_TOKEN_FILE)\n"           \
 	"  --tls-cert F       client certificate, PEM, for tls+tcp:// (env JOBQ_TLS_CERT)\n"        \
 	"  --tls-key F        its private key, PEM (env JOBQ_TLS_KEY)\n"                            \
 	"  --tls-ca F         CA that signed the service's certificate (env JOBQ_TLS_CA)\n"         \

@@ -11,6 +11,9 @@
 
 #define MAX_BATCH 1000
 #define DEFAULT_BATCH 500
+/* A batch also ends at this much payload, so it fits jobqd's default message limit (4 MiB)
+ * however long the lines are. */
+#define BATCH_PAYLOAD_BYTES (1024 * 1024)
 
 /* ---------------------------------------------------------------- enqueue */
 
@@ -28,7 +31,8 @@ static const char enqueue_help[] =
 	"      --run-at-ms N          run no earlier than this Unix time in ms\n"
 	"      --max-attempts N       attempts before the job fails for good (default: service's, 25)\n"
 	"      --idempotency-key K    while a job with this key is unfinished, return its id\n"
-	"      --batch-size N         jobs per Enqueue call with --stdin-lines (default 500, max 1000)\n"
+	"      --batch-size N         jobs per Enqueue call with --stdin-lines (default 500, max 1000;\n"
+	"                             a batch also ends at 1 MiB of payload)\n"
 	"\n" CLI_GLOBAL_HELP;
 
 enum {
@@ -200,6 +204,7 @@ typedef struct line_batch {
 	char *lines[MAX_BATCH];
 	int64_t ids[MAX_BATCH];
 	size_t n;
+	size_t bytes; /* payload bytes in the batch */
 } line_batch;
 
 static void batch_clear(line_batch *b)
@@ -207,6 +212,7 @@ static void batch_clear(line_batch *b)
 	for (size_t i = 0; i < b->n; i++)
 		free(b->lines[i]);
 	b->n = 0;
+	b->bytes = 0;
 }
 
 static int batch_send(cli *c, line_batch *b, uint64_t *done)
@@ -244,6 +250,10 @@ static int enqueue_lines(cli *c, const enqueue_args *a)
 			line[--len] = '\0';
 		if (len == 0)
 			continue;
+		if (b->n > 0 && b->bytes + (size_t)len > BATCH_PAYLOAD_BYTES &&
+		    (rc = batch_send(c, b, &done)) != CLI_EXIT_OK)
+			goto out;
+		b->bytes += (size_t)len;
 		b->specs[b->n] = a->tmpl;
 		b->specs[b->n].payload = line;
 		b->specs[b->n].payload_len = (size_t)len;

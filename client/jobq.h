@@ -72,7 +72,8 @@ typedef struct jobq_options {
 	const char *rpc_url;    /* NULL = $JOBQ_RPC_URL, else tcp://127.0.0.1:7100 */
 	const char *pub_url;    /* NULL = $JOBQ_PUB_URL, else tcp://127.0.0.1:7101 */
 	int timeout_ms;         /* per call; 0 = 10000. Sent to the service as the deadline. */
-	const char *auth_token; /* NULL = $JOBQ_AUTH_TOKEN, else none */
+	const char *auth_token; /* NULL = $JOBQ_AUTH_TOKEN, else the file below, else none */
+	const char *auth_token_file; /* NULL = $JOBQ_AUTH_TOKEN_FILE: its first line is the token */
 	/* TLS, used only for tls+tcp:// addresses (files are read at connect). NULL = the
 	 * environment variable in brackets, else none. With a CA the service's certificate must
 	 * chain to it and name the URL's host; without one the link is encrypted but the service

@@ -4,11 +4,13 @@
  * conversion of protobuf results into the plain structs of jobq.h (deep copies: nothing returned
  * points into a protobuf message).
  */
+#include <errno.h>
 #include <limits.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <nng/nng.h>
@@ -67,6 +69,26 @@ static int open_socket(jobq_client *c, const jobq_options *opts, jobq_error *err
 	return jobqi_dial(c->sock, c->rpc_url, opts, err);
 }
 
+/* read_token_file reads a credential from the first line of path (a mounted Secret). */
+static int read_token_file(const char *path, char **out, jobq_error *err)
+{
+	char buf[1024];
+	FILE *f = fopen(path, "r");
+	size_t n;
+
+	if (f == NULL)
+		return jobqi_set_err(err, JOBQ_INVALID_ARGUMENT, "auth token file %s: %s", path, strerror(errno));
+	n = fread(buf, 1, sizeof(buf) - 1, f);
+	fclose(f);
+	buf[n] = '\0';
+	buf[strcspn(buf, "\r\n")] = '\0';
+	if (buf[0] == '\0')
+		return jobqi_set_err(err, JOBQ_INVALID_ARGUMENT, "auth token file %s is empty", path);
+	*out = strdup(buf);
+	explicit_bzero(buf, sizeof(buf));
+	return *out != NULL ? JOBQ_OK : jobqi_set_err(err, JOBQ_RESOURCE_EXHAUSTED, "out of memory");
+}
+
 int jobq_connect(const jobq_options *opts, jobq_client **out, jobq_error *err)
 {
 	jobq_options none = { 0 };
@@ -89,6 +111,14 @@ int jobq_connect(const jobq_options *opts, jobq_client **out, jobq_error *err)
 	if (c->rpc_url == NULL) {
 		jobq_close(c);
 		return jobqi_set_err(err, JOBQ_RESOURCE_EXHAUSTED, "out of memory");
+	}
+	const char *token_file = jobqi_opt_str(opts->auth_token_file, "JOBQ_AUTH_TOKEN_FILE", NULL);
+	if (c->auth_token == NULL && token_file != NULL) {
+		int code = read_token_file(token_file, &c->auth_token, err);
+		if (code != JOBQ_OK) {
+			jobq_close(c);
+			return code;
+		}
 	}
 	jobq_error tls_err = { 0 };
 	int rv = open_socket(c, opts, &tls_err);
@@ -485,6 +515,20 @@ out:
 
 /* ---- Claim ---- */
 
+static int64_t mono_ms(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static void sleep_ms(int64_t ms)
+{
+	struct timespec ts = { .tv_sec = ms / 1000, .tv_nsec = (long)(ms % 1000) * 1000000 };
+	while (nanosleep(&ts, &ts) != 0 && errno == EINTR)
+		;
+}
+
 int jobq_claim(jobq_client *c, const char *queue, uint32_t limit, const char *worker_id,
 	       uint32_t lease_seconds, uint32_t wait_ms, jobq_job **jobs, size_t *n, jobq_error *err)
 {
@@ -505,13 +549,29 @@ int jobq_claim(jobq_client *c, const char *queue, uint32_t limit, const char *wo
 	req.limit = limit;
 	req.worker_id = (char *)worker_id;
 	req.lease_seconds = lease_seconds;
-	req.wait_ms = wait_ms;
-	/* A long-poll may legitimately take wait_ms before answering: wait that much longer. */
-	int extra = wait_ms > INT_MAX ? INT_MAX : (int)wait_ms;
-	code = rpc(c, METHOD("Claim"), &req.base, &jobq__v1__claim_response__descriptor, extra,
-		   (ProtobufCMessage **)&resp, err);
-	if (code != JOBQ_OK)
-		return code;
+	int64_t until = mono_ms() + wait_ms;
+	for (;;) {
+		req.wait_ms = wait_ms;
+		/* A long-poll may legitimately take wait_ms before answering: wait that much longer. */
+		int extra = wait_ms > INT_MAX ? INT_MAX : (int)wait_ms;
+		code = rpc(c, METHOD("Claim"), &req.base, &jobq__v1__claim_response__descriptor, extra,
+			   (ProtobufCMessage **)&resp, err);
+		if (code != JOBQ_OK)
+			return code;
+		uint32_t retry_after = resp->retry_after_ms;
+		if (resp->n_jobs > 0 || retry_after == 0 || wait_ms == 0)
+			break;
+		/* The service already keeps as many Claims waiting as it allows: wait here instead,
+		 * as long as it asks and no longer than the caller would, then look once more. */
+		jobq__v1__claim_response__free_unpacked(resp, NULL);
+		resp = NULL;
+		int64_t left = until - mono_ms();
+		if (left <= 0)
+			return JOBQ_OK;
+		sleep_ms(left < retry_after ? left : retry_after);
+		left = until - mono_ms();
+		wait_ms = left > 0 ? (uint32_t)left : 0;
+	}
 	code = jobs_copy(resp->jobs, resp->n_jobs, jobs, n, err);
 	jobq__v1__claim_response__free_unpacked(resp, NULL);
 	return code;

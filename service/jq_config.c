@@ -5,6 +5,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <libpq-fe.h>
+
 typedef enum opt_kind { OPT_STR, OPT_INT, OPT_SIZE, OPT_BOOL, OPT_LEVEL, OPT_FORMAT } opt_kind;
 
 typedef struct opt {
@@ -32,7 +34,19 @@ static const opt opts[] = {
 	{ "http-addr", "JOBQ_HTTP_ADDR", OPT_STR, F(http_addr), "127.0.0.1:7102", 0, 0,
 	  "HTTP address for /healthz, /readyz, /metrics" },
 	{ "auth-token", "JOBQ_AUTH_TOKEN", OPT_STR, F(auth_token), NULL, 0, 0,
-	  "shared token every request must carry (default: none)" },
+	  "admin token (default: none); prefer the environment or --auth-token-file: other users "
+	  "can read a flag in /proc" },
+	{ "auth-token-file", "JOBQ_AUTH_TOKEN_FILE", OPT_STR, F(auth_token_file), NULL, 0, 0,
+	  "file holding the admin token (instead of --auth-token)" },
+	{ "credentials-file", "JOBQ_CREDENTIALS_FILE", OPT_STR, F(credentials_file), NULL, 0, 0,
+	  "named credentials with roles: a file of 'NAME ROLE TOKEN' lines, or a directory of files "
+	  "named ROLE or ROLE.NAME holding a token (a Kubernetes Secret volume); re-read on change" },
+	{ "credentials-reload-interval-ms", "JOBQ_CREDENTIALS_RELOAD_INTERVAL_MS", OPT_INT,
+	  F(credentials_reload_interval_ms), "10000", 0, 86400000,
+	  "how often the credentials file is checked for a change; 0: only on SIGHUP" },
+	{ "tls-client-role", "JOBQ_TLS_CLIENT_ROLE", OPT_STR, F(tls_client_role), NULL, 0, 0,
+	  "role of a request without a token on a connection whose client certificate jobqd "
+	  "verified (--tls-ca): producer|worker|reader|admin (default: none)" },
 	{ "db-pool-size", "JOBQ_DB_POOL_SIZE", OPT_INT, F(db_pool_size), "4", 1, 256,
 	  "database connections serving requests" },
 	{ "rpc-contexts", "JOBQ_RPC_CONTEXTS", OPT_INT, F(rpc_contexts), "256", 1, 4096,
@@ -41,8 +55,15 @@ static const opt opts[] = {
 	  "requests waiting for a database connection before RESOURCE_EXHAUSTED" },
 	{ "max-payload-bytes", "JOBQ_MAX_PAYLOAD_BYTES", OPT_SIZE, F(max_payload_bytes), "1048576", 0,
 	  256L * 1024 * 1024, "largest job payload" },
-	{ "max-message-bytes", "JOBQ_MAX_MESSAGE_BYTES", OPT_SIZE, F(max_message_bytes), "16777216",
-	  1024, 1024L * 1024 * 1024, "largest RPC message" },
+	{ "max-message-bytes", "JOBQ_MAX_MESSAGE_BYTES", OPT_SIZE, F(max_message_bytes), "4194304",
+	  1024, 1024L * 1024 * 1024,
+	  "largest RPC message (one job of --max-payload-bytes, or a batch, must fit)" },
+	{ "max-inflight-bytes", "JOBQ_MAX_INFLIGHT_BYTES", OPT_SIZE, F(max_inflight_bytes),
+	  "67108864", 65536, 16L * 1024 * 1024 * 1024,
+	  "bytes of received requests held at once; past it jobqd reads no more until some are answered" },
+	{ "max-waiting-claims", "JOBQ_MAX_WAITING_CLAIMS", OPT_INT, F(max_waiting_claims), "4096", 0,
+	  1000000, "Claims waiting for work at once; more are answered at once with no jobs and a "
+	  "time to retry (retry_after_ms)" },
 	{ "default-lease-seconds", "JOBQ_DEFAULT_LEASE_SECONDS", OPT_INT, F(default_lease_seconds),
 	  "30", 1, 86400, "lease length when a request gives none" },
 	{ "default-deadline-ms", "JOBQ_DEFAULT_DEADLINE_MS", OPT_INT, F(default_deadline_ms), "30000",
@@ -182,6 +203,82 @@ static int load_defaults_and_env(jq_config *cfg, FILE *err)
 	return 0;
 }
 
+/* url_has_password: does a libpq connection string or URI carry a password? */
+static bool url_has_password(const char *url)
+{
+	PQconninfoOption *o = PQconninfoParse(url, NULL);
+	bool found = false;
+	for (PQconninfoOption *i = o; i != NULL && i->keyword != NULL; i++)
+		if (strcmp(i->keyword, "password") == 0 && i->val != NULL && i->val[0] != '\0')
+			found = true;
+	PQconninfoFree(o);
+	return found;
+}
+
+/* note_secret_flag remembers a flag that put a secret on the command line. */
+static void note_secret_flag(jq_config *cfg, const opt *o, const char *val)
+{
+	bool secret = strcmp(o->flag, "auth-token") == 0 ||
+		      ((strcmp(o->flag, "database-url") == 0 || strcmp(o->flag, "listen-database-url") == 0) &&
+		       url_has_password(val));
+	if (!secret)
+		return;
+	for (int i = 0; i < cfg->nsecret_flags; i++)
+		if (strcmp(cfg->secret_flags[i], o->flag) == 0)
+			return;
+	if (cfg->nsecret_flags < (int)(sizeof(cfg->secret_flags) / sizeof(cfg->secret_flags[0])))
+		cfg->secret_flags[cfg->nsecret_flags++] = o->flag;
+}
+
+/* read_token_file sets cfg->auth_token from --auth-token-file (first line, no newline). */
+static int read_token_file(jq_config *cfg, FILE *err)
+{
+	char buf[1024];
+	FILE *f;
+	size_t n;
+
+	if (cfg->auth_token_file == NULL)
+		return 0;
+	if (cfg->auth_token != NULL) {
+		fprintf(err, "jobqd: give the admin token once: --auth-token or --auth-token-file\n");
+		return -1;
+	}
+	if ((f = fopen(cfg->auth_token_file, "r")) == NULL) {
+		fprintf(err, "jobqd: --auth-token-file: %s: %s\n", cfg->auth_token_file, strerror(errno));
+		return -1;
+	}
+	n = fread(buf, 1, sizeof(buf) - 1, f);
+	fclose(f);
+	buf[n] = '\0';
+	buf[strcspn(buf, "\r\n")] = '\0';
+	if (buf[0] == '\0') {
+		fprintf(err, "jobqd: --auth-token-file: %s is empty\n", cfg->auth_token_file);
+		return -1;
+	}
+	cfg->auth_token = strdup(buf);
+	explicit_bzero(buf, sizeof(buf));
+	return cfg->auth_token != NULL ? 0 : -1;
+}
+
+/* check_limits: the sizes must fit one another, or some valid request could never be sent. */
+static int check_limits(const jq_config *cfg, FILE *err)
+{
+	/* Room for the envelope and a job's other fields around the largest payload. */
+	const size_t slack = 64 * 1024;
+	if (cfg->max_message_bytes < slack || cfg->max_payload_bytes > cfg->max_message_bytes - slack) {
+		fprintf(err, "jobqd: --max-message-bytes (%zu) must exceed --max-payload-bytes (%zu) by at "
+			     "least %zu, so a job of the largest payload fits in a message\n",
+			cfg->max_message_bytes, cfg->max_payload_bytes, slack);
+		return -1;
+	}
+	if (cfg->max_inflight_bytes < cfg->max_message_bytes) {
+		fprintf(err, "jobqd: --max-inflight-bytes (%zu) must be at least --max-message-bytes (%zu)\n",
+			cfg->max_inflight_bytes, cfg->max_message_bytes);
+		return -1;
+	}
+	return 0;
+}
+
 static int load_args(jq_config *cfg, int argc, char **argv, FILE *err)
 {
 	for (int i = 1; i < argc; i++) {
@@ -211,6 +308,7 @@ static int load_args(jq_config *cfg, int argc, char **argv, FILE *err)
 		snprintf(source, sizeof(source), "--%s", o->flag);
 		if (set_opt(cfg, o, val, source, err) != 0)
 			return -1;
+		note_secret_flag(cfg, o, val);
 	}
 	return 0;
 }
@@ -232,8 +330,10 @@ jq_config_result jq_config_load(jq_config *cfg, int argc, char **argv, FILE *out
 	}
 	if (cfg->listen_database_url == NULL && (cfg->listen_database_url = strdup(cfg->database_url)) == NULL)
 		return JQ_CONFIG_ERROR;
-	if (cfg->max_payload_bytes >= cfg->max_message_bytes) {
-		fprintf(err, "jobqd: --max-payload-bytes must be below --max-message-bytes\n");
+	if (check_limits(cfg, err) != 0 || read_token_file(cfg, err) != 0)
+		return JQ_CONFIG_ERROR;
+	if (cfg->tls_client_role != NULL && (cfg->tls_ca == NULL || cfg->tls_ca[0] == '\0')) {
+		fprintf(err, "jobqd: --tls-client-role needs --tls-ca (only then are client certificates verified)\n");
 		return JQ_CONFIG_ERROR;
 	}
 	return JQ_CONFIG_OK;

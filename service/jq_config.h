@@ -18,12 +18,18 @@ typedef struct jq_config {
 	char *rpc_url;             /* JOBQ_RPC_URL */
 	char *pub_url;             /* JOBQ_PUB_URL */
 	char *http_addr;           /* JOBQ_HTTP_ADDR */
-	char *auth_token;          /* JOBQ_AUTH_TOKEN, NULL = none */
+	char *auth_token;          /* JOBQ_AUTH_TOKEN, or read from auth_token_file; NULL = none */
+	char *auth_token_file;     /* JOBQ_AUTH_TOKEN_FILE */
+	char *credentials_file;    /* JOBQ_CREDENTIALS_FILE: named credentials with roles (jq_auth) */
+	int credentials_reload_interval_ms; /* check it for a change this often; 0 = SIGHUP only */
+	char *tls_client_role;     /* JOBQ_TLS_CLIENT_ROLE: role of a verified client certificate */
 	int db_pool_size;          /* database connections for requests */
 	int rpc_contexts;          /* nng REP contexts receiving at once */
 	int max_queued;            /* requests waiting for a connection before RESOURCE_EXHAUSTED */
 	size_t max_payload_bytes;  /* per job */
 	size_t max_message_bytes;  /* per RPC message, enforced by nng before decoding */
+	size_t max_inflight_bytes; /* received requests held at once, in bytes */
+	int max_waiting_claims;    /* long-poll Claims parked at once */
 	int default_lease_seconds;
 	int default_deadline_ms;
 	int rescue_interval_ms;
@@ -39,6 +45,10 @@ typedef struct jq_config {
 	char *tls_ca;   /* JOBQ_TLS_CA: given, clients need a certificate it signed (mutual TLS) */
 	int tls_reload_interval_ms; /* check the TLS files for a rotation this often; 0 = SIGHUP only */
 	int max_connections; /* RPC client connections at once; more are closed on arrival */
+	/* Secrets given as flags, which every local user can read in /proc/PID/cmdline: the
+	 * names of those flags, for jobqd to warn about once logging is set up. */
+	const char *secret_flags[4];
+	int nsecret_flags;
 } jq_config;
 
 typedef enum jq_config_result {

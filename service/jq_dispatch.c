@@ -4,6 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "jq_auth.h"
 #include "jq_handlers.h"
 #include "jq_log.h"
 #include "jq_metrics.h"
@@ -61,16 +62,6 @@ int jq_dispatch_method_count(void)
 	return n;
 }
 
-/* Constant time in the length of the expected token, so timing does not reveal a prefix. */
-static bool token_matches(const char *expected, const char *given)
-{
-	size_t n = strlen(expected), m = strlen(given);
-	unsigned char diff = (unsigned char)(n != m);
-	for (size_t i = 0; i < n; i++)
-		diff |= (unsigned char)(expected[i] ^ (i < m ? given[i] : 0));
-	return diff == 0;
-}
-
 static jq_log_level level_for(unsigned code)
 {
 	switch (code) {
@@ -80,6 +71,7 @@ static jq_log_level level_for(unsigned code)
 	case JQ_NOT_FOUND:
 	case JQ_FAILED_PRECONDITION:
 	case JQ_UNAUTHENTICATED:
+	case JQ_PERMISSION_DENIED:
 	case JQ_UNIMPLEMENTED:
 	case JQ_DEADLINE_EXCEEDED:
 		return JQ_LOG_INFO;
@@ -110,8 +102,8 @@ bool jq_dispatch_quick(void *worker_arg, jq_rpc_req *req)
 	const ProtobufCMethodDescriptor *m = find_method(env->method);
 	if (m == NULL || find_handler(m->name) != jq_handle_claim)
 		return false;
-	/* A wrong token is answered by a worker, with the log line and metric it gets there. */
-	if (w->cfg->auth_token != NULL && !token_matches(w->cfg->auth_token, env->auth_token))
+	/* The credential was judged on receipt (jq_auth_authorize); this is the decoded method. */
+	if (!jq_role_allows((jq_role)jq_rpc_req_principal(req), env->method))
 		return false;
 	Jobq__V1__ClaimRequest *r = jobq__v1__claim_request__unpack(NULL, env->payload.len, env->payload.data);
 	if (r == NULL)
@@ -135,8 +127,12 @@ void jq_dispatch_handle(void *worker_arg, jq_rpc_req *req)
 	ProtobufCMessage *in = NULL;
 	const char *method = env->method ? env->method : "";
 
-	if (w->cfg->auth_token != NULL && !token_matches(w->cfg->auth_token, env->auth_token)) {
-		jq_call_error(&call, JQ_UNAUTHENTICATED, "missing or wrong auth token");
+	/* The credential was judged on receipt, from the envelope's raw bytes, before anything was
+	 * decoded (jq_auth_authorize). Judged again here on the decoded method, so that no way of
+	 * spelling the envelope can make the two readings differ. */
+	if (!jq_role_allows((jq_role)jq_rpc_req_principal(req), method)) {
+		jq_call_error(&call, JQ_PERMISSION_DENIED, "role %s may not call %.128s",
+			      jq_role_name((jq_role)jq_rpc_req_principal(req)), method);
 		goto reply;
 	}
 	const ProtobufCMethodDescriptor *m = find_method(method);

@@ -230,11 +230,15 @@ static void snapshot(jq_http *h, jq_metrics_snapshot *s)
 	if (src->rpc != NULL) {
 		jq_rpc_server_load(src->rpc, &s->pool_in_use, &s->requests_waiting);
 		jq_rpc_server_connections(src->rpc, &s->rpc_connections, &s->rpc_connections_refused);
+		size_t held;
+		jq_rpc_server_memory(src->rpc, &held, &s->rpc_receiving, &s->rpc_contexts);
+		s->rpc_held_bytes = (int64_t)held;
 	}
 	if (src->longpoll != NULL) {
 		s->longpoll_waiters = jq_longpoll_waiting(src->longpoll);
 		s->longpoll_woken = jq_longpoll_woken(src->longpoll);
 		s->longpoll_unqueried = jq_longpoll_unqueried(src->longpoll);
+		s->longpoll_refused = jq_longpoll_refused(src->longpoll);
 	}
 	if (src->notify != NULL) {
 		s->notifications_received = jq_notify_received(src->notify);

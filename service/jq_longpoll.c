@@ -20,6 +20,11 @@
 /* A recent wake with this (impossible) queue name matches every queue: the announcement stream
  * restarted, so any queue may have jobs nobody announced. */
 #define ALL_QUEUES ""
+/* A Claim is a few hundred bytes; one much larger carries junk and is not kept waiting. */
+#define PARK_MAX_BYTES (64 * 1024)
+/* When waiting Claims are full, the rest are told to come back after this long, spread over
+ * as much again so that they do not all come back at once. */
+#define RETRY_AFTER_MS 1000
 
 typedef struct waiter {
 	jq_rpc_req *req;
@@ -64,6 +69,8 @@ struct jq_longpoll {
 	bool listening;      /* announcements arrive; only then can a queue be known empty */
 	int64_t sleeps_until; /* the expiry thread's next look (INT64_MAX: none planned) */
 	int64_t unqueried;   /* Claims parked without asking the database (metrics) */
+	int max_waiting;     /* parked at once; more are answered with a time to retry */
+	int64_t refused;     /* Claims answered at once because max_waiting were parked (metrics) */
 	bool stop;
 	bool joined;
 };
@@ -74,6 +81,17 @@ static void answer_empty(jq_rpc_req *req)
 {
 	jq_metrics_request("/jobq.v1.JobQueue/Claim", JQ_OK, jq_rpc_now_us() - jq_rpc_req_received_us(req));
 	jq_rpc_req_finish(req, JQ_OK, NULL, NULL, 0);
+}
+
+/* answer_retry answers a Claim that may not wait: no jobs, and when to ask again. */
+static void answer_retry(jq_rpc_req *req)
+{
+	Jobq__V1__ClaimResponse resp = JOBQ__V1__CLAIM_RESPONSE__INIT;
+	uint8_t buf[16];
+	resp.retry_after_ms = RETRY_AFTER_MS + (uint32_t)(jq_rpc_now_us() % RETRY_AFTER_MS);
+	size_t len = jobq__v1__claim_response__pack(&resp, buf);
+	jq_metrics_request("/jobq.v1.JobQueue/Claim", JQ_OK, jq_rpc_now_us() - jq_rpc_req_received_us(req));
+	jq_rpc_req_finish(req, JQ_OK, NULL, buf, len);
 }
 
 uint64_t jq_longpoll_generation(jq_longpoll *lp)
@@ -262,6 +280,14 @@ void jq_longpoll_listening(jq_longpoll *lp, bool on)
 	pthread_mutex_unlock(&lp->mu);
 }
 
+int64_t jq_longpoll_refused(jq_longpoll *lp)
+{
+	pthread_mutex_lock(&lp->mu);
+	int64_t n = lp->refused;
+	pthread_mutex_unlock(&lp->mu);
+	return n;
+}
+
 int64_t jq_longpoll_unqueried(jq_longpoll *lp)
 {
 	pthread_mutex_lock(&lp->mu);
@@ -282,11 +308,16 @@ void jq_longpoll_park(jq_longpoll *lp, jq_rpc_req *req, const char *queue, int l
 	w->until_us = until_us;
 	w->limit = limit > 0 ? limit : 1;
 	strncpy(w->queue, queue, QUEUE_MAX);
+	/* Before it is on the list, where a wake may requeue it (and count it again) at once. */
+	jq_rpc_req_wait(req);
 
 	pthread_mutex_lock(&lp->mu);
 	bool now = lp->stop || woken_since_locked(lp, queue, generation);
 	bool stopping = lp->stop;
-	if (!now) {
+	bool full = !now && (lp->nwaiting >= lp->max_waiting || jq_rpc_req_bytes(req) > PARK_MAX_BYTES);
+	if (full)
+		lp->refused++;
+	if (!now && !full) {
 		w->next = lp->waiters;
 		lp->waiters = w;
 		lp->nwaiting++;
@@ -296,10 +327,12 @@ void jq_longpoll_park(jq_longpoll *lp, jq_rpc_req *req, const char *queue, int l
 			pthread_cond_signal(&lp->cv);
 	}
 	pthread_mutex_unlock(&lp->mu);
-	if (!now)
+	if (!now && !full)
 		return;
 	free(w);
-	if (stopping)
+	if (full)
+		answer_retry(req);
+	else if (stopping)
 		answer_empty(req);
 	else
 		jq_rpc_req_requeue(req);
@@ -409,13 +442,14 @@ static void *run(void *arg)
 	return NULL;
 }
 
-int jq_longpoll_start(jq_longpoll **out)
+int jq_longpoll_start(int max_waiting, jq_longpoll **out)
 {
 	jq_longpoll *lp = calloc(1, sizeof(*lp));
 	pthread_condattr_t ca;
 	if (lp == NULL)
 		return -1;
 	lp->sleeps_until = INT64_MAX;
+	lp->max_waiting = max_waiting;
 	pthread_mutex_init(&lp->mu, NULL);
 	/* jq_rpc_now_us is CLOCK_MONOTONIC, so the condvar waits on the same clock. */
 	pthread_condattr_init(&ca);

@@ -2,7 +2,10 @@
  * jq_longpoll — Claim requests that wait for work (ClaimRequest.wait_ms).
  *
  * A Claim that finds nothing is parked here: a small record, no thread and no database
- * connection per waiter. When the notification path announces jobs of its queue, the waiter is
+ * connection per waiter, and no receiving context of the RPC server (jq_rpc_req_wait). At most
+ * max_waiting wait at once; a Claim past that, or of an implausible size, is answered at once
+ * with no jobs and ClaimResponse.retry_after_ms, so idle workers cannot grow the replica's
+ * memory without bound. When the notification path announces jobs of its queue, the waiter is
  * put back on the RPC work queue and claims again; when its wait ends, it is answered with no
  * jobs. An announcement that lands between the empty claim and the parking is not lost: the
  * caller passes the generation it read before claiming, and a wake of its queue since then sends
@@ -37,8 +40,9 @@
 
 typedef struct jq_longpoll jq_longpoll;
 
-/* jq_longpoll_start starts the expiry thread. Returns 0, or -1. */
-int jq_longpoll_start(jq_longpoll **out) __attribute__((warn_unused_result));
+/* jq_longpoll_start starts the expiry thread; at most max_waiting Claims park at once (0: none
+ * waits). Returns 0, or -1. */
+int jq_longpoll_start(int max_waiting, jq_longpoll **out) __attribute__((warn_unused_result));
 
 /* jq_longpoll_stop answers every waiter with an empty response and stops the thread. */
 void jq_longpoll_stop(jq_longpoll *lp);
@@ -83,6 +87,9 @@ void jq_longpoll_claim_end(jq_longpoll *lp, const char *queue, uint64_t generati
 /* jq_longpoll_listening tells whether announcements arrive (the listener's LISTEN is in effect).
  * Either way what was known is forgotten: notifications may have been missed. */
 void jq_longpoll_listening(jq_longpoll *lp, bool on);
+
+/* jq_longpoll_refused: Claims answered at once because max_waiting were parked (metrics). */
+int64_t jq_longpoll_refused(jq_longpoll *lp);
 
 /* jq_longpoll_unqueried: Claims parked without asking the database (metrics). */
 int64_t jq_longpoll_unqueried(jq_longpoll *lp);

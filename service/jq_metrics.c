@@ -247,6 +247,16 @@ static void render_snapshot(sb *s, const jq_metrics_snapshot *snap)
 	one(s, "jobq_longpoll_unqueried_total", "counter",
 	    "Waiting Claims parked without a query, their queue being known empty.",
 	    (double)snap->longpoll_unqueried);
+	one(s, "jobq_longpoll_refused_total", "counter",
+	    "Waiting Claims answered at once with retry_after_ms: --max-waiting-claims were waiting.",
+	    (double)snap->longpoll_refused);
+	one(s, "jobq_rpc_held_bytes", "gauge",
+	    "Bytes of received requests held now; at --max-inflight-bytes receiving pauses.",
+	    (double)snap->rpc_held_bytes);
+	one(s, "jobq_rpc_receiving", "gauge", "RPC contexts receiving now (--rpc-contexts unless paused).",
+	    snap->rpc_receiving);
+	one(s, "jobq_rpc_contexts", "gauge", "RPC contexts open: those receiving and one per request held.",
+	    snap->rpc_contexts);
 	one(s, "jobq_rpc_connections", "gauge", "RPC client connections open.", snap->rpc_connections);
 	one(s, "jobq_rpc_connections_refused_total", "counter",
 	    "RPC client connections closed on arrival by --max-connections.",

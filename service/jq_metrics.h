@@ -42,8 +42,11 @@ typedef struct jq_metrics_snapshot {
 	int pool_size, pool_in_use, requests_waiting, longpoll_waiters;
 	int64_t longpoll_woken; /* parked Claims sent back to the database by announcements */
 	int64_t longpoll_unqueried; /* Claims parked without a query: their queue was known empty */
+	int64_t longpoll_refused; /* Claims answered at once: --max-waiting-claims were waiting */
 	int rpc_connections;
 	int64_t rpc_connections_refused;
+	int64_t rpc_held_bytes; /* bytes of received requests held (against --max-inflight-bytes) */
+	int rpc_receiving, rpc_contexts;
 	int64_t notifications_received, notifications_published, notify_scans;
 	int64_t leases_rescued, jobs_deleted;
 	const jq_metrics_queue *queues; /* borrowed; NULL = no job counts yet */

@@ -3,9 +3,18 @@
  *
  * Shape: each slot is one nng REP context with two aios, one that only ever receives and one
  * that only ever sends. A slot's life is RECV -> (decode, queue or answer at once) -> SEND ->
- * RECV. The aio callbacks never block: they decode, take the server mutex briefly and start the
- * next nng operation. Workers pop the FIFO and run the handler; whoever holds a request (worker,
- * handler, or the thread it was deferred to) owns the slot until jq_rpc_req_finish starts the send.
+ * free list. When a slot receives, another slot (from the free list, or a new one) starts
+ * receiving in its place, so `receivers` contexts receive at all times whatever the requests
+ * held do (a long-poll parks Claims for minutes). The aio callbacks never block: they decode,
+ * take the server mutex briefly and start the next nng operation. Workers pop the FIFO and run
+ * the handler; whoever holds a request (worker, handler, or the thread it was deferred to) owns
+ * the slot until jq_rpc_req_finish starts the send.
+ *
+ * Memory: each request held counts its received bytes (held_bytes). When a receipt takes them
+ * past max_inflight_bytes, the receives still armed are cancelled (nng keeps their messages in
+ * the pipes) and none is armed again until answers free bytes; nng's REP pipes then keep at
+ * most one message each and stop reading their connections. Parked requests do not count
+ * (jq_rpc_req_wait): their owner bounds them.
  *
  * Why two aios per context: stop must cancel the receives that wait for traffic, but a single
  * aio may already have moved on to sending a reply by the time the cancel lands, and the cancel
@@ -13,8 +22,11 @@
  * for a running callback, and it makes every later receive on that aio fail at once (nng 1.5
  * keeps the stopped flag), so a re-arm racing with stop is harmless.
  *
- * Locking: srv->mu guards the queue, the counters and the stopping/quit flags. No nng call is
- * made with it held (nng may run a completion inline on the calling thread).
+ * Slots are never freed before the server is: `all` is an append-only list of them, linked only
+ * while not stopping, so stop's walk over it meets every slot that can ever receive.
+ *
+ * Locking: srv->mu guards the queue, the slot lists, the counters and the stopping/quit flags.
+ * No nng call is made with it held (nng may run a completion inline on the calling thread).
  */
 #include "jq_rpc_server.h"
 
@@ -29,11 +41,14 @@
 
 #include <nng/nng.h>
 #include <nng/protocol/reqrep0/rep.h>
+#include <nng/supplemental/tls/tls.h>
 
 #include "jq_log.h"
 #include "jq_metrics.h"
+#include "jq_wire.h"
 
 #define JQ_RPC_ID_MAX 128
+#define JQ_RPC_METHOD_MAX 128
 #define JQ_RPC_DEADLINE_CAP_MS (3600 * 1000)
 /* NNG_OPT_RECVMAXSZ counts the SP header too (a 4-byte request id plus 4 bytes per device
  * hop, at most 15 hops), so nng gets this much slack and the envelope's own limit is checked
@@ -42,7 +57,9 @@
 /* A client that stops reading must not hold a context (and so stop) forever. */
 #define JQ_RPC_SEND_TIMEOUT_MS 10000
 
-typedef struct jq_rpc_slot {
+typedef struct jq_rpc_slot jq_rpc_slot;
+
+struct jq_rpc_slot {
 	jq_rpc_server *srv;
 	nng_ctx ctx;
 	nng_aio *recv_aio;
@@ -50,7 +67,10 @@ typedef struct jq_rpc_slot {
 	/* While a reply is sent: 2 = the send callback and the thread inside nng_ctx_send; the
 	 * slot is released when both are done (see jq_rpc_req_finish). */
 	atomic_int send_holds;
-} jq_rpc_slot;
+	bool receiving; /* a receive is armed (guarded by srv->mu) */
+	jq_rpc_slot *next_free;
+	jq_rpc_slot *next_all;
+};
 
 typedef struct jq_rpc_worker {
 	jq_rpc_server *srv;
@@ -63,6 +83,9 @@ struct jq_rpc_req {
 	Jobq__V1__RpcRequest *env; /* NULL only while answering an undecodable message */
 	jq_rpc_req *next;          /* queue link */
 	bool counted;              /* on the queue and counted against max_queued */
+	bool charged;              /* bytes counted in held_bytes */
+	size_t bytes;              /* as received */
+	int principal;             /* from the authorize hook */
 	int64_t received_us;
 	int64_t deadline_us;
 	char id[JQ_RPC_ID_MAX + 1];
@@ -74,14 +97,15 @@ struct jq_rpc_server {
 	nng_listener listener;
 	jq_tls_slot tls; /* its TLS configurations (jq_tls_reload) */
 	size_t max_message_bytes;
+	size_t max_inflight_bytes;
 	int max_queued;
 	int default_deadline_ms;
 	jq_rpc_handler_fn handler;
 	jq_rpc_quick_fn quick;
 	void *quick_arg;
+	jq_rpc_authorize_fn authorize;
+	void *auth_arg;
 
-	jq_rpc_slot *slots; /* calloc'd; a slot's aios are NULL until allocated */
-	int nslots;
 	jq_rpc_worker *workers;
 	int nworkers;       /* threads actually started */
 
@@ -92,6 +116,13 @@ struct jq_rpc_server {
 	jq_rpc_req *tail;
 	int queued;   /* counted requests on the queue */
 	int inflight; /* received and not yet through the send callback */
+	int receivers; /* slots that should be receiving at all times */
+	int armed;     /* slots receiving now (or about to) */
+	int nslots;    /* slots in all */
+	size_t held_bytes;
+	jq_rpc_slot *free_slots;
+	jq_rpc_slot *all;
+	jq_rpc_slot **all_tail;
 	atomic_int busy; /* workers inside the handler (metrics: pool in use) */
 	int max_connections;         /* 0 = no limit */
 	atomic_int connections;      /* pipes past ADD_PRE and not yet removed */
@@ -136,6 +167,16 @@ const char *jq_rpc_req_request_id(const jq_rpc_req *req)
 	return req->id;
 }
 
+int jq_rpc_req_principal(const jq_rpc_req *req)
+{
+	return req->principal;
+}
+
+size_t jq_rpc_req_bytes(const jq_rpc_req *req)
+{
+	return req->bytes;
+}
+
 int64_t jq_rpc_req_deadline_us(const jq_rpc_req *req)
 {
 	return req->deadline_us;
@@ -148,14 +189,13 @@ int64_t jq_rpc_req_received_us(const jq_rpc_req *req)
 
 /* The client's id goes into every log line and back on the wire, so only short printable ids
  * are trusted; anything else is replaced rather than escaped. */
-static bool request_id_ok(const char *s)
+static bool request_id_ok(const char *s, size_t len)
 {
-	size_t n;
-	if (s == NULL || s[0] == '\0')
+	if (len == 0 || len > JQ_RPC_ID_MAX)
 		return false;
-	for (n = 0; s[n] != '\0'; n++) {
+	for (size_t n = 0; n < len; n++) {
 		unsigned char c = (unsigned char)s[n];
-		if (n >= JQ_RPC_ID_MAX || c < 0x20 || c > 0x7e)
+		if (c < 0x20 || c > 0x7e)
 			return false;
 	}
 	return true;
@@ -175,13 +215,11 @@ static jq_rpc_req *req_new(jq_rpc_slot *slot)
 	return req;
 }
 
-/* req_adopt_envelope gives req its envelope (owned from now on), id and deadline. */
+/* req_adopt_envelope gives req its envelope (owned from now on) and deadline. */
 static void req_adopt_envelope(jq_rpc_req *req, Jobq__V1__RpcRequest *env)
 {
 	int64_t ms = env->deadline_ms;
 	req->env = env;
-	if (request_id_ok(env->request_id))
-		snprintf(req->id, sizeof(req->id), "%s", env->request_id);
 	if (ms == 0)
 		ms = req->slot->srv->default_deadline_ms;
 	if (ms > JQ_RPC_DEADLINE_CAP_MS)
@@ -194,6 +232,18 @@ static void req_free(jq_rpc_req *req)
 	if (req->env != NULL)
 		jobq__v1__rpc_request__free_unpacked(req->env, NULL);
 	free(req);
+}
+
+/* ---- the envelope, read straight from the wire (jq_wire) ---- */
+
+/* wire_copy copies at most cap-1 bytes of a field into a NUL-terminated buffer. */
+static void wire_copy(char *dst, size_t cap, const uint8_t *src, size_t len)
+{
+	if (len > cap - 1)
+		len = cap - 1;
+	if (len > 0)
+		memcpy(dst, src, len);
+	dst[len] = '\0';
 }
 
 /* ---- the queue (callers hold srv->mu) ---- */
@@ -235,21 +285,140 @@ static jq_rpc_req *queue_pop(jq_rpc_server *srv)
 
 /* ---- slots: the nng side ---- */
 
-/* slot_release runs when a slot's reply has gone out (or could not): arm the next receive
- * unless stopping. The in-flight count drops only after the re-arm call, so stop cannot free
- * the slot under a thread that is still using it. */
+static void recv_cb(void *arg);
+static void send_cb(void *arg);
+
+/* slot_new opens a slot and links it into `all`, or returns NULL (out of resources, or the
+ * server is stopping: a slot linked after stop walked `all` would receive unseen). */
+static jq_rpc_slot *slot_new(jq_rpc_server *srv, bool receiving)
+{
+	jq_rpc_slot *slot = calloc(1, sizeof(*slot));
+	int rv;
+
+	if (slot == NULL)
+		return NULL;
+	slot->srv = srv;
+	if ((rv = nng_ctx_open(&slot->ctx, srv->sock)) != 0 ||
+	    (rv = nng_aio_alloc(&slot->recv_aio, recv_cb, slot)) != 0 ||
+	    (rv = nng_aio_alloc(&slot->send_aio, send_cb, slot)) != 0) {
+		jq_error("rpc: cannot open a context: %s", nng_strerror(rv));
+		goto fail;
+	}
+	nng_aio_set_timeout(slot->send_aio, JQ_RPC_SEND_TIMEOUT_MS);
+	pthread_mutex_lock(&srv->mu);
+	if (srv->stopping) {
+		pthread_mutex_unlock(&srv->mu);
+		goto fail;
+	}
+	*srv->all_tail = slot;
+	srv->all_tail = &slot->next_all;
+	srv->nslots++;
+	slot->receiving = receiving;
+	pthread_mutex_unlock(&srv->mu);
+	return slot;
+fail:
+	/* Its context closes with the socket. */
+	if (slot->send_aio != NULL)
+		nng_aio_free(slot->send_aio);
+	if (slot->recv_aio != NULL)
+		nng_aio_free(slot->recv_aio);
+	free(slot);
+	return NULL;
+}
+
+static bool over_budget_locked(const jq_rpc_server *srv)
+{
+	return srv->max_inflight_bytes > 0 && srv->held_bytes >= srv->max_inflight_bytes;
+}
+
+/* arm_receives brings the slots receiving back up to `receivers`, unless stopping or over the
+ * byte budget. Called whenever a slot stopped receiving or bytes were given back. */
+static void arm_receives(jq_rpc_server *srv)
+{
+	for (;;) {
+		jq_rpc_slot *slot;
+		pthread_mutex_lock(&srv->mu);
+		if (srv->stopping || srv->armed >= srv->receivers || over_budget_locked(srv)) {
+			pthread_mutex_unlock(&srv->mu);
+			return;
+		}
+		srv->armed++;
+		slot = srv->free_slots;
+		if (slot != NULL) {
+			srv->free_slots = slot->next_free;
+			slot->receiving = true;
+		}
+		pthread_mutex_unlock(&srv->mu);
+		if (slot == NULL && (slot = slot_new(srv, true)) == NULL) {
+			/* Out of resources: receiving goes on with fewer contexts; the next
+			 * receipt or answer tries again. */
+			pthread_mutex_lock(&srv->mu);
+			srv->armed--;
+			pthread_mutex_unlock(&srv->mu);
+			return;
+		}
+		nng_ctx_recv(slot->ctx, slot->recv_aio);
+	}
+}
+
+/* pause_receives cancels the receives armed, once a receipt took the held bytes past the
+ * budget: each would otherwise still take a message of up to max_message_bytes. A message
+ * already on its way to a cancelled receive is delivered as usual; one not yet taken stays in
+ * its pipe. The cancelled slots come back through recv_failed. `all` only grows at its tail and
+ * no slot is freed before the server, so the walk needs the lock only to read the links. */
+static void pause_receives(jq_rpc_server *srv)
+{
+	pthread_mutex_lock(&srv->mu);
+	jq_rpc_slot *slot = srv->all;
+	pthread_mutex_unlock(&srv->mu);
+	while (slot != NULL) {
+		pthread_mutex_lock(&srv->mu);
+		bool cancel = slot->receiving && !srv->stopping && over_budget_locked(srv);
+		jq_rpc_slot *next = slot->next_all;
+		pthread_mutex_unlock(&srv->mu);
+		if (cancel)
+			nng_aio_cancel(slot->recv_aio);
+		slot = next;
+	}
+}
+
+/* charge / uncharge count a request's bytes against the budget; giving bytes back may let
+ * receiving resume. */
+static void charge(jq_rpc_req *req)
+{
+	jq_rpc_server *srv = req->slot->srv;
+	pthread_mutex_lock(&srv->mu);
+	if (!req->charged) {
+		req->charged = true;
+		srv->held_bytes += req->bytes;
+	}
+	pthread_mutex_unlock(&srv->mu);
+}
+
+static void uncharge(jq_rpc_server *srv, jq_rpc_req *req)
+{
+	bool was;
+	pthread_mutex_lock(&srv->mu);
+	was = req->charged;
+	if (was) {
+		req->charged = false;
+		srv->held_bytes -= req->bytes;
+	}
+	pthread_mutex_unlock(&srv->mu);
+	if (was)
+		arm_receives(srv);
+}
+
+/* slot_release runs when a slot's reply has gone out (or could not): the slot goes back to the
+ * free list. The in-flight count drops last, so stop cannot free the slot under a thread that is
+ * still using it. */
 static void slot_release(jq_rpc_slot *slot)
 {
 	jq_rpc_server *srv = slot->srv;
-	bool rearm;
 
 	pthread_mutex_lock(&srv->mu);
-	rearm = !srv->stopping;
-	pthread_mutex_unlock(&srv->mu);
-	if (rearm)
-		nng_ctx_recv(slot->ctx, slot->recv_aio);
-
-	pthread_mutex_lock(&srv->mu);
+	slot->next_free = srv->free_slots;
+	srv->free_slots = slot;
 	srv->inflight--;
 	if (srv->inflight == 0 && srv->stopping)
 		pthread_cond_broadcast(&srv->idle_cv);
@@ -287,28 +456,36 @@ static nng_msg *response_msg(unsigned code, const char *message, const uint8_t *
 }
 
 /* answer replies to a request the handler never saw. The handler logs its own requests, so
- * only these answers are logged here. */
-static void answer(jq_rpc_req *req, unsigned code, const char *message)
+ * only these answers are logged here. method is the envelope's, when known. */
+static void answer_as(jq_rpc_req *req, const char *method, unsigned code, const char *message)
 {
 	jq_log_level level = code == JQ_RESOURCE_EXHAUSTED ? JQ_LOG_WARN : JQ_LOG_INFO;
 	int64_t us = jq_rpc_now_us() - req->received_us;
-	jq_metrics_request(req->env != NULL ? req->env->method : NULL, code, us);
+	jq_metrics_request(method, code, us);
 	if (jq_log_enabled(level))
-		jq_log_request(level, req->id, req->env != NULL ? req->env->method : "", code,
+		jq_log_request(level, req->id, method != NULL ? method : "", code,
 			       (double)us / 1000.0, "%s", message);
 	jq_rpc_req_finish(req, code, message, NULL, 0);
+}
+
+static void answer(jq_rpc_req *req, unsigned code, const char *message)
+{
+	answer_as(req, req->env != NULL ? req->env->method : NULL, code, message);
 }
 
 void jq_rpc_req_finish(jq_rpc_req *req, unsigned code, const char *message, const uint8_t *payload,
 		       size_t payload_len)
 {
+	jq_rpc_server *srv;
 	jq_rpc_slot *slot;
 	nng_msg *msg;
 
 	if (req == NULL)
 		return;
 	slot = req->slot;
+	srv = slot->srv;
 	msg = response_msg(code, message, payload, payload_len, req->id);
+	uncharge(srv, req);
 	req_free(req);
 	if (msg == NULL) {
 		/* The client's REQ socket times out or resends; the context must go on serving. */
@@ -326,9 +503,15 @@ void jq_rpc_req_finish(jq_rpc_req *req, unsigned code, const char *message, cons
 	slot_unhold(slot);
 }
 
+void jq_rpc_req_wait(jq_rpc_req *req)
+{
+	uncharge(req->slot->srv, req);
+}
+
 void jq_rpc_req_requeue(jq_rpc_req *req)
 {
 	jq_rpc_server *srv = req->slot->srv;
+	charge(req);
 	pthread_mutex_lock(&srv->mu);
 	queue_push_locked(srv, req, false);
 	pthread_mutex_unlock(&srv->mu);
@@ -350,43 +533,85 @@ static void send_cb(void *arg)
 	slot_unhold(slot);
 }
 
+/* recv_failed: a receive ended without a message. Stop's cancellations (and a closed socket)
+ * leave the slot quiet; any other failure, or pause_receives' cancellation, puts the slot back on
+ * the free list and lets arm_receives decide whether another receives in its place. */
 static void recv_failed(jq_rpc_slot *slot, int rv)
 {
 	jq_rpc_server *srv = slot->srv;
-	bool rearm;
 
-	/* Cancelled or closed: stop (or teardown) is running and wants this slot quiet. */
-	if (rv == NNG_ECANCELED || rv == NNG_ECLOSED)
-		return;
 	pthread_mutex_lock(&srv->mu);
-	rearm = !srv->stopping;
-	pthread_mutex_unlock(&srv->mu);
-	jq_warn("rpc: receive failed: %s", nng_strerror(rv));
-	/* Safe without the count: stop's nng_aio_stop waits for this callback to return. */
-	if (rearm)
-		nng_ctx_recv(slot->ctx, slot->recv_aio);
-}
-
-/* dispatch decides a received message's fate: an answer now, or the work queue. It owns msg. */
-static void dispatch(jq_rpc_slot *slot, nng_msg *msg)
-{
-	jq_rpc_server *srv = slot->srv;
-	Jobq__V1__RpcRequest *env;
-	jq_rpc_req *req = req_new(slot);
-	char why[96];
-
-	if (req == NULL) {
-		nng_msg_free(msg);
-		jq_error("rpc: out of memory for a request; dropped");
-		slot_release(slot);
+	slot->receiving = false;
+	if (srv->stopping || rv == NNG_ECLOSED) {
+		pthread_mutex_unlock(&srv->mu);
 		return;
 	}
+	srv->armed--;
+	slot->next_free = srv->free_slots;
+	srv->free_slots = slot;
+	pthread_mutex_unlock(&srv->mu);
+	if (rv != NNG_ECANCELED)
+		jq_warn("rpc: receive failed: %s", nng_strerror(rv));
+	/* Safe without the in-flight count: stop's nng_aio_stop waits for this callback. */
+	arm_receives(srv);
+}
+
+/* tls_verified tells whether msg came on a connection whose client certificate was verified. */
+static bool tls_verified(nng_msg *msg)
+{
+	bool verified = false;
+	nng_pipe p = nng_msg_get_pipe(msg);
+	if (nng_pipe_id(p) < 0 || nng_pipe_get_bool(p, NNG_OPT_TLS_VERIFIED, &verified) != 0)
+		return false;
+	return verified;
+}
+
+/* admit judges the request's credential from the raw bytes: true lets it on to decoding; false
+ * means it was answered (and msg freed). */
+static bool admit(jq_rpc_req *req, nng_msg *msg)
+{
+	jq_rpc_server *srv = req->slot->srv;
+	char method[JQ_RPC_METHOD_MAX + 1], token[JQ_RPC_TOKEN_MAX + 2], why[160];
+	jq_wire_envelope v;
+
+	if (!jq_wire_scan_envelope(nng_msg_body(msg), nng_msg_len(msg), &v)) {
+		nng_msg_free(msg);
+		answer(req, JQ_INVALID_ARGUMENT, "malformed RpcRequest envelope");
+		return false;
+	}
+	if (request_id_ok((const char *)v.request_id, v.request_id_len))
+		wire_copy(req->id, sizeof(req->id), v.request_id, v.request_id_len);
+	if (srv->authorize == NULL)
+		return true;
+	wire_copy(method, sizeof(method), v.method, v.method_len);
+	wire_copy(token, sizeof(token), v.token, v.token_len);
+	why[0] = '\0';
+	unsigned code = srv->authorize(srv->auth_arg, method, token, tls_verified(msg),
+				       &req->principal, why, sizeof(why));
+	explicit_bzero(token, sizeof(token));
+	if (code == JQ_OK)
+		return true;
+	nng_msg_free(msg);
+	answer_as(req, method, code, why[0] != '\0' ? why : jq_code_name(code));
+	return false;
+}
+
+/* dispatch decides a received message's fate: an answer now, or the work queue. It owns req
+ * and msg. */
+static void dispatch(jq_rpc_req *req, nng_msg *msg)
+{
+	jq_rpc_server *srv = req->slot->srv;
+	Jobq__V1__RpcRequest *env;
+	char why[96];
+
 	if (srv->max_message_bytes > 0 && nng_msg_len(msg) > srv->max_message_bytes) {
 		nng_msg_free(msg);
 		snprintf(why, sizeof(why), "message larger than %zu bytes", srv->max_message_bytes);
 		answer(req, JQ_RESOURCE_EXHAUSTED, why);
 		return;
 	}
+	if (!admit(req, msg))
+		return;
 	env = jobq__v1__rpc_request__unpack(NULL, nng_msg_len(msg), nng_msg_body(msg));
 	nng_msg_free(msg);
 	if (env == NULL) {
@@ -412,6 +637,7 @@ static void recv_cb(void *arg)
 	jq_rpc_slot *slot = arg;
 	jq_rpc_server *srv = slot->srv;
 	int rv = nng_aio_result(slot->recv_aio);
+	jq_rpc_req *req;
 	nng_msg *msg;
 
 	if (rv != 0) {
@@ -420,11 +646,31 @@ static void recv_cb(void *arg)
 	}
 	msg = nng_aio_get_msg(slot->recv_aio);
 	nng_aio_set_msg(slot->recv_aio, NULL);
-	/* Counted before anything can answer it, so stop waits for its reply. */
+	req = req_new(slot);
+	/* Counted before anything can answer it, so stop waits for its reply; charged before
+	 * another slot is armed, so the budget sees it. */
 	pthread_mutex_lock(&srv->mu);
+	slot->receiving = false;
+	srv->armed--;
 	srv->inflight++;
+	bool was_over = over_budget_locked(srv);
+	if (req != NULL) {
+		req->bytes = nng_msg_len(msg);
+		req->charged = true;
+		srv->held_bytes += req->bytes;
+	}
+	bool pause = !was_over && over_budget_locked(srv);
 	pthread_mutex_unlock(&srv->mu);
-	dispatch(slot, msg);
+	if (pause)
+		pause_receives(srv);
+	arm_receives(srv);
+	if (req == NULL) {
+		nng_msg_free(msg);
+		jq_error("rpc: out of memory for a request; dropped");
+		slot_release(slot);
+		return;
+	}
+	dispatch(req, msg);
 }
 
 /* ---- workers ---- */
@@ -485,24 +731,16 @@ static void workers_join(jq_rpc_server *srv)
 
 /* ---- start / stop ---- */
 
+/* slots_open opens the first `n` slots onto the free list, so a start that cannot open them
+ * fails at once rather than receiving with fewer. */
 static int slots_open(jq_rpc_server *srv, int n)
 {
-	int rv;
-
-	srv->slots = calloc((size_t)n, sizeof(*srv->slots));
-	if (srv->slots == NULL)
-		return NNG_ENOMEM;
-	srv->nslots = n;
 	for (int i = 0; i < n; i++) {
-		jq_rpc_slot *slot = &srv->slots[i];
-		slot->srv = srv;
-		if ((rv = nng_ctx_open(&slot->ctx, srv->sock)) != 0 ||
-		    (rv = nng_aio_alloc(&slot->recv_aio, recv_cb, slot)) != 0 ||
-		    (rv = nng_aio_alloc(&slot->send_aio, send_cb, slot)) != 0) {
-			jq_error("rpc: cannot open context: %s", nng_strerror(rv));
-			return rv;
-		}
-		nng_aio_set_timeout(slot->send_aio, JQ_RPC_SEND_TIMEOUT_MS);
+		jq_rpc_slot *slot = slot_new(srv, false);
+		if (slot == NULL)
+			return NNG_ENOMEM;
+		slot->next_free = srv->free_slots;
+		srv->free_slots = slot;
 	}
 	return 0;
 }
@@ -537,20 +775,22 @@ int jq_rpc_server_reload_tls(jq_rpc_server *srv, const jq_tls_files *tls)
 
 /* server_free joins the workers, closes the socket and frees everything. Nothing may be in
  * flight. Closing the socket first ends any operation still pending on an aio, and
- * nng_aio_free waits for a running callback; a send callback may still arm its slot's receive,
- * so the send aio goes before the receive aio. */
+ * nng_aio_free waits for a running callback; a send callback may still arm a receive, so the
+ * send aios go before the receive aios. */
 static void server_free(jq_rpc_server *srv)
 {
+	jq_rpc_slot *slot, *next;
+
 	workers_join(srv);
 	if (srv->sock_open)
 		nng_close(srv->sock);
-	for (int i = 0; i < srv->nslots; i++) {
-		if (srv->slots[i].send_aio != NULL)
-			nng_aio_free(srv->slots[i].send_aio);
-		if (srv->slots[i].recv_aio != NULL)
-			nng_aio_free(srv->slots[i].recv_aio);
+	for (slot = srv->all; slot != NULL; slot = slot->next_all)
+		nng_aio_free(slot->send_aio);
+	for (slot = srv->all; slot != NULL; slot = next) {
+		next = slot->next_all;
+		nng_aio_free(slot->recv_aio);
+		free(slot);
 	}
-	free(srv->slots);
 	free(srv->workers);
 	jq_tls_slot_release(&srv->tls);
 	pthread_cond_destroy(&srv->idle_cv);
@@ -565,7 +805,6 @@ static bool opts_ok(const jq_rpc_server_opts *o)
 	       o->default_deadline_ms > 0 && o->nworkers > 0 && o->handler != NULL;
 }
 
-/* socket_open opens the REP socket with the size limit (plus header slack, see above). */
 /* on_pipe bounds the number of client connections. nng offers no such option, but a pipe closed
  * in its ADD_PRE callback is refused before the protocol sees it, and nng runs REM_POST for
  * every pipe that saw ADD_PRE (refused ones too), so the count stays balanced. */
@@ -586,6 +825,7 @@ static void on_pipe(nng_pipe p, nng_pipe_ev ev, void *arg)
 			srv->max_connections);
 }
 
+/* socket_open opens the REP socket with the size limit (plus header slack, see above). */
 static int socket_open(jq_rpc_server *srv)
 {
 	size_t max = srv->max_message_bytes;
@@ -627,20 +867,24 @@ int jq_rpc_server_start(const jq_rpc_server_opts *opts, jq_rpc_server **out)
 	pthread_mutex_init(&srv->mu, NULL);
 	pthread_cond_init(&srv->work_cv, NULL);
 	pthread_cond_init(&srv->idle_cv, NULL);
+	srv->all_tail = &srv->all;
 	srv->max_message_bytes = opts->max_message_bytes;
+	srv->max_inflight_bytes = opts->max_inflight_bytes;
 	srv->max_queued = opts->max_queued;
 	srv->max_connections = opts->max_connections;
 	srv->default_deadline_ms = opts->default_deadline_ms;
 	srv->handler = opts->handler;
 	srv->quick = opts->quick;
 	srv->quick_arg = opts->quick_arg;
+	srv->authorize = opts->authorize;
+	srv->auth_arg = opts->auth_arg;
+	srv->receivers = opts->contexts;
 
 	if ((rv = socket_open(srv)) != 0 || (rv = slots_open(srv, opts->contexts)) != 0 ||
 	    (rv = workers_start(srv, opts->nworkers, opts->worker_args)) != 0 ||
 	    (rv = listener_open(srv, opts->url, opts->tls)) != 0)
 		goto fail;
-	for (int i = 0; i < srv->nslots; i++)
-		nng_ctx_recv(srv->slots[i].ctx, srv->slots[i].recv_aio);
+	arm_receives(srv);
 	*out = srv;
 	return 0;
 fail:
@@ -651,10 +895,11 @@ fail:
 
 /*
  * Order matters:
- * 1. stopping = true (under the mutex): no slot re-arms its receive after its next reply.
- * 2. nng_aio_stop on every receive aio: a waiting receive is cancelled, a running callback is
- *    waited for (it counts its request in inflight before returning), and a re-arm that lost
- *    the race with step 1 fails at once. No reply is touched: sends use the other aio.
+ * 1. stopping = true (under the mutex): no slot is armed or linked from now on.
+ * 2. nng_aio_stop on the receive aio of every slot in `all`: a waiting receive is cancelled, a
+ *    running callback is waited for (it counts its request in inflight before returning), and
+ *    an arm that lost the race with step 1 fails at once. No reply is touched: sends use the
+ *    other aio.
  * 3. Wait until inflight is 0: every queued, running and deferred request has been finished
  *    and its send callback has run. A deferred request must be finished by its owner, or stop
  *    waits forever; workers keep running meanwhile, so requeued requests are served.
@@ -662,14 +907,21 @@ fail:
  */
 void jq_rpc_server_stop(jq_rpc_server *srv)
 {
+	jq_rpc_slot *slot;
+
 	if (srv == NULL)
 		return;
 	pthread_mutex_lock(&srv->mu);
 	srv->stopping = true;
+	slot = srv->all;
 	pthread_mutex_unlock(&srv->mu);
 
-	for (int i = 0; i < srv->nslots; i++)
-		nng_aio_stop(srv->slots[i].recv_aio);
+	while (slot != NULL) {
+		nng_aio_stop(slot->recv_aio);
+		pthread_mutex_lock(&srv->mu);
+		slot = slot->next_all;
+		pthread_mutex_unlock(&srv->mu);
+	}
 
 	pthread_mutex_lock(&srv->mu);
 	if (srv->inflight > 0)
@@ -693,5 +945,14 @@ void jq_rpc_server_load(jq_rpc_server *srv, int *in_use, int *waiting)
 	*in_use = atomic_load(&srv->busy);
 	pthread_mutex_lock(&srv->mu);
 	*waiting = srv->queued;
+	pthread_mutex_unlock(&srv->mu);
+}
+
+void jq_rpc_server_memory(jq_rpc_server *srv, size_t *held_bytes, int *receiving, int *contexts)
+{
+	pthread_mutex_lock(&srv->mu);
+	*held_bytes = srv->held_bytes;
+	*receiving = srv->armed;
+	*contexts = srv->nslots;
 	pthread_mutex_unlock(&srv->mu);
 }

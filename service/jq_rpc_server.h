@@ -2,8 +2,17 @@
  * jq_rpc_server — the nng REP side of jobqd's RPC.
  *
  * Many nng contexts receive at once (the nng_ctx + nng_aio pattern), so a slow request never
- * holds up other clients. A received message is size-checked by nng (NNG_OPT_RECVMAXSZ), decoded
- * as a jobq.v1.RpcRequest envelope, and put on a bounded queue served by a fixed set of worker
+ * holds up other clients. A request keeps the context it came on until it is answered, and
+ * another context takes its place at once: the number receiving stays the same however many
+ * requests wait (queued, running, or parked by a long-poll), so waiting requests never stop the
+ * server from receiving new ones. What bounds the waiting is their owners' limits (max_queued,
+ * the workers, the long-poll's cap) and the bytes they hold (max_inflight_bytes: past it, no
+ * context receives until some are answered, and nng stops reading from the connections).
+ *
+ * A received message is size-checked by nng (NNG_OPT_RECVMAXSZ), its credential and method
+ * are read straight from the wire and judged by the authorize hook before anything is decoded
+ * (a refused request costs no copy and no queue place), then it is decoded as a
+ * jobq.v1.RpcRequest envelope and put on a bounded queue served by a fixed set of worker
  * threads; each worker owns one opaque `worker_arg` (jobqd gives each a database connection).
  * A full queue answers RESOURCE_EXHAUSTED at once; a request whose deadline passed while it
  * waited answers DEADLINE_EXCEEDED without running; undecodable bytes answer INVALID_ARGUMENT.
@@ -60,9 +69,20 @@ typedef void (*jq_rpc_handler_fn)(void *worker_arg, jq_rpc_req *req);
  * where nng completes I/O. It saves a request that needs no database the hand-off to a worker. */
 typedef bool (*jq_rpc_quick_fn)(void *quick_arg, jq_rpc_req *req);
 
+/* The authorize hook judges a request's credential for its method before the envelope is
+ * decoded, on nng's receiving thread (it must not block). method and token are the envelope's
+ * (NUL-terminated, "" when absent; a token longer than JQ_RPC_TOKEN_MAX arrives cut to one byte
+ * more than that, so it matches no credential); tls_verified tells whether the connection
+ * presented a client certificate the server verified. It returns JQ_OK and sets *principal
+ * (any int the handler may read back with jq_rpc_req_principal), or a code (UNAUTHENTICATED,
+ * PERMISSION_DENIED) and a reason in why, which is answered at once. */
+#define JQ_RPC_TOKEN_MAX 256
+typedef unsigned (*jq_rpc_authorize_fn)(void *auth_arg, const char *method, const char *token,
+					bool tls_verified, int *principal, char *why, size_t why_len);
+
 typedef struct jq_rpc_server_opts {
 	const char *url;          /* e.g. "tcp://127.0.0.1:7100", "ipc:///tmp/x" */
-	int contexts;             /* nng contexts receiving at once */
+	int contexts;             /* nng contexts receiving at once (more are opened for requests held) */
 	int max_queued;           /* requests waiting for a worker before RESOURCE_EXHAUSTED */
 	size_t max_message_bytes; /* envelope limit, 0 = none: a little over it is answered
 				   * RESOURCE_EXHAUSTED; far over it nng drops the connection
@@ -75,6 +95,10 @@ typedef struct jq_rpc_server_opts {
 	void *quick_arg;
 	const jq_tls_files *tls;  /* for a tls+tcp:// url; NULL = none */
 	int max_connections;      /* client connections at once; more are closed on arrival; 0 = no limit */
+	size_t max_inflight_bytes; /* bytes of received requests held at once (queued, running);
+				    * past it no context receives until some are answered; 0 = none */
+	jq_rpc_authorize_fn authorize; /* NULL = every request is let in, principal 0 */
+	void *auth_arg;
 } jq_rpc_server_opts;
 
 /* jq_rpc_server_start listens on opts->url and starts the workers. Returns 0 and *out, or an
@@ -100,6 +124,12 @@ void jq_rpc_server_stop(jq_rpc_server *srv);
 /* jq_rpc_req_envelope returns the decoded envelope (owned by req; valid until finish). */
 const Jobq__V1__RpcRequest *jq_rpc_req_envelope(const jq_rpc_req *req);
 
+/* jq_rpc_req_principal returns what the authorize hook set for this request (0 without one). */
+int jq_rpc_req_principal(const jq_rpc_req *req);
+
+/* jq_rpc_req_bytes returns the size of the request as received. */
+size_t jq_rpc_req_bytes(const jq_rpc_req *req);
+
 /* jq_rpc_req_request_id returns the request id: the client's, or one the server made. */
 const char *jq_rpc_req_request_id(const jq_rpc_req *req);
 
@@ -115,6 +145,11 @@ int64_t jq_rpc_req_received_us(const jq_rpc_req *req);
 void jq_rpc_req_finish(jq_rpc_req *req, unsigned code, const char *message, const uint8_t *payload,
 		       size_t payload_len);
 
+/* jq_rpc_req_wait tells the server that req will wait without work for a while (a parked
+ * long-poll): its bytes stop counting against max_inflight_bytes until it is requeued, so
+ * waiting requests never stop the server from receiving. Their owner bounds them instead. */
+void jq_rpc_req_wait(jq_rpc_req *req);
+
 /* jq_rpc_req_requeue puts a request the handler kept back on the work queue, to be handled
  * again by a worker (a long-poll woken by a notification). It bypasses max_queued. Like a new
  * request, it is answered DEADLINE_EXCEEDED instead if its deadline has passed when a worker
@@ -127,6 +162,10 @@ void jq_rpc_server_connections(jq_rpc_server *srv, int *open, int64_t *refused);
 
 /* jq_rpc_server_load: workers running a handler now, and requests waiting for one (metrics). */
 void jq_rpc_server_load(jq_rpc_server *srv, int *in_use, int *waiting);
+
+/* jq_rpc_server_memory: bytes of requests held now (counted against max_inflight_bytes),
+ * contexts receiving now, and contexts open in all (each request held keeps one) (metrics). */
+void jq_rpc_server_memory(jq_rpc_server *srv, size_t *held_bytes, int *receiving, int *contexts);
 
 /* jq_rpc_now_us: CLOCK_MONOTONIC in microseconds. */
 int64_t jq_rpc_now_us(void);

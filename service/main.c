@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <unistd.h>
 
+#include "jq_auth.h"
 #include "jq_config.h"
 #include "jq_db.h"
 #include "jq_dispatch.h"
@@ -32,6 +33,7 @@ typedef struct service {
 	jq_notify *notify;
 	jq_longpoll *longpoll;
 	jq_http *http;
+	jq_auth *auth;
 } service;
 
 static int open_workers(service *s)
@@ -66,6 +68,7 @@ static void close_all(service *s)
 	jq_longpoll_stop(s->longpoll);
 	jq_rpc_server_stop(s->rpc);
 	jq_longpoll_free(s->longpoll);
+	jq_auth_free(s->auth);
 	jq_rescuer_stop(s->rescuer);
 	for (int i = 0; s->workers != NULL && i < s->nworkers; i++)
 		jq_db_close(s->workers[i].db);
@@ -84,9 +87,34 @@ static void longpoll_listening(void *arg, bool on)
 	jq_longpoll_listening(arg, on);
 }
 
+/* open_auth loads the credentials; a request is judged against them before it is decoded. */
+static int open_auth(service *s)
+{
+	jq_auth_opts o = { .credentials_path = s->cfg.credentials_file, .admin_token = s->cfg.auth_token };
+	char err[512];
+	if (s->cfg.tls_client_role != NULL && !jq_role_parse(s->cfg.tls_client_role, &o.tls_role)) {
+		jq_error("--tls-client-role: unknown role '%s' (producer, worker, reader, admin)",
+			 s->cfg.tls_client_role);
+		return -1;
+	}
+	if (jq_auth_new(&o, &s->auth, err, sizeof(err)) != 0) {
+		jq_error("credentials: %s", err);
+		return -1;
+	}
+	if (jq_auth_required(s->auth))
+		jq_info("auth: %d credentials%s%s", jq_auth_count(s->auth),
+			o.tls_role != JQ_ROLE_NONE ? "; verified client certificates are " : "",
+			o.tls_role != JQ_ROLE_NONE ? jq_role_name(o.tls_role) : "");
+	else
+		jq_warn("auth: no credentials; every request is served as admin (set JOBQ_CREDENTIALS_FILE or JOBQ_AUTH_TOKEN)");
+	return 0;
+}
+
 static int start(service *s)
 {
-	if (jq_longpoll_start(&s->longpoll) != 0) {
+	if (open_auth(s) != 0)
+		return -1;
+	if (jq_longpoll_start(s->cfg.max_waiting_claims, &s->longpoll) != 0) {
 		jq_error("could not start the long-poll timer");
 		return -1;
 	}
@@ -108,6 +136,9 @@ static int start(service *s)
 		.quick_arg = &s->workers[0], /* only its cfg and long-poll are read */
 		.tls = &tls,
 		.max_connections = s->cfg.max_connections,
+		.max_inflight_bytes = s->cfg.max_inflight_bytes,
+		.authorize = jq_auth_authorize,
+		.auth_arg = s->auth,
 	};
 	if (jq_rpc_server_start(&ro, &s->rpc) != 0)
 		return -1;
@@ -155,32 +186,61 @@ static void reload_tls(service *s, const char *why)
 		jq_warn("jobqd: TLS reload incomplete (see above); the service goes on");
 }
 
+/* reload_credentials re-reads the credentials file; a file that does not load leaves the
+ * credentials in force. */
+static void reload_credentials(service *s, const char *why)
+{
+	char err[512];
+	if (s->cfg.credentials_file == NULL)
+		return;
+	if (jq_auth_reload(s->auth, err, sizeof(err)) != 0)
+		jq_error("auth: %s, but the credentials did not load (the previous ones stay): %s", why, err);
+	else
+		jq_info("auth: %s, %d credentials loaded", why, jq_auth_count(s->auth));
+}
+
+static int min_positive(int a, int b)
+{
+	if (a <= 0)
+		return b;
+	if (b <= 0)
+		return a;
+	return a < b ? a : b;
+}
+
 /* wait_for_stop waits for SIGTERM or SIGINT and returns it. Meanwhile SIGHUP reloads the TLS
- * files, and so does a change of the files themselves, checked every tls_reload_interval_ms
- * while a listener uses TLS: a Kubernetes Secret volume is updated in place, and nothing sends
- * the pod a signal. */
+ * files and the credentials, and so does a change of the files themselves, checked every
+ * tls_reload_interval_ms (while a listener uses TLS) and credentials_reload_interval_ms: a
+ * Kubernetes Secret volume is updated in place, and nothing sends the pod a signal. */
 static int wait_for_stop(service *s, const sigset_t *signals)
 {
 	jq_tls_files tls = { .cert = s->cfg.tls_cert, .key = s->cfg.tls_key, .ca = s->cfg.tls_ca };
-	bool watch = s->cfg.tls_reload_interval_ms > 0 &&
-		     (jq_tls_url(s->cfg.rpc_url) || jq_tls_url(s->cfg.pub_url));
-	uint64_t stamp = watch ? jq_tls_stamp(&tls) : 0;
+	bool watch_tls = s->cfg.tls_reload_interval_ms > 0 &&
+			 (jq_tls_url(s->cfg.rpc_url) || jq_tls_url(s->cfg.pub_url));
+	bool watch_creds = s->cfg.credentials_reload_interval_ms > 0 && s->cfg.credentials_file != NULL;
+	uint64_t stamp = watch_tls ? jq_tls_stamp(&tls) : 0;
+	int ms = min_positive(watch_tls ? s->cfg.tls_reload_interval_ms : 0,
+			      watch_creds ? s->cfg.credentials_reload_interval_ms : 0);
+	if (ms <= 0)
+		ms = 3600 * 1000;
 	for (;;) {
-		int ms = watch ? s->cfg.tls_reload_interval_ms : 3600 * 1000;
 		struct timespec ts = { .tv_sec = ms / 1000, .tv_nsec = (long)(ms % 1000) * 1000000 };
 		int sig = sigtimedwait(signals, NULL, &ts);
 		if (sig == SIGINT || sig == SIGTERM)
 			return sig;
 		if (sig == SIGHUP) {
 			reload_tls(s, "SIGHUP received");
-			stamp = watch ? jq_tls_stamp(&tls) : 0;
+			reload_credentials(s, "SIGHUP received");
+			stamp = watch_tls ? jq_tls_stamp(&tls) : 0;
 			continue;
 		}
-		uint64_t now = watch ? jq_tls_stamp(&tls) : 0;
+		uint64_t now = watch_tls ? jq_tls_stamp(&tls) : 0;
 		if (now != stamp && now != 0) {
 			reload_tls(s, "TLS files changed");
 			stamp = now;
 		}
+		if (watch_creds && jq_auth_changed(s->auth))
+			reload_credentials(s, "credentials changed");
 	}
 }
 
@@ -201,6 +261,10 @@ int main(int argc, char **argv)
 		break;
 	}
 	jq_log_setup(s.cfg.log_level, s.cfg.log_format);
+	for (int i = 0; i < s.cfg.nsecret_flags; i++)
+		jq_warn("--%s carries a secret on the command line, which every local user can read in "
+			"/proc/%d/cmdline; use its environment variable or a file instead",
+			s.cfg.secret_flags[i], (int)getpid());
 	signal(SIGPIPE, SIG_IGN);
 	/* Blocked before any thread starts, so only sigwait below ever sees them. */
 	sigemptyset(&signals);

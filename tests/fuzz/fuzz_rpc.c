@@ -18,6 +18,7 @@
 
 #include "jobq/v1/jobq.pb-c.h"
 #include "jq_validate.h"
+#include "jq_wire.h"
 
 #define FUZZ_MAX_PAYLOAD 1024
 
@@ -117,12 +118,38 @@ static void validate(const char *name, const uint8_t *p, size_t n)
 	protobuf_c_message_free_unpacked(in, NULL);
 }
 
+/* same_string: a field of the wire view reads as the decoder's C string. */
+static int same_string(const uint8_t *p, size_t n, const char *decoded)
+{
+	size_t len = p != NULL ? strnlen((const char *)p, n) : 0;
+	return strlen(decoded) == len && (len == 0 || memcmp(p, decoded, len) == 0);
+}
+
+/* The credential is judged on jq_wire's view before decoding: it must never read another
+ * method or token than the decoder does. */
+static void check_wire_view(const uint8_t *data, size_t size, const Jobq__V1__RpcRequest *env)
+{
+	jq_wire_envelope v;
+	must(jq_wire_scan_envelope(data, size, &v));
+	must(same_string(v.method, v.method_len, env->method));
+	must(same_string(v.token, v.token_len, env->auth_token));
+	must(same_string(v.request_id, v.request_id_len, env->request_id));
+}
+
 static void via_envelope(const uint8_t *data, size_t size)
 {
 	static const char prefix[] = "/jobq.v1.JobQueue/";
+	jq_wire_envelope v;
 	Jobq__V1__RpcRequest *env = jobq__v1__rpc_request__unpack(NULL, size, data);
-	if (env == NULL)
+	if (env == NULL) {
+		/* Whatever it says of bytes the decoder refuses, its fields lie within them. */
+		if (jq_wire_scan_envelope(data, size, &v)) {
+			must(v.method == NULL || (v.method >= data && v.method + v.method_len <= data + size));
+			must(v.token == NULL || (v.token >= data && v.token + v.token_len <= data + size));
+		}
 		return;
+	}
+	check_wire_view(data, size, env);
 	if (strncmp(env->method, prefix, sizeof(prefix) - 1) == 0)
 		validate(env->method + sizeof(prefix) - 1, env->payload.data, env->payload.len);
 	jobq__v1__rpc_request__free_unpacked(env, NULL);

@@ -261,6 +261,7 @@ typedef struct server_cfg {
 	int max_queued;
 	int nworkers;
 	size_t max_message_bytes;
+	size_t max_inflight_bytes;
 } server_cfg;
 
 static void server_up(server_cfg c)
@@ -274,6 +275,7 @@ static void server_up(server_cfg c)
 		.nworkers = c.nworkers,
 		.worker_args = W.worker_args,
 		.handler = handler,
+		.max_inflight_bytes = c.max_inflight_bytes,
 	};
 	if (W.url[0] == '\0')
 		use_ipc_url();
@@ -1077,6 +1079,91 @@ static void *load_client_main(void *p)
 	return NULL;
 }
 
+/* A /block call with a large payload, on its own socket and thread. */
+typedef struct big_call {
+	const char *method;
+	size_t size;
+	pthread_t thread;
+	int rv;
+	unsigned code;
+} big_call;
+
+static void *big_call_main(void *p)
+{
+	big_call *c = p;
+	Jobq__V1__RpcResponse *r;
+	nng_socket s;
+	char *payload = calloc(1, c->size);
+	if (payload == NULL || (c->rv = client_dial(&s, CLIENT_TIMEOUT_MS)) != 0) {
+		free(payload);
+		c->rv = c->rv ? c->rv : NNG_ENOMEM;
+		return NULL;
+	}
+	c->rv = rpc(s, c->method, payload, c->size, NULL, 0, &r);
+	if (c->rv == 0) {
+		c->code = r->code;
+		jobq__v1__rpc_response__free_unpacked(r, NULL);
+	}
+	free(payload);
+	nng_close(s);
+	return NULL;
+}
+
+static void a_full_byte_budget_pauses_receiving_until_answers_free_it(void **state)
+{
+	big_call big[2] = { { .method = "/block", .size = 40000 }, { .method = "/block", .size = 40000 } };
+	size_t held;
+	int receiving, contexts;
+	call echo;
+	(void)state;
+	server_up((server_cfg){ .contexts = 4, .max_queued = 8, .nworkers = 4,
+				.max_inflight_bytes = 64 * 1024 });
+	for (int i = 0; i < 2; i++)
+		assert_int_equal(pthread_create(&big[i].thread, NULL, big_call_main, &big[i]), 0);
+	assert_true(wait_until(&W.blocked, 2, 5000));
+	/* 80 kB held against a 64 KiB budget: no context receives now. */
+	jq_rpc_server_memory(W.srv, &held, &receiving, &contexts);
+	assert_true(held >= 80000);
+	assert_int_equal(receiving, 0);
+
+	int calls = read_count(&W.calls);
+	call_start(&echo, "/echo", "waits", 0);
+	sleep_ms(300);
+	assert_int_equal(read_count(&W.calls), calls); /* not received while the budget is full */
+
+	pthread_mutex_lock(&W.mu);
+	W.released = true;
+	pthread_cond_broadcast(&W.cv);
+	pthread_mutex_unlock(&W.mu);
+	call_join(&echo, JQ_OK);
+	for (int i = 0; i < 2; i++) {
+		pthread_join(big[i].thread, NULL);
+		assert_int_equal(big[i].rv, 0);
+		assert_int_equal(big[i].code, JQ_OK);
+	}
+	jq_rpc_server_memory(W.srv, &held, &receiving, &contexts);
+	assert_int_equal(held, 0);
+	assert_int_equal(receiving, 4);
+}
+
+/* Requests kept by their handler (a long-poll) keep their context, and others take its place:
+ * however many are kept, new requests are received and answered. */
+static void kept_requests_do_not_stop_receiving(void **state)
+{
+	call kept[6], echo;
+	(void)state;
+	server_up((server_cfg){ .contexts = 2, .max_queued = 16, .nworkers = 2 });
+	for (int i = 0; i < 6; i++)
+		call_start(&kept[i], "/defer", "0", 0);
+	assert_true(wait_until(&W.defer_calls, 6, 5000));
+	call_start(&echo, "/echo", "still-heard", 0);
+	call_join(&echo, JQ_OK);
+	assert_int_equal(read_count(&W.ndeferred), 6);
+	deferrer_start(); /* answers the kept ones */
+	for (int i = 0; i < 6; i++)
+		call_join(&kept[i], JQ_OK);
+}
+
 static void stop_after_load(void **state)
 {
 	load_client c[12];
@@ -1125,6 +1212,9 @@ int main(void)
 		cmocka_unit_test_setup_teardown(deferred_and_requeued, setup, teardown),
 		cmocka_unit_test_setup_teardown(stop_answers_everything_in_flight, setup, teardown),
 		cmocka_unit_test_setup_teardown(stop_after_load, setup, teardown),
+		cmocka_unit_test_setup_teardown(a_full_byte_budget_pauses_receiving_until_answers_free_it,
+						setup, teardown),
+		cmocka_unit_test_setup_teardown(kept_requests_do_not_stop_receiving, setup, teardown),
 	};
 	/* warn: the junk test would otherwise log a line per refused message */
 	jq_log_setup(JQ_LOG_WARN, JQ_LOG_TEXT);

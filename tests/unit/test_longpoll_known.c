@@ -17,7 +17,7 @@
 static int setup(void **state)
 {
 	jq_longpoll *lp = NULL;
-	if (jq_longpoll_start(&lp) != 0)
+	if (jq_longpoll_start(64, &lp) != 0)
 		return -1;
 	jq_longpoll_listening(lp, true);
 	*state = lp;
