@@ -135,6 +135,9 @@ void jq_dispatch_handle(void *worker_arg, jq_rpc_req *req)
 	ProtobufCMessage *in = NULL;
 	const char *method = env->method ? env->method : "";
 
+	/* No wait for the database outlasts the request (a silent connection included). */
+	jq_db_set_deadline(w->db, jq_rpc_req_deadline_us(req));
+
 	if (w->cfg->auth_token != NULL && !token_matches(w->cfg->auth_token, env->auth_token)) {
 		jq_call_error(&call, JQ_UNAUTHENTICATED, "missing or wrong auth token");
 		goto reply;
