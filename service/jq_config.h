@@ -38,6 +38,12 @@ typedef struct jq_config {
 	int backoff_base_ms;
 	int backoff_max_ms;
 	bool db_prepared;          /* named prepared statements (off for PgBouncer < 1.21) */
+	int db_connect_timeout_ms;   /* one connection attempt (jq_pgconn) */
+	int db_tcp_user_timeout_ms;  /* TCP_USER_TIMEOUT of every database connection; 0 = kernel's */
+	int db_keepalive_idle_s;     /* TCP keepalive of every database connection; 0 = kernel's */
+	int db_keepalive_interval_s;
+	int db_keepalive_count;
+	int listen_timeout_ms; /* statement timeout of the LISTEN session; silent 1 s longer = dead */
 	jq_log_level log_level;
 	jq_log_format log_format;
 	char *tls_cert; /* JOBQ_TLS_CERT: PEM certificate for tls+tcp:// listeners, NULL = none */

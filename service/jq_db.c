@@ -20,6 +20,11 @@
 #define OID_TSTZ_ARR 1185
 
 #define RECONNECT_INTERVAL_NS (250 * 1000000LL)
+/* How long past the session's statement_timeout an answer is still awaited: a live server ends a
+ * slow statement itself (57014) within that time, so only a silent connection runs over it. */
+#define SILENCE_GRACE_MS 1000
+/* Time kept back from a request's deadline to carry the answer to the client. */
+#define REPLY_MARGIN_MAX_US 50000
 #define REPREPARE_USES 200
 #define REPREPARE_NS (1000 * 1000000LL)
 #define RETRY_ALL_BATCH 1000
@@ -288,6 +293,10 @@ struct jq_db {
 	int64_t renewals;              /* renew_plan calls (jq_db_plan_renewals) */
 	int backoff_base_ms, backoff_max_ms, statement_timeout_ms;
 	int64_t last_attempt_ns;
+	jq_pgconn_net net;
+	int64_t cutoff_ms;  /* stop waiting for the database here (jq_pgconn clock); 0 = no deadline */
+	jq_code lost_code;  /* why the connection was last closed under a call, and what to answer */
+	char lost_msg[200];
 };
 
 struct jq_db_rows {
@@ -348,14 +357,86 @@ static void disconnect(jq_db *db)
 	db->ready = false;
 }
 
+/* out_of_time: the request's deadline leaves no time for another round trip. */
+static bool out_of_time(const jq_db *db)
+{
+	return db->cutoff_ms != 0 && jq_pgconn_now_ms() >= db->cutoff_ms;
+}
+
+static jq_code deadline_exceeded(jq_db_err *err)
+{
+	set_err(err, NULL, "", "deadline exceeded before the database was asked");
+	return JQ_DEADLINE_EXCEEDED;
+}
+
+/* answer_until: how long to wait for one statement's answer (see SILENCE_GRACE_MS). */
+static int64_t answer_until(const jq_db *db)
+{
+	int64_t until = JQ_PGCONN_FOREVER;
+	if (db->statement_timeout_ms > 0)
+		until = jq_pgconn_now_ms() + db->statement_timeout_ms + SILENCE_GRACE_MS;
+	if (db->cutoff_ms != 0 && db->cutoff_ms < until)
+		until = db->cutoff_ms;
+	return until;
+}
+
+/* lose closes the connection under a call and records why: a timeout is the request's deadline
+ * (DEADLINE_EXCEEDED) or a connection that stopped answering (UNAVAILABLE). */
+static void lose(jq_db *db, jq_pgconn_rc rc, const char *what)
+{
+	if (rc == JQ_PGCONN_TIMEOUT && out_of_time(db)) {
+		db->lost_code = JQ_DEADLINE_EXCEEDED;
+		snprintf(db->lost_msg, sizeof(db->lost_msg),
+			 "deadline exceeded waiting for the database (%s); connection closed", what);
+	} else if (rc == JQ_PGCONN_TIMEOUT) {
+		db->lost_code = JQ_UNAVAILABLE;
+		snprintf(db->lost_msg, sizeof(db->lost_msg),
+			 "database unavailable: no answer within %d ms (%s); connection closed",
+			 db->statement_timeout_ms + SILENCE_GRACE_MS, what);
+	} else {
+		db->lost_code = JQ_UNAVAILABLE;
+		snprintf(db->lost_msg, sizeof(db->lost_msg), "database unavailable: %s",
+			 db->conn ? PQerrorMessage(db->conn) : "not connected");
+		db->lost_msg[strcspn(db->lost_msg, "\n")] = '\0';
+	}
+	jq_warn("database connection (%s) lost: %s", db->application_name, db->lost_msg);
+	disconnect(db);
+}
+
+/* await collects the answer to what a PQsend* call (which returned `sent`) queued. NULL when
+ * there is none: the connection broke or stayed silent until answer_until, and is closed
+ * (db->lost_* say why). Like libpq's blocking calls otherwise: an SQL error is a result. */
+static PGresult *await(jq_db *db, int sent, const char *what)
+{
+	PGresult *r = NULL;
+	jq_pgconn_rc rc = sent ? jq_pgconn_result(db->conn, answer_until(db), -1, &r)
+			       : JQ_PGCONN_BROKEN;
+	if (rc != JQ_PGCONN_OK)
+		lose(db, rc, what);
+	return r;
+}
+
+/* libpq's blocking calls, bounded (see await); NULL on a handle already closed. */
+static PGresult *db_exec(jq_db *db, const char *sql)
+{
+	return db->conn ? await(db, PQsendQuery(db->conn, sql), sql) : NULL;
+}
+
+static PGresult *db_prepare(jq_db *db, const char *name, const char *sql, int n, const Oid *types)
+{
+	return db->conn ? await(db, PQsendPrepare(db->conn, name, sql, n, types), name) : NULL;
+}
+
 /* prepare_one prepares statement id under its name and starts its plan's life. 0, or -1 with
  * err set. */
 static int prepare_one(jq_db *db, stmt_id id, jq_db_err *err)
 {
 	const stmt *s = &stmts[id];
-	PGresult *r = PQprepare(db->conn, s->name, s->sql, s->nparams, s->types);
+	PGresult *r = db_prepare(db, s->name, s->sql, s->nparams, s->types);
 	int ok = PQresultStatus(r) == PGRES_COMMAND_OK;
-	if (!ok)
+	if (!ok && r == NULL)
+		set_err(err, NULL, "", db->lost_msg);
+	else if (!ok)
 		set_err(err, PQresultErrorField(r, PG_DIAG_SQLSTATE), "prepare: ", PQresultErrorMessage(r));
 	PQclear(r);
 	db->named[id] = ok;
@@ -391,7 +472,7 @@ static void renew_plan(jq_db *db, stmt_id id)
 	db->renewals++;
 	if (db->named[id]) {
 		snprintf(sql, sizeof(sql), "DEALLOCATE %s", stmts[id].name);
-		PGresult *r = PQexec(db->conn, sql);
+		PGresult *r = db_exec(db, sql);
 		db->named[id] = PQresultStatus(r) != PGRES_COMMAND_OK;
 		PQclear(r);
 	}
@@ -407,36 +488,38 @@ static int session_setup(jq_db *db, jq_db_err *err)
 {
 	char sql[96];
 	snprintf(sql, sizeof(sql), "SET statement_timeout = %d", db->statement_timeout_ms);
-	PGresult *r = PQexec(db->conn, sql);
+	PGresult *r = db_exec(db, sql);
 	int ok = PQresultStatus(r) == PGRES_COMMAND_OK;
-	if (!ok)
+	if (!ok && r == NULL)
+		set_err(err, NULL, "", db->lost_msg);
+	else if (!ok)
 		set_err(err, PQresultErrorField(r, PG_DIAG_SQLSTATE), "setup: ", PQresultErrorMessage(r));
 	PQclear(r);
 	return ok ? 0 : -1;
 }
 
-/* connect_now opens the connection and prepares the statements; on failure the handle stays
- * disconnected and the next call tries again after RECONNECT_INTERVAL_NS. */
+/* connect_now opens the connection and prepares the statements, all by the request's deadline
+ * when there is one; on failure the handle stays disconnected and the next call tries again
+ * after RECONNECT_INTERVAL_NS. */
 static jq_code connect_now(jq_db *db, jq_db_err *err)
 {
-	const char *keys[] = { "dbname", "application_name", "connect_timeout", NULL };
-	const char *vals[] = { db->url, db->application_name, "5", NULL };
+	char why[200];
+	jq_pgconn_opts o = { .url = db->url, .application_name = db->application_name, .net = &db->net };
 
 	db->last_attempt_ns = mono_ns();
-	db->conn = PQconnectdbParams(keys, vals, 1);
-	if (db->conn == NULL) {
-		set_err(err, NULL, "database: ", "out of memory");
-		return JQ_UNAVAILABLE;
-	}
-	if (PQstatus(db->conn) != CONNECTION_OK) {
-		set_err(err, NULL, "database unavailable: ", PQerrorMessage(db->conn));
-		disconnect(db);
-		return JQ_UNAVAILABLE;
+	jq_pgconn_rc rc = jq_pgconn_open(&o, db->cutoff_ms ? db->cutoff_ms : JQ_PGCONN_FOREVER, -1,
+					 &db->conn, why, sizeof(why));
+	if (rc != JQ_PGCONN_OK) {
+		bool late = rc == JQ_PGCONN_TIMEOUT && out_of_time(db);
+		set_err(err, NULL, late ? "deadline exceeded connecting to the database: "
+					: "database unavailable: ", why);
+		return late ? JQ_DEADLINE_EXCEEDED : JQ_UNAVAILABLE;
 	}
 	PQsetNoticeProcessor(db->conn, NULL, NULL);
 	if (session_setup(db, err) != 0 || (db->prepared && prepare_all(db, err) != 0)) {
+		jq_code c = db->conn == NULL ? db->lost_code : JQ_UNAVAILABLE;
 		disconnect(db);
-		return JQ_UNAVAILABLE;
+		return c;
 	}
 	db->ready = true;
 	return JQ_OK;
@@ -450,6 +533,8 @@ static jq_code ensure_connected(jq_db *db, jq_db_err *err)
 		return JQ_OK;
 	if (db->conn != NULL)
 		disconnect(db);
+	if (out_of_time(db))
+		return deadline_exceeded(err);
 	if (mono_ns() - db->last_attempt_ns < RECONNECT_INTERVAL_NS) {
 		set_err(err, NULL, "database unavailable", " (reconnecting)");
 		return JQ_UNAVAILABLE;
@@ -473,6 +558,8 @@ int jq_db_open(const jq_db_opts *opts, jq_db **out)
 	db->backoff_base_ms = opts->backoff_base_ms;
 	db->backoff_max_ms = opts->backoff_max_ms;
 	db->statement_timeout_ms = opts->statement_timeout_ms;
+	db->net = opts->net != NULL ? *opts->net : jq_pgconn_net_default;
+	db->lost_code = JQ_UNAVAILABLE;
 	jq_db_err err;
 	if (connect_now(db, &err) != JQ_OK)
 		jq_warn("%s", err.msg);
@@ -494,6 +581,22 @@ void jq_db_close(jq_db *db)
 	free(db);
 }
 
+void jq_db_set_deadline(jq_db *db, int64_t deadline_us)
+{
+	if (deadline_us == 0) {
+		db->cutoff_ms = 0;
+		return;
+	}
+	int64_t margin = (deadline_us - mono_ns() / 1000) / 10;
+	if (margin > REPLY_MARGIN_MAX_US)
+		margin = REPLY_MARGIN_MAX_US;
+	if (margin < 0)
+		margin = 0;
+	/* Both clocks are CLOCK_MONOTONIC; 1 ms, not 0, when the deadline is already gone. */
+	int64_t cutoff = (deadline_us - margin) / 1000;
+	db->cutoff_ms = cutoff > 0 ? cutoff : 1;
+}
+
 int64_t jq_db_plan_renewals(const jq_db *db)
 {
 	return db->renewals;
@@ -504,6 +607,8 @@ int64_t jq_db_plan_renewals(const jq_db *db)
 static jq_code run(jq_db *db, stmt_id id, const char *const *values, const int *lengths,
 		   const int *formats, PGresult **res, jq_db_err *err)
 {
+	if (out_of_time(db))
+		return deadline_exceeded(err);
 	jq_code c = ensure_connected(db, err);
 	if (c != JQ_OK)
 		return c;
@@ -511,11 +616,20 @@ static jq_code run(jq_db *db, stmt_id id, const char *const *values, const int *
 	PGresult *r;
 	if (db->prepared && s->replan && plan_due(db, id))
 		renew_plan(db, id);
-	if (db->prepared && db->named[id]) {
+	if (db->conn == NULL) {
+		r = NULL; /* lost while renewing the plan */
+	} else if (db->prepared && db->named[id]) {
 		db->uses[id]++;
-		r = PQexecPrepared(db->conn, s->name, s->nparams, values, lengths, formats, 1);
-	} else
-		r = PQexecParams(db->conn, s->sql, s->nparams, s->types, values, lengths, formats, 1);
+		r = await(db, PQsendQueryPrepared(db->conn, s->name, s->nparams, values, lengths, formats, 1),
+			  s->name);
+	} else {
+		r = await(db, PQsendQueryParams(db->conn, s->sql, s->nparams, s->types, values, lengths,
+						formats, 1), s->name);
+	}
+	if (r == NULL) {
+		set_err(err, NULL, "", db->lost_msg);
+		return db->lost_code;
+	}
 	ExecStatusType st = PQresultStatus(r);
 	if (st == PGRES_TUPLES_OK || st == PGRES_COMMAND_OK) {
 		*res = r;
@@ -523,7 +637,7 @@ static jq_code run(jq_db *db, stmt_id id, const char *const *values, const int *
 	}
 	const char *sqlstate = PQresultErrorField(r, PG_DIAG_SQLSTATE);
 	c = map_sqlstate(sqlstate);
-	set_err(err, sqlstate, "", r ? PQresultErrorMessage(r) : PQerrorMessage(db->conn));
+	set_err(err, sqlstate, "", PQresultErrorMessage(r));
 	PQclear(r);
 	if (PQstatus(db->conn) != CONNECTION_OK) {
 		/* Retry this one request at once on a fresh connection? No: the statement may have
@@ -538,11 +652,17 @@ static jq_code run(jq_db *db, stmt_id id, const char *const *values, const int *
 
 jq_code jq_db_ping(jq_db *db, jq_db_err *err)
 {
+	if (out_of_time(db))
+		return deadline_exceeded(err);
 	jq_code c = ensure_connected(db, err);
 	if (c != JQ_OK)
 		return c;
-	PGresult *r = PQexec(db->conn, "SELECT 1");
+	PGresult *r = db_exec(db, "SELECT 1");
 	bool ok = PQresultStatus(r) == PGRES_TUPLES_OK;
+	if (r == NULL) {
+		set_err(err, NULL, "", db->lost_msg);
+		return db->lost_code;
+	}
 	if (!ok)
 		set_err(err, PQresultErrorField(r, PG_DIAG_SQLSTATE), "", PQresultErrorMessage(r));
 	PQclear(r);

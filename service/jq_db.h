@@ -7,6 +7,13 @@
  * unnamed ones when `prepared` is off (PgBouncer before 1.21 in transaction mode). Parameters
  * and results travel in binary, so payloads are never escaped.
  *
+ * No call waits for ever on a connection that went silent (jq_pgconn: keepalives, a TCP user
+ * timeout, and every wait bounded). A statement's answer is awaited for the session's
+ * statement_timeout plus a second (a slow statement on a live connection ends with the server's
+ * own error first), and never past the deadline set by jq_db_set_deadline. A connection left
+ * without an answer is closed: the statement may or may not have run, as with any lost
+ * connection, and the next call connects again.
+ *
  * Errors are values: each call returns a jq_code (0 = OK) and fills a jq_db_err with a message.
  * Rows returned by a call (jq_db_rows) point into libpq's result: they stay valid until
  * jq_db_rows_free, which the caller must call on every path (NULL is a no-op).
@@ -18,6 +25,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "jq_pgconn.h"
 #include "jq_rpc_server.h" /* jq_code */
 #include "jq_state.h"
 
@@ -36,6 +44,7 @@ typedef struct jq_db_opts {
 	int backoff_max_ms;
 	int statement_timeout_ms; /* 0 = none */
 	const char *application_name;
+	const jq_pgconn_net *net; /* copied; NULL = jq_pgconn_net_default */
 } jq_db_opts;
 
 /* A job to enqueue. Strings and payload are borrowed for the duration of the call. */
@@ -111,6 +120,13 @@ typedef struct jq_queue_stats {
  * strings are copied. Free with jq_db_close. */
 int jq_db_open(const jq_db_opts *opts, jq_db **out) __attribute__((warn_unused_result));
 void jq_db_close(jq_db *db);
+
+/* jq_db_set_deadline bounds the calls that follow by a request's deadline (deadline_us on the
+ * jq_rpc_now_us clock; 0 = none): they stop waiting for the database a little before it (a
+ * tenth of the time left, at most 50 ms, so the answer reaches the client in time) and answer
+ * DEADLINE_EXCEEDED, and a connection attempt ends there too. A call that starts with no time
+ * left answers DEADLINE_EXCEEDED without touching the connection. */
+void jq_db_set_deadline(jq_db *db, int64_t deadline_us);
 
 /* jq_db_plan_renewals: how many times this handle has prepared a batch statement again so that
  * PostgreSQL plans it afresh (see `replan` in jq_db.c); for tests and diagnostics. */

@@ -127,6 +127,9 @@ void jq_dispatch_handle(void *worker_arg, jq_rpc_req *req)
 	ProtobufCMessage *in = NULL;
 	const char *method = env->method ? env->method : "";
 
+	/* No wait for the database outlasts the request (a silent connection included). */
+	jq_db_set_deadline(w->db, jq_rpc_req_deadline_us(req));
+
 	/* The credential was judged on receipt, from the envelope's raw bytes, before anything was
 	 * decoded (jq_auth_authorize). Judged again here on the decoded method, so that no way of
 	 * spelling the envelope can make the two readings differ. */

@@ -192,6 +192,7 @@ static void on_healthz(nng_aio *aio)
 static bool readiness(jq_http *h, char *why, size_t cap)
 {
 	bool ok = false;
+	char detail[200];
 	pthread_mutex_lock(&h->mu);
 	if (h->db_checked_ms == 0)
 		snprintf(why, cap, "database not checked yet");
@@ -200,8 +201,8 @@ static bool readiness(jq_http *h, char *why, size_t cap)
 			 (long long)(mono_ms() - h->db_checked_ms));
 	else if (!h->db_up)
 		snprintf(why, cap, "%s", h->db_reason);
-	else if (!jq_notify_listening(h->src.notify))
-		snprintf(why, cap, "not listening for notifications (LISTEN connection down)");
+	else if (!jq_notify_health(h->src.notify, detail, sizeof(detail)))
+		snprintf(why, cap, "not listening for notifications: %s", detail);
 	else
 		ok = true;
 	pthread_mutex_unlock(&h->mu);
@@ -369,9 +370,10 @@ int jq_http_start(const jq_http_sources *src, jq_http **out)
 	pthread_cond_init(&h->cv, &ca);
 	pthread_condattr_destroy(&ca);
 	/* A ping needs no prepared statements, and the Stats query is cheap to plan every 5 s. */
+	jq_pgconn_net net = jq_pgconn_net_of(cfg);
 	jq_db_opts o = { .url = cfg->database_url, .prepared = false, .backoff_base_ms = cfg->backoff_base_ms,
 			 .backoff_max_ms = cfg->backoff_max_ms, .statement_timeout_ms = 2000,
-			 .application_name = "jobqd-http" };
+			 .application_name = "jobqd-http", .net = &net };
 	if (jq_db_open(&o, &h->db) != 0)
 		goto fail;
 	pthread_mutex_lock(&gate);

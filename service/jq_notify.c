@@ -15,6 +15,7 @@
 #include <libpq-fe.h>
 
 #include "jq_log.h"
+#include "jq_pgconn.h"
 
 #define CHANNEL "jobq_pending"
 #define BACKOFF_MIN_MS 100
@@ -23,6 +24,10 @@
  * (a subscriber may have lost a message to PUB's drop policy) and re-reads the next due time,
  * which guards against anything the notifications did not describe. */
 #define SAFETY_NET_MS 5000
+/* An answer is awaited this long past the session's statement_timeout (--listen-timeout-ms):
+ * a live server has ended the statement itself by then. The safety-net scan is therefore also
+ * the probe that finds a silent connection, within SAFETY_NET_MS + the timeout + this. */
+#define SILENCE_GRACE_MS 1000
 #define NO_TIMER INT64_MAX
 
 /* Both scans below walk job_queue_claim_idx (queue, priority, run_at, id WHERE pending) as a
@@ -80,9 +85,13 @@ struct jq_notify {
 	pthread_t thread;
 	int64_t timer_ms; /* monotonic ms when the earliest scheduled job becomes due */
 	int64_t scan_ms;  /* monotonic ms of the next safety-net scan */
+	bool lost;        /* the connection failed or went silent under a statement */
 	atomic_bool stop;
 	atomic_bool listening;
 	_Atomic int64_t received, announced, scans;
+	pthread_mutex_t mu; /* the two below, for jq_notify_health */
+	char why[200];      /* why the listener is not listening */
+	int64_t down_ms;    /* since when (mono_ms) */
 };
 
 static int64_t mono_ms(void)
@@ -120,11 +129,45 @@ static void set_listening(jq_notify *n, bool on)
 		n->hooks.listening(n->hooks.arg, on);
 }
 
+/* set_why records, for /readyz, why the listener is down (the first line of text), and logs it. */
+static void set_why(jq_notify *n, const char *prefix, const char *text)
+{
+	pthread_mutex_lock(&n->mu);
+	snprintf(n->why, sizeof(n->why), "%s%s", prefix, text);
+	n->why[strcspn(n->why, "\r\n")] = '\0';
+	if (atomic_load(&n->listening) || n->down_ms == 0)
+		n->down_ms = mono_ms();
+	pthread_mutex_unlock(&n->mu);
+	jq_warn("notify: %s%s", prefix, text);
+}
+
 static void disconnect(jq_notify *n)
 {
 	set_listening(n, false);
 	PQfinish(n->conn);
 	n->conn = NULL;
+	n->lost = false;
+}
+
+/* exec runs one statement and waits for its answer, but not past the session's statement
+ * timeout and a grace, nor past jq_notify_stop. NULL when there was no answer: the connection
+ * broke or went silent (n->lost; the caller disconnects). An SQL error is a result. */
+static PGresult *exec(jq_notify *n, const char *sql, const char *what)
+{
+	PGresult *res = NULL;
+	int64_t until = mono_ms() + n->cfg->listen_timeout_ms + SILENCE_GRACE_MS;
+	jq_pgconn_rc rc = PQsendQuery(n->conn, sql) ? jq_pgconn_result(n->conn, until, n->wake_fd, &res)
+						    : JQ_PGCONN_BROKEN;
+	if (rc == JQ_PGCONN_OK)
+		return res;
+	n->lost = true;
+	char text[120];
+	if (rc == JQ_PGCONN_TIMEOUT)
+		snprintf(text, sizeof(text), "no answer within %d ms; reconnecting",
+			 n->cfg->listen_timeout_ms + SILENCE_GRACE_MS);
+	if (rc != JQ_PGCONN_WOKEN)
+		set_why(n, what, rc == JQ_PGCONN_TIMEOUT ? text : PQerrorMessage(n->conn));
+	return NULL;
 }
 
 /* ---- parsing one notification payload ---- */
@@ -216,7 +259,12 @@ static bool drain(jq_notify *n)
 
 static int query_failed(jq_notify *n, PGresult *res, const char *what)
 {
-	jq_warn("notify: %s: %s", what, PQerrorMessage(n->conn));
+	/* A statement error on a live connection (say a timeout) is only logged; the next scan
+	 * tries again. */
+	if (res != NULL && PQstatus(n->conn) == CONNECTION_BAD)
+		set_why(n, what, PQresultErrorMessage(res));
+	else if (res != NULL)
+		jq_warn("notify: %s%s", what, PQresultErrorMessage(res));
 	PQclear(res);
 	return -1;
 }
@@ -226,16 +274,16 @@ static int query_failed(jq_notify *n, PGresult *res, const char *what)
 static int scan_once(jq_notify *n)
 {
 	n->scan_ms = mono_ms() + SAFETY_NET_MS;
-	PGresult *res = PQexec(n->conn, DUE_QUEUES_SQL);
+	PGresult *res = exec(n, DUE_QUEUES_SQL, "due queues: ");
 	if (PQresultStatus(res) != PGRES_TUPLES_OK)
-		return query_failed(n, res, "due queues");
+		return query_failed(n, res, "due queues: ");
 	for (int i = 0; i < PQntuples(res); i++)
 		announce(n, PQgetvalue(res, i, 0), NULL, 0);
 	PQclear(res);
 
-	res = PQexec(n->conn, NEXT_DUE_SQL);
+	res = exec(n, NEXT_DUE_SQL, "next due time: ");
 	if (PQresultStatus(res) != PGRES_TUPLES_OK || PQntuples(res) != 1)
-		return query_failed(n, res, "next due time");
+		return query_failed(n, res, "next due time: ");
 	n->timer_ms = NO_TIMER;
 	if (!PQgetisnull(res, 0, 0))
 		n->timer_ms = mono_ms() + strtoll(PQgetvalue(res, 0, 0), NULL, 10);
@@ -255,7 +303,7 @@ static int scan(jq_notify *n)
 		 * scan is over, not just begun. */
 		atomic_fetch_add(&n->scans, 1);
 		if (rc != 0)
-			return PQstatus(n->conn) == CONNECTION_BAD ? -1 : 0;
+			return n->lost || PQstatus(n->conn) == CONNECTION_BAD ? -1 : 0;
 	} while (drain(n));
 	return 0;
 }
@@ -263,17 +311,22 @@ static int scan(jq_notify *n)
 /* connect_listen opens the session and LISTENs; 0 or -1 (logged, n->conn left NULL). */
 static int connect_listen(jq_notify *n)
 {
-	const char *keys[] = { "dbname", "application_name", "connect_timeout", "options", NULL };
-	const char *vals[] = { n->cfg->listen_database_url, "jobqd-notify", "5",
-			       "-c statement_timeout=10000", NULL };
-	n->conn = PQconnectdbParams(keys, vals, 1);
-	if (PQstatus(n->conn) != CONNECTION_OK) {
-		jq_warn("notify: cannot connect: %s", PQerrorMessage(n->conn));
+	char options[64], why[200];
+	jq_pgconn_net net = jq_pgconn_net_of(n->cfg);
+	snprintf(options, sizeof(options), "-c statement_timeout=%d", n->cfg->listen_timeout_ms);
+	jq_pgconn_opts o = { .url = n->cfg->listen_database_url, .application_name = "jobqd-notify",
+			     .options = options, .net = &net };
+	jq_pgconn_rc rc = jq_pgconn_open(&o, JQ_PGCONN_FOREVER, n->wake_fd, &n->conn, why, sizeof(why));
+	if (rc != JQ_PGCONN_OK) {
+		if (rc != JQ_PGCONN_WOKEN)
+			set_why(n, "cannot connect: ", why);
 		goto fail;
 	}
-	PGresult *res = PQexec(n->conn, "LISTEN " CHANNEL);
+	PGresult *res = exec(n, "LISTEN " CHANNEL, "LISTEN: ");
+	if (res == NULL)
+		goto fail;
 	if (PQresultStatus(res) != PGRES_COMMAND_OK) {
-		jq_warn("notify: LISTEN failed: %s", PQerrorMessage(n->conn));
+		set_why(n, "LISTEN failed: ", PQresultErrorMessage(res));
 		PQclear(res);
 		goto fail;
 	}
@@ -320,7 +373,7 @@ static int step(jq_notify *n)
 	if (wait_fds(n, deadline - now) == 0)
 		return 0;
 	if (!PQconsumeInput(n->conn)) {
-		jq_warn("notify: connection lost: %s", PQerrorMessage(n->conn));
+		set_why(n, "connection lost: ", PQerrorMessage(n->conn));
 		return -1;
 	}
 	return drain(n) ? scan(n) : 0;
@@ -362,10 +415,14 @@ int jq_notify_start(const jq_config *cfg, jq_publisher *pub, const jq_notify_hoo
 	if (hooks != NULL)
 		n->hooks = *hooks;
 	n->timer_ms = NO_TIMER;
+	snprintf(n->why, sizeof(n->why), "not connected yet");
+	n->down_ms = mono_ms();
 	n->wake_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
 	if (n->wake_fd < 0)
 		goto fail;
+	pthread_mutex_init(&n->mu, NULL);
 	if (pthread_create(&n->thread, NULL, run, n) != 0) {
+		pthread_mutex_destroy(&n->mu);
 		close(n->wake_fd);
 		goto fail;
 	}
@@ -385,6 +442,7 @@ void jq_notify_stop(jq_notify *n)
 	if (write(n->wake_fd, &one, sizeof(one)) < 0)
 		jq_warn("notify: cannot wake the listener thread: %s", strerror(errno));
 	pthread_join(n->thread, NULL);
+	pthread_mutex_destroy(&n->mu);
 	close(n->wake_fd);
 	free(n);
 }
@@ -392,6 +450,20 @@ void jq_notify_stop(jq_notify *n)
 bool jq_notify_listening(const jq_notify *n)
 {
 	return n != NULL && atomic_load(&((jq_notify *)n)->listening);
+}
+
+bool jq_notify_health(jq_notify *n, char *why, size_t cap)
+{
+	if (n == NULL) {
+		snprintf(why, cap, "no listener");
+		return false;
+	}
+	pthread_mutex_lock(&n->mu);
+	bool on = atomic_load(&n->listening);
+	if (!on)
+		snprintf(why, cap, "%s (for %lld ms)", n->why, (long long)(mono_ms() - n->down_ms));
+	pthread_mutex_unlock(&n->mu);
+	return on;
 }
 
 int64_t jq_notify_received(const jq_notify *n)

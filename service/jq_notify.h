@@ -9,6 +9,13 @@
  * After (re)connecting it does the same catch-up, because notifications sent while it was away
  * are gone. The thread never touches the RPC path.
  *
+ * A connection that goes silent (no error, no answer) must not leave the long-poll believing it
+ * hears announcements: every statement on the session is awaited for cfg->listen_timeout_ms
+ * (also the session's statement_timeout) plus a second, and the safety-net scan every 5 s is the
+ * probe. Without an answer in time the listener drops the session, reports not listening (the
+ * long-poll then sends every Claim to the database, /readyz fails with the reason) and
+ * reconnects; the connection itself has TCP keepalives and a user timeout (jq_pgconn).
+ *
  * The module owns its connection, thread and wake-up descriptor; it borrows cfg and pub, which
  * must outlive it.
  */
@@ -16,6 +23,7 @@
 #define JQ_NOTIFY_H
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 #include "jq_config.h"
@@ -45,6 +53,11 @@ void jq_notify_stop(jq_notify *n);
 
 /* jq_notify_listening: true while LISTEN is in effect on a live connection (for /readyz). */
 bool jq_notify_listening(const jq_notify *n);
+
+/* jq_notify_health: jq_notify_listening, and when it is false, one line in why saying why and
+ * for how long ("due queues: no answer within 11000 ms; reconnecting (for 2300 ms)"). NULL:
+ * false. */
+bool jq_notify_health(jq_notify *n, char *why, size_t cap);
 
 /* Totals since start, for metrics and tests. */
 int64_t jq_notify_received(const jq_notify *n);  /* notifications read from PostgreSQL */

@@ -106,9 +106,10 @@ int jq_rescuer_start(const jq_config *cfg, jq_rescuer **out)
 	if (r == NULL)
 		return -1;
 	r->cfg = cfg;
+	jq_pgconn_net net = jq_pgconn_net_of(cfg);
 	jq_db_opts o = { .url = cfg->database_url, .prepared = cfg->db_prepared,
 			 .backoff_base_ms = cfg->backoff_base_ms, .backoff_max_ms = cfg->backoff_max_ms,
-			 .statement_timeout_ms = 60000, .application_name = "jobqd-rescuer" };
+			 .statement_timeout_ms = 60000, .application_name = "jobqd-rescuer", .net = &net };
 	if (jq_db_open(&o, &r->db) != 0)
 		goto fail;
 	pthread_mutex_init(&r->mu, NULL);

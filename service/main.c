@@ -43,9 +43,11 @@ static int open_workers(service *s)
 	s->worker_args = calloc((size_t)s->nworkers, sizeof(*s->worker_args));
 	if (s->workers == NULL || s->worker_args == NULL)
 		return -1;
+	jq_pgconn_net net = jq_pgconn_net_of(&s->cfg);
 	jq_db_opts o = { .url = s->cfg.database_url, .prepared = s->cfg.db_prepared,
 			 .backoff_base_ms = s->cfg.backoff_base_ms, .backoff_max_ms = s->cfg.backoff_max_ms,
-			 .statement_timeout_ms = s->cfg.default_deadline_ms, .application_name = "jobqd" };
+			 .statement_timeout_ms = s->cfg.default_deadline_ms, .application_name = "jobqd",
+			 .net = &net };
 	for (int i = 0; i < s->nworkers; i++) {
 		s->workers[i].cfg = &s->cfg;
 		s->workers[i].longpoll = s->longpoll;
