@@ -336,21 +336,6 @@ static void *loader_main(void *arg)
 	return NULL;
 }
 
-/* vmrss_kb reads the resident set of a process (kB), or -1. */
-static long vmrss_kb(pid_t pid)
-{
-	char path[64], line[256];
-	long kb = -1;
-	snprintf(path, sizeof(path), "/proc/%d/status", (int)pid);
-	FILE *f = fopen(path, "r");
-	if (f == NULL)
-		return -1;
-	while (fgets(line, sizeof(line), f) != NULL)
-		if (sscanf(line, "VmRSS: %ld kB", &kb) == 1)
-			break;
-	fclose(f);
-	return kb;
-}
 
 static long max_of(const long *v, int from, int to)
 {
@@ -390,7 +375,7 @@ CHAOS_TEST(load_of_many_clients_mixing_every_method_sees_only_overload_codes_and
 	}
 	for (int s = 0; s < secs; s++) {
 		jq_sleep_ms(1000);
-		rss[s] = vmrss_kb(fx.svc.pid);
+		rss[s] = jq_svc_status_kb(&fx.svc, "VmRSS");
 	}
 	atomic_store(&stop, true);
 	long calls[N_METHODS] = { 0 }, total = 0, overload = 0, bad = 0;

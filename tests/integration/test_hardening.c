@@ -465,20 +465,6 @@ static uint8_t *frame(size_t n, size_t *len)
 	return buf;
 }
 
-static long vm_kb(pid_t pid, const char *field)
-{
-	char path[64], line[256];
-	long kb = -1;
-	snprintf(path, sizeof(path), "/proc/%d/status", (int)pid);
-	FILE *f = fopen(path, "r");
-	if (f == NULL)
-		return -1;
-	while (fgets(line, sizeof(line), f) != NULL)
-		if (strncmp(line, field, strlen(field)) == 0)
-			kb = strtol(line + strlen(field) + 1, NULL, 10);
-	fclose(f);
-	return kb;
-}
 
 static int start_flood(void **state)
 {
@@ -520,7 +506,7 @@ SVC_TEST(a_flood_without_a_credential_keeps_memory_bounded_and_others_served)
 {
 	static flood f[FLOODERS];
 	size_t len;
-	long before = vm_kb(fx.svc.pid, "VmRSS");
+	long before = jq_svc_status_kb(&fx.svc, "VmRSS");
 
 	/* 15 MiB each: over the message limit (4 MiB), so nng drops the connection as soon as it
 	 * has read the length; nothing is allocated for it. */
@@ -530,7 +516,7 @@ SVC_TEST(a_flood_without_a_credential_keeps_memory_bounded_and_others_served)
 	long dropped = 0;
 	for (int i = 0; i < FLOODERS; i++)
 		dropped += f[i].dropped;
-	long peak_big = vm_kb(fx.svc.pid, "VmHWM");
+	long peak_big = jq_svc_status_kb(&fx.svc, "VmHWM");
 	fprintf(stderr, "15 MiB flood: %ld connections dropped, %ld authenticated calls served, "
 			"VmRSS %ld kB before, peak %ld kB\n", dropped, served, before, peak_big);
 
@@ -545,7 +531,7 @@ SVC_TEST(a_flood_without_a_credential_keeps_memory_bounded_and_others_served)
 		if (f[i].answered > 0)
 			assert_int_equal(f[i].last_code, 16);
 	}
-	long peak = vm_kb(fx.svc.pid, "VmHWM");
+	long peak = jq_svc_status_kb(&fx.svc, "VmHWM");
 	fprintf(stderr, "128 KiB flood: %ld answered UNAUTHENTICATED, %ld authenticated calls served, "
 			"peak VmRSS %ld kB\n", answered, served, peak);
 	assert_true(dropped > FLOODERS);

@@ -350,6 +350,22 @@ fail:
 	return -1;
 }
 
+long jq_svc_status_kb(const jq_svc *s, const char *field)
+{
+	char path[64], line[256];
+	size_t n = strlen(field);
+	long kb = -1;
+	snprintf(path, sizeof(path), "/proc/%d/status", (int)s->pid);
+	FILE *f = fopen(path, "r");
+	if (f == NULL)
+		return -1;
+	while (fgets(line, sizeof(line), f) != NULL)
+		if (strncmp(line, field, n) == 0 && line[n] == ':')
+			kb = strtol(line + n + 1, NULL, 10);
+	fclose(f);
+	return kb;
+}
+
 double jq_svc_metric(const jq_svc *s, const char *series)
 {
 	static jq_http_resp r;

@@ -72,6 +72,10 @@ int jq_svc_http_get(int port, const char *path, jq_http_resp *r);
  * /metrics; -1 when there is no answer or no such line. Not thread-safe (a static buffer). */
 double jq_svc_metric(const jq_svc *s, const char *series);
 
+/* jq_svc_status_kb reads a kB field of the process's /proc status ("VmRSS", "VmHWM": the peak
+ * resident set), or -1. */
+long jq_svc_status_kb(const jq_svc *s, const char *field);
+
 /* jq_free_port asks the kernel for an unused loopback TCP port; -1 on error. */
 int jq_free_port(void);
 
