@@ -22,7 +22,6 @@
 #define RECONNECT_INTERVAL_NS (250 * 1000000LL)
 #define REPREPARE_USES 200
 #define REPREPARE_NS (1000 * 1000000LL)
-#define RETRY_ALL_BATCH 1000
 
 /* The column list every job-returning statement uses, so one decoder reads them all.
  * PAYLOAD is the payload expression (List leaves it out unless asked). */
@@ -51,6 +50,8 @@ typedef enum stmt_id {
 	S_RETRY_ALL,
 	S_CANCEL,
 	S_STATS,
+	S_JOB_GAUGES,
+	S_FINISHED_ESTIMATES,
 	S_RESCUE,
 	S_RETENTION,
 	S__COUNT
@@ -213,12 +214,16 @@ static const stmt stmts[S__COUNT] = {
 		"  ORDER BY l.ord",
 		1, { OID_INT8_ARR }, true },
 
+	/* One batch of "retry every failed job of a queue", in id order from after_id ($3) through
+	 * job_queue_failed_idx (queue, id WHERE failed; migration 013). Its answer, (count, largest id
+	 * retried), is where the next batch starts, so a pass picks each job at most once. */
 	[S_RETRY_ALL] = { "jq_retry_all",
 		"WITH picked AS (SELECT id FROM job_queue WHERE queue = $1 AND curr_job_status = 'archive_failed'"
-		"   ORDER BY id LIMIT $2 FOR UPDATE SKIP LOCKED)"
-		" UPDATE job_queue j SET curr_job_status = 'archive_pending', run_at = now(), attempts = 0"
-		"   FROM picked WHERE j.id = picked.id",
-		2, { JQ_OID_TEXT, JQ_OID_INT4 }, true },
+		"   AND id > $3 ORDER BY id LIMIT $2 FOR UPDATE SKIP LOCKED),"
+		" upd AS (UPDATE job_queue j SET curr_job_status = 'archive_pending', run_at = now(), attempts = 0"
+		"   FROM picked WHERE j.id = picked.id RETURNING j.id)"
+		" SELECT count(*), COALESCE(max(id), $3) FROM upd",
+		3, { JQ_OID_TEXT, JQ_OID_INT4, JQ_OID_INT8 }, true },
 
 	[S_CANCEL] = { "jq_cancel",
 		"WITH l AS (SELECT * FROM unnest($1::int8[]) WITH ORDINALITY AS l(id, ord)),"
@@ -243,6 +248,46 @@ static const stmt stmts[S__COUNT] = {
 		"   WHERE curr_job_status = 'archive_pending' AND run_at <= now())), 0)::float8"
 		" FROM job_queue WHERE ($1::text IS NULL OR queue = $1) GROUP BY queue ORDER BY queue",
 		1, { JQ_OID_TEXT } },
+
+	/* The job counts of /metrics, every 5 s on every replica, in S_STATS's shape (completed and
+	 * cancelled 0): only the states a partial index covers, each read through its index
+	 * (job_queue_claim_idx, job_queue_processing_idx, job_queue_failed_idx), so the cost follows
+	 * the jobs waiting, running and failed, never the finished jobs the table keeps. */
+	[S_JOB_GAUGES] = { "jq_job_gauges",
+		"SELECT queue, sum(pending)::int8, sum(scheduled)::int8, sum(processing)::int8, 0::int8,"
+		" sum(failed)::int8, 0::int8, COALESCE(EXTRACT(EPOCH FROM now() - min(oldest_due)), 0)::float8"
+		" FROM (SELECT queue, count(*) AS pending, count(*) FILTER (WHERE run_at > now()) AS scheduled,"
+		"              0 AS processing, 0 AS failed, min(run_at) FILTER (WHERE run_at <= now()) AS oldest_due"
+		"         FROM job_queue WHERE curr_job_status = 'archive_pending' GROUP BY queue"
+		"       UNION ALL"
+		"       SELECT queue, 0, 0, count(*), 0, NULL FROM job_queue"
+		"        WHERE curr_job_status = 'archive_processing' GROUP BY queue"
+		"       UNION ALL"
+		"       SELECT queue, 0, 0, 0, count(*), NULL FROM job_queue"
+		"        WHERE curr_job_status = 'archive_failed' GROUP BY queue) s"
+		" GROUP BY queue ORDER BY queue",
+		0, { 0 } },
+
+	/* Completed and cancelled jobs, table-wide, from PostgreSQL's own statistics: the live rows
+	 * (pg_class.reltuples, renewed by every autovacuum) times each state's share as the planner
+	 * reads it from the last ANALYZE (pg_stats, readable by any role that may read the table): its
+	 * frequency among the most common values, else an equal part of what those leave to the other
+	 * distinct values. No rows until the table has been analyzed. */
+	[S_FINISHED_ESTIMATES] = { "jq_finished_estimates",
+		"WITH st AS (SELECT c.reltuples AS n, p.null_frac,"
+		"                   CASE WHEN p.n_distinct < 0 THEN -p.n_distinct * c.reltuples ELSE p.n_distinct END AS nd,"
+		"                   COALESCE(p.most_common_vals::text::text[], '{}') AS vals,"
+		"                   COALESCE(p.most_common_freqs, '{}') AS freqs"
+		"              FROM pg_class c JOIN pg_namespace ns ON ns.oid = c.relnamespace"
+		"              JOIN pg_stats p ON p.schemaname = ns.nspname AND p.tablename = c.relname"
+		"               AND p.attname = 'curr_job_status'"
+		"             WHERE c.oid = 'job_queue'::regclass AND c.reltuples >= 0)"
+		" SELECT s.state, round(st.n * COALESCE("
+		"          (SELECT u.f FROM unnest(st.vals, st.freqs) AS u(v, f) WHERE u.v = s.state),"
+		"          GREATEST(0, 1 - st.null_frac - (SELECT COALESCE(sum(f), 0) FROM unnest(st.freqs) AS f))"
+		"            / GREATEST(1, st.nd - cardinality(st.vals))))::int8"
+		"   FROM st CROSS JOIN (VALUES ('archive_completed'), ('archive_cancelled')) AS s(state)",
+		0, { 0 } },
 
 	/* The rescuer: expired leases among the processing jobs (job_queue_processing_idx: it reads
 	 * every job the workers hold, so that heartbeats, which move lease_expires_at, stay HOT
@@ -297,6 +342,11 @@ struct jq_db_rows {
 const char *jq_db_claim_sql(void)
 {
 	return stmts[S_CLAIM].sql;
+}
+
+const char *jq_db_job_gauges_sql(void)
+{
+	return stmts[S_JOB_GAUGES].sql;
 }
 
 static int64_t mono_ns(void)
@@ -995,25 +1045,21 @@ static jq_code count_call(jq_db *db, stmt_id id, const char *const *values, cons
 	return JQ_OK;
 }
 
-jq_code jq_db_retry_all_failed(jq_db *db, const char *queue, int64_t *count, jq_db_err *err)
+jq_code jq_db_retry_failed_batch(jq_db *db, const char *queue, int64_t after_id, int limit,
+				 int64_t *count, int64_t *last_id, jq_db_err *err)
 {
-	char lim[4];
-	jq_pgbin_put_i32(lim, RETRY_ALL_BATCH);
-	const char *values[2] = { queue, lim };
-	int lengths[2] = { (int)strlen(queue), 4 }, formats[2] = { 1, 1 };
-
-	/* Batches keep each statement short; a job that fails again during the loop could be picked
-	 * once more, so the loop is bounded by the number of rounds too. */
-	*count = 0;
-	for (int round = 0; round < 100000; round++) {
-		int64_t n = 0;
-		jq_code c = count_call(db, S_RETRY_ALL, values, lengths, formats, &n, err);
-		if (c != JQ_OK)
-			return c;
-		*count += n;
-		if (n < RETRY_ALL_BATCH)
-			break;
-	}
+	char lim[4], after[8];
+	jq_pgbin_put_i32(lim, limit);
+	jq_pgbin_put_i64(after, after_id);
+	const char *values[3] = { queue, lim, after };
+	int lengths[3] = { (int)strlen(queue), 4, 8 }, formats[3] = { 1, 1, 1 };
+	PGresult *r;
+	jq_code c = run(db, S_RETRY_ALL, values, lengths, formats, &r, err);
+	if (c != JQ_OK)
+		return c;
+	*count = jq_pgbin_i64(r, 0, 0);
+	*last_id = jq_pgbin_i64(r, 0, 1);
+	PQclear(r);
 	return JQ_OK;
 }
 
@@ -1027,6 +1073,36 @@ jq_code jq_db_stats(jq_db *db, const char *queue, jq_db_rows **rows, jq_db_err *
 		return c;
 	if ((*rows = wrap(r)) == NULL)
 		return nomem(err);
+	return JQ_OK;
+}
+
+jq_code jq_db_job_gauges(jq_db *db, jq_db_rows **rows, jq_db_err *err)
+{
+	PGresult *r;
+	jq_code c = run(db, S_JOB_GAUGES, NULL, NULL, NULL, &r, err);
+	if (c != JQ_OK)
+		return c;
+	if ((*rows = wrap(r)) == NULL)
+		return nomem(err);
+	return JQ_OK;
+}
+
+jq_code jq_db_finished_estimates(jq_db *db, int64_t *completed, int64_t *cancelled, jq_db_err *err)
+{
+	PGresult *r;
+	jq_code c = run(db, S_FINISHED_ESTIMATES, NULL, NULL, NULL, &r, err);
+	if (c != JQ_OK)
+		return c;
+	/* Analyzed, a state missing from the sample is as good as none; never analyzed, unknown. */
+	*completed = *cancelled = PQntuples(r) > 0 ? 0 : -1;
+	for (int i = 0; i < PQntuples(r); i++) {
+		const char *state = PQgetvalue(r, i, 0);
+		if (strcmp(state, jq_state_name(JQ_STATE_COMPLETED)) == 0)
+			*completed = jq_pgbin_i64(r, i, 1);
+		else if (strcmp(state, jq_state_name(JQ_STATE_CANCELLED)) == 0)
+			*cancelled = jq_pgbin_i64(r, i, 1);
+	}
+	PQclear(r);
 	return JQ_OK;
 }
 

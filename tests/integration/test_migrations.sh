@@ -17,8 +17,8 @@ JOBQ_DATABASE_URL=$url "$root/deploy/migrate.sh" update >/dev/null
 after_update=$(objects)
 echo "after update: relations/functions = $after_update"
 [ "$after_update" != "0 0" ]
-# Steps back: rolling back changes/012-valid-indexes.yaml and 011-hot-heartbeats.yaml (1 + 2
-# changesets) must put the lease index back; then changes/010-queue-check-order.yaml alone (2)
+# Steps back: rolling back changes/013-failed-jobs-idx.yaml, 012-valid-indexes.yaml and
+# 011-hot-heartbeats.yaml (1 + 1 + 2 changesets) must put the lease index back; then changes/010-queue-check-order.yaml alone (2)
 # must restore 009's queue check; then changes/009-hot-path.yaml (5 changesets) the version-1
 # queue check and enqueue function, which must still work; then forward again. On the way, an
 # invalid index left by a failed concurrent build must be built again, forward and back.
@@ -54,26 +54,31 @@ leave_invalid() {
   psql -qAtX "$url" -c "DELETE FROM job_queue WHERE queue = 'jq_invalid'" >/dev/null
   case $(index_state "$1") in INVALID*) ;; *) echo "no invalid $1: $(index_state "$1")" >&2; exit 1 ;; esac
 }
-# expect_index NAME COLUMN WHEN: NAME is valid and is the partial index over processing jobs on COLUMN.
+# expect_index NAME COLUMNS WHEN [STATE]: NAME is valid and is the partial index on COLUMNS over
+# the jobs in STATE (archive_processing when not given).
 expect_index() {
   case $(index_state "$1") in
-    "valid CREATE INDEX $1 ON public.job_queue USING btree ($2) WHERE (curr_job_status = 'archive_processing'::text)") ;;
+    "valid CREATE INDEX $1 ON public.job_queue USING btree ($2) WHERE (curr_job_status = '${4:-archive_processing}'::text)") ;;
     *) echo "$3: $1 is '$(index_state "$1")'" >&2; exit 1 ;;
   esac
 }
 case $(defs) in *"$check_010"*"|t|t|$guards") ;; *) echo "010 not applied: $(defs)" >&2; exit 1 ;; esac
 [ "$(lease_indexes)" = job_queue_processing_idx ] || { echo "011 not applied: $(lease_indexes)" >&2; exit 1; }
 expect_index job_queue_processing_idx id "011 applied"
-JOBQ_DATABASE_URL=$url "$root/deploy/migrate.sh" -- rollback-count --count=3 >/dev/null
+expect_index job_queue_failed_idx "queue, id" "013 applied" archive_failed
+JOBQ_DATABASE_URL=$url "$root/deploy/migrate.sh" -- rollback-count --count=4 >/dev/null
 [ "$(lease_indexes)" = job_queue_lease_idx ] || { echo "011 not rolled back: $(lease_indexes)" >&2; exit 1; }
 expect_index job_queue_lease_idx lease_expires_at "011 rolled back"
-# 011 failed half-way once (an invalid processing index is left), and the update runs again.
+[ -z "$(index_state job_queue_failed_idx)" ] || { echo "013 not rolled back" >&2; exit 1; }
+# 011 and 013 failed half-way once (invalid indexes are left), and the update runs again.
 leave_invalid job_queue_processing_idx
+leave_invalid job_queue_failed_idx
 JOBQ_DATABASE_URL=$url "$root/deploy/migrate.sh" update >/dev/null
 expect_index job_queue_processing_idx id "update over an invalid leftover"
+expect_index job_queue_failed_idx "queue, id" "update over an invalid leftover" archive_failed
 # 011's rollback failed half-way once (an invalid lease index is left), and runs again.
 leave_invalid job_queue_lease_idx
-JOBQ_DATABASE_URL=$url "$root/deploy/migrate.sh" -- rollback-count --count=2 >/dev/null
+JOBQ_DATABASE_URL=$url "$root/deploy/migrate.sh" -- rollback-count --count=3 >/dev/null
 expect_index job_queue_lease_idx lease_expires_at "rollback over an invalid leftover"
 JOBQ_DATABASE_URL=$url "$root/deploy/migrate.sh" -- rollback-count --count=1 >/dev/null
 [ "$(lease_indexes)" = job_queue_lease_idx ] || { echo "011 not rolled back: $(lease_indexes)" >&2; exit 1; }
@@ -119,7 +124,7 @@ JOBQ_DATABASE_URL=$url "$root/deploy/migrate.sh" update >/dev/null
 case $(defs) in *"$check_010"*"|t|t|$guards") ;; *) echo "010 and 009 not re-applied: $(defs)" >&2; exit 1 ;; esac
 [ "$(lease_indexes)" = job_queue_processing_idx ] || { echo "011 not re-applied: $(lease_indexes)" >&2; exit 1; }
 [ "$(psql -qAtX "$url" -c "SELECT convalidated FROM pg_constraint WHERE conname = 'job_queue_queue_check'")" = t ]
-echo "migrations: 012, 011, 010, then 009 rolled back and applied again: ok"
+echo "migrations: 013, 012, 011, 010, then 009 rolled back and applied again: ok"
 JOBQ_DATABASE_URL=$url "$root/deploy/migrate.sh" rollback-all >/dev/null
 after_rollback=$(objects)
 echo "after rollback: relations/functions = $after_rollback"

@@ -842,6 +842,81 @@ SVC_TEST(retry_all_failed_retries_every_failed_job_of_one_queue)
 	JQ_FREE(r);
 }
 
+typedef struct retry_call {
+	const char *url, *queue;
+	uint32_t deadline_ms;
+	unsigned code;
+	char message[512];
+	bool answered;
+} retry_call;
+
+/* retry_all_main sends one "retry every failed job" of its queue from a socket of its own. */
+static void *retry_all_main(void *arg)
+{
+	retry_call *rc = arg;
+	jq_rpc_sock s;
+	Jobq__V1__RetryRequest req = JOBQ__V1__RETRY_REQUEST__INIT;
+	Jobq__V1__RpcResponse *resp = NULL;
+	req.all_failed = true;
+	req.queue = (char *)rc->queue;
+	if (jq_rpc_open(&s, rc->url, 30000) != 0)
+		return NULL;
+	if (jq_rpc_invoke(&s, JQ_METHOD("Retry"), &req.base, rc->deadline_ms, &resp) == 0) {
+		rc->answered = true;
+		rc->code = resp->code;
+		snprintf(rc->message, sizeof(rc->message), "%s", resp->message);
+		jobq__v1__rpc_response__free_unpacked(resp, NULL);
+	}
+	jq_rpc_close(&s);
+	return NULL;
+}
+
+/* "Retry every failed job" goes a batch of 1000 at a time and looks at its caller's deadline
+ * before each batch: past it, it stops and answers DEADLINE_EXCEEDED with how many went back
+ * (those are pending, the others still failed), and the same call again does the rest. The first
+ * batch is held past the deadline by a lock on the failed -> pending edge, which its foreign-key
+ * check must share. */
+SVC_TEST(retry_all_failed_stops_between_batches_once_the_deadline_has_passed)
+{
+	QUEUE(q);
+	jq_db_do("SELECT count(*) FROM jobq_enqueue_batch(array_fill('%s'::text, ARRAY[2500]), NULL, NULL, NULL, NULL, NULL)", q);
+	jq_db_do("UPDATE job_queue SET curr_job_status = 'archive_processing', lease_owner = 'w',"
+		 " lease_expires_at = now() + interval '1 hour', lease_token = nextval('job_lease_token_seq')"
+		 " WHERE queue = '%s'", q);
+	jq_db_do("UPDATE job_queue SET curr_job_status = 'archive_failed', lease_expires_at = NULL WHERE queue = '%s'", q);
+
+	PGconn *lock = jq_test_connect(fx.db_url);
+	jq_test_ok(lock, "BEGIN");
+	jq_test_ok(lock, "SELECT 1 FROM job_status_transition WHERE prev_status = 'archive_failed'"
+			 " AND next_status = 'archive_pending' FOR UPDATE");
+	retry_call rc = { .url = fx.svc.rpc_url, .queue = q, .deadline_ms = 500 };
+	pthread_t th;
+	long long sent = jq_mono_ms();
+	assert_int_equal(pthread_create(&th, NULL, retry_all_main, &rc), 0);
+	JQ_POLL_UNTIL(jq_db_ll("SELECT count(*) FROM pg_stat_activity WHERE application_name = 'jobqd'"
+			       " AND wait_event_type = 'Lock' AND query LIKE '%%archive_failed%%'") == 1,
+		      10000, "the first batch to wait for the lock");
+	while (jq_mono_ms() < sent + 700)
+		jq_sleep_ms(20);
+	jq_test_ok(lock, "COMMIT");
+	PQfinish(lock);
+	pthread_join(th, NULL);
+
+	assert_true(rc.answered);
+	if (rc.code != 4 /* DEADLINE_EXCEEDED */ || strstr(rc.message, "after 1000 failed jobs") == NULL)
+		fail_msg("answered %u: %s", rc.code, rc.message);
+	assert_int_equal(jq_db_ll("SELECT count(*) FROM job_queue WHERE queue = '%s' AND curr_job_status = 'archive_pending'", q), 1000);
+	assert_int_equal(jq_db_ll("SELECT count(*) FROM job_queue WHERE queue = '%s' AND curr_job_status = 'archive_failed'", q), 1500);
+
+	Jobq__V1__RetryRequest req = JOBQ__V1__RETRY_REQUEST__INIT;
+	req.all_failed = true;
+	req.queue = q;
+	Jobq__V1__RetryResponse *r = jq_api_ok(JQ_METHOD("Retry"), &req, &jobq__v1__retry_response__descriptor);
+	assert_int_equal(r->retried, 1500);
+	JQ_FREE(r);
+	assert_int_equal(jq_db_ll("SELECT count(*) FROM job_queue WHERE queue = '%s' AND curr_job_status = 'archive_pending'", q), 2500);
+}
+
 SVC_TEST(retrying_a_completed_or_processing_job_is_failed_precondition)
 {
 	QUEUE(q);
@@ -1699,6 +1774,7 @@ int main(void)
 		T(list_leaves_payloads_out_unless_asked),
 		T(retry_returns_failed_and_cancelled_jobs_to_pending_with_fresh_attempts),
 		T(retry_all_failed_retries_every_failed_job_of_one_queue),
+		T(retry_all_failed_stops_between_batches_once_the_deadline_has_passed),
 		T(retrying_a_completed_or_processing_job_is_failed_precondition),
 		T(cancel_cancels_pending_and_failed_jobs),
 		T(cancelling_a_processing_or_completed_job_is_failed_precondition),
