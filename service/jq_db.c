@@ -684,6 +684,26 @@ out:
 	return c;
 }
 
+/* check_states: both status columns of every job row name a state this jobqd knows. A state it
+ * does not know (a newer migration added one, a row written by hand) makes the whole call an
+ * error, as read_items does for the lease calls: answering it as any known state would tell the
+ * caller something false about the job. On error r is cleared. */
+static jq_code check_states(PGresult *r, jq_db_err *err)
+{
+	static const int cols[] = { C_STATUS, C_PREV };
+	for (int i = 0; i < PQntuples(r); i++) {
+		for (size_t k = 0; k < sizeof(cols) / sizeof(cols[0]); k++) {
+			jq_state s;
+			if (jq_state_from_name(PQgetvalue(r, i, cols[k]), &s) != 0) {
+				set_err(err, NULL, "unknown job status in the database: ", PQgetvalue(r, i, cols[k]));
+				PQclear(r);
+				return JQ_INTERNAL;
+			}
+		}
+	}
+	return JQ_OK;
+}
+
 jq_code jq_db_claim(jq_db *db, const char *queue, int limit, const char *worker, int lease_seconds,
 		    jq_db_rows **rows, jq_db_err *err)
 {
@@ -695,6 +715,8 @@ jq_code jq_db_claim(jq_db *db, const char *queue, int limit, const char *worker,
 	int formats[4] = { 1, 1, 1, 1 };
 	PGresult *r;
 	jq_code c = run(db, S_CLAIM, values, lengths, formats, &r, err);
+	if (c == JQ_OK)
+		c = check_states(r, err);
 	if (c != JQ_OK)
 		return c;
 	if ((*rows = wrap(r)) == NULL)
@@ -959,6 +981,8 @@ jq_code jq_db_get(jq_db *db, int64_t id, jq_db_rows **job_rows, jq_db_rows **fai
 
 	*job_rows = *failure_rows = NULL;
 	jq_code c = run(db, S_GET, values, lengths, formats, &r1, err);
+	if (c == JQ_OK)
+		c = check_states(r1, err);
 	if (c != JQ_OK)
 		return c;
 	c = run(db, S_GET_FAILURES, values, lengths, formats, &r2, err);
@@ -989,6 +1013,8 @@ jq_code jq_db_list(jq_db *db, const char *queue, const jq_state *status, int64_t
 	int formats[5] = { 1, 1, 1, 1, 1 };
 	PGresult *r;
 	jq_code c = run(db, S_LIST, values, lengths, formats, &r, err);
+	if (c == JQ_OK)
+		c = check_states(r, err);
 	if (c != JQ_OK)
 		return c;
 	if ((*rows = wrap(r)) == NULL)
@@ -1137,9 +1163,10 @@ static const char *text_or_empty(const PGresult *r, int row, int col)
 	return PQgetisnull(r, row, col) ? "" : PQgetvalue(r, row, col);
 }
 
+/* state_of reads a status column that check_states has passed. */
 static jq_state state_of(const PGresult *r, int row, int col)
 {
-	jq_state s = JQ_STATE_PENDING;
+	jq_state s = JQ_STATE__COUNT;
 	(void)jq_state_from_name(PQgetvalue(r, row, col), &s);
 	return s;
 }

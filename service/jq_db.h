@@ -190,7 +190,8 @@ jq_code jq_db_rescue(jq_db *db, int limit, int64_t *count, jq_db_err *err)
 jq_code jq_db_retention(jq_db *db, int older_than_s, int limit, int64_t *count, jq_db_err *err)
 	__attribute__((warn_unused_result));
 
-/* Reading rows. */
+/* Reading rows. A job row's states are always ones this jobqd knows: a call that would return a
+ * state it does not know (a newer schema's) answers JQ_INTERNAL instead, naming it. */
 int jq_db_rows_count(const jq_db_rows *rows);
 void jq_db_rows_job(const jq_db_rows *rows, int i, jq_job *out);
 void jq_db_rows_failure(const jq_db_rows *rows, int i, jq_failure_record *out);

@@ -406,12 +406,12 @@ void jq_handle_fail(jq_call *call, const ProtobufCMessage *request)
 	}
 	if (r->id != 0 || r->lease_token != 0)
 		leases[n++] = (jq_db_lease){ .id = r->id, .lease_token = r->lease_token, .error = r->error,
-					     .final = r->final, .retry_in_ms = (int32_t)(r->retry_in_ms & 0x7fffffff),
+					     .final = r->final, .retry_in_ms = (int32_t)r->retry_in_ms,
 					     .worker = r->worker_id };
 	for (size_t i = 0; i < r->n_jobs; i++) {
 		const Jobq__V1__JobFailure *f = r->jobs[i];
 		leases[n++] = (jq_db_lease){ .id = f->id, .lease_token = f->lease_token, .error = f->error,
-					     .final = f->final, .retry_in_ms = (int32_t)(f->retry_in_ms & 0x7fffffff),
+					     .final = f->final, .retry_in_ms = (int32_t)f->retry_in_ms,
 					     .worker = r->worker_id };
 	}
 	for (size_t i = 0; i < n; i++) {
