@@ -4,6 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <libpq-fe.h>
 
@@ -22,6 +23,8 @@
 #define RECONNECT_INTERVAL_NS (250 * 1000000LL)
 #define REPREPARE_USES 200
 #define REPREPARE_NS (1000 * 1000000LL)
+/* Statements a renewal could not free (see free_statement) before the connection is renewed. */
+#define MAX_UNFREED 1000
 
 /* The column list every job-returning statement uses, so one decoder reads them all.
  * PAYLOAD is the payload expression (List leaves it out unless asked). */
@@ -327,10 +330,13 @@ struct jq_db {
 	char *application_name;
 	bool prepared;
 	bool ready; /* connected and statements prepared */
-	bool named[S__COUNT];          /* prepared under its name on this connection */
+	char names[S__COUNT][48];      /* the name it is prepared under on this connection; "" = none */
 	int uses[S__COUNT];            /* executions since it was prepared */
 	int64_t prepared_ns[S__COUNT]; /* when it was (mono_ns) */
-	int64_t renewals;              /* renew_plan calls (jq_db_plan_renewals) */
+	int64_t renewals;              /* plans renewed under a fresh name (jq_db_plan_renewals) */
+	uint64_t generation;           /* numbers the fresh names */
+	bool dealloc_refused;          /* this connection's DEALLOCATE failed: do not send it again */
+	int unfreed;                   /* old statements left prepared on this connection */
 	int backoff_base_ms, backoff_max_ms, statement_timeout_ms;
 	int64_t last_attempt_ns;
 };
@@ -398,17 +404,18 @@ static void disconnect(jq_db *db)
 	db->ready = false;
 }
 
-/* prepare_one prepares statement id under its name and starts its plan's life. 0, or -1 with
- * err set. */
-static int prepare_one(jq_db *db, stmt_id id, jq_db_err *err)
+/* prepare_as prepares statement id's text (sql) under name, and on success makes it the one
+ * run() executes and starts its plan's life. 0, or -1 with err set (the previous one stays). */
+static int prepare_as(jq_db *db, stmt_id id, const char *name, const char *sql, jq_db_err *err)
 {
 	const stmt *s = &stmts[id];
-	PGresult *r = PQprepare(db->conn, s->name, s->sql, s->nparams, s->types);
+	PGresult *r = PQprepare(db->conn, name, sql, s->nparams, s->types);
 	int ok = PQresultStatus(r) == PGRES_COMMAND_OK;
 	if (!ok)
 		set_err(err, PQresultErrorField(r, PG_DIAG_SQLSTATE), "prepare: ", PQresultErrorMessage(r));
 	PQclear(r);
-	db->named[id] = ok;
+	if (ok)
+		snprintf(db->names[id], sizeof(db->names[id]), "%s", name);
 	db->uses[id] = 0;
 	db->prepared_ns[id] = mono_ns();
 	return ok ? 0 : -1;
@@ -418,8 +425,11 @@ static int prepare_one(jq_db *db, stmt_id id, jq_db_err *err)
  * rather than at first use. */
 static int prepare_all(jq_db *db, jq_db_err *err)
 {
+	db->unfreed = 0;
+	db->dealloc_refused = false;
 	for (int i = 0; i < S__COUNT; i++) {
-		if (prepare_one(db, (stmt_id)i, err) != 0)
+		db->names[i][0] = '\0';
+		if (prepare_as(db, (stmt_id)i, stmts[i].name, stmts[i].sql, err) != 0)
 			return -1;
 	}
 	return 0;
@@ -431,26 +441,57 @@ static bool plan_due(const jq_db *db, stmt_id id)
 	return db->uses[id] >= REPREPARE_USES || mono_ns() - db->prepared_ns[id] >= REPREPARE_NS;
 }
 
-/* renew_plan drops statement id and prepares it again, so that PostgreSQL plans it afresh. If
- * the drop fails the old statement stays in use for another period; if the prepare fails the
- * statement runs unnamed until the next attempt. A broken connection shows at the next call. */
+/* free_statement releases a statement that is no longer run. Behind PgBouncer 1.21+ with
+ * prepared statements the pooler prepares ours under names of its own, so an SQL DEALLOCATE of
+ * our name fails on the server (libpq 17's PQclosePrepared, a protocol message the pooler
+ * understands, would not); then the statement stays, on this connection no more DEALLOCATE is
+ * sent, and after MAX_UNFREED such statements run() opens a new connection, which frees them. */
+static void free_statement(jq_db *db, const char *name)
+{
+	bool ok = false;
+#ifdef LIBPQ_HAS_CLOSE_PREPARED
+	PGresult *r = PQclosePrepared(db->conn, name);
+	ok = PQresultStatus(r) == PGRES_COMMAND_OK;
+	PQclear(r);
+#else
+	if (!db->dealloc_refused) {
+		char sql[80];
+		snprintf(sql, sizeof(sql), "DEALLOCATE %s", name);
+		PGresult *r = PQexec(db->conn, sql);
+		ok = PQresultStatus(r) == PGRES_COMMAND_OK;
+		PQclear(r);
+		db->dealloc_refused = !ok;
+	}
+#endif
+	if (!ok)
+		db->unfreed++;
+}
+
+/* renew_plan prepares statement id again under a fresh name, so that PostgreSQL plans it afresh,
+ * then frees the old one. Not DEALLOCATE and the same name: behind PgBouncer 1.21+ that DEALLOCATE
+ * fails (see free_statement) and the plan was never renewed again. The text names the statement
+ * too, in a comment: PgBouncer shares the server's statements between clients by their text,
+ * and the same text would bring the old plan back. If the prepare fails, the old statement stays
+ * in use for another period; a broken connection shows at the next call. */
 static void renew_plan(jq_db *db, stmt_id id)
 {
-	char sql[64];
+	char name[48], old[48];
 	jq_db_err ignored;
-	db->renewals++;
-	if (db->named[id]) {
-		snprintf(sql, sizeof(sql), "DEALLOCATE %s", stmts[id].name);
-		PGresult *r = PQexec(db->conn, sql);
-		db->named[id] = PQresultStatus(r) != PGRES_COMMAND_OK;
-		PQclear(r);
-	}
-	if (db->named[id]) {
+	const char *sql = stmts[id].sql;
+	char *text = malloc(strlen(sql) + 96);
+	if (text == NULL) {
 		db->uses[id] = 0;
 		db->prepared_ns[id] = mono_ns();
 		return;
 	}
-	(void)prepare_one(db, id, &ignored);
+	snprintf(name, sizeof(name), "%s_%llu", stmts[id].name, (unsigned long long)++db->generation);
+	sprintf(text, "%s /* %s, process %ld */", sql, name, (long)getpid());
+	snprintf(old, sizeof(old), "%s", db->names[id]);
+	if (prepare_as(db, id, name, text, &ignored) == 0) {
+		db->renewals++;
+		free_statement(db, old);
+	}
+	free(text);
 }
 
 static int session_setup(jq_db *db, jq_db_err *err)
@@ -549,11 +590,24 @@ int64_t jq_db_plan_renewals(const jq_db *db)
 	return db->renewals;
 }
 
+const char *jq_db_statement_name(const jq_db *db, const char *base)
+{
+	for (int i = 0; i < S__COUNT; i++) {
+		if (strcmp(stmts[i].name, base) == 0)
+			return db->names[i][0] != '\0' ? db->names[i] : NULL;
+	}
+	return NULL;
+}
+
 /* run executes one statement with binary parameters and binary results. On success *res holds
  * the result (caller PQclears). On failure nothing is left to free. */
 static jq_code run(jq_db *db, stmt_id id, const char *const *values, const int *lengths,
 		   const int *formats, PGresult **res, jq_db_err *err)
 {
+	if (db->unfreed >= MAX_UNFREED && db->conn != NULL) {
+		disconnect(db); /* frees them; the next line connects again at once */
+		db->last_attempt_ns = 0;
+	}
 	jq_code c = ensure_connected(db, err);
 	if (c != JQ_OK)
 		return c;
@@ -561,9 +615,9 @@ static jq_code run(jq_db *db, stmt_id id, const char *const *values, const int *
 	PGresult *r;
 	if (db->prepared && s->replan && plan_due(db, id))
 		renew_plan(db, id);
-	if (db->prepared && db->named[id]) {
+	if (db->prepared && db->names[id][0] != '\0') {
 		db->uses[id]++;
-		r = PQexecPrepared(db->conn, s->name, s->nparams, values, lengths, formats, 1);
+		r = PQexecPrepared(db->conn, db->names[id], s->nparams, values, lengths, formats, 1);
 	} else
 		r = PQexecParams(db->conn, s->sql, s->nparams, s->types, values, lengths, formats, 1);
 	ExecStatusType st = PQresultStatus(r);

@@ -112,9 +112,14 @@ typedef struct jq_queue_stats {
 int jq_db_open(const jq_db_opts *opts, jq_db **out) __attribute__((warn_unused_result));
 void jq_db_close(jq_db *db);
 
-/* jq_db_plan_renewals: how many times this handle has prepared a batch statement again so that
- * PostgreSQL plans it afresh (see `replan` in jq_db.c); for tests and diagnostics. */
+/* jq_db_plan_renewals: how many times this handle has prepared a batch statement again, under a
+ * fresh name, so that PostgreSQL plans it afresh (see `replan` in jq_db.c); for tests and
+ * diagnostics. */
 int64_t jq_db_plan_renewals(const jq_db *db);
+
+/* jq_db_statement_name: the name statement `base` ("jq_claim") is prepared under on the handle's
+ * connection now, or NULL (not prepared, or no such statement); for tests. */
+const char *jq_db_statement_name(const jq_db *db, const char *base);
 
 /* jq_db_ping checks the connection, reconnecting if needed. */
 jq_code jq_db_ping(jq_db *db, jq_db_err *err) __attribute__((warn_unused_result));

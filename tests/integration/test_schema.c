@@ -3,6 +3,7 @@
  * the C table, the prev_job_status trigger, defaults, the enqueue function's transactionality,
  * the claim's use of the partial index, and one notification per statement.
  */
+#include <dlfcn.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -570,6 +571,71 @@ static void batch_statements_are_prepared_again_and_keep_answering(void **state)
 	jq_db_close(db);
 }
 
+/* A stand-in for PgBouncer 1.21+ in transaction mode with prepared statements, which prepares a
+ * client's statements on the server under names of its own: while deallocate_remapped is set, an
+ * SQL "DEALLOCATE x" from this process reaches PostgreSQL as "DEALLOCATE x_pooled", so the real
+ * server answers what it answers behind the pooler (26000, no such statement). This definition
+ * of PQexec takes the place of libpq's for the whole test program (jq_db's calls included). */
+static bool deallocate_remapped;
+static PGconn *deallocating_conn; /* the connection of the last DEALLOCATE seen */
+
+PGresult *PQexec(PGconn *conn, const char *query)
+{
+	static PGresult *(*real)(PGconn *, const char *);
+	if (real == NULL)
+		*(void **)&real = dlsym(RTLD_NEXT, "PQexec");
+	if (strncmp(query, "DEALLOCATE ", 11) != 0)
+		return real(conn, query);
+	char sql[128];
+	deallocating_conn = conn;
+	snprintf(sql, sizeof(sql), "%s%s", query, deallocate_remapped ? "_pooled" : "");
+	return real(conn, sql);
+}
+
+/* Plan renewal prepares the statement again under a fresh name and then frees the old one. Where
+ * DEALLOCATE fails (behind PgBouncer 1.21+) the plans must still be renewed (they were not: the
+ * old code deallocated and re-prepared the same name, and kept the old plan when that failed);
+ * straight to PostgreSQL the old statements must be gone. */
+static void plans_are_renewed_under_fresh_names_where_deallocate_fails_too(void **state)
+{
+	(void)state;
+	enum { N = 450 };
+	for (int pooled = 0; pooled < 2; pooled++) {
+		deallocate_remapped = pooled;
+		deallocating_conn = NULL;
+		jq_db *db = db_with_jobs(pooled ? "renew_pooled" : "renew_direct", N);
+		jq_db_err err = { 0 };
+		assert_string_equal(jq_db_statement_name(db, "jq_claim"), "jq_claim");
+		for (int i = 0; i < N; i++) {
+			jq_db_rows *rows = NULL;
+			assert_int_equal(jq_db_claim(db, pooled ? "renew_pooled" : "renew_direct", 1, "w", 30, &rows, &err), JQ_OK);
+			assert_int_equal(jq_db_rows_count(rows), 1);
+			jq_job j;
+			jq_db_rows_job(rows, 0, &j);
+			jq_db_lease lease = { .id = j.id, .lease_token = j.lease_token };
+			jq_db_rows_free(rows);
+			jq_db_item item;
+			assert_int_equal(jq_db_complete(db, &lease, 1, &item, &err), JQ_OK);
+			assert_int_equal(item.code, JQ_OK);
+		}
+		/* Claim and Complete each passed 200 executions twice. */
+		assert_true(jq_db_plan_renewals(db) >= 4);
+		const char *name = jq_db_statement_name(db, "jq_claim");
+		assert_non_null(name);
+		if (strncmp(name, "jq_claim_", 9) != 0)
+			fail_msg("the claim still runs as '%s'%s", name, pooled ? " where DEALLOCATE fails" : "");
+		assert_non_null(deallocating_conn);
+		PGresult *r = PQexec(deallocating_conn, "SELECT count(*) FROM pg_prepared_statements WHERE name LIKE 'jq\\_claim%'");
+		assert_int_equal(PQresultStatus(r), PGRES_TUPLES_OK);
+		long long claims = atoll(PQgetvalue(r, 0, 0));
+		PQclear(r);
+		if (pooled ? claims < 2 : claims != 1)
+			fail_msg("%lld claim statements prepared in the session (%s)", claims, pooled ? "pooled" : "direct");
+		jq_db_close(db);
+	}
+	deallocate_remapped = false;
+}
+
 /* explain_max_rows runs EXPLAIN ANALYZE of sql and returns the largest row count any node
  * produced or filtered away ("rows=N" of the actual figures, "Rows Removed by ...: N"). */
 static long long explain_max_rows(PGconn *c, const char *sql)
@@ -765,6 +831,7 @@ int main(void)
 		cmocka_unit_test_teardown(the_guard_runs_only_when_it_would_change_the_row, restore_guard),
 		cmocka_unit_test(the_claim_uses_the_partial_index_among_100k_finished_jobs),
 		cmocka_unit_test(batch_statements_are_prepared_again_and_keep_answering),
+		cmocka_unit_test(plans_are_renewed_under_fresh_names_where_deallocate_fails_too),
 		cmocka_unit_test(a_complete_judges_each_lease_by_its_token),
 		cmocka_unit_test(the_safety_net_scan_is_cheap_behind_a_backlog_and_exact),
 		cmocka_unit_test(the_metrics_job_counts_read_no_finished_job),
