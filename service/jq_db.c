@@ -441,11 +441,12 @@ static bool plan_due(const jq_db *db, stmt_id id)
 	return db->uses[id] >= REPREPARE_USES || mono_ns() - db->prepared_ns[id] >= REPREPARE_NS;
 }
 
-/* free_statement releases a statement that is no longer run. Behind PgBouncer 1.21+ with
- * prepared statements the pooler prepares ours under names of its own, so an SQL DEALLOCATE of
- * our name fails on the server (libpq 17's PQclosePrepared, a protocol message the pooler
- * understands, would not); then the statement stays, on this connection no more DEALLOCATE is
- * sent, and after MAX_UNFREED such statements run() opens a new connection, which frees them. */
+/* free_statement releases a statement that is no longer run: with libpq 17's PQclosePrepared (a
+ * protocol Close, which PgBouncer understands) where there is one, else with an SQL DEALLOCATE.
+ * Behind PgBouncer 1.21+ with prepared statements the pooler prepares ours under names of its
+ * own, so that DEALLOCATE fails on the server; the statement then stays, this connection sends
+ * no more DEALLOCATEs, and after MAX_UNFREED such statements run() opens a new connection, which
+ * frees them. */
 static void free_statement(jq_db *db, const char *name)
 {
 	bool ok = false;
