@@ -270,9 +270,32 @@ static slot *free_slot(worker *w)
 	return NULL;
 }
 
+/* give_back hands a claimed job the worker has no slot for back to the service at once: a
+ * retryable failure, so it is pending again after the backoff instead of waiting out the lease.
+ * Only a service that answers a Claim with more jobs than asked for causes this. If the call
+ * fails, the lease runs out and the service takes the job back then; nothing is lost. */
+static void give_back(worker *w, const jobq_job *job)
+{
+	jobq_failure f = { .id = job->id, .lease_token = job->lease_token,
+			   .error = "jobq worker: no free slot (the service returned more jobs than asked for)" };
+	jobq_result r = { .id = job->id };
+	jobq_error err = { 0 };
+	int rc = jobq_fail(w->c->client, &f, 1, w->worker_id, &r, &err);
+	if (rc == JOBQ_OK)
+		wlog("job %" PRId64 ": no free slot (more jobs than asked for); given back to the service", job->id);
+	else
+		wlog("job %" PRId64 ": no free slot (more jobs than asked for), and giving it back failed (%s: %s);"
+		     " the service takes it back when its lease runs out", job->id, jobq_code_name(rc),
+		     r.message[0] ? r.message : err.message);
+}
+
 static void start_job(worker *w, const jobq_job *job, int64_t now)
 {
 	slot *s = free_slot(w);
+	if (s == NULL) {
+		give_back(w, job);
+		return;
+	}
 	memset(s, 0, sizeof(*s));
 	s->id = job->id;
 	s->token = job->lease_token;

@@ -4,6 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <libpq-fe.h>
 
@@ -27,7 +28,8 @@
 #define REPLY_MARGIN_MAX_US 50000
 #define REPREPARE_USES 200
 #define REPREPARE_NS (1000 * 1000000LL)
-#define RETRY_ALL_BATCH 1000
+/* Statements a renewal could not free (see free_statement) before the connection is renewed. */
+#define MAX_UNFREED 1000
 
 /* The column list every job-returning statement uses, so one decoder reads them all.
  * PAYLOAD is the payload expression (List leaves it out unless asked). */
@@ -56,6 +58,8 @@ typedef enum stmt_id {
 	S_RETRY_ALL,
 	S_CANCEL,
 	S_STATS,
+	S_JOB_GAUGES,
+	S_FINISHED_ESTIMATES,
 	S_RESCUE,
 	S_RETENTION,
 	S__COUNT
@@ -218,12 +222,16 @@ static const stmt stmts[S__COUNT] = {
 		"  ORDER BY l.ord",
 		1, { OID_INT8_ARR }, true },
 
+	/* One batch of "retry every failed job of a queue", in id order from after_id ($3) through
+	 * job_queue_failed_idx (queue, id WHERE failed; migration 013). Its answer, (count, largest id
+	 * retried), is where the next batch starts, so a pass picks each job at most once. */
 	[S_RETRY_ALL] = { "jq_retry_all",
 		"WITH picked AS (SELECT id FROM job_queue WHERE queue = $1 AND curr_job_status = 'archive_failed'"
-		"   ORDER BY id LIMIT $2 FOR UPDATE SKIP LOCKED)"
-		" UPDATE job_queue j SET curr_job_status = 'archive_pending', run_at = now(), attempts = 0"
-		"   FROM picked WHERE j.id = picked.id",
-		2, { JQ_OID_TEXT, JQ_OID_INT4 }, true },
+		"   AND id > $3 ORDER BY id LIMIT $2 FOR UPDATE SKIP LOCKED),"
+		" upd AS (UPDATE job_queue j SET curr_job_status = 'archive_pending', run_at = now(), attempts = 0"
+		"   FROM picked WHERE j.id = picked.id RETURNING j.id)"
+		" SELECT count(*), COALESCE(max(id), $3) FROM upd",
+		3, { JQ_OID_TEXT, JQ_OID_INT4, JQ_OID_INT8 }, true },
 
 	[S_CANCEL] = { "jq_cancel",
 		"WITH l AS (SELECT * FROM unnest($1::int8[]) WITH ORDINALITY AS l(id, ord)),"
@@ -248,6 +256,46 @@ static const stmt stmts[S__COUNT] = {
 		"   WHERE curr_job_status = 'archive_pending' AND run_at <= now())), 0)::float8"
 		" FROM job_queue WHERE ($1::text IS NULL OR queue = $1) GROUP BY queue ORDER BY queue",
 		1, { JQ_OID_TEXT } },
+
+	/* The job counts of /metrics, every 5 s on every replica, in S_STATS's shape (completed and
+	 * cancelled 0): only the states a partial index covers, each read through its index
+	 * (job_queue_claim_idx, job_queue_processing_idx, job_queue_failed_idx), so the cost follows
+	 * the jobs waiting, running and failed, never the finished jobs the table keeps. */
+	[S_JOB_GAUGES] = { "jq_job_gauges",
+		"SELECT queue, sum(pending)::int8, sum(scheduled)::int8, sum(processing)::int8, 0::int8,"
+		" sum(failed)::int8, 0::int8, COALESCE(EXTRACT(EPOCH FROM now() - min(oldest_due)), 0)::float8"
+		" FROM (SELECT queue, count(*) AS pending, count(*) FILTER (WHERE run_at > now()) AS scheduled,"
+		"              0 AS processing, 0 AS failed, min(run_at) FILTER (WHERE run_at <= now()) AS oldest_due"
+		"         FROM job_queue WHERE curr_job_status = 'archive_pending' GROUP BY queue"
+		"       UNION ALL"
+		"       SELECT queue, 0, 0, count(*), 0, NULL FROM job_queue"
+		"        WHERE curr_job_status = 'archive_processing' GROUP BY queue"
+		"       UNION ALL"
+		"       SELECT queue, 0, 0, 0, count(*), NULL FROM job_queue"
+		"        WHERE curr_job_status = 'archive_failed' GROUP BY queue) s"
+		" GROUP BY queue ORDER BY queue",
+		0, { 0 } },
+
+	/* Completed and cancelled jobs, table-wide, from PostgreSQL's own statistics: the live rows
+	 * (pg_class.reltuples, renewed by every autovacuum) times each state's share as the planner
+	 * reads it from the last ANALYZE (pg_stats, readable by any role that may read the table): its
+	 * frequency among the most common values, else an equal part of what those leave to the other
+	 * distinct values. No rows until the table has been analyzed. */
+	[S_FINISHED_ESTIMATES] = { "jq_finished_estimates",
+		"WITH st AS (SELECT c.reltuples AS n, p.null_frac,"
+		"                   CASE WHEN p.n_distinct < 0 THEN -p.n_distinct * c.reltuples ELSE p.n_distinct END AS nd,"
+		"                   COALESCE(p.most_common_vals::text::text[], '{}') AS vals,"
+		"                   COALESCE(p.most_common_freqs, '{}') AS freqs"
+		"              FROM pg_class c JOIN pg_namespace ns ON ns.oid = c.relnamespace"
+		"              JOIN pg_stats p ON p.schemaname = ns.nspname AND p.tablename = c.relname"
+		"               AND p.attname = 'curr_job_status'"
+		"             WHERE c.oid = 'job_queue'::regclass AND c.reltuples >= 0)"
+		" SELECT s.state, round(st.n * COALESCE("
+		"          (SELECT u.f FROM unnest(st.vals, st.freqs) AS u(v, f) WHERE u.v = s.state),"
+		"          GREATEST(0, 1 - st.null_frac - (SELECT COALESCE(sum(f), 0) FROM unnest(st.freqs) AS f))"
+		"            / GREATEST(1, st.nd - cardinality(st.vals))))::int8"
+		"   FROM st CROSS JOIN (VALUES ('archive_completed'), ('archive_cancelled')) AS s(state)",
+		0, { 0 } },
 
 	/* The rescuer: expired leases among the processing jobs (job_queue_processing_idx: it reads
 	 * every job the workers hold, so that heartbeats, which move lease_expires_at, stay HOT
@@ -287,10 +335,13 @@ struct jq_db {
 	char *application_name;
 	bool prepared;
 	bool ready; /* connected and statements prepared */
-	bool named[S__COUNT];          /* prepared under its name on this connection */
+	char names[S__COUNT][48];      /* the name it is prepared under on this connection; "" = none */
 	int uses[S__COUNT];            /* executions since it was prepared */
 	int64_t prepared_ns[S__COUNT]; /* when it was (mono_ns) */
-	int64_t renewals;              /* renew_plan calls (jq_db_plan_renewals) */
+	int64_t renewals;              /* plans renewed under a fresh name (jq_db_plan_renewals) */
+	uint64_t generation;           /* numbers the fresh names */
+	bool dealloc_refused;          /* this connection's DEALLOCATE failed: do not send it again */
+	int unfreed;                   /* old statements left prepared on this connection */
 	int backoff_base_ms, backoff_max_ms, statement_timeout_ms;
 	int64_t last_attempt_ns;
 	jq_pgconn_net net;
@@ -306,6 +357,11 @@ struct jq_db_rows {
 const char *jq_db_claim_sql(void)
 {
 	return stmts[S_CLAIM].sql;
+}
+
+const char *jq_db_job_gauges_sql(void)
+{
+	return stmts[S_JOB_GAUGES].sql;
 }
 
 static int64_t mono_ns(void)
@@ -427,19 +483,20 @@ static PGresult *db_prepare(jq_db *db, const char *name, const char *sql, int n,
 	return db->conn ? await(db, PQsendPrepare(db->conn, name, sql, n, types), name) : NULL;
 }
 
-/* prepare_one prepares statement id under its name and starts its plan's life. 0, or -1 with
- * err set. */
-static int prepare_one(jq_db *db, stmt_id id, jq_db_err *err)
+/* prepare_as prepares statement id's text (sql) under name, and on success makes it the one
+ * run() executes and starts its plan's life. 0, or -1 with err set (the previous one stays). */
+static int prepare_as(jq_db *db, stmt_id id, const char *name, const char *sql, jq_db_err *err)
 {
 	const stmt *s = &stmts[id];
-	PGresult *r = db_prepare(db, s->name, s->sql, s->nparams, s->types);
+	PGresult *r = db_prepare(db, name, sql, s->nparams, s->types);
 	int ok = PQresultStatus(r) == PGRES_COMMAND_OK;
 	if (!ok && r == NULL)
 		set_err(err, NULL, "", db->lost_msg);
 	else if (!ok)
 		set_err(err, PQresultErrorField(r, PG_DIAG_SQLSTATE), "prepare: ", PQresultErrorMessage(r));
 	PQclear(r);
-	db->named[id] = ok;
+	if (ok)
+		snprintf(db->names[id], sizeof(db->names[id]), "%s", name);
 	db->uses[id] = 0;
 	db->prepared_ns[id] = mono_ns();
 	return ok ? 0 : -1;
@@ -449,8 +506,11 @@ static int prepare_one(jq_db *db, stmt_id id, jq_db_err *err)
  * rather than at first use. */
 static int prepare_all(jq_db *db, jq_db_err *err)
 {
+	db->unfreed = 0;
+	db->dealloc_refused = false;
 	for (int i = 0; i < S__COUNT; i++) {
-		if (prepare_one(db, (stmt_id)i, err) != 0)
+		db->names[i][0] = '\0';
+		if (prepare_as(db, (stmt_id)i, stmts[i].name, stmts[i].sql, err) != 0)
 			return -1;
 	}
 	return 0;
@@ -462,26 +522,58 @@ static bool plan_due(const jq_db *db, stmt_id id)
 	return db->uses[id] >= REPREPARE_USES || mono_ns() - db->prepared_ns[id] >= REPREPARE_NS;
 }
 
-/* renew_plan drops statement id and prepares it again, so that PostgreSQL plans it afresh. If
- * the drop fails the old statement stays in use for another period; if the prepare fails the
- * statement runs unnamed until the next attempt. A broken connection shows at the next call. */
+/* free_statement releases a statement that is no longer run: with libpq 17's PQclosePrepared (a
+ * protocol Close, which PgBouncer understands) where there is one, else with an SQL DEALLOCATE.
+ * Behind PgBouncer 1.21+ with prepared statements the pooler prepares ours under names of its
+ * own, so that DEALLOCATE fails on the server; the statement then stays, this connection sends
+ * no more DEALLOCATEs, and after MAX_UNFREED such statements run() opens a new connection, which
+ * frees them. */
+static void free_statement(jq_db *db, const char *name)
+{
+	bool ok = false;
+#ifdef LIBPQ_HAS_CLOSE_PREPARED
+	PGresult *r = PQclosePrepared(db->conn, name);
+	ok = PQresultStatus(r) == PGRES_COMMAND_OK;
+	PQclear(r);
+#else
+	if (!db->dealloc_refused) {
+		char sql[80];
+		snprintf(sql, sizeof(sql), "DEALLOCATE %s", name);
+		PGresult *r = db_exec(db, sql);
+		ok = PQresultStatus(r) == PGRES_COMMAND_OK;
+		PQclear(r);
+		db->dealloc_refused = !ok;
+	}
+#endif
+	if (!ok)
+		db->unfreed++;
+}
+
+/* renew_plan prepares statement id again under a fresh name, so that PostgreSQL plans it afresh,
+ * then frees the old one. Not DEALLOCATE and the same name: behind PgBouncer 1.21+ that DEALLOCATE
+ * fails (see free_statement) and the plan was never renewed again. The text names the statement
+ * too, in a comment: PgBouncer shares the server's statements between clients by their text,
+ * and the same text would bring the old plan back. If the prepare fails, the old statement stays
+ * in use for another period; a broken connection shows at the next call. */
 static void renew_plan(jq_db *db, stmt_id id)
 {
-	char sql[64];
+	char name[48], old[48];
 	jq_db_err ignored;
-	db->renewals++;
-	if (db->named[id]) {
-		snprintf(sql, sizeof(sql), "DEALLOCATE %s", stmts[id].name);
-		PGresult *r = db_exec(db, sql);
-		db->named[id] = PQresultStatus(r) != PGRES_COMMAND_OK;
-		PQclear(r);
-	}
-	if (db->named[id]) {
+	const char *sql = stmts[id].sql;
+	char *text = malloc(strlen(sql) + 96);
+	if (text == NULL) {
 		db->uses[id] = 0;
 		db->prepared_ns[id] = mono_ns();
 		return;
 	}
-	(void)prepare_one(db, id, &ignored);
+	snprintf(name, sizeof(name), "%s_%llu", stmts[id].name, (unsigned long long)++db->generation);
+	sprintf(text, "%s /* %s, process %ld */", sql, name, (long)getpid());
+	snprintf(old, sizeof(old), "%s", db->names[id]);
+	if (prepare_as(db, id, name, text, &ignored) == 0) {
+		db->renewals++;
+		free_statement(db, old);
+	}
+	free(text);
 }
 
 static int session_setup(jq_db *db, jq_db_err *err)
@@ -602,6 +694,15 @@ int64_t jq_db_plan_renewals(const jq_db *db)
 	return db->renewals;
 }
 
+const char *jq_db_statement_name(const jq_db *db, const char *base)
+{
+	for (int i = 0; i < S__COUNT; i++) {
+		if (strcmp(stmts[i].name, base) == 0)
+			return db->names[i][0] != '\0' ? db->names[i] : NULL;
+	}
+	return NULL;
+}
+
 /* run executes one statement with binary parameters and binary results. On success *res holds
  * the result (caller PQclears). On failure nothing is left to free. */
 static jq_code run(jq_db *db, stmt_id id, const char *const *values, const int *lengths,
@@ -609,6 +710,10 @@ static jq_code run(jq_db *db, stmt_id id, const char *const *values, const int *
 {
 	if (out_of_time(db))
 		return deadline_exceeded(err);
+	if (db->unfreed >= MAX_UNFREED && db->conn != NULL) {
+		disconnect(db); /* frees them; the next line connects again at once */
+		db->last_attempt_ns = 0;
+	}
 	jq_code c = ensure_connected(db, err);
 	if (c != JQ_OK)
 		return c;
@@ -618,9 +723,10 @@ static jq_code run(jq_db *db, stmt_id id, const char *const *values, const int *
 		renew_plan(db, id);
 	if (db->conn == NULL) {
 		r = NULL; /* lost while renewing the plan */
-	} else if (db->prepared && db->named[id]) {
+	} else if (db->prepared && db->names[id][0] != '\0') {
 		db->uses[id]++;
-		r = await(db, PQsendQueryPrepared(db->conn, s->name, s->nparams, values, lengths, formats, 1),
+		r = await(db, PQsendQueryPrepared(db->conn, db->names[id], s->nparams, values, lengths,
+						  formats, 1),
 			  s->name);
 	} else {
 		r = await(db, PQsendQueryParams(db->conn, s->sql, s->nparams, s->types, values, lengths,
@@ -754,6 +860,26 @@ out:
 	return c;
 }
 
+/* check_states: both status columns of every job row name a state this jobqd knows. A state it
+ * does not know (a newer migration added one, a row written by hand) makes the whole call an
+ * error, as read_items does for the lease calls: answering it as any known state would tell the
+ * caller something false about the job. On error r is cleared. */
+static jq_code check_states(PGresult *r, jq_db_err *err)
+{
+	static const int cols[] = { C_STATUS, C_PREV };
+	for (int i = 0; i < PQntuples(r); i++) {
+		for (size_t k = 0; k < sizeof(cols) / sizeof(cols[0]); k++) {
+			jq_state s;
+			if (jq_state_from_name(PQgetvalue(r, i, cols[k]), &s) != 0) {
+				set_err(err, NULL, "unknown job status in the database: ", PQgetvalue(r, i, cols[k]));
+				PQclear(r);
+				return JQ_INTERNAL;
+			}
+		}
+	}
+	return JQ_OK;
+}
+
 jq_code jq_db_claim(jq_db *db, const char *queue, int limit, const char *worker, int lease_seconds,
 		    jq_db_rows **rows, jq_db_err *err)
 {
@@ -765,6 +891,8 @@ jq_code jq_db_claim(jq_db *db, const char *queue, int limit, const char *worker,
 	int formats[4] = { 1, 1, 1, 1 };
 	PGresult *r;
 	jq_code c = run(db, S_CLAIM, values, lengths, formats, &r, err);
+	if (c == JQ_OK)
+		c = check_states(r, err);
 	if (c != JQ_OK)
 		return c;
 	if ((*rows = wrap(r)) == NULL)
@@ -1029,6 +1157,8 @@ jq_code jq_db_get(jq_db *db, int64_t id, jq_db_rows **job_rows, jq_db_rows **fai
 
 	*job_rows = *failure_rows = NULL;
 	jq_code c = run(db, S_GET, values, lengths, formats, &r1, err);
+	if (c == JQ_OK)
+		c = check_states(r1, err);
 	if (c != JQ_OK)
 		return c;
 	c = run(db, S_GET_FAILURES, values, lengths, formats, &r2, err);
@@ -1059,6 +1189,8 @@ jq_code jq_db_list(jq_db *db, const char *queue, const jq_state *status, int64_t
 	int formats[5] = { 1, 1, 1, 1, 1 };
 	PGresult *r;
 	jq_code c = run(db, S_LIST, values, lengths, formats, &r, err);
+	if (c == JQ_OK)
+		c = check_states(r, err);
 	if (c != JQ_OK)
 		return c;
 	if ((*rows = wrap(r)) == NULL)
@@ -1115,25 +1247,21 @@ static jq_code count_call(jq_db *db, stmt_id id, const char *const *values, cons
 	return JQ_OK;
 }
 
-jq_code jq_db_retry_all_failed(jq_db *db, const char *queue, int64_t *count, jq_db_err *err)
+jq_code jq_db_retry_failed_batch(jq_db *db, const char *queue, int64_t after_id, int limit,
+				 int64_t *count, int64_t *last_id, jq_db_err *err)
 {
-	char lim[4];
-	jq_pgbin_put_i32(lim, RETRY_ALL_BATCH);
-	const char *values[2] = { queue, lim };
-	int lengths[2] = { (int)strlen(queue), 4 }, formats[2] = { 1, 1 };
-
-	/* Batches keep each statement short; a job that fails again during the loop could be picked
-	 * once more, so the loop is bounded by the number of rounds too. */
-	*count = 0;
-	for (int round = 0; round < 100000; round++) {
-		int64_t n = 0;
-		jq_code c = count_call(db, S_RETRY_ALL, values, lengths, formats, &n, err);
-		if (c != JQ_OK)
-			return c;
-		*count += n;
-		if (n < RETRY_ALL_BATCH)
-			break;
-	}
+	char lim[4], after[8];
+	jq_pgbin_put_i32(lim, limit);
+	jq_pgbin_put_i64(after, after_id);
+	const char *values[3] = { queue, lim, after };
+	int lengths[3] = { (int)strlen(queue), 4, 8 }, formats[3] = { 1, 1, 1 };
+	PGresult *r;
+	jq_code c = run(db, S_RETRY_ALL, values, lengths, formats, &r, err);
+	if (c != JQ_OK)
+		return c;
+	*count = jq_pgbin_i64(r, 0, 0);
+	*last_id = jq_pgbin_i64(r, 0, 1);
+	PQclear(r);
 	return JQ_OK;
 }
 
@@ -1147,6 +1275,36 @@ jq_code jq_db_stats(jq_db *db, const char *queue, jq_db_rows **rows, jq_db_err *
 		return c;
 	if ((*rows = wrap(r)) == NULL)
 		return nomem(err);
+	return JQ_OK;
+}
+
+jq_code jq_db_job_gauges(jq_db *db, jq_db_rows **rows, jq_db_err *err)
+{
+	PGresult *r;
+	jq_code c = run(db, S_JOB_GAUGES, NULL, NULL, NULL, &r, err);
+	if (c != JQ_OK)
+		return c;
+	if ((*rows = wrap(r)) == NULL)
+		return nomem(err);
+	return JQ_OK;
+}
+
+jq_code jq_db_finished_estimates(jq_db *db, int64_t *completed, int64_t *cancelled, jq_db_err *err)
+{
+	PGresult *r;
+	jq_code c = run(db, S_FINISHED_ESTIMATES, NULL, NULL, NULL, &r, err);
+	if (c != JQ_OK)
+		return c;
+	/* Analyzed, a state missing from the sample is as good as none; never analyzed, unknown. */
+	*completed = *cancelled = PQntuples(r) > 0 ? 0 : -1;
+	for (int i = 0; i < PQntuples(r); i++) {
+		const char *state = PQgetvalue(r, i, 0);
+		if (strcmp(state, jq_state_name(JQ_STATE_COMPLETED)) == 0)
+			*completed = jq_pgbin_i64(r, i, 1);
+		else if (strcmp(state, jq_state_name(JQ_STATE_CANCELLED)) == 0)
+			*cancelled = jq_pgbin_i64(r, i, 1);
+	}
+	PQclear(r);
 	return JQ_OK;
 }
 
@@ -1181,9 +1339,10 @@ static const char *text_or_empty(const PGresult *r, int row, int col)
 	return PQgetisnull(r, row, col) ? "" : PQgetvalue(r, row, col);
 }
 
+/* state_of reads a status column that check_states has passed. */
 static jq_state state_of(const PGresult *r, int row, int col)
 {
-	jq_state s = JQ_STATE_PENDING;
+	jq_state s = JQ_STATE__COUNT;
 	(void)jq_state_from_name(PQgetvalue(r, row, col), &s);
 	return s;
 }

@@ -128,9 +128,14 @@ void jq_db_close(jq_db *db);
  * left answers DEADLINE_EXCEEDED without touching the connection. */
 void jq_db_set_deadline(jq_db *db, int64_t deadline_us);
 
-/* jq_db_plan_renewals: how many times this handle has prepared a batch statement again so that
- * PostgreSQL plans it afresh (see `replan` in jq_db.c); for tests and diagnostics. */
+/* jq_db_plan_renewals: how many times this handle has prepared a batch statement again, under a
+ * fresh name, so that PostgreSQL plans it afresh (see `replan` in jq_db.c); for tests and
+ * diagnostics. */
 int64_t jq_db_plan_renewals(const jq_db *db);
+
+/* jq_db_statement_name: the name statement `base` ("jq_claim") is prepared under on the handle's
+ * connection now, or NULL (not prepared, or no such statement); for tests. */
+const char *jq_db_statement_name(const jq_db *db, const char *base);
 
 /* jq_db_ping checks the connection, reconnecting if needed. */
 jq_code jq_db_ping(jq_db *db, jq_db_err *err) __attribute__((warn_unused_result));
@@ -165,8 +170,12 @@ jq_code jq_db_list(jq_db *db, const char *queue, const jq_state *status, int64_t
 jq_code jq_db_retry(jq_db *db, const int64_t *ids, size_t n, jq_db_item *items, jq_db_err *err)
 	__attribute__((warn_unused_result));
 
-/* jq_db_retry_all_failed: every failed job of queue back to pending, in batches; *count = how many. */
-jq_code jq_db_retry_all_failed(jq_db *db, const char *queue, int64_t *count, jq_db_err *err)
+/* jq_db_retry_failed_batch: up to limit failed jobs of queue whose id is above after_id back to
+ * pending, lowest ids first, in one statement; *count = how many, *last_id = the largest id it
+ * retried (after_id when none). Passing *last_id as the next after_id goes on from there, so a
+ * pass over the queue picks each job once, even one that fails again meanwhile. */
+jq_code jq_db_retry_failed_batch(jq_db *db, const char *queue, int64_t after_id, int limit,
+				 int64_t *count, int64_t *last_id, jq_db_err *err)
 	__attribute__((warn_unused_result));
 
 /* jq_db_cancel: pending or failed jobs to cancelled. A processing job answers FAILED_PRECONDITION. */
@@ -176,6 +185,21 @@ jq_code jq_db_cancel(jq_db *db, const int64_t *ids, size_t n, jq_db_item *items,
 /* jq_db_stats: counts by queue and state (queue NULL = all) in *rows; read with jq_db_rows_stats. */
 jq_code jq_db_stats(jq_db *db, const char *queue, jq_db_rows **rows, jq_db_err *err)
 	__attribute__((warn_unused_result));
+
+/* jq_db_job_gauges: for /metrics, per queue, exact counts of pending (scheduled ones included,
+ * and counted apart too), processing and failed jobs and the oldest due job's age, read with
+ * jq_db_rows_stats (completed and cancelled are 0). Its cost follows those jobs only, never the
+ * finished ones (it reads partial indexes). */
+jq_code jq_db_job_gauges(jq_db *db, jq_db_rows **rows, jq_db_err *err) __attribute__((warn_unused_result));
+
+/* jq_db_finished_estimates: completed and cancelled jobs in the whole table, estimated from
+ * PostgreSQL's statistics (as fresh as the last autovacuum and ANALYZE); -1 each while the table
+ * has never been analyzed. Costs the same however large the table is. */
+jq_code jq_db_finished_estimates(jq_db *db, int64_t *completed, int64_t *cancelled, jq_db_err *err)
+	__attribute__((warn_unused_result));
+
+/* jq_db_job_gauges_sql: that statement's text (for tests that EXPLAIN it). */
+const char *jq_db_job_gauges_sql(void);
 
 /* jq_db_rescue returns up to limit jobs whose lease expired to pending (or failed when their
  * attempts are used up), recording "lease expired" in the history; *count = how many. */
@@ -187,7 +211,8 @@ jq_code jq_db_rescue(jq_db *db, int limit, int64_t *count, jq_db_err *err)
 jq_code jq_db_retention(jq_db *db, int older_than_s, int limit, int64_t *count, jq_db_err *err)
 	__attribute__((warn_unused_result));
 
-/* Reading rows. */
+/* Reading rows. A job row's states are always ones this jobqd knows: a call that would return a
+ * state it does not know (a newer schema's) answers JQ_INTERNAL instead, naming it. */
 int jq_db_rows_count(const jq_db_rows *rows);
 void jq_db_rows_job(const jq_db_rows *rows, int i, jq_job *out);
 void jq_db_rows_failure(const jq_db_rows *rows, int i, jq_failure_record *out);

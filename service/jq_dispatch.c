@@ -123,7 +123,8 @@ void jq_dispatch_handle(void *worker_arg, jq_rpc_req *req)
 	jq_worker *w = worker_arg;
 	const Jobq__V1__RpcRequest *env = jq_rpc_req_envelope(req);
 	jq_call call = { .db = w->db, .cfg = w->cfg, .request_id = jq_rpc_req_request_id(req),
-			 .received_us = jq_rpc_req_received_us(req), .longpoll = w->longpoll };
+			 .received_us = jq_rpc_req_received_us(req), .deadline_us = jq_rpc_req_deadline_us(req),
+			 .longpoll = w->longpoll };
 	ProtobufCMessage *in = NULL;
 	const char *method = env->method ? env->method : "";
 

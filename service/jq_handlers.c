@@ -406,12 +406,12 @@ void jq_handle_fail(jq_call *call, const ProtobufCMessage *request)
 	}
 	if (r->id != 0 || r->lease_token != 0)
 		leases[n++] = (jq_db_lease){ .id = r->id, .lease_token = r->lease_token, .error = r->error,
-					     .final = r->final, .retry_in_ms = (int32_t)(r->retry_in_ms & 0x7fffffff),
+					     .final = r->final, .retry_in_ms = (int32_t)r->retry_in_ms,
 					     .worker = r->worker_id };
 	for (size_t i = 0; i < r->n_jobs; i++) {
 		const Jobq__V1__JobFailure *f = r->jobs[i];
 		leases[n++] = (jq_db_lease){ .id = f->id, .lease_token = f->lease_token, .error = f->error,
-					     .final = f->final, .retry_in_ms = (int32_t)(f->retry_in_ms & 0x7fffffff),
+					     .final = f->final, .retry_in_ms = (int32_t)f->retry_in_ms,
 					     .worker = r->worker_id };
 	}
 	for (size_t i = 0; i < n; i++) {
@@ -523,6 +523,39 @@ out:
 
 /* ---- Retry, Cancel ---- */
 
+#define RETRY_ALL_BATCH 1000
+#define ANSWER_MARGIN_US 5000 /* for the answer to reach the caller before it gives up */
+
+/* retry_all_failed retries every failed job of queue a batch (one short statement) at a time, and
+ * before each batch checks that it would end before the caller stops waiting (judged by how long
+ * the last one took). If not, it stops there and answers DEADLINE_EXCEEDED with how many it
+ * retried: those batches have committed, the other jobs are still failed, and the same call
+ * again goes on with them. Not OK with the partial count: a script would take it for "all". */
+static void retry_all_failed(jq_call *call, const char *queue, Jobq__V1__RetryResponse *resp)
+{
+	int64_t total = 0, after = 0, n = 0, took_us = 0;
+	jq_db_err err;
+	do {
+		int64_t start = jq_rpc_now_us();
+		if (call->deadline_us != 0 && start + took_us + ANSWER_MARGIN_US >= call->deadline_us) {
+			jq_call_error(call, JQ_DEADLINE_EXCEEDED,
+				      "deadline reached after %lld failed jobs of queue %s went back to pending;"
+				      " the others are still failed: retry again to go on", (long long)total, queue);
+			return;
+		}
+		jq_code c = jq_db_retry_failed_batch(call->db, queue, after, RETRY_ALL_BATCH, &n, &after, &err);
+		if (c != JQ_OK) {
+			jq_call_error(call, c, "%s (%lld failed jobs of queue %s had gone back to pending before)",
+				      err.msg, (long long)total, queue);
+			return;
+		}
+		took_us = jq_rpc_now_us() - start;
+		total += n;
+	} while (n == RETRY_ALL_BATCH);
+	resp->retried = total > UINT32_MAX ? UINT32_MAX : (uint32_t)total;
+	jq_call_reply(call, &resp->base);
+}
+
 typedef jq_code (*ids_op)(jq_db *db, const int64_t *ids, size_t n, jq_db_item *items, jq_db_err *err);
 
 static void run_ids(jq_call *call, const int64_t *ids, size_t n, ids_op op, ProtobufCMessage *resp,
@@ -554,21 +587,13 @@ void jq_handle_retry(jq_call *call, const ProtobufCMessage *request)
 {
 	const Jobq__V1__RetryRequest *r = (const Jobq__V1__RetryRequest *)request;
 	Jobq__V1__RetryResponse resp = JOBQ__V1__RETRY_RESPONSE__INIT;
-	jq_db_err err;
 
 	if (jq_validate_retry(r, call->message, sizeof(call->message)) != 0) {
 		call->code = JQ_INVALID_ARGUMENT;
 		return;
 	}
 	if (r->all_failed) {
-		int64_t count = 0;
-		jq_code c = jq_db_retry_all_failed(call->db, r->queue, &count, &err);
-		if (c != JQ_OK) {
-			db_error(call, c, &err);
-			return;
-		}
-		resp.retried = count > UINT32_MAX ? UINT32_MAX : (uint32_t)count;
-		jq_call_reply(call, &resp.base);
+		retry_all_failed(call, r->queue, &resp);
 		return;
 	}
 	run_ids(call, r->ids, r->n_ids, jq_db_retry, &resp.base, &resp.n_results, &resp.results,

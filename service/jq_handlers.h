@@ -23,6 +23,7 @@ typedef struct jq_call {
 	const jq_config *cfg;
 	const char *request_id;
 	int64_t received_us; /* when the request arrived (jq_rpc_now_us clock) */
+	int64_t deadline_us; /* when its caller stops waiting (same clock); 0 = not known */
 	jq_longpoll *longpoll; /* NULL: Claims never wait */
 	uint64_t generation;   /* the long-poll's, read before the handler ran */
 	unsigned code;

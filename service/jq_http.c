@@ -45,6 +45,7 @@ struct jq_http {
 	char db_reason[200];
 	jq_metrics_queue *queues; /* NULL until the first refresh */
 	size_t nqueues, omitted;
+	int64_t completed_est, cancelled_est; /* -1: unknown */
 	int64_t jobs_at_ms;
 	int64_t scraped_ms; /* last /metrics */
 };
@@ -80,13 +81,17 @@ static void ping(jq_http *h)
 	pthread_mutex_unlock(&h->mu);
 }
 
-/* read_jobs runs the Stats query and swaps in a fresh copy of the counts (capped). */
+/* read_jobs reads the job counts (jq_db_job_gauges, jq_db_finished_estimates: neither costs
+ * more as finished jobs pile up) and swaps in a fresh copy (capped). */
 static void read_jobs(jq_http *h)
 {
 	jq_db_rows *rows = NULL;
 	jq_db_err err;
-	if (jq_db_stats(h->db, NULL, &rows, &err) != JQ_OK) {
+	int64_t completed = -1, cancelled = -1;
+	if (jq_db_job_gauges(h->db, &rows, &err) != JQ_OK ||
+	    jq_db_finished_estimates(h->db, &completed, &cancelled, &err) != JQ_OK) {
 		jq_warn("http: job counts for /metrics: %s", err.msg);
+		jq_db_rows_free(rows);
 		return;
 	}
 	size_t total = (size_t)jq_db_rows_count(rows);
@@ -99,9 +104,8 @@ static void read_jobs(jq_http *h)
 	for (size_t i = 0; i < n; i++) {
 		jq_queue_stats s;
 		jq_db_rows_stats(rows, (int)i, &s);
-		q[i] = (jq_metrics_queue){ .pending = s.pending, .scheduled = s.scheduled,
-					   .processing = s.processing, .completed = s.completed,
-					   .failed = s.failed, .cancelled = s.cancelled,
+		q[i] = (jq_metrics_queue){ .pending = s.pending - s.scheduled, .scheduled = s.scheduled,
+					   .processing = s.processing, .failed = s.failed,
 					   .oldest_due_age_seconds = s.oldest_due_age_seconds };
 		snprintf(q[i].queue, sizeof(q[i].queue), "%s", s.queue);
 	}
@@ -111,6 +115,8 @@ static void read_jobs(jq_http *h)
 	h->queues = q;
 	h->nqueues = n;
 	h->omitted = total - n;
+	h->completed_est = completed;
+	h->cancelled_est = cancelled;
 	h->jobs_at_ms = mono_ms();
 	pthread_mutex_unlock(&h->mu);
 }
@@ -254,6 +260,8 @@ static void snapshot(jq_http *h, jq_metrics_snapshot *s)
 	s->queues = h->queues;
 	s->nqueues = h->nqueues;
 	s->queues_omitted = h->omitted;
+	s->completed_estimate = h->queues ? h->completed_est : -1;
+	s->cancelled_estimate = h->queues ? h->cancelled_est : -1;
 	s->jobs_age_seconds = h->queues ? (double)(now - h->jobs_at_ms) / 1000.0 : 0;
 }
 
@@ -369,7 +377,7 @@ int jq_http_start(const jq_http_sources *src, jq_http **out)
 	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
 	pthread_cond_init(&h->cv, &ca);
 	pthread_condattr_destroy(&ca);
-	/* A ping needs no prepared statements, and the Stats query is cheap to plan every 5 s. */
+	/* A ping needs no prepared statements, and the job-count queries are cheap to plan every 5 s. */
 	jq_pgconn_net net = jq_pgconn_net_of(cfg);
 	jq_db_opts o = { .url = cfg->database_url, .prepared = false, .backoff_base_ms = cfg->backoff_base_ms,
 			 .backoff_max_ms = cfg->backoff_max_ms, .statement_timeout_ms = 2000,

@@ -207,15 +207,15 @@ static void one(sb *s, const char *name, const char *type, const char *help, dou
 
 static void render_jobs(sb *s, const jq_metrics_snapshot *snap)
 {
-	static const char *const states[] = { "archive_pending", "archive_processing", "archive_completed",
-					      "archive_failed", "archive_cancelled" };
+	static const char *const states[] = { "archive_pending", "archive_processing", "archive_failed" };
 	char q[160];
 	if (snap->queues == NULL)
 		return;
-	header(s, "jobq_jobs", "gauge", "Jobs by queue and state (archive_pending includes scheduled jobs).");
+	header(s, "jobq_jobs", "gauge",
+	       "Jobs by queue and unfinished state, exact (archive_pending includes scheduled jobs).");
 	for (size_t i = 0; i < snap->nqueues; i++) {
 		const jq_metrics_queue *m = &snap->queues[i];
-		int64_t v[] = { m->pending + m->scheduled, m->processing, m->completed, m->failed, m->cancelled };
+		int64_t v[] = { m->pending + m->scheduled, m->processing, m->failed };
 		label_value(m->queue, q, sizeof(q));
 		for (size_t k = 0; k < sizeof(states) / sizeof(states[0]); k++)
 			sb_printf(s, "jobq_jobs{queue=\"%s\",state=\"%s\"} %lld\n", q, states[k], (long long)v[k]);
@@ -228,6 +228,14 @@ static void render_jobs(sb *s, const jq_metrics_snapshot *snap)
 	for (size_t i = 0; i < snap->nqueues; i++)
 		sb_printf(s, "jobq_oldest_due_job_age_seconds{queue=\"%s\"} %.3f\n",
 			  label_value(snap->queues[i].queue, q, sizeof(q)), snap->queues[i].oldest_due_age_seconds);
+	if (snap->completed_estimate >= 0 && snap->cancelled_estimate >= 0) {
+		header(s, "jobq_jobs_finished_estimate", "gauge",
+		       "Completed and cancelled jobs in the table, estimated from PostgreSQL's statistics.");
+		sb_printf(s, "jobq_jobs_finished_estimate{state=\"archive_completed\"} %lld\n",
+			  (long long)snap->completed_estimate);
+		sb_printf(s, "jobq_jobs_finished_estimate{state=\"archive_cancelled\"} %lld\n",
+			  (long long)snap->cancelled_estimate);
+	}
 	one(s, "jobq_jobs_queues_omitted", "gauge", "Queues left out of jobq_jobs by the cap.",
 	    (double)snap->queues_omitted);
 	one(s, "jobq_jobs_age_seconds", "gauge", "How old the job counts are.", snap->jobs_age_seconds);

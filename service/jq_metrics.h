@@ -26,12 +26,12 @@ void jq_metrics_request(const char *method, unsigned code, int64_t duration_us);
  * (failed for good). Thread-safe, lock-free. */
 void jq_metrics_job_failed(bool retried);
 
-/* Jobs of one queue, as the Stats query counts them. */
+/* Jobs of one queue in the states counted exactly (see jq_db_job_gauges). */
 typedef struct jq_metrics_queue {
 	char queue[72];
 	int64_t pending;   /* due now */
 	int64_t scheduled; /* pending, run_at in the future */
-	int64_t processing, completed, failed, cancelled;
+	int64_t processing, failed;
 	double oldest_due_age_seconds;
 } jq_metrics_queue;
 
@@ -52,6 +52,8 @@ typedef struct jq_metrics_snapshot {
 	const jq_metrics_queue *queues; /* borrowed; NULL = no job counts yet */
 	size_t nqueues;
 	size_t queues_omitted; /* beyond the cap */
+	/* Finished jobs in the whole table, estimated (jq_db_finished_estimates); -1 = unknown. */
+	int64_t completed_estimate, cancelled_estimate;
 	double jobs_age_seconds; /* how old the job counts are */
 } jq_metrics_snapshot;
 

@@ -29,6 +29,10 @@
  * the probe that finds a silent connection, within SAFETY_NET_MS + the timeout + this. */
 #define SILENCE_GRACE_MS 1000
 #define NO_TIMER INT64_MAX
+/* The longest a timer is armed for. A later job is found again by the safety-net scans, which
+ * re-read the next due time; the bound keeps the clock arithmetic in range whatever a
+ * notification (anyone may NOTIFY the channel) or a row says. */
+#define MAX_TIMER_MS (24LL * 3600 * 1000)
 
 /* Both scans below walk job_queue_claim_idx (queue, priority, run_at, id WHERE pending) as a
  * "loose index scan": PAIRS_CTE jumps from one (queue, priority) to the next, and within a pair
@@ -172,6 +176,22 @@ static PGresult *exec(jq_notify *n, const char *sql, const char *what)
 
 /* ---- parsing one notification payload ---- */
 
+int jq_notify_delay_ms(const char *text, int64_t now_real_ms, int64_t *delay_ms)
+{
+	char *end;
+	errno = 0;
+	long long v = strtoll(text, &end, 10);
+	if (end == text || *end != '\0' || errno != 0)
+		return -1;
+	int64_t delay;
+	if (now_real_ms < 0)
+		delay = v;
+	else /* v - now_real_ms, without leaving int64 */
+		delay = v <= now_real_ms ? 0 : v - now_real_ms > MAX_TIMER_MS ? MAX_TIMER_MS : v - now_real_ms;
+	*delay_ms = delay < 0 ? 0 : delay > MAX_TIMER_MS ? MAX_TIMER_MS : delay;
+	return 0;
+}
+
 /* announce_ids publishes `queue` with the ids in `list` ("1,2,3"); a malformed list still
  * announces the queue, without ids, since the queue itself is known to have due jobs. */
 static void announce_ids(jq_notify *n, const char *queue, const char *list)
@@ -206,10 +226,11 @@ static void handle_line(jq_notify *n, char *line, bool *rescan)
 		return;
 	}
 	if (strncmp(line, "L ", 2) == 0) {
-		char *end;
-		long long at = strtoll(line + 2, &end, 10);
-		if (end != line + 2 && *end == '\0')
-			arm_timer(n, mono_ms() + (at - real_ms()));
+		int64_t delay;
+		if (jq_notify_delay_ms(line + 2, real_ms(), &delay) == 0)
+			arm_timer(n, mono_ms() + delay);
+		else
+			jq_debug("notify: not a time: '%.40s'", line);
 		return;
 	}
 	if (strncmp(line, "D ", 2) != 0) {
@@ -285,8 +306,9 @@ static int scan_once(jq_notify *n)
 	if (PQresultStatus(res) != PGRES_TUPLES_OK || PQntuples(res) != 1)
 		return query_failed(n, res, "next due time: ");
 	n->timer_ms = NO_TIMER;
-	if (!PQgetisnull(res, 0, 0))
-		n->timer_ms = mono_ms() + strtoll(PQgetvalue(res, 0, 0), NULL, 10);
+	int64_t delay;
+	if (!PQgetisnull(res, 0, 0) && jq_notify_delay_ms(PQgetvalue(res, 0, 0), -1, &delay) == 0)
+		n->timer_ms = mono_ms() + delay;
 	PQclear(res);
 	return 0;
 }

@@ -64,6 +64,12 @@ int64_t jq_notify_received(const jq_notify *n);  /* notifications read from Post
 int64_t jq_notify_announced(const jq_notify *n); /* messages published */
 int64_t jq_notify_scans(const jq_notify *n);     /* table scans done: safety net, timer, "*" */
 
+/* jq_notify_delay_ms: how long the timer waits for a time the database gave as decimal text:
+ * a Unix time in ms ("L" lines) when now_real_ms >= 0, else ms from now (the next-due query).
+ * 0 and *delay_ms within [0 ms, 1 day] (later times are re-read by the safety-net scans), or -1
+ * for text that is not such a number (nothing is armed). Exposed for tests. */
+int jq_notify_delay_ms(const char *text, int64_t now_real_ms, int64_t *delay_ms);
+
 /* The safety-net scan's two queries (static text; for tests that EXPLAIN them). */
 const char *jq_notify_due_queues_sql(void);
 const char *jq_notify_next_due_sql(void);

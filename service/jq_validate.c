@@ -257,10 +257,14 @@ int jq_validate_fail(const Jobq__V1__FailRequest *r, char *msg, size_t msg_len)
 	/* Error texts longer than the limit are cut by the handler, so only UTF-8 is checked. */
 	if (text_field("error", r->error, SIZE_MAX, false, msg, msg_len) != 0)
 		return -1;
+	if (r->retry_in_ms > JQ_MAX_RETRY_IN_MS)
+		return bad(msg, msg_len, "retry_in_ms: at most %d", JQ_MAX_RETRY_IN_MS);
 	for (size_t i = 0; i < r->n_jobs; i++) {
 		snprintf(field, sizeof(field), "jobs[%zu].error", i);
 		if (text_field(field, r->jobs[i]->error, SIZE_MAX, false, msg, msg_len) != 0)
 			return -1;
+		if (r->jobs[i]->retry_in_ms > JQ_MAX_RETRY_IN_MS)
+			return bad(msg, msg_len, "jobs[%zu].retry_in_ms: at most %d", i, JQ_MAX_RETRY_IN_MS);
 	}
 	return worker_id("worker_id", r->worker_id, false, msg, msg_len);
 }

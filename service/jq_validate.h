@@ -19,6 +19,7 @@
 #define JQ_MAX_LEASE_SECONDS 86400
 #define JQ_MAX_WAIT_MS 300000
 #define JQ_MAX_ATTEMPTS 1000
+#define JQ_MAX_RETRY_IN_MS INT32_MAX /* the database's int4 (about 24.8 days) */
 
 typedef struct jq_limits {
 	size_t max_payload_bytes;

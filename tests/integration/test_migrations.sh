@@ -17,10 +17,11 @@ JOBQ_DATABASE_URL=$url "$root/deploy/migrate.sh" update >/dev/null
 after_update=$(objects)
 echo "after update: relations/functions = $after_update"
 [ "$after_update" != "0 0" ]
-# Steps back: rolling back changes/011-hot-heartbeats.yaml alone (2 changesets) must put the
-# lease index back; then changes/010-queue-check-order.yaml alone (2) must restore 009's queue
-# check; then changes/009-hot-path.yaml (5 changesets) the version-1 queue check and
-# enqueue function, which must still work; then forward again.
+# Steps back: rolling back changes/013-failed-jobs-idx.yaml, 012-valid-indexes.yaml and
+# 011-hot-heartbeats.yaml (1 + 1 + 2 changesets) must put the lease index back; then changes/010-queue-check-order.yaml alone (2)
+# must restore 009's queue check; then changes/009-hot-path.yaml (5 changesets) the version-1
+# queue check and enqueue function, which must still work; then forward again. On the way, an
+# invalid index left by a failed concurrent build must be built again, forward and back.
 defs() {
   psql -qAtX "$url" -c "SELECT pg_get_constraintdef(oid) FROM pg_constraint WHERE conname = 'job_queue_queue_check'" \
                     -c "SELECT prosrc LIKE '%Fast path%' FROM pg_proc WHERE proname = 'jobq_enqueue_batch'" \
@@ -34,23 +35,96 @@ lease_indexes() {
   psql -qAtX "$url" -c "SELECT string_agg(indexname, ',' ORDER BY indexname) FROM pg_indexes
                          WHERE tablename = 'job_queue' AND indexname IN ('job_queue_lease_idx', 'job_queue_processing_idx')"
 }
+# index_state NAME: "valid <definition>" or "INVALID <definition>" ("" when there is none).
+index_state() {
+  psql -qAtX "$url" -c "SELECT CASE WHEN i.indisvalid THEN 'valid ' ELSE 'INVALID ' END || pg_get_indexdef(i.indexrelid)
+                         FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid WHERE c.relname = '$1'"
+}
+# leave_invalid NAME: what a concurrent build that failed leaves under NAME, an invalid index
+# (here a unique one, which two processing jobs of one queue make fail).
+leave_invalid() {
+  psql -qAtX "$url" -c "INSERT INTO job_queue (queue, payload) VALUES ('jq_invalid', ''), ('jq_invalid', '')" \
+                    -c "UPDATE job_queue SET curr_job_status = 'archive_processing', lease_owner = 'w',
+                          lease_expires_at = now() + interval '1 hour', lease_token = nextval('job_lease_token_seq')
+                        WHERE queue = 'jq_invalid'" >/dev/null
+  if psql -qAtX "$url" -c "CREATE UNIQUE INDEX CONCURRENTLY $1 ON job_queue (queue)
+                           WHERE curr_job_status = 'archive_processing'" 2>/dev/null; then
+    echo "the failing build of $1 did not fail" >&2; exit 1
+  fi
+  psql -qAtX "$url" -c "DELETE FROM job_queue WHERE queue = 'jq_invalid'" >/dev/null
+  case $(index_state "$1") in INVALID*) ;; *) echo "no invalid $1: $(index_state "$1")" >&2; exit 1 ;; esac
+}
+# expect_index NAME COLUMNS WHEN [STATE]: NAME is valid and is the partial index on COLUMNS over
+# the jobs in STATE (archive_processing when not given).
+expect_index() {
+  case $(index_state "$1") in
+    "valid CREATE INDEX $1 ON public.job_queue USING btree ($2) WHERE (curr_job_status = '${4:-archive_processing}'::text)") ;;
+    *) echo "$3: $1 is '$(index_state "$1")'" >&2; exit 1 ;;
+  esac
+}
 case $(defs) in *"$check_010"*"|t|t|$guards") ;; *) echo "010 not applied: $(defs)" >&2; exit 1 ;; esac
 [ "$(lease_indexes)" = job_queue_processing_idx ] || { echo "011 not applied: $(lease_indexes)" >&2; exit 1; }
-JOBQ_DATABASE_URL=$url "$root/deploy/migrate.sh" -- rollback-count --count=2 >/dev/null
+expect_index job_queue_processing_idx id "011 applied"
+expect_index job_queue_failed_idx "queue, id" "013 applied" archive_failed
+JOBQ_DATABASE_URL=$url "$root/deploy/migrate.sh" -- rollback-count --count=4 >/dev/null
+[ "$(lease_indexes)" = job_queue_lease_idx ] || { echo "011 not rolled back: $(lease_indexes)" >&2; exit 1; }
+expect_index job_queue_lease_idx lease_expires_at "011 rolled back"
+[ -z "$(index_state job_queue_failed_idx)" ] || { echo "013 not rolled back" >&2; exit 1; }
+# 011 and 013 failed half-way once (invalid indexes are left), and the update runs again.
+leave_invalid job_queue_processing_idx
+leave_invalid job_queue_failed_idx
+JOBQ_DATABASE_URL=$url "$root/deploy/migrate.sh" update >/dev/null
+expect_index job_queue_processing_idx id "update over an invalid leftover"
+expect_index job_queue_failed_idx "queue, id" "update over an invalid leftover" archive_failed
+# 011's rollback failed half-way once (an invalid lease index is left), and runs again.
+leave_invalid job_queue_lease_idx
+JOBQ_DATABASE_URL=$url "$root/deploy/migrate.sh" -- rollback-count --count=3 >/dev/null
+expect_index job_queue_lease_idx lease_expires_at "rollback over an invalid leftover"
+JOBQ_DATABASE_URL=$url "$root/deploy/migrate.sh" -- rollback-count --count=1 >/dev/null
 [ "$(lease_indexes)" = job_queue_lease_idx ] || { echo "011 not rolled back: $(lease_indexes)" >&2; exit 1; }
 case $(defs) in *"$check_010"*"|t|t|$guards") ;; *) echo "011 rollback touched 010: $(defs)" >&2; exit 1 ;; esac
+echo "migrations: an invalid index left by a failed concurrent build is built again: ok"
+# The rollbacks of 010 and 009 put a queue CHECK back. Every ALTER TABLE is recorded with whether
+# the check is validated after it and whether its transaction holds job_queue's ACCESS EXCLUSIVE
+# lock: validating (scanning the table) under that lock would stop every enqueue and claim.
+psql -qX "$url" >/dev/null <<'SQL'
+CREATE SCHEMA jq_probe;
+CREATE TABLE jq_probe.alters (validated boolean, exclusive boolean);
+CREATE FUNCTION jq_probe.record_alter() RETURNS event_trigger LANGUAGE plpgsql AS $$
+BEGIN
+    INSERT INTO jq_probe.alters
+    SELECT c.convalidated,
+           EXISTS (SELECT 1 FROM pg_locks l WHERE l.pid = pg_backend_pid() AND l.relation = c.conrelid
+                      AND l.mode = 'AccessExclusiveLock' AND l.granted)
+      FROM pg_constraint c WHERE c.conname = 'job_queue_queue_check';
+END
+$$;
+CREATE EVENT TRIGGER jq_probe_alter ON ddl_command_end WHEN TAG IN ('ALTER TABLE')
+    EXECUTE FUNCTION jq_probe.record_alter();
+SQL
+# validations: "<ALTERs that left the check validated> <of them, under the exclusive lock>" since
+# the last call.
+validations() {
+  psql -qAtX "$url" -c "SELECT count(*) FILTER (WHERE validated) || ' ' || count(*) FILTER (WHERE validated AND exclusive)
+                         FROM jq_probe.alters" -c "TRUNCATE jq_probe.alters" | head -n1
+}
 JOBQ_DATABASE_URL=$url "$root/deploy/migrate.sh" -- rollback-count --count=2 >/dev/null
 case $(defs) in *"$check_009"*"|t|t|$guards") ;; *) echo "010 not rolled back: $(defs)" >&2; exit 1 ;; esac
 [ "$(psql -qAtX "$url" -c "SELECT convalidated FROM pg_constraint WHERE conname = 'job_queue_queue_check'")" = t ]
+v=$(validations); [ "$v" = "1 0" ] || { echo "010's rollback: validations, under the lock: $v" >&2; exit 1; }
 JOBQ_DATABASE_URL=$url "$root/deploy/migrate.sh" -- rollback-count --count=5 >/dev/null
 case $(defs) in *'~'*'|f|f|job_queue_status_guard') ;; *) echo "009 not rolled back: $(defs)" >&2; exit 1 ;; esac
+[ "$(psql -qAtX "$url" -c "SELECT convalidated FROM pg_constraint WHERE conname = 'job_queue_queue_check'")" = t ]
+v=$(validations); [ "$v" = "1 0" ] || { echo "009's rollback: validations, under the lock: $v" >&2; exit 1; }
+psql -qX "$url" -c "SET client_min_messages = warning" -c "DROP EVENT TRIGGER jq_probe_alter" -c "DROP SCHEMA jq_probe CASCADE" >/dev/null
+echo "migrations: the rollbacks of 010 and 009 validate the queue check without the exclusive lock: ok"
 [ "$(psql -qAtX "$url" -c "SELECT count(*) FROM jobq_enqueue_batch(ARRAY['a','b'], NULL, NULL, NULL, NULL, NULL)")" = 2 ]
 psql -qAtX "$url" -c "TRUNCATE job_queue, job_failure"
 JOBQ_DATABASE_URL=$url "$root/deploy/migrate.sh" update >/dev/null
 case $(defs) in *"$check_010"*"|t|t|$guards") ;; *) echo "010 and 009 not re-applied: $(defs)" >&2; exit 1 ;; esac
 [ "$(lease_indexes)" = job_queue_processing_idx ] || { echo "011 not re-applied: $(lease_indexes)" >&2; exit 1; }
 [ "$(psql -qAtX "$url" -c "SELECT convalidated FROM pg_constraint WHERE conname = 'job_queue_queue_check'")" = t ]
-echo "migrations: 011, 010, then 009 rolled back and applied again: ok"
+echo "migrations: 013, 012, 011, 010, then 009 rolled back and applied again: ok"
 JOBQ_DATABASE_URL=$url "$root/deploy/migrate.sh" rollback-all >/dev/null
 after_rollback=$(objects)
 echo "after rollback: relations/functions = $after_rollback"

@@ -196,22 +196,46 @@ static void silent_on_claim_and_complete(void **state)
 	assert_int_equal(count_for(sub, "claimq", QUIET_MS), 0);
 }
 
-static void scheduled_job_is_announced_when_due_not_before(void **state)
+/* expect_announced_when_due enqueues a job of queue due in 1.5 s and fails unless it is announced
+ * within 300 ms after that, and not before. */
+static void expect_announced_when_due(const char *queue)
 {
-	(void)state;
-	long long id = jq_test_scalar_ll(conn, "SELECT jobq_enqueue('later', 'x'::bytea, 0::smallint,"
-					       " now() + interval '1500 milliseconds')");
-	char sql[160];
+	char sql[200];
+	snprintf(sql, sizeof(sql), "SELECT jobq_enqueue('%s', 'x'::bytea, 0::smallint,"
+		 " now() + interval '1500 milliseconds')", queue);
+	long long id = jq_test_scalar_ll(conn, sql);
 	snprintf(sql, sizeof(sql),
 		 "SELECT (extract(epoch FROM run_at) * 1000)::bigint FROM job_queue WHERE id = %lld", id);
 	long long due_ms = jq_test_scalar_ll(conn, sql);
-	Jobq__V1__JobsAvailable *ja = recv_for(sub, "later", (int)(due_ms - jq_now_ms()) + 2000);
+	Jobq__V1__JobsAvailable *ja = recv_for(sub, queue, (int)(due_ms - jq_now_ms()) + 2000);
 	long long heard_ms = jq_now_ms();
 	if (ja == NULL)
 		fail_msg("job %lld due at %lld never announced", id, due_ms);
 	jobq__v1__jobs_available__free_unpacked(ja, NULL);
 	if (heard_ms < due_ms || heard_ms > due_ms + 300)
 		fail_msg("announced %lld ms after its due time (want 0..300)", heard_ms - due_ms);
+}
+
+static void scheduled_job_is_announced_when_due_not_before(void **state)
+{
+	(void)state;
+	expect_announced_when_due("later");
+}
+
+/* Anyone who may connect can NOTIFY the channel. Times that are out of range or no number at all
+ * must neither stop the listener nor throw its timer off (nor, in the ASan build, overflow: UBSan
+ * stops jobqd there): a job scheduled afterwards is still announced when due, not before. */
+static void times_out_of_range_in_a_notification_disturb_nothing(void **state)
+{
+	(void)state;
+	jq_test_ok(conn, "NOTIFY jobq_pending, 'L -9223372036854775808'");
+	jq_test_ok(conn, "NOTIFY jobq_pending, 'L 9223372036854775807'");
+	jq_test_ok(conn, "NOTIFY jobq_pending, 'L 99999999999999999999'");
+	jq_test_ok(conn, "NOTIFY jobq_pending, 'L soon'");
+	long long id = enqueue("after_bad_times");
+	expect_id("after_bad_times", id);
+	expect_announced_when_due("later_after_bad_times");
+	assert_true(jq_svc_alive(&svc));
 }
 
 static void one_announcement_for_a_1000_row_insert(void **state)
@@ -289,6 +313,7 @@ int main(void)
 		cmocka_unit_test(hears_a_manual_retry),
 		cmocka_unit_test(silent_on_claim_and_complete),
 		cmocka_unit_test(scheduled_job_is_announced_when_due_not_before),
+		cmocka_unit_test(times_out_of_range_in_a_notification_disturb_nothing),
 		cmocka_unit_test(one_announcement_for_a_1000_row_insert),
 		cmocka_unit_test(nul_terminated_subscription_is_exact),
 		cmocka_unit_test(listen_recovers_after_postgres_restart),

@@ -3,6 +3,7 @@
  * the C table, the prev_job_status trigger, defaults, the enqueue function's transactionality,
  * the claim's use of the partial index, and one notification per statement.
  */
+#include <dlfcn.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -570,6 +571,72 @@ static void batch_statements_are_prepared_again_and_keep_answering(void **state)
 	jq_db_close(db);
 }
 
+/* A stand-in for PgBouncer 1.21+ in transaction mode with prepared statements, which prepares a
+ * client's statements on the server under names of its own: while deallocate_remapped is set, an
+ * SQL "DEALLOCATE x" from this process reaches PostgreSQL as "DEALLOCATE x_pooled", so the real
+ * server answers what it answers behind the pooler (26000, no such statement). This definition
+ * of PQsendQuery (what jq_db sends a DEALLOCATE with) takes the place of libpq's for the whole
+ * test program. */
+static bool deallocate_remapped;
+static PGconn *deallocating_conn; /* the connection of the last DEALLOCATE seen */
+
+int PQsendQuery(PGconn *conn, const char *query)
+{
+	static int (*real)(PGconn *, const char *);
+	if (real == NULL)
+		*(void **)&real = dlsym(RTLD_NEXT, "PQsendQuery");
+	if (strncmp(query, "DEALLOCATE ", 11) != 0)
+		return real(conn, query);
+	char sql[128];
+	deallocating_conn = conn;
+	snprintf(sql, sizeof(sql), "%s%s", query, deallocate_remapped ? "_pooled" : "");
+	return real(conn, sql);
+}
+
+/* Plan renewal prepares the statement again under a fresh name and then frees the old one. Where
+ * DEALLOCATE fails (behind PgBouncer 1.21+) the plans must still be renewed (they were not: the
+ * old code deallocated and re-prepared the same name, and kept the old plan when that failed);
+ * straight to PostgreSQL the old statements must be gone. */
+static void plans_are_renewed_under_fresh_names_where_deallocate_fails_too(void **state)
+{
+	(void)state;
+	enum { N = 450 };
+	for (int pooled = 0; pooled < 2; pooled++) {
+		deallocate_remapped = pooled;
+		deallocating_conn = NULL;
+		jq_db *db = db_with_jobs(pooled ? "renew_pooled" : "renew_direct", N);
+		jq_db_err err = { 0 };
+		assert_string_equal(jq_db_statement_name(db, "jq_claim"), "jq_claim");
+		for (int i = 0; i < N; i++) {
+			jq_db_rows *rows = NULL;
+			assert_int_equal(jq_db_claim(db, pooled ? "renew_pooled" : "renew_direct", 1, "w", 30, &rows, &err), JQ_OK);
+			assert_int_equal(jq_db_rows_count(rows), 1);
+			jq_job j;
+			jq_db_rows_job(rows, 0, &j);
+			jq_db_lease lease = { .id = j.id, .lease_token = j.lease_token };
+			jq_db_rows_free(rows);
+			jq_db_item item;
+			assert_int_equal(jq_db_complete(db, &lease, 1, &item, &err), JQ_OK);
+			assert_int_equal(item.code, JQ_OK);
+		}
+		/* Claim and Complete each passed 200 executions twice. */
+		assert_true(jq_db_plan_renewals(db) >= 4);
+		const char *name = jq_db_statement_name(db, "jq_claim");
+		assert_non_null(name);
+		if (strncmp(name, "jq_claim_", 9) != 0)
+			fail_msg("the claim still runs as '%s'%s", name, pooled ? " where DEALLOCATE fails" : "");
+		assert_non_null(deallocating_conn);
+		PGresult *r = PQexec(deallocating_conn, "SELECT count(*) FROM pg_prepared_statements WHERE name LIKE 'jq\\_claim%'");
+		assert_int_equal(PQresultStatus(r), PGRES_TUPLES_OK);
+		long long claims = atoll(PQgetvalue(r, 0, 0));
+		PQclear(r);
+		if (pooled ? claims < 2 : claims != 1)
+			fail_msg("%lld claim statements prepared in the session (%s)", claims, pooled ? "pooled" : "direct");
+		jq_db_close(db);
+	}
+	deallocate_remapped = false;
+}
+
 /* explain_max_rows runs EXPLAIN ANALYZE of sql and returns the largest row count any node
  * produced or filtered away ("rows=N" of the actual figures, "Rows Removed by ...: N"). */
 static long long explain_max_rows(PGconn *c, const char *sql)
@@ -634,6 +701,78 @@ static void the_safety_net_scan_is_cheap_behind_a_backlog_and_exact(void **state
 	PQfinish(c);
 }
 
+/* within_pct: v is within pct percent of want. */
+static bool within_pct(long long v, long long want, int pct)
+{
+	return v * 100 >= want * (100 - pct) && v * 100 <= want * (100 + pct);
+}
+
+/* /metrics counts jobs every 5 s on every replica. Behind 50,000 finished jobs its query must
+ * read no finished job (only the partial indexes over pending, processing and failed jobs) and
+ * still count those exactly; completed and cancelled jobs come from the table's statistics, close
+ * to the true numbers once the table is analyzed. */
+static void the_metrics_job_counts_read_no_finished_job(void **state)
+{
+	(void)state;
+	PGconn *c = jq_test_connect(db_url);
+	jq_test_ok(c, "SELECT count(*) FROM jobq_enqueue_batch("
+		      " array_fill('g_done'::text, ARRAY[50000]), NULL, NULL, NULL, NULL, NULL)");
+	jq_test_ok(c, "UPDATE job_queue SET curr_job_status = 'archive_processing', lease_owner = 'b',"
+		      " lease_expires_at = now() + interval '1 hour', lease_token = nextval('job_lease_token_seq')"
+		      " WHERE queue = 'g_done'");
+	jq_test_ok(c, "UPDATE job_queue SET curr_job_status = 'archive_completed', lease_expires_at = NULL"
+		      " WHERE queue = 'g_done'");
+	jq_test_ok(c, "SELECT count(*) FROM jobq_enqueue_batch("
+		      " array_fill('g_cancelled'::text, ARRAY[5000]), NULL, NULL, NULL, NULL, NULL)");
+	jq_test_ok(c, "UPDATE job_queue SET curr_job_status = 'archive_cancelled' WHERE queue = 'g_cancelled'");
+	/* g_live: 3 due and 2 scheduled pending jobs, 2 processing, 4 failed. */
+	jq_test_ok(c, "SELECT count(*) FROM jobq_enqueue_batch(array_fill('g_live'::text, ARRAY[11]), NULL, NULL,"
+		      " ARRAY[now() - interval '10 seconds', now(), now(), now() + interval '1 hour',"
+		      "       now() + interval '1 hour', now(), now(), now(), now(), now(), now()], NULL, NULL)");
+	jq_test_ok(c, "UPDATE job_queue SET curr_job_status = 'archive_processing', lease_owner = 'b',"
+		      " lease_expires_at = now() + interval '1 hour', lease_token = nextval('job_lease_token_seq')"
+		      " WHERE id IN (SELECT id FROM job_queue WHERE queue = 'g_live' ORDER BY id DESC LIMIT 6)");
+	jq_test_ok(c, "UPDATE job_queue SET curr_job_status = 'archive_failed', lease_expires_at = NULL"
+		      " WHERE id IN (SELECT id FROM job_queue WHERE queue = 'g_live' ORDER BY id DESC LIMIT 4)");
+	jq_test_ok(c, "VACUUM ANALYZE job_queue");
+
+	jq_db *db = NULL;
+	jq_db_opts o = { .url = db_url, .prepared = false };
+	jq_db_err err = { 0 };
+	jq_db_rows *rows = NULL;
+	assert_int_equal(jq_db_open(&o, &db), 0);
+	assert_int_equal(jq_db_job_gauges(db, &rows, &err), JQ_OK);
+	bool seen = false;
+	for (int i = 0; i < jq_db_rows_count(rows); i++) {
+		jq_queue_stats st;
+		jq_db_rows_stats(rows, i, &st);
+		if (strncmp(st.queue, "g_", 2) == 0)
+			assert_string_equal(st.queue, "g_live"); /* no queue of only finished jobs */
+		if (strcmp(st.queue, "g_live") != 0)
+			continue;
+		seen = true;
+		assert_int_equal(st.pending, 5);
+		assert_int_equal(st.scheduled, 2);
+		assert_int_equal(st.processing, 2);
+		assert_int_equal(st.failed, 4);
+		assert_true(st.oldest_due_age_seconds >= 10 && st.oldest_due_age_seconds < 3600);
+	}
+	jq_db_rows_free(rows);
+	assert_true(seen);
+	assert_true(explain_max_rows(c, jq_db_job_gauges_sql()) <= 1000);
+
+	int64_t completed = -1, cancelled = -1;
+	assert_int_equal(jq_db_finished_estimates(db, &completed, &cancelled, &err), JQ_OK);
+	long long true_completed = jq_test_scalar_ll(c, "SELECT count(*) FROM job_queue WHERE curr_job_status = 'archive_completed'");
+	long long true_cancelled = jq_test_scalar_ll(c, "SELECT count(*) FROM job_queue WHERE curr_job_status = 'archive_cancelled'");
+	if (!within_pct(completed, true_completed, 15) || !within_pct(cancelled, true_cancelled, 15))
+		fail_msg("estimates %lld completed, %lld cancelled; true %lld, %lld", (long long)completed,
+			 (long long)cancelled, true_completed, true_cancelled);
+	jq_db_close(db);
+	jq_test_ok(c, "DELETE FROM job_queue WHERE queue LIKE 'g\\_%'");
+	PQfinish(c);
+}
+
 /* hot_updates: job_queue's n_tup_hot_upd as the statistics show it now. */
 static long long hot_updates(PGconn *c)
 {
@@ -643,7 +782,10 @@ static long long hot_updates(PGconn *c)
 /* A heartbeat must be a HOT update (migration 011): nothing it writes (lease_expires_at,
  * updated_at) is in an index, so it adds no index entry and leaves no dead one. With
  * job_queue_lease_idx on lease_expires_at, none was. The heartbeats go through the service's
- * own statement (jq_db); that session's counts reach pg_stat_user_tables when it ends. */
+ * own statement (jq_db); that session's counts reach pg_stat_user_tables when it ends. A HOT
+ * update also needs room on the row's page, and a page is pruned of the old versions only when
+ * no snapshot (an autovacuum worker's, say) still sees them, so a few may go elsewhere: nine in
+ * ten is the bar, where an index on a heartbeat column gives none. */
 static void heartbeats_are_hot_updates(void **state)
 {
 	(void)state;
@@ -670,13 +812,15 @@ static void heartbeats_are_hot_updates(void **state)
 			assert_int_equal(items[i].code, JQ_OK);
 	}
 	jq_db_close(db);
-	long long after = before;
+	long long after = before, want = N * ROUNDS * 9 / 10;
 	for (int tries = 0; tries < 50 && after - before < N * ROUNDS; tries++) {
 		usleep(100 * 1000);
 		after = hot_updates(c);
 	}
-	if (after - before < N * ROUNDS)
-		fail_msg("%lld of %d heartbeats were HOT updates", after - before, N * ROUNDS);
+	fprintf(stderr, "%lld of %d heartbeats were HOT updates\n", after - before, N * ROUNDS);
+	if (after - before < want)
+		fail_msg("%lld of %d heartbeats were HOT updates (at least %lld expected)", after - before,
+			 N * ROUNDS, want);
 	PQfinish(c);
 }
 
@@ -693,8 +837,10 @@ int main(void)
 		cmocka_unit_test_teardown(the_guard_runs_only_when_it_would_change_the_row, restore_guard),
 		cmocka_unit_test(the_claim_uses_the_partial_index_among_100k_finished_jobs),
 		cmocka_unit_test(batch_statements_are_prepared_again_and_keep_answering),
+		cmocka_unit_test(plans_are_renewed_under_fresh_names_where_deallocate_fails_too),
 		cmocka_unit_test(a_complete_judges_each_lease_by_its_token),
 		cmocka_unit_test(the_safety_net_scan_is_cheap_behind_a_backlog_and_exact),
+		cmocka_unit_test(the_metrics_job_counts_read_no_finished_job),
 		cmocka_unit_test(heartbeats_are_hot_updates),
 		cmocka_unit_test(one_notification_per_statement),
 		cmocka_unit_test(the_notification_payload_is_exact),

@@ -842,6 +842,111 @@ SVC_TEST(retry_all_failed_retries_every_failed_job_of_one_queue)
 	JQ_FREE(r);
 }
 
+typedef struct retry_call {
+	const char *url, *queue;
+	uint32_t deadline_ms;
+	unsigned code;
+	char message[512];
+	bool answered;
+} retry_call;
+
+/* retry_all_main sends one "retry every failed job" of its queue from a socket of its own. */
+static void *retry_all_main(void *arg)
+{
+	retry_call *rc = arg;
+	jq_rpc_sock s;
+	Jobq__V1__RetryRequest req = JOBQ__V1__RETRY_REQUEST__INIT;
+	Jobq__V1__RpcResponse *resp = NULL;
+	req.all_failed = true;
+	req.queue = (char *)rc->queue;
+	if (jq_rpc_open(&s, rc->url, 30000) != 0)
+		return NULL;
+	if (jq_rpc_invoke(&s, JQ_METHOD("Retry"), &req.base, rc->deadline_ms, &resp) == 0) {
+		rc->answered = true;
+		rc->code = resp->code;
+		snprintf(rc->message, sizeof(rc->message), "%s", resp->message);
+		jobq__v1__rpc_response__free_unpacked(resp, NULL);
+	}
+	jq_rpc_close(&s);
+	return NULL;
+}
+
+/* "Retry every failed job" goes a batch of 1000 at a time and looks at its caller's deadline
+ * before each batch: past it, it stops and answers DEADLINE_EXCEEDED with how many went back
+ * (those are pending, the others still failed), and the same call again does the rest. The first
+ * batch is held for 1.1 s of the 2 s deadline by a lock on the failed -> pending edge, which its
+ * foreign-key check must share: it ends in time (a statement still running at the deadline is
+ * cut off by jq_db), and a second one as long would not. */
+SVC_TEST(retry_all_failed_stops_between_batches_once_the_deadline_has_passed)
+{
+	QUEUE(q);
+	jq_db_do("SELECT count(*) FROM jobq_enqueue_batch(array_fill('%s'::text, ARRAY[2500]), NULL, NULL, NULL, NULL, NULL)", q);
+	jq_db_do("UPDATE job_queue SET curr_job_status = 'archive_processing', lease_owner = 'w',"
+		 " lease_expires_at = now() + interval '1 hour', lease_token = nextval('job_lease_token_seq')"
+		 " WHERE queue = '%s'", q);
+	jq_db_do("UPDATE job_queue SET curr_job_status = 'archive_failed', lease_expires_at = NULL WHERE queue = '%s'", q);
+
+	PGconn *lock = jq_test_connect(fx.db_url);
+	jq_test_ok(lock, "BEGIN");
+	jq_test_ok(lock, "SELECT 1 FROM job_status_transition WHERE prev_status = 'archive_failed'"
+			 " AND next_status = 'archive_pending' FOR UPDATE");
+	retry_call rc = { .url = fx.svc.rpc_url, .queue = q, .deadline_ms = 2000 };
+	pthread_t th;
+	long long sent = jq_mono_ms();
+	assert_int_equal(pthread_create(&th, NULL, retry_all_main, &rc), 0);
+	JQ_POLL_UNTIL(jq_db_ll("SELECT count(*) FROM pg_stat_activity WHERE application_name = 'jobqd'"
+			       " AND wait_event_type = 'Lock' AND query LIKE '%%archive_failed%%'") == 1,
+		      10000, "the first batch to wait for the lock");
+	while (jq_mono_ms() < sent + 1100)
+		jq_sleep_ms(20);
+	jq_test_ok(lock, "COMMIT");
+	PQfinish(lock);
+	pthread_join(th, NULL);
+
+	assert_true(rc.answered);
+	if (rc.code != 4 /* DEADLINE_EXCEEDED */ || strstr(rc.message, "after 1000 failed jobs") == NULL)
+		fail_msg("answered %u: %s", rc.code, rc.message);
+	assert_int_equal(jq_db_ll("SELECT count(*) FROM job_queue WHERE queue = '%s' AND curr_job_status = 'archive_pending'", q), 1000);
+	assert_int_equal(jq_db_ll("SELECT count(*) FROM job_queue WHERE queue = '%s' AND curr_job_status = 'archive_failed'", q), 1500);
+
+	Jobq__V1__RetryRequest req = JOBQ__V1__RETRY_REQUEST__INIT;
+	req.all_failed = true;
+	req.queue = q;
+	Jobq__V1__RetryResponse *r = jq_api_ok(JQ_METHOD("Retry"), &req, &jobq__v1__retry_response__descriptor);
+	assert_int_equal(r->retried, 1500);
+	JQ_FREE(r);
+	assert_int_equal(jq_db_ll("SELECT count(*) FROM job_queue WHERE queue = '%s' AND curr_job_status = 'archive_pending'", q), 2500);
+}
+
+/* A state this jobqd does not know (one a newer migration added) is an error naming it, the same
+ * in every call that reads a job: never reported as some state it knows (Get and List said
+ * "pending"), and nothing changes. */
+SVC_TEST(a_job_in_a_state_unknown_to_the_service_is_an_internal_error_everywhere)
+{
+	QUEUE(q);
+	int64_t id = jq_enqueue_one(q, "x");
+	jq_db_do("INSERT INTO job_status (name, description, is_terminal) VALUES ('archive_paused', 'test', false)");
+	jq_db_do("INSERT INTO job_status_transition (prev_status, next_status, description)"
+		 " VALUES ('archive_pending', 'archive_paused', 'test'), ('archive_paused', 'archive_pending', 'test')");
+	jq_db_do("UPDATE job_queue SET curr_job_status = 'archive_paused' WHERE id = %lld", (long long)id);
+
+	Jobq__V1__GetRequest get = JOBQ__V1__GET_REQUEST__INIT;
+	get.id = id;
+	jq_api_expect(JQ_METHOD("Get"), &get, 13, "unknown job status in the database: archive_paused");
+	Jobq__V1__ListRequest list = JOBQ__V1__LIST_REQUEST__INIT;
+	list.queue = q;
+	jq_api_expect(JQ_METHOD("List"), &list, 13, "unknown job status in the database: archive_paused");
+	Jobq__V1__CancelRequest cancel = JOBQ__V1__CANCEL_REQUEST__INIT;
+	cancel.n_ids = 1;
+	cancel.ids = &id;
+	jq_api_expect(JQ_METHOD("Cancel"), &cancel, 13, "unknown job status in the database: archive_paused");
+	assert_string_equal(jq_db_status(id), "archive_paused");
+
+	jq_db_do("DELETE FROM job_queue WHERE id = %lld", (long long)id);
+	jq_db_do("DELETE FROM job_status_transition WHERE 'archive_paused' IN (prev_status, next_status)");
+	jq_db_do("DELETE FROM job_status WHERE name = 'archive_paused'");
+}
+
 SVC_TEST(retrying_a_completed_or_processing_job_is_failed_precondition)
 {
 	QUEUE(q);
@@ -1118,6 +1223,36 @@ SVC_TEST(an_error_text_that_is_not_utf8_is_rejected)
 	fb.n_jobs = 1;
 	fb.jobs = &jfp;
 	jq_api_expect(JQ_METHOD("Fail"), &fb, 3, "jobs[0].error");
+}
+
+/* retry_in_ms travels as uint32 and is stored as int4 milliseconds. 2^31 + 5 used to be masked
+ * to 5 ms (the job ran again at once instead of in 24.8 days); beyond int4 is now refused, and
+ * the job keeps its lease. */
+SVC_TEST(a_retry_delay_beyond_int32_is_rejected_not_cut)
+{
+	QUEUE(q);
+	int64_t token;
+	jq_enqueue_one(q, "x");
+	int64_t id = jq_claim_one(q, "w", 30, &token);
+	assert_int_equal(jq_fail1(id, token, "boom", false, 2147483648u + 5, "w", NULL, NULL), 3);
+	assert_non_null(strstr(jq_api_msg, "retry_in_ms"));
+	Jobq__V1__JobFailure jf = JOBQ__V1__JOB_FAILURE__INIT, *jfp = &jf;
+	Jobq__V1__FailRequest fb = JOBQ__V1__FAIL_REQUEST__INIT;
+	jf.id = id;
+	jf.lease_token = token;
+	jf.error = "boom";
+	jf.retry_in_ms = UINT32_MAX;
+	fb.n_jobs = 1;
+	fb.jobs = &jfp;
+	jq_api_expect(JQ_METHOD("Fail"), &fb, 3, "jobs[0].retry_in_ms");
+	assert_string_equal(jq_db_status(id), "archive_processing");
+	assert_int_equal(jq_db_ll("SELECT count(*) FROM job_failure WHERE job_id = %lld", (long long)id), 0);
+	/* The largest accepted delay is kept as given: about 24.8 days ahead. */
+	Jobq__V1__JobStatus st;
+	int64_t run_at_ms = 0;
+	assert_int_equal(jq_fail1(id, token, "boom", false, 2147483647u, "w", &st, &run_at_ms), 0);
+	assert_int_equal(st, JOBQ__V1__JOB_STATUS__JOB_STATUS_ARCHIVE_PENDING);
+	assert_between(run_at_ms - jq_now_ms(), 2147483647LL - 60000, 2147483647LL);
 }
 
 SVC_TEST(a_batch_naming_a_job_twice_is_rejected)
@@ -1699,6 +1834,9 @@ int main(void)
 		T(list_leaves_payloads_out_unless_asked),
 		T(retry_returns_failed_and_cancelled_jobs_to_pending_with_fresh_attempts),
 		T(retry_all_failed_retries_every_failed_job_of_one_queue),
+		T(retry_all_failed_stops_between_batches_once_the_deadline_has_passed),
+		T(a_job_in_a_state_unknown_to_the_service_is_an_internal_error_everywhere),
+		T(a_retry_delay_beyond_int32_is_rejected_not_cut),
 		T(retrying_a_completed_or_processing_job_is_failed_precondition),
 		T(cancel_cancels_pending_and_failed_jobs),
 		T(cancelling_a_processing_or_completed_job_is_failed_precondition),
