@@ -43,6 +43,9 @@ static const opt opts[] = {
 	  256L * 1024 * 1024, "largest job payload" },
 	{ "max-message-bytes", "JOBQ_MAX_MESSAGE_BYTES", OPT_SIZE, F(max_message_bytes), "16777216",
 	  1024, 1024L * 1024 * 1024, "largest RPC message" },
+	{ "max-reply-bytes", "JOBQ_MAX_REPLY_BYTES", OPT_SIZE, F(max_reply_bytes), "4194304",
+	  JQ_REPLY_ONE_JOB_EXTRA, 1024L * 1024 * 1024,
+	  "largest Claim or List reply: fewer jobs, or a shorter page, beyond it (at least one job)" },
 	{ "default-lease-seconds", "JOBQ_DEFAULT_LEASE_SECONDS", OPT_INT, F(default_lease_seconds),
 	  "30", 1, 86400, "lease length when a request gives none" },
 	{ "default-deadline-ms", "JOBQ_DEFAULT_DEADLINE_MS", OPT_INT, F(default_deadline_ms), "30000",
@@ -234,6 +237,12 @@ jq_config_result jq_config_load(jq_config *cfg, int argc, char **argv, FILE *out
 		return JQ_CONFIG_ERROR;
 	if (cfg->max_payload_bytes >= cfg->max_message_bytes) {
 		fprintf(err, "jobqd: --max-payload-bytes must be below --max-message-bytes\n");
+		return JQ_CONFIG_ERROR;
+	}
+	if (cfg->max_reply_bytes < cfg->max_payload_bytes + JQ_REPLY_ONE_JOB_EXTRA) {
+		fprintf(err, "jobqd: --max-reply-bytes must be at least --max-payload-bytes + %d (%zu), so "
+			     "that a reply holds one job of the largest payload\n",
+			JQ_REPLY_ONE_JOB_EXTRA, cfg->max_payload_bytes + JQ_REPLY_ONE_JOB_EXTRA);
 		return JQ_CONFIG_ERROR;
 	}
 	return JQ_CONFIG_OK;

@@ -24,6 +24,7 @@ typedef struct jq_config {
 	int max_queued;            /* requests waiting for a connection before RESOURCE_EXHAUSTED */
 	size_t max_payload_bytes;  /* per job */
 	size_t max_message_bytes;  /* per RPC message, enforced by nng before decoding */
+	size_t max_reply_bytes;    /* what Claim and List put in one reply (JQ_REPLY_ONE_JOB_EXTRA) */
 	int default_lease_seconds;
 	int default_deadline_ms;
 	int rescue_interval_ms;
@@ -40,6 +41,11 @@ typedef struct jq_config {
 	int tls_reload_interval_ms; /* check the TLS files for a rotation this often; 0 = SIGHUP only */
 	int max_connections; /* RPC client connections at once; more are closed on arrival */
 } jq_config;
+
+/* What one job adds to a reply beyond its payload, at most: its other fields (a last error of
+ * up to 8 KiB, an idempotency key, queue, owner, numbers) and the reply's envelope. A reply limit
+ * of max payload + this always fits one job. */
+#define JQ_REPLY_ONE_JOB_EXTRA (16 * 1024)
 
 typedef enum jq_config_result {
 	JQ_CONFIG_OK = 0,
