@@ -81,6 +81,12 @@ typedef struct jobq_options {
 	const char *tls_cert; /* [JOBQ_TLS_CERT] PEM certificate */
 	const char *tls_key;  /* [JOBQ_TLS_KEY] PEM private key of tls_cert */
 	const char *tls_ca;   /* [JOBQ_TLS_CA] PEM CA bundle that signed the service's certificate */
+	/* [JOBQ_MAX_REPLY_BYTES] the largest reply this client takes, 4096..4294967295 bytes; 0 =
+	 * the variable, else 16 MiB. The service is told: it fills Claim and List replies only up
+	 * to it, refuses a Claim when one job of its largest payload would not fit
+	 * (JOBQ_INVALID_ARGUMENT) and answers JOBQ_RESOURCE_EXHAUSTED instead of a larger reply. A
+	 * larger reply all the same (another server) ends the connection unread: JOBQ_UNAVAILABLE. */
+	size_t max_reply_bytes;
 } jobq_options;
 
 /* A job to enqueue. */

@@ -5,6 +5,7 @@
  * points into a protobuf message).
  */
 #include <errno.h>
+#include <inttypes.h>
 #include <limits.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -26,6 +27,7 @@ struct jobq_client {
 	char *rpc_url;
 	char *auth_token; /* NULL = none */
 	int timeout_ms;
+	uint32_t max_reply;        /* the largest reply taken (nng drops a longer one unread) */
 	atomic_int pipes;          /* connections up right now (tells "unreachable" from "slow") */
 	atomic_uint_fast64_t seq;  /* request ids */
 };
@@ -40,6 +42,33 @@ static void on_pipe(nng_pipe p, nng_pipe_ev ev, void *arg)
 		atomic_fetch_add(&c->pipes, 1);
 	else if (ev == NNG_PIPE_EV_REM_POST)
 		atomic_fetch_sub(&c->pipes, 1);
+}
+
+/* NNG_OPT_RECVMAXSZ counts the SP header too (a 4-byte request id, 4 more per device hop). */
+#define SP_HEADER_SLACK 64
+
+/* max_reply_of sets *out to opts->max_reply_bytes, else $JOBQ_MAX_REPLY_BYTES, else the
+ * default. Returns JOBQ_OK, or JOBQ_INVALID_ARGUMENT (err says which) for a value that is not a
+ * number of bytes in range. */
+static int max_reply_of(const jobq_options *opts, uint32_t *out, jobq_error *err)
+{
+	uint64_t v = opts->max_reply_bytes;
+	const char *src = "max_reply_bytes";
+	const char *env = getenv("JOBQ_MAX_REPLY_BYTES");
+	if (v == 0 && env != NULL && env[0] != '\0') {
+		char *end;
+		errno = 0;
+		unsigned long long n = strtoull(env, &end, 10);
+		src = "JOBQ_MAX_REPLY_BYTES";
+		v = errno == 0 && *end == '\0' && env[0] != '-' && n > 0 ? n : UINT64_MAX;
+	}
+	if (v == 0)
+		v = JOBQ_DEFAULT_MAX_REPLY_BYTES;
+	if (v < JOBQ_MIN_MAX_REPLY_BYTES || v > UINT32_MAX)
+		return jobqi_set_err(err, JOBQ_INVALID_ARGUMENT, "%s: a number of bytes from %u to %u",
+				     src, JOBQ_MIN_MAX_REPLY_BYTES, UINT32_MAX);
+	*out = (uint32_t)v;
+	return JOBQ_OK;
 }
 
 static char *dup_or_null(const char *s)
@@ -59,8 +88,10 @@ static int open_socket(jobq_client *c, const jobq_options *opts, jobq_error *err
 	 * resent Complete or Fail is harmless, but the library cannot tell them apart here). A
 	 * caller that wants retries decides them knowing the method. */
 	if ((rv = nng_socket_set_ms(c->sock, NNG_OPT_REQ_RESENDTIME, NNG_DURATION_INFINITE)) != 0 ||
-	    /* Replies are not bounded by nng's default 1 MiB (a Claim of many large payloads). */
-	    (rv = nng_socket_set_size(c->sock, NNG_OPT_RECVMAXSZ, 0)) != 0 ||
+	    /* The receive limit: nng reads a reply's length first and closes the connection rather
+	     * than take more (the service, told the limit, does not send more). */
+	    (rv = nng_socket_set_size(c->sock, NNG_OPT_RECVMAXSZ,
+				      (size_t)c->max_reply + SP_HEADER_SLACK)) != 0 ||
 	    (rv = nng_socket_set_ms(c->sock, NNG_OPT_RECONNMINT, 50)) != 0 ||
 	    (rv = nng_socket_set_ms(c->sock, NNG_OPT_RECONNMAXT, 1000)) != 0 ||
 	    (rv = nng_pipe_notify(c->sock, NNG_PIPE_EV_ADD_POST, on_pipe, c)) != 0 ||
@@ -100,10 +131,16 @@ int jobq_connect(const jobq_options *opts, jobq_client **out, jobq_error *err)
 	if (opts->timeout_ms < 0)
 		return jobqi_set_err(err, JOBQ_INVALID_ARGUMENT, "timeout_ms must be >= 0");
 
+	uint32_t max_reply = 0;
+	int bad = max_reply_of(opts, &max_reply, err);
+	if (bad != JOBQ_OK)
+		return bad;
+
 	jobq_client *c = calloc(1, sizeof(*c));
 	if (c == NULL)
 		return jobqi_set_err(err, JOBQ_RESOURCE_EXHAUSTED, "out of memory");
 	c->timeout_ms = opts->timeout_ms ? opts->timeout_ms : JOBQ_DEFAULT_TIMEOUT_MS;
+	c->max_reply = max_reply;
 	atomic_init(&c->pipes, 0);
 	atomic_init(&c->seq, 0);
 	c->rpc_url = strdup(jobqi_opt_str(opts->rpc_url, "JOBQ_RPC_URL", JOBQ_DEFAULT_RPC_URL));
@@ -160,7 +197,8 @@ static int transport_error(jobq_client *c, const char *method, int rv, int timeo
 	if (rv == NNG_ECONNRESET || rv == NNG_ECONNSHUT)
 		return jobqi_set_err(err, JOBQ_UNAVAILABLE,
 				     "%s: connection to %s lost; the request may or may not have been "
-				     "carried out", method, c->rpc_url);
+				     "carried out (a reply over this client's max_reply_bytes, %" PRIu32
+				     ", also ends the connection)", method, c->rpc_url, c->max_reply);
 	return jobqi_set_err(err, jobqi_nng_code(rv), "%s: %s", method, nng_strerror(rv));
 }
 
@@ -183,6 +221,7 @@ static int build_request(jobq_client *c, const char *method, const ProtobufCMess
 	env.method = (char *)method;
 	env.request_id = request_id;
 	env.deadline_ms = (uint32_t)timeout_ms;
+	env.max_reply_bytes = c->max_reply;
 	if (c->auth_token != NULL)
 		env.auth_token = c->auth_token;
 	if ((rv = nng_msg_alloc(out, jobq__v1__rpc_request__get_packed_size(&env))) == 0)

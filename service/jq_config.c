@@ -64,6 +64,9 @@ static const opt opts[] = {
 	{ "max-waiting-claims", "JOBQ_MAX_WAITING_CLAIMS", OPT_INT, F(max_waiting_claims), "4096", 0,
 	  1000000, "Claims waiting for work at once; more are answered at once with no jobs and a "
 	  "time to retry (retry_after_ms)" },
+	{ "max-reply-bytes", "JOBQ_MAX_REPLY_BYTES", OPT_SIZE, F(max_reply_bytes), "4194304",
+	  JQ_REPLY_ONE_JOB_EXTRA, 1024L * 1024 * 1024,
+	  "largest Claim or List reply: fewer jobs, or a shorter page, beyond it (at least one job)" },
 	{ "default-lease-seconds", "JOBQ_DEFAULT_LEASE_SECONDS", OPT_INT, F(default_lease_seconds),
 	  "30", 1, 86400, "lease length when a request gives none" },
 	{ "default-deadline-ms", "JOBQ_DEFAULT_DEADLINE_MS", OPT_INT, F(default_deadline_ms), "30000",
@@ -349,6 +352,12 @@ jq_config_result jq_config_load(jq_config *cfg, int argc, char **argv, FILE *out
 		return JQ_CONFIG_ERROR;
 	if (cfg->tls_client_role != NULL && (cfg->tls_ca == NULL || cfg->tls_ca[0] == '\0')) {
 		fprintf(err, "jobqd: --tls-client-role needs --tls-ca (only then are client certificates verified)\n");
+		return JQ_CONFIG_ERROR;
+	}
+	if (cfg->max_reply_bytes < cfg->max_payload_bytes + JQ_REPLY_ONE_JOB_EXTRA) {
+		fprintf(err, "jobqd: --max-reply-bytes must be at least --max-payload-bytes + %d (%zu), so "
+			     "that a reply holds one job of the largest payload\n",
+			JQ_REPLY_ONE_JOB_EXTRA, cfg->max_payload_bytes + JQ_REPLY_ONE_JOB_EXTRA);
 		return JQ_CONFIG_ERROR;
 	}
 	return JQ_CONFIG_OK;

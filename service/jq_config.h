@@ -30,6 +30,7 @@ typedef struct jq_config {
 	size_t max_message_bytes;  /* per RPC message, enforced by nng before decoding */
 	size_t max_inflight_bytes; /* received requests held at once, in bytes */
 	int max_waiting_claims;    /* long-poll Claims parked at once */
+	size_t max_reply_bytes;    /* what Claim and List put in one reply (JQ_REPLY_ONE_JOB_EXTRA) */
 	int default_lease_seconds;
 	int default_deadline_ms;
 	int rescue_interval_ms;
@@ -56,6 +57,11 @@ typedef struct jq_config {
 	const char *secret_flags[4];
 	int nsecret_flags;
 } jq_config;
+
+/* What one job adds to a reply beyond its payload, at most: its other fields (a last error of
+ * up to 8 KiB, an idempotency key, queue, owner, numbers) and the reply's envelope. A reply limit
+ * of max payload + this always fits one job. */
+#define JQ_REPLY_ONE_JOB_EXTRA (16 * 1024)
 
 typedef enum jq_config_result {
 	JQ_CONFIG_OK = 0,

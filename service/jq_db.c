@@ -41,7 +41,8 @@
 enum job_col {
 	C_ID, C_QUEUE, C_PAYLOAD, C_STATUS, C_PREV, C_ATTEMPTS, C_MAX_ATTEMPTS, C_PRIORITY, C_RUN_AT,
 	C_LEASE_EXPIRES, C_LEASE_OWNER, C_LEASE_TOKEN, C_LAST_ERROR, C_IDEM, C_CREATED, C_UPDATED,
-	C_FINISHED
+	C_FINISHED,
+	C_TAKEN /* Claim and List: the rows their limit took before the byte budget (jq_db_rows_cut) */
 };
 
 typedef enum stmt_id {
@@ -109,21 +110,33 @@ static const stmt stmts[S__COUNT] = {
 	 * different rows instead of waiting, and move them to processing in the same statement. The
 	 * CTE + UPDATE ... FROM form makes the LIMIT binding: with `WHERE id IN (subquery)` the planner
 	 * may run the subquery more than once and claim more than `limit` rows. Every claim takes a new
-	 * fencing token from a sequence, so a token never repeats. */
+	 * fencing token from a sequence, so a token never repeats.
+	 * The byte budget ($5; a job's size is its variable fields' lengths plus $6, which holds the
+	 * queue and worker: see jq_db.h) is applied here, to the locked rows in claim order, so a job
+	 * that would not fit in the reply is never claimed: it stays pending, and its lock ends with
+	 * the statement. A window function cannot sit beside FOR UPDATE, hence the second CTE. */
 	[S_CLAIM] = { "jq_claim",
 		"WITH picked AS ("
-		"  SELECT id FROM job_queue"
+		"  SELECT id, priority, run_at,"
+		"         octet_length(payload) + coalesce(octet_length(last_error), 0)"
+		"         + coalesce(octet_length(idempotency_key), 0) + $6 AS size"
+		"    FROM job_queue"
 		"   WHERE queue = $1 AND curr_job_status = 'archive_pending' AND run_at <= now()"
 		"   ORDER BY priority, run_at, id"
 		"   LIMIT $2"
-		"   FOR UPDATE SKIP LOCKED)"
+		"   FOR UPDATE SKIP LOCKED),"
+		" fits AS ("
+		"  SELECT id, taken FROM ("
+		"    SELECT id, count(*) OVER () AS taken, row_number() OVER w AS n, sum(size) OVER w AS upto"
+		"      FROM picked WINDOW w AS (ORDER BY priority, run_at, id ROWS UNBOUNDED PRECEDING)) s"
+		"   WHERE n = 1 OR upto <= $5)"
 		" UPDATE job_queue j"
 		"    SET curr_job_status = 'archive_processing', " GUARD_MOVE("NULL") ", attempts = j.attempts + 1,"
 		"        lease_owner = $3, lease_expires_at = now() + $4 * interval '1 second',"
 		"        lease_token = nextval('job_lease_token_seq')"
-		"   FROM picked WHERE j.id = picked.id"
-		" RETURNING " JOB_COLS("j.payload"),
-		4, { JQ_OID_TEXT, JQ_OID_INT4, JQ_OID_TEXT, JQ_OID_INT4 }, true },
+		"   FROM fits WHERE j.id = fits.id"
+		" RETURNING " JOB_COLS("j.payload") ", fits.taken",
+		6, { JQ_OID_TEXT, JQ_OID_INT4, JQ_OID_TEXT, JQ_OID_INT4, JQ_OID_INT8, JQ_OID_INT4 }, true },
 
 	/* Heartbeat, Complete and Fail touch a row only while it is processing under the caller's
 	 * token (the fence). The outer SELECT reads the rows as they were before the statement, which
@@ -204,12 +217,22 @@ static const stmt stmts[S__COUNT] = {
 		"SELECT attempt, worker, error, failed_at FROM job_failure WHERE job_id = $1 ORDER BY id",
 		1, { JQ_OID_INT8 } },
 
-	/* Keyset pagination on the primary key: a page costs the same however deep it is. */
+	/* Keyset pagination on the primary key: a page costs the same however deep it is. The page
+	 * ends early at the byte budget ($6, with $7 per job: see jq_db.h); the sizes come from the
+	 * stored lengths, so the payloads left out are never read. */
 	[S_LIST] = { "jq_list",
-		"SELECT " JOB_COLS("CASE WHEN $5 THEN j.payload END") " FROM job_queue j"
-		" WHERE ($1::text IS NULL OR j.queue = $1) AND ($2::text IS NULL OR j.curr_job_status = $2)"
-		"   AND j.id > $3 ORDER BY j.id LIMIT $4",
-		5, { JQ_OID_TEXT, JQ_OID_TEXT, JQ_OID_INT8, JQ_OID_INT4, JQ_OID_BOOL } },
+		"SELECT " JOB_COLS("CASE WHEN $5 THEN j.payload END") ", j.taken FROM ("
+		"  SELECT p.*, count(*) OVER () AS taken, row_number() OVER w AS n, sum(p.size) OVER w AS upto"
+		"    FROM (SELECT j.*,"
+		"                 CASE WHEN $5 THEN octet_length(j.payload) ELSE 0 END + octet_length(j.queue)"
+		"                 + coalesce(octet_length(j.lease_owner), 0) + coalesce(octet_length(j.last_error), 0)"
+		"                 + coalesce(octet_length(j.idempotency_key), 0) + $7 AS size"
+		"            FROM job_queue j"
+		"           WHERE ($1::text IS NULL OR j.queue = $1) AND ($2::text IS NULL OR j.curr_job_status = $2)"
+		"             AND j.id > $3 ORDER BY j.id LIMIT $4) p"
+		"  WINDOW w AS (ORDER BY p.id ROWS UNBOUNDED PRECEDING)) j"
+		" WHERE j.n = 1 OR j.upto <= $6 ORDER BY j.id",
+		7, { JQ_OID_TEXT, JQ_OID_TEXT, JQ_OID_INT8, JQ_OID_INT4, JQ_OID_BOOL, JQ_OID_INT8, JQ_OID_INT4 } },
 
 	/* A manual retry gives the job a fresh set of attempts; its history keeps the old ones. */
 	[S_RETRY] = { "jq_retry",
@@ -352,6 +375,7 @@ struct jq_db {
 
 struct jq_db_rows {
 	PGresult *res;
+	bool cut; /* jq_db_rows_cut */
 };
 
 const char *jq_db_claim_sql(void)
@@ -787,6 +811,19 @@ static jq_db_rows *wrap(PGresult *r)
 		return NULL;
 	}
 	rows->res = r;
+	rows->cut = false;
+	return rows;
+}
+
+/* wrap_budgeted wraps the rows of a statement with a byte budget: its C_TAKEN column counts the
+ * rows the limit took, of which the budget kept a prefix. */
+static jq_db_rows *wrap_budgeted(PGresult *r)
+{
+	int n = PQntuples(r);
+	bool cut = n > 0 && jq_pgbin_i64(r, 0, C_TAKEN) > n;
+	jq_db_rows *rows = wrap(r);
+	if (rows != NULL)
+		rows->cut = cut;
 	return rows;
 }
 
@@ -880,24 +917,37 @@ static jq_code check_states(PGresult *r, jq_db_err *err)
 	return JQ_OK;
 }
 
-jq_code jq_db_claim(jq_db *db, const char *queue, int limit, const char *worker, int lease_seconds,
-		    jq_db_rows **rows, jq_db_err *err)
+jq_code jq_db_claim_within(jq_db *db, const char *queue, int limit, const char *worker,
+			   int lease_seconds, int64_t max_bytes, int per_job_bytes, jq_db_rows **rows,
+			   jq_db_err *err)
 {
-	char lim[4], lease[4];
+	char lim[4], lease[4], max[8], per_job[4];
+	size_t qlen = strlen(queue), wlen = strlen(worker);
 	jq_pgbin_put_i32(lim, limit);
 	jq_pgbin_put_i32(lease, lease_seconds);
-	const char *values[4] = { queue, lim, worker, lease };
-	int lengths[4] = { (int)strlen(queue), 4, (int)strlen(worker), 4 };
-	int formats[4] = { 1, 1, 1, 1 };
+	jq_pgbin_put_i64(max, max_bytes);
+	/* The queue and the worker (the new lease owner) are the same for every job claimed. Both
+	 * are validated short; a per-job size that would not fit an int4 only makes jobs look big. */
+	int64_t fixed = (int64_t)per_job_bytes + (int64_t)qlen + (int64_t)wlen;
+	jq_pgbin_put_i32(per_job, fixed > INT32_MAX ? INT32_MAX : (int32_t)fixed);
+	const char *values[6] = { queue, lim, worker, lease, max, per_job };
+	int lengths[6] = { (int)qlen, 4, (int)wlen, 4, 8, 4 };
+	int formats[6] = { 1, 1, 1, 1, 1, 1 };
 	PGresult *r;
 	jq_code c = run(db, S_CLAIM, values, lengths, formats, &r, err);
 	if (c == JQ_OK)
 		c = check_states(r, err);
 	if (c != JQ_OK)
 		return c;
-	if ((*rows = wrap(r)) == NULL)
+	if ((*rows = wrap_budgeted(r)) == NULL)
 		return nomem(err);
 	return JQ_OK;
+}
+
+jq_code jq_db_claim(jq_db *db, const char *queue, int limit, const char *worker, int lease_seconds,
+		    jq_db_rows **rows, jq_db_err *err)
+{
+	return jq_db_claim_within(db, queue, limit, worker, lease_seconds, INT64_MAX, 0, rows, err);
 }
 
 /* Reading the outcome rows of Heartbeat/Complete/Fail/Retry/Cancel:
@@ -1178,22 +1228,25 @@ jq_code jq_db_get(jq_db *db, int64_t id, jq_db_rows **job_rows, jq_db_rows **fai
 }
 
 jq_code jq_db_list(jq_db *db, const char *queue, const jq_state *status, int64_t after_id, int limit,
-		   bool include_payload, jq_db_rows **rows, jq_db_err *err)
+		   bool include_payload, int64_t max_bytes, int per_job_bytes, jq_db_rows **rows,
+		   jq_db_err *err)
 {
-	char after[8], lim[4], inc = include_payload ? 1 : 0;
+	char after[8], lim[4], inc = include_payload ? 1 : 0, max[8], per_job[4];
 	const char *st = status ? jq_state_name(*status) : NULL;
 	jq_pgbin_put_i64(after, after_id);
 	jq_pgbin_put_i32(lim, limit);
-	const char *values[5] = { queue, st, after, lim, &inc };
-	int lengths[5] = { queue ? (int)strlen(queue) : 0, st ? (int)strlen(st) : 0, 8, 4, 1 };
-	int formats[5] = { 1, 1, 1, 1, 1 };
+	jq_pgbin_put_i64(max, max_bytes);
+	jq_pgbin_put_i32(per_job, per_job_bytes);
+	const char *values[7] = { queue, st, after, lim, &inc, max, per_job };
+	int lengths[7] = { queue ? (int)strlen(queue) : 0, st ? (int)strlen(st) : 0, 8, 4, 1, 8, 4 };
+	int formats[7] = { 1, 1, 1, 1, 1, 1, 1 };
 	PGresult *r;
 	jq_code c = run(db, S_LIST, values, lengths, formats, &r, err);
 	if (c == JQ_OK)
 		c = check_states(r, err);
 	if (c != JQ_OK)
 		return c;
-	if ((*rows = wrap(r)) == NULL)
+	if ((*rows = wrap_budgeted(r)) == NULL)
 		return nomem(err);
 	return JQ_OK;
 }
@@ -1393,6 +1446,11 @@ void jq_db_rows_stats(const jq_db_rows *rows, int i, jq_queue_stats *s)
 	s->failed = jq_pgbin_i64(r, i, 5);
 	s->cancelled = jq_pgbin_i64(r, i, 6);
 	s->oldest_due_age_seconds = jq_pgbin_f64(r, i, 7);
+}
+
+bool jq_db_rows_cut(const jq_db_rows *rows)
+{
+	return rows != NULL && rows->cut;
 }
 
 void jq_db_rows_free(jq_db_rows *rows)

@@ -144,8 +144,21 @@ jq_code jq_db_ping(jq_db *db, jq_db_err *err) __attribute__((warn_unused_result)
 jq_code jq_db_enqueue(jq_db *db, const jq_db_job_spec *specs, size_t n, int64_t *ids, jq_db_err *err)
 	__attribute__((warn_unused_result));
 
-/* jq_db_claim moves up to limit due pending jobs of queue to processing in one statement and
- * returns them (with payload) in *rows. */
+/* Claim and List bound the bytes of what they return (the reply they end up in): a job counts
+ * the bytes of its payload (List: when asked for), queue, lease owner (Claim: the worker), last
+ * error and idempotency key, plus per_job_bytes; jobs are taken in order while their running sum
+ * stays within max_bytes, and the first job always. The statement applies the budget itself,
+ * from the stored lengths: nothing past it is claimed, and no payload past it leaves the
+ * database. jq_db_rows_cut tells whether it left jobs out. */
+
+/* jq_db_claim_within moves up to limit due pending jobs of queue to processing in one statement
+ * and returns them (with payload) in *rows, within max_bytes (above). Jobs the budget leaves out
+ * stay pending and unclaimed. */
+jq_code jq_db_claim_within(jq_db *db, const char *queue, int limit, const char *worker,
+			   int lease_seconds, int64_t max_bytes, int per_job_bytes, jq_db_rows **rows,
+			   jq_db_err *err) __attribute__((warn_unused_result));
+
+/* jq_db_claim: jq_db_claim_within without a byte budget (tests, the raw benchmark). */
 jq_code jq_db_claim(jq_db *db, const char *queue, int limit, const char *worker, int lease_seconds,
 		    jq_db_rows **rows, jq_db_err *err) __attribute__((warn_unused_result));
 
@@ -161,10 +174,11 @@ jq_code jq_db_fail(jq_db *db, const jq_db_lease *leases, size_t n, jq_db_item *i
 jq_code jq_db_get(jq_db *db, int64_t id, jq_db_rows **job_rows, jq_db_rows **failure_rows,
 		  jq_db_err *err) __attribute__((warn_unused_result));
 
-/* jq_db_list: jobs with id > after_id, ascending; queue NULL = all; status NULL = all. */
+/* jq_db_list: up to limit jobs with id > after_id, ascending, within max_bytes (above); queue
+ * NULL = all; status NULL = all. */
 jq_code jq_db_list(jq_db *db, const char *queue, const jq_state *status, int64_t after_id, int limit,
-		   bool include_payload, jq_db_rows **rows, jq_db_err *err)
-	__attribute__((warn_unused_result));
+		   bool include_payload, int64_t max_bytes, int per_job_bytes, jq_db_rows **rows,
+		   jq_db_err *err) __attribute__((warn_unused_result));
 
 /* jq_db_retry: failed or cancelled jobs back to pending (attempts start again). */
 jq_code jq_db_retry(jq_db *db, const int64_t *ids, size_t n, jq_db_item *items, jq_db_err *err)
@@ -218,6 +232,8 @@ void jq_db_rows_job(const jq_db_rows *rows, int i, jq_job *out);
 void jq_db_rows_failure(const jq_db_rows *rows, int i, jq_failure_record *out);
 void jq_db_rows_stats(const jq_db_rows *rows, int i, jq_queue_stats *out);
 void jq_db_rows_free(jq_db_rows *rows);
+/* jq_db_rows_cut: the byte budget of a Claim or List left out jobs the limit would have taken. */
+bool jq_db_rows_cut(const jq_db_rows *rows);
 
 /* jq_db_claim_sql returns the claim statement's text (for tests that EXPLAIN it). */
 const char *jq_db_claim_sql(void);

@@ -109,7 +109,8 @@ bool jq_dispatch_quick(void *worker_arg, jq_rpc_req *req)
 	if (r == NULL)
 		return false;
 	jq_call call = { .cfg = w->cfg, .request_id = jq_rpc_req_request_id(req),
-			 .received_us = jq_rpc_req_received_us(req), .longpoll = w->longpoll };
+			 .received_us = jq_rpc_req_received_us(req), .longpoll = w->longpoll,
+			 .client_max_reply = env->max_reply_bytes };
 	call.generation = jq_longpoll_generation(w->longpoll);
 	bool parked = jq_claim_parks_at_once(&call, r);
 	if (parked)
@@ -118,15 +119,51 @@ bool jq_dispatch_quick(void *worker_arg, jq_rpc_req *req)
 	return parked;
 }
 
+/* log_answer counts and logs an answer; request_id must outlive the call (not the request's). */
+static void log_answer(const jq_call *call, const char *request_id, const char *method, unsigned code)
+{
+	int64_t us = jq_rpc_now_us() - call->received_us;
+	jq_metrics_request(method, code, us);
+	if (jq_log_enabled(level_for(code)))
+		jq_log_request(level_for(code), request_id, method, code, (double)us / 1000.0, "%s",
+			       code ? call->message : "ok");
+}
+
+typedef struct reply_to {
+	jq_rpc_req *req;
+	const char *method;
+} reply_to;
+
+/* send_reply is jq_call_reply's way out (a jq_reply_fn): the response is packed straight into
+ * the reply message while the handler still holds what it points into. A reply the client would
+ * not take is answered by jq_dispatch_handle instead, with the code set here. */
+static void send_reply(jq_call *call, const ProtobufCMessage *resp)
+{
+	reply_to *to = call->send_arg;
+	/* The request, its id and its envelope (the method's name) are gone once the reply is sent.
+	 * The method is one of the service's, whose names are short. */
+	char id[160], method[128];
+	snprintf(id, sizeof(id), "%s", call->request_id);
+	snprintf(method, sizeof(method), "%s", to->method);
+	call->code = jq_rpc_req_finish_message(to->req, resp, call->message, sizeof(call->message));
+	if (call->code != JQ_OK)
+		return;
+	call->sent = true;
+	call->request_id = NULL;
+	log_answer(call, id, method, JQ_OK);
+}
+
 void jq_dispatch_handle(void *worker_arg, jq_rpc_req *req)
 {
 	jq_worker *w = worker_arg;
 	const Jobq__V1__RpcRequest *env = jq_rpc_req_envelope(req);
+	const char *method = env->method ? env->method : "";
+	reply_to to = { .req = req, .method = method };
 	jq_call call = { .db = w->db, .cfg = w->cfg, .request_id = jq_rpc_req_request_id(req),
 			 .received_us = jq_rpc_req_received_us(req), .deadline_us = jq_rpc_req_deadline_us(req),
-			 .longpoll = w->longpoll };
+			 .longpoll = w->longpoll, .client_max_reply = env->max_reply_bytes,
+			 .send = send_reply, .send_arg = &to };
 	ProtobufCMessage *in = NULL;
-	const char *method = env->method ? env->method : "";
 
 	/* No wait for the database outlasts the request (a silent connection included). */
 	jq_db_set_deadline(w->db, jq_rpc_req_deadline_us(req));
@@ -153,20 +190,17 @@ void jq_dispatch_handle(void *worker_arg, jq_rpc_req *req)
 	/* Read before the handler runs, so an announcement during its claim is not missed. */
 	call.generation = w->longpoll ? jq_longpoll_generation(w->longpoll) : 0;
 	fn(&call, in);
+	protobuf_c_message_free_unpacked(in, NULL);
+	if (call.sent)
+		return;
 	if (call.park) {
 		park(w, req, &call, call.generation);
-		protobuf_c_message_free_unpacked(in, NULL);
 		return;
 	}
 reply:
-	/* Logged before finishing: the request (and its id) is gone after jq_rpc_req_finish. */
-	int64_t us = jq_rpc_now_us() - jq_rpc_req_received_us(req);
-	jq_metrics_request(method, call.code, us);
-	if (jq_log_enabled(level_for(call.code)))
-		jq_log_request(level_for(call.code), call.request_id, method, call.code,
-			       (double)us / 1000.0, "%s", call.code ? call.message : "ok");
-	jq_rpc_req_finish(req, call.code, call.code ? call.message : NULL, call.reply, call.reply_len);
-	free(call.reply);
-	if (in != NULL)
-		protobuf_c_message_free_unpacked(in, NULL);
+	/* Logged before finishing: the request (and its id) is gone after jq_rpc_req_finish. Here
+	 * code is not OK (an OK reply went out through send_reply), or, should a handler end with
+	 * neither reply nor error, OK with no payload. */
+	log_answer(&call, call.request_id, method, call.code);
+	jq_rpc_req_finish(req, call.code, call.code ? call.message : NULL, NULL, 0);
 }

@@ -1,5 +1,6 @@
 #include "jq_handlers.h"
 
+#include <inttypes.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -11,15 +12,12 @@
 
 void jq_call_reply(jq_call *call, const ProtobufCMessage *resp)
 {
-	size_t n = protobuf_c_message_get_packed_size(resp);
-	uint8_t *buf = malloc(n ? n : 1);
-	if (buf == NULL) {
-		jq_call_error(call, JQ_RESOURCE_EXHAUSTED, "out of memory packing the response");
+	if (call->send == NULL) {
+		jq_call_error(call, JQ_INTERNAL, "no way to send a reply from here");
 		return;
 	}
-	call->reply_len = protobuf_c_message_pack(resp, buf);
-	call->reply = buf;
 	call->code = JQ_OK;
+	call->send(call, resp);
 }
 
 void jq_call_error(jq_call *call, unsigned code, const char *fmt, ...)
@@ -101,6 +99,16 @@ static void jobs_free(jobs_out *out)
 	free(out->ptrs);
 }
 
+/* reply_budget: the bytes a Claim or List may fill with jobs: the service's reply limit, or the
+ * client's when it takes less, without the envelope. */
+static int64_t reply_budget(const jq_call *call)
+{
+	size_t lim = call->cfg->max_reply_bytes;
+	if (call->client_max_reply > 0 && call->client_max_reply < lim)
+		lim = call->client_max_reply;
+	return lim > JQ_REPLY_ENVELOPE_MAX ? (int64_t)(lim - JQ_REPLY_ENVELOPE_MAX) : 0;
+}
+
 /* ---- Enqueue ---- */
 
 void jq_handle_enqueue(jq_call *call, const ProtobufCMessage *request)
@@ -169,11 +177,26 @@ static void claim_park(jq_call *call, const Jobq__V1__ClaimRequest *r)
 	call->park_limit = (int)r->limit;
 }
 
+/* claim_reply_fits: a Claim runs only for a client that takes a reply of one job of the largest
+ * payload. Else the job the claim always takes might not reach it, and would wait under a lease
+ * nobody works on. */
+static bool claim_reply_fits(jq_call *call)
+{
+	size_t need = call->cfg->max_payload_bytes + JQ_REPLY_ONE_JOB_EXTRA;
+	if (call->client_max_reply == 0 || call->client_max_reply >= need)
+		return true;
+	jq_call_error(call, JQ_INVALID_ARGUMENT,
+		      "max_reply_bytes: this client takes replies of up to %" PRIu32 " bytes; a Claim "
+		      "needs %zu (one job of up to --max-payload-bytes %zu, and its other fields)",
+		      call->client_max_reply, need, call->cfg->max_payload_bytes);
+	return false;
+}
+
 bool jq_claim_parks_at_once(jq_call *call, const Jobq__V1__ClaimRequest *r)
 {
 	/* may_wait is false without a long-poll. */
-	if (jq_validate_claim(r, call->message, sizeof(call->message)) != 0 || !may_wait(call, r) ||
-	    !jq_longpoll_known_empty(call->longpoll, r->queue, r->limit))
+	if (jq_validate_claim(r, call->message, sizeof(call->message)) != 0 || !claim_reply_fits(call) ||
+	    !may_wait(call, r) || !jq_longpoll_known_empty(call->longpoll, r->queue, r->limit))
 		return false;
 	claim_park(call, r);
 	return true;
@@ -191,16 +214,22 @@ void jq_handle_claim(jq_call *call, const ProtobufCMessage *request)
 		call->code = JQ_INVALID_ARGUMENT;
 		return;
 	}
+	if (!claim_reply_fits(call))
+		return;
 	/* A queue known to be empty here: the wait starts without a query (see jq_longpoll.h). */
 	if (call->longpoll != NULL && jq_longpoll_claim_begin(call->longpoll, r->queue, r->limit, may_wait(call, r))) {
 		claim_park(call, r);
 		return;
 	}
 	int lease = r->lease_seconds ? (int)r->lease_seconds : call->cfg->default_lease_seconds;
-	jq_code c = jq_db_claim(call->db, r->queue, (int)r->limit, r->worker_id, lease, &rows, &err);
+	jq_code c = jq_db_claim_within(call->db, r->queue, (int)r->limit, r->worker_id, lease,
+				       reply_budget(call), JQ_REPLY_JOB_FIXED, &rows, &err);
+	/* A Claim the reply budget cut short leaves due jobs behind that no announcement will name
+	 * again: like a failed query, it makes the queue unknown and sends its waiters to look. */
 	if (call->longpoll != NULL)
 		jq_longpoll_claim_end(call->longpoll, r->queue, call->generation, r->limit,
-				      c == JQ_OK ? (size_t)jq_db_rows_count(rows) : 0, c == JQ_OK);
+				      c == JQ_OK ? (size_t)jq_db_rows_count(rows) : 0,
+				      c == JQ_OK && !jq_db_rows_cut(rows));
 	if (c != JQ_OK) {
 		db_error(call, c, &err);
 		return;
@@ -502,7 +531,8 @@ void jq_handle_list(jq_call *call, const ProtobufCMessage *request)
 		st = (jq_state)((int)r->status - 1);
 	jq_code c = jq_db_list(call->db, r->queue[0] ? r->queue : NULL,
 			       r->status != JOBQ__V1__JOB_STATUS__JOB_STATUS_UNSPECIFIED ? &st : NULL,
-			       r->after_id, limit, r->include_payload, &rows, &err);
+			       r->after_id, limit, r->include_payload, reply_budget(call),
+			       JQ_REPLY_JOB_FIXED, &rows, &err);
 	if (c != JQ_OK) {
 		db_error(call, c, &err);
 		return;
@@ -513,8 +543,10 @@ void jq_handle_list(jq_call *call, const ProtobufCMessage *request)
 	}
 	resp.n_jobs = out.n;
 	resp.jobs = out.ptrs;
-	/* A full page may have a next one; a short page is the last. */
-	resp.next_after_id = out.n == (size_t)limit ? out.msgs[out.n - 1].id : 0;
+	/* A full page may have a next one, and so has a page the reply limit ended; any other short
+	 * page is the last. */
+	resp.next_after_id = out.n > 0 && (out.n == (size_t)limit || jq_db_rows_cut(rows))
+				     ? out.msgs[out.n - 1].id : 0;
 	jq_call_reply(call, &resp.base);
 out:
 	jobs_free(&out);

@@ -3,8 +3,9 @@
  * response. Handlers know protobuf and jq_db; they know nothing of nng or of SQL text.
  *
  * A handler gets a jq_call and the decoded request (owned by the dispatcher). It ends with either
- * jq_call_reply (the packed response is malloc'd into call->reply; the dispatcher frees it) or
- * jq_call_error (a code and a message).
+ * jq_call_reply (the dispatcher sends the response at once, packed straight into the reply
+ * message, while the handler still holds what the response points into) or jq_call_error (a
+ * code and a message, answered by the dispatcher when the handler returns).
  */
 #ifndef JQ_HANDLERS_H
 #define JQ_HANDLERS_H
@@ -18,7 +19,21 @@
 #include "jq_db.h"
 #include "jq_longpoll.h"
 
-typedef struct jq_call {
+/* Bytes a job takes in a reply beyond the contents of its payload, queue, lease owner, last
+ * error and idempotency key: its numbers, tags and length prefixes, and its own tag and length in
+ * the response (141 for the widest Job the proto allows; tests/unit/test_reply_bound.c holds
+ * the bound). */
+#define JQ_REPLY_JOB_FIXED 256
+/* Bytes of the reply's envelope (RpcResponse) beyond its payload: tags, lengths, request id. */
+#define JQ_REPLY_ENVELOPE_MAX 256
+
+typedef struct jq_call jq_call;
+
+/* How jq_call_reply answers: sends resp at once (the dispatcher's; see jq_dispatch.c). It sets
+ * call->sent, or call->code and call->message when the reply could not go out as it is. */
+typedef void (*jq_reply_fn)(jq_call *call, const ProtobufCMessage *resp);
+
+struct jq_call {
 	jq_db *db;
 	const jq_config *cfg;
 	const char *request_id;
@@ -26,21 +41,23 @@ typedef struct jq_call {
 	int64_t deadline_us; /* when its caller stops waiting (same clock); 0 = not known */
 	jq_longpoll *longpoll; /* NULL: Claims never wait */
 	uint64_t generation;   /* the long-poll's, read before the handler ran */
+	uint32_t client_max_reply; /* RpcRequest.max_reply_bytes: 0, or the largest reply the client takes */
 	unsigned code;
 	char message[512];
-	uint8_t *reply; /* packed response, malloc'd; freed by the dispatcher */
-	size_t reply_len;
+	jq_reply_fn send; /* NULL: no reply can be sent from here (a request that may only park) */
+	void *send_arg;
+	bool sent;        /* the reply went out (the request is gone) */
 	/* Set by a Claim that found nothing and may wait: the dispatcher parks the request instead of
 	 * answering, and runs the handler again when a job of park_queue is announced. */
 	bool park;
 	int64_t park_until_us;
 	char park_queue[72];
 	int park_limit; /* the Claim's limit: how many announced jobs this waiter covers */
-} jq_call;
+};
 
 typedef void (*jq_handler_fn)(jq_call *call, const ProtobufCMessage *request);
 
-/* jq_call_reply packs resp into call->reply with code OK. */
+/* jq_call_reply answers OK with resp through call->send. */
 void jq_call_reply(jq_call *call, const ProtobufCMessage *resp);
 
 /* jq_call_error sets a non-OK code and a message. */

@@ -473,22 +473,16 @@ static void answer(jq_rpc_req *req, unsigned code, const char *message)
 	answer_as(req, req->env != NULL ? req->env->method : NULL, code, message);
 }
 
-void jq_rpc_req_finish(jq_rpc_req *req, unsigned code, const char *message, const uint8_t *payload,
-		       size_t payload_len)
+/* send_message answers req with msg (owned from here) and frees req. NULL msg: out of memory
+ * encoding the reply; the client's REQ socket times out or resends, and the context goes on
+ * serving. */
+static void send_message(jq_rpc_req *req, nng_msg *msg)
 {
-	jq_rpc_server *srv;
-	jq_rpc_slot *slot;
-	nng_msg *msg;
+	jq_rpc_slot *slot = req->slot;
 
-	if (req == NULL)
-		return;
-	slot = req->slot;
-	srv = slot->srv;
-	msg = response_msg(code, message, payload, payload_len, req->id);
-	uncharge(srv, req);
+	uncharge(slot->srv, req);
 	req_free(req);
 	if (msg == NULL) {
-		/* The client's REQ socket times out or resends; the context must go on serving. */
 		jq_error("rpc: out of memory encoding a reply; dropped");
 		slot_release(slot);
 		return;
@@ -503,9 +497,75 @@ void jq_rpc_req_finish(jq_rpc_req *req, unsigned code, const char *message, cons
 	slot_unhold(slot);
 }
 
+void jq_rpc_req_finish(jq_rpc_req *req, unsigned code, const char *message, const uint8_t *payload,
+		       size_t payload_len)
+{
+	if (req == NULL)
+		return;
+	send_message(req, response_msg(code, message, payload, payload_len, req->id));
+}
+
 void jq_rpc_req_wait(jq_rpc_req *req)
 {
 	uncharge(req->slot->srv, req);
+}
+
+/* RpcResponse's fields as jq_rpc_req_finish_message writes them: payload = 3 and request_id = 4,
+ * both length-delimited (wire type 2). Code 0 and an empty message are not written in proto3. */
+#define ENVELOPE_PAYLOAD_TAG ((3u << 3) | 2u)
+#define ENVELOPE_REQUEST_ID_TAG ((4u << 3) | 2u)
+
+static size_t varint_len(uint64_t v)
+{
+	size_t n = 1;
+	while (v >= 0x80) {
+		v >>= 7;
+		n++;
+	}
+	return n;
+}
+
+static uint8_t *put_varint(uint8_t *p, uint64_t v)
+{
+	while (v >= 0x80) {
+		*p++ = (uint8_t)(v | 0x80);
+		v >>= 7;
+	}
+	*p++ = (uint8_t)v;
+	return p;
+}
+
+unsigned jq_rpc_req_finish_message(jq_rpc_req *req, const ProtobufCMessage *resp, char *why,
+				   size_t why_len)
+{
+	size_t inner = protobuf_c_message_get_packed_size(resp);
+	size_t id_len = strlen(req->id);
+	/* An empty payload is left out, as protobuf-c would (proto3). */
+	size_t head = inner > 0 ? 1 + varint_len(inner) : 0;
+	size_t total = head + inner + 1 + varint_len(id_len) + id_len;
+	uint32_t client_max = req->env != NULL ? req->env->max_reply_bytes : 0;
+	nng_msg *msg;
+
+	if (client_max > 0 && total > client_max) {
+		snprintf(why, why_len, "the reply is %zu bytes, more than the %" PRIu32 " this client "
+			 "takes (its max_reply_bytes)", total, client_max);
+		return JQ_RESOURCE_EXHAUSTED;
+	}
+	if (nng_msg_alloc(&msg, total) != 0) {
+		snprintf(why, why_len, "out of memory for a reply of %zu bytes", total);
+		return JQ_RESOURCE_EXHAUSTED;
+	}
+	uint8_t *p = nng_msg_body(msg);
+	if (inner > 0) {
+		*p++ = ENVELOPE_PAYLOAD_TAG;
+		p = put_varint(p, inner);
+		p += protobuf_c_message_pack(resp, p);
+	}
+	*p++ = ENVELOPE_REQUEST_ID_TAG;
+	p = put_varint(p, id_len);
+	memcpy(p, req->id, id_len);
+	send_message(req, msg);
+	return JQ_OK;
 }
 
 void jq_rpc_req_requeue(jq_rpc_req *req)

@@ -150,6 +150,14 @@ void jq_rpc_req_finish(jq_rpc_req *req, unsigned code, const char *message, cons
  * waiting requests never stop the server from receiving. Their owner bounds them instead. */
 void jq_rpc_req_wait(jq_rpc_req *req);
 
+/* jq_rpc_req_finish_message answers the request OK with resp packed straight into the reply
+ * message: no other copy of the packed response is made. Returns 0, and the request is gone. When
+ * the reply would be larger than the client takes (RpcRequest.max_reply_bytes), or memory runs
+ * out, nothing is sent: it returns RESOURCE_EXHAUSTED with the reason in why (why_len bytes),
+ * and the request is still the caller's to answer. */
+unsigned jq_rpc_req_finish_message(jq_rpc_req *req, const ProtobufCMessage *resp, char *why,
+				   size_t why_len) __attribute__((warn_unused_result));
+
 /* jq_rpc_req_requeue puts a request the handler kept back on the work queue, to be handled
  * again by a worker (a long-poll woken by a notification). It bypasses max_queued. Like a new
  * request, it is answered DEADLINE_EXCEEDED instead if its deadline has passed when a worker

@@ -361,8 +361,8 @@ static void the_claim_uses_the_partial_index_among_100k_finished_jobs(void **sta
 	char *sql = malloc(strlen(jq_db_claim_sql()) + 16);
 	assert_non_null(sql);
 	sprintf(sql, "EXPLAIN %s", jq_db_claim_sql());
-	const char *params[4] = { "bulk", "10", "w", "30" };
-	PGresult *r = PQexecParams(c, sql, 4, NULL, params, NULL, NULL, 0);
+	const char *params[6] = { "bulk", "10", "w", "30", "4194304", "256" };
+	PGresult *r = PQexecParams(c, sql, 6, NULL, params, NULL, NULL, 0);
 	free(sql);
 	assert_int_equal(PQresultStatus(r), PGRES_TUPLES_OK);
 	int uses_index = 0;
