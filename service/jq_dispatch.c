@@ -163,7 +163,8 @@ reply:
 	jq_metrics_request(method, call.code, us);
 	if (jq_log_enabled(level_for(call.code)))
 		jq_log_request(level_for(call.code), call.request_id, method, call.code,
-			       (double)us / 1000.0, "%s", call.code ? call.message : "ok");
+			       jq_code_name(call.code), (double)us / 1000.0, "%s",
+			       call.code ? call.message : "ok");
 	jq_rpc_req_finish(req, call.code, call.code ? call.message : NULL, call.reply, call.reply_len);
 	free(call.reply);
 	if (in != NULL)

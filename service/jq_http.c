@@ -47,6 +47,7 @@ struct jq_http {
 	size_t nqueues, omitted;
 	int64_t jobs_at_ms;
 	int64_t scraped_ms; /* last /metrics */
+	jq_log_limiter jobs_log; /* the poller thread's: a database that is down fails every refresh */
 };
 
 static pthread_mutex_t gate = PTHREAD_MUTEX_INITIALIZER;
@@ -68,6 +69,14 @@ static void first_line(char *out, size_t cap, const char *prefix, const char *s)
 	out[strcspn(out, "\r\n")] = '\0';
 }
 
+/* db_detail: jq_db's message without its "database unavailable: ", which would repeat the
+ * "database unreachable: " it goes after. */
+static const char *db_detail(const char *msg)
+{
+	static const char prefix[] = "database unavailable: ";
+	return strncmp(msg, prefix, sizeof(prefix) - 1) == 0 ? msg + sizeof(prefix) - 1 : msg;
+}
+
 static void ping(jq_http *h)
 {
 	jq_db_err err = { .msg = "" };
@@ -76,7 +85,7 @@ static void ping(jq_http *h)
 	h->db_up = c == JQ_OK;
 	h->db_checked_ms = mono_ms();
 	if (c != JQ_OK)
-		first_line(h->db_reason, sizeof(h->db_reason), "database unreachable: ", err.msg);
+		first_line(h->db_reason, sizeof(h->db_reason), "database unreachable: ", db_detail(err.msg));
 	pthread_mutex_unlock(&h->mu);
 }
 
@@ -86,9 +95,10 @@ static void read_jobs(jq_http *h)
 	jq_db_rows *rows = NULL;
 	jq_db_err err;
 	if (jq_db_stats(h->db, NULL, &rows, &err) != JQ_OK) {
-		jq_warn("http: job counts for /metrics: %s", err.msg);
+		jq_log_limited(&h->jobs_log, JQ_LOG_WARN, "http: job counts for /metrics: %s", err.msg);
 		return;
 	}
+	jq_log_limited_end(&h->jobs_log);
 	size_t total = (size_t)jq_db_rows_count(rows);
 	size_t n = total < JQ_HTTP_MAX_QUEUES ? total : JQ_HTTP_MAX_QUEUES;
 	jq_metrics_queue *q = calloc(n + 1, sizeof(*q));
@@ -364,6 +374,7 @@ int jq_http_start(const jq_http_sources *src, jq_http **out)
 	if (h == NULL)
 		return -1;
 	h->src = *src;
+	h->jobs_log = (jq_log_limiter)JQ_LOG_LIMITER(JQ_LOG_REPEAT_MS);
 	pthread_mutex_init(&h->mu, NULL);
 	pthread_condattr_init(&ca);
 	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);

@@ -463,7 +463,7 @@ static void answer_as(jq_rpc_req *req, const char *method, unsigned code, const 
 	int64_t us = jq_rpc_now_us() - req->received_us;
 	jq_metrics_request(method, code, us);
 	if (jq_log_enabled(level))
-		jq_log_request(level, req->id, method != NULL ? method : "", code,
+		jq_log_request(level, req->id, method != NULL ? method : "", code, jq_code_name(code),
 			       (double)us / 1000.0, "%s", message);
 	jq_rpc_req_finish(req, code, message, NULL, 0);
 }

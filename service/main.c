@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <unistd.h>
 
+#include "jobq.h" /* jobq_version: the service and the client are released together */
 #include "jq_auth.h"
 #include "jq_config.h"
 #include "jq_db.h"
@@ -34,6 +35,8 @@ typedef struct service {
 	jq_longpoll *longpoll;
 	jq_http *http;
 	jq_auth *auth;
+	int workers_up;        /* of nworkers, connected when they opened */
+	jq_db_err workers_why; /* why the last one that is not, is not */
 } service;
 
 static int open_workers(service *s)
@@ -53,6 +56,9 @@ static int open_workers(service *s)
 		s->workers[i].longpoll = s->longpoll;
 		if (jq_db_open(&o, &s->workers[i].db) != 0)
 			return -1;
+		/* Read before the RPC server starts: afterwards each handle is its worker's. */
+		if (jq_db_connected(s->workers[i].db, &s->workers_why))
+			s->workers_up++;
 		s->worker_args[i] = &s->workers[i];
 	}
 	return 0;
@@ -201,6 +207,19 @@ static void reload_credentials(service *s, const char *why)
 		jq_info("auth: %s, %d credentials loaded", why, jq_auth_count(s->auth));
 }
 
+/* log_ready says what the service listens on and how many database connections it has: it
+ * serves (UNAVAILABLE) while the database is away, and reconnects by itself. */
+static void log_ready(const service *s)
+{
+	const char *rest = s->workers_up == s->nworkers ? ""
+			   : s->workers_up == 0		 ? " (reconnecting)"
+							 : " (the rest reconnecting)";
+	if (s->workers_up < s->nworkers)
+		jq_warn("%s", s->workers_why.msg);
+	jq_info("jobqd ready: rpc %s, pub %s, database: %d of %d connections up%s", s->cfg.rpc_url,
+		s->cfg.pub_url, s->workers_up, s->nworkers, rest);
+}
+
 static int min_positive(int a, int b)
 {
 	if (a <= 0)
@@ -256,6 +275,10 @@ int main(int argc, char **argv)
 	case JQ_CONFIG_HELP:
 		jq_config_free(&s.cfg);
 		return 0;
+	case JQ_CONFIG_VERSION:
+		printf("jobqd %s\n", jobq_version());
+		jq_config_free(&s.cfg);
+		return 0;
 	case JQ_CONFIG_ERROR:
 		jq_config_free(&s.cfg);
 		return 2;
@@ -279,8 +302,7 @@ int main(int argc, char **argv)
 		close_all(&s);
 		return 1;
 	}
-	jq_info("jobqd ready: rpc %s, pub %s, %d database connections", s.cfg.rpc_url, s.cfg.pub_url,
-		s.nworkers);
+	log_ready(&s);
 	sig = wait_for_stop(&s, &signals);
 	jq_info("jobqd: %s received, finishing requests in flight", sig == SIGTERM ? "SIGTERM" : "SIGINT");
 	pthread_t watchdog;
