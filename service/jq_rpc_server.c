@@ -925,7 +925,8 @@ void jq_rpc_server_stop(jq_rpc_server *srv)
 
 	pthread_mutex_lock(&srv->mu);
 	if (srv->inflight > 0)
-		jq_info("rpc: stopping; waiting for %d requests to finish", srv->inflight);
+		jq_info("rpc: stopping; waiting for %d request%s to finish", srv->inflight,
+			srv->inflight == 1 ? "" : "s");
 	while (srv->inflight > 0)
 		pthread_cond_wait(&srv->idle_cv, &srv->mu);
 	pthread_mutex_unlock(&srv->mu);

@@ -109,8 +109,9 @@ static int open_auth(service *s)
 		jq_error("credentials: %s", err);
 		return -1;
 	}
+	int n = jq_auth_count(s->auth);
 	if (jq_auth_required(s->auth))
-		jq_info("auth: %d credentials%s%s", jq_auth_count(s->auth),
+		jq_info("auth: %d credential%s%s%s", n, n == 1 ? "" : "s",
 			o.tls_role != JQ_ROLE_NONE ? "; verified client certificates are " : "",
 			o.tls_role != JQ_ROLE_NONE ? jq_role_name(o.tls_role) : "");
 	else
@@ -204,7 +205,8 @@ static void reload_credentials(service *s, const char *why)
 	if (jq_auth_reload(s->auth, err, sizeof(err)) != 0)
 		jq_error("auth: %s, but the credentials did not load (the previous ones stay): %s", why, err);
 	else
-		jq_info("auth: %s, %d credentials loaded", why, jq_auth_count(s->auth));
+		jq_info("auth: %s, %d credential%s loaded", why, jq_auth_count(s->auth),
+			jq_auth_count(s->auth) == 1 ? "" : "s");
 }
 
 /* log_ready says what the service listens on and how many database connections it has: it
