@@ -133,8 +133,8 @@ static void log_notice(void *arg, const PGresult *r)
 	char line[256];
 	snprintf(line, sizeof(line), "%s", msg != NULL ? msg : "");
 	line[strcspn(line, "\r\n")] = '\0';
-	jq_log(serious ? JQ_LOG_WARN : JQ_LOG_DEBUG, "database said: %s: %s", sev != NULL ? sev : "NOTICE",
-	       line);
+	jq_log(serious ? JQ_LOG_WARN : JQ_LOG_DEBUG, "database said: %s: %s",
+	       sev != NULL ? sev : "NOTICE", line);
 }
 
 jq_pgconn_rc jq_pgconn_open(const jq_pgconn_opts *o, int64_t until_ms, int wake_fd, PGconn **out,

@@ -36,7 +36,7 @@ typedef struct service {
 	jq_http *http;
 	jq_auth *auth;
 	int workers_up;        /* of nworkers, connected when they opened */
-	jq_db_err workers_why; /* why the last one that is not, is not */
+	jq_db_err workers_why; /* when some are not: why (the last one's reason) */
 } service;
 
 static int open_workers(service *s)
@@ -213,9 +213,11 @@ static void reload_credentials(service *s, const char *why)
  * serves (UNAVAILABLE) while the database is away, and reconnects by itself. */
 static void log_ready(const service *s)
 {
-	const char *rest = s->workers_up == s->nworkers ? ""
-			   : s->workers_up == 0		 ? " (reconnecting)"
-							 : " (the rest reconnecting)";
+	const char *rest = "";
+	if (s->workers_up == 0)
+		rest = " (reconnecting)";
+	else if (s->workers_up < s->nworkers)
+		rest = " (the rest reconnecting)";
 	if (s->workers_up < s->nworkers)
 		jq_warn("%s", s->workers_why.msg);
 	jq_info("jobqd ready: rpc %s, pub %s, database: %d of %d connections up%s", s->cfg.rpc_url,
