@@ -87,7 +87,7 @@ static void print_job_human(const jobq_job *jb, const jobq_failure_record *h, si
 	print_field("last_error:", jb->last_error);
 	printf("%-16s ", "payload:");
 	fmt_printable(stdout, jb->payload, jb->payload_len, 2000);
-	printf(" (%zu bytes)\n", jb->payload_len);
+	printf(" (%zu byte%s)\n", jb->payload_len, jb->payload_len == 1 ? "" : "s");
 	if (nh == 0)
 		return;
 	printf("\nfailures:\n  %-8s %-25s %-30s %s\n", "ATTEMPT", "FAILED_AT", "WORKER", "ERROR");
@@ -276,6 +276,8 @@ int cmd_list(cli *c, int argc, char **argv)
 		}
 		a.o.after_id = next;
 	}
+	if (!c->json && !header)
+		printf("no jobs\n"); /* with --json: no line, as for every empty result */
 	return CLI_EXIT_OK;
 }
 

@@ -29,7 +29,8 @@ static const char enqueue_help[] =
 	"      --priority N           lower runs first (-32768..32767, default 0)\n"
 	"      --delay-ms N           run no earlier than N ms from now\n"
 	"      --run-at-ms N          run no earlier than this Unix time in ms\n"
-	"      --max-attempts N       attempts before the job fails for good (default: service's, 25)\n"
+	"      --max-attempts N       attempts before the job fails for good, 1..1000 (default:\n"
+	"                             the service's, 25)\n"
 	"      --idempotency-key K    while a job with this key is unfinished, return its id\n"
 	"      --batch-size N         jobs per Enqueue call with --stdin-lines (default 500, max 1000;\n"
 	"                             a batch also ends at 1 MiB of payload)\n"
@@ -103,6 +104,10 @@ static int enqueue_opt(cli *c, enqueue_args *a, int opt, const char *arg)
 		break;
 	case OPT_MAX_ATTEMPTS:
 		rc = cli_parse_u32(c, "--max-attempts", arg, 1000, &a->tmpl.max_attempts);
+		/* 0 would mean the service's default: say so rather than take it silently. */
+		if (rc == CLI_EXIT_OK && a->tmpl.max_attempts == 0)
+			rc = cli_usage_error(c, "--max-attempts must be 1..1000 (leave it out for the "
+						"service's default, 25)");
 		break;
 	case OPT_IDEM_KEY:
 		a->tmpl.idempotency_key = arg;
@@ -222,8 +227,8 @@ static int batch_send(cli *c, line_batch *b, uint64_t *done)
 		return CLI_EXIT_OK;
 	if (jobq_enqueue(c->client, b->specs, b->n, b->ids, &err) != JOBQ_OK) {
 		/* Earlier batches are in: say how far we got so the caller can resume. */
-		return cli_fail(c, err.code ? err.code : JOBQ_UNKNOWN, "%s (after %" PRIu64 " jobs enqueued)",
-				err.message, *done);
+		return cli_fail(c, err.code ? err.code : JOBQ_UNKNOWN, "%s (after %" PRIu64 " job%s enqueued)",
+				err.message, *done, *done == 1 ? "" : "s");
 	}
 	for (size_t i = 0; i < b->n; i++)
 		print_id(c, b->ids[i]);
@@ -325,6 +330,8 @@ static const char claim_help[] =
 
 static void print_claimed(const cli *c, const jobq_job *jobs, size_t n)
 {
+	if (!c->json && n == 0)
+		printf("no jobs\n"); /* with --json: no line, as for every empty result */
 	if (!c->json && n > 0)
 		printf("%-10s %-8s %-12s %s\n", "ID", "ATTEMPTS", "LEASE_TOKEN", "PAYLOAD");
 	for (size_t i = 0; i < n; i++) {

@@ -530,6 +530,22 @@ static bool settle(worker *w, slot *s, int code, const char *msg, int64_t now)
 	return true;
 }
 
+static const char *plural(uint64_t n, const char *one, const char *many)
+{
+	return n == 1 ? one : many;
+}
+
+/* log_summary says what the counts count: a job retried and failed again is one job but two
+ * failed attempts. */
+static void log_summary(const worker *w)
+{
+	wlog("stopped: %" PRIu64 " %s completed, %" PRIu64 " %s failed (%" PRIu64 " %s failed for good), "
+	     "%" PRIu64 " %s dropped",
+	     w->n_completed, plural(w->n_completed, "job", "jobs"), w->n_failed,
+	     plural(w->n_failed, "attempt", "attempts"), w->n_failed_final,
+	     plural(w->n_failed_final, "job", "jobs"), w->n_dropped, plural(w->n_dropped, "result", "results"));
+}
+
 static void report_complete(worker *w, slot *s, int64_t now)
 {
 	jobq_lease l = { .id = s->id, .lease_token = s->token };
@@ -583,6 +599,8 @@ static void report_fail(worker *w, slot *s, int64_t now)
 	log_failed(w, s, &r, error);
 	json_event(w, s, "failed", error, &r);
 	w->n_failed++;
+	if (r.status == JOBQ_STATUS_FAILED)
+		w->n_failed_final++;
 	release(s);
 }
 
@@ -708,8 +726,7 @@ int cmd_worker(cli *c, int argc, char **argv)
 	subscribe(&w);
 	log_start(&w);
 	rc = run_loop(&w);
-	wlog("stopped: %" PRIu64 " completed, %" PRIu64 " failed, %" PRIu64 " dropped", w.n_completed, w.n_failed,
-	     w.n_dropped);
+	log_summary(&w);
 out:
 	if (w.sub != NULL) {
 		cli_bound_close(rc);

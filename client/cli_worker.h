@@ -64,7 +64,9 @@ typedef struct worker {
 	bool wake;                /* claim at the next chance (an announcement, or a full claim) */
 	int64_t next_poll_ms, next_hb_ms;
 	int exit_code;
-	uint64_t n_completed, n_failed, n_dropped;
+	/* The summary's counts: jobs completed; attempts failed, and of them those that failed
+	 * their job for good; results not reported (the lease was lost, or the service refused). */
+	uint64_t n_completed, n_failed, n_failed_final, n_dropped;
 } worker;
 
 /* cli_worker_child.c */

@@ -196,6 +196,7 @@ static void print_help(FILE *out)
 			fprintf(out, ", default %s", o->def);
 		fputc('\n', out);
 	}
+	fprintf(out, "  --version\n      print the version and exit\n");
 	fprintf(out, "  --help\n      this text\n");
 }
 
@@ -339,6 +340,8 @@ jq_config_result jq_config_load(jq_config *cfg, int argc, char **argv, FILE *out
 			print_help(out);
 			return JQ_CONFIG_HELP;
 		}
+		if (strcmp(argv[i], "--version") == 0)
+			return JQ_CONFIG_VERSION;
 	}
 	if (load_defaults_and_env(cfg, err) != 0 || load_args(cfg, argc, argv, err) != 0)
 		return JQ_CONFIG_ERROR;

@@ -65,8 +65,9 @@ typedef struct jq_config {
 
 typedef enum jq_config_result {
 	JQ_CONFIG_OK = 0,
-	JQ_CONFIG_HELP,  /* --help was given; help is printed, exit 0 */
-	JQ_CONFIG_ERROR, /* an error is printed to err; exit 2 */
+	JQ_CONFIG_HELP,    /* --help was given; help is printed, exit 0 */
+	JQ_CONFIG_VERSION, /* --version was given: the caller prints it, exit 0 */
+	JQ_CONFIG_ERROR,   /* an error is printed to err; exit 2 */
 } jq_config_result;
 
 /* jq_config_load fills *cfg from defaults, getenv and argv. On JQ_CONFIG_HELP/ERROR, the text

@@ -371,6 +371,7 @@ struct jq_db {
 	int64_t cutoff_ms;  /* stop waiting for the database here (jq_pgconn clock); 0 = no deadline */
 	jq_code lost_code;  /* why the connection was last closed under a call, and what to answer */
 	char lost_msg[200];
+	char down_msg[256]; /* why the last connection attempt failed; "" after a success */
 };
 
 struct jq_db_rows {
@@ -617,7 +618,7 @@ static int session_setup(jq_db *db, jq_db_err *err)
 /* connect_now opens the connection and prepares the statements, all by the request's deadline
  * when there is one; on failure the handle stays disconnected and the next call tries again
  * after RECONNECT_INTERVAL_NS. */
-static jq_code connect_now(jq_db *db, jq_db_err *err)
+static jq_code connect_attempt(jq_db *db, jq_db_err *err)
 {
 	char why[200];
 	jq_pgconn_opts o = { .url = db->url, .application_name = db->application_name, .net = &db->net };
@@ -631,7 +632,6 @@ static jq_code connect_now(jq_db *db, jq_db_err *err)
 					: "database unavailable: ", why);
 		return late ? JQ_DEADLINE_EXCEEDED : JQ_UNAVAILABLE;
 	}
-	PQsetNoticeProcessor(db->conn, NULL, NULL);
 	if (session_setup(db, err) != 0 || (db->prepared && prepare_all(db, err) != 0)) {
 		jq_code c = db->conn == NULL ? db->lost_code : JQ_UNAVAILABLE;
 		disconnect(db);
@@ -639,6 +639,18 @@ static jq_code connect_now(jq_db *db, jq_db_err *err)
 	}
 	db->ready = true;
 	return JQ_OK;
+}
+
+/* connect_now is connect_attempt remembering why it failed, for the calls that come before the
+ * next attempt (and jq_db_connected). */
+static jq_code connect_now(jq_db *db, jq_db_err *err)
+{
+	jq_db_err e = { .msg = "" };
+	jq_code c = connect_attempt(db, &e);
+	snprintf(db->down_msg, sizeof(db->down_msg), "%s", c == JQ_OK ? "" : e.msg);
+	if (err != NULL && c != JQ_OK)
+		*err = e;
+	return c;
 }
 
 /* ensure_connected: a usable connection, or JQ_UNAVAILABLE without waiting when the last
@@ -652,7 +664,9 @@ static jq_code ensure_connected(jq_db *db, jq_db_err *err)
 	if (out_of_time(db))
 		return deadline_exceeded(err);
 	if (mono_ns() - db->last_attempt_ns < RECONNECT_INTERVAL_NS) {
-		set_err(err, NULL, "database unavailable", " (reconnecting)");
+		/* The last attempt's reason: the same words as that attempt, until the next one. */
+		set_err(err, NULL, "",
+			db->down_msg[0] ? db->down_msg : "database unavailable (reconnecting)");
 		return JQ_UNAVAILABLE;
 	}
 	jq_code c = connect_now(db, err);
@@ -676,9 +690,7 @@ int jq_db_open(const jq_db_opts *opts, jq_db **out)
 	db->statement_timeout_ms = opts->statement_timeout_ms;
 	db->net = opts->net != NULL ? *opts->net : jq_pgconn_net_default;
 	db->lost_code = JQ_UNAVAILABLE;
-	jq_db_err err;
-	if (connect_now(db, &err) != JQ_OK)
-		jq_warn("%s", err.msg);
+	(void)connect_now(db, NULL); /* the owner logs what it needs: jq_db_connected */
 	*out = db;
 	return 0;
 fail:
@@ -711,6 +723,14 @@ void jq_db_set_deadline(jq_db *db, int64_t deadline_us)
 	/* Both clocks are CLOCK_MONOTONIC; 1 ms, not 0, when the deadline is already gone. */
 	int64_t cutoff = (deadline_us - margin) / 1000;
 	db->cutoff_ms = cutoff > 0 ? cutoff : 1;
+}
+
+bool jq_db_connected(const jq_db *db, jq_db_err *why)
+{
+	if (db->ready && db->conn != NULL && PQstatus(db->conn) == CONNECTION_OK)
+		return true;
+	set_err(why, NULL, "", db->down_msg[0] ? db->down_msg : "database unavailable: not connected");
+	return false;
 }
 
 int64_t jq_db_plan_renewals(const jq_db *db)

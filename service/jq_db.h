@@ -116,10 +116,15 @@ typedef struct jq_queue_stats {
 } jq_queue_stats;
 
 /* jq_db_open allocates a handle and tries to connect. It succeeds (0) even when the database is
- * down (calls answer JQ_UNAVAILABLE and reconnect); it fails only if memory runs out. The opts
- * strings are copied. Free with jq_db_close. */
+ * down (calls answer JQ_UNAVAILABLE and reconnect; nothing is logged: see jq_db_connected); it
+ * fails only if memory runs out. The opts strings are copied. Free with jq_db_close. */
 int jq_db_open(const jq_db_opts *opts, jq_db **out) __attribute__((warn_unused_result));
 void jq_db_close(jq_db *db);
+
+/* jq_db_connected tells whether the handle holds a usable connection now; when not, why->msg
+ * says why the last attempt failed (one line). Only for the handle's own thread, or before
+ * that thread starts. */
+bool jq_db_connected(const jq_db *db, jq_db_err *why);
 
 /* jq_db_set_deadline bounds the calls that follow by a request's deadline (deadline_us on the
  * jq_rpc_now_us clock; 0 = none): they stop waiting for the database a little before it (a

@@ -125,8 +125,8 @@ static void log_answer(const jq_call *call, const char *request_id, const char *
 	int64_t us = jq_rpc_now_us() - call->received_us;
 	jq_metrics_request(method, code, us);
 	if (jq_log_enabled(level_for(code)))
-		jq_log_request(level_for(code), request_id, method, code, (double)us / 1000.0, "%s",
-			       code ? call->message : "ok");
+		jq_log_request(level_for(code), request_id, method, code, jq_code_name(code),
+			       (double)us / 1000.0, "%s", code ? call->message : "ok");
 }
 
 typedef struct reply_to {

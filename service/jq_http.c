@@ -48,6 +48,7 @@ struct jq_http {
 	int64_t completed_est, cancelled_est; /* -1: unknown */
 	int64_t jobs_at_ms;
 	int64_t scraped_ms; /* last /metrics */
+	jq_log_limiter jobs_log; /* the poller thread's: a database that is down fails every refresh */
 };
 
 static pthread_mutex_t gate = PTHREAD_MUTEX_INITIALIZER;
@@ -69,6 +70,14 @@ static void first_line(char *out, size_t cap, const char *prefix, const char *s)
 	out[strcspn(out, "\r\n")] = '\0';
 }
 
+/* db_detail: jq_db's message without its "database unavailable: ", which would repeat the
+ * "database unreachable: " it goes after. */
+static const char *db_detail(const char *msg)
+{
+	static const char prefix[] = "database unavailable: ";
+	return strncmp(msg, prefix, sizeof(prefix) - 1) == 0 ? msg + sizeof(prefix) - 1 : msg;
+}
+
 static void ping(jq_http *h)
 {
 	jq_db_err err = { .msg = "" };
@@ -77,7 +86,7 @@ static void ping(jq_http *h)
 	h->db_up = c == JQ_OK;
 	h->db_checked_ms = mono_ms();
 	if (c != JQ_OK)
-		first_line(h->db_reason, sizeof(h->db_reason), "database unreachable: ", err.msg);
+		first_line(h->db_reason, sizeof(h->db_reason), "database unreachable: ", db_detail(err.msg));
 	pthread_mutex_unlock(&h->mu);
 }
 
@@ -90,10 +99,11 @@ static void read_jobs(jq_http *h)
 	int64_t completed = -1, cancelled = -1;
 	if (jq_db_job_gauges(h->db, &rows, &err) != JQ_OK ||
 	    jq_db_finished_estimates(h->db, &completed, &cancelled, &err) != JQ_OK) {
-		jq_warn("http: job counts for /metrics: %s", err.msg);
+		jq_log_limited(&h->jobs_log, JQ_LOG_WARN, "http: job counts for /metrics: %s", err.msg);
 		jq_db_rows_free(rows);
 		return;
 	}
+	jq_log_limited_end(&h->jobs_log);
 	size_t total = (size_t)jq_db_rows_count(rows);
 	size_t n = total < JQ_HTTP_MAX_QUEUES ? total : JQ_HTTP_MAX_QUEUES;
 	jq_metrics_queue *q = calloc(n + 1, sizeof(*q));
@@ -372,6 +382,7 @@ int jq_http_start(const jq_http_sources *src, jq_http **out)
 	if (h == NULL)
 		return -1;
 	h->src = *src;
+	h->jobs_log = (jq_log_limiter)JQ_LOG_LIMITER(JQ_LOG_REPEAT_MS);
 	pthread_mutex_init(&h->mu, NULL);
 	pthread_condattr_init(&ca);
 	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);

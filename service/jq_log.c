@@ -7,6 +7,7 @@
 
 static jq_log_level min_level = JQ_LOG_INFO;
 static jq_log_format log_format = JQ_LOG_JSON;
+static FILE *out_stream; /* NULL = stderr */
 
 static const char *const level_names[] = { "debug", "info", "warn", "error" };
 
@@ -14,6 +15,11 @@ void jq_log_setup(jq_log_level level, jq_log_format format)
 {
 	min_level = level;
 	log_format = format;
+}
+
+void jq_log_set_stream(FILE *f)
+{
+	out_stream = f;
 }
 
 int jq_log_parse_level(const char *s, jq_log_level *out)
@@ -98,19 +104,32 @@ static void line_add_time(line *l)
 	line_addf(l, "%s.%03ldZ", buf, ts.tv_nsec / 1000000);
 }
 
-static void write_line(jq_log_level level, const char *request_id, const char *method, int code,
-		       double duration_ms, const char *fmt, va_list ap)
+/* one_line trims trailing blanks and line ends from msg; in text format it also turns every
+ * other control character into a space, so that a message is one line of the log. */
+static void one_line(char *msg)
 {
-	char msg[2048];
+	size_t n = strlen(msg);
+	while (n > 0 && ((unsigned char)msg[n - 1] < 0x20 || msg[n - 1] == ' '))
+		msg[--n] = '\0';
+	if (log_format != JQ_LOG_TEXT)
+		return;
+	for (char *p = msg; *p; p++)
+		if ((unsigned char)*p < 0x20)
+			*p = ' ';
+}
+
+static void write_line(jq_log_level level, const char *request_id, const char *method, int code,
+		       const char *code_name, double duration_ms, char *msg)
+{
 	line l = { .len = 0 };
 
-	vsnprintf(msg, sizeof(msg), fmt, ap);
+	one_line(msg);
 	if (log_format == JQ_LOG_TEXT) {
 		line_add_time(&l);
 		line_addf(&l, " %-5s ", level_names[level]);
 		if (request_id != NULL)
-			line_addf(&l, "[%s] %s code=%d %.3fms ", request_id, method ? method : "-", code,
-				  duration_ms);
+			line_addf(&l, "[%s] %s code=%s %.3fms ", request_id, method ? method : "-",
+				  code_name, duration_ms);
 		line_add(&l, msg, strlen(msg));
 	} else {
 		line_add(&l, "{\"time\":\"", 9);
@@ -123,31 +142,105 @@ static void write_line(jq_log_level level, const char *request_id, const char *m
 			line_add_json(&l, request_id);
 			line_add(&l, "\",\"method\":\"", 12);
 			line_add_json(&l, method ? method : "");
-			line_addf(&l, "\",\"code\":%d,\"duration_ms\":%.3f", code, duration_ms);
+			line_add(&l, "\",\"code\":\"", 10);
+			line_add_json(&l, code_name);
+			line_addf(&l, "\",\"grpc_code\":%d,\"duration_ms\":%.3f", code, duration_ms);
 		}
 		line_add(&l, "}", 1);
 	}
 	l.buf[l.len++] = '\n';
-	fwrite(l.buf, 1, l.len, stderr);
+	fwrite(l.buf, 1, l.len, out_stream != NULL ? out_stream : stderr);
 }
 
 void jq_log(jq_log_level level, const char *fmt, ...)
 {
+	char msg[2048];
 	va_list ap;
 	if (!jq_log_enabled(level))
 		return;
 	va_start(ap, fmt);
-	write_line(level, NULL, NULL, 0, 0, fmt, ap);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
 	va_end(ap);
+	write_line(level, NULL, NULL, 0, NULL, 0, msg);
 }
 
 void jq_log_request(jq_log_level level, const char *request_id, const char *method, unsigned code,
-		    double duration_ms, const char *fmt, ...)
+		    const char *code_name, double duration_ms, const char *fmt, ...)
 {
+	char msg[2048];
 	va_list ap;
 	if (!jq_log_enabled(level))
 		return;
 	va_start(ap, fmt);
-	write_line(level, request_id ? request_id : "", method, (int)code, duration_ms, fmt, ap);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
 	va_end(ap);
+	write_line(level, request_id ? request_id : "", method, (int)code, code_name ? code_name : "",
+		   duration_ms, msg);
+}
+
+/* ---- repeated messages ---- */
+
+static int64_t limiter_now_ms(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* tell_untold writes the last message with how often it came since it was last written. */
+static void tell_untold(jq_log_limiter *lim)
+{
+	if (lim->untold == 0 || lim->last[0] == '\0')
+		return;
+	jq_log(lim->level, "%s (%lld more time%s in %lld s)", lim->last, (long long)lim->untold,
+	       lim->untold == 1 ? "" : "s", (long long)((lim->seen_ms - lim->shown_ms + 999) / 1000));
+	lim->untold = 0;
+}
+
+static void limited(jq_log_limiter *lim, int64_t now_ms, jq_log_level level, const char *fmt,
+		    va_list ap)
+{
+	char msg[sizeof(lim->last)];
+	if (!jq_log_enabled(level))
+		return;
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	if (lim->last[0] != '\0' && strcmp(msg, lim->last) == 0) {
+		lim->seen_ms = now_ms;
+		if (now_ms - lim->shown_ms < lim->interval_ms) {
+			lim->untold++;
+			return;
+		}
+		lim->untold++; /* this one, told with the others */
+		tell_untold(lim);
+		lim->shown_ms = now_ms;
+		return;
+	}
+	tell_untold(lim);
+	jq_log(level, "%s", msg);
+	snprintf(lim->last, sizeof(lim->last), "%s", msg);
+	lim->level = level;
+	lim->shown_ms = lim->seen_ms = now_ms;
+	lim->untold = 0;
+}
+
+void jq_log_limited(jq_log_limiter *lim, jq_log_level level, const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	limited(lim, limiter_now_ms(), level, fmt, ap);
+	va_end(ap);
+}
+
+void jq_log_limited_at(jq_log_limiter *lim, int64_t now_ms, jq_log_level level, const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	limited(lim, now_ms, level, fmt, ap);
+	va_end(ap);
+}
+
+void jq_log_limited_end(jq_log_limiter *lim)
+{
+	tell_untold(lim);
+	lim->last[0] = '\0';
 }

@@ -96,6 +96,7 @@ struct jq_notify {
 	pthread_mutex_t mu; /* the two below, for jq_notify_health */
 	char why[200];      /* why the listener is not listening */
 	int64_t down_ms;    /* since when (mono_ms) */
+	jq_log_limiter problems; /* the thread's warnings: a database that is down fails every retry */
 };
 
 static int64_t mono_ms(void)
@@ -133,6 +134,16 @@ static void set_listening(jq_notify *n, bool on)
 		n->hooks.listening(n->hooks.arg, on);
 }
 
+/* warn logs prefix + the first line of text (libpq's messages may go on with hints, and a
+ * DETAIL line may quote row values). */
+static void warn(jq_notify *n, const char *prefix, const char *text)
+{
+	char line[200];
+	snprintf(line, sizeof(line), "%s", text);
+	line[strcspn(line, "\r\n")] = '\0';
+	jq_log_limited(&n->problems, JQ_LOG_WARN, "notify: %s%s", prefix, line);
+}
+
 /* set_why records, for /readyz, why the listener is down (the first line of text), and logs it. */
 static void set_why(jq_notify *n, const char *prefix, const char *text)
 {
@@ -142,7 +153,7 @@ static void set_why(jq_notify *n, const char *prefix, const char *text)
 	if (atomic_load(&n->listening) || n->down_ms == 0)
 		n->down_ms = mono_ms();
 	pthread_mutex_unlock(&n->mu);
-	jq_warn("notify: %s%s", prefix, text);
+	warn(n, prefix, text);
 }
 
 static void disconnect(jq_notify *n)
@@ -285,7 +296,7 @@ static int query_failed(jq_notify *n, PGresult *res, const char *what)
 	if (res != NULL && PQstatus(n->conn) == CONNECTION_BAD)
 		set_why(n, what, PQresultErrorMessage(res));
 	else if (res != NULL)
-		jq_warn("notify: %s%s", what, PQresultErrorMessage(res));
+		warn(n, what, PQresultErrorMessage(res));
 	PQclear(res);
 	return -1;
 }
@@ -354,6 +365,7 @@ static int connect_listen(jq_notify *n)
 	}
 	PQclear(res);
 	set_listening(n, true);
+	jq_log_limited_end(&n->problems);
 	jq_info("notify: listening on %s", CHANNEL);
 	return 0;
 fail:
@@ -434,6 +446,7 @@ int jq_notify_start(const jq_config *cfg, jq_publisher *pub, const jq_notify_hoo
 		return -1;
 	n->cfg = cfg;
 	n->pub = pub;
+	n->problems = (jq_log_limiter)JQ_LOG_LIMITER(JQ_LOG_REPEAT_MS);
 	if (hooks != NULL)
 		n->hooks = *hooks;
 	n->timer_ms = NO_TIMER;

@@ -3,10 +3,13 @@
 #include <errno.h>
 #include <limits.h>
 #include <poll.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+
+#include "jq_log.h"
 
 /* Found dead within about 25 s when idle (10 + 3 x 5), within 10 s when data goes unanswered
  * at the TCP level; the kernel's defaults are over two hours and about 15 minutes. */
@@ -116,6 +119,24 @@ static PGconn *start(const jq_pgconn_opts *o, const jq_pgconn_net *net)
 	return PQconnectStartParams(keys, vals, 1);
 }
 
+/* log_notice writes what the server says outside a statement's result — a NOTICE, or the FATAL
+ * it sends before it ends the session — as one log line: severity and primary message only
+ * (a DETAIL may quote row values). libpq's default prints the whole text to stderr, which is
+ * the log, as lines of their own. */
+static void log_notice(void *arg, const PGresult *r)
+{
+	(void)arg;
+	const char *sev = PQresultErrorField(r, PG_DIAG_SEVERITY_NONLOCALIZED);
+	const char *msg = PQresultErrorField(r, PG_DIAG_MESSAGE_PRIMARY);
+	bool serious = sev != NULL && (strcmp(sev, "WARNING") == 0 || strcmp(sev, "ERROR") == 0 ||
+				       strcmp(sev, "FATAL") == 0 || strcmp(sev, "PANIC") == 0);
+	char line[256];
+	snprintf(line, sizeof(line), "%s", msg != NULL ? msg : "");
+	line[strcspn(line, "\r\n")] = '\0';
+	jq_log(serious ? JQ_LOG_WARN : JQ_LOG_DEBUG, "database said: %s: %s",
+	       sev != NULL ? sev : "NOTICE", line);
+}
+
 jq_pgconn_rc jq_pgconn_open(const jq_pgconn_opts *o, int64_t until_ms, int wake_fd, PGconn **out,
 			    char *err, size_t cap)
 {
@@ -127,6 +148,7 @@ jq_pgconn_rc jq_pgconn_open(const jq_pgconn_opts *o, int64_t until_ms, int wake_
 		first_line(err, cap, "", "out of memory");
 		return JQ_PGCONN_BROKEN;
 	}
+	PQsetNoticeReceiver(c, log_notice, NULL);
 	if (PQstatus(c) == CONNECTION_BAD) {
 		first_line(err, cap, "", PQerrorMessage(c));
 		goto fail;

@@ -12,7 +12,9 @@
  *
  * The settings go before the URL in libpq's keyword arrays, so a value the URL sets (say
  * `keepalives_idle=60`, `connect_timeout=2`) wins over jobqd's. Deadlines are CLOCK_MONOTONIC
- * milliseconds (jq_pgconn_now_ms); JQ_PGCONN_FOREVER is none. No state; thread-safe.
+ * milliseconds (jq_pgconn_now_ms); JQ_PGCONN_FOREVER is none. What the server says outside a
+ * statement's result (a NOTICE, the FATAL before it ends a session) is logged as one line
+ * (jq_log). No state; thread-safe.
  */
 #ifndef JQ_PGCONN_H
 #define JQ_PGCONN_H

@@ -22,6 +22,8 @@ struct jq_rescuer {
 	pthread_cond_t cv;
 	bool stop;
 	_Atomic int64_t rescued, deleted;
+	/* Only the rescuer's thread logs through these: a database that is down fails every sweep. */
+	jq_log_limiter rescue_log, retention_log;
 };
 
 static int64_t mono_ms(void)
@@ -38,12 +40,14 @@ static void rescue_sweep(jq_rescuer *r)
 	do {
 		jq_code c = jq_db_rescue(r->db, RESCUE_BATCH, &n, &err);
 		if (c != JQ_OK) {
-			jq_warn("rescuer: %s", err.msg);
+			jq_log_limited(&r->rescue_log, JQ_LOG_WARN, "rescuer: %s", err.msg);
 			return;
 		}
+		jq_log_limited_end(&r->rescue_log);
 		if (n > 0) {
 			atomic_fetch_add(&r->rescued, n);
-			jq_info("rescuer: %lld jobs whose lease expired went back to the queue", (long long)n);
+			jq_info("rescuer: %lld job%s whose lease expired went back to the queue",
+				(long long)n, n == 1 ? "" : "s");
 		}
 	} while (n == RESCUE_BATCH);
 }
@@ -55,9 +59,10 @@ static void retention_sweep(jq_rescuer *r)
 	for (int i = 0; i < RETENTION_MAX_BATCHES; i++) {
 		jq_code c = jq_db_retention(r->db, r->cfg->retention_seconds, RETENTION_BATCH, &n, &err);
 		if (c != JQ_OK) {
-			jq_warn("retention: %s", err.msg);
+			jq_log_limited(&r->retention_log, JQ_LOG_WARN, "retention: %s", err.msg);
 			return;
 		}
+		jq_log_limited_end(&r->retention_log);
 		atomic_fetch_add(&r->deleted, n);
 		if (n < RETENTION_BATCH)
 			return;
@@ -106,6 +111,7 @@ int jq_rescuer_start(const jq_config *cfg, jq_rescuer **out)
 	if (r == NULL)
 		return -1;
 	r->cfg = cfg;
+	r->rescue_log = r->retention_log = (jq_log_limiter)JQ_LOG_LIMITER(JQ_LOG_REPEAT_MS);
 	jq_pgconn_net net = jq_pgconn_net_of(cfg);
 	jq_db_opts o = { .url = cfg->database_url, .prepared = cfg->db_prepared,
 			 .backoff_base_ms = cfg->backoff_base_ms, .backoff_max_ms = cfg->backoff_max_ms,

@@ -463,7 +463,7 @@ static void answer_as(jq_rpc_req *req, const char *method, unsigned code, const 
 	int64_t us = jq_rpc_now_us() - req->received_us;
 	jq_metrics_request(method, code, us);
 	if (jq_log_enabled(level))
-		jq_log_request(level, req->id, method != NULL ? method : "", code,
+		jq_log_request(level, req->id, method != NULL ? method : "", code, jq_code_name(code),
 			       (double)us / 1000.0, "%s", message);
 	jq_rpc_req_finish(req, code, message, NULL, 0);
 }
@@ -985,7 +985,8 @@ void jq_rpc_server_stop(jq_rpc_server *srv)
 
 	pthread_mutex_lock(&srv->mu);
 	if (srv->inflight > 0)
-		jq_info("rpc: stopping; waiting for %d requests to finish", srv->inflight);
+		jq_info("rpc: stopping; waiting for %d request%s to finish", srv->inflight,
+			srv->inflight == 1 ? "" : "s");
 	while (srv->inflight > 0)
 		pthread_cond_wait(&srv->idle_cv, &srv->mu);
 	pthread_mutex_unlock(&srv->mu);

@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <unistd.h>
 
+#include "jobq.h" /* jobq_version: the service and the client are released together */
 #include "jq_auth.h"
 #include "jq_config.h"
 #include "jq_db.h"
@@ -34,6 +35,8 @@ typedef struct service {
 	jq_longpoll *longpoll;
 	jq_http *http;
 	jq_auth *auth;
+	int workers_up;        /* of nworkers, connected when they opened */
+	jq_db_err workers_why; /* when some are not: why (the last one's reason) */
 } service;
 
 static int open_workers(service *s)
@@ -53,6 +56,9 @@ static int open_workers(service *s)
 		s->workers[i].longpoll = s->longpoll;
 		if (jq_db_open(&o, &s->workers[i].db) != 0)
 			return -1;
+		/* Read before the RPC server starts: afterwards each handle is its worker's. */
+		if (jq_db_connected(s->workers[i].db, &s->workers_why))
+			s->workers_up++;
 		s->worker_args[i] = &s->workers[i];
 	}
 	return 0;
@@ -103,8 +109,9 @@ static int open_auth(service *s)
 		jq_error("credentials: %s", err);
 		return -1;
 	}
+	int n = jq_auth_count(s->auth);
 	if (jq_auth_required(s->auth))
-		jq_info("auth: %d credentials%s%s", jq_auth_count(s->auth),
+		jq_info("auth: %d credential%s%s%s", n, n == 1 ? "" : "s",
 			o.tls_role != JQ_ROLE_NONE ? "; verified client certificates are " : "",
 			o.tls_role != JQ_ROLE_NONE ? jq_role_name(o.tls_role) : "");
 	else
@@ -198,7 +205,23 @@ static void reload_credentials(service *s, const char *why)
 	if (jq_auth_reload(s->auth, err, sizeof(err)) != 0)
 		jq_error("auth: %s, but the credentials did not load (the previous ones stay): %s", why, err);
 	else
-		jq_info("auth: %s, %d credentials loaded", why, jq_auth_count(s->auth));
+		jq_info("auth: %s, %d credential%s loaded", why, jq_auth_count(s->auth),
+			jq_auth_count(s->auth) == 1 ? "" : "s");
+}
+
+/* log_ready says what the service listens on and how many database connections it has: it
+ * serves (UNAVAILABLE) while the database is away, and reconnects by itself. */
+static void log_ready(const service *s)
+{
+	const char *rest = "";
+	if (s->workers_up == 0)
+		rest = " (reconnecting)";
+	else if (s->workers_up < s->nworkers)
+		rest = " (the rest reconnecting)";
+	if (s->workers_up < s->nworkers)
+		jq_warn("%s", s->workers_why.msg);
+	jq_info("jobqd ready: rpc %s, pub %s, database: %d of %d connections up%s", s->cfg.rpc_url,
+		s->cfg.pub_url, s->workers_up, s->nworkers, rest);
 }
 
 static int min_positive(int a, int b)
@@ -256,6 +279,10 @@ int main(int argc, char **argv)
 	case JQ_CONFIG_HELP:
 		jq_config_free(&s.cfg);
 		return 0;
+	case JQ_CONFIG_VERSION:
+		printf("jobqd %s\n", jobq_version());
+		jq_config_free(&s.cfg);
+		return 0;
 	case JQ_CONFIG_ERROR:
 		jq_config_free(&s.cfg);
 		return 2;
@@ -279,8 +306,7 @@ int main(int argc, char **argv)
 		close_all(&s);
 		return 1;
 	}
-	jq_info("jobqd ready: rpc %s, pub %s, %d database connections", s.cfg.rpc_url, s.cfg.pub_url,
-		s.nworkers);
+	log_ready(&s);
 	sig = wait_for_stop(&s, &signals);
 	jq_info("jobqd: %s received, finishing requests in flight", sig == SIGTERM ? "SIGTERM" : "SIGINT");
 	pthread_t watchdog;

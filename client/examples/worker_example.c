@@ -4,6 +4,7 @@
  * the ones whose payload is "fail". It sleeps on the queue's announcements between batches.
  *
  *   build/bin/examples/worker_example [QUEUE]     (default queue "default"; Ctrl-C stops)
+ *   build/bin/examples/worker_example --help
  *
  * The service is found through JOBQ_RPC_URL / JOBQ_PUB_URL (defaults tcp://127.0.0.1:7100/7101).
  * Build your own: cc -Iclient my_worker.c build/lib/libjobq.a -lnng -lprotobuf-c -lpthread
@@ -119,8 +120,26 @@ static int run(jobq_client *c, jobq_sub *sub, const char *queue, const char *wor
 	return 0;
 }
 
+static const char usage[] =
+	"Usage: worker_example [QUEUE]\n"
+	"\n"
+	"Claims jobs of QUEUE (default \"default\") in batches of 16, prints each payload, completes\n"
+	"them, and fails those whose payload is \"fail\". Ctrl-C stops it.\n"
+	"The service: JOBQ_RPC_URL and JOBQ_PUB_URL (default tcp://127.0.0.1:7100 and :7101),\n"
+	"JOBQ_AUTH_TOKEN or JOBQ_AUTH_TOKEN_FILE, JOBQ_TLS_CERT, JOBQ_TLS_KEY, JOBQ_TLS_CA.\n";
+
 int main(int argc, char **argv)
 {
+	/* An option is never a queue name: "--help" would otherwise be a queue of its own. */
+	if (argc > 1 && (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0)) {
+		fputs(usage, stdout);
+		return 0;
+	}
+	if (argc > 1 && (argv[1][0] == '-' || argc > 2)) {
+		const char *bad = argv[1][0] == '-' ? argv[1] : argv[2];
+		fprintf(stderr, "worker_example: unexpected argument '%s'\n%s", bad, usage);
+		return 2;
+	}
 	const char *queue = argc > 1 ? argv[1] : "default";
 	char worker_id[64];
 	jobq_client *c = NULL;

@@ -24,7 +24,7 @@ say "worker 'frozen' thawed"
 wait_until 20 grep -q "job $id: lease lost (FAILED_PRECONDITION" "$tmp/worker-frozen.log" \
   || fail "the thawed worker was not refused: $(cat "$tmp/worker-frozen.log")"
 worker_stop frozen
-grep -q "stopped: 0 completed, 0 failed, 1 dropped" "$tmp/worker-frozen.log" || fail "thawed worker summary: $(tail -n 1 "$tmp/worker-frozen.log")"
+grep -q "stopped: 0 jobs completed, 0 attempts failed (0 jobs failed for good), 1 result dropped" "$tmp/worker-frozen.log" || fail "thawed worker summary: $(tail -n 1 "$tmp/worker-frozen.log")"
 after=$(sql "$row")
 [ "$before" = "$after" ] || fail "the refused report changed the job: '$before' -> '$after'"
 # The history holds the rescue only (attempt 1, "lease expired"), nothing from the late report.

@@ -256,9 +256,11 @@ static void test_log_lines(void **state)
 	fx.rpc.auth_token = "wrong";
 	assert_int_equal(jq_api_code("/jobq.v1.JobQueue/Stats", &sreq, NULL, NULL), JQ_UNAUTHENTICATED);
 	fx.rpc.auth_token = "tok-SECRET-42";
-	if (!jq_svc_log_contains(&fx.svc, "\"method\":\"/jobq.v1.JobQueue/Enqueue\",\"code\":0,\"duration_ms\":") ||
+	if (!jq_svc_log_contains(&fx.svc, "\"method\":\"/jobq.v1.JobQueue/Enqueue\",\"code\":\"OK\","
+					  "\"grpc_code\":0,\"duration_ms\":") ||
 	    !jq_svc_log_contains(&fx.svc, "\"request_id\":\"") ||
-	    !jq_svc_log_contains(&fx.svc, "\"code\":16,") || !jq_svc_log_contains(&fx.svc, "{\"time\":\"")) {
+	    !jq_svc_log_contains(&fx.svc, "\"code\":\"UNAUTHENTICATED\",\"grpc_code\":16,") ||
+	    !jq_svc_log_contains(&fx.svc, "{\"time\":\"")) {
 		jq_svc_print_log(&fx.svc);
 		fail_msg("request lines lack request_id/method/code/duration_ms (log above)");
 	}
@@ -326,6 +328,9 @@ static void test_readyz_database_down(void **state)
 	assert_int_equal(resp.status, 503);
 	if (strncmp(resp.body, "database", 8) != 0)
 		fail_msg("503 without naming the database: %s", resp.body);
+	/* libpq's first line after "database unreachable: ", not jq_db's "database unavailable: " again. */
+	if (strstr(resp.body, "database unavailable") != NULL)
+		fail_msg("the reason says the same twice: %s", resp.body);
 	assert_non_null(strchr(resp.body, '\n'));
 	assert_ptr_equal(strchr(resp.body, '\n'), resp.body + strlen(resp.body) - 1); /* one line */
 	get_ok("/healthz");

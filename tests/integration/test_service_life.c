@@ -112,9 +112,11 @@ static int closed_port(void)
 static int start_without_db(void **state)
 {
 	(void)state;
+	/* Sweeps every 100 ms: ten failures a second for the limiter to hold back. */
+	static const char *const flags[] = { "--rescue-interval-ms=100", "--retention-interval-ms=100", NULL };
 	char url[128];
 	snprintf(url, sizeof(url), "postgresql://jobq@127.0.0.1:%d/jobq?connect_timeout=2", closed_port());
-	return start("nodb", url, NULL);
+	return start("nodb", url, flags);
 }
 
 /* expect_unavailable runs a valid request and wants UNAVAILABLE within a second. */
@@ -175,6 +177,76 @@ SVC_TEST(without_a_database_every_method_answers_unavailable_quickly)
 	jq_api_expect(JQ_METHOD("Get"), &get, 3, "id");
 	jq_api_expect(JQ_METHOD("Nope"), &get, 12, NULL);
 	assert_true(jq_svc_alive(&fx.svc));
+}
+
+SVC_TEST(without_a_database_jobqd_says_so_once)
+{
+	/* The ready line counts the connections that are up, not the ones it tried. */
+	if (!jq_svc_log_contains(&fx.svc, "jobqd ready: ") ||
+	    !jq_svc_log_contains(&fx.svc, ", database: 0 of 4 connections up (reconnecting)"))
+		fail_msg("the ready line does not say that no database connection is up");
+	/* 2 s of sweeps every 100 ms: each failing loop warns once, the repeats are counted. */
+	jq_sleep_ms(2000);
+	int rescuer = jq_svc_log_count(&fx.svc, "rescuer: "), retention = jq_svc_log_count(&fx.svc, "retention: ");
+	if (rescuer != 1 || retention != 1)
+		fail_msg("%d rescuer and %d retention warnings in 2 s, expected one each", rescuer, retention);
+	assert_true(jq_svc_log_contains(&fx.svc, "rescuer: database unavailable: connection to server at"));
+	/* /readyz names the cause once, in libpq's words. */
+	jq_http_resp *r = malloc(sizeof(*r));
+	assert_non_null(r);
+	assert_int_equal(jq_svc_http_get(fx.svc.http_port, "/readyz", r), 0);
+	char body[256];
+	snprintf(body, sizeof(body), "%.200s", r->body);
+	free(r);
+	if (strncmp(body, "database unreachable: connection to server at \"127.0.0.1\"", 47) != 0 ||
+	    strstr(body, "unavailable") != NULL)
+		fail_msg("/readyz: %s", body);
+}
+
+/* ================= Database sessions ended by the server ================= */
+
+static int start_for_terminated(void **state)
+{
+	(void)state;
+	static const char *const flags[] = { "--rescue-interval-ms=100", NULL };
+	return start("svc_terminated", NULL, flags);
+}
+
+/* log_lines_not_starting_with_a_timestamp counts the lines of jobqd's text log that are empty
+ * or do not start with "20" (a year): continuation lines of a multi-line message. */
+static int log_lines_not_starting_with_a_timestamp(const jq_svc *svc, char *first, size_t cap)
+{
+	FILE *f = fopen(svc->log_path, "r");
+	char line[4096];
+	int n = 0;
+	first[0] = '\0';
+	if (f == NULL)
+		return -1;
+	while (fgets(line, sizeof(line), f) != NULL) {
+		if (strncmp(line, "20", 2) == 0)
+			continue;
+		if (n++ == 0)
+			snprintf(first, cap, "%.200s", line);
+	}
+	fclose(f);
+	return n;
+}
+
+SVC_TEST(sessions_ended_by_the_server_log_one_line_each)
+{
+	/* libpq says "FATAL: terminating connection ...\nserver closed the connection
+	 * unexpectedly\n\tThis probably means ...\n": three lines, of which the log keeps the first. */
+	JQ_POLL_UNTIL(jq_svc_log_count(&fx.svc, "notify: listening on") >= 1, 10000, "the listener");
+	assert_true(jq_db_ll("SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity"
+			     " WHERE datname = current_database() AND application_name LIKE 'jobqd%%'") >= 2);
+	/* The listener notices at once and reconnects; the rescuer on its next sweep. */
+	JQ_POLL_UNTIL(jq_svc_log_count(&fx.svc, "notify: listening on") >= 2, 15000, "the listener to reconnect");
+	JQ_POLL_UNTIL(jq_svc_log_count(&fx.svc, "rescuer: ") >= 1, 5000, "the rescuer to notice");
+	char first[256];
+	int n = log_lines_not_starting_with_a_timestamp(&fx.svc, first, sizeof(first));
+	if (n != 0)
+		fail_msg("%d log lines continue a message, the first: '%s'", n, first);
+	assert_true(jq_svc_log_contains(&fx.svc, "notify: connection lost: "));
 }
 
 /* ================= A shared token ================= */
@@ -410,6 +482,9 @@ int main(void)
 						start_retention, stop),
 		cmocka_unit_test_setup_teardown(without_a_database_every_method_answers_unavailable_quickly,
 						start_without_db, stop),
+		cmocka_unit_test_setup_teardown(without_a_database_jobqd_says_so_once, start_without_db, stop),
+		cmocka_unit_test_setup_teardown(sessions_ended_by_the_server_log_one_line_each,
+						start_for_terminated, stop),
 		cmocka_unit_test_setup_teardown(with_an_auth_token_only_requests_that_carry_it_are_served,
 						start_with_token, stop),
 		cmocka_unit_test_setup_teardown(sigterm_with_requests_in_flight_answers_them_and_exits_0,
