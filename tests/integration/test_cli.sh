@@ -15,8 +15,7 @@ pids=()
 
 cleanup() {
   local rc=$?
-  for p in "${pids[@]}"; do kill -KILL "$p" 2>/dev/null || true; done
-  wait 2>/dev/null || true
+  kill_all "${pids[@]}"
   if [ "$rc" -ne 0 ] && [ -f "$tmp/jobqd.log" ]; then
     echo "--- jobqd log (last 40 lines)"; tail -n 40 "$tmp/jobqd.log"
   fi
