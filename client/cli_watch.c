@@ -11,6 +11,9 @@
 
 /* How often the loop looks at the stop flag: the library call, not the signal, ends a wait. */
 #define WATCH_TICK_MS 200
+/* How long the start waits for the connection before it says there is none; the library says
+ * "refused" sooner (in about a second). */
+#define WATCH_CONNECT_MS 2000
 
 static volatile sig_atomic_t watch_stop;
 
@@ -25,7 +28,9 @@ static const char watch_help[] =
 	"\n"
 	"Prints every announcement of claimable jobs (time, queue, ids) as the service publishes\n"
 	"it, until SIGINT or SIGTERM. Announcements are hints: a slow or reconnecting subscriber\n"
-	"misses some, and \"(some)\" means the service did not list the ids.\n"
+	"misses some, and \"(some)\" means the service did not list the ids. When the PUB address\n"
+	"cannot be reached (at the start, or later), watch says so on stderr and keeps redialing\n"
+	"until it answers; the exit status stays 0.\n"
 	"\n"
 	"  -q, --queue Q   only this queue (default: every queue)\n"
 	"\n" CLI_GLOBAL_HELP;
@@ -55,6 +60,28 @@ static void print_announcement(const cli *c, const jobq_announcement *a)
 		printf("%s%" PRId64, i ? "," : "", a->ids[i]);
 	putchar('\n');
 	fflush(stdout);
+}
+
+static void say_listening(const cli *c, const char *queue, const char *how)
+{
+	if (!c->json)
+		fprintf(stderr, "jobq: watch: %s for %s%s (Ctrl-C to stop)\n", how, queue ? "queue " : "every queue",
+			queue ? queue : "");
+}
+
+/* follow_connection tells on stderr when the connection to the publisher comes or goes (the
+ * library redials by itself); *up is what was last said. */
+static void follow_connection(const cli *c, jobq_sub *sub, const char *queue, bool *up)
+{
+	jobq_error err = { 0 };
+	bool now = jobq_sub_connected(sub, 0, &err) == JOBQ_OK;
+	if (now == *up)
+		return;
+	*up = now;
+	if (now)
+		say_listening(c, queue, "connected, listening");
+	else
+		fprintf(stderr, "jobq: watch: %s; redialing\n", err.message);
 }
 
 static void install_handlers(void)
@@ -94,11 +121,14 @@ int cmd_watch(cli *c, int argc, char **argv)
 	jobq_error err = { 0 };
 	if (jobq_subscribe(&c->opts, queue, &sub, &err) != JOBQ_OK)
 		return cli_fail_err(c, &err);
-	if (!c->json)
-		fprintf(stderr, "jobq: watch: listening for %s%s (Ctrl-C to stop)\n", queue ? "queue " : "every queue",
-			queue ? queue : "");
+	bool up = jobq_sub_connected(sub, WATCH_CONNECT_MS, &err) == JOBQ_OK;
+	if (up)
+		say_listening(c, queue, "listening");
+	else
+		fprintf(stderr, "jobq: watch: %s; redialing until it answers (Ctrl-C to stop)\n", err.message);
 	int rc = CLI_EXIT_OK;
 	while (!watch_stop) {
+		follow_connection(c, sub, queue, &up);
 		jobq_announcement a;
 		memset(&a, 0, sizeof(a));
 		int r = jobq_sub_next(sub, WATCH_TICK_MS, &a, &err);

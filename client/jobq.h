@@ -248,6 +248,13 @@ int jobq_sub_next(jobq_sub *s, int timeout_ms, jobq_announcement *out, jobq_erro
 void jobq_announcement_free(jobq_announcement *a);
 void jobq_sub_close(jobq_sub *s);
 
+/* jobq_sub_connected waits up to timeout_ms (0 = do not wait) for a connection to the PUB
+ * address: JOBQ_OK when there is one; JOBQ_UNAVAILABLE, after at most a second, when there never
+ * was one and every attempt was refused (nothing listens there); JOBQ_DEADLINE_EXCEEDED
+ * otherwise. The subscription redials by itself whatever the answer: announcements come once
+ * the publisher is reached. */
+int jobq_sub_connected(jobq_sub *s, int timeout_ms, jobq_error *err);
+
 #ifdef __cplusplus
 }
 #endif

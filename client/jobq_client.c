@@ -28,21 +28,11 @@ struct jobq_client {
 	char *auth_token; /* NULL = none */
 	int timeout_ms;
 	uint32_t max_reply;        /* the largest reply taken (nng drops a longer one unread) */
-	atomic_int pipes;          /* connections up right now (tells "unreachable" from "slow") */
+	jobqi_link link;           /* connections (tells "unreachable" from "slow") */
 	atomic_uint_fast64_t seq;  /* request ids */
 };
 
 /* ---- connection ---- */
-
-static void on_pipe(nng_pipe p, nng_pipe_ev ev, void *arg)
-{
-	jobq_client *c = arg;
-	(void)p;
-	if (ev == NNG_PIPE_EV_ADD_POST)
-		atomic_fetch_add(&c->pipes, 1);
-	else if (ev == NNG_PIPE_EV_REM_POST)
-		atomic_fetch_sub(&c->pipes, 1);
-}
 
 /* NNG_OPT_RECVMAXSZ counts the SP header too (a 4-byte request id, 4 more per device hop). */
 #define SP_HEADER_SLACK 64
@@ -94,10 +84,9 @@ static int open_socket(jobq_client *c, const jobq_options *opts, jobq_error *err
 				      (size_t)c->max_reply + SP_HEADER_SLACK)) != 0 ||
 	    (rv = nng_socket_set_ms(c->sock, NNG_OPT_RECONNMINT, 50)) != 0 ||
 	    (rv = nng_socket_set_ms(c->sock, NNG_OPT_RECONNMAXT, 1000)) != 0 ||
-	    (rv = nng_pipe_notify(c->sock, NNG_PIPE_EV_ADD_POST, on_pipe, c)) != 0 ||
-	    (rv = nng_pipe_notify(c->sock, NNG_PIPE_EV_REM_POST, on_pipe, c)) != 0)
+	    (rv = jobqi_link_init(&c->link, c->sock)) != 0)
 		return rv;
-	return jobqi_dial(c->sock, c->rpc_url, opts, err);
+	return jobqi_dial(c->sock, c->rpc_url, opts, &c->link.dialer, err);
 }
 
 /* read_token_file reads a credential from the first line of path (a mounted Secret). */
@@ -141,7 +130,6 @@ int jobq_connect(const jobq_options *opts, jobq_client **out, jobq_error *err)
 		return jobqi_set_err(err, JOBQ_RESOURCE_EXHAUSTED, "out of memory");
 	c->timeout_ms = opts->timeout_ms ? opts->timeout_ms : JOBQ_DEFAULT_TIMEOUT_MS;
 	c->max_reply = max_reply;
-	atomic_init(&c->pipes, 0);
 	atomic_init(&c->seq, 0);
 	c->rpc_url = strdup(jobqi_opt_str(opts->rpc_url, "JOBQ_RPC_URL", JOBQ_DEFAULT_RPC_URL));
 	c->auth_token = dup_or_null(jobqi_opt_str(opts->auth_token, "JOBQ_AUTH_TOKEN", NULL));
@@ -176,6 +164,7 @@ void jobq_close(jobq_client *c)
 		return;
 	/* Closing a never-opened socket (id 0) is harmless: nng answers ECLOSED. */
 	nng_close(c->sock);
+	jobqi_link_fini(&c->link);
 	free(c->rpc_url);
 	free(c->auth_token);
 	free(c);
@@ -187,7 +176,7 @@ void jobq_close(jobq_client *c)
 static int transport_error(jobq_client *c, const char *method, int rv, int timeout_ms,
 			   jobq_error *err)
 {
-	if (rv == NNG_ETIMEDOUT && atomic_load(&c->pipes) == 0)
+	if (rv == NNG_ETIMEDOUT && jobqi_link_up(&c->link) == 0)
 		return jobqi_set_err(err, JOBQ_UNAVAILABLE,
 				     "%s: no connection to the service at %s within %d ms", method,
 				     c->rpc_url, timeout_ms);
@@ -200,6 +189,28 @@ static int transport_error(jobq_client *c, const char *method, int rv, int timeo
 				     "carried out (a reply over this client's max_reply_bytes, %" PRIu32
 				     ", also ends the connection)", method, c->rpc_url, c->max_reply);
 	return jobqi_set_err(err, jobqi_nng_code(rv), "%s: %s", method, nng_strerror(rv));
+}
+
+/* first_connection: a client that never had a connection waits a moment for its first, and
+ * answers at once when nothing listens at the address. *timeout_ms keeps what is left of the
+ * call's time. A client that had a connection waits for nng's reconnect as long as the call may
+ * (a service restarting). */
+static int first_connection(jobq_client *c, const char *method, int *timeout_ms, jobq_error *err)
+{
+	if (jobqi_link_ever(&c->link))
+		return JOBQ_OK;
+	nng_time t0 = nng_clock();
+	int first_ms = *timeout_ms < JOBQI_FIRST_CONNECT_MS ? *timeout_ms : JOBQI_FIRST_CONNECT_MS;
+	int rv = jobqi_link_wait(&c->link, first_ms);
+	if (rv == NNG_ECONNREFUSED)
+		return jobqi_set_err(err, JOBQ_UNAVAILABLE,
+				     "%s: cannot connect to %s: connection refused (is jobqd running there?)",
+				     method, c->rpc_url);
+	nng_time spent = nng_clock() - t0;
+	if (spent >= (nng_time)*timeout_ms)
+		return transport_error(c, method, NNG_ETIMEDOUT, *timeout_ms, err);
+	*timeout_ms -= (int)spent;
+	return JOBQ_OK;
 }
 
 /* build_request packs the envelope of req straight into a new nng message. */
@@ -282,11 +293,14 @@ static int rpc(jobq_client *c, const char *method, const ProtobufCMessage *req,
 	*out = NULL;
 	if (extra_ms > 0)
 		timeout_ms = extra_ms > INT_MAX - timeout_ms ? INT_MAX : timeout_ms + extra_ms;
+	int total_ms = timeout_ms;
+	if ((code = first_connection(c, method, &timeout_ms, err)) != JOBQ_OK)
+		return code;
 	int rv = build_request(c, method, req, timeout_ms, &msg);
 	if (rv == 0)
 		rv = exchange(c, msg, timeout_ms, &reply);
 	if (rv != 0)
-		return transport_error(c, method, rv, timeout_ms, err);
+		return transport_error(c, method, rv, total_ms, err);
 	resp = jobq__v1__rpc_response__unpack(NULL, nng_msg_len(reply), nng_msg_body(reply));
 	if (resp == NULL) {
 		code = jobqi_set_err(err, JOBQ_INTERNAL, "%s: the reply is not a jobq.v1.RpcResponse",

@@ -4,7 +4,10 @@
 #ifndef JOBQ_INTERNAL_H
 #define JOBQ_INTERNAL_H
 
+#include <stdbool.h>
+
 #include <nng/nng.h>
+#include <nng/supplemental/util/platform.h>
 
 #include "jobq.h"
 
@@ -24,9 +27,37 @@ int jobqi_set_err(jobq_error *err, int code, const char *fmt, ...) __attribute__
 const char *jobqi_opt_str(const char *given, const char *env_name, const char *dflt);
 
 /* jobqi_dial dials url on sock without blocking (nng keeps reconnecting); for a tls+tcp:// url
- * it first sets up TLS from opts (or the JOBQ_TLS_* environment). Returns 0 or an nng error;
- * on error err (may be NULL) says why. */
-int jobqi_dial(nng_socket sock, const char *url, const jobq_options *opts, jobq_error *err);
+ * it first sets up TLS from opts (or the JOBQ_TLS_* environment). Returns 0 and the dialer in
+ * *d, or an nng error; on error err (may be NULL) says why. */
+int jobqi_dial(nng_socket sock, const char *url, const jobq_options *opts, nng_dialer *d, jobq_error *err);
+
+/* jobqi_link (jobq_link.c): the connections of one dialed socket, kept by nng's pipe events.
+ * jobqi_link_init registers them on sock before the dial (nng keeps the pointer: the struct must
+ * not move, and lives until after nng_close); set dialer from jobqi_dial; jobqi_link_fini
+ * frees it (also after a failed init). */
+typedef struct jobqi_link {
+	nng_mtx *mu;
+	nng_cv *cv;        /* woken when a connection comes up */
+	nng_dialer dialer;
+	int up;            /* connections up now; under mu */
+	bool ever;         /* a connection was up once; under mu */
+} jobqi_link;
+
+int jobqi_link_init(jobqi_link *l, nng_socket sock);
+void jobqi_link_fini(jobqi_link *l);
+int jobqi_link_up(jobqi_link *l);
+bool jobqi_link_ever(jobqi_link *l);
+
+/* How long a link that never had a connection waits for its first before it looks at why not:
+ * nng redials after 50, 100, 200, 400 ms, so a service that is just starting is found, and an
+ * address where nothing listens is reported in a second rather than after a whole timeout. */
+#define JOBQI_FIRST_CONNECT_MS 1000
+
+/* jobqi_link_wait waits up to ms for a connection: 0 when one is up. A link that never had one
+ * answers NNG_ECONNREFUSED after min(ms, JOBQI_FIRST_CONNECT_MS) when every dial so far was
+ * refused (nothing listens at the address). Otherwise NNG_ETIMEDOUT after ms. nng goes on
+ * redialing in every case. */
+int jobqi_link_wait(jobqi_link *l, int ms);
 
 /* jobqi_nng_code maps an nng error to a status code (see jobq.h: UNAVAILABLE/DEADLINE_EXCEEDED). */
 int jobqi_nng_code(int nng_err);

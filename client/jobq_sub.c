@@ -18,6 +18,8 @@
 
 struct jobq_sub {
 	nng_socket sock;
+	jobqi_link link;
+	char *url;
 };
 
 static int subscribe_topic(nng_socket s, const char *queue)
@@ -45,10 +47,13 @@ int jobq_subscribe(const jobq_options *opts, const char *queue, jobq_sub **out, 
 		opts = &none;
 	const char *url = jobqi_opt_str(opts->pub_url, "JOBQ_PUB_URL", JOBQ_DEFAULT_PUB_URL);
 	jobq_sub *s = calloc(1, sizeof(*s));
-	if (s == NULL)
+	if (s == NULL || (s->url = strdup(url)) == NULL) {
+		free(s);
 		return jobqi_set_err(err, JOBQ_RESOURCE_EXHAUSTED, "out of memory");
+	}
 	int rv = nng_sub0_open(&s->sock);
 	if (rv != 0) {
+		free(s->url);
 		free(s);
 		return jobqi_set_err(err, jobqi_nng_code(rv), "cannot open a SUB socket: %s",
 				     nng_strerror(rv));
@@ -61,7 +66,8 @@ int jobq_subscribe(const jobq_options *opts, const char *queue, jobq_sub **out, 
 	    (rv = nng_socket_set_int(s->sock, NNG_OPT_RECVBUF, 8192)) != 0 ||
 	    (rv = nng_socket_set_ms(s->sock, NNG_OPT_RECONNMINT, 50)) != 0 ||
 	    (rv = nng_socket_set_ms(s->sock, NNG_OPT_RECONNMAXT, 1000)) != 0 ||
-	    (rv = jobqi_dial(s->sock, url, opts, &tls_err)) != 0) {
+	    (rv = jobqi_link_init(&s->link, s->sock)) != 0 ||
+	    (rv = jobqi_dial(s->sock, url, opts, &s->link.dialer, &tls_err)) != 0) {
 		int code = tls_err.code != 0
 				   ? jobqi_set_err(err, tls_err.code, "%s", tls_err.message)
 				   : jobqi_set_err(err, jobqi_nng_code(rv), "cannot subscribe at %s: %s",
@@ -95,7 +101,21 @@ void jobq_sub_close(jobq_sub *s)
 	if (s == NULL)
 		return;
 	nng_close(s->sock);
+	jobqi_link_fini(&s->link);
+	free(s->url);
 	free(s);
+}
+
+int jobq_sub_connected(jobq_sub *s, int timeout_ms, jobq_error *err)
+{
+	if (s == NULL)
+		return jobqi_set_err(err, JOBQ_INVALID_ARGUMENT, "jobq_sub_connected: sub is NULL");
+	int rv = jobqi_link_wait(&s->link, timeout_ms);
+	if (rv == 0)
+		return JOBQ_OK;
+	if (rv == NNG_ECONNREFUSED)
+		return jobqi_set_err(err, JOBQ_UNAVAILABLE, "cannot connect to %s: connection refused", s->url);
+	return jobqi_set_err(err, JOBQ_DEADLINE_EXCEEDED, "no connection to %s", s->url);
 }
 
 static long long mono_ms(void)

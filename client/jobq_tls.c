@@ -107,15 +107,14 @@ static int setup_tls(nng_dialer d, const char *url, const jobq_options *opts, jo
 	return rv;
 }
 
-int jobqi_dial(nng_socket sock, const char *url, const jobq_options *opts, jobq_error *err)
+int jobqi_dial(nng_socket sock, const char *url, const jobq_options *opts, nng_dialer *d, jobq_error *err)
 {
-	nng_dialer d;
-	int rv = nng_dialer_create(&d, sock, url);
+	int rv = nng_dialer_create(d, sock, url);
 	if (rv != 0)
 		return rv;
-	if (strncmp(url, "tls+", 4) == 0 && (rv = setup_tls(d, url, opts, err)) != 0) {
-		nng_dialer_close(d);
+	if (strncmp(url, "tls+", 4) == 0 && (rv = setup_tls(*d, url, opts, err)) != 0) {
+		nng_dialer_close(*d);
 		return rv;
 	}
-	return nng_dialer_start(d, NNG_FLAG_NONBLOCK);
+	return nng_dialer_start(*d, NNG_FLAG_NONBLOCK);
 }

@@ -34,9 +34,9 @@ say() { echo "-- $*"; }
 
 chaos_cleanup() {
   local rc=$? p
-  for p in "${pids[@]}"; do kill -CONT "$p" 2>/dev/null || true; kill -KILL "$p" 2>/dev/null || true; done
+  for p in "${pids[@]}"; do kill -CONT "$p" 2>/dev/null || true; done
   # Orphaned handlers of a killed worker finish by themselves in well under a second.
-  wait 2>/dev/null || true
+  kill_all "${pids[@]}"
   if [ "$rc" -ne 0 ]; then
     for f in "$tmp"/*.log; do
       [ -f "$f" ] || continue

@@ -6,6 +6,7 @@
 #   pgctl.sh start DIR     create the cluster if needed, start it on a free loopback port, wait
 #                          until it accepts connections, print its URL
 #   pgctl.sh stop DIR      stop it (fast shutdown); no error when it is not running
+#   pgctl.sh status DIR    exit 0 when the cluster in DIR is running, 1 when not (or no cluster)
 #   pgctl.sh url DIR       print the libpq URL (postgresql://jobq@127.0.0.1:PORT/jobq)
 #   pgctl.sh destroy DIR   stop it and delete DIR
 #
@@ -120,13 +121,19 @@ stop() {
   as_pg "$BIN/pg_ctl" -D "$dir/data" -m fast -w -t 60 stop >/dev/null 2>&1 || true
 }
 
+status() {
+  local dir=$1
+  [ -f "$dir/data/PG_VERSION" ] || return 1
+  as_pg "$BIN/pg_ctl" -D "$dir/data" status >/dev/null 2>&1 || return 1
+}
+
 destroy() {
   stop "$1"
   rm -rf "$1"
 }
 
-[ $# -eq 2 ] || die "usage: pgctl.sh start|stop|url|destroy DIR"
+[ $# -eq 2 ] || die "usage: pgctl.sh start|stop|status|url|destroy DIR"
 case $1 in
-  start|stop|url|destroy) "$1" "$2" ;;
+  start|stop|status|url|destroy) "$1" "$2" ;;
   *) die "unknown command: $1" ;;
 esac

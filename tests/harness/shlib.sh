@@ -3,7 +3,13 @@
 #   ok MSG             print "ok: MSG"
 #   free_port          print a free 127.0.0.1 TCP port
 #   wait_until S CMD   run CMD every 0.1 s until it succeeds; give up (status 1) after S seconds,
-#                      times $slow (set slow=3 for sanitizer builds; default 1)
+#                      times $slow (set slow=3 for sanitizer builds; default 1). CMD runs again
+#                      on each try, but its words were expanded once, before the first:
+#                      `wait_until 5 test "$(f)" = 2` compares one stale value fifty times. Put
+#                      a condition that reads state in a function: `f_is() { [ "$(f)" = "$1" ]; }`
+#                      and `wait_until 5 f_is 2`.
+#   kill_all PID...    SIGKILL these processes (a test's leftovers, in its cleanup) and wait
+#                      until they are gone, without bash's "Killed" notice for each
 
 fail() { echo "FAIL: $*" >&2; exit 1; }
 ok() { echo "ok: $*"; }
@@ -18,6 +24,21 @@ free_port() {
   while :; do
     p=$((20000 + RANDOM % 30000))
     (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null || { echo "$p"; return; }
+  done
+}
+
+kill_all() {
+  local p n
+  for p in "$@"; do
+    # bash reports a job that a signal killed when it next reaps it, on stderr, which after a
+    # test's "all passed" reads like a failure; a disowned job is not reported. A pid that is no
+    # longer a job (already waited for) has nothing to report.
+    disown "$p" 2>/dev/null || true
+    kill -KILL "$p" 2>/dev/null || true
+  done
+  for p in "$@"; do
+    n=0
+    while kill -0 "$p" 2>/dev/null && [ $n -lt 50 ]; do sleep 0.1; n=$((n + 1)); done
   done
 }
 

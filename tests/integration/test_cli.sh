@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The jobq CLI end to end against a real jobqd on a private copy of the migrated database:
 # every command (human and --json output, error lines and exit codes) and the worker runner
-# (completes and fails jobs, final exit codes, per-job timeout, SIGTERM drain).
+# (completes and fails jobs, final exit codes, per-job timeout, SIGTERM drain); addresses where
+# nothing listens are reported at once, and watch and worker carry on when the service comes.
 set -euo pipefail
 root=${JOBQ_TEST_ROOT:?run through tests/run.sh}
 build=${JOBQ_TEST_BUILD:?}
@@ -15,8 +16,7 @@ pids=()
 
 cleanup() {
   local rc=$?
-  for p in "${pids[@]}"; do kill -KILL "$p" 2>/dev/null || true; done
-  wait 2>/dev/null || true
+  kill_all "${pids[@]}"
   if [ "$rc" -ne 0 ] && [ -f "$tmp/jobqd.log" ]; then
     echo "--- jobqd log (last 40 lines)"; tail -n 40 "$tmp/jobqd.log"
   fi
@@ -197,6 +197,42 @@ for cmd in enqueue claim heartbeat complete fail get list stats retry cancel wat
   "$J" "$cmd" --help | grep -q "^Usage: jobq $cmd" || fail "$cmd --help"
 done
 ok "errors: non-zero exit, one line 'jobq: CMD: CODE: message'; --help on every command"
+
+# ------------------------------------------------------------------ nothing listens
+# A refused connection is reported within a second or so, not after the 10 s default timeout.
+dead=tcp://127.0.0.1:$(free_port)
+start=$(date +%s%N)
+expect_error UNAVAILABLE "$J" stats --rpc-url "$dead"
+ms=$(( ($(date +%s%N) - start) / 1000000 ))
+[ $ms -lt 3000 ] || fail "a refused connection took $ms ms to report (timeout 10000 ms)"
+grep -q "cannot connect to $dead: connection refused" "$tmp/err.txt" || fail "refused: $(cat "$tmp/err.txt")"
+ok "a refused connection fails in $ms ms: $(cut -d: -f4- "$tmp/err.txt")"
+
+# watch and worker started before their service: watch says the PUB address is unreachable,
+# the worker's claims fail at once; both keep trying, and work once a jobqd starts there.
+late_rpc=tcp://127.0.0.1:$(free_port) late_pub=tcp://127.0.0.1:$(free_port)
+late=(--rpc-url "$late_rpc" --pub-url "$late_pub")
+"$J" watch "${late[@]}" --queue late >"$tmp/late-watch.out" 2>"$tmp/late-watch.err" &
+lw=$!; pids+=($lw)
+"$J" worker "${late[@]}" --queue late --poll-ms 200 -- cat >/dev/null 2>"$tmp/late-worker.log" &
+lk=$!; pids+=($lk)
+wait_until 5 grep -q "^jobq: watch: cannot connect to $late_pub: connection refused; redialing" "$tmp/late-watch.err" \
+  || fail "watch did not say the PUB address is unreachable: $(cat "$tmp/late-watch.err")"
+wait_until 5 grep -q "claim failed: UNAVAILABLE: .*cannot connect to $late_rpc: connection refused" "$tmp/late-worker.log" \
+  || fail "the worker's claims did not say refused: $(cat "$tmp/late-worker.log")"
+kill -0 $lw && kill -0 $lk || fail "watch or worker gave up"
+"$build/bin/jobqd" --database-url="$url" --rpc-url="$late_rpc" --pub-url="$late_pub" --http-addr="127.0.0.1:$(free_port)" \
+  --log-format=text >"$tmp/jobqd-late.log" 2>&1 &
+jl=$!; pids+=($jl)
+wait_until 10 grep -q "^jobq: watch: connected, listening for queue late" "$tmp/late-watch.err" \
+  || fail "watch did not connect: $(cat "$tmp/late-watch.err")"
+lid=$("$J" enqueue --rpc-url "$late_rpc" --queue late --payload l) || fail "enqueue on the late service"
+wait_until 10 grep -q " $lid\$" "$tmp/late-watch.out" || fail "watch heard nothing: $(cat "$tmp/late-watch.out")"
+wait_until 10 count_is late completed 1 || fail "the worker did not complete job $lid: $(tail -n 5 "$tmp/late-worker.log")"
+kill -INT $lw; wait $lw || fail "watch exited $? on SIGINT"
+kill -TERM $lk; wait $lk || fail "worker exited $? on SIGTERM"
+kill -TERM $jl; wait $jl || fail "the late jobqd exited $? on SIGTERM"
+ok "watch said the PUB address was unreachable, the worker's claims failed at once; both worked once jobqd came"
 
 # nng 1.5.2 can hang in nng_close after a connection dropped mid-message; a command that is done
 # must exit anyway. The hang is simulated: an nng_close that sleeps, preloaded.

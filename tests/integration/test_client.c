@@ -1,7 +1,8 @@
 /*
  * libjobq against a real jobqd (tests/support/jq_svc) on a private database: every call's
  * success path and an error path, per-job results of batches, the subscription (exact queue,
- * timeout), an unreachable service answering within timeout_ms, and 8 threads sharing a client.
+ * timeout), an unreachable service answering within timeout_ms, an address where nothing
+ * listens answering at once (RPC and subscription), and 8 threads sharing a client.
  * Tests run in order and share the service; each uses its own queue names.
  */
 #include <pthread.h>
@@ -491,6 +492,46 @@ static void unreachable_service_answers_within_timeout(void **state)
 	jobq_close(c);
 }
 
+/* Nothing listens at the address: the call says so in about a second (the library's short wait
+ * for a first connection), not after its 10 s timeout; the subscription says so too, and says
+ * connected for the service's real PUB address. */
+static void refused_connection_answers_at_once(void **state)
+{
+	(void)state;
+	char url[64];
+	snprintf(url, sizeof(url), "tcp://127.0.0.1:%d", jq_free_port());
+	jobq_options o = { .rpc_url = url, .pub_url = url, .timeout_ms = 10000 };
+	jobq_client *c = NULL;
+	jobq_error err;
+	ok(jobq_connect(&o, &c, &err), &err, "connect (the dial is in the background)");
+	jobq_queue_stats *st = NULL;
+	size_t n = 0;
+	long long t0 = jq_mono_ms();
+	int code = jobq_stats(c, NULL, &st, &n, &err);
+	long long took = jq_mono_ms() - t0;
+	print_message("refused: %s after %lld ms: %s\n", jobq_code_name(code), took, err.message);
+	assert_int_equal(code, JOBQ_UNAVAILABLE);
+	assert_non_null(strstr(err.message, "connection refused"));
+	assert_non_null(strstr(err.message, url));
+	assert_true(took < 3000);
+	jobq_close(c);
+
+	jobq_sub *s = NULL;
+	ok(jobq_subscribe(&o, "refused", &s, &err), &err, "subscribe (the dial is in the background)");
+	t0 = jq_mono_ms();
+	code = jobq_sub_connected(s, 10000, &err);
+	took = jq_mono_ms() - t0;
+	assert_int_equal(code, JOBQ_UNAVAILABLE);
+	assert_non_null(strstr(err.message, "connection refused"));
+	assert_true(took < 3000);
+	jobq_sub_close(s);
+
+	jobq_options live = options();
+	ok(jobq_subscribe(&live, "refused", &s, &err), &err, "subscribe");
+	ok(jobq_sub_connected(s, HEAR_MS, &err), &err, "connected to the service's PUB address");
+	jobq_sub_close(s);
+}
+
 #define THREADS 8
 #define PER_THREAD 25
 
@@ -557,6 +598,7 @@ static void misuse_is_invalid_argument(void **state)
 	assert_int_equal(jobq_get(cl, 1, NULL, NULL, NULL, &err), JOBQ_INVALID_ARGUMENT);
 	assert_int_equal(jobq_complete(cl, NULL, 1, NULL, NULL), JOBQ_INVALID_ARGUMENT);
 	assert_int_equal(jobq_sub_next(NULL, 0, NULL, &err), JOBQ_INVALID_ARGUMENT);
+	assert_int_equal(jobq_sub_connected(NULL, 0, &err), JOBQ_INVALID_ARGUMENT);
 	jobq_close(NULL);
 	jobq_sub_close(NULL);
 	jobq_jobs_free(NULL, 0);
@@ -576,6 +618,7 @@ int main(void)
 		cmocka_unit_test(stats_by_queue),
 		cmocka_unit_test(subscribe_hears_only_its_queue),
 		cmocka_unit_test(unreachable_service_answers_within_timeout),
+		cmocka_unit_test(refused_connection_answers_at_once),
 		cmocka_unit_test(threads_share_a_client),
 		cmocka_unit_test(misuse_is_invalid_argument),
 	};

@@ -25,7 +25,7 @@ as_pgb() { if [ "$(id -u)" -eq 0 ]; then runuser -u postgres -- "$@"; else "$@";
 
 cleanup() {
   local rc=$?
-  for p in "${pids[@]}"; do kill -KILL "$p" 2>/dev/null || true; done
+  kill_all "${pids[@]}"
   if [ -f "$tmp/pgbouncer.pid" ]; then
     kill -TERM "$(cat "$tmp/pgbouncer.pid")" 2>/dev/null || true
     for _ in $(seq 50); do [ -f "$tmp/pgbouncer.pid" ] || break; sleep 0.1; done

@@ -20,8 +20,7 @@ pids=()
 
 cleanup() {
   local rc=$?
-  for p in "${pids[@]}"; do kill -KILL "$p" 2>/dev/null || true; done
-  wait 2>/dev/null || true
+  kill_all "${pids[@]}"
   if [ "$rc" -ne 0 ]; then
     for f in "$tmp"/jobqd*.log; do [ -f "$f" ] && { echo "--- $f (last 30 lines)"; tail -n 30 "$f"; }; done
   fi
@@ -133,6 +132,7 @@ echo "not a certificate" >"$tmp/v3/server.pem"; cp server2.key "$tmp/v3/server.k
 ln -s v1 "$tmp/live"
 switch_to() { ln -sfn "$1" "$tmp/live.new" && mv -T "$tmp/live.new" "$tmp/live"; }
 reloads() { grep -c "rpc: TLS certificate reloaded" "$tmp/jobqd4.log" || true; }
+reloads_are() { [ "$(reloads)" = "$1" ]; }
 rpc4=tls+tcp://127.0.0.1:$(free_port)
 pub4=tls+tcp://127.0.0.1:$(free_port)
 "$build/bin/jobqd" --database-url="$url" --rpc-url="$rpc4" --pub-url="$pub4" --http-addr="127.0.0.1:$(free_port)" \
@@ -171,7 +171,7 @@ ok "after the rotation the old CA's certificates are refused, both ways"
 wait_until 10 grep -q "$rid" "$tmp/watch4.json" || fail "the subscription opened before the reload heard nothing: $(cat "$tmp/watch4.err")"
 ok "a connection opened before the reload keeps working (watch heard job $rid)"
 kill -HUP $j4
-wait_until 10 test "$(reloads)" = 2 || fail "SIGHUP did not reload"
+wait_until 10 reloads_are 2 || fail "SIGHUP did not reload: $(reloads) reloads"
 grep -q "SIGHUP received, reloading" "$tmp/jobqd4.log" || fail "the SIGHUP reload was not logged"
 "$J" stats "${new[@]}" --timeout-ms 3000 >/dev/null || fail "no answer after the SIGHUP reload"
 ok "SIGHUP reloads too"
