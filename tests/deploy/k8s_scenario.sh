@@ -170,7 +170,8 @@ k8s_scenario() {
   [[ $id =~ ^[0-9]+$ ]] || k8s_fail "enqueue printed '$id'"
   local heard="\"queue\":\"default\",\"ids\":\[([0-9]+,)*$id[],]"
   for ((i = 0; i < 100; i++)); do grep -Eq "$heard" "$W/watch.json" && break; sleep 0.1; done
-  kill -INT "$wp" 2>/dev/null; wait "$wp" 2>/dev/null
+  kill -INT "$wp" 2>/dev/null || true
+  wait "$wp" 2>/dev/null || true
   grep -Eq "$heard" "$W/watch.json" || k8s_fail "jobq watch with the worker's files heard nothing of job $id: $(cat "$W/watch.json")"
   k8s_ok "the producer's credential enqueued job $id; jobq watch with the worker's files heard it over PUB"
 
@@ -184,12 +185,12 @@ k8s_scenario() {
       grep -q '"status":"archive_completed"' "$W/out" && break
     sleep 0.1
   done
-  kill -TERM "$wk" 2>/dev/null; rc=0; wait "$wk" 2>/dev/null || rc=$?
+  kill -TERM "$wk" 2>/dev/null || true; rc=0; wait "$wk" 2>/dev/null || rc=$?
   grep -q '"status":"archive_completed"' "$W/out" || k8s_fail "the worker did not complete job $id: $(cat "$W/out"); worker: $(tail -n 5 "$W/worker.log")"
   [ "$rc" = 0 ] || k8s_fail "the worker exited $rc on SIGTERM: $(tail -n 5 "$W/worker.log")"
   k8s_ok "the worker Deployment's command (${argv[*]:0:3} ...) completed job $id and stopped on SIGTERM"
 
-  kill -TERM "$pid" 2>/dev/null; rc=0; wait "$pid" 2>/dev/null || rc=$?
+  kill -TERM "$pid" 2>/dev/null || true; rc=0; wait "$pid" 2>/dev/null || rc=$?
   [ "$rc" = 0 ] || k8s_fail "jobqd exited $rc on SIGTERM: $(tail -n 5 "$W/jobqd.log")"
   for role in producer worker reader admin; do
     tok=$(cat "$creds/$role")
