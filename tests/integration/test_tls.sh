@@ -171,7 +171,9 @@ ok "after the rotation the old CA's certificates are refused, both ways"
 wait_until 10 grep -q "$rid" "$tmp/watch4.json" || fail "the subscription opened before the reload heard nothing: $(cat "$tmp/watch4.err")"
 ok "a connection opened before the reload keeps working (watch heard job $rid)"
 kill -HUP $j4
-wait_until 10 test "$(reloads)" = 2 || fail "SIGHUP did not reload"
+# A function, so that the count is read again on every try (not once, before the first).
+reloaded_twice() { [ "$(reloads)" = 2 ]; }
+wait_until 10 reloaded_twice || fail "SIGHUP did not reload ($(reloads) reloads)"
 grep -q "SIGHUP received, reloading" "$tmp/jobqd4.log" || fail "the SIGHUP reload was not logged"
 "$J" stats "${new[@]}" --timeout-ms 3000 >/dev/null || fail "no answer after the SIGHUP reload"
 ok "SIGHUP reloads too"
