@@ -24,7 +24,14 @@
 #     PostgreSQL (tests/harness/pgctl.sh, migrated by deploy/migrate.sh) answers 200 on /healthz
 #     and /readyz. Only the listen addresses are overridden (free loopback ports, like
 #     `docker run -e`): the chroot shares the host's network. When PostgreSQL or the migrations
-#     cannot be set up (not an image problem) this part is reported as SKIPPED, never as passed.
+#     cannot be set up (not an image problem) this part is reported as SKIPPED, never as passed;
+#   - then the deploy/k8s base's own settings with the image's binaries, as uid 10001
+#     (tests/deploy/k8s_scenario.sh, also run by `make test` with the build's): Secrets from
+#     deploy/k8s/make-secrets.sh laid out in the rootfs as the kubelet would mount them, jobqd with
+#     the ConfigMap's environment (mutual TLS on RPC and PUB, role credentials, /metrics for a
+#     reader token), role checks, clients without a certificate refused, and the worker
+#     Deployment's command and environment completing a job. SKIPPED (never passed) without node
+#     and the npm packages of deploy/bootstrap.sh, or for a --ref without make-secrets.sh.
 #
 #   deploy/image-check.sh [--ref REV] [--refresh] [--keep]   (root: debootstrap, chroot, mount)
 #     --ref REV   build the committed tree REV (git archive; its Dockerfile and .dockerignore)
@@ -976,7 +983,7 @@ wait_200() {
   printf '%s' "$code"
 }
 
-HEALTHZ_NOTE="not run" STOP_NOTE=""
+HEALTHZ_NOTE="not run" STOP_NOTE="" K8S_NOTE="not run"
 
 # SIGTERM (what Kubernetes sends), SIGKILL if jobqd is still there after 15 s.
 stop_jobqd() {
@@ -1035,9 +1042,49 @@ check_healthz() {
   fi
   stop_jobqd
   say "jobqd: $STOP_NOTE"
+  check_k8s_base "$url" "$uidgid"
   unmount_under "$S_ROOT"
   "$here/tests/harness/pgctl.sh" destroy "$PG_DIR" >>"$LOG" 2>&1 || true
   PG_DIR=""
+}
+
+# check_k8s_base DB_URL UIDGID: the base's settings with the image's binaries (see the header).
+# Runs in a subshell, so the scenario's failure stops only itself; the runtime mounts of
+# check_healthz are in place.
+check_k8s_base() {
+  local url=$1 uidgid=$2 rc=0 vdir
+  vdir=${JOBQ_K8S_VALIDATE_DIR:-${JOBQ_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/jobq}/k8s-validate-$(sed -n 's/^K8S_MODELS_VERSION=//p' "$here/deploy/bootstrap.sh")-yaml-$(sed -n 's/^YAML_VERSION=//p' "$here/deploy/bootstrap.sh")}
+  if [ ! -x "$CONTEXT/deploy/k8s/make-secrets.sh" ]; then
+    K8S_NOTE="SKIPPED: the context has no deploy/k8s/make-secrets.sh"
+  elif ! command -v node >/dev/null || ! command -v openssl >/dev/null || [ ! -d "$vdir/node_modules/yaml" ]; then
+    K8S_NOTE="SKIPPED: node, openssl or the npm packages of deploy/bootstrap.sh missing"
+  fi
+  if [ "$K8S_NOTE" != "not run" ]; then say "k8s base: $K8S_NOTE"; return; fi
+  mkdir -m 755 "$S_ROOT/k8s" "$WORK/k8s"
+  (
+    export JOBQ_K8S_VALIDATE_DIR=$vdir
+    . "$here/tests/deploy/k8s_scenario.sh"
+    K8S_REPO=$CONTEXT K8S_TOOLS=$here K8S_WORK=$WORK/k8s K8S_FILES=$S_ROOT/k8s K8S_SEEN=/k8s K8S_DB_URL=$url
+    k8s_ok() { say "ok: k8s base: $*"; }
+    k8s_fail() { printf 'image-check: FAIL: k8s base: %s\n' "$*" >&2; exit 1; }
+    k8s_free_port() { free_port; }
+    k8s_cmd() {
+      local -a env
+      mapfile -d '' env <"$1"
+      shift
+      K8S_CMD=(chroot --userspec="$uidgid" "$S_ROOT" /usr/bin/env -i "${env[@]}" "$@")
+    }
+    trap 'for p in "${K8S_PIDS[@]}"; do kill -KILL "$p" 2>/dev/null || true; done; wait 2>/dev/null || true' EXIT
+    k8s_scenario
+  ) || rc=$?
+  for f in "$WORK"/k8s/*.log; do [ -f "$f" ] && { printf -- '--- %s\n' "$f"; cat "$f"; } >>"$LOG"; done
+  rm -rf "$S_ROOT/k8s"
+  if [ "$rc" = 0 ]; then
+    K8S_NOTE="its TLS, credentials and worker work in the image"
+  else
+    K8S_NOTE="FAILED"
+    fail "the deploy/k8s base's settings do not work with the image (above; logs in $LOG)"
+  fi
 }
 
 # ---------------------------------------------------------------------------------------------
@@ -1095,7 +1142,7 @@ main() {
   final_s=${STAGE_SECONDS[last]}
   what="build stage"
   [ "$last" -eq 1 ] || what="$last stages before the final one"
-  say "$BASE_NOTE; USER $S_USER; EXPOSE ${S_EXPOSE[*]:-none}; /healthz: $HEALTHZ_NOTE; total $(($(now) - t_start)) s"
+  say "$BASE_NOTE; USER $S_USER; EXPOSE ${S_EXPOSE[*]:-none}; /healthz: $HEALTHZ_NOTE; k8s base: $K8S_NOTE; total $(($(now) - t_start)) s"
   echo "image-check: OK ($what $build_s s, final stage $final_s s, final rootfs $size MB)"
 }
 

@@ -47,6 +47,9 @@ static const opt opts[] = {
 	{ "tls-client-role", "JOBQ_TLS_CLIENT_ROLE", OPT_STR, F(tls_client_role), NULL, 0, 0,
 	  "role of a request without a token on a connection whose client certificate jobqd "
 	  "verified (--tls-ca): producer|worker|reader|admin (default: none)" },
+	{ "metrics-auth", "JOBQ_METRICS_AUTH", OPT_BOOL, F(metrics_auth), "off", 0, 0,
+	  "on: GET /metrics needs 'Authorization: Bearer TOKEN' with a reader or admin credential "
+	  "(/healthz and /readyz stay open for probes): on|off" },
 	{ "db-pool-size", "JOBQ_DB_POOL_SIZE", OPT_INT, F(db_pool_size), "4", 1, 256,
 	  "database connections serving requests" },
 	{ "rpc-contexts", "JOBQ_RPC_CONTEXTS", OPT_INT, F(rpc_contexts), "256", 1, 4096,
@@ -361,6 +364,11 @@ jq_config_result jq_config_load(jq_config *cfg, int argc, char **argv, FILE *out
 		fprintf(err, "jobqd: --max-reply-bytes must be at least --max-payload-bytes + %d (%zu), so "
 			     "that a reply holds one job of the largest payload\n",
 			JQ_REPLY_ONE_JOB_EXTRA, cfg->max_payload_bytes + JQ_REPLY_ONE_JOB_EXTRA);
+		return JQ_CONFIG_ERROR;
+	}
+	if (cfg->metrics_auth && cfg->credentials_file == NULL && cfg->auth_token == NULL) {
+		fprintf(err, "jobqd: --metrics-auth=on needs credentials (--credentials-file or an admin "
+			     "token); without them /metrics would stay open\n");
 		return JQ_CONFIG_ERROR;
 	}
 	return JQ_CONFIG_OK;

@@ -23,6 +23,7 @@ typedef struct jq_config {
 	char *credentials_file;    /* JOBQ_CREDENTIALS_FILE: named credentials with roles (jq_auth) */
 	int credentials_reload_interval_ms; /* check it for a change this often; 0 = SIGHUP only */
 	char *tls_client_role;     /* JOBQ_TLS_CLIENT_ROLE: role of a verified client certificate */
+	bool metrics_auth;         /* JOBQ_METRICS_AUTH: /metrics needs a reader or admin bearer token */
 	int db_pool_size;          /* database connections for requests */
 	int rpc_contexts;          /* nng REP contexts receiving at once */
 	int max_queued;            /* requests waiting for a connection before RESOURCE_EXHAUSTED */

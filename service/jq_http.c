@@ -15,6 +15,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <time.h>
 
 #include <nng/nng.h>
@@ -29,6 +30,8 @@
 #define JOBS_EVERY_MS 5000
 #define SCRAPE_INTEREST_MS 120000 /* job counts are refreshed this long after a scrape */
 #define PROM_CTYPE "text/plain; version=0.0.4; charset=utf-8"
+/* /metrics shows what Stats shows, so it takes the roles that may call Stats. */
+#define METRICS_METHOD "/jobq.v1.JobQueue/Stats"
 
 struct jq_http {
 	jq_http_sources src;
@@ -171,8 +174,10 @@ static void *run(void *arg)
 
 /* ---- handlers ---- */
 
-/* reply answers an HTTP request with a body (copied). */
-static void reply(nng_aio *aio, uint16_t status, const char *ctype, const char *body, size_t len)
+/* reply_with answers an HTTP request with a body (copied) and, when hname is not NULL, one more
+ * header. */
+static void reply_with(nng_aio *aio, uint16_t status, const char *ctype, const char *body, size_t len,
+		       const char *hname, const char *hvalue)
 {
 	nng_http_res *res;
 	int rv = nng_http_res_alloc(&res);
@@ -183,6 +188,7 @@ static void reply(nng_aio *aio, uint16_t status, const char *ctype, const char *
 	if ((rv = nng_http_res_set_status(res, status)) != 0 ||
 	    (rv = nng_http_res_set_header(res, "Content-Type", ctype)) != 0 ||
 	    (rv = nng_http_res_set_header(res, "Cache-Control", "no-store")) != 0 ||
+	    (hname != NULL && (rv = nng_http_res_set_header(res, hname, hvalue)) != 0) ||
 	    (rv = nng_http_res_copy_data(res, body, len)) != 0) {
 		nng_http_res_free(res);
 		nng_aio_finish(aio, rv);
@@ -192,11 +198,19 @@ static void reply(nng_aio *aio, uint16_t status, const char *ctype, const char *
 	nng_aio_finish(aio, 0);
 }
 
+static void reply(nng_aio *aio, uint16_t status, const char *ctype, const char *body, size_t len)
+{
+	reply_with(aio, status, ctype, body, len, NULL, NULL);
+}
+
 static void reply_text(nng_aio *aio, uint16_t status, const char *line)
 {
 	char buf[256];
 	int n = snprintf(buf, sizeof(buf), "%s\n", line);
-	reply(aio, status, "text/plain; charset=utf-8", buf, (size_t)n < sizeof(buf) ? (size_t)n : sizeof(buf) - 1);
+	size_t len = (size_t)n < sizeof(buf) ? (size_t)n : sizeof(buf) - 1;
+	/* RFC 7235: a 401 names the scheme the client should use. */
+	reply_with(aio, status, "text/plain; charset=utf-8", buf, len,
+		   status == 401 ? "WWW-Authenticate" : NULL, "Bearer realm=\"jobq\"");
 }
 
 static void on_healthz(nng_aio *aio)
@@ -275,12 +289,69 @@ static void snapshot(jq_http *h, jq_metrics_snapshot *s)
 	s->jobs_age_seconds = h->queues ? (double)(now - h->jobs_at_ms) / 1000.0 : 0;
 }
 
+/* bearer_token copies the token of an `Authorization: Bearer TOKEN` header value into out (""
+ * when there is none); false when the header holds something else or a token too long to be
+ * one, which must not be cut down to a credential's prefix. */
+static bool bearer_token(const char *value, char *out, size_t cap)
+{
+	out[0] = '\0';
+	if (value == NULL)
+		return true;
+	value += strspn(value, " \t");
+	if (strncasecmp(value, "Bearer", 6) != 0 || (value[6] != ' ' && value[6] != '\t'))
+		return false;
+	value += 6 + strspn(value + 6, " \t");
+	size_t n = strcspn(value, " \t");
+	if (n == 0 || n >= cap || value[n + strspn(value + n, " \t")] != '\0')
+		return false;
+	memcpy(out, value, n);
+	out[n] = '\0';
+	return true;
+}
+
+/* metrics_refusal: 0 when the request may read /metrics (no auth configured, or a bearer token
+ * whose role may call Stats), else the status to answer, with the reason in why. Gate held: the
+ * jq_auth is freed only after jq_http_stop, which clears `live` under the gate first. */
+static uint16_t metrics_refusal(const jq_http *h, nng_aio *aio, char *why, size_t cap)
+{
+	char token[JQ_AUTH_TOKEN_MAX + 1];
+	int principal;
+	if (h->src.auth == NULL)
+		return 0;
+	nng_http_req *req = nng_aio_get_input(aio, 0);
+	const char *value = req != NULL ? nng_http_req_get_header(req, "Authorization") : NULL;
+	if (!bearer_token(value, token, sizeof(token))) {
+		snprintf(why, cap, "unauthenticated: expected 'Authorization: Bearer TOKEN'");
+		return 401;
+	}
+	if (token[0] == '\0') {
+		snprintf(why, cap, "unauthenticated: /metrics needs 'Authorization: Bearer TOKEN' (reader or admin)");
+		return 401;
+	}
+	unsigned code = jq_auth_authorize(h->src.auth, METRICS_METHOD, token, false, &principal, why, cap);
+	explicit_bzero(token, sizeof(token));
+	if (code == JQ_OK)
+		return 0;
+	if (code == JQ_PERMISSION_DENIED) {
+		snprintf(why, cap, "permission denied: /metrics is for the reader and admin roles");
+		return 403;
+	}
+	snprintf(why, cap, "unauthenticated: unknown token");
+	return 401;
+}
+
 static void on_metrics(nng_aio *aio)
 {
 	jq_metrics_snapshot s = { 0 };
-	char *text = NULL;
+	char *text = NULL, why[160];
 	size_t len = 0;
+	uint16_t refused = 0;
 	pthread_mutex_lock(&gate);
+	if (live != NULL && (refused = metrics_refusal(live, aio, why, sizeof(why))) != 0) {
+		pthread_mutex_unlock(&gate);
+		reply_text(aio, refused, why);
+		return;
+	}
 	if (live != NULL) {
 		pthread_mutex_lock(&live->mu);
 		live->scraped_ms = mono_ms();
@@ -343,7 +414,8 @@ static int server_open(jq_http *h, const char *addr)
 		jq_error("http: cannot listen on %s: %s", addr, nng_strerror(rv));
 		return -1;
 	}
-	jq_info("http: listening on %s (/healthz, /readyz, /metrics)", addr);
+	jq_info("http: listening on %s (/healthz, /readyz, /metrics%s)", addr,
+		h->src.auth != NULL ? " for a reader or admin bearer token" : "");
 	return 0;
 }
 

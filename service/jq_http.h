@@ -4,7 +4,9 @@
  *   GET /healthz  200 "ok" while the process runs (liveness: no database involved)
  *   GET /readyz   200 "ready" when the database answered a ping within the last few seconds
  *                 AND the notification listener is LISTENing; else 503 with a one-line reason
- *   GET /metrics  Prometheus text format 0.0.4 (jq_metrics)
+ *   GET /metrics  Prometheus text format 0.0.4 (jq_metrics); with jq_http_sources.auth, only for
+ *                 `Authorization: Bearer TOKEN` whose role may call Stats (reader, admin): 401
+ *                 for a missing or unknown token, 403 for another role. The probes stay open.
  *
  * Handlers never touch the database: they run on nng's shared threads, which also carry the
  * RPC traffic. A thread of this module owns one dedicated database connection; it pings every
@@ -18,6 +20,7 @@
 #ifndef JQ_HTTP_H
 #define JQ_HTTP_H
 
+#include "jq_auth.h"
 #include "jq_config.h"
 #include "jq_longpoll.h"
 #include "jq_notify.h"
@@ -29,9 +32,11 @@
 
 typedef struct jq_http jq_http;
 
-/* What /readyz and /metrics read. Any pointer but cfg may be NULL (its figures are left out). */
+/* What /readyz and /metrics read. Any pointer but cfg may be NULL (its figures are left out;
+ * without auth, /metrics is open). */
 typedef struct jq_http_sources {
 	const jq_config *cfg;
+	jq_auth *auth; /* judges /metrics' bearer token (--metrics-auth) */
 	jq_rpc_server *rpc;
 	jq_notify *notify;
 	jq_publisher *pub;

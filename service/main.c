@@ -163,8 +163,9 @@ static int start(service *s)
 		jq_error("could not start the notification listener");
 		return -1;
 	}
-	jq_http_sources hs = { .cfg = &s->cfg, .rpc = s->rpc, .notify = s->notify, .pub = s->pub,
-			       .rescuer = s->rescuer, .longpoll = s->longpoll, .pool_size = s->nworkers };
+	jq_http_sources hs = { .cfg = &s->cfg, .auth = s->cfg.metrics_auth ? s->auth : NULL,
+			       .rpc = s->rpc, .notify = s->notify, .pub = s->pub, .rescuer = s->rescuer,
+			       .longpoll = s->longpoll, .pool_size = s->nworkers };
 	return jq_http_start(&hs, &s->http);
 }
 

@@ -1,15 +1,27 @@
 // k8s_check.mjs — offline checks of the deploy/k8s kustomize base (run by test_k8s.sh).
 //
 //   node k8s_check.mjs render KUSTOMIZE_DIR
-//       prints the base rendered by a small built-in renderer as JSON (only the kustomize fields
-//       the base uses: resources, labels, images; anything else is refused), for machines
+//       prints the kustomization rendered by a small built-in renderer as JSON (only the kustomize
+//       fields the base and make-secrets.sh's kustomization use: resources, labels, images,
+//       namespace, secretGenerator with fixed names; anything else is refused), for machines
 //       without kubectl.
 //   node k8s_check.mjs check RENDERED [--same-as JSON] [--uid N] [--migrations-dir D]
-//                                     [--jobqd-help F] [--worker-help F]
+//                                     [--jobqd-help F] [--worker-help F] [--secure yes|no]
 //       RENDERED is kustomize's YAML (or the renderer's JSON). Validates every object against the
 //       Kubernetes API schemas (npm kubernetes-models: compiled validators for types, required
 //       fields, enums and formats) plus unknown fields (walked from the package's type
 //       declarations, since the API schemas allow extra properties), then jobq's own rules.
+//       --secure yes (the base): TLS and credentials must both be on. --secure no (a development
+//       overlay): each may be off, but then every object it changes must say so in a
+//       jobq/insecure-* annotation, and what stays on must still be complete.
+//   node k8s_check.mjs secrets SECRETS_RENDERED --base RENDERED [--same-as JSON]
+//       the Secrets of make-secrets.sh's kustomization against what the base mounts.
+//   node k8s_check.mjs materialize RENDERED SECRETS_RENDERED KIND/NAME CONTAINER OUTDIR PREFIX
+//       does what the kubelet does for one container: writes its Secret volumes under
+//       OUTDIR/<mountPath> (the kubelet's ..data layout, modes, fsGroup), and OUTDIR/env and
+//       OUTDIR/argv (NUL-separated): the container's environment from its ConfigMap and literal
+//       values (secretKeyRef values are left to the caller), with paths under a mount prefixed
+//       by PREFIX (where OUTDIR is, as the process will see it), and its command and args.
 //
 // JOBQ_K8S_VALIDATE_DIR is the npm prefix holding kubernetes-models and yaml (deploy/bootstrap.sh).
 // Prints one line per finding; exit 1 if any.
@@ -34,7 +46,7 @@ const fail = (msg) => problems.push(msg);
 
 function render(dir) {
   const k = YAML.parse(fs.readFileSync(path.join(dir, "kustomization.yaml"), "utf8"));
-  const known = new Set(["apiVersion", "kind", "resources", "labels", "images"]);
+  const known = new Set(["apiVersion", "kind", "resources", "labels", "images", "namespace", "generatorOptions", "secretGenerator"]);
   for (const key of Object.keys(k))
     if (!known.has(key)) throw new Error(`renderer: kustomization field '${key}' is not supported here; use kubectl kustomize`);
   const objs = [];
@@ -47,6 +59,7 @@ function render(dir) {
       if (o) objs.push(o);
     }
   }
+  objs.push(...generateSecrets(dir, k));
   for (const l of k.labels || []) {
     if (l.includeSelectors || l.includeTemplates) throw new Error("renderer: labels with includeSelectors/includeTemplates not supported");
     for (const o of objs) o.metadata.labels = { ...(o.metadata.labels || {}), ...l.pairs };
@@ -62,7 +75,29 @@ function render(dir) {
       }
     }
   }
+  if (k.namespace) for (const o of objs) o.metadata.namespace = k.namespace;
   return objs;
+}
+
+// generateSecrets: secretGenerator entries with `files` (KEY=FILE or FILE) under fixed names.
+function generateSecrets(dir, k) {
+  const g = k.generatorOptions || {};
+  for (const key of Object.keys(g))
+    if (!["disableNameSuffixHash", "labels"].includes(key)) throw new Error(`renderer: generatorOptions.${key} not supported`);
+  if ((k.secretGenerator || []).length && g.disableNameSuffixHash !== true)
+    throw new Error("renderer: secretGenerator needs generatorOptions.disableNameSuffixHash: true here (no name hashes)");
+  return (k.secretGenerator || []).map((sg) => {
+    for (const key of Object.keys(sg))
+      if (!["name", "type", "files"].includes(key)) throw new Error(`renderer: secretGenerator field '${key}' not supported`);
+    const data = {};
+    for (const f of sg.files || []) {
+      const eq = f.indexOf("=");
+      const [key, file] = eq < 0 ? [path.basename(f), f] : [f.slice(0, eq), f.slice(eq + 1)];
+      data[key] = fs.readFileSync(path.join(dir, file)).toString("base64");
+    }
+    const metadata = { name: sg.name, ...(g.labels ? { labels: { ...g.labels } } : {}) };
+    return { apiVersion: "v1", kind: "Secret", metadata, type: sg.type || "Opaque", data };
+  });
 }
 
 function podSpec(o) {
@@ -212,10 +247,12 @@ function checkJobq(objs, opt) {
       for (const e of c.env || []) {
         const ref = e.valueFrom?.secretKeyRef;
         if (ref) {
-          need(ref.name === "jobq-database" || ref.name === "jobq-tls", `${cid}: env ${e.name} names unknown Secret ${ref.name}`);
+          need(ref.name === "jobq-database", `${cid}: env ${e.name} names Secret ${ref.name}: only jobq-database goes into the environment (tokens and keys are mounted files)`);
           need(secretKeys.has(ref.key), `${cid}: env ${e.name} names unknown key ${ref.key} (README documents ${[...secretKeys]})`);
         }
-        need(!/PASSWORD|SECRET|TOKEN/.test(e.name) || e.valueFrom, `${cid}: ${e.name} has a literal value`);
+        // A *_FILE variable holds a path, which is no secret.
+        need(!/PASSWORD|SECRET|TOKEN/.test(e.name) || e.valueFrom || (/_FILE$/.test(e.name) && /^\//.test(e.value || "")),
+             `${cid}: ${e.name} has a literal value`);
       }
       for (const ef of c.envFrom || []) {
         if (ef.configMapRef) need(one("ConfigMap", ef.configMapRef.name), `${cid}: envFrom names missing ConfigMap ${ef.configMapRef.name}`);
@@ -278,8 +315,13 @@ function checkJobq(objs, opt) {
   }
   const wenv = Object.fromEntries((wc.env || []).map((e) => [e.name, e.value]));
   const svcPort = (n) => svc.spec.ports.find((p) => p.name === n)?.port;
-  need(wenv.JOBQ_RPC_URL === `tcp://${svc.metadata.name}:${svcPort("rpc")}`, `worker: JOBQ_RPC_URL must dial the Service (tcp://${svc.metadata.name}:${svcPort("rpc")})`);
-  need(wenv.JOBQ_PUB_URL === `tcp://${svc.metadata.name}:${svcPort("pub")}`, `worker: JOBQ_PUB_URL must dial the Service (tcp://${svc.metadata.name}:${svcPort("pub")})`);
+  // The worker dials with the scheme jobqd listens with; PUB is behind the same TLS as RPC.
+  const scheme = (u) => /^([a-z+]+):\/\//.exec(u || "")?.[1] || "tcp";
+  need(scheme(data.JOBQ_RPC_URL) === scheme(data.JOBQ_PUB_URL), `ConfigMap: RPC (${data.JOBQ_RPC_URL}) and PUB (${data.JOBQ_PUB_URL}) must use the same transport`);
+  for (const [k, port] of [["JOBQ_RPC_URL", "rpc"], ["JOBQ_PUB_URL", "pub"]]) {
+    const want = `${scheme(data[k])}://${svc.metadata.name}:${svcPort(port)}`;
+    need(wenv[k] === want, `worker: ${k} must dial the Service as jobqd listens (${want}), not ${wenv[k]}`);
+  }
   need(!(wc.envFrom || []).length, "worker: must not take jobqd's ConfigMap (its addresses are listen addresses)");
 
   // The migration Job: the official Liquibase image, the changelog from the jobq image.
@@ -328,6 +370,10 @@ function checkJobq(objs, opt) {
   }
   need(ingress.some((r) => r.ports?.some((x) => x.port === cport("http")) && (r.from || []).some((f) => f.podSelector && !Object.keys(f.podSelector.matchLabels || {}).length)),
        "NetworkPolicy: the http port must be open to the namespace (probes, scraping)");
+  for (const r of ingress.filter((x) => x.ports?.some((p) => p.port === cport("http"))))
+    for (const f of r.from || [])
+      need(!f.ipBlock && !(f.namespaceSelector && !Object.keys(f.namespaceSelector.matchLabels || {}).length),
+           "NetworkPolicy: the http port must not be open to every namespace or an address block");
   const jobLabels = job.spec.template.metadata.labels;
   for (const [who, labels] of [["jobqd", srvLabels], ["migrate", jobLabels]]) {
     need(egressPorts(labels).includes(5432), `NetworkPolicy: ${who} must reach the database (5432)`);
@@ -336,23 +382,322 @@ function checkJobq(objs, opt) {
   for (const p of pols)
     if (!matches(p.spec.podSelector.matchLabels, srvLabels) && !matches(p.spec.podSelector.matchLabels, jobLabels))
       need(!(p.spec.egress || []).some((r) => (r.ports || []).some((x) => x.port === 5432)), `NetworkPolicy ${p.metadata.name}: database egress for pods other than jobqd and the migration Job`);
+
+  checkAccess({ objs, cm, srv, wrk, job, secure: opt.secure !== "no", need });
+}
+
+// ---------------------------------------------------------------------------------------------
+// TLS and credentials: what the base turns on, and what a development overlay may turn off.
+
+const ROLES = ["producer", "worker", "reader", "admin"];
+const TLS_KEYS = { JOBQ_TLS_CERT: "tls.crt", JOBQ_TLS_KEY: "tls.key", JOBQ_TLS_CA: "ca.crt" };
+const KNOWN_SECRETS = new Set(["jobq-database", "jobq-tls", "jobq-tls-worker", ...ROLES.map((r) => `jobq-token-${r}`)]);
+const INSECURE = { tls: "jobq/insecure-no-tls", credentials: "jobq/insecure-no-credentials" };
+
+// secretSources: every Secret a pod spec reads, as {name, keys (null = all), optional, where}.
+function secretSources(ps) {
+  const out = [];
+  for (const v of ps.volumes || []) {
+    if (v.secret) out.push({ name: v.secret.secretName, keys: v.secret.items?.map((i) => i.key) ?? null, optional: v.secret.optional === true, where: `volume ${v.name}` });
+    for (const src of v.projected?.sources || [])
+      if (src.secret) out.push({ name: src.secret.name, keys: src.secret.items?.map((i) => i.key) ?? null, optional: src.secret.optional === true, where: `volume ${v.name}` });
+  }
+  for (const c of [...(ps.initContainers || []), ...ps.containers]) {
+    for (const e of c.env || [])
+      if (e.valueFrom?.secretKeyRef) out.push({ name: e.valueFrom.secretKeyRef.name, keys: [e.valueFrom.secretKeyRef.key], optional: e.valueFrom.secretKeyRef.optional === true, where: `env ${e.name}` });
+    for (const ef of c.envFrom || [])
+      if (ef.secretRef) out.push({ name: ef.secretRef.name, keys: null, optional: ef.secretRef.optional === true, where: "envFrom" });
+  }
+  return out;
+}
+
+// fileOf: where a path in the container comes from: {mount, volume, file (path inside it)}.
+function fileOf(ps, c, p) {
+  for (const m of c.volumeMounts || []) {
+    const base = m.mountPath.replace(/\/$/, "");
+    if (p === base || p.startsWith(base + "/"))
+      return { mount: m, volume: (ps.volumes || []).find((v) => v.name === m.name), file: p.slice(base.length + 1) };
+  }
+  return null;
+}
+
+// secretFile: the Secret key that a mounted file shows, or null.
+function secretFile(vol, file) {
+  const s = vol?.secret;
+  if (!s) return null;
+  const it = s.items ? s.items.find((i) => i.path === file) : { key: file };
+  return it ? { secret: s.secretName, key: it.key, optional: s.optional === true } : null;
+}
+
+// modeOk: a Secret file readable by the pod's group at most, writable by nobody.
+const modeOk = (m) => m === undefined ? false : (m & 0o337) === 0;
+
+function checkAccess({ objs, cm, srv, wrk, job, secure, need }) {
+  const data = cm.data || {};
+  const ps = podSpec(srv), wps = podSpec(wrk);
+  const c = ps.containers.find((x) => x.name === "jobqd");
+  const wc = wps.containers[0];
+  if (!c || !wc) return;
+  const wenv = Object.fromEntries((wc.env || []).map((e) => [e.name, e]));
+  const tlsOn = /^tls\+tcp:\/\//.test(data.JOBQ_RPC_URL || "");
+  const credsOn = data.JOBQ_CREDENTIALS_FILE !== undefined;
+  const annotated = (o, key) => o.metadata.annotations?.[key] !== undefined;
+
+  // Every Secret any pod reads is one the README and make-secrets.sh know; the worker's are its own.
+  for (const w of [srv, wrk, job])
+    for (const src of secretSources(podSpec(w)))
+      need(KNOWN_SECRETS.has(src.name), `${w.metadata.name}: ${src.where} reads Secret ${src.name}, which nothing creates`);
+  for (const src of secretSources(wps))
+    need(src.name === "jobq-token-worker" || src.name === "jobq-tls-worker",
+         `worker: ${src.where} reads Secret ${src.name}: a worker holds the worker credential and nothing else`);
+  for (const src of secretSources(podSpec(job)))
+    need(src.name === "jobq-database", `migrate: ${src.where} reads Secret ${src.name}`);
+  // A secret file is read by its pod's group only: fsGroup makes the kubelet give it that group.
+  for (const w of [srv, wrk]) {
+    const p = podSpec(w);
+    for (const v of p.volumes || []) {
+      const mode = v.secret ? v.secret.defaultMode : v.projected ? v.projected.defaultMode : null;
+      if (mode === null) continue;
+      need(modeOk(mode), `${w.metadata.name}: volume ${v.name} defaultMode ${mode?.toString(8)}: at most 0440 (no access for other users)`);
+      need(Number.isInteger(p.securityContext?.fsGroup), `${w.metadata.name}: mounts Secret volume ${v.name} without fsGroup: the non-root user could not read mode 0440 files`);
+      for (const m of p.containers.flatMap((x) => x.volumeMounts || []).filter((x) => x.name === v.name)) {
+        need(m.readOnly === true, `${w.metadata.name}: Secret volume ${v.name} must be mounted readOnly`);
+        need(!m.subPath, `${w.metadata.name}: Secret volume ${v.name} mounted with subPath, which never sees a rotation`);
+      }
+    }
+  }
+  // No way around a credential: no admin token in the manifests, no role for a bare certificate.
+  for (const k of ["JOBQ_AUTH_TOKEN", "JOBQ_AUTH_TOKEN_FILE", "JOBQ_TLS_CLIENT_ROLE"])
+    need(data[k] === undefined && !(c.env || []).some((e) => e.name === k),
+         `jobqd: ${k} must not be set (every credential comes from the role Secrets; a certificate alone grants no role)`);
+  need(wenv.JOBQ_AUTH_TOKEN === undefined, "worker: JOBQ_AUTH_TOKEN must not be set (the token is a mounted file)");
+
+  if (secure) {
+    need(tlsOn, `ConfigMap JOBQ_RPC_URL=${data.JOBQ_RPC_URL}: the base must listen with TLS (tls+tcp://)`);
+    need(credsOn, "ConfigMap: the base must set JOBQ_CREDENTIALS_FILE (credentials on)");
+  }
+
+  // TLS: jobqd's certificate, key and CA (mutual TLS) from jobq-tls; the worker's from jobq-tls-worker.
+  if (tlsOn) {
+    need(/^tls\+tcp:\/\//.test(data.JOBQ_PUB_URL || ""), "ConfigMap: PUB must be behind the same TLS as RPC");
+    for (const [k, key] of Object.entries(TLS_KEYS)) {
+      const f = data[k] && fileOf(ps, c, data[k]);
+      const sf = f && secretFile(f.volume, f.file);
+      need(sf && sf.secret === "jobq-tls" && sf.key === key && !sf.optional,
+           `jobqd: ${k}=${data[k]} must be key ${key} of the Secret jobq-tls, mounted (not optional)`);
+      const wf = wenv[k]?.value && fileOf(wps, wc, wenv[k].value);
+      const wsf = wf && secretFile(wf.volume, wf.file);
+      need(wsf && wsf.secret === "jobq-tls-worker" && wsf.key === key && !wsf.optional,
+           `worker: ${k}=${wenv[k]?.value} must be key ${key} of the Secret jobq-tls-worker, mounted (not optional)`);
+    }
+  } else {
+    for (const k of Object.keys(TLS_KEYS)) {
+      need(data[k] === undefined, `ConfigMap: ${k} is set but TLS is off`);
+      need(wenv[k] === undefined, `worker: ${k} is set but TLS is off`);
+    }
+    for (const o of [cm, srv, wrk])
+      need(annotated(o, INSECURE.tls), `${o.kind}/${o.metadata.name}: TLS is off, so it must carry the annotation ${INSECURE.tls}`);
+  }
+
+  // Credentials: a directory with one file per role, each from that role's Secret only.
+  if (credsOn) {
+    const f = fileOf(ps, c, data.JOBQ_CREDENTIALS_FILE);
+    const v = f?.volume;
+    need(f && f.file === "" && v?.projected, `jobqd: JOBQ_CREDENTIALS_FILE=${data.JOBQ_CREDENTIALS_FILE} must be the mount path of a projected volume`);
+    if (v?.projected) {
+      need(modeOk(v.projected.defaultMode), "jobqd: the credentials volume's defaultMode must be at most 0440");
+      const srcs = v.projected.sources || [];
+      for (const src of srcs) {
+        const sec = src.secret;
+        const role = /^jobq-token-(\w+)$/.exec(sec?.name || "")?.[1];
+        need(sec && ROLES.includes(role), `jobqd: the credentials volume may only project the Secrets jobq-token-ROLE (${JSON.stringify(src)})`);
+        if (!sec || !ROLES.includes(role)) continue;
+        const items = sec.items || [];
+        need(items.length === 1, `jobqd: jobq-token-${role} must be projected through items (the file name fixes the role)`);
+        for (const it of items) {
+          const okToken = it.key === "token" && it.path === role && sec.optional !== true;
+          const okPrev = it.key === "previous" && it.path === `${role}.previous` && sec.optional === true;
+          need(okToken || okPrev, `jobqd: jobq-token-${role} key ${it.key} -> ${it.path}${sec.optional ? " (optional)" : ""}: want token -> ${role} (required) or previous -> ${role}.previous (optional)`);
+          need(it.mode === undefined || modeOk(it.mode), `jobqd: jobq-token-${role} item mode ${it.mode?.toString(8)} too open`);
+        }
+      }
+      for (const role of ROLES)
+        need(srcs.some((x) => x.secret?.name === `jobq-token-${role}` && x.secret.optional !== true &&
+                              (x.secret.items || []).some((i) => i.key === "token" && i.path === role)),
+             `jobqd: the credentials volume lacks the ${role} token (Secret jobq-token-${role}, key token -> ${role})`);
+    }
+    need(["on", "true", "1", "yes"].includes(data.JOBQ_METRICS_AUTH), "ConfigMap: JOBQ_METRICS_AUTH must be on with credentials (/metrics for reader and admin tokens)");
+    const tf = wenv.JOBQ_AUTH_TOKEN_FILE?.value;
+    const wf = tf && fileOf(wps, wc, tf);
+    const wsf = wf && secretFile(wf.volume, wf.file);
+    need(wsf && wsf.secret === "jobq-token-worker" && wsf.key === "token" && !wsf.optional,
+         `worker: JOBQ_AUTH_TOKEN_FILE=${tf} must be key token of the Secret jobq-token-worker, mounted (not optional)`);
+  } else {
+    need(wenv.JOBQ_AUTH_TOKEN_FILE === undefined, "worker: JOBQ_AUTH_TOKEN_FILE is set but credentials are off");
+    need(!["on", "true", "1", "yes"].includes(data.JOBQ_METRICS_AUTH), "ConfigMap: JOBQ_METRICS_AUTH on without credentials: jobqd refuses to start");
+    for (const o of [cm, srv, wrk])
+      need(annotated(o, INSECURE.credentials), `${o.kind}/${o.metadata.name}: credentials are off, so it must carry the annotation ${INSECURE.credentials}`);
+  }
+
+  // Nothing dangles: every mount names a volume, every path setting names a mounted file.
+  for (const w of [srv, wrk, job]) {
+    const p = podSpec(w);
+    for (const x of [...(p.initContainers || []), ...p.containers])
+      for (const m of x.volumeMounts || [])
+        need((p.volumes || []).some((v) => v.name === m.name), `${w.metadata.name}: mount ${m.mountPath} names no volume ${m.name}`);
+    for (const v of p.volumes || [])
+      need(p.containers.concat(p.initContainers || []).some((x) => (x.volumeMounts || []).some((m) => m.name === v.name)),
+           `${w.metadata.name}: volume ${v.name} is mounted nowhere`);
+  }
 }
 
 // ---------------------------------------------------------------------------------------------
 
 function loadRendered(file) {
   const text = fs.readFileSync(file, "utf8");
-  if (text.trimStart().startsWith("[")) return JSON.parse(text);
-  return YAML.parseAllDocuments(text, { version: "1.1" }).map((d) => {
-    if (d.errors.length) throw new Error(`${file}: ${d.errors[0].message}`);
-    return d.toJS();
-  }).filter(Boolean);
+  const objs = text.trimStart().startsWith("[") ? JSON.parse(text)
+    : YAML.parseAllDocuments(text, { version: "1.1" }).map((d) => {
+      if (d.errors.length) throw new Error(`${file}: ${d.errors[0].message}`);
+      return d.toJS();
+    }).filter(Boolean);
+  // kustomize folds long base64 values of a Secret over several lines.
+  for (const o of objs)
+    if (o.kind === "Secret" && o.data)
+      for (const k of Object.keys(o.data)) o.data[k] = String(o.data[k]).replace(/\s/g, "");
+  return objs;
 }
 
 function canonical(objs) {
   const sortKeys = (v) => Array.isArray(v) ? v.map(sortKeys)
     : v && typeof v === "object" ? Object.fromEntries(Object.keys(v).sort().map((k) => [k, sortKeys(v[k])])) : v;
   return objs.map((o) => JSON.stringify(sortKeys(o))).sort();
+}
+
+// ---------------------------------------------------------------------------------------------
+// make-secrets.sh's Secrets against the base.
+
+const decode = (s, key) => Buffer.from(String(s.data?.[key] ?? "").replace(/\s/g, ""), "base64");
+
+function checkSecrets(secrets, base) {
+  const need = (cond, msg) => { if (!cond) fail(msg); };
+  const by = new Map(secrets.filter((o) => o.kind === "Secret").map((o) => [o.metadata.name, o]));
+  need(secrets.every((o) => o.kind === "Secret"), "secrets: the kustomization renders something other than Secrets");
+  // Everything the base's pods read, except the database Secret made by hand, is made here.
+  for (const w of base.filter((o) => podSpec(o)))
+    for (const src of secretSources(podSpec(w))) {
+      if (src.name === "jobq-database") continue;
+      const s = by.get(src.name);
+      need(s || src.optional, `secrets: ${w.metadata.name} reads Secret ${src.name} (${src.where}), which make-secrets.sh does not make`);
+      for (const k of src.keys || [])
+        need(!s || s.data?.[k] !== undefined || src.optional, `secrets: Secret ${src.name} has no key ${k} (${w.metadata.name}, ${src.where})`);
+    }
+  const tokens = [];
+  for (const role of ROLES) {
+    const s = by.get(`jobq-token-${role}`);
+    if (!s) continue;
+    need((s.type || "Opaque") === "Opaque", `secrets: jobq-token-${role} must be Opaque`);
+    for (const k of Object.keys(s.data || {})) {
+      need(k === "token" || k === "previous", `secrets: jobq-token-${role} has an unexpected key ${k}`);
+      const t = decode(s, k).toString();
+      need(/^[0-9a-f]{64}$/.test(t), `secrets: jobq-token-${role}/${k} is not 32 random bytes in hex`);
+      tokens.push(t);
+    }
+  }
+  need(new Set(tokens).size === tokens.length, "secrets: two credentials share a token");
+  const keys = [];
+  for (const [name, s] of by) {
+    for (const [k] of Object.entries(s.data || {})) {
+      const text = decode(s, k).toString();
+      if (/PRIVATE KEY-----/.test(text)) {
+        need(k === "tls.key", `secrets: ${name}/${k} holds a private key (only tls.key may; the CA's key never leaves make-secrets.sh's folder)`);
+        keys.push(text);
+      }
+    }
+    if (name.startsWith("jobq-tls")) {
+      need(s.type === "kubernetes.io/tls", `secrets: ${name} must be of type kubernetes.io/tls`);
+      for (const k of ["tls.crt", "tls.key", "ca.crt"]) need(s.data?.[k] !== undefined, `secrets: ${name} lacks ${k}`);
+    }
+  }
+  need(new Set(keys).size === keys.length, "secrets: two certificates share a private key");
+}
+
+// ---------------------------------------------------------------------------------------------
+// What the kubelet would make of one container: its Secret files and its environment.
+
+function materialize(objs, secretObjs, workload, containerName, outDir, prefix) {
+  const w = objs.find((o) => `${o.kind}/${o.metadata.name}` === workload);
+  if (!w) throw new Error(`materialize: no ${workload}`);
+  const ps = podSpec(w);
+  const c = ps.containers.find((x) => x.name === containerName);
+  if (!c) throw new Error(`materialize: ${workload} has no container ${containerName}`);
+  const secrets = new Map(secretObjs.filter((o) => o.kind === "Secret").map((o) => [o.metadata.name, o]));
+  const fsGroup = ps.securityContext?.fsGroup;
+  const asRoot = process.getuid && process.getuid() === 0;
+  for (const m of c.volumeMounts || []) {
+    const v = (ps.volumes || []).find((x) => x.name === m.name);
+    if (!v) throw new Error(`materialize: mount ${m.mountPath}: no volume ${m.name}`);
+    if (m.subPath) throw new Error(`materialize: subPath is not simulated (${m.name})`);
+    const dir = path.join(outDir, m.mountPath);
+    fs.mkdirSync(dir, { recursive: true, mode: 0o755 });
+    if (v.emptyDir) continue;
+    const files = [];
+    // project: the kubelet's rules: a missing Secret or key stops the pod unless optional.
+    const project = (name, items, optional, mode) => {
+      const s = secrets.get(name);
+      if (!s) {
+        if (optional) return;
+        throw new Error(`materialize: Secret ${name} does not exist: the pod would not start (volume ${v.name})`);
+      }
+      for (const it of items || Object.keys(s.data || {}).map((k) => ({ key: k, path: k }))) {
+        if (s.data?.[it.key] === undefined) {
+          if (optional) continue;
+          throw new Error(`materialize: Secret ${name} has no key ${it.key}: the pod would not start (volume ${v.name})`);
+        }
+        files.push({ path: it.path, bytes: decode(s, it.key), mode: it.mode ?? mode });
+      }
+    };
+    if (v.secret) project(v.secret.secretName, v.secret.items, v.secret.optional === true, v.secret.defaultMode ?? 0o644);
+    else if (v.projected) {
+      for (const src of v.projected.sources || []) {
+        if (!src.secret) throw new Error(`materialize: projected source ${Object.keys(src)} is not simulated`);
+        project(src.secret.name, src.secret.items, src.secret.optional === true, v.projected.defaultMode ?? 0o644);
+      }
+    } else throw new Error(`materialize: volume ${v.name}: only secret, projected and emptyDir are simulated`);
+    // The kubelet's atomic layout: files in a timestamped folder, ..data pointing at it, and one
+    // symbolic link per top-level name through ..data.
+    const stamp = "..2000_01_01_00_00_00.000000000";
+    fs.mkdirSync(path.join(dir, stamp), { mode: 0o755 });
+    for (const f of files) {
+      const target = path.join(dir, stamp, f.path);
+      fs.mkdirSync(path.dirname(target), { recursive: true, mode: 0o755 });
+      fs.writeFileSync(target, f.bytes);
+      // With fsGroup, the kubelet gives the group read access and the file that group.
+      const mode = fsGroup !== undefined ? f.mode | 0o440 : f.mode;
+      if (asRoot && fsGroup !== undefined) fs.chownSync(target, 0, fsGroup);
+      fs.chmodSync(target, mode);
+    }
+    fs.symlinkSync(stamp, path.join(dir, "..data"));
+    for (const top of new Set(files.map((f) => f.path.split("/")[0])))
+      fs.symlinkSync(path.join("..data", top), path.join(dir, top));
+  }
+  const env = [];
+  const mounts = (c.volumeMounts || []).map((m) => m.mountPath.replace(/\/$/, ""));
+  const rewrite = (val) => mounts.some((mp) => val === mp || val.startsWith(mp + "/")) ? prefix + val : val;
+  for (const ef of c.envFrom || []) {
+    if (!ef.configMapRef) throw new Error("materialize: only envFrom configMapRef is simulated");
+    const cm = objs.find((o) => o.kind === "ConfigMap" && o.metadata.name === ef.configMapRef.name);
+    if (!cm) throw new Error(`materialize: no ConfigMap ${ef.configMapRef.name}`);
+    for (const [k, val] of Object.entries(cm.data || {})) env.push([k, rewrite(String(val))]);
+  }
+  for (const e of c.env || []) {
+    if (e.value !== undefined) env.push([e.name, rewrite(String(e.value))]);
+    else if (e.valueFrom?.secretKeyRef) console.error(`materialize: ${e.name} from Secret ${e.valueFrom.secretKeyRef.name}/${e.valueFrom.secretKeyRef.key}: left to the caller`);
+    else throw new Error(`materialize: env ${e.name}: only values and secretKeyRef are simulated`);
+  }
+  // Later entries win, as in the kubelet (env over envFrom).
+  const merged = new Map(env);
+  fs.writeFileSync(path.join(outDir, "env"), [...merged].map(([k, val]) => `${k}=${val}\0`).join(""));
+  fs.writeFileSync(path.join(outDir, "argv"), [...(c.command || []), ...(c.args || [])].map((a) => `${a}\0`).join(""));
 }
 
 const [cmd, target, ...rest] = process.argv.slice(2);
@@ -362,6 +707,18 @@ if (opt.uid !== undefined) opt.uid = Number(opt.uid);
 
 if (cmd === "render") {
   process.stdout.write(JSON.stringify(render(target), null, 1) + "\n");
+} else if (cmd === "materialize") {
+  const [secretsFile, workload, container, outDir, prefix] = rest;
+  materialize(loadRendered(target), loadRendered(secretsFile), workload, container, outDir, prefix ?? "");
+} else if (cmd === "secrets") {
+  const objs = loadRendered(target);
+  if (opt.sameAs && JSON.stringify(canonical(objs)) !== JSON.stringify(canonical(loadRendered(opt.sameAs))))
+    fail("secrets: the built-in renderer and kubectl kustomize disagree");
+  for (const o of objs) await validateSchema(o);
+  checkSecrets(objs, loadRendered(opt.base));
+  for (const p of problems) console.log(`FAIL: ${p}`);
+  console.log(`k8s_check: ${objs.length} Secrets (${objs.map((o) => o.metadata.name).join(", ")}); ${problems.length} problem(s)`);
+  process.exit(problems.length ? 1 : 0);
 } else if (cmd === "check") {
   const objs = loadRendered(target);
   if (opt.sameAs) {
@@ -374,6 +731,7 @@ if (cmd === "render") {
   console.log(`k8s_check: ${objs.length} objects (${objs.map((o) => `${o.kind}/${o.metadata.name}`).join(", ")}); ${problems.length} problem(s)`);
   process.exit(problems.length ? 1 : 0);
 } else {
-  console.error("usage: k8s_check.mjs render DIR | check RENDERED [--same-as F] [--uid N] [--migrations-dir D] [--jobqd-help F] [--worker-help F]");
+  console.error("usage: k8s_check.mjs render DIR | check RENDERED [--same-as F] [--uid N] [--migrations-dir D] [--jobqd-help F] [--worker-help F] [--secure yes|no]\n" +
+                "       | secrets SECRETS_RENDERED --base RENDERED [--same-as F] | materialize RENDERED SECRETS_RENDERED KIND/NAME CONTAINER OUTDIR PREFIX");
   process.exit(2);
 }

@@ -16,6 +16,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <cmocka.h>
@@ -400,6 +402,130 @@ static void test_max_connections(void **state)
 		fail_msg("no refused connection counted:\n%s", m->body);
 }
 
+/* ---- --metrics-auth: /metrics for reader and admin bearer tokens only, probes open ---- */
+
+#define TOK_PRODUCER "producer-token-http-0123456789"
+#define TOK_WORKER "worker-token-http-0123456789"
+#define TOK_READER "reader-token-http-0123456789"
+#define TOK_ADMIN "admin-token-http-0123456789a"
+
+static char creds_dir[64];
+
+/* write_secret writes one file of a credentials directory, as a Secret volume holds it. */
+static void write_secret(const char *name, const char *token)
+{
+	char path[128];
+	snprintf(path, sizeof(path), "%s/%s", creds_dir, name);
+	FILE *f = fopen(path, "w");
+	assert_non_null(f);
+	fputs(token, f);
+	assert_int_equal(fclose(f), 0);
+	assert_int_equal(chmod(path, 0400), 0);
+}
+
+static void remove_creds(void)
+{
+	const char *const names[] = { "producer", "worker", "reader", "admin" };
+	char path[128];
+	for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
+		snprintf(path, sizeof(path), "%s/%s", creds_dir, names[i]);
+		unlink(path);
+	}
+	rmdir(creds_dir);
+}
+
+/* metrics_as GETs /metrics with one Authorization header value (NULL: none); the status. */
+static int metrics_as(const jq_svc *svc, const char *authorization)
+{
+	char hdr[512] = "";
+	if (authorization != NULL)
+		snprintf(hdr, sizeof(hdr), "Authorization: %s\r\n", authorization);
+	if (jq_svc_http_get_with(svc->http_port, "/metrics", hdr, &resp) != 0)
+		return -1;
+	return resp.status;
+}
+
+static void test_metrics_auth(void **state)
+{
+	static char flag[128];
+	jq_svc svc2;
+	(void)state;
+	snprintf(creds_dir, sizeof(creds_dir), "/tmp/jq-http-creds-%d", (int)getpid());
+	assert_int_equal(mkdir(creds_dir, 0700), 0);
+	write_secret("producer", TOK_PRODUCER);
+	write_secret("worker", TOK_WORKER "\n");
+	write_secret("reader", TOK_READER "\n");
+	write_secret("admin", TOK_ADMIN);
+	snprintf(flag, sizeof(flag), "--credentials-file=%s", creds_dir);
+	const char *const flags[] = { flag, "--metrics-auth=on", NULL };
+	jq_svc_start(&svc2, "http-metrics-auth", fx.db_url, flags);
+
+	/* The kubelet's probes carry no token. */
+	long long deadline = jq_mono_ms() + 20000;
+	while ((jq_svc_http_get(svc2.http_port, "/readyz", &resp) != 0 || resp.status != 200) &&
+	       jq_mono_ms() < deadline)
+		jq_sleep_ms(100);
+	int readyz = resp.status;
+	int healthz = jq_svc_http_get(svc2.http_port, "/healthz", &resp) == 0 ? resp.status : -1;
+
+	int none = metrics_as(&svc2, NULL);
+	bool challenge = none == 401 && strcasestr(resp.headers, "\r\nWWW-Authenticate: Bearer") != NULL;
+	bool leaks = none == 200 || strstr(resp.body, "jobq_") != NULL;
+	int unknown = metrics_as(&svc2, "Bearer not-a-known-token-0123456789");
+	int basic = metrics_as(&svc2, "Basic cmVhZGVyOnJlYWRlcg==");
+	int bare = metrics_as(&svc2, TOK_READER);
+	int longer = metrics_as(&svc2, "Bearer " TOK_READER "x");
+	int trailing = metrics_as(&svc2, "Bearer " TOK_READER " extra");
+	int producer = metrics_as(&svc2, "Bearer " TOK_PRODUCER);
+	int worker = metrics_as(&svc2, "Bearer " TOK_WORKER);
+	int admin = metrics_as(&svc2, "Bearer " TOK_ADMIN);
+	int reader = metrics_as(&svc2, "bearer   " TOK_READER); /* the scheme is case-insensitive */
+	bool served = reader == 200 && strstr(resp.body, "jobq_build_info{") != NULL;
+
+	int st = jq_svc_stop(&svc2, 10000);
+	bool logged_token = jq_svc_log_contains(&svc2, TOK_READER) || jq_svc_log_contains(&svc2, TOK_PRODUCER);
+	remove_creds();
+	if (st != 0 || !served)
+		jq_svc_print_log(&svc2);
+	jq_svc_remove_log(&svc2);
+	assert_int_equal(healthz, 200);
+	assert_int_equal(readyz, 200);
+	assert_int_equal(none, 401);
+	assert_true(challenge);
+	assert_false(leaks);
+	assert_int_equal(unknown, 401);
+	assert_int_equal(basic, 401);
+	assert_int_equal(bare, 401);
+	assert_int_equal(longer, 401);
+	assert_int_equal(trailing, 401);
+	assert_int_equal(producer, 403);
+	assert_int_equal(worker, 403);
+	assert_int_equal(admin, 200);
+	assert_true(served);
+	assert_false(logged_token);
+	assert_int_equal(st, 0);
+}
+
+/* --metrics-auth=on with no credential to check would leave /metrics open: a start-up error. */
+static void test_metrics_auth_needs_credentials(void **state)
+{
+	char cmd[512], out[1024] = "";
+	(void)state;
+	snprintf(cmd, sizeof(cmd),
+		 "env -u JOBQ_AUTH_TOKEN -u JOBQ_AUTH_TOKEN_FILE -u JOBQ_CREDENTIALS_FILE "
+		 "%s/bin/jobqd --database-url=postgres://nowhere/x --metrics-auth=on 2>&1",
+		 jq_test_env("JOBQ_TEST_BUILD"));
+	FILE *p = popen(cmd, "r");
+	assert_non_null(p);
+	size_t n = fread(out, 1, sizeof(out) - 1, p);
+	out[n] = '\0';
+	int status = pclose(p);
+	assert_true(WIFEXITED(status));
+	assert_int_equal(WEXITSTATUS(status), 2);
+	if (strstr(out, "--metrics-auth=on needs credentials") == NULL)
+		fail_msg("unexpected message: %s", out);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -408,6 +534,8 @@ int main(void)
 		cmocka_unit_test(test_metrics),
 		cmocka_unit_test(test_log_lines),
 		cmocka_unit_test(test_max_connections),
+		cmocka_unit_test(test_metrics_auth),
+		cmocka_unit_test(test_metrics_auth_needs_credentials),
 		cmocka_unit_test_teardown(test_readyz_database_down, restore_cluster),
 	};
 	return cmocka_run_group_tests(tests, setup, teardown);

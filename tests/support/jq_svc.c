@@ -311,18 +311,26 @@ void jq_svc_remove_log(const jq_svc *s)
 
 int jq_svc_http_get(int port, const char *path, jq_http_resp *r)
 {
+	return jq_svc_http_get_with(port, path, NULL, r);
+}
+
+int jq_svc_http_get_with(int port, const char *path, const char *headers, jq_http_resp *r)
+{
 	struct sockaddr_in a = { .sin_family = AF_INET, .sin_port = htons((uint16_t)port) };
 	struct timeval tv = { .tv_sec = 5 };
 	static char raw[sizeof(r->body) + 4096];
 	size_t len = 0;
-	char req[256];
+	char req[1024];
 	int fd = socket(AF_INET, SOCK_STREAM, 0);
 
 	a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
 	if (fd < 0)
 		return -1;
 	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
-	int n = snprintf(req, sizeof(req), "GET %s HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n", path);
+	int n = snprintf(req, sizeof(req), "GET %s HTTP/1.1\r\nHost: 127.0.0.1\r\n%sConnection: close\r\n\r\n",
+			 path, headers != NULL ? headers : "");
+	if (n < 0 || (size_t)n >= sizeof(req))
+		goto fail;
 	if (connect(fd, (struct sockaddr *)&a, sizeof(a)) != 0 || write(fd, req, (size_t)n) != n)
 		goto fail;
 	for (;;) {
@@ -343,6 +351,7 @@ int jq_svc_http_get(int port, const char *path, jq_http_resp *r)
 	if (sscanf(raw, "HTTP/1.%*d %d", &r->status) != 1)
 		return -1;
 	char *body = strstr(raw, "\r\n\r\n");
+	snprintf(r->headers, sizeof(r->headers), "%.*s", (int)(body ? body - raw : (ptrdiff_t)len), raw);
 	snprintf(r->body, sizeof(r->body), "%s", body ? body + 4 : "");
 	return 0;
 fail:

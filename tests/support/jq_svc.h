@@ -62,11 +62,16 @@ void jq_svc_remove_log(const jq_svc *s);
 
 typedef struct jq_http_resp {
 	int status;
+	char headers[4096]; /* the status line and headers, CRLF-separated (cut at the size) */
 	char body[256 * 1024];
 } jq_http_resp;
 
 /* jq_svc_http_get fetches http://127.0.0.1:port/path; returns 0 and fills *r, or -1 (no answer). */
 int jq_svc_http_get(int port, const char *path, jq_http_resp *r);
+
+/* jq_svc_http_get_with is jq_svc_http_get with extra request header lines (each ending in
+ * "\r\n"; NULL for none), e.g. "Authorization: Bearer T\r\n". */
+int jq_svc_http_get_with(int port, const char *path, const char *headers, jq_http_resp *r);
 
 /* jq_svc_metric reads one series without labels ("jobq_longpoll_waiters") from the service's
  * /metrics; -1 when there is no answer or no such line. Not thread-safe (a static buffer). */
