@@ -9,6 +9,10 @@
  *                                            ($JOBQ_DATABASE_URL): jobqd's own jq_db module,
  *                                            in-process, so the SQL, the prepared statements
  *                                            and the binary parameters are identical
+ *   bench_e2e floor NAME JOBS WORKERS BATCH  the smallest correct queue on the same server
+ *                                            (tests/bench/floor.sql): enqueue by INSERT ...
+ *                                            unnest, claim by the same SKIP LOCKED CTE,
+ *                                            complete by one UPDATE checking each lease's token
  *
  * Prints `BENCH NAME <jobs/s> jobs/s`. Workers are processes (forked before any connection is
  * made), as real workers would be; they share only a completion counter in shared memory.
@@ -26,6 +30,8 @@
 #include "bench_util.h"
 #include "jobq.h"
 #include "jq_db.h"
+
+#include <libpq-fe.h>
 
 #define MAX_BATCH 1000
 /* jobq workers long-poll (ClaimRequest.wait_ms) when the queue is momentarily empty;
@@ -177,8 +183,118 @@ static int raw_complete(void *h, const lease *l, size_t n)
 	return (int)c;
 }
 
+/* ---- floor: the smallest correct queue (tests/bench/floor.sql), straight through libpq ---- */
+
+enum { FLOOR_ENQUEUE, FLOOR_CLAIM, FLOOR_COMPLETE };
+static const char *const floor_sql[] = {
+	[FLOOR_ENQUEUE] = "INSERT INTO floor_queue (queue, payload) SELECT $1, p FROM unnest($2::bytea[]) p",
+	[FLOOR_CLAIM] = "WITH picked AS (SELECT id FROM floor_queue WHERE queue = $1 AND status = 0"
+			" AND run_at <= now() ORDER BY run_at, id LIMIT $2 FOR UPDATE SKIP LOCKED)"
+			" UPDATE floor_queue f SET status = 1, lease_owner = $3,"
+			" lease_expires_at = now() + interval '60 seconds', lease_token = nextval('floor_lease_token')"
+			" FROM picked WHERE f.id = picked.id RETURNING f.id, f.lease_token, f.payload",
+	[FLOOR_COMPLETE] = "UPDATE floor_queue f SET status = 2, lease_owner = NULL, lease_expires_at = NULL"
+			   " FROM unnest($1::bigint[], $2::bigint[]) AS l(id, token)"
+			   " WHERE f.id = l.id AND f.lease_token = l.token AND f.status = 1",
+};
+
+static void *floor_open(void)
+{
+	const char *url = getenv("JOBQ_DATABASE_URL");
+	if (url == NULL)
+		bench_die("JOBQ_DATABASE_URL is not set");
+	PGconn *c = PQconnectdb(url);
+	if (PQstatus(c) != CONNECTION_OK)
+		bench_die("cannot connect to %s: %s", url, PQerrorMessage(c));
+	for (int i = 0; i < 3; i++) {
+		char name[16];
+		snprintf(name, sizeof(name), "floor_%d", i);
+		PGresult *r = PQprepare(c, name, floor_sql[i], 0, NULL);
+		if (PQresultStatus(r) != PGRES_COMMAND_OK)
+			bench_die("prepare %s: %s", name, PQerrorMessage(c));
+		PQclear(r);
+	}
+	return c;
+}
+
+/* floor_run executes prepared statement i with text parameters; the result, or NULL (logged). */
+static PGresult *floor_run(PGconn *c, int i, int n, const char *const *values)
+{
+	char name[16];
+	snprintf(name, sizeof(name), "floor_%d", i);
+	PGresult *r = PQexecPrepared(c, name, n, values, NULL, NULL, 0);
+	ExecStatusType st = PQresultStatus(r);
+	if (st == PGRES_COMMAND_OK || st == PGRES_TUPLES_OK)
+		return r;
+	fprintf(stderr, "bench: floor statement %d: %s", i, PQerrorMessage(c));
+	PQclear(r);
+	return NULL;
+}
+
+/* id_array returns "{a,b,...}" of the leases' ids (or tokens), malloc'd. */
+static char *id_array(const lease *l, size_t n, bool tokens)
+{
+	char *buf = malloc(n * 24 + 3), *p = buf;
+	if (buf == NULL)
+		bench_die("out of memory");
+	*p++ = '{';
+	for (size_t i = 0; i < n; i++)
+		p += sprintf(p, "%s%lld", i ? "," : "", (long long)(tokens ? l[i].token : l[i].id));
+	strcpy(p, "}");
+	return buf;
+}
+
+static int floor_enqueue(void *h, const char *queue, size_t n)
+{
+	/* The payload "{}" as a bytea array literal: {"\\x7b7d",...} */
+	static const char item[] = "\"\\\\x7b7d\"";
+	char *arr = malloc(n * sizeof(item) + 3), *p = arr;
+	if (arr == NULL)
+		bench_die("out of memory");
+	*p++ = '{';
+	for (size_t i = 0; i < n; i++)
+		p += sprintf(p, "%s%s", i ? "," : "", item);
+	strcpy(p, "}");
+	const char *values[2] = { queue, arr };
+	PGresult *r = floor_run(h, FLOOR_ENQUEUE, 2, values);
+	free(arr);
+	PQclear(r);
+	return r != NULL ? 0 : 1;
+}
+
+static int floor_claim(void *h, const char *queue, size_t limit, const char *worker, lease *out,
+		       size_t *n)
+{
+	char lim[16];
+	snprintf(lim, sizeof(lim), "%zu", limit);
+	const char *values[3] = { queue, lim, worker };
+	PGresult *r = floor_run(h, FLOOR_CLAIM, 3, values);
+	if (r == NULL)
+		return 1;
+	*n = (size_t)PQntuples(r);
+	for (size_t i = 0; i < *n; i++)
+		out[i] = (lease){ atoll(PQgetvalue(r, (int)i, 0)), atoll(PQgetvalue(r, (int)i, 1)) };
+	PQclear(r);
+	return 0;
+}
+
+static int floor_complete(void *h, const lease *l, size_t n)
+{
+	char *ids = id_array(l, n, false), *tokens = id_array(l, n, true);
+	const char *values[2] = { ids, tokens };
+	PGresult *r = floor_run(h, FLOOR_COMPLETE, 2, values);
+	int rc = r == NULL || strtoul(PQcmdTuples(r), NULL, 10) != n;
+	if (r != NULL && rc)
+		fprintf(stderr, "bench: floor complete: %s of %zu leases held\n", PQcmdTuples(r), n);
+	free(ids);
+	free(tokens);
+	PQclear(r);
+	return rc;
+}
+
 static const backend JOBQ_BACKEND = { jq_open, jq_enqueue, jq_claim, jq_complete, false };
 static const backend RAW_BACKEND = { raw_open, raw_enqueue, raw_claim, raw_complete, true };
+static const backend FLOOR_BACKEND = { floor_open, floor_enqueue, floor_claim, floor_complete, true };
 
 /* ---- the benchmark ---- */
 
@@ -247,14 +363,16 @@ static int reap(long workers)
 int main(int argc, char **argv)
 {
 	if (argc != 6)
-		bench_die("usage: bench_e2e jobq|raw NAME JOBS WORKERS BATCH");
+		bench_die("usage: bench_e2e jobq|raw|floor NAME JOBS WORKERS BATCH");
 	backend b_jobq = JOBQ_BACKEND;
 	const char *wait = getenv("JOBQ_BENCH_CLAIM_WAIT_MS");
 	if (wait != NULL && *wait != '\0') {
 		claim_wait_ms = (uint32_t)strtoul(wait, NULL, 10);
 		b_jobq.idle_sleep = claim_wait_ms == 0;
 	}
-	const backend *b = !strcmp(argv[1], "raw") ? &RAW_BACKEND : &b_jobq;
+	const backend *b = !strcmp(argv[1], "raw")     ? &RAW_BACKEND
+			   : !strcmp(argv[1], "floor") ? &FLOOR_BACKEND
+						       : &b_jobq;
 	const char *name = argv[2];
 	long jobs = bench_arg_long(argv[3], "JOBS");
 	long workers = bench_arg_long(argv[4], "WORKERS");
