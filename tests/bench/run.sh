@@ -19,7 +19,7 @@
 #   JOBQ_BENCH_LARGE_JOBS=1000000 finished jobs under the claim_ms_large figure
 #   JOBQ_BENCH_ONLY="e2e raw floor single enqueue notify claim rpc"   a subset (all by default);
 #                                 add "nofk" for the diagnostic run without the status foreign keys
-#   JOBQ_BENCH_NOFK_KEYS="job_queue_prev_job_status_fkey ..."  which of the three "nofk" drops (all)
+#   JOBQ_BENCH_NOFK_KEYS="job_queue_status_transition_fkey"  which keys "nofk" drops (the pair's)
 #   JOBQ_BENCH_JOBQD_FLAGS="--db-pool-size=2"                   extra jobqd flags
 #   JOBQ_BENCH_JOBQD_WRAPPER="valgrind --tool=callgrind"         run jobqd under a profiler
 #   JOBQ_BENCH_METRICS=1          print jobqd's server-side time per RPC method at the end
@@ -317,10 +317,10 @@ if wants claim; then
   build_finished_jobs "$large_jobs" >/dev/null
   bench bench_latency claim claim_ms_large 500 claim_lat
 fi
-# Diagnostic, not in the default set: what the contract's three status foreign keys cost. The
+# Diagnostic, not in the default set: what the contract's status foreign key costs. The
 # same e2e and raw runs with them dropped (the guard trigger and the CHECKs stay), then put back.
 if wants nofk; then
-  fks=${JOBQ_BENCH_NOFK_KEYS:-job_queue_prev_job_status_fkey job_queue_curr_job_status_fkey job_queue_status_transition_fkey}
+  fks=${JOBQ_BENCH_NOFK_KEYS:-job_queue_status_transition_fkey}
   names=$(printf "'%s'," $fks)
   defs=$(sql -c "SELECT string_agg(format('ADD CONSTRAINT %I %s', conname, pg_get_constraintdef(oid)), ', ')
                    FROM pg_constraint WHERE conrelid = 'job_queue'::regclass AND conname IN (${names%,})")

@@ -17,7 +17,8 @@ JOBQ_DATABASE_URL=$url "$root/deploy/migrate.sh" update >/dev/null
 after_update=$(objects)
 echo "after update: relations/functions = $after_update"
 [ "$after_update" != "0 0" ]
-# Steps back: rolling back changes/013-failed-jobs-idx.yaml, 012-valid-indexes.yaml and
+# Steps back: rolling back changes/014-status-pair-key-only.yaml (1 changeset) must put the two
+# single-column status keys back; then changes/013-failed-jobs-idx.yaml, 012-valid-indexes.yaml and
 # 011-hot-heartbeats.yaml (1 + 1 + 2 changesets) must put the lease index back; then changes/010-queue-check-order.yaml alone (2)
 # must restore 009's queue check; then changes/009-hot-path.yaml (5 changesets) the version-1
 # queue check and enqueue function, which must still work; then forward again. On the way, an
@@ -66,6 +67,17 @@ case $(defs) in *"$check_010"*"|t|t|$guards") ;; *) echo "010 not applied: $(def
 [ "$(lease_indexes)" = job_queue_processing_idx ] || { echo "011 not applied: $(lease_indexes)" >&2; exit 1; }
 expect_index job_queue_processing_idx id "011 applied"
 expect_index job_queue_failed_idx "queue, id" "013 applied" archive_failed
+# 014 leaves job_queue one foreign key, the pair's; its rollback puts the two single-column keys
+# back, validated.
+fkeys() {
+  psql -qAtX "$url" -c "SELECT string_agg(conname || ':' || convalidated, ',' ORDER BY conname)
+                         FROM pg_constraint WHERE conrelid = 'job_queue'::regclass AND contype = 'f'"
+}
+[ "$(fkeys)" = job_queue_status_transition_fkey:true ] || { echo "014 not applied: $(fkeys)" >&2; exit 1; }
+JOBQ_DATABASE_URL=$url "$root/deploy/migrate.sh" -- rollback-count --count=1 >/dev/null
+want=job_queue_curr_job_status_fkey:true,job_queue_prev_job_status_fkey:true,job_queue_status_transition_fkey:true
+[ "$(fkeys)" = "$want" ] || { echo "014 not rolled back: $(fkeys)" >&2; exit 1; }
+echo "migrations: 014 drops the single-column status keys and its rollback validates them again: ok"
 JOBQ_DATABASE_URL=$url "$root/deploy/migrate.sh" -- rollback-count --count=4 >/dev/null
 [ "$(lease_indexes)" = job_queue_lease_idx ] || { echo "011 not rolled back: $(lease_indexes)" >&2; exit 1; }
 expect_index job_queue_lease_idx lease_expires_at "011 rolled back"
@@ -76,9 +88,10 @@ leave_invalid job_queue_failed_idx
 JOBQ_DATABASE_URL=$url "$root/deploy/migrate.sh" update >/dev/null
 expect_index job_queue_processing_idx id "update over an invalid leftover"
 expect_index job_queue_failed_idx "queue, id" "update over an invalid leftover" archive_failed
-# 011's rollback failed half-way once (an invalid lease index is left), and runs again.
+# 011's rollback failed half-way once (an invalid lease index is left), and runs again (with
+# 014, 013 and 012 before it).
 leave_invalid job_queue_lease_idx
-JOBQ_DATABASE_URL=$url "$root/deploy/migrate.sh" -- rollback-count --count=3 >/dev/null
+JOBQ_DATABASE_URL=$url "$root/deploy/migrate.sh" -- rollback-count --count=4 >/dev/null
 expect_index job_queue_lease_idx lease_expires_at "rollback over an invalid leftover"
 JOBQ_DATABASE_URL=$url "$root/deploy/migrate.sh" -- rollback-count --count=1 >/dev/null
 [ "$(lease_indexes)" = job_queue_lease_idx ] || { echo "011 not rolled back: $(lease_indexes)" >&2; exit 1; }
@@ -124,7 +137,8 @@ JOBQ_DATABASE_URL=$url "$root/deploy/migrate.sh" update >/dev/null
 case $(defs) in *"$check_010"*"|t|t|$guards") ;; *) echo "010 and 009 not re-applied: $(defs)" >&2; exit 1 ;; esac
 [ "$(lease_indexes)" = job_queue_processing_idx ] || { echo "011 not re-applied: $(lease_indexes)" >&2; exit 1; }
 [ "$(psql -qAtX "$url" -c "SELECT convalidated FROM pg_constraint WHERE conname = 'job_queue_queue_check'")" = t ]
-echo "migrations: 013, 012, 011, 010, then 009 rolled back and applied again: ok"
+[ "$(fkeys)" = job_queue_status_transition_fkey:true ] || { echo "014 not re-applied: $(fkeys)" >&2; exit 1; }
+echo "migrations: 014, 013, 012, 011, 010, then 009 rolled back and applied again: ok"
 JOBQ_DATABASE_URL=$url "$root/deploy/migrate.sh" rollback-all >/dev/null
 after_rollback=$(objects)
 echo "after rollback: relations/functions = $after_rollback"
