@@ -162,9 +162,9 @@ static const stmt stmts[S__COUNT] = {
 	[S_COMPLETE] = { "jq_complete",
 		"UPDATE job_queue j SET curr_job_status = 'archive_completed', " GUARD_MOVE("now()") ","
 		"     lease_expires_at = NULL"
-		"   FROM unnest($1::int8[], $2::int8[]) AS l(id, token)"
+		"   FROM unnest($1::int8[], $2::int8[]) WITH ORDINALITY AS l(id, token, ord)"
 		"  WHERE j.id = l.id AND j.lease_token = l.token AND j.curr_job_status = 'archive_processing'"
-		" RETURNING j.id, j.lease_token",
+		" RETURNING j.id, j.lease_token, j.queue, l.ord",
 		2, { OID_INT8_ARR, OID_INT8_ARR }, true },
 
 	/* Where the leases stand, in the shape read_items reads (its `done` column is false: the
@@ -204,7 +204,7 @@ static const stmt stmts[S__COUNT] = {
 		" SELECT l.id, upd.id IS NOT NULL, COALESCE(upd.run_at, j.run_at),"
 		"        COALESCE(upd.curr_job_status, j.curr_job_status),"
 		"        j.lease_token = l.token AND EXISTS (SELECT 1 FROM job_failure f"
-		"          WHERE f.job_id = l.id AND f.attempt = j.attempts AND f.error = l.err)"
+		"          WHERE f.job_id = l.id AND f.attempt = j.attempts AND f.error = l.err), j.queue"
 		"   FROM l LEFT JOIN upd ON upd.id = l.id LEFT JOIN job_queue j ON j.id = l.id"
 		"  ORDER BY l.ord",
 		8, { OID_INT8_ARR, OID_INT8_ARR, OID_TEXT_ARR, OID_BOOL_ARR, OID_INT4_ARR, JQ_OID_INT4,
@@ -1101,6 +1101,27 @@ out:
 	return c;
 }
 
+/* note_changed marks an item as moved by the call, with the queue in column col of row. */
+static void note_changed(jq_db_item *it, const PGresult *r, int row, int col)
+{
+	size_t len = PQgetisnull(r, row, col) ? 0 : (size_t)PQgetlength(r, row, col);
+	if (len > JQ_DB_QUEUE_MAX)
+		len = JQ_DB_QUEUE_MAX;
+	memcpy(it->queue, PQgetvalue(r, row, col), len);
+	it->queue[len] = '\0';
+	it->changed = true;
+}
+
+/* note_completed marks the leases that S_COMPLETE's rows (id, token, queue, ord) completed. */
+static void note_completed(const PGresult *r, jq_db_item *items, size_t n)
+{
+	for (int k = 0; k < PQntuples(r); k++) {
+		int64_t ord = jq_pgbin_i64(r, k, 3);
+		if (ord >= 1 && (size_t)ord <= n)
+			note_changed(&items[ord - 1], r, k, 2);
+	}
+}
+
 /* completed_all: whether the UPDATE's rows (the ids it completed) cover every lease. Each row
  * is a distinct job, so with as many rows as leases every lease completed, unless an id was
  * given twice; then there are fewer rows, and the slow path answers both. */
@@ -1145,6 +1166,7 @@ jq_code jq_db_complete(jq_db *db, const jq_db_lease *leases, size_t n, jq_db_ite
 		for (size_t i = 0; i < n; i++)
 			items[i] = (jq_db_item){ .id = leases[i].id, .code = JQ_OK,
 						 .status = JQ_STATE_COMPLETED, .status_known = true };
+		note_completed(r, items, n);
 		goto out;
 	}
 	/* Some lease did not complete: the UPDATE has committed, and the rest are judged by where
@@ -1159,6 +1181,8 @@ jq_code jq_db_complete(jq_db *db, const jq_db_lease *leases, size_t n, jq_db_ite
 	c = run(db, S_LEASE_STATE, values, lengths, formats, &state, err);
 	if (c == JQ_OK)
 		c = read_items(state, n, done, items, JQ_STATE_COMPLETED, judge_complete, err);
+	if (c == JQ_OK)
+		note_completed(r, items, n);
 out:
 	PQclear(r);
 	PQclear(state);
@@ -1209,6 +1233,8 @@ jq_code jq_db_fail(jq_db *db, const jq_db_lease *leases, size_t n, jq_db_item *i
 	for (size_t i = 0; c == JQ_OK && i < n; i++) {
 		if (items[i].code == JQ_OK && items[i].status == JQ_STATE_PENDING)
 			items[i].run_at_ms = jq_pgbin_ts_ms(r, (int)i, 2);
+		if (items[i].code == JQ_OK && jq_pgbin_bool(r, (int)i, 1))
+			note_changed(&items[i], r, (int)i, 5);
 	}
 out:
 	PQclear(r);

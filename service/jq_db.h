@@ -98,6 +98,8 @@ typedef struct jq_db_lease {
 	const char *worker;  /* recorded in the history; NULL or "" = the lease owner */
 } jq_db_lease;
 
+#define JQ_DB_QUEUE_MAX 64 /* bytes of a queue name (the table's CHECK) */
+
 /* The outcome for one job of a batch (same order as the input). */
 typedef struct jq_db_item {
 	int64_t id;
@@ -107,6 +109,11 @@ typedef struct jq_db_item {
 	int64_t lease_expires_at_ms; /* Heartbeat */
 	int64_t run_at_ms;           /* Fail: next run of a retried job */
 	const char *message;         /* static string; NULL when OK */
+	/* Complete, Fail: this call moved the job (completed it; failed or retried it), as opposed
+	 * to an OK for the repeat of a call that already did; then queue is the job's queue, read
+	 * from the same statement. Fail assumes the ids of a batch distinct (jq_validate). */
+	bool changed;
+	char queue[JQ_DB_QUEUE_MAX + 1];
 } jq_db_item;
 
 typedef struct jq_queue_stats {

@@ -109,6 +109,34 @@ static int64_t reply_budget(const jq_call *call)
 	return lim > JQ_REPLY_ENVELOPE_MAX ? (int64_t)(lim - JQ_REPLY_ENVELOPE_MAX) : 0;
 }
 
+/* ---- counting jobs by queue (jq_metrics) ---- */
+
+/* A run of jobs of one queue, counted with one call: a batch is most often of one queue. */
+typedef struct job_tally {
+	const char *queue; /* NULL: nothing counted yet */
+	uint64_t n;
+	jq_metrics_job_event ev;
+} job_tally;
+
+static void tally_flush(job_tally *t)
+{
+	if (t->queue != NULL && t->n > 0)
+		jq_metrics_jobs(t->queue, t->ev, t->n);
+	t->queue = NULL;
+	t->n = 0;
+}
+
+/* tally counts one job of queue (which must stay valid until the next tally or flush). */
+static void tally(job_tally *t, const char *queue, jq_metrics_job_event ev)
+{
+	if (t->queue == NULL || t->ev != ev || strcmp(t->queue, queue) != 0) {
+		tally_flush(t);
+		t->queue = queue;
+		t->ev = ev;
+	}
+	t->n++;
+}
+
 /* ---- Enqueue ---- */
 
 void jq_handle_enqueue(jq_call *call, const ProtobufCMessage *request)
@@ -149,6 +177,10 @@ void jq_handle_enqueue(jq_call *call, const ProtobufCMessage *request)
 		db_error(call, c, &err);
 		goto out;
 	}
+	job_tally t = { 0 };
+	for (size_t i = 0; i < r->n_jobs; i++)
+		tally(&t, specs[i].queue, JQ_METRICS_ENQUEUED);
+	tally_flush(&t);
 	resp.n_ids = r->n_jobs;
 	resp.ids = ids;
 	jq_call_reply(call, &resp.base);
@@ -342,18 +374,28 @@ static jq_code op_complete(jq_call *call, const jq_db_lease *leases, size_t n, j
 			   jq_db_err *err, const void *request)
 {
 	(void)request;
-	return jq_db_complete(call->db, leases, n, items, err);
+	job_tally t = { 0 };
+	jq_code c = jq_db_complete(call->db, leases, n, items, err);
+	for (size_t i = 0; c == JQ_OK && i < n; i++) {
+		if (items[i].changed)
+			tally(&t, items[i].queue, JQ_METRICS_COMPLETED);
+	}
+	tally_flush(&t);
+	return c;
 }
 
 static jq_code op_fail(jq_call *call, const jq_db_lease *leases, size_t n, jq_db_item *items,
 		       jq_db_err *err, const void *request)
 {
 	(void)request;
+	job_tally t = { 0 };
 	jq_code c = jq_db_fail(call->db, leases, n, items, err);
 	for (size_t i = 0; c == JQ_OK && i < n; i++) {
-		if (items[i].code == JQ_OK && items[i].status_known)
-			jq_metrics_job_failed(items[i].status == JQ_STATE_PENDING);
+		if (items[i].changed)
+			tally(&t, items[i].queue,
+			      items[i].status == JQ_STATE_PENDING ? JQ_METRICS_RETRIED : JQ_METRICS_FAILED);
 	}
+	tally_flush(&t);
 	return c;
 }
 

@@ -6,6 +6,15 @@
  * run. Handlers therefore find the live jq_http through `live`, under `gate`; stop clears it
  * under the same mutex before freeing, and a late handler answers 503 without touching freed
  * memory. Handlers hold the gate only to copy a few figures and render text (microseconds).
+ *
+ * The job counts are read once at start, whether or not anyone scrapes, so that the first scrape
+ * after a start carries them (an alert on an absent series would otherwise fire after every
+ * restart). A scrape that finds none read yet (it came first, or the start's read failed), or
+ * only counts from before a pause in scraping, waits for one read while the database is up or
+ * not yet checked, up to COUNTS_WAIT_MS, on `counted` (paired with the gate, which the wait
+ * releases). With the database down it does not wait: it answers with what there is, and with no
+ * counts at all, without the job gauges and with jobq_jobs_age_seconds +Inf, since any number
+ * would be made up.
  */
 #include "jq_http.h"
 
@@ -29,6 +38,7 @@
 #define PING_STALE_MS 3500     /* an older ping (a hung connect, say) no longer proves anything */
 #define JOBS_EVERY_MS 5000
 #define SCRAPE_INTEREST_MS 120000 /* job counts are refreshed this long after a scrape */
+#define COUNTS_WAIT_MS 2000 /* a scrape waits this long for job counts when it has none fresh */
 #define PROM_CTYPE "text/plain; version=0.0.4; charset=utf-8"
 /* /metrics shows what Stats shows, so it takes the roles that may call Stats. */
 #define METRICS_METHOD "/jobq.v1.JobQueue/Stats"
@@ -50,12 +60,24 @@ struct jq_http {
 	size_t nqueues, omitted;
 	int64_t completed_est, cancelled_est; /* -1: unknown */
 	int64_t jobs_at_ms;
+	uint64_t jobs_reads; /* job-count reads ended, successful or not */
 	int64_t scraped_ms; /* last /metrics */
 	jq_log_limiter jobs_log; /* the poller thread's: a database that is down fails every refresh */
 };
 
 static pthread_mutex_t gate = PTHREAD_MUTEX_INITIALIZER;
 static jq_http *live;
+static pthread_cond_t counted; /* with gate: a job-count read ended, or live changed */
+static pthread_once_t counted_once = PTHREAD_ONCE_INIT;
+
+static void counted_init(void)
+{
+	pthread_condattr_t ca;
+	pthread_condattr_init(&ca);
+	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+	pthread_cond_init(&counted, &ca);
+	pthread_condattr_destroy(&ca);
+}
 
 static int64_t mono_ms(void)
 {
@@ -93,8 +115,20 @@ static void ping(jq_http *h)
 	pthread_mutex_unlock(&h->mu);
 }
 
+/* jobs_read_ended counts a job-count read and wakes the scrapes waiting for one. */
+static void jobs_read_ended(jq_http *h)
+{
+	pthread_mutex_lock(&h->mu);
+	h->jobs_reads++;
+	pthread_mutex_unlock(&h->mu);
+	pthread_mutex_lock(&gate);
+	pthread_cond_broadcast(&counted);
+	pthread_mutex_unlock(&gate);
+}
+
 /* read_jobs reads the job counts (jq_db_job_gauges, jq_db_finished_estimates: neither costs
- * more as finished jobs pile up) and swaps in a fresh copy (capped). */
+ * more as finished jobs pile up) and swaps in a fresh copy (capped). The queues it finds get
+ * their job counters (jq_metrics_queue_known), so those exist from the first scrape too. */
 static void read_jobs(jq_http *h)
 {
 	jq_db_rows *rows = NULL;
@@ -121,6 +155,7 @@ static void read_jobs(jq_http *h)
 					   .processing = s.processing, .failed = s.failed,
 					   .oldest_due_age_seconds = s.oldest_due_age_seconds };
 		snprintf(q[i].queue, sizeof(q[i].queue), "%s", s.queue);
+		jq_metrics_queue_known(q[i].queue);
 	}
 	jq_db_rows_free(rows);
 	pthread_mutex_lock(&h->mu);
@@ -147,11 +182,13 @@ static bool wait_ms(jq_http *h, int64_t ms)
 	return stop;
 }
 
+/* jobs_wanted: the first read after start, then reads while scrapes come. */
 static bool jobs_wanted(jq_http *h, int64_t now)
 {
 	pthread_mutex_lock(&h->mu);
-	bool want = h->scraped_ms != 0 && now - h->scraped_ms < SCRAPE_INTEREST_MS &&
-		    (h->queues == NULL || now - h->jobs_at_ms >= JOBS_EVERY_MS);
+	bool want = h->jobs_reads == 0 ||
+		    (h->scraped_ms != 0 && now - h->scraped_ms < SCRAPE_INTEREST_MS &&
+		     (h->queues == NULL || now - h->jobs_at_ms >= JOBS_EVERY_MS));
 	pthread_mutex_unlock(&h->mu);
 	return want;
 }
@@ -166,8 +203,10 @@ static void *run(void *arg)
 			ping(h);
 			next_ping = mono_ms() + PING_EVERY_MS;
 		}
-		if (jobs_wanted(h, mono_ms()))
+		if (jobs_wanted(h, mono_ms())) {
 			read_jobs(h);
+			jobs_read_ended(h);
+		}
 	} while (!wait_ms(h, next_ping - mono_ms()));
 	return NULL;
 }
@@ -340,6 +379,31 @@ static uint16_t metrics_refusal(const jq_http *h, nng_aio *aio, char *why, size_
 	return 401;
 }
 
+/* await_counts: when no job counts were read yet, or none since scrapes stopped (older than
+ * SCRAPE_INTEREST_MS), and the database is up or not checked yet, asks the thread for a read and
+ * waits until one ends, or COUNTS_WAIT_MS. Gate held (released while waiting); live may be NULL
+ * after. */
+static void await_counts(void)
+{
+	int64_t now = mono_ms(), until = now + COUNTS_WAIT_MS;
+	struct timespec ts = { .tv_sec = until / 1000, .tv_nsec = (long)(until % 1000) * 1000000L };
+	jq_http *h = live;
+	pthread_mutex_lock(&h->mu);
+	bool stale = h->queues == NULL || now - h->jobs_at_ms > SCRAPE_INTEREST_MS;
+	bool wait = stale && (h->db_checked_ms == 0 || h->db_up);
+	uint64_t reads = h->jobs_reads;
+	h->scraped_ms = mono_ms();
+	pthread_cond_signal(&h->cv);
+	pthread_mutex_unlock(&h->mu);
+	while (wait) {
+		if (pthread_cond_timedwait(&counted, &gate, &ts) != 0 || live != h)
+			return;
+		pthread_mutex_lock(&h->mu);
+		wait = h->jobs_reads == reads;
+		pthread_mutex_unlock(&h->mu);
+	}
+}
+
 static void on_metrics(nng_aio *aio)
 {
 	jq_metrics_snapshot s = { 0 };
@@ -352,6 +416,11 @@ static void on_metrics(nng_aio *aio)
 		reply_text(aio, refused, why);
 		return;
 	}
+	pthread_mutex_unlock(&gate);
+	jq_metrics_read_process(&s.process); /* reads files: not under the gate */
+	pthread_mutex_lock(&gate);
+	if (live != NULL)
+		await_counts();
 	if (live != NULL) {
 		pthread_mutex_lock(&live->mu);
 		live->scraped_ms = mono_ms();
@@ -428,6 +497,7 @@ static void http_free(jq_http *h)
 	pthread_mutex_lock(&gate);
 	if (live == h)
 		live = NULL;
+	pthread_cond_broadcast(&counted); /* scrapes waiting for job counts answer now */
 	pthread_mutex_unlock(&gate);
 	if (h->thread_started) {
 		pthread_mutex_lock(&h->mu);
@@ -450,6 +520,7 @@ int jq_http_start(const jq_http_sources *src, jq_http **out)
 	*out = NULL;
 	if (cfg->http_addr == NULL || cfg->http_addr[0] == '\0' || strcmp(cfg->http_addr, "off") == 0)
 		return 0;
+	pthread_once(&counted_once, counted_init);
 	jq_http *h = calloc(1, sizeof(*h));
 	if (h == NULL)
 		return -1;

@@ -10,9 +10,10 @@
  *
  * Handlers never touch the database: they run on nng's shared threads, which also carry the
  * RPC traffic. A thread of this module owns one dedicated database connection; it pings every
- * second (the result /readyz reads) and, while /metrics has been scraped in the last two minutes,
- * refreshes the job counts by queue and state every 5 s (capped at JQ_HTTP_MAX_QUEUES queues),
- * so an unscraped replica runs no count queries at all.
+ * second (the result /readyz reads), reads the job counts by queue and state once at start and,
+ * while /metrics has been scraped in the last two minutes, every 5 s (capped at
+ * JQ_HTTP_MAX_QUEUES queues), so an unscraped replica runs one count query and no more. A scrape
+ * with no fresh counts to show waits for that thread's next read, briefly (see jq_http.c).
  *
  * Only one jq_http may run per process. The module borrows everything in jq_http_sources (they
  * must outlive it: stop it first) and owns its connection, thread and server.

@@ -2,14 +2,23 @@
  * jq_metrics — see jq_metrics.h. Counters are plain arrays of relaxed atomics indexed by method
  * and code; histogram buckets are stored non-cumulative (one add per request) and summed up when
  * rendered.
+ *
+ * The job counters by queue: a fixed array of queue slots and an open-addressing hash table of
+ * pointers to them. A slot is filled (name, zero counters) under queues_mu and then published by
+ * a release store, into the table and into nqueue_slots, so readers find it with acquire loads
+ * and no lock; slots are never moved or freed, so a pointer once found stays good.
  */
 #include "jq_metrics.h"
 
+#include <dirent.h>
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
+#include <unistd.h>
 
 #include "jobq.h" /* JOBQ_VERSION */
 #include "jobq/v1/jobq.pb-c.h"
@@ -40,7 +49,20 @@ typedef struct method_stats {
 } method_stats;
 
 static method_stats methods[MAX_METHODS + 1];
-static _Atomic uint64_t jobs_retried, jobs_failed;
+
+typedef struct queue_slot {
+	char name[72]; /* queue names are at most 64 bytes (jq_validate, the table's CHECK) */
+	_Atomic uint64_t jobs[JQ_METRICS__JOB_EVENTS];
+} queue_slot;
+
+#define QUEUE_TABLE 512 /* a power of two, over twice JQ_METRICS_MAX_QUEUES: probes stay short */
+
+static queue_slot queue_slots[JQ_METRICS_MAX_QUEUES];
+static queue_slot other_queues; /* every queue beyond the table */
+static _Atomic(queue_slot *) queue_table[QUEUE_TABLE];
+static _Atomic size_t nqueue_slots;
+static atomic_bool queue_slots_full;
+static pthread_mutex_t queues_mu = PTHREAD_MUTEX_INITIALIZER; /* adding a slot */
 
 static void add(_Atomic uint64_t *c, uint64_t n)
 {
@@ -86,16 +108,167 @@ void jq_metrics_request(const char *method, unsigned code, int64_t duration_us)
 	add(&m->sum_us, (uint64_t)duration_us);
 }
 
-void jq_metrics_job_failed(bool retried)
+/* FNV-1a: names are short, and the table only needs them spread. */
+static size_t queue_hash(const char *name)
 {
-	add(retried ? &jobs_retried : &jobs_failed, 1);
+	uint32_t h = 2166136261u;
+	for (const unsigned char *p = (const unsigned char *)name; *p != '\0'; p++)
+		h = (h ^ *p) * 16777619u;
+	return h;
+}
+
+/* find_queue: the slot of name, or NULL with *free_at at the empty entry where it would go
+ * (QUEUE_TABLE when the table has no empty entry, which the cap rules out). */
+static queue_slot *find_queue(const char *name, size_t h, size_t *free_at)
+{
+	*free_at = QUEUE_TABLE;
+	for (size_t i = 0; i < QUEUE_TABLE; i++) {
+		size_t at = (h + i) & (QUEUE_TABLE - 1);
+		queue_slot *s = atomic_load_explicit(&queue_table[at], memory_order_acquire);
+		if (s == NULL) {
+			*free_at = at;
+			return NULL;
+		}
+		if (strcmp(s->name, name) == 0)
+			return s;
+	}
+	return NULL;
+}
+
+/* add_queue gives name a slot, unless another thread did first or the table is full (NULL). */
+static queue_slot *add_queue(const char *name, size_t h)
+{
+	size_t at;
+	pthread_mutex_lock(&queues_mu);
+	queue_slot *s = find_queue(name, h, &at);
+	size_t n = atomic_load_explicit(&nqueue_slots, memory_order_relaxed);
+	if (s == NULL && n < JQ_METRICS_MAX_QUEUES && at < QUEUE_TABLE) {
+		s = &queue_slots[n];
+		snprintf(s->name, sizeof(s->name), "%s", name);
+		atomic_store_explicit(&queue_table[at], s, memory_order_release);
+		atomic_store_explicit(&nqueue_slots, n + 1, memory_order_release);
+		if (n + 1 == JQ_METRICS_MAX_QUEUES)
+			atomic_store_explicit(&queue_slots_full, true, memory_order_relaxed);
+	}
+	pthread_mutex_unlock(&queues_mu);
+	return s;
+}
+
+/* queue_of: name's slot, a new one while there is room, else NULL. */
+static queue_slot *queue_of(const char *name)
+{
+	size_t at;
+	if (strlen(name) >= sizeof(queue_slots[0].name))
+		return NULL;
+	size_t h = queue_hash(name);
+	queue_slot *s = find_queue(name, h, &at);
+	if (s != NULL || atomic_load_explicit(&queue_slots_full, memory_order_relaxed))
+		return s;
+	return add_queue(name, h);
+}
+
+void jq_metrics_jobs(const char *queue, jq_metrics_job_event ev, uint64_t n)
+{
+	queue_slot *s = queue_of(queue);
+	if ((unsigned)ev < JQ_METRICS__JOB_EVENTS)
+		add(&(s != NULL ? s : &other_queues)->jobs[ev], n);
+}
+
+void jq_metrics_queue_known(const char *queue)
+{
+	(void)queue_of(queue);
 }
 
 void jq_metrics_reset(void)
 {
 	memset(methods, 0, sizeof(methods));
-	atomic_store(&jobs_retried, 0);
-	atomic_store(&jobs_failed, 0);
+	memset(queue_slots, 0, sizeof(queue_slots));
+	memset(&other_queues, 0, sizeof(other_queues));
+	for (size_t i = 0; i < QUEUE_TABLE; i++)
+		atomic_store(&queue_table[i], NULL);
+	atomic_store(&nqueue_slots, 0);
+	atomic_store(&queue_slots_full, false);
+}
+
+/* ---- the process ---- */
+
+/* proc_stat_fields reads /proc/self/stat's fields from the state on (field 3; the command name
+ * before it may hold spaces and parentheses, so the fields start after the last ')'): utime,
+ * stime (ticks), starttime (ticks after boot), vsize (bytes), rss (pages). */
+static bool proc_stat_fields(unsigned long long *cpu_ticks, unsigned long long *start_ticks,
+			     unsigned long long *vsize, long long *rss_pages)
+{
+	char buf[1024];
+	FILE *f = fopen("/proc/self/stat", "re");
+	if (f == NULL)
+		return false;
+	size_t n = fread(buf, 1, sizeof(buf) - 1, f);
+	fclose(f);
+	buf[n] = '\0';
+	const char *p = strrchr(buf, ')');
+	unsigned long long utime, stime;
+	/* Fields 3..24: state and 10 more, utime stime, 6 more, starttime vsize rss. */
+	if (p == NULL || sscanf(p + 1, " %*s %*s %*s %*s %*s %*s %*s %*s %*s %*s %*s %llu %llu"
+				       " %*s %*s %*s %*s %*s %*s %llu %llu %lld",
+				&utime, &stime, start_ticks, vsize, rss_pages) != 5)
+		return false;
+	*cpu_ticks = utime + stime;
+	return true;
+}
+
+/* boot_time: the btime line of /proc/stat (Unix seconds), read once: it does not change. */
+static double boot_time(void)
+{
+	static _Atomic long long btime = -1;
+	long long t = atomic_load_explicit(&btime, memory_order_relaxed);
+	char line[256];
+	if (t >= 0)
+		return (double)t;
+	FILE *f = fopen("/proc/stat", "re");
+	if (f == NULL)
+		return -1;
+	while (fgets(line, sizeof(line), f) != NULL) {
+		if (sscanf(line, "btime %lld", &t) == 1 && t >= 0) {
+			atomic_store_explicit(&btime, t, memory_order_relaxed);
+			break;
+		}
+	}
+	fclose(f);
+	return (double)t;
+}
+
+/* open_fds counts the entries of /proc/self/fd (the listing's own descriptor included, as every
+ * Prometheus client counts it); -1 when it cannot be listed. */
+static int64_t open_fds(void)
+{
+	DIR *d = opendir("/proc/self/fd");
+	int64_t n = 0;
+	if (d == NULL)
+		return -1;
+	for (struct dirent *e; (e = readdir(d)) != NULL;)
+		n += e->d_name[0] != '.';
+	closedir(d);
+	return n;
+}
+
+void jq_metrics_read_process(jq_metrics_process *out)
+{
+	unsigned long long cpu, start, vsize;
+	long long rss;
+	struct rlimit rl;
+	long ticks = sysconf(_SC_CLK_TCK), page = sysconf(_SC_PAGESIZE);
+	double boot = boot_time();
+	*out = (jq_metrics_process){ .open_fds = -1, .max_fds = -1 };
+	if (ticks <= 0 || page <= 0 || boot < 0 || !proc_stat_fields(&cpu, &start, &vsize, &rss))
+		return;
+	out->known = true;
+	out->cpu_seconds = (double)cpu / (double)ticks;
+	out->start_time_seconds = boot + (double)start / (double)ticks;
+	out->resident_bytes = rss * (long long)page;
+	out->virtual_bytes = (int64_t)vsize;
+	out->open_fds = open_fds();
+	if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY)
+		out->max_fds = (int64_t)rl.rlim_cur;
 }
 
 /* ---- rendering ---- */
@@ -209,8 +382,11 @@ static void render_jobs(sb *s, const jq_metrics_snapshot *snap)
 {
 	static const char *const states[] = { "archive_pending", "archive_processing", "archive_failed" };
 	char q[160];
-	if (snap->queues == NULL)
+	if (snap->queues == NULL) {
+		header(s, "jobq_jobs_age_seconds", "gauge", "How old the job counts are (+Inf: not read yet).");
+		sb_printf(s, "jobq_jobs_age_seconds +Inf\n");
 		return;
+	}
 	header(s, "jobq_jobs", "gauge",
 	       "Jobs by queue and unfinished state, exact (archive_pending includes scheduled jobs).");
 	for (size_t i = 0; i < snap->nqueues; i++) {
@@ -238,7 +414,71 @@ static void render_jobs(sb *s, const jq_metrics_snapshot *snap)
 	}
 	one(s, "jobq_jobs_queues_omitted", "gauge", "Queues left out of jobq_jobs by the cap.",
 	    (double)snap->queues_omitted);
-	one(s, "jobq_jobs_age_seconds", "gauge", "How old the job counts are.", snap->jobs_age_seconds);
+	one(s, "jobq_jobs_age_seconds", "gauge", "How old the job counts are (+Inf: not read yet).",
+	    snap->jobs_age_seconds);
+}
+
+static const char *const job_event_names[JQ_METRICS__JOB_EVENTS] = {
+	[JQ_METRICS_ENQUEUED] = "jobq_jobs_enqueued_total",
+	[JQ_METRICS_COMPLETED] = "jobq_jobs_completed_total",
+	[JQ_METRICS_FAILED] = "jobq_jobs_failed_total",
+	[JQ_METRICS_RETRIED] = "jobq_jobs_retried_total",
+};
+
+static const char *const job_event_help[JQ_METRICS__JOB_EVENTS] = {
+	[JQ_METRICS_ENQUEUED] = "Jobs accepted by Enqueue on this replica, by queue.",
+	[JQ_METRICS_COMPLETED] = "Jobs completed by Complete on this replica, by queue.",
+	[JQ_METRICS_FAILED] = "Jobs that a Fail on this replica left failed for good, by queue.",
+	[JQ_METRICS_RETRIED] = "Jobs that a Fail on this replica sent back to pending (backoff), by queue.",
+};
+
+/* render_job_counters writes the job counters by queue, and the older totals without a queue
+ * (the sums of two of them). */
+static void render_job_counters(sb *s)
+{
+	size_t n = atomic_load_explicit(&nqueue_slots, memory_order_acquire);
+	uint64_t total[JQ_METRICS__JOB_EVENTS] = { 0 };
+	char q[160];
+	bool other = false;
+	for (int ev = 0; ev < JQ_METRICS__JOB_EVENTS; ev++)
+		other = other || get(&other_queues.jobs[ev]) > 0;
+	for (int ev = 0; ev < JQ_METRICS__JOB_EVENTS; ev++) {
+		header(s, job_event_names[ev], "counter", job_event_help[ev]);
+		for (size_t i = 0; i < n; i++) {
+			uint64_t v = get(&queue_slots[i].jobs[ev]);
+			total[ev] += v;
+			sb_printf(s, "%s{queue=\"%s\"} %llu\n", job_event_names[ev],
+				  label_value(queue_slots[i].name, q, sizeof(q)), (unsigned long long)v);
+		}
+		if (other) {
+			uint64_t v = get(&other_queues.jobs[ev]);
+			total[ev] += v;
+			sb_printf(s, "%s{queue=\"%s\"} %llu\n", job_event_names[ev], JQ_METRICS_OTHER_QUEUE,
+				  (unsigned long long)v);
+		}
+	}
+	one(s, "jobq_job_retries_total", "counter",
+	    "Deprecated: the sum of jobq_jobs_retried_total over queues.", (double)total[JQ_METRICS_RETRIED]);
+	one(s, "jobq_job_failures_total", "counter",
+	    "Deprecated: the sum of jobq_jobs_failed_total over queues.", (double)total[JQ_METRICS_FAILED]);
+}
+
+static void render_process(sb *s, const jq_metrics_process *p)
+{
+	if (!p->known)
+		return;
+	one(s, "process_cpu_seconds_total", "counter", "Total user and system CPU time spent in seconds.",
+	    p->cpu_seconds);
+	one(s, "process_resident_memory_bytes", "gauge", "Resident memory size in bytes.",
+	    (double)p->resident_bytes);
+	one(s, "process_virtual_memory_bytes", "gauge", "Virtual memory size in bytes.",
+	    (double)p->virtual_bytes);
+	one(s, "process_start_time_seconds", "gauge", "Start time of the process since unix epoch in seconds.",
+	    p->start_time_seconds);
+	if (p->open_fds >= 0)
+		one(s, "process_open_fds", "gauge", "Number of open file descriptors.", (double)p->open_fds);
+	if (p->max_fds >= 0)
+		one(s, "process_max_fds", "gauge", "Maximum number of open file descriptors.", (double)p->max_fds);
 }
 
 static void render_snapshot(sb *s, const jq_metrics_snapshot *snap)
@@ -292,12 +532,10 @@ char *jq_metrics_render(const jq_metrics_snapshot *snap, size_t *len)
 	sb_printf(&s, "jobq_build_info{version=\"%s\"} 1\n", JOBQ_VERSION);
 	render_requests(&s);
 	render_histograms(&s);
-	one(&s, "jobq_job_retries_total", "counter", "Failed attempts that went back to pending.",
-	    (double)get(&jobs_retried));
-	one(&s, "jobq_job_failures_total", "counter", "Jobs that a Fail left failed for good.",
-	    (double)get(&jobs_failed));
+	render_job_counters(&s);
 	render_snapshot(&s, snap);
 	render_jobs(&s, snap);
+	render_process(&s, &snap->process);
 	if (s.oom) {
 		free(s.buf);
 		return NULL;

@@ -1,8 +1,10 @@
 /*
  * test_http — jobqd's operator endpoints against a real jobqd: /healthz, /readyz (ready, then
  * 503 with a reason while the test cluster is stopped, then ready again once it is back), and
- * /metrics (every series the README names is there after some requests, and every line parses
- * as the Prometheus text format).
+ * /metrics (every series the manual names is there after some requests, and every line parses
+ * as the Prometheus text format; jobs counted by queue, per job of a batch, with a bounded number
+ * of queue series; the process_* series; the job counts in the first scrape of a fresh jobqd, or
+ * an age of +Inf when its database is down).
  *
  * The readiness test stops the cluster that every test shares; it always starts it again on the
  * same port (JOBQ_PG_PORT) and waits until it answers, also when an assertion failed.
@@ -16,6 +18,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -28,6 +31,9 @@
 #include "jq_svc_api.h"
 #include "jq_test.h"
 
+/* The label set of the job counters' overflow series: no queue name can spell it. */
+#define OTHER_QUEUE_LABEL "{queue=\"(other)\"}"
+
 static jq_api_svc fx;
 
 static jq_http_resp resp;
@@ -38,16 +44,21 @@ static void get_ok(const char *path)
 		fail_msg("GET %s: no HTTP answer", path);
 }
 
-/* wait_status polls path until it answers `status` (true) or timeout_ms passes (false). */
-static bool wait_status(const char *path, int status, int timeout_ms)
+/* wait_status_on polls path until it answers `status` (true) or timeout_ms passes (false). */
+static bool wait_status_on(int port, const char *path, int status, int timeout_ms)
 {
 	long long deadline = jq_mono_ms() + timeout_ms;
 	do {
-		if (jq_svc_http_get(fx.svc.http_port, path, &resp) == 0 && resp.status == status)
+		if (jq_svc_http_get(port, path, &resp) == 0 && resp.status == status)
 			return true;
 		jq_sleep_ms(100);
 	} while (jq_mono_ms() < deadline);
 	return false;
+}
+
+static bool wait_status(const char *path, int status, int timeout_ms)
+{
+	return wait_status_on(fx.svc.http_port, path, status, timeout_ms);
 }
 
 static int setup(void **state)
@@ -247,6 +258,275 @@ static void test_metrics(void **state)
 	/* Payloads never reach the metrics, and queue labels are the only free text. */
 	assert_null(strstr(resp.body, "boom"));
 	assert_null(strstr(resp.body, "SECRET"));
+}
+
+/* series_value: the value of the sample `series` (name and labels, as rendered) in text; -1
+ * when absent. */
+static double series_value(const char *text, const char *series)
+{
+	size_t n = strlen(series);
+	for (const char *line = text; *line != '\0';) {
+		if (strncmp(line, series, n) == 0 && line[n] == ' ')
+			return strtod(line + n + 1, NULL);
+		const char *nl = strchr(line, '\n');
+		if (nl == NULL)
+			break;
+		line = nl + 1;
+	}
+	return -1;
+}
+
+/* family_sum adds up the samples of one metric with labels (`name{...} v`), counting them in
+ * *n (may be NULL); `skip` (a label set, may be NULL) is left out. */
+static double family_sum(const char *text, const char *name, const char *skip, int *n)
+{
+	size_t len = strlen(name);
+	double sum = 0;
+	if (n != NULL)
+		*n = 0;
+	for (const char *line = text; *line != '\0';) {
+		const char *nl = strchr(line, '\n');
+		if (strncmp(line, name, len) == 0 && line[len] == '{' &&
+		    (skip == NULL || strncmp(line + len, skip, strlen(skip)) != 0)) {
+			const char *sp = strchr(line, ' ');
+			assert_non_null(sp);
+			sum += strtod(sp + 1, NULL);
+			if (n != NULL)
+				(*n)++;
+		}
+		if (nl == NULL)
+			break;
+		line = nl + 1;
+	}
+	return sum;
+}
+
+static double scrape_value(const char *series)
+{
+	get_ok("/metrics");
+	assert_int_equal(resp.status, 200);
+	return series_value(resp.body, series);
+}
+
+/* leases_of turns a Claim's jobs [from, from + n) into JobLease messages (msgs, ptrs: n each). */
+static void leases_of(const Jobq__V1__ClaimResponse *c, size_t from, size_t n, Jobq__V1__JobLease *msgs,
+		      Jobq__V1__JobLease **ptrs)
+{
+	assert_true(from + n <= c->n_jobs);
+	for (size_t i = 0; i < n; i++) {
+		jobq__v1__job_lease__init(&msgs[i]);
+		msgs[i].id = c->jobs[from + i]->id;
+		msgs[i].lease_token = c->jobs[from + i]->lease_token;
+		ptrs[i] = &msgs[i];
+	}
+}
+
+static void complete_batch(Jobq__V1__JobLease **leases, size_t n)
+{
+	Jobq__V1__CompleteRequest req = JOBQ__V1__COMPLETE_REQUEST__INIT;
+	req.n_jobs = n;
+	req.jobs = leases;
+	JQ_FREE(jq_api_ok(JQ_METHOD("Complete"), &req, &jobq__v1__complete_response__descriptor));
+}
+
+/* fail_batch fails jobs [from, from + n) of a Claim in one call. */
+static void fail_batch(const Jobq__V1__ClaimResponse *c, size_t from, size_t n, bool final)
+{
+	Jobq__V1__FailRequest req = JOBQ__V1__FAIL_REQUEST__INIT;
+	Jobq__V1__JobFailure msgs[64], *ptrs[64];
+	assert_true(n <= 64 && from + n <= c->n_jobs);
+	for (size_t i = 0; i < n; i++) {
+		jobq__v1__job_failure__init(&msgs[i]);
+		msgs[i].id = c->jobs[from + i]->id;
+		msgs[i].lease_token = c->jobs[from + i]->lease_token;
+		msgs[i].error = "counted";
+		msgs[i].final = final;
+		ptrs[i] = &msgs[i];
+	}
+	req.n_jobs = n;
+	req.jobs = ptrs;
+	req.worker_id = "w-count";
+	JQ_FREE(jq_api_ok(JQ_METHOD("Fail"), &req, &jobq__v1__fail_response__descriptor));
+}
+
+/* Jobs by queue and what happened to them: a batch counts each of its jobs, per queue; a repeat
+ * of a call that already succeeded counts nothing; the older totals are the sums. */
+static void test_job_counters(void **state)
+{
+	Jobq__V1__JobLease lm[64], *lp[64];
+	(void)state;
+	jq_enqueue_many("cntq", 50, NULL);
+	assert_int_equal(scrape_value("jobq_jobs_enqueued_total{queue=\"cntq\"}"), 50);
+	assert_int_equal(series_value(resp.body, "jobq_jobs_completed_total{queue=\"cntq\"}"), 0);
+
+	Jobq__V1__ClaimResponse *c = jq_claim("cntq", 50, "w-count", 60);
+	assert_int_equal(c->n_jobs, 50);
+	leases_of(c, 0, 20, lm, lp);
+	complete_batch(lp, 20);
+	complete_batch(lp, 20); /* a repeat (its reply lost, say): OK, and no job completed again */
+	fail_batch(c, 20, 10, false);
+	fail_batch(c, 30, 5, true);
+	/* One batch over two queues; a job whose attempts are used up ends failed without final. */
+	jq_spec once = { .queue = "cntq2", .max_attempts = 1 };
+	jq_enqueue(&once, 1, NULL);
+	jq_enqueue(&once, 1, NULL);
+	Jobq__V1__ClaimResponse *c2 = jq_claim("cntq2", 2, "w-count", 60);
+	assert_int_equal(c2->n_jobs, 2);
+	leases_of(c, 35, 1, lm, lp);
+	leases_of(c2, 0, 1, lm + 1, lp + 1);
+	complete_batch(lp, 2);
+	fail_batch(c2, 1, 1, false);
+	JQ_FREE(c);
+	JQ_FREE(c2);
+
+	get_ok("/metrics");
+	check_prometheus(resp.body);
+	const char *const want[] = {
+		"# TYPE jobq_jobs_enqueued_total counter\n",
+		"jobq_jobs_enqueued_total{queue=\"cntq\"} 50\n",
+		"jobq_jobs_completed_total{queue=\"cntq\"} 21\n",
+		"jobq_jobs_retried_total{queue=\"cntq\"} 10\n",
+		"jobq_jobs_failed_total{queue=\"cntq\"} 5\n",
+		"jobq_jobs_enqueued_total{queue=\"cntq2\"} 2\n",
+		"jobq_jobs_completed_total{queue=\"cntq2\"} 1\n",
+		"jobq_jobs_retried_total{queue=\"cntq2\"} 0\n",
+		"jobq_jobs_failed_total{queue=\"cntq2\"} 1\n",
+	};
+	for (size_t i = 0; i < sizeof(want) / sizeof(want[0]); i++)
+		expect_series(resp.body, want[i]);
+	assert_int_equal(family_sum(resp.body, "jobq_jobs_retried_total", NULL, NULL),
+			 series_value(resp.body, "jobq_job_retries_total"));
+	assert_int_equal(family_sum(resp.body, "jobq_jobs_failed_total", NULL, NULL),
+			 series_value(resp.body, "jobq_job_failures_total"));
+	assert_null(strstr(resp.body, OTHER_QUEUE_LABEL));
+}
+
+/* The process_* series of every Prometheus client, with plausible values. */
+static void test_process_metrics(void **state)
+{
+	struct rlimit rl;
+	(void)state;
+	double cpu = scrape_value("process_cpu_seconds_total");
+	check_prometheus(resp.body);
+	double rss = series_value(resp.body, "process_resident_memory_bytes");
+	double vsz = series_value(resp.body, "process_virtual_memory_bytes");
+	double start = series_value(resp.body, "process_start_time_seconds");
+	double fds = series_value(resp.body, "process_open_fds");
+	double max_fds = series_value(resp.body, "process_max_fds");
+	long rss_kb = jq_svc_status_kb(&fx.svc, "VmRSS");
+	double now = (double)jq_now_ms() / 1000;
+	assert_true(cpu >= 0);
+	/* The same process as /proc/PID/status sees, give or take what moved between the reads. */
+	assert_true(rss_kb > 0);
+	if (rss < rss_kb * 1024.0 / 2 || rss > rss_kb * 1024.0 * 2)
+		fail_msg("process_resident_memory_bytes %.0f, VmRSS %ld kB", rss, rss_kb);
+	assert_true(vsz >= rss);
+	/* jobqd started with this program's setup (whole seconds: the kernel's boot time is). */
+	if (start < now - 3600 || start > now + 1)
+		fail_msg("process_start_time_seconds %.3f, now %.3f", start, now);
+	/* Its sockets, database connections and log at least; the limit is the one it inherited. */
+	assert_true(fds > 5);
+	assert_int_equal(getrlimit(RLIMIT_NOFILE, &rl), 0);
+	if (rl.rlim_cur != RLIM_INFINITY)
+		assert_int_equal(max_fds, (double)rl.rlim_cur);
+	assert_true(fds < max_fds);
+	assert_true(scrape_value("process_cpu_seconds_total") >= cpu);
+}
+
+/* A second jobqd on the test database, fresh counters and all; its RPC socket in *sock. */
+static void start_second(jq_svc *svc, const char *name, const char *url, jq_rpc_sock *sock)
+{
+	jq_svc_start(svc, name, url, NULL);
+	if (!wait_status_on(svc->http_port, "/healthz", 200, 10000))
+		fail_msg("%s: /healthz did not answer", name);
+	if (sock != NULL) {
+		assert_int_equal(jq_rpc_open(sock, svc->rpc_url, 10000), 0);
+		jq_api_use(sock, fx.pg);
+	}
+}
+
+static void stop_second(jq_svc *svc, jq_rpc_sock *sock, bool ok)
+{
+	if (sock != NULL) {
+		jq_rpc_close(sock);
+		jq_api_use(&fx.rpc, fx.pg);
+	}
+	int st = jq_svc_stop(svc, 10000);
+	if (!ok || st != 0)
+		jq_svc_print_log(svc);
+	jq_svc_remove_log(svc);
+	assert_int_equal(st, 0);
+}
+
+/* The first scrape after a start carries the job counts (an alert on an absent series would
+ * fire after every restart), and the counters of the queues they name, at 0. */
+static void test_first_scrape_has_jobs(void **state)
+{
+	jq_svc svc2;
+	(void)state;
+	jq_enqueue_one("firstq", "x");
+	start_second(&svc2, "http-first-scrape", fx.db_url, NULL);
+	int got = jq_svc_http_get(svc2.http_port, "/metrics", &resp);
+	bool ok = got == 0 && resp.status == 200 &&
+		  strstr(resp.body, "jobq_jobs{queue=\"firstq\",state=\"archive_pending\"} 1\n") != NULL &&
+		  strstr(resp.body, "jobq_oldest_due_job_age_seconds{queue=\"firstq\"} ") != NULL &&
+		  strstr(resp.body, "jobq_jobs_enqueued_total{queue=\"firstq\"} 0\n") != NULL &&
+		  series_value(resp.body, "jobq_jobs_age_seconds") >= 0 &&
+		  series_value(resp.body, "jobq_jobs_age_seconds") < 60;
+	stop_second(&svc2, NULL, ok);
+	if (!ok)
+		fail_msg("the first scrape lacks the job counts:\n%s", resp.body);
+	check_prometheus(resp.body);
+}
+
+/* With the database down from the start, there are no job counts to give: the first scrape says
+ * so (age +Inf) instead of showing numbers it never read. */
+static void test_first_scrape_database_down(void **state)
+{
+	jq_svc svc2;
+	char url[128];
+	(void)state;
+	int port = jq_free_port(); /* nothing listens there */
+	assert_true(port > 0);
+	snprintf(url, sizeof(url), "postgres://jobq@127.0.0.1:%d/nothing?connect_timeout=2", port);
+	start_second(&svc2, "http-first-scrape-down", url, NULL);
+	int got = jq_svc_http_get(svc2.http_port, "/metrics", &resp);
+	bool ok = got == 0 && resp.status == 200 && strstr(resp.body, "jobq_jobs_age_seconds +Inf\n") != NULL &&
+		  strstr(resp.body, "\njobq_jobs{") == NULL && strstr(resp.body, "jobq_database_up 1\n") == NULL;
+	stop_second(&svc2, NULL, ok);
+	if (!ok)
+		fail_msg("expected no job counts and an age of +Inf:\n%s", resp.body);
+	check_prometheus(resp.body);
+}
+
+/* Queue labels are client-chosen: past JQ_METRICS_MAX_QUEUES queues, jobs count under
+ * "(other)", and nothing is lost. */
+static void test_job_counters_cap(void **state)
+{
+	enum { NQ = 203 };
+	static char names[NQ][16];
+	jq_spec specs[NQ];
+	jq_svc svc2;
+	jq_rpc_sock sock;
+	int n = 0;
+	(void)state;
+	start_second(&svc2, "http-counter-cap", fx.db_url, &sock);
+	for (int i = 0; i < NQ; i++) {
+		snprintf(names[i], sizeof(names[i]), "zcap%03d", i);
+		specs[i] = (jq_spec){ .queue = names[i] };
+	}
+	jq_enqueue(specs, NQ, NULL);
+	bool got = jq_svc_http_get(svc2.http_port, "/metrics", &resp) == 0 && resp.status == 200;
+	double total = got ? family_sum(resp.body, "jobq_jobs_enqueued_total", NULL, NULL) : -1;
+	double named = got ? family_sum(resp.body, "jobq_jobs_enqueued_total", OTHER_QUEUE_LABEL, &n) : -1;
+	double other = got ? series_value(resp.body, "jobq_jobs_enqueued_total" OTHER_QUEUE_LABEL) : -1;
+	bool ok = got && total == NQ && n == 200 && other >= NQ - 200 && named + other == NQ;
+	stop_second(&svc2, &sock, ok);
+	jq_db_do("DELETE FROM job_queue WHERE queue LIKE 'zcap%%'");
+	if (!ok)
+		fail_msg("%d queue series (200 expected), %.0f jobs in all (%d), %.0f under (other):\n%s", n,
+			 total, NQ, other, resp.body);
+	check_prometheus(resp.body);
 }
 
 /* The log: one JSON object per request with id, method, code and duration; never a payload, a
@@ -532,6 +812,11 @@ int main(void)
 		cmocka_unit_test(test_healthz),
 		cmocka_unit_test(test_readyz_ready),
 		cmocka_unit_test(test_metrics),
+		cmocka_unit_test(test_job_counters),
+		cmocka_unit_test(test_process_metrics),
+		cmocka_unit_test(test_first_scrape_has_jobs),
+		cmocka_unit_test(test_first_scrape_database_down),
+		cmocka_unit_test(test_job_counters_cap),
 		cmocka_unit_test(test_log_lines),
 		cmocka_unit_test(test_max_connections),
 		cmocka_unit_test(test_metrics_auth),

@@ -526,6 +526,10 @@ static void a_complete_judges_each_lease_by_its_token(void **state)
 	assert_int_equal(jq_db_complete(db, leases, 2, items, &err), JQ_OK);
 	assert_int_equal(items[0].code, JQ_FAILED_PRECONDITION);
 	assert_int_equal(items[1].code, JQ_OK);
+	/* The job was completed once, by the second lease (what the metrics count, by queue). */
+	assert_false(items[0].changed);
+	assert_true(items[1].changed);
+	assert_string_equal(items[1].queue, "two_tokens");
 	jq_db_close(db);
 }
 
