@@ -364,8 +364,8 @@ static waiter_arg wait_claim(const char *queue, uint32_t wait_ms)
 
 /* A Claim that parked without a query, because a Claim querying then was expected to take the
  * announced jobs, is sent to look when that one takes fewer. Here the first Claim (limit 2) saw
- * one job and is held at its status check (the test locks the 'archive_processing' row of
- * job_status, which the foreign key check needs); a second job is announced meanwhile, and a
+ * one job and is held at its status check (the test locks the pending -> processing row of
+ * job_status_transition, which the foreign key check needs); a second job is announced meanwhile, and a
  * waiting Claim parks behind the first. The first ends with one job; the waiting one must get
  * the second at once, not at the next safety-net scan. */
 static void a_claim_parked_behind_one_that_took_fewer_is_sent_to_look(void **state)
@@ -376,7 +376,8 @@ static void a_claim_parked_behind_one_that_took_fewer_is_sent_to_look(void **sta
 	enqueue("lp_behind", "first");
 	PGconn *lock = jq_test_connect(db_url);
 	jq_test_ok(lock, "BEGIN");
-	jq_test_ok(lock, "SELECT 1 FROM job_status WHERE name = 'archive_processing' FOR UPDATE");
+	jq_test_ok(lock, "SELECT 1 FROM job_status_transition WHERE prev_status = 'archive_pending'"
+			 " AND next_status = 'archive_processing' FOR UPDATE");
 	waiter_arg first = { .queue = "lp_behind", .limit = 2 }; /* no wait */
 	pthread_t c;
 	assert_int_equal(pthread_create(&c, NULL, claim_waiting, &first), 0);
