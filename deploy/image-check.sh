@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # image-check.sh — builds deploy/Dockerfile's image with a real builder (buildah, no daemon) and
-# checks that it works: the release check of the image on machines without a container engine or
-# a registry (tests/deploy/test_dockerfile.sh only reads the Dockerfile).
+# checks that it works: the release check of the image on machines without Docker or a registry
+# (tests/deploy/test_dockerfile.sh only reads the Dockerfile).
 #
 # The base: no registry is reachable, so debian:12-slim is made here. debootstrap --variant=minbase
 # from the machine's own bookworm mirror, the settings debuerreotype gives the official slim image
