@@ -163,10 +163,12 @@ clean:
 
 -include $(shell find build build-asan -name '*.d' 2>/dev/null)
 
-# Release check, not part of `make test` (slow, needs root): builds deploy/Dockerfile's image
-# filesystem without Docker (debootstrap + chroot; the Debian base is cached in
-# ~/.cache/jobq/image-check) and checks the result: libraries, the entrypoint as the non-root
-# USER, no toolchain, /healthz. IMAGE_CHECK_ARGS="--ref v0.1.0" builds a tag instead of the tree.
+# Release check, not part of `make test` (needs root): builds deploy/Dockerfile with buildah, no
+# Docker daemon or registry (debian:12-slim made with debootstrap, cached in
+# ~/.cache/jobq/image-check) and checks the image: libraries, the entrypoint as the non-root USER,
+# no toolchain, /healthz, the deploy/k8s base's settings. IMAGE_CHECK_ARGS="--ref v0.1.0" builds a
+# tag instead of the tree.
 .PHONY: image-check
-image-check: bootstrap
+image-check:
+	@deploy/bootstrap.sh image
 	@deploy/image-check.sh $(IMAGE_CHECK_ARGS)

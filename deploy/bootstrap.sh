@@ -46,6 +46,9 @@ java_ok() {
 
 # `bootstrap.sh fuzz` also wants clang with libFuzzer (make fuzz); nothing else needs it.
 [ "${1:-}" = fuzz ] && PACKAGES+=(clang libclang-rt-14-dev)
+# `bootstrap.sh image` (make image-check): buildah builds deploy/Dockerfile (chroot isolation and
+# vfs storage: none of its recommended runtimes or fuse-overlayfs), debootstrap makes its base.
+[ "${1:-}" = image ] && PACKAGES+=(buildah debootstrap)
 
 want=()
 mapfile -t want < <(missing_packages)

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # test_dockerfile.sh — static checks of deploy/Dockerfile and .dockerignore (no Docker engine is
-# needed or used; hadolint is not packaged for Debian 12):
+# needed or used; hadolint is not packaged for Debian 12). `make image-check` builds the image with
+# buildah and runs it; this test only reads the files:
 #   - multi-stage on debian:12-slim: a "build" stage that installs the -dev packages and runs make,
 #     and a final stage with no -dev package, no compiler, apt lists removed;
 #   - the final stage: the runtime libraries, both binaries copied from the build stage, a numeric
