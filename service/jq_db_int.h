@@ -1,0 +1,101 @@
+/*
+ * jq_db_int.h — what the parts of jq_db share: the statement table, the handle, the rows.
+ */
+#ifndef JQ_DB_INT_H
+#define JQ_DB_INT_H
+
+#include <libpq-fe.h>
+
+#include "jq_db.h"
+#include "jq_pgbin.h"
+
+/* Array type OIDs for parameters. */
+#define OID_BOOL_ARR 1000
+#define OID_BYTEA_ARR 1001
+#define OID_INT2_ARR 1005
+#define OID_INT4_ARR 1007
+#define OID_TEXT_ARR 1009
+#define OID_INT8_ARR 1016
+#define OID_TSTZ_ARR 1185
+
+enum job_col {
+	C_ID, C_QUEUE, C_PAYLOAD, C_STATUS, C_PREV, C_ATTEMPTS, C_MAX_ATTEMPTS, C_PRIORITY, C_RUN_AT,
+	C_LEASE_EXPIRES, C_LEASE_OWNER, C_LEASE_TOKEN, C_LAST_ERROR, C_IDEM, C_CREATED, C_UPDATED,
+	C_FINISHED,
+	C_TAKEN /* Claim and List: the rows their limit took before the byte budget (jq_db_rows_cut) */
+};
+
+typedef enum stmt_id {
+	S_ENQUEUE,
+	S_CLAIM,
+	S_HEARTBEAT,
+	S_COMPLETE,
+	S_LEASE_STATE,
+	S_FAIL,
+	S_GET,
+	S_GET_FAILURES,
+	S_LIST,
+	S_RETRY,
+	S_RETRY_ALL,
+	S_CANCEL,
+	S_STATS,
+	S_JOB_GAUGES,
+	S_FINISHED_ESTIMATES,
+	S_RESCUE,
+	S_RETENTION,
+	S__COUNT
+} stmt_id;
+
+typedef struct stmt {
+	const char *name;
+	const char *sql;
+	int nparams;
+	Oid types[8];
+	/* The statements that join job_queue to a batch of ids or pick from it. PostgreSQL's plan
+	 * cache keeps a generic plan until the table's statistics change, and a queue table grows
+	 * and shrinks by orders of magnitude faster than autovacuum's ANALYZE follows: a generic plan
+	 * made while the table was small (a sequential scan + hash join) then costs more with every
+	 * row (measured in `make bench`: Complete 11.3 -> 6.2 ms per 50-job call once these were
+	 * planned at every execution). Planning every time costs too (0.2-0.3 ms per statement, a
+	 * quarter of the database's CPU per job at batch size 1), so jobqd keeps them prepared but
+	 * prepares them again every REPREPARE_USES executions or REPREPARE_NS, whichever comes first:
+	 * a plan is never older than that, and PostgreSQL, choosing between the generic plan and
+	 * custom ones on fresh statistics each time, keeps the generic plan only while it is the
+	 * cheaper. Without prepared statements (PgBouncer) they are planned at every execution. */
+	bool replan;
+} stmt;
+
+extern const stmt stmts[S__COUNT];
+
+struct jq_db {
+	PGconn *conn;
+	char *url;
+	char *application_name;
+	bool prepared;
+	bool ready; /* connected and statements prepared */
+	char names[S__COUNT][48];      /* the name it is prepared under on this connection; "" = none */
+	int uses[S__COUNT];            /* executions since it was prepared */
+	int64_t prepared_ns[S__COUNT]; /* when it was (mono_ns) */
+	int64_t renewals;              /* plans renewed under a fresh name (jq_db_plan_renewals) */
+	uint64_t generation;           /* numbers the fresh names */
+	bool dealloc_refused;          /* this connection's DEALLOCATE failed: do not send it again */
+	int unfreed;                   /* old statements left prepared on this connection */
+	int backoff_base_ms, backoff_max_ms, statement_timeout_ms;
+	int64_t last_attempt_ns;
+	jq_pgconn_net net;
+	int64_t cutoff_ms;  /* stop waiting for the database here (jq_pgconn clock); 0 = no deadline */
+	jq_code lost_code;  /* why the connection was last closed under a call, and what to answer */
+	char lost_msg[200];
+	char down_msg[256]; /* why the last connection attempt failed; "" after a success */
+};
+
+struct jq_db_rows {
+	PGresult *res;
+	bool cut; /* jq_db_rows_cut */
+};
+
+void set_err(jq_db_err *err, const char *sqlstate, const char *prefix, const char *detail);
+jq_code run(jq_db *db, stmt_id id, const char *const *values, const int *lengths,
+	    const int *formats, PGresult **res, jq_db_err *err);
+
+#endif
