@@ -159,9 +159,9 @@ void fmt_printable(FILE *f, const uint8_t *p, size_t n, size_t max_chars);
 /* status_short: "pending", "processing", ... for tables. */
 const char *status_short(jobq_status s);
 
-/* now_ms (CLOCK_REALTIME) and mono_ms (CLOCK_MONOTONIC). */
-int64_t now_ms(void);
-int64_t mono_ms(void);
+/* cli_now_ms (CLOCK_REALTIME) and cli_mono_ms (CLOCK_MONOTONIC), in milliseconds. */
+int64_t cli_now_ms(void);
+int64_t cli_mono_ms(void);
 
 /* --- the commands (cli_jobs.c, cli_admin.c, cli_watch.c, cli_worker.c) --- */
 int cmd_enqueue(cli *c, int argc, char **argv);

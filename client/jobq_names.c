@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include <nng/nng.h>
 
@@ -73,6 +74,13 @@ const char *jobqi_opt_str(const char *given, const char *env_name, const char *d
 		return given;
 	const char *env = getenv(env_name);
 	return env != NULL && env[0] != '\0' ? env : dflt;
+}
+
+int64_t jobqi_mono_ms(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
 int jobqi_nng_code(int nng_err)

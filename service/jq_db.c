@@ -1,3 +1,7 @@
+/*
+ * jq_db.c — the calls of jq_db.h: each builds its statement's binary parameters (jq_pgbin),
+ * runs it (jq_dbi_run) and reads what came back into rows or per-job outcomes.
+ */
 #include "jq_db_int.h"
 
 #include <stdio.h>
@@ -42,7 +46,7 @@ static void params_free(params *p)
 
 static jq_code nomem(jq_db_err *err)
 {
-	set_err(err, NULL, "", "out of memory");
+	jq_dbi_set_err(err, NULL, "", "out of memory");
 	return JQ_RESOURCE_EXHAUSTED;
 }
 
@@ -82,11 +86,11 @@ jq_code jq_db_enqueue(jq_db *db, const jq_db_job_spec *specs, size_t n, int64_t 
 		lengths[i] = (int)p.arr[i].len;
 		formats[i] = 1;
 	}
-	c = run(db, S_ENQUEUE, values, lengths, formats, &r, err);
+	c = jq_dbi_run(db, S_ENQUEUE, values, lengths, formats, &r, err);
 	if (c != JQ_OK)
 		goto out;
 	if ((size_t)PQntuples(r) != n) {
-		set_err(err, NULL, "", "enqueue returned a different number of ids");
+		jq_dbi_set_err(err, NULL, "", "enqueue returned a different number of ids");
 		c = JQ_INTERNAL;
 		goto out;
 	}
@@ -109,7 +113,7 @@ static jq_code check_states(PGresult *r, jq_db_err *err)
 		for (size_t k = 0; k < sizeof(cols) / sizeof(cols[0]); k++) {
 			jq_state s;
 			if (jq_state_from_name(PQgetvalue(r, i, cols[k]), &s) != 0) {
-				set_err(err, NULL, "unknown job status in the database: ", PQgetvalue(r, i, cols[k]));
+				jq_dbi_set_err(err, NULL, "unknown job status in the database: ", PQgetvalue(r, i, cols[k]));
 				PQclear(r);
 				return JQ_INTERNAL;
 			}
@@ -135,7 +139,7 @@ jq_code jq_db_claim_within(jq_db *db, const char *queue, int limit, const char *
 	int lengths[6] = { (int)qlen, 4, (int)wlen, 4, 8, 4 };
 	int formats[6] = { 1, 1, 1, 1, 1, 1 };
 	PGresult *r;
-	jq_code c = run(db, S_CLAIM, values, lengths, formats, &r, err);
+	jq_code c = jq_dbi_run(db, S_CLAIM, values, lengths, formats, &r, err);
 	if (c == JQ_OK)
 		c = check_states(r, err);
 	if (c != JQ_OK)
@@ -160,7 +164,7 @@ static jq_code read_items(PGresult *r, size_t n, const bool *done_by_caller, jq_
 			  jq_state done_status, judge_fn judge, jq_db_err *err)
 {
 	if ((size_t)PQntuples(r) != n) {
-		set_err(err, NULL, "", "batch returned a different number of rows");
+		jq_dbi_set_err(err, NULL, "", "batch returned a different number of rows");
 		return JQ_INTERNAL;
 	}
 	for (size_t i = 0; i < n; i++) {
@@ -172,7 +176,7 @@ static jq_code read_items(PGresult *r, size_t n, const bool *done_by_caller, jq_
 		bool exists = !PQgetisnull(r, row, 3);
 		jq_state st = done_status;
 		if (exists && jq_state_from_name(PQgetvalue(r, row, 3), &st) != 0) {
-			set_err(err, NULL, "unknown job status in the database: ", PQgetvalue(r, row, 3));
+			jq_dbi_set_err(err, NULL, "unknown job status in the database: ", PQgetvalue(r, row, 3));
 			return JQ_INTERNAL;
 		}
 		if (done) {
@@ -268,7 +272,7 @@ jq_code jq_db_heartbeat(jq_db *db, const jq_db_lease *leases, size_t n, int leas
 	const char *values[3] = { p.arr[0].data, p.arr[1].data, lease };
 	int lengths[3] = { (int)p.arr[0].len, (int)p.arr[1].len, 4 };
 	int formats[3] = { 1, 1, 1 };
-	c = run(db, S_HEARTBEAT, values, lengths, formats, &r, err);
+	c = jq_dbi_run(db, S_HEARTBEAT, values, lengths, formats, &r, err);
 	if (c != JQ_OK)
 		goto out;
 	c = read_items(r, n, NULL, items, JQ_STATE_PROCESSING, judge_heartbeat, err);
@@ -319,7 +323,7 @@ jq_code jq_db_complete(jq_db *db, const jq_db_lease *leases, size_t n, jq_db_ite
 	const char *values[2] = { p.arr[0].data, p.arr[1].data };
 	int lengths[2] = { (int)p.arr[0].len, (int)p.arr[1].len };
 	int formats[2] = { 1, 1 };
-	c = run(db, S_COMPLETE, values, lengths, formats, &r, err);
+	c = jq_dbi_run(db, S_COMPLETE, values, lengths, formats, &r, err);
 	if (c != JQ_OK)
 		goto out;
 	if (completed_all(r, n)) {
@@ -337,7 +341,7 @@ jq_code jq_db_complete(jq_db *db, const jq_db_lease *leases, size_t n, jq_db_ite
 		goto out;
 	}
 	mark_completed(r, leases, n, done);
-	c = run(db, S_LEASE_STATE, values, lengths, formats, &state, err);
+	c = jq_dbi_run(db, S_LEASE_STATE, values, lengths, formats, &state, err);
 	if (c == JQ_OK)
 		c = read_items(state, n, done, items, JQ_STATE_COMPLETED, judge_complete, err);
 out:
@@ -382,7 +386,7 @@ jq_code jq_db_fail(jq_db *db, const jq_db_lease *leases, size_t n, jq_db_item *i
 	int lengths[8] = { (int)p.arr[0].len, (int)p.arr[1].len, (int)p.arr[2].len,
 			   (int)p.arr[3].len, (int)p.arr[4].len, 4, 4, (int)p.arr[5].len };
 	int formats[8] = { 1, 1, 1, 1, 1, 1, 1, 1 };
-	c = run(db, S_FAIL, values, lengths, formats, &r, err);
+	c = jq_dbi_run(db, S_FAIL, values, lengths, formats, &r, err);
 	if (c != JQ_OK)
 		goto out;
 	/* JQ_STATE__COUNT: the status after the call is in the row (pending or failed). */
@@ -407,12 +411,12 @@ jq_code jq_db_get(jq_db *db, int64_t id, jq_db_rows **job_rows, jq_db_rows **fai
 	PGresult *r1, *r2;
 
 	*job_rows = *failure_rows = NULL;
-	jq_code c = run(db, S_GET, values, lengths, formats, &r1, err);
+	jq_code c = jq_dbi_run(db, S_GET, values, lengths, formats, &r1, err);
 	if (c == JQ_OK)
 		c = check_states(r1, err);
 	if (c != JQ_OK)
 		return c;
-	c = run(db, S_GET_FAILURES, values, lengths, formats, &r2, err);
+	c = jq_dbi_run(db, S_GET_FAILURES, values, lengths, formats, &r2, err);
 	if (c != JQ_OK) {
 		PQclear(r1);
 		return c;
@@ -442,7 +446,7 @@ jq_code jq_db_list(jq_db *db, const char *queue, const jq_state *status, int64_t
 	int lengths[7] = { queue ? (int)strlen(queue) : 0, st ? (int)strlen(st) : 0, 8, 4, 1, 8, 4 };
 	int formats[7] = { 1, 1, 1, 1, 1, 1, 1 };
 	PGresult *r;
-	jq_code c = run(db, S_LIST, values, lengths, formats, &r, err);
+	jq_code c = jq_dbi_run(db, S_LIST, values, lengths, formats, &r, err);
 	if (c == JQ_OK)
 		c = check_states(r, err);
 	if (c != JQ_OK)
@@ -453,7 +457,7 @@ jq_code jq_db_list(jq_db *db, const char *queue, const jq_state *status, int64_t
 }
 
 /* ids_call runs a statement whose only parameter is an int8[] of ids and reads its items. */
-static jq_code ids_call(jq_db *db, stmt_id id, const int64_t *ids, size_t n, judge_fn judge,
+static jq_code ids_call(jq_db *db, jq_dbi_stmt_id id, const int64_t *ids, size_t n, judge_fn judge,
 			jq_state done_status, jq_db_item *items, jq_db_err *err)
 {
 	jq_pgbin_array a;
@@ -469,7 +473,7 @@ static jq_code ids_call(jq_db *db, stmt_id id, const int64_t *ids, size_t n, jud
 	}
 	const char *values[1] = { a.data };
 	int lengths[1] = { (int)a.len }, formats[1] = { 1 };
-	c = run(db, id, values, lengths, formats, &r, err);
+	c = jq_dbi_run(db, id, values, lengths, formats, &r, err);
 	if (c == JQ_OK)
 		c = read_items(r, n, NULL, items, done_status, judge, err);
 out:
@@ -489,11 +493,11 @@ jq_code jq_db_cancel(jq_db *db, const int64_t *ids, size_t n, jq_db_item *items,
 }
 
 /* count_call runs a statement that reports only how many rows it touched. */
-static jq_code count_call(jq_db *db, stmt_id id, const char *const *values, const int *lengths,
+static jq_code count_call(jq_db *db, jq_dbi_stmt_id id, const char *const *values, const int *lengths,
 			  const int *formats, int64_t *count, jq_db_err *err)
 {
 	PGresult *r;
-	jq_code c = run(db, id, values, lengths, formats, &r, err);
+	jq_code c = jq_dbi_run(db, id, values, lengths, formats, &r, err);
 	if (c != JQ_OK)
 		return c;
 	*count = strtoll(PQcmdTuples(r), NULL, 10);
@@ -510,7 +514,7 @@ jq_code jq_db_retry_failed_batch(jq_db *db, const char *queue, int64_t after_id,
 	const char *values[3] = { queue, lim, after };
 	int lengths[3] = { (int)strlen(queue), 4, 8 }, formats[3] = { 1, 1, 1 };
 	PGresult *r;
-	jq_code c = run(db, S_RETRY_ALL, values, lengths, formats, &r, err);
+	jq_code c = jq_dbi_run(db, S_RETRY_ALL, values, lengths, formats, &r, err);
 	if (c != JQ_OK)
 		return c;
 	*count = jq_pgbin_i64(r, 0, 0);
@@ -524,7 +528,7 @@ jq_code jq_db_stats(jq_db *db, const char *queue, jq_db_rows **rows, jq_db_err *
 	const char *values[1] = { queue };
 	int lengths[1] = { queue ? (int)strlen(queue) : 0 }, formats[1] = { 1 };
 	PGresult *r;
-	jq_code c = run(db, S_STATS, values, lengths, formats, &r, err);
+	jq_code c = jq_dbi_run(db, S_STATS, values, lengths, formats, &r, err);
 	if (c != JQ_OK)
 		return c;
 	if ((*rows = wrap(r)) == NULL)
@@ -535,7 +539,7 @@ jq_code jq_db_stats(jq_db *db, const char *queue, jq_db_rows **rows, jq_db_err *
 jq_code jq_db_job_gauges(jq_db *db, jq_db_rows **rows, jq_db_err *err)
 {
 	PGresult *r;
-	jq_code c = run(db, S_JOB_GAUGES, NULL, NULL, NULL, &r, err);
+	jq_code c = jq_dbi_run(db, S_JOB_GAUGES, NULL, NULL, NULL, &r, err);
 	if (c != JQ_OK)
 		return c;
 	if ((*rows = wrap(r)) == NULL)
@@ -546,7 +550,7 @@ jq_code jq_db_job_gauges(jq_db *db, jq_db_rows **rows, jq_db_err *err)
 jq_code jq_db_finished_estimates(jq_db *db, int64_t *completed, int64_t *cancelled, jq_db_err *err)
 {
 	PGresult *r;
-	jq_code c = run(db, S_FINISHED_ESTIMATES, NULL, NULL, NULL, &r, err);
+	jq_code c = jq_dbi_run(db, S_FINISHED_ESTIMATES, NULL, NULL, NULL, &r, err);
 	if (c != JQ_OK)
 		return c;
 	/* Analyzed, a state missing from the sample is as good as none; never analyzed, unknown. */

@@ -1,34 +1,33 @@
+/*
+ * jq_db_conn.c — the connection of a jq_db: opened at jq_db_open, reopened by the next call after
+ * it breaks (not more often than RECONNECT_INTERVAL_MS), set up (statement_timeout) and, when
+ * statements are prepared, prepared in full at connect and renewed as they age. Every wait is
+ * bounded by jq_pgconn (see jq_db.h). jq_dbi_run is the only way a statement reaches the server.
+ */
 #include "jq_db_int.h"
 
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 #include <unistd.h>
 
+#include "jq_clock.h"
 #include "jq_log.h"
 
-#define RECONNECT_INTERVAL_NS (250 * 1000000LL)
+#define RECONNECT_INTERVAL_MS 250
 /* How long past the session's statement_timeout an answer is still awaited: a live server ends a
  * slow statement itself (57014) within that time, so only a silent connection runs over it. */
 #define SILENCE_GRACE_MS 1000
 /* Time kept back from a request's deadline to carry the answer to the client. */
 #define REPLY_MARGIN_MAX_US 50000
 #define REPREPARE_USES 200
-#define REPREPARE_NS (1000 * 1000000LL)
+#define REPREPARE_MS 1000
 /* Statements a renewal could not free (see free_statement) before the connection is renewed. */
 #define MAX_UNFREED 1000
 
-static int64_t mono_ns(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000000000LL + ts.tv_nsec;
-}
-
 
 /* set_err writes prefix + detail as the error message. */
-void set_err(jq_db_err *err, const char *sqlstate, const char *prefix, const char *detail)
+void jq_dbi_set_err(jq_db_err *err, const char *sqlstate, const char *prefix, const char *detail)
 {
 	if (err == NULL)
 		return;
@@ -72,12 +71,12 @@ static void disconnect(jq_db *db)
 /* out_of_time: the request's deadline leaves no time for another round trip. */
 static bool out_of_time(const jq_db *db)
 {
-	return db->cutoff_ms != 0 && jq_pgconn_now_ms() >= db->cutoff_ms;
+	return db->cutoff_ms != 0 && jq_clock_mono_ms() >= db->cutoff_ms;
 }
 
 static jq_code deadline_exceeded(jq_db_err *err)
 {
-	set_err(err, NULL, "", "deadline exceeded before the database was asked");
+	jq_dbi_set_err(err, NULL, "", "deadline exceeded before the database was asked");
 	return JQ_DEADLINE_EXCEEDED;
 }
 
@@ -86,7 +85,7 @@ static int64_t answer_until(const jq_db *db)
 {
 	int64_t until = JQ_PGCONN_FOREVER;
 	if (db->statement_timeout_ms > 0)
-		until = jq_pgconn_now_ms() + db->statement_timeout_ms + SILENCE_GRACE_MS;
+		until = jq_clock_mono_ms() + db->statement_timeout_ms + SILENCE_GRACE_MS;
 	if (db->cutoff_ms != 0 && db->cutoff_ms < until)
 		until = db->cutoff_ms;
 	return until;
@@ -140,21 +139,21 @@ static PGresult *db_prepare(jq_db *db, const char *name, const char *sql, int n,
 }
 
 /* prepare_as prepares statement id's text (sql) under name, and on success makes it the one
- * run() executes and starts its plan's life. 0, or -1 with err set (the previous one stays). */
-static int prepare_as(jq_db *db, stmt_id id, const char *name, const char *sql, jq_db_err *err)
+ * jq_dbi_run executes and starts its plan's life. 0, or -1 with err set (the previous one stays). */
+static int prepare_as(jq_db *db, jq_dbi_stmt_id id, const char *name, const char *sql, jq_db_err *err)
 {
-	const stmt *s = &stmts[id];
+	const jq_dbi_stmt *s = &jq_dbi_stmts[id];
 	PGresult *r = db_prepare(db, name, sql, s->nparams, s->types);
 	int ok = PQresultStatus(r) == PGRES_COMMAND_OK;
 	if (!ok && r == NULL)
-		set_err(err, NULL, "", db->lost_msg);
+		jq_dbi_set_err(err, NULL, "", db->lost_msg);
 	else if (!ok)
-		set_err(err, PQresultErrorField(r, PG_DIAG_SQLSTATE), "prepare: ", PQresultErrorMessage(r));
+		jq_dbi_set_err(err, PQresultErrorField(r, PG_DIAG_SQLSTATE), "prepare: ", PQresultErrorMessage(r));
 	PQclear(r);
 	if (ok)
 		snprintf(db->names[id], sizeof(db->names[id]), "%s", name);
 	db->uses[id] = 0;
-	db->prepared_ns[id] = mono_ns();
+	db->prepared_ms[id] = jq_clock_mono_ms();
 	return ok ? 0 : -1;
 }
 
@@ -166,23 +165,23 @@ static int prepare_all(jq_db *db, jq_db_err *err)
 	db->dealloc_refused = false;
 	for (int i = 0; i < S__COUNT; i++) {
 		db->names[i][0] = '\0';
-		if (prepare_as(db, (stmt_id)i, stmts[i].name, stmts[i].sql, err) != 0)
+		if (prepare_as(db, (jq_dbi_stmt_id)i, jq_dbi_stmts[i].name, jq_dbi_stmts[i].sql, err) != 0)
 			return -1;
 	}
 	return 0;
 }
 
-/* plan_due: a replan statement has run REPREPARE_USES times or for REPREPARE_NS on its plan. */
-static bool plan_due(const jq_db *db, stmt_id id)
+/* plan_due: a replan statement has run REPREPARE_USES times or for REPREPARE_MS on its plan. */
+static bool plan_due(const jq_db *db, jq_dbi_stmt_id id)
 {
-	return db->uses[id] >= REPREPARE_USES || mono_ns() - db->prepared_ns[id] >= REPREPARE_NS;
+	return db->uses[id] >= REPREPARE_USES || jq_clock_mono_ms() - db->prepared_ms[id] >= REPREPARE_MS;
 }
 
 /* free_statement releases a statement that is no longer run: with libpq 17's PQclosePrepared (a
  * protocol Close, which PgBouncer understands) where there is one, else with an SQL DEALLOCATE.
  * Behind PgBouncer 1.21+ with prepared statements the pooler prepares ours under names of its
  * own, so that DEALLOCATE fails on the server; the statement then stays, this connection sends
- * no more DEALLOCATEs, and after MAX_UNFREED such statements run() opens a new connection, which
+ * no more DEALLOCATEs, and after MAX_UNFREED such statements jq_dbi_run opens a new connection, which
  * frees them. */
 static void free_statement(jq_db *db, const char *name)
 {
@@ -211,18 +210,18 @@ static void free_statement(jq_db *db, const char *name)
  * too, in a comment: PgBouncer shares the server's statements between clients by their text,
  * and the same text would bring the old plan back. If the prepare fails, the old statement stays
  * in use for another period; a broken connection shows at the next call. */
-static void renew_plan(jq_db *db, stmt_id id)
+static void renew_plan(jq_db *db, jq_dbi_stmt_id id)
 {
 	char name[48], old[48];
 	jq_db_err ignored;
-	const char *sql = stmts[id].sql;
+	const char *sql = jq_dbi_stmts[id].sql;
 	char *text = malloc(strlen(sql) + 96);
 	if (text == NULL) {
 		db->uses[id] = 0;
-		db->prepared_ns[id] = mono_ns();
+		db->prepared_ms[id] = jq_clock_mono_ms();
 		return;
 	}
-	snprintf(name, sizeof(name), "%s_%llu", stmts[id].name, (unsigned long long)++db->generation);
+	snprintf(name, sizeof(name), "%s_%llu", jq_dbi_stmts[id].name, (unsigned long long)++db->generation);
 	sprintf(text, "%s /* %s, process %ld */", sql, name, (long)getpid());
 	snprintf(old, sizeof(old), "%s", db->names[id]);
 	if (prepare_as(db, id, name, text, &ignored) == 0) {
@@ -239,27 +238,27 @@ static int session_setup(jq_db *db, jq_db_err *err)
 	PGresult *r = db_exec(db, sql);
 	int ok = PQresultStatus(r) == PGRES_COMMAND_OK;
 	if (!ok && r == NULL)
-		set_err(err, NULL, "", db->lost_msg);
+		jq_dbi_set_err(err, NULL, "", db->lost_msg);
 	else if (!ok)
-		set_err(err, PQresultErrorField(r, PG_DIAG_SQLSTATE), "setup: ", PQresultErrorMessage(r));
+		jq_dbi_set_err(err, PQresultErrorField(r, PG_DIAG_SQLSTATE), "setup: ", PQresultErrorMessage(r));
 	PQclear(r);
 	return ok ? 0 : -1;
 }
 
 /* connect_now opens the connection and prepares the statements, all by the request's deadline
  * when there is one; on failure the handle stays disconnected and the next call tries again
- * after RECONNECT_INTERVAL_NS. */
+ * after RECONNECT_INTERVAL_MS. */
 static jq_code connect_attempt(jq_db *db, jq_db_err *err)
 {
 	char why[200];
 	jq_pgconn_opts o = { .url = db->url, .application_name = db->application_name, .net = &db->net };
 
-	db->last_attempt_ns = mono_ns();
+	db->last_attempt_ms = jq_clock_mono_ms();
 	jq_pgconn_rc rc = jq_pgconn_open(&o, db->cutoff_ms ? db->cutoff_ms : JQ_PGCONN_FOREVER, -1,
 					 &db->conn, why, sizeof(why));
 	if (rc != JQ_PGCONN_OK) {
 		bool late = rc == JQ_PGCONN_TIMEOUT && out_of_time(db);
-		set_err(err, NULL, late ? "deadline exceeded connecting to the database: "
+		jq_dbi_set_err(err, NULL, late ? "deadline exceeded connecting to the database: "
 					: "database unavailable: ", why);
 		return late ? JQ_DEADLINE_EXCEEDED : JQ_UNAVAILABLE;
 	}
@@ -294,9 +293,9 @@ static jq_code ensure_connected(jq_db *db, jq_db_err *err)
 		disconnect(db);
 	if (out_of_time(db))
 		return deadline_exceeded(err);
-	if (mono_ns() - db->last_attempt_ns < RECONNECT_INTERVAL_NS) {
+	if (jq_clock_mono_ms() - db->last_attempt_ms < RECONNECT_INTERVAL_MS) {
 		/* The last attempt's reason: the same words as that attempt, until the next one. */
-		set_err(err, NULL, "",
+		jq_dbi_set_err(err, NULL, "",
 			db->down_msg[0] ? db->down_msg : "database unavailable (reconnecting)");
 		return JQ_UNAVAILABLE;
 	}
@@ -346,7 +345,7 @@ void jq_db_set_deadline(jq_db *db, int64_t deadline_us)
 		db->cutoff_ms = 0;
 		return;
 	}
-	int64_t margin = (deadline_us - mono_ns() / 1000) / 10;
+	int64_t margin = (deadline_us - jq_clock_mono_us()) / 10;
 	if (margin > REPLY_MARGIN_MAX_US)
 		margin = REPLY_MARGIN_MAX_US;
 	if (margin < 0)
@@ -360,7 +359,7 @@ bool jq_db_connected(const jq_db *db, jq_db_err *why)
 {
 	if (db->ready && db->conn != NULL && PQstatus(db->conn) == CONNECTION_OK)
 		return true;
-	set_err(why, NULL, "", db->down_msg[0] ? db->down_msg : "database unavailable: not connected");
+	jq_dbi_set_err(why, NULL, "", db->down_msg[0] ? db->down_msg : "database unavailable: not connected");
 	return false;
 }
 
@@ -372,27 +371,26 @@ int64_t jq_db_plan_renewals(const jq_db *db)
 const char *jq_db_statement_name(const jq_db *db, const char *base)
 {
 	for (int i = 0; i < S__COUNT; i++) {
-		if (strcmp(stmts[i].name, base) == 0)
+		if (strcmp(jq_dbi_stmts[i].name, base) == 0)
 			return db->names[i][0] != '\0' ? db->names[i] : NULL;
 	}
 	return NULL;
 }
 
-/* run executes one statement with binary parameters and binary results. On success *res holds
- * the result (caller PQclears). On failure nothing is left to free. */
-jq_code run(jq_db *db, stmt_id id, const char *const *values, const int *lengths,
-	    const int *formats, PGresult **res, jq_db_err *err)
+/* jq_dbi_run: see jq_db_int.h. */
+jq_code jq_dbi_run(jq_db *db, jq_dbi_stmt_id id, const char *const *values, const int *lengths,
+		   const int *formats, PGresult **res, jq_db_err *err)
 {
 	if (out_of_time(db))
 		return deadline_exceeded(err);
 	if (db->unfreed >= MAX_UNFREED && db->conn != NULL) {
 		disconnect(db); /* frees them; the next line connects again at once */
-		db->last_attempt_ns = 0;
+		db->last_attempt_ms = 0;
 	}
 	jq_code c = ensure_connected(db, err);
 	if (c != JQ_OK)
 		return c;
-	const stmt *s = &stmts[id];
+	const jq_dbi_stmt *s = &jq_dbi_stmts[id];
 	PGresult *r;
 	if (db->prepared && s->replan && plan_due(db, id))
 		renew_plan(db, id);
@@ -408,7 +406,7 @@ jq_code run(jq_db *db, stmt_id id, const char *const *values, const int *lengths
 						formats, 1), s->name);
 	}
 	if (r == NULL) {
-		set_err(err, NULL, "", db->lost_msg);
+		jq_dbi_set_err(err, NULL, "", db->lost_msg);
 		return db->lost_code;
 	}
 	ExecStatusType st = PQresultStatus(r);
@@ -418,7 +416,7 @@ jq_code run(jq_db *db, stmt_id id, const char *const *values, const int *lengths
 	}
 	const char *sqlstate = PQresultErrorField(r, PG_DIAG_SQLSTATE);
 	c = map_sqlstate(sqlstate);
-	set_err(err, sqlstate, "", PQresultErrorMessage(r));
+	jq_dbi_set_err(err, sqlstate, "", PQresultErrorMessage(r));
 	PQclear(r);
 	if (PQstatus(db->conn) != CONNECTION_OK) {
 		/* Retry this one request at once on a fresh connection? No: the statement may have
@@ -441,11 +439,11 @@ jq_code jq_db_ping(jq_db *db, jq_db_err *err)
 	PGresult *r = db_exec(db, "SELECT 1");
 	bool ok = PQresultStatus(r) == PGRES_TUPLES_OK;
 	if (r == NULL) {
-		set_err(err, NULL, "", db->lost_msg);
+		jq_dbi_set_err(err, NULL, "", db->lost_msg);
 		return db->lost_code;
 	}
 	if (!ok)
-		set_err(err, PQresultErrorField(r, PG_DIAG_SQLSTATE), "", PQresultErrorMessage(r));
+		jq_dbi_set_err(err, PQresultErrorField(r, PG_DIAG_SQLSTATE), "", PQresultErrorMessage(r));
 	PQclear(r);
 	if (ok)
 		return JQ_OK;

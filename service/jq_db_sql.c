@@ -1,3 +1,8 @@
+/*
+ * jq_db_sql.c — the statement table: every SQL text of jq_db, with its parameter types, and the
+ * reasons for its shape. The order of a job row's columns is JOB_COLS here and enum job_col in
+ * jq_db_int.h.
+ */
 #include "jq_db_int.h"
 
 /* The column list every job-returning statement uses, so one decoder reads them all.
@@ -20,7 +25,7 @@
  * The statements. Each is one round trip and one implicit transaction: nothing here keeps a
  * transaction open across calls, so no row lock outlives a statement.
  */
-const stmt stmts[S__COUNT] = {
+const jq_dbi_stmt jq_dbi_stmts[S__COUNT] = {
 	/* One statement for the whole batch: the same function other services call inside their own
 	 * transactions, and one NOTIFY from the statement-level trigger however many rows. */
 	[S_ENQUEUE] = { "jq_enqueue",
@@ -276,10 +281,10 @@ const stmt stmts[S__COUNT] = {
 
 const char *jq_db_claim_sql(void)
 {
-	return stmts[S_CLAIM].sql;
+	return jq_dbi_stmts[S_CLAIM].sql;
 }
 
 const char *jq_db_job_gauges_sql(void)
 {
-	return stmts[S_JOB_GAUGES].sql;
+	return jq_dbi_stmts[S_JOB_GAUGES].sql;
 }

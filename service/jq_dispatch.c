@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "jq_auth.h"
+#include "jq_clock.h"
 #include "jq_handlers.h"
 #include "jq_log.h"
 #include "jq_metrics.h"
@@ -122,7 +123,7 @@ bool jq_dispatch_quick(void *worker_arg, jq_rpc_req *req)
 /* log_answer counts and logs an answer; request_id must outlive the call (not the request's). */
 static void log_answer(const jq_call *call, const char *request_id, const char *method, unsigned code)
 {
-	int64_t us = jq_rpc_now_us() - call->received_us;
+	int64_t us = jq_clock_mono_us() - call->received_us;
 	jq_metrics_request(method, code, us);
 	if (jq_log_enabled(level_for(code)))
 		jq_log_request(level_for(code), request_id, method, code, jq_code_name(code),

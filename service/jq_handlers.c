@@ -7,6 +7,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "jq_clock.h"
 #include "jq_metrics.h"
 #include "jq_validate.h"
 
@@ -32,13 +33,6 @@ void jq_call_error(jq_call *call, unsigned code, const char *fmt, ...)
 static void db_error(jq_call *call, jq_code code, const jq_db_err *err)
 {
 	jq_call_error(call, code, "%s", err->msg);
-}
-
-static int64_t now_unix_us(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_REALTIME, &ts);
-	return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
 }
 
 static Jobq__V1__JobStatus to_proto_status(jq_state s)
@@ -130,7 +124,7 @@ void jq_handle_enqueue(jq_call *call, const ProtobufCMessage *request)
 		jq_call_error(call, JQ_RESOURCE_EXHAUSTED, "out of memory");
 		goto out;
 	}
-	int64_t now_us = now_unix_us();
+	int64_t now_us = jq_clock_unix_us();
 	for (size_t i = 0; i < r->n_jobs; i++) {
 		const Jobq__V1__JobSpec *j = r->jobs[i];
 		specs[i] = (jq_db_job_spec){
@@ -165,7 +159,7 @@ static bool may_wait(const jq_call *call, const Jobq__V1__ClaimRequest *r)
 {
 	if (call->longpoll == NULL || r->wait_ms == 0)
 		return false;
-	return call->received_us + (int64_t)r->wait_ms * 1000 > jq_rpc_now_us() + 1000;
+	return call->received_us + (int64_t)r->wait_ms * 1000 > jq_clock_mono_us() + 1000;
 }
 
 /* claim_park asks the dispatcher to park the Claim until a job of its queue is announced. */
@@ -568,7 +562,7 @@ static void retry_all_failed(jq_call *call, const char *queue, Jobq__V1__RetryRe
 	int64_t total = 0, after = 0, n = 0, took_us = 0;
 	jq_db_err err;
 	do {
-		int64_t start = jq_rpc_now_us();
+		int64_t start = jq_clock_mono_us();
 		if (call->deadline_us != 0 && start + took_us + ANSWER_MARGIN_US >= call->deadline_us) {
 			jq_call_error(call, JQ_DEADLINE_EXCEEDED,
 				      "deadline reached after %lld failed jobs of queue %s went back to pending;"
@@ -581,7 +575,7 @@ static void retry_all_failed(jq_call *call, const char *queue, Jobq__V1__RetryRe
 				      err.msg, (long long)total, queue);
 			return;
 		}
-		took_us = jq_rpc_now_us() - start;
+		took_us = jq_clock_mono_us() - start;
 		total += n;
 	} while (n == RETRY_ALL_BATCH);
 	resp->retried = total > UINT32_MAX ? UINT32_MAX : (uint32_t)total;

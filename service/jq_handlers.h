@@ -37,7 +37,7 @@ struct jq_call {
 	jq_db *db;
 	const jq_config *cfg;
 	const char *request_id;
-	int64_t received_us; /* when the request arrived (jq_rpc_now_us clock) */
+	int64_t received_us; /* when the request arrived (jq_clock_mono_us clock) */
 	int64_t deadline_us; /* when its caller stops waiting (same clock); 0 = not known */
 	jq_longpoll *longpoll; /* NULL: Claims never wait */
 	uint64_t generation;   /* the long-poll's, read before the handler ran */

@@ -5,8 +5,8 @@
 #include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
+#include "jq_clock.h"
 #include "jq_metrics.h"
 
 /* Recent wakes, to see whether a queue was announced since a generation. Older generations than
@@ -56,8 +56,8 @@ typedef struct tracked {
 } tracked;
 
 struct jq_longpoll {
-	pthread_mutex_t mu;
-	pthread_cond_t cv;
+	pthread_mutex_t longpoll_mu; /* everything below */
+	pthread_cond_t expiry_cv;  /* the expiry thread's: a wait that ends sooner was parked, or stop */
 	pthread_t thread;
 	waiter *waiters;
 	int nwaiting;
@@ -79,7 +79,7 @@ struct jq_longpoll {
  * Claims park, and the dispatcher does not see this answer, so it is counted here. */
 static void answer_empty(jq_rpc_req *req)
 {
-	jq_metrics_request("/jobq.v1.JobQueue/Claim", JQ_OK, jq_rpc_now_us() - jq_rpc_req_received_us(req));
+	jq_metrics_request("/jobq.v1.JobQueue/Claim", JQ_OK, jq_clock_mono_us() - jq_rpc_req_received_us(req));
 	jq_rpc_req_finish(req, JQ_OK, NULL, NULL, 0);
 }
 
@@ -88,17 +88,17 @@ static void answer_retry(jq_rpc_req *req)
 {
 	Jobq__V1__ClaimResponse resp = JOBQ__V1__CLAIM_RESPONSE__INIT;
 	uint8_t buf[16];
-	resp.retry_after_ms = RETRY_AFTER_MS + (uint32_t)(jq_rpc_now_us() % RETRY_AFTER_MS);
+	resp.retry_after_ms = RETRY_AFTER_MS + (uint32_t)(jq_clock_mono_us() % RETRY_AFTER_MS);
 	size_t len = jobq__v1__claim_response__pack(&resp, buf);
-	jq_metrics_request("/jobq.v1.JobQueue/Claim", JQ_OK, jq_rpc_now_us() - jq_rpc_req_received_us(req));
+	jq_metrics_request("/jobq.v1.JobQueue/Claim", JQ_OK, jq_clock_mono_us() - jq_rpc_req_received_us(req));
 	jq_rpc_req_finish(req, JQ_OK, NULL, buf, len);
 }
 
 uint64_t jq_longpoll_generation(jq_longpoll *lp)
 {
-	pthread_mutex_lock(&lp->mu);
+	pthread_mutex_lock(&lp->longpoll_mu);
 	uint64_t g = lp->gen;
-	pthread_mutex_unlock(&lp->mu);
+	pthread_mutex_unlock(&lp->longpoll_mu);
 	return g;
 }
 
@@ -213,17 +213,17 @@ static bool begin_locked(jq_longpoll *lp, const char *queue, size_t limit, bool 
 
 bool jq_longpoll_claim_begin(jq_longpoll *lp, const char *queue, size_t limit, bool may_wait)
 {
-	pthread_mutex_lock(&lp->mu);
+	pthread_mutex_lock(&lp->longpoll_mu);
 	bool park = begin_locked(lp, queue, limit, may_wait, true);
-	pthread_mutex_unlock(&lp->mu);
+	pthread_mutex_unlock(&lp->longpoll_mu);
 	return park;
 }
 
 bool jq_longpoll_known_empty(jq_longpoll *lp, const char *queue, size_t limit)
 {
-	pthread_mutex_lock(&lp->mu);
+	pthread_mutex_lock(&lp->longpoll_mu);
 	bool park = begin_locked(lp, queue, limit, true, false);
-	pthread_mutex_unlock(&lp->mu);
+	pthread_mutex_unlock(&lp->longpoll_mu);
 	return park;
 }
 
@@ -231,7 +231,7 @@ void jq_longpoll_claim_end(jq_longpoll *lp, const char *queue, uint64_t generati
 			   size_t got, bool ok)
 {
 	waiter *w = NULL;
-	pthread_mutex_lock(&lp->mu);
+	pthread_mutex_lock(&lp->longpoll_mu);
 	tracked *t = find_locked(lp, queue);
 	if (!ok) {
 		/* Its reservation ends with no answer: whoever parked behind it must look again. */
@@ -266,33 +266,33 @@ void jq_longpoll_claim_end(jq_longpoll *lp, const char *queue, uint64_t generati
 	}
 out:
 	lp->woken += count_list(w);
-	pthread_mutex_unlock(&lp->mu);
+	pthread_mutex_unlock(&lp->longpoll_mu);
 	release_all(w, jq_rpc_req_requeue);
 }
 
 void jq_longpoll_listening(jq_longpoll *lp, bool on)
 {
-	pthread_mutex_lock(&lp->mu);
+	pthread_mutex_lock(&lp->longpoll_mu);
 	lp->listening = on;
 	memset(lp->queues, 0, sizeof(lp->queues));
 	/* A Claim that began before this must not conclude that its queue is empty. */
 	record_wake_locked(lp, ALL_QUEUES);
-	pthread_mutex_unlock(&lp->mu);
+	pthread_mutex_unlock(&lp->longpoll_mu);
 }
 
 int64_t jq_longpoll_refused(jq_longpoll *lp)
 {
-	pthread_mutex_lock(&lp->mu);
+	pthread_mutex_lock(&lp->longpoll_mu);
 	int64_t n = lp->refused;
-	pthread_mutex_unlock(&lp->mu);
+	pthread_mutex_unlock(&lp->longpoll_mu);
 	return n;
 }
 
 int64_t jq_longpoll_unqueried(jq_longpoll *lp)
 {
-	pthread_mutex_lock(&lp->mu);
+	pthread_mutex_lock(&lp->longpoll_mu);
 	int64_t n = lp->unqueried;
-	pthread_mutex_unlock(&lp->mu);
+	pthread_mutex_unlock(&lp->longpoll_mu);
 	return n;
 }
 
@@ -311,7 +311,7 @@ void jq_longpoll_park(jq_longpoll *lp, jq_rpc_req *req, const char *queue, int l
 	/* Before it is on the list, where a wake may requeue it (and count it again) at once. */
 	jq_rpc_req_wait(req);
 
-	pthread_mutex_lock(&lp->mu);
+	pthread_mutex_lock(&lp->longpoll_mu);
 	bool now = lp->stop || woken_since_locked(lp, queue, generation);
 	bool stopping = lp->stop;
 	bool full = !now && (lp->nwaiting >= lp->max_waiting || jq_rpc_req_bytes(req) > PARK_MAX_BYTES);
@@ -324,9 +324,9 @@ void jq_longpoll_park(jq_longpoll *lp, jq_rpc_req *req, const char *queue, int l
 		/* Waking the expiry thread at every park would cost a context switch per Claim; it
 		 * only needs to look again when this wait ends before its next look. */
 		if (until_us < lp->sleeps_until)
-			pthread_cond_signal(&lp->cv);
+			pthread_cond_signal(&lp->expiry_cv);
 	}
-	pthread_mutex_unlock(&lp->mu);
+	pthread_mutex_unlock(&lp->longpoll_mu);
 	if (!now && !full)
 		return;
 	free(w);
@@ -379,7 +379,7 @@ static size_t newest_to_keep_locked(jq_longpoll *lp, const char *queue, size_t j
 
 void jq_longpoll_wake(jq_longpoll *lp, const char *queue, size_t jobs)
 {
-	pthread_mutex_lock(&lp->mu);
+	pthread_mutex_lock(&lp->longpoll_mu);
 	record_wake_locked(lp, queue);
 	tracked *t = find_locked(lp, queue);
 	if (jobs == 0)
@@ -388,23 +388,23 @@ void jq_longpoll_wake(jq_longpoll *lp, const char *queue, size_t jobs)
 		t->avail += (int64_t)jobs;
 	waiter *w = take_covering_locked(lp, queue, jobs);
 	lp->woken += count_list(w);
-	pthread_mutex_unlock(&lp->mu);
+	pthread_mutex_unlock(&lp->longpoll_mu);
 	release_all(w, jq_rpc_req_requeue);
 }
 
 int64_t jq_longpoll_woken(jq_longpoll *lp)
 {
-	pthread_mutex_lock(&lp->mu);
+	pthread_mutex_lock(&lp->longpoll_mu);
 	int64_t n = lp->woken;
-	pthread_mutex_unlock(&lp->mu);
+	pthread_mutex_unlock(&lp->longpoll_mu);
 	return n;
 }
 
 int jq_longpoll_waiting(jq_longpoll *lp)
 {
-	pthread_mutex_lock(&lp->mu);
+	pthread_mutex_lock(&lp->longpoll_mu);
 	int n = lp->nwaiting;
-	pthread_mutex_unlock(&lp->mu);
+	pthread_mutex_unlock(&lp->longpoll_mu);
 	return n;
 }
 
@@ -417,48 +417,48 @@ static int64_t earliest_locked(jq_longpoll *lp)
 	return t;
 }
 
-static void *run(void *arg)
+static void *longpoll_expiry_main(void *arg)
 {
 	jq_longpoll *lp = arg;
-	pthread_mutex_lock(&lp->mu);
+	pthread_mutex_lock(&lp->longpoll_mu);
 	while (!lp->stop) {
 		int64_t t = earliest_locked(lp);
 		lp->sleeps_until = t;
 		if (t == INT64_MAX) {
-			pthread_cond_wait(&lp->cv, &lp->mu);
+			pthread_cond_wait(&lp->expiry_cv, &lp->longpoll_mu);
 			continue;
 		}
-		if (t > jq_rpc_now_us()) {
-			struct timespec ts = { .tv_sec = t / 1000000, .tv_nsec = (long)(t % 1000000) * 1000 };
-			pthread_cond_timedwait(&lp->cv, &lp->mu, &ts);
+		if (t > jq_clock_mono_us()) {
+			struct timespec ts = jq_clock_timespec_us(t);
+			pthread_cond_timedwait(&lp->expiry_cv, &lp->longpoll_mu, &ts);
 			continue;
 		}
-		waiter *expired = take_locked(lp, NULL, jq_rpc_now_us(), 0);
-		pthread_mutex_unlock(&lp->mu);
+		waiter *expired = take_locked(lp, NULL, jq_clock_mono_us(), 0);
+		pthread_mutex_unlock(&lp->longpoll_mu);
 		release_all(expired, answer_empty);
-		pthread_mutex_lock(&lp->mu);
+		pthread_mutex_lock(&lp->longpoll_mu);
 	}
-	pthread_mutex_unlock(&lp->mu);
+	pthread_mutex_unlock(&lp->longpoll_mu);
 	return NULL;
 }
 
 int jq_longpoll_start(int max_waiting, jq_longpoll **out)
 {
 	jq_longpoll *lp = calloc(1, sizeof(*lp));
-	pthread_condattr_t ca;
 	if (lp == NULL)
 		return -1;
 	lp->sleeps_until = INT64_MAX;
 	lp->max_waiting = max_waiting;
-	pthread_mutex_init(&lp->mu, NULL);
-	/* jq_rpc_now_us is CLOCK_MONOTONIC, so the condvar waits on the same clock. */
-	pthread_condattr_init(&ca);
-	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-	pthread_cond_init(&lp->cv, &ca);
-	pthread_condattr_destroy(&ca);
-	if (pthread_create(&lp->thread, NULL, run, lp) != 0) {
-		pthread_cond_destroy(&lp->cv);
-		pthread_mutex_destroy(&lp->mu);
+	pthread_mutex_init(&lp->longpoll_mu, NULL);
+	/* Waiters' ends are jq_clock_mono_us times, so the condvar waits on that clock. */
+	if (jq_clock_cond_init(&lp->expiry_cv) != 0) {
+		pthread_mutex_destroy(&lp->longpoll_mu);
+		free(lp);
+		return -1;
+	}
+	if (pthread_create(&lp->thread, NULL, longpoll_expiry_main, lp) != 0) {
+		pthread_cond_destroy(&lp->expiry_cv);
+		pthread_mutex_destroy(&lp->longpoll_mu);
 		free(lp);
 		return -1;
 	}
@@ -470,13 +470,13 @@ void jq_longpoll_stop(jq_longpoll *lp)
 {
 	if (lp == NULL || lp->joined)
 		return;
-	pthread_mutex_lock(&lp->mu);
+	pthread_mutex_lock(&lp->longpoll_mu);
 	lp->stop = true;
 	waiter *all = lp->waiters;
 	lp->waiters = NULL;
 	lp->nwaiting = 0;
-	pthread_cond_signal(&lp->cv);
-	pthread_mutex_unlock(&lp->mu);
+	pthread_cond_signal(&lp->expiry_cv);
+	pthread_mutex_unlock(&lp->longpoll_mu);
 	pthread_join(lp->thread, NULL);
 	lp->joined = true;
 	release_all(all, answer_empty);
@@ -487,7 +487,7 @@ void jq_longpoll_free(jq_longpoll *lp)
 	if (lp == NULL)
 		return;
 	jq_longpoll_stop(lp);
-	pthread_cond_destroy(&lp->cv);
-	pthread_mutex_destroy(&lp->mu);
+	pthread_cond_destroy(&lp->expiry_cv);
+	pthread_mutex_destroy(&lp->longpoll_mu);
 	free(lp);
 }

@@ -54,7 +54,7 @@ void jq_longpoll_free(jq_longpoll *lp);
 uint64_t jq_longpoll_generation(jq_longpoll *lp);
 
 /* jq_longpoll_park keeps req, a Claim of up to `limit` jobs, until a job of queue is announced or
- * until until_us (jq_rpc_now_us clock), then requeues or answers it. Takes ownership of req in
+ * until until_us (jq_clock_mono_us clock), then requeues or answers it. Takes ownership of req in
  * every case. */
 void jq_longpoll_park(jq_longpoll *lp, jq_rpc_req *req, const char *queue, int limit,
 		      int64_t until_us, uint64_t generation);

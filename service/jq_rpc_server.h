@@ -134,10 +134,10 @@ size_t jq_rpc_req_bytes(const jq_rpc_req *req);
 const char *jq_rpc_req_request_id(const jq_rpc_req *req);
 
 /* jq_rpc_req_deadline_us returns the request's deadline on the CLOCK_MONOTONIC microsecond
- * clock of jq_rpc_now_us(). */
+ * clock of jq_clock_mono_us. */
 int64_t jq_rpc_req_deadline_us(const jq_rpc_req *req);
 
-/* jq_rpc_req_received_us returns when the request arrived (jq_rpc_now_us clock). */
+/* jq_rpc_req_received_us returns when the request arrived (jq_clock_mono_us clock). */
 int64_t jq_rpc_req_received_us(const jq_rpc_req *req);
 
 /* jq_rpc_req_finish answers the request: code, message (may be NULL) and, for code 0, the
@@ -175,7 +175,5 @@ void jq_rpc_server_load(jq_rpc_server *srv, int *in_use, int *waiting);
  * contexts receiving now, and contexts open in all (each request held keeps one) (metrics). */
 void jq_rpc_server_memory(jq_rpc_server *srv, size_t *held_bytes, int *receiving, int *contexts);
 
-/* jq_rpc_now_us: CLOCK_MONOTONIC in microseconds. */
-int64_t jq_rpc_now_us(void);
 
 #endif
