@@ -10,7 +10,7 @@
 #include <sys/stat.h>
 
 #include "jq_log.h"
-#include "jq_rpc_server.h"
+#include "jq_code.h"
 
 #define NAME_MAX_LEN 64
 /* A credentials file larger than this is a mistake, not a list of credentials. */

@@ -26,7 +26,7 @@
 #include <stdint.h>
 
 #include "jq_pgconn.h"
-#include "jq_rpc_server.h" /* jq_code */
+#include "jq_code.h"
 #include "jq_state.h"
 
 typedef struct jq_db jq_db;

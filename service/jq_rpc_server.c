@@ -134,21 +134,6 @@ struct jq_rpc_server {
 	_Atomic uint64_t next_id;
 };
 
-static const char *const code_names[] = {
-	"OK",		    "CANCELLED",	 "UNKNOWN",	     "INVALID_ARGUMENT",
-	"DEADLINE_EXCEEDED", "NOT_FOUND",	 "ALREADY_EXISTS",    "PERMISSION_DENIED",
-	"RESOURCE_EXHAUSTED", "FAILED_PRECONDITION", "ABORTED",	     "OUT_OF_RANGE",
-	"UNIMPLEMENTED",     "INTERNAL",	 "UNAVAILABLE",	     "DATA_LOSS",
-	"UNAUTHENTICATED",
-};
-
-const char *jq_code_name(unsigned code)
-{
-	if (code >= sizeof(code_names) / sizeof(code_names[0]))
-		return "UNKNOWN";
-	return code_names[code];
-}
-
 /* ---- requests ---- */
 
 const Jobq__V1__RpcRequest *jq_rpc_req_envelope(const jq_rpc_req *req)

@@ -30,31 +30,8 @@
 #include <stdint.h>
 
 #include "jobq/v1/jobq.pb-c.h"
+#include "jq_code.h"
 #include "jq_tls.h"
-
-/* gRPC status codes used on the wire. */
-typedef enum jq_code {
-	JQ_OK = 0,
-	JQ_CANCELLED = 1,
-	JQ_UNKNOWN = 2,
-	JQ_INVALID_ARGUMENT = 3,
-	JQ_DEADLINE_EXCEEDED = 4,
-	JQ_NOT_FOUND = 5,
-	JQ_ALREADY_EXISTS = 6,
-	JQ_PERMISSION_DENIED = 7,
-	JQ_RESOURCE_EXHAUSTED = 8,
-	JQ_FAILED_PRECONDITION = 9,
-	JQ_ABORTED = 10,
-	JQ_OUT_OF_RANGE = 11,
-	JQ_UNIMPLEMENTED = 12,
-	JQ_INTERNAL = 13,
-	JQ_UNAVAILABLE = 14,
-	JQ_DATA_LOSS = 15,
-	JQ_UNAUTHENTICATED = 16,
-} jq_code;
-
-/* jq_code_name returns "OK", "INVALID_ARGUMENT", ... (a static string; "UNKNOWN" if out of range). */
-const char *jq_code_name(unsigned code);
 
 typedef struct jq_rpc_server jq_rpc_server;
 typedef struct jq_rpc_req jq_rpc_req;

@@ -28,11 +28,11 @@
 #include <cmocka.h>
 
 #include "jq_clock.h"
+#include "jq_code.h"
 #include "jq_config.h"
 #include "jq_pgconn.h"
 #include "jq_proxy.h"
 #include "jq_rpc_call.h"
-#include "jq_rpc_server.h" /* jq_code */
 #include "jq_svc.h"
 #include "jq_svc_api.h"
 #include "jq_test.h"

@@ -36,6 +36,7 @@
 #include <nng/nng.h>
 #include <nng/protocol/reqrep0/req.h>
 
+#include "jobq.h"
 #include "jq_clock.h"
 #include "jq_log.h"
 #include "jq_rpc_server.h"
@@ -506,9 +507,13 @@ static void code_names(void **state)
 		"UNAUTHENTICATED",
 	};
 	(void)state;
-	for (unsigned i = 0; i < sizeof(want) / sizeof(want[0]); i++)
+	/* One table (enum jobq.v1.Code): jobqd's and libjobq's names are the same. */
+	for (unsigned i = 0; i < sizeof(want) / sizeof(want[0]); i++) {
 		assert_string_equal(jq_code_name(i), want[i]);
+		assert_string_equal(jobq_code_name((int)i), want[i]);
+	}
 	assert_string_equal(jq_code_name(17), "UNKNOWN");
+	assert_string_equal(jobq_code_name(-1), "UNKNOWN");
 	assert_string_equal(jq_code_name(~0u), "UNKNOWN");
 }
 
