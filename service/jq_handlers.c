@@ -153,22 +153,12 @@ out:
 
 /* ---- Claim ---- */
 
-/* may_wait: the caller asked to wait and part of the wait is left (a re-run after a wake counts
- * from the original arrival, so requeues never extend it). */
-static bool may_wait(const jq_call *call, const Jobq__V1__ClaimRequest *r)
+/* claim_start: from here the long-poll follows the Claim, which may end up waiting (see
+ * jq_longpoll.h); it reads its generation now, before the query. */
+static void claim_start(jq_call *call, const Jobq__V1__ClaimRequest *r)
 {
-	if (call->longpoll == NULL || r->wait_ms == 0)
-		return false;
-	return call->received_us + (int64_t)r->wait_ms * 1000 > jq_clock_mono_us() + 1000;
-}
-
-/* claim_park asks the dispatcher to park the Claim until a job of its queue is announced. */
-static void claim_park(jq_call *call, const Jobq__V1__ClaimRequest *r)
-{
-	call->park = true;
-	call->park_until_us = call->received_us + (int64_t)r->wait_ms * 1000;
-	snprintf(call->park_queue, sizeof(call->park_queue), "%s", r->queue);
-	call->park_limit = (int)r->limit;
+	jq_longpoll_claim_start(call->longpoll, &call->claim, r->queue, (int)r->limit, call->received_us,
+				r->wait_ms);
 }
 
 /* claim_reply_fits: a Claim runs only for a client that takes a reply of one job of the largest
@@ -186,14 +176,13 @@ static bool claim_reply_fits(jq_call *call)
 	return false;
 }
 
-bool jq_claim_parks_at_once(jq_call *call, const Jobq__V1__ClaimRequest *r)
+bool jq_claim_waits_at_once(jq_call *call, const Jobq__V1__ClaimRequest *r)
 {
-	/* may_wait is false without a long-poll. */
-	if (jq_validate_claim(r, call->message, sizeof(call->message)) != 0 || !claim_reply_fits(call) ||
-	    !may_wait(call, r) || !jq_longpoll_known_empty(call->longpoll, r->queue, r->limit))
+	if (jq_validate_claim(r, call->message, sizeof(call->message)) != 0 || !claim_reply_fits(call))
 		return false;
-	claim_park(call, r);
-	return true;
+	claim_start(call, r);
+	call->waits = jq_longpoll_claim_known_empty(&call->claim);
+	return call->waits;
 }
 
 void jq_handle_claim(jq_call *call, const ProtobufCMessage *request)
@@ -210,9 +199,10 @@ void jq_handle_claim(jq_call *call, const ProtobufCMessage *request)
 	}
 	if (!claim_reply_fits(call))
 		return;
+	claim_start(call, r);
 	/* A queue known to be empty here: the wait starts without a query (see jq_longpoll.h). */
-	if (call->longpoll != NULL && jq_longpoll_claim_begin(call->longpoll, r->queue, r->limit, may_wait(call, r))) {
-		claim_park(call, r);
+	if (jq_longpoll_claim_begin(&call->claim)) {
+		call->waits = true;
 		return;
 	}
 	int lease = r->lease_seconds ? (int)r->lease_seconds : call->cfg->default_lease_seconds;
@@ -220,16 +210,14 @@ void jq_handle_claim(jq_call *call, const ProtobufCMessage *request)
 				       reply_budget(call), JQ_REPLY_JOB_FIXED, &rows, &err);
 	/* A Claim the reply budget cut short leaves due jobs behind that no announcement will name
 	 * again: like a failed query, it makes the queue unknown and sends its waiters to look. */
-	if (call->longpoll != NULL)
-		jq_longpoll_claim_end(call->longpoll, r->queue, call->generation, r->limit,
-				      c == JQ_OK ? (size_t)jq_db_rows_count(rows) : 0,
-				      c == JQ_OK && !jq_db_rows_cut(rows));
+	bool waits = jq_longpoll_claim_end(&call->claim, c == JQ_OK ? (size_t)jq_db_rows_count(rows) : 0,
+					   c == JQ_OK && !jq_db_rows_cut(rows));
 	if (c != JQ_OK) {
 		db_error(call, c, &err);
 		return;
 	}
-	if (jq_db_rows_count(rows) == 0 && may_wait(call, r)) {
-		claim_park(call, r);
+	if (waits) {
+		call->waits = true;
 		goto out;
 	}
 	if (jobs_from_rows(rows, &out) != 0) {

@@ -40,19 +40,16 @@ struct jq_call {
 	int64_t received_us; /* when the request arrived (jq_clock_mono_us clock) */
 	int64_t deadline_us; /* when its caller stops waiting (same clock); 0 = not known */
 	jq_longpoll *longpoll; /* NULL: Claims never wait */
-	uint64_t generation;   /* the long-poll's, read before the handler ran */
 	uint32_t client_max_reply; /* RpcRequest.max_reply_bytes: 0, or the largest reply the client takes */
 	unsigned code;
 	char message[512];
 	jq_reply_fn send; /* NULL: no reply can be sent from here (a request that may only park) */
 	void *send_arg;
 	bool sent;        /* the reply went out (the request is gone) */
-	/* Set by a Claim that found nothing and may wait: the dispatcher parks the request instead of
-	 * answering, and runs the handler again when a job of park_queue is announced. */
-	bool park;
-	int64_t park_until_us;
-	char park_queue[72];
-	int park_limit; /* the Claim's limit: how many announced jobs this waiter covers */
+	/* Set by a Claim that waits (the long-poll said so): the dispatcher hands the request to
+	 * jq_longpoll_wait with `claim` instead of answering. */
+	bool waits;
+	jq_longpoll_claim claim;
 };
 
 typedef void (*jq_handler_fn)(jq_call *call, const ProtobufCMessage *request);
@@ -65,10 +62,10 @@ void jq_call_error(jq_call *call, unsigned code, const char *fmt, ...) __attribu
 
 void jq_handle_enqueue(jq_call *call, const ProtobufCMessage *request);
 void jq_handle_claim(jq_call *call, const ProtobufCMessage *request);
-/* jq_claim_parks_at_once: true when Claim r is valid, may wait, and its queue is known to be
- * empty (jq_longpoll_known_empty): call is then set to park, as jq_handle_claim would set it,
- * without a database. false: nothing is set or reserved; run jq_handle_claim. */
-bool jq_claim_parks_at_once(jq_call *call, const Jobq__V1__ClaimRequest *r);
+/* jq_claim_waits_at_once: true when Claim r is valid and the long-poll says it waits without a
+ * query (jq_longpoll_claim_known_empty): call is then set to wait, as jq_handle_claim would set
+ * it, without a database. false: nothing is set or reserved; run jq_handle_claim. */
+bool jq_claim_waits_at_once(jq_call *call, const Jobq__V1__ClaimRequest *r);
 
 void jq_handle_heartbeat(jq_call *call, const ProtobufCMessage *request);
 void jq_handle_complete(jq_call *call, const ProtobufCMessage *request);

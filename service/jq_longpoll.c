@@ -1,19 +1,22 @@
 #include "jq_longpoll.h"
 
+#include <assert.h>
 #include <errno.h>
 #include <pthread.h>
 #include <stdbool.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "jq_clock.h"
+#include "jq_log.h"
 #include "jq_metrics.h"
 
 /* Recent wakes, to see whether a queue was announced since a generation. Older generations than
  * the ring holds are treated as "maybe": the request claims once more, which is always safe. */
 #define RECENT 256
-#define QUEUE_MAX 64
-/* Queues whose emptiness is tracked (jq_longpoll_known_empty). An untracked queue is "unknown":
+#define QUEUE_MAX JQ_LONGPOLL_QUEUE_MAX
+/* Queues whose emptiness is tracked (jq_longpoll_claim_begin). An untracked queue is "unknown":
  * its Claims ask the database, as they would without the tracking; so the table only needs room
  * for the queues that workers wait on at the same time, and evicting one is always safe. */
 #define TRACKED 64
@@ -25,6 +28,11 @@
 /* When waiting Claims are full, the rest are told to come back after this long, spread over
  * as much again so that they do not all come back at once. */
 #define RETRY_AFTER_MS 1000
+/* A wait ends this long before the request's deadline: a request requeued after its deadline
+ * would be answered DEADLINE_EXCEEDED instead of with an empty claim. */
+#define DEADLINE_MARGIN_US 5000
+/* A Claim with less of its wait left than this does not wait. */
+#define MIN_WAIT_US 1000
 
 typedef struct waiter {
 	jq_rpc_req *req;
@@ -94,7 +102,8 @@ static void answer_retry(jq_rpc_req *req)
 	jq_rpc_req_finish(req, JQ_OK, NULL, buf, len);
 }
 
-uint64_t jq_longpoll_generation(jq_longpoll *lp)
+/* current_generation: the number of wakes so far; a Claim reads it before it queries. */
+static uint64_t current_generation(jq_longpoll *lp)
 {
 	pthread_mutex_lock(&lp->longpoll_mu);
 	uint64_t g = lp->gen;
@@ -182,8 +191,7 @@ static tracked *slot_locked(jq_longpoll *lp, const char *queue)
 			lru = &lp->queues[i];
 	}
 	forget_locked(lru);
-	strncpy(lru->queue, queue, QUEUE_MAX);
-	lru->queue[QUEUE_MAX] = '\0';
+	snprintf(lru->queue, sizeof(lru->queue), "%s", queue);
 	return lru;
 }
 
@@ -211,24 +219,51 @@ static bool begin_locked(jq_longpoll *lp, const char *queue, size_t limit, bool 
 	return park;
 }
 
-bool jq_longpoll_claim_begin(jq_longpoll *lp, const char *queue, size_t limit, bool may_wait)
+/* ---- a Claim, from its query to its wait ---- */
+
+void jq_longpoll_claim_start(jq_longpoll *lp, jq_longpoll_claim *c, const char *queue, int limit,
+			     int64_t received_us, uint32_t wait_ms)
 {
+	c->lp = lp;
+	snprintf(c->queue, sizeof(c->queue), "%s", queue);
+	c->limit = limit > 0 ? limit : 1;
+	c->until_us = wait_ms > 0 ? received_us + (int64_t)wait_ms * 1000 : 0;
+	c->generation = lp != NULL ? current_generation(lp) : 0;
+}
+
+/* may_wait: the Claim asked to wait and part of its wait is left (a Claim run again after a wake
+ * counts from its arrival, so requeues never extend the wait). */
+static bool may_wait(const jq_longpoll_claim *c)
+{
+	return c->lp != NULL && c->until_us != 0 && c->until_us > jq_clock_mono_us() + MIN_WAIT_US;
+}
+
+bool jq_longpoll_claim_begin(jq_longpoll_claim *c)
+{
+	jq_longpoll *lp = c->lp;
+	if (lp == NULL)
+		return false;
+	bool wait = may_wait(c);
 	pthread_mutex_lock(&lp->longpoll_mu);
-	bool park = begin_locked(lp, queue, limit, may_wait, true);
+	bool park = begin_locked(lp, c->queue, (size_t)c->limit, wait, true);
 	pthread_mutex_unlock(&lp->longpoll_mu);
 	return park;
 }
 
-bool jq_longpoll_known_empty(jq_longpoll *lp, const char *queue, size_t limit)
+bool jq_longpoll_claim_known_empty(jq_longpoll_claim *c)
 {
+	jq_longpoll *lp = c->lp;
+	if (!may_wait(c))
+		return false;
 	pthread_mutex_lock(&lp->longpoll_mu);
-	bool park = begin_locked(lp, queue, limit, true, false);
+	bool park = begin_locked(lp, c->queue, (size_t)c->limit, true, false);
 	pthread_mutex_unlock(&lp->longpoll_mu);
 	return park;
 }
 
-void jq_longpoll_claim_end(jq_longpoll *lp, const char *queue, uint64_t generation, size_t limit,
-			   size_t got, bool ok)
+/* record_end: see jq_longpoll_claim_end. */
+static void record_end(jq_longpoll *lp, const char *queue, uint64_t generation, size_t limit,
+		       size_t got, bool ok)
 {
 	waiter *w = NULL;
 	pthread_mutex_lock(&lp->longpoll_mu);
@@ -270,6 +305,14 @@ out:
 	release_all(w, jq_rpc_req_requeue);
 }
 
+bool jq_longpoll_claim_end(jq_longpoll_claim *c, size_t got, bool ok)
+{
+	if (c->lp == NULL)
+		return false;
+	record_end(c->lp, c->queue, c->generation, (size_t)c->limit, got, ok);
+	return ok && got == 0 && may_wait(c);
+}
+
 void jq_longpoll_listening(jq_longpoll *lp, bool on)
 {
 	pthread_mutex_lock(&lp->longpoll_mu);
@@ -296,8 +339,10 @@ int64_t jq_longpoll_unqueried(jq_longpoll *lp)
 	return n;
 }
 
-void jq_longpoll_park(jq_longpoll *lp, jq_rpc_req *req, const char *queue, int limit,
-		      int64_t until_us, uint64_t generation)
+/* park keeps req, a Claim of up to `limit` jobs, until a job of queue is announced or until
+ * until_us, then requeues or answers it; at once when queue was woken since `generation`. */
+static void park(jq_longpoll *lp, jq_rpc_req *req, const char *queue, int limit, int64_t until_us,
+		 uint64_t generation)
 {
 	waiter *w = calloc(1, sizeof(*w));
 	if (w == NULL) {
@@ -307,7 +352,7 @@ void jq_longpoll_park(jq_longpoll *lp, jq_rpc_req *req, const char *queue, int l
 	w->req = req;
 	w->until_us = until_us;
 	w->limit = limit > 0 ? limit : 1;
-	strncpy(w->queue, queue, QUEUE_MAX);
+	snprintf(w->queue, sizeof(w->queue), "%s", queue);
 	/* Before it is on the list, where a wake may requeue it (and count it again) at once. */
 	jq_rpc_req_wait(req);
 
@@ -336,6 +381,17 @@ void jq_longpoll_park(jq_longpoll *lp, jq_rpc_req *req, const char *queue, int l
 		answer_empty(req);
 	else
 		jq_rpc_req_requeue(req);
+}
+
+void jq_longpoll_wait(const jq_longpoll_claim *c, jq_rpc_req *req)
+{
+	int64_t until = c->until_us;
+	int64_t deadline = jq_rpc_req_deadline_us(req) - DEADLINE_MARGIN_US;
+	if (until > deadline)
+		until = deadline;
+	assert(c->lp != NULL); /* jq_longpoll_claim_begin/_end/_known_empty said it waits */
+	jq_debug("[%s] claim on %s waits for work", jq_rpc_req_request_id(req), c->queue);
+	park(c->lp, req, c->queue, c->limit, until, c->generation);
 }
 
 /* take_locked unlinks into a list the waiters that match (of queue, or expired before t), except
