@@ -6,6 +6,7 @@
  */
 #include "jq_db_int.h"
 
+#include <assert.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -377,9 +378,21 @@ const char *jq_db_statement_name(const jq_db *db, const char *base)
 	return NULL;
 }
 
-/* jq_dbi_run: see jq_db_int.h. */
-jq_code jq_dbi_run(jq_db *db, jq_dbi_stmt_id id, const char *const *values, const int *lengths,
-		   const int *formats, PGresult **res, jq_db_err *err)
+/* enter / leave bracket a call that talks to the server: a jq_db is one thread's at a time. */
+static void enter(jq_db *db)
+{
+	bool busy = atomic_exchange_explicit(&db->in_call, true, memory_order_acquire);
+	assert(!busy && "a jq_db used by two threads at once");
+	(void)busy;
+}
+
+static void leave(jq_db *db)
+{
+	atomic_store_explicit(&db->in_call, false, memory_order_release);
+}
+
+static jq_code run_statement(jq_db *db, jq_dbi_stmt_id id, const char *const *values,
+			     const int *lengths, const int *formats, PGresult **res, jq_db_err *err)
 {
 	if (out_of_time(db))
 		return deadline_exceeded(err);
@@ -429,7 +442,18 @@ jq_code jq_dbi_run(jq_db *db, jq_dbi_stmt_id id, const char *const *values, cons
 	return c;
 }
 
-jq_code jq_db_ping(jq_db *db, jq_db_err *err)
+/* jq_dbi_run: see jq_db_int.h. */
+jq_code jq_dbi_run(jq_db *db, jq_dbi_stmt_id id, const char *const *values, const int *lengths,
+		   const int *formats, PGresult **res, jq_db_err *err)
+{
+	assert(id >= 0 && id < S__COUNT);
+	enter(db);
+	jq_code c = run_statement(db, id, values, lengths, formats, res, err);
+	leave(db);
+	return c;
+}
+
+static jq_code ping(jq_db *db, jq_db_err *err)
 {
 	if (out_of_time(db))
 		return deadline_exceeded(err);
@@ -450,4 +474,12 @@ jq_code jq_db_ping(jq_db *db, jq_db_err *err)
 	if (PQstatus(db->conn) != CONNECTION_OK)
 		disconnect(db);
 	return JQ_UNAVAILABLE;
+}
+
+jq_code jq_db_ping(jq_db *db, jq_db_err *err)
+{
+	enter(db);
+	jq_code c = ping(db, err);
+	leave(db);
+	return c;
 }

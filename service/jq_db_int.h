@@ -12,6 +12,8 @@
 #ifndef JQ_DB_INT_H
 #define JQ_DB_INT_H
 
+#include <stdatomic.h>
+
 #include <libpq-fe.h>
 
 #include "jq_db.h"
@@ -97,6 +99,7 @@ struct jq_db {
 	jq_code lost_code;  /* why the connection was last closed under a call, and what to answer */
 	char lost_msg[200];
 	char down_msg[256]; /* why the last connection attempt failed; "" after a success */
+	atomic_bool in_call; /* a call is talking to the server (one thread at a time: asserted) */
 };
 
 struct jq_db_rows {

@@ -63,7 +63,7 @@ int jq_dispatch_method_count(void)
 	return n;
 }
 
-static jq_log_level level_for(unsigned code)
+static jq_log_level level_for(jq_code code)
 {
 	switch (code) {
 	case JQ_OK:
@@ -107,7 +107,7 @@ bool jq_dispatch_quick(void *worker_arg, jq_rpc_req *req)
 }
 
 /* log_answer counts and logs an answer; request_id must outlive the call (not the request's). */
-static void log_answer(const jq_call *call, const char *request_id, const char *method, unsigned code)
+static void log_answer(const jq_call *call, const char *request_id, const char *method, jq_code code)
 {
 	int64_t us = jq_clock_mono_us() - call->received_us;
 	jq_metrics_request(method, code, us);

@@ -21,7 +21,7 @@ void jq_call_reply(jq_call *call, const ProtobufCMessage *resp)
 	call->send(call, resp);
 }
 
-void jq_call_error(jq_call *call, unsigned code, const char *fmt, ...)
+void jq_call_error(jq_call *call, jq_code code, const char *fmt, ...)
 {
 	va_list ap;
 	va_start(ap, fmt);

@@ -41,7 +41,7 @@ struct jq_call {
 	int64_t deadline_us; /* when its caller stops waiting (same clock); 0 = not known */
 	jq_longpoll *longpoll; /* NULL: Claims never wait */
 	uint32_t client_max_reply; /* RpcRequest.max_reply_bytes: 0, or the largest reply the client takes */
-	unsigned code;
+	jq_code code;
 	char message[512];
 	jq_reply_fn send; /* NULL: no reply can be sent from here (a request that may only park) */
 	void *send_arg;
@@ -58,7 +58,7 @@ typedef void (*jq_handler_fn)(jq_call *call, const ProtobufCMessage *request);
 void jq_call_reply(jq_call *call, const ProtobufCMessage *resp);
 
 /* jq_call_error sets a non-OK code and a message. */
-void jq_call_error(jq_call *call, unsigned code, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+void jq_call_error(jq_call *call, jq_code code, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 
 void jq_handle_enqueue(jq_call *call, const ProtobufCMessage *request);
 void jq_handle_claim(jq_call *call, const ProtobufCMessage *request);

@@ -11,6 +11,7 @@
 #include "jq_clock.h"
 #include "jq_log.h"
 #include "jq_metrics.h"
+#include "jq_mutex.h"
 
 /* Recent wakes, to see whether a queue was announced since a generation. Older generations than
  * the ring holds are treated as "maybe": the request claims once more, which is always safe. */
@@ -64,7 +65,7 @@ typedef struct tracked {
 } tracked;
 
 struct jq_longpoll {
-	pthread_mutex_t longpoll_mu; /* everything below */
+	jq_mutex longpoll_mu; /* everything below */
 	pthread_cond_t expiry_cv;  /* the expiry thread's: a wait that ends sooner was parked, or stop */
 	pthread_t thread;
 	waiter *waiters;
@@ -105,15 +106,16 @@ static void answer_retry(jq_rpc_req *req)
 /* current_generation: the number of wakes so far; a Claim reads it before it queries. */
 static uint64_t current_generation(jq_longpoll *lp)
 {
-	pthread_mutex_lock(&lp->longpoll_mu);
+	jq_mutex_lock(&lp->longpoll_mu);
 	uint64_t g = lp->gen;
-	pthread_mutex_unlock(&lp->longpoll_mu);
+	jq_mutex_unlock(&lp->longpoll_mu);
 	return g;
 }
 
 /* woken_since_locked: was queue woken after generation g? */
 static bool woken_since_locked(jq_longpoll *lp, const char *queue, uint64_t g)
 {
+	JQ_ASSERT_HELD(&lp->longpoll_mu);
 	if (lp->gen == g)
 		return false;
 	if (lp->gen - g > RECENT)
@@ -129,6 +131,7 @@ static bool woken_since_locked(jq_longpoll *lp, const char *queue, uint64_t g)
 /* record_wake_locked starts a new generation for queue (ALL_QUEUES for every queue). */
 static void record_wake_locked(jq_longpoll *lp, const char *queue)
 {
+	JQ_ASSERT_HELD(&lp->longpoll_mu);
 	lp->gen++;
 	strncpy(lp->recent[lp->gen % RECENT].queue, queue, QUEUE_MAX);
 	lp->recent[lp->gen % RECENT].queue[QUEUE_MAX] = '\0';
@@ -162,6 +165,7 @@ static void release_all(waiter *w, void (*fn)(jq_rpc_req *req))
 
 static tracked *find_locked(jq_longpoll *lp, const char *queue)
 {
+	JQ_ASSERT_HELD(&lp->longpoll_mu);
 	for (int i = 0; i < TRACKED; i++)
 		if (lp->queues[i].queue[0] != '\0' && strcmp(lp->queues[i].queue, queue) == 0)
 			return &lp->queues[i];
@@ -179,6 +183,7 @@ static void forget_locked(tracked *t)
  * or in place of the least recently used queue. */
 static tracked *slot_locked(jq_longpoll *lp, const char *queue)
 {
+	JQ_ASSERT_HELD(&lp->longpoll_mu);
 	tracked *t = find_locked(lp, queue), *lru = &lp->queues[0];
 	if (t != NULL)
 		return t;
@@ -199,17 +204,19 @@ static tracked *slot_locked(jq_longpoll *lp, const char *queue)
  * (every waiter of the queue when jobs is 0). */
 static waiter *take_covering_locked(jq_longpoll *lp, const char *queue, size_t jobs)
 {
+	JQ_ASSERT_HELD(&lp->longpoll_mu);
 	return take_locked(lp, queue, 0, jobs == 0 ? 0 : newest_to_keep_locked(lp, queue, jobs));
 }
 
 /* begin_locked: see jq_longpoll_claim_begin; `reserve` false only looks. */
-static bool begin_locked(jq_longpoll *lp, const char *queue, size_t limit, bool may_wait, bool reserve)
+static bool begin_locked(jq_longpoll *lp, const char *queue, size_t limit, bool can_wait, bool reserve)
 {
+	JQ_ASSERT_HELD(&lp->longpoll_mu);
 	bool park = false;
 	tracked *t = lp->listening ? find_locked(lp, queue) : NULL;
 	if (t != NULL) {
 		t->used = ++lp->uses;
-		park = may_wait && t->avail <= t->inflight;
+		park = can_wait && t->avail <= t->inflight;
 		if (park && t->avail > 0)
 			t->behind += (int64_t)limit;
 		if (!park && reserve)
@@ -244,9 +251,9 @@ bool jq_longpoll_claim_begin(jq_longpoll_claim *c)
 	if (lp == NULL)
 		return false;
 	bool wait = may_wait(c);
-	pthread_mutex_lock(&lp->longpoll_mu);
+	jq_mutex_lock(&lp->longpoll_mu);
 	bool park = begin_locked(lp, c->queue, (size_t)c->limit, wait, true);
-	pthread_mutex_unlock(&lp->longpoll_mu);
+	jq_mutex_unlock(&lp->longpoll_mu);
 	return park;
 }
 
@@ -255,9 +262,9 @@ bool jq_longpoll_claim_known_empty(jq_longpoll_claim *c)
 	jq_longpoll *lp = c->lp;
 	if (!may_wait(c))
 		return false;
-	pthread_mutex_lock(&lp->longpoll_mu);
+	jq_mutex_lock(&lp->longpoll_mu);
 	bool park = begin_locked(lp, c->queue, (size_t)c->limit, true, false);
-	pthread_mutex_unlock(&lp->longpoll_mu);
+	jq_mutex_unlock(&lp->longpoll_mu);
 	return park;
 }
 
@@ -266,7 +273,7 @@ static void record_end(jq_longpoll *lp, const char *queue, uint64_t generation, 
 		       size_t got, bool ok)
 {
 	waiter *w = NULL;
-	pthread_mutex_lock(&lp->longpoll_mu);
+	jq_mutex_lock(&lp->longpoll_mu);
 	tracked *t = find_locked(lp, queue);
 	if (!ok) {
 		/* Its reservation ends with no answer: whoever parked behind it must look again. */
@@ -301,7 +308,7 @@ static void record_end(jq_longpoll *lp, const char *queue, uint64_t generation, 
 	}
 out:
 	lp->woken += count_list(w);
-	pthread_mutex_unlock(&lp->longpoll_mu);
+	jq_mutex_unlock(&lp->longpoll_mu);
 	release_all(w, jq_rpc_req_requeue);
 }
 
@@ -315,27 +322,27 @@ bool jq_longpoll_claim_end(jq_longpoll_claim *c, size_t got, bool ok)
 
 void jq_longpoll_listening(jq_longpoll *lp, bool on)
 {
-	pthread_mutex_lock(&lp->longpoll_mu);
+	jq_mutex_lock(&lp->longpoll_mu);
 	lp->listening = on;
 	memset(lp->queues, 0, sizeof(lp->queues));
 	/* A Claim that began before this must not conclude that its queue is empty. */
 	record_wake_locked(lp, ALL_QUEUES);
-	pthread_mutex_unlock(&lp->longpoll_mu);
+	jq_mutex_unlock(&lp->longpoll_mu);
 }
 
 int64_t jq_longpoll_refused(jq_longpoll *lp)
 {
-	pthread_mutex_lock(&lp->longpoll_mu);
+	jq_mutex_lock(&lp->longpoll_mu);
 	int64_t n = lp->refused;
-	pthread_mutex_unlock(&lp->longpoll_mu);
+	jq_mutex_unlock(&lp->longpoll_mu);
 	return n;
 }
 
 int64_t jq_longpoll_unqueried(jq_longpoll *lp)
 {
-	pthread_mutex_lock(&lp->longpoll_mu);
+	jq_mutex_lock(&lp->longpoll_mu);
 	int64_t n = lp->unqueried;
-	pthread_mutex_unlock(&lp->longpoll_mu);
+	jq_mutex_unlock(&lp->longpoll_mu);
 	return n;
 }
 
@@ -356,7 +363,7 @@ static void park(jq_longpoll *lp, jq_rpc_req *req, const char *queue, int limit,
 	/* Before it is on the list, where a wake may requeue it (and count it again) at once. */
 	jq_rpc_req_wait(req);
 
-	pthread_mutex_lock(&lp->longpoll_mu);
+	jq_mutex_lock(&lp->longpoll_mu);
 	bool now = lp->stop || woken_since_locked(lp, queue, generation);
 	bool stopping = lp->stop;
 	bool full = !now && (lp->nwaiting >= lp->max_waiting || jq_rpc_req_bytes(req) > PARK_MAX_BYTES);
@@ -371,7 +378,7 @@ static void park(jq_longpoll *lp, jq_rpc_req *req, const char *queue, int limit,
 		if (until_us < lp->sleeps_until)
 			pthread_cond_signal(&lp->expiry_cv);
 	}
-	pthread_mutex_unlock(&lp->longpoll_mu);
+	jq_mutex_unlock(&lp->longpoll_mu);
 	if (!now && !full)
 		return;
 	free(w);
@@ -398,6 +405,7 @@ void jq_longpoll_wait(const jq_longpoll_claim *c, jq_rpc_req *req)
  * the first `keep` matches, which are the newest (park pushes at the head). */
 static waiter *take_locked(jq_longpoll *lp, const char *queue, int64_t t, size_t keep)
 {
+	JQ_ASSERT_HELD(&lp->longpoll_mu);
 	waiter *taken = NULL, **pp = &lp->waiters;
 	while (*pp != NULL) {
 		waiter *w = *pp;
@@ -418,6 +426,7 @@ static waiter *take_locked(jq_longpoll *lp, const char *queue, int64_t t, size_t
  * longest-waiting ones, woken, still claim at least `jobs` between them. */
 static size_t newest_to_keep_locked(jq_longpoll *lp, const char *queue, size_t jobs)
 {
+	JQ_ASSERT_HELD(&lp->longpoll_mu);
 	size_t total = 0, kept_limits = 0, keep = 0;
 	for (waiter *w = lp->waiters; w != NULL; w = w->next)
 		if (strcmp(w->queue, queue) == 0)
@@ -435,7 +444,7 @@ static size_t newest_to_keep_locked(jq_longpoll *lp, const char *queue, size_t j
 
 void jq_longpoll_wake(jq_longpoll *lp, const char *queue, size_t jobs)
 {
-	pthread_mutex_lock(&lp->longpoll_mu);
+	jq_mutex_lock(&lp->longpoll_mu);
 	record_wake_locked(lp, queue);
 	tracked *t = find_locked(lp, queue);
 	if (jobs == 0)
@@ -444,28 +453,29 @@ void jq_longpoll_wake(jq_longpoll *lp, const char *queue, size_t jobs)
 		t->avail += (int64_t)jobs;
 	waiter *w = take_covering_locked(lp, queue, jobs);
 	lp->woken += count_list(w);
-	pthread_mutex_unlock(&lp->longpoll_mu);
+	jq_mutex_unlock(&lp->longpoll_mu);
 	release_all(w, jq_rpc_req_requeue);
 }
 
 int64_t jq_longpoll_woken(jq_longpoll *lp)
 {
-	pthread_mutex_lock(&lp->longpoll_mu);
+	jq_mutex_lock(&lp->longpoll_mu);
 	int64_t n = lp->woken;
-	pthread_mutex_unlock(&lp->longpoll_mu);
+	jq_mutex_unlock(&lp->longpoll_mu);
 	return n;
 }
 
 int jq_longpoll_waiting(jq_longpoll *lp)
 {
-	pthread_mutex_lock(&lp->longpoll_mu);
+	jq_mutex_lock(&lp->longpoll_mu);
 	int n = lp->nwaiting;
-	pthread_mutex_unlock(&lp->longpoll_mu);
+	jq_mutex_unlock(&lp->longpoll_mu);
 	return n;
 }
 
 static int64_t earliest_locked(jq_longpoll *lp)
 {
+	JQ_ASSERT_HELD(&lp->longpoll_mu);
 	int64_t t = INT64_MAX;
 	for (waiter *w = lp->waiters; w != NULL; w = w->next)
 		if (w->until_us < t)
@@ -476,25 +486,25 @@ static int64_t earliest_locked(jq_longpoll *lp)
 static void *longpoll_expiry_main(void *arg)
 {
 	jq_longpoll *lp = arg;
-	pthread_mutex_lock(&lp->longpoll_mu);
+	jq_mutex_lock(&lp->longpoll_mu);
 	while (!lp->stop) {
 		int64_t t = earliest_locked(lp);
 		lp->sleeps_until = t;
 		if (t == INT64_MAX) {
-			pthread_cond_wait(&lp->expiry_cv, &lp->longpoll_mu);
+			jq_mutex_wait(&lp->longpoll_mu, &lp->expiry_cv);
 			continue;
 		}
 		if (t > jq_clock_mono_us()) {
 			struct timespec ts = jq_clock_timespec_us(t);
-			pthread_cond_timedwait(&lp->expiry_cv, &lp->longpoll_mu, &ts);
+			jq_mutex_timedwait(&lp->longpoll_mu, &lp->expiry_cv, &ts);
 			continue;
 		}
 		waiter *expired = take_locked(lp, NULL, jq_clock_mono_us(), 0);
-		pthread_mutex_unlock(&lp->longpoll_mu);
+		jq_mutex_unlock(&lp->longpoll_mu);
 		release_all(expired, answer_empty);
-		pthread_mutex_lock(&lp->longpoll_mu);
+		jq_mutex_lock(&lp->longpoll_mu);
 	}
-	pthread_mutex_unlock(&lp->longpoll_mu);
+	jq_mutex_unlock(&lp->longpoll_mu);
 	return NULL;
 }
 
@@ -505,16 +515,16 @@ int jq_longpoll_start(int max_waiting, jq_longpoll **out)
 		return -1;
 	lp->sleeps_until = INT64_MAX;
 	lp->max_waiting = max_waiting;
-	pthread_mutex_init(&lp->longpoll_mu, NULL);
+	jq_mutex_init(&lp->longpoll_mu);
 	/* Waiters' ends are jq_clock_mono_us times, so the condvar waits on that clock. */
 	if (jq_clock_cond_init(&lp->expiry_cv) != 0) {
-		pthread_mutex_destroy(&lp->longpoll_mu);
+		jq_mutex_destroy(&lp->longpoll_mu);
 		free(lp);
 		return -1;
 	}
 	if (pthread_create(&lp->thread, NULL, longpoll_expiry_main, lp) != 0) {
 		pthread_cond_destroy(&lp->expiry_cv);
-		pthread_mutex_destroy(&lp->longpoll_mu);
+		jq_mutex_destroy(&lp->longpoll_mu);
 		free(lp);
 		return -1;
 	}
@@ -526,13 +536,13 @@ void jq_longpoll_stop(jq_longpoll *lp)
 {
 	if (lp == NULL || lp->joined)
 		return;
-	pthread_mutex_lock(&lp->longpoll_mu);
+	jq_mutex_lock(&lp->longpoll_mu);
 	lp->stop = true;
 	waiter *all = lp->waiters;
 	lp->waiters = NULL;
 	lp->nwaiting = 0;
 	pthread_cond_signal(&lp->expiry_cv);
-	pthread_mutex_unlock(&lp->longpoll_mu);
+	jq_mutex_unlock(&lp->longpoll_mu);
 	pthread_join(lp->thread, NULL);
 	lp->joined = true;
 	release_all(all, answer_empty);
@@ -544,6 +554,6 @@ void jq_longpoll_free(jq_longpoll *lp)
 		return;
 	jq_longpoll_stop(lp);
 	pthread_cond_destroy(&lp->expiry_cv);
-	pthread_mutex_destroy(&lp->longpoll_mu);
+	jq_mutex_destroy(&lp->longpoll_mu);
 	free(lp);
 }

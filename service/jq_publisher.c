@@ -74,7 +74,7 @@ void jq_publisher_stop(jq_publisher *p)
 
 int jq_publisher_reload_tls(jq_publisher *p, const jq_tls_files *tls)
 {
-	return jq_tls_reload(p->listener, tls, "publisher", &p->tls);
+	return jq_tls_reload(p->listener, tls, "publisher", &p->tls) == 0 ? 0 : -1;
 }
 
 /* build_msg: topic, NUL, packed JobsAvailable, in one nng message (caller owns it). */

@@ -54,7 +54,7 @@ typedef bool (*jq_rpc_quick_fn)(void *quick_arg, jq_rpc_req *req);
  * (any int the handler may read back with jq_rpc_req_principal), or a code (UNAUTHENTICATED,
  * PERMISSION_DENIED) and a reason in why, which is answered at once. */
 #define JQ_RPC_TOKEN_MAX 256
-typedef unsigned (*jq_rpc_authorize_fn)(void *auth_arg, const char *method, const char *token,
+typedef jq_code (*jq_rpc_authorize_fn)(void *auth_arg, const char *method, const char *token,
 					bool tls_verified, int *principal, char *why, size_t why_len);
 
 typedef struct jq_rpc_server_opts {
@@ -78,15 +78,15 @@ typedef struct jq_rpc_server_opts {
 	void *auth_arg;
 } jq_rpc_server_opts;
 
-/* jq_rpc_server_start listens on opts->url and starts the workers. Returns 0 and *out, or an
- * nng error number (the error is logged; NNG_EINVAL for contexts, max_queued, nworkers or
- * default_deadline_ms < 1, or no url or handler). The server copies what it needs from opts. */
+/* jq_rpc_server_start listens on opts->url and starts the workers. Returns 0 and *out, or -1
+ * (logged: contexts, max_queued, nworkers or default_deadline_ms < 1, no url or handler, or what
+ * nng refused). The server copies what it needs from opts. */
 int jq_rpc_server_start(const jq_rpc_server_opts *opts, jq_rpc_server **out)
 	__attribute__((warn_unused_result));
 
 /* jq_rpc_server_reload_tls rotates the listener's certificate (see jq_tls_reload); a no-op
- * without TLS. Returns 0, or an nng error number (logged; the old certificate stays). Call it
- * from one thread at a time. */
+ * without TLS. Returns 0, or -1 (logged; the old certificate stays). Call it from one thread at a
+ * time. */
 int jq_rpc_server_reload_tls(jq_rpc_server *srv, const jq_tls_files *tls) __attribute__((warn_unused_result));
 
 /* jq_rpc_server_stop stops receiving, lets every queued and in-flight request finish (their
@@ -119,7 +119,7 @@ int64_t jq_rpc_req_received_us(const jq_rpc_req *req);
 
 /* jq_rpc_req_finish answers the request: code, message (may be NULL) and, for code 0, the
  * encoded response payload (may be NULL/0; the bytes are copied). The request is gone after. */
-void jq_rpc_req_finish(jq_rpc_req *req, unsigned code, const char *message, const uint8_t *payload,
+void jq_rpc_req_finish(jq_rpc_req *req, jq_code code, const char *message, const uint8_t *payload,
 		       size_t payload_len);
 
 /* jq_rpc_req_wait tells the server that req will wait without work for a while (a parked
@@ -132,7 +132,7 @@ void jq_rpc_req_wait(jq_rpc_req *req);
  * the reply would be larger than the client takes (RpcRequest.max_reply_bytes), or memory runs
  * out, nothing is sent: it returns RESOURCE_EXHAUSTED with the reason in why (why_len bytes),
  * and the request is still the caller's to answer. */
-unsigned jq_rpc_req_finish_message(jq_rpc_req *req, const ProtobufCMessage *resp, char *why,
+jq_code jq_rpc_req_finish_message(jq_rpc_req *req, const ProtobufCMessage *resp, char *why,
 				   size_t why_len) __attribute__((warn_unused_result));
 
 /* jq_rpc_req_requeue puts a request the handler kept back on the work queue, to be handled
