@@ -67,10 +67,8 @@ typedef struct jq_dbi_stmt {
 	 * cache keeps a generic plan until the table's statistics change, and a queue table grows
 	 * and shrinks by orders of magnitude faster than autovacuum's ANALYZE follows: a generic plan
 	 * made while the table was small (a sequential scan + hash join) then costs more with every
-	 * row (measured in `make bench`: Complete 11.3 -> 6.2 ms per 50-job call once these were
-	 * planned at every execution). Planning every time costs too (0.2-0.3 ms per statement, a
-	 * quarter of the database's CPU per job at batch size 1), so jobqd keeps them prepared but
-	 * prepares them again every REPREPARE_USES executions or REPREPARE_MS, whichever comes first:
+	 * row. Planning at every execution costs too (for a one-job call, planning is a large share
+	 * of the database's work), so jobqd keeps them prepared but prepares them again every REPREPARE_USES executions or REPREPARE_MS, whichever comes first:
 	 * a plan is never older than that, and PostgreSQL, choosing between the generic plan and
 	 * custom ones on fresh statistics each time, keeps the generic plan only while it is the
 	 * cheaper. Without prepared statements (PgBouncer) they are planned at every execution. */

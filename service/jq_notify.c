@@ -39,10 +39,9 @@
  * "loose index scan": PAIRS_CTE jumps from one (queue, priority) to the next, and within a pair
  * the index is in run_at order, so the earliest due and the earliest future job of each pair are
  * one index probe away. Their cost grows with the number of (queue, priority) pairs, not with
- * the backlog: the first versions read every pending row with a future (or, for a queue whose
- * first priority had only future jobs, a due) run_at, and with a backlog of 1.6 million jobs
- * the listener thread stopped reading notifications for a few hundred ms every scan (`make
- * bench`: notify p99 405 ms). */
+ * the backlog: a scan that read every pending row with a future run_at would keep the listener
+ * thread from reading notifications for as long as a large backlog takes to read, at every scan
+ * (tests/integration/test_schema.c holds the plan). */
 #define PAIRS_CTE \
 	"WITH RECURSIVE p(queue, priority) AS (" \
 	"  (SELECT queue, priority FROM job_queue WHERE curr_job_status = 'archive_pending'" \
