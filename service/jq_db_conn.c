@@ -26,8 +26,7 @@
 /* Statements a renewal could not free (see free_statement) before the connection is renewed. */
 #define MAX_UNFREED 1000
 
-
-/* set_err writes prefix + detail as the error message. */
+/* jq_dbi_set_err: see jq_db_int.h. */
 void jq_dbi_set_err(jq_db_err *err, const char *sqlstate, const char *prefix, const char *detail)
 {
 	if (err == NULL)
@@ -139,18 +138,25 @@ static PGresult *db_prepare(jq_db *db, const char *name, const char *sql, int n,
 	return db->conn ? await(db, PQsendPrepare(db->conn, name, sql, n, types), name) : NULL;
 }
 
+/* command_done: r (which it clears) is a command's success; else err says why, prefixed with
+ * what for an SQL error (a NULL r is a lost connection: db->lost_msg). */
+static bool command_done(jq_db *db, PGresult *r, const char *what, jq_db_err *err)
+{
+	bool ok = PQresultStatus(r) == PGRES_COMMAND_OK;
+	if (!ok && r == NULL)
+		jq_dbi_set_err(err, NULL, "", db->lost_msg);
+	else if (!ok)
+		jq_dbi_set_err(err, PQresultErrorField(r, PG_DIAG_SQLSTATE), what, PQresultErrorMessage(r));
+	PQclear(r);
+	return ok;
+}
+
 /* prepare_as prepares statement id's text (sql) under name, and on success makes it the one
  * jq_dbi_run executes and starts its plan's life. 0, or -1 with err set (the previous one stays). */
 static int prepare_as(jq_db *db, jq_dbi_stmt_id id, const char *name, const char *sql, jq_db_err *err)
 {
 	const jq_dbi_stmt *s = &jq_dbi_stmts[id];
-	PGresult *r = db_prepare(db, name, sql, s->nparams, s->types);
-	int ok = PQresultStatus(r) == PGRES_COMMAND_OK;
-	if (!ok && r == NULL)
-		jq_dbi_set_err(err, NULL, "", db->lost_msg);
-	else if (!ok)
-		jq_dbi_set_err(err, PQresultErrorField(r, PG_DIAG_SQLSTATE), "prepare: ", PQresultErrorMessage(r));
-	PQclear(r);
+	bool ok = command_done(db, db_prepare(db, name, sql, s->nparams, s->types), "prepare: ", err);
 	if (ok)
 		snprintf(db->names[id], sizeof(db->names[id]), "%s", name);
 	db->uses[id] = 0;
@@ -236,17 +242,10 @@ static int session_setup(jq_db *db, jq_db_err *err)
 {
 	char sql[96];
 	snprintf(sql, sizeof(sql), "SET statement_timeout = %d", db->statement_timeout_ms);
-	PGresult *r = db_exec(db, sql);
-	int ok = PQresultStatus(r) == PGRES_COMMAND_OK;
-	if (!ok && r == NULL)
-		jq_dbi_set_err(err, NULL, "", db->lost_msg);
-	else if (!ok)
-		jq_dbi_set_err(err, PQresultErrorField(r, PG_DIAG_SQLSTATE), "setup: ", PQresultErrorMessage(r));
-	PQclear(r);
-	return ok ? 0 : -1;
+	return command_done(db, db_exec(db, sql), "setup: ", err) ? 0 : -1;
 }
 
-/* connect_now opens the connection and prepares the statements, all by the request's deadline
+/* connect_attempt opens the connection and prepares the statements, all by the request's deadline
  * when there is one; on failure the handle stays disconnected and the next call tries again
  * after RECONNECT_INTERVAL_MS. */
 static jq_code connect_attempt(jq_db *db, jq_db_err *err)
