@@ -47,7 +47,8 @@ static const char *const status_short[] = {
 
 const char *jobq_code_name(int code)
 {
-	const ProtobufCEnumValue *v = protobuf_c_enum_descriptor_get_value(&jobq__v1__code__descriptor, code);
+	const ProtobufCEnumDescriptor *codes = &jobq__v1__code__descriptor;
+	const ProtobufCEnumValue *v = protobuf_c_enum_descriptor_get_value(codes, code);
 	return v != NULL ? v->name : "UNKNOWN";
 }
 

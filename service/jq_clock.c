@@ -29,7 +29,8 @@ int64_t jq_clock_unix_ms(void)
 
 struct timespec jq_clock_timespec_us(int64_t mono_us)
 {
-	return (struct timespec){ .tv_sec = mono_us / 1000000, .tv_nsec = (long)(mono_us % 1000000) * 1000 };
+	return (struct timespec){ .tv_sec = mono_us / 1000000,
+				  .tv_nsec = (long)(mono_us % 1000000) * 1000 };
 }
 
 int jq_clock_cond_init(pthread_cond_t *cv)

@@ -4,8 +4,9 @@
 
 const char *jq_code_name(unsigned code)
 {
-	const ProtobufCEnumValue *v =
-		code <= INT_MAX ? protobuf_c_enum_descriptor_get_value(&jobq__v1__code__descriptor, (int)code)
-				: NULL;
+	const ProtobufCEnumDescriptor *codes = &jobq__v1__code__descriptor;
+	if (code > INT_MAX)
+		return "UNKNOWN";
+	const ProtobufCEnumValue *v = protobuf_c_enum_descriptor_get_value(codes, (int)code);
 	return v != NULL ? v->name : "UNKNOWN";
 }

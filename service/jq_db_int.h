@@ -68,10 +68,11 @@ typedef struct jq_dbi_stmt {
 	 * and shrinks by orders of magnitude faster than autovacuum's ANALYZE follows: a generic plan
 	 * made while the table was small (a sequential scan + hash join) then costs more with every
 	 * row. Planning at every execution costs too (for a one-job call, planning is a large share
-	 * of the database's work), so jobqd keeps them prepared but prepares them again every REPREPARE_USES executions or REPREPARE_MS, whichever comes first:
-	 * a plan is never older than that, and PostgreSQL, choosing between the generic plan and
-	 * custom ones on fresh statistics each time, keeps the generic plan only while it is the
-	 * cheaper. Without prepared statements (PgBouncer) they are planned at every execution. */
+	 * of the database's work), so jobqd keeps them prepared but prepares them again every
+	 * REPREPARE_USES executions or REPREPARE_MS, whichever comes first: a plan is never older
+	 * than that, and PostgreSQL, choosing between the generic plan and custom ones on fresh
+	 * statistics each time, keeps the generic plan only while it is the cheaper. Without
+	 * prepared statements (PgBouncer) they are planned at every execution. */
 	bool replan;
 } jq_dbi_stmt;
 

@@ -210,8 +210,8 @@ void jq_handle_claim(jq_call *call, const ProtobufCMessage *request)
 				       reply_budget(call), JQ_REPLY_JOB_FIXED, &rows, &err);
 	/* A Claim the reply budget cut short leaves due jobs behind that no announcement will name
 	 * again: like a failed query, it makes the queue unknown and sends its waiters to look. */
-	bool waits = jq_longpoll_claim_end(&call->claim, c == JQ_OK ? (size_t)jq_db_rows_count(rows) : 0,
-					   c == JQ_OK && !jq_db_rows_cut(rows));
+	size_t got = c == JQ_OK ? (size_t)jq_db_rows_count(rows) : 0;
+	bool waits = jq_longpoll_claim_end(&call->claim, got, c == JQ_OK && !jq_db_rows_cut(rows));
 	if (c != JQ_OK) {
 		db_error(call, c, &err);
 		return;

@@ -66,7 +66,7 @@ typedef struct tracked {
 
 struct jq_longpoll {
 	jq_mutex longpoll_mu; /* everything below */
-	pthread_cond_t expiry_cv;  /* the expiry thread's: a wait that ends sooner was parked, or stop */
+	pthread_cond_t expiry_cv;  /* the expiry thread's: a sooner wait end, or stop */
 	pthread_t thread;
 	waiter *waiters;
 	int nwaiting;
