@@ -245,7 +245,7 @@ static bool may_wait(const jq_longpoll_claim *c)
 	return c->lp != NULL && c->until_us != 0 && c->until_us > jq_clock_mono_us() + MIN_WAIT_US;
 }
 
-bool jq_longpoll_claim_begin(jq_longpoll_claim *c)
+bool jq_longpoll_claim_begin(const jq_longpoll_claim *c)
 {
 	jq_longpoll *lp = c->lp;
 	if (lp == NULL)
@@ -257,7 +257,7 @@ bool jq_longpoll_claim_begin(jq_longpoll_claim *c)
 	return park;
 }
 
-bool jq_longpoll_claim_known_empty(jq_longpoll_claim *c)
+bool jq_longpoll_claim_known_empty(const jq_longpoll_claim *c)
 {
 	jq_longpoll *lp = c->lp;
 	if (!may_wait(c))
@@ -312,7 +312,7 @@ out:
 	release_all(w, jq_rpc_req_requeue);
 }
 
-bool jq_longpoll_claim_end(jq_longpoll_claim *c, size_t got, bool ok)
+bool jq_longpoll_claim_end(const jq_longpoll_claim *c, size_t got, bool ok)
 {
 	if (c->lp == NULL)
 		return false;

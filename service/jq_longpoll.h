@@ -85,7 +85,7 @@ void jq_longpoll_claim_start(jq_longpoll *lp, jq_longpoll_claim *c, const char *
  * job it could get (none, or only as many as Claims querying now will take), and it may wait:
  * it waits without a query (counted: jq_longpoll_unqueried); hand the request to
  * jq_longpoll_wait. False: query, then call jq_longpoll_claim_end. */
-bool jq_longpoll_claim_begin(jq_longpoll_claim *c);
+bool jq_longpoll_claim_begin(const jq_longpoll_claim *c);
 
 /* jq_longpoll_claim_end records the outcome of the query: `got` jobs, or !ok for a query that
  * failed or that the reply budget cut short (jobs were left that no announcement will name). A
@@ -93,12 +93,12 @@ bool jq_longpoll_claim_begin(jq_longpoll_claim *c);
  * are taken off what was announced; a failed or cut query makes the queue unknown and sends its
  * waiters to look. True: the Claim found nothing and may wait; hand the request to
  * jq_longpoll_wait. */
-bool jq_longpoll_claim_end(jq_longpoll_claim *c, size_t got, bool ok);
+bool jq_longpoll_claim_end(const jq_longpoll_claim *c, size_t got, bool ok);
 
 /* jq_longpoll_claim_known_empty is jq_longpoll_claim_begin for a Claim that will not query now
  * either way (jobqd's receiving thread): true, counted, when it is to wait; false reserves
  * nothing (the Claim goes to a worker, which starts it again). */
-bool jq_longpoll_claim_known_empty(jq_longpoll_claim *c);
+bool jq_longpoll_claim_known_empty(const jq_longpoll_claim *c);
 
 /* jq_longpoll_wait keeps req, the Claim c follows, until a job of its queue is announced or its
  * wait ends (a little before the request's deadline, so that it is answered with no jobs rather
