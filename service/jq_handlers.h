@@ -5,7 +5,9 @@
  * A handler gets a jq_call and the decoded request (owned by the dispatcher). It ends with either
  * jq_call_reply (the dispatcher sends the response at once, packed straight into the reply
  * message, while the handler still holds what the response points into) or jq_call_error (a
- * code and a message, answered by the dispatcher when the handler returns).
+ * code and a message, answered by the dispatcher when the handler returns). A Claim may end a
+ * third way: the long-poll says it waits (call->waits), and the dispatcher hands the request to
+ * jq_longpoll_wait.
  */
 #ifndef JQ_HANDLERS_H
 #define JQ_HANDLERS_H
