@@ -258,14 +258,14 @@ size_t cli_report_results(const cli *c, const jobq_result *r, size_t n)
 	return failed;
 }
 
-int64_t now_ms(void)
+int64_t cli_now_ms(void)
 {
 	struct timespec ts;
 	clock_gettime(CLOCK_REALTIME, &ts);
 	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
-int64_t mono_ms(void)
+int64_t cli_mono_ms(void)
 {
 	struct timespec ts;
 	clock_gettime(CLOCK_MONOTONIC, &ts);

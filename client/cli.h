@@ -90,7 +90,7 @@ int cli_fail_err(const cli *c, const jobq_error *err);
 /* cli_bound_close arms, once per process, a guard that ends the process with exit status rc
  * (the latest rc given) if it is still running CLI_CLOSE_LIMIT_S seconds later. Call it when the
  * command's result is known, just before closing nng sockets: nng 1.5.2 can hang in nng_close
- * after a connection dropped mid-message (seen in `jobq watch` after a TLS rotation), and a
+ * after a connection dropped mid-message (`jobq watch` across a TLS rotation, say), and a
  * command that has done its work must not hang on Ctrl-C. */
 #define CLI_CLOSE_LIMIT_S 5
 void cli_bound_close(int rc);
@@ -159,9 +159,9 @@ void fmt_printable(FILE *f, const uint8_t *p, size_t n, size_t max_chars);
 /* status_short: "pending", "processing", ... for tables. */
 const char *status_short(jobq_status s);
 
-/* now_ms (CLOCK_REALTIME) and mono_ms (CLOCK_MONOTONIC). */
-int64_t now_ms(void);
-int64_t mono_ms(void);
+/* cli_now_ms (CLOCK_REALTIME) and cli_mono_ms (CLOCK_MONOTONIC), in milliseconds. */
+int64_t cli_now_ms(void);
+int64_t cli_mono_ms(void);
 
 /* --- the commands (cli_jobs.c, cli_admin.c, cli_watch.c, cli_worker.c) --- */
 int cmd_enqueue(cli *c, int argc, char **argv);

@@ -38,7 +38,7 @@ static const char watch_help[] =
 static void print_announcement(const cli *c, const jobq_announcement *a)
 {
 	char when[40];
-	int64_t ms = a->published_at_us != 0 ? a->published_at_us / 1000 : now_ms();
+	int64_t ms = a->published_at_us != 0 ? a->published_at_us / 1000 : cli_now_ms();
 	if (c->json) {
 		json_out j;
 		json_begin(&j, stdout);

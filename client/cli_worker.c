@@ -335,7 +335,7 @@ static void maybe_claim(worker *w, int64_t now)
 		return;
 	}
 	for (size_t i = 0; i < n; i++)
-		start_job(w, &jobs[i], mono_ms());
+		start_job(w, &jobs[i], cli_mono_ms());
 	/* A full claim suggests more jobs are due: claim again as soon as a slot frees up. */
 	w->wake = n == free_n;
 	jobq_jobs_free(jobs, n);
@@ -655,10 +655,10 @@ static int run_loop(worker *w)
 		return cli_fail(w->c, JOBQ_RESOURCE_EXHAUSTED, "out of memory");
 	}
 	while (!w->stopping || count_state(w, SLOT_FREE) < w->concurrency) {
-		maybe_claim(w, mono_ms());
+		maybe_claim(w, cli_mono_ms());
 		size_t n = build_pollfds(w, pfd, owner);
-		int r = poll(pfd, n, next_timeout(w, mono_ms()));
-		int64_t now = mono_ms();
+		int r = poll(pfd, n, next_timeout(w, cli_mono_ms()));
+		int64_t now = cli_mono_ms();
 		if (r < 0 && errno != EINTR) {
 			wlog("poll: %s", strerror(errno));
 			break;
@@ -675,7 +675,7 @@ static int run_loop(worker *w)
 		}
 		check_deadlines(w, now);
 		heartbeat(w, now);
-		report_done(w, mono_ms());
+		report_done(w, cli_mono_ms());
 	}
 	free(pfd);
 	free(owner);

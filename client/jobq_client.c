@@ -568,13 +568,6 @@ out:
 
 /* ---- Claim ---- */
 
-static int64_t mono_ms(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 static void sleep_ms(int64_t ms)
 {
 	struct timespec ts = { .tv_sec = ms / 1000, .tv_nsec = (long)(ms % 1000) * 1000000 };
@@ -602,7 +595,7 @@ int jobq_claim(jobq_client *c, const char *queue, uint32_t limit, const char *wo
 	req.limit = limit;
 	req.worker_id = (char *)worker_id;
 	req.lease_seconds = lease_seconds;
-	int64_t until = mono_ms() + wait_ms;
+	int64_t until = jobqi_mono_ms() + wait_ms;
 	for (;;) {
 		req.wait_ms = wait_ms;
 		/* A long-poll may legitimately take wait_ms before answering: wait that much longer. */
@@ -618,11 +611,11 @@ int jobq_claim(jobq_client *c, const char *queue, uint32_t limit, const char *wo
 		 * as long as it asks and no longer than the caller would, then look once more. */
 		jobq__v1__claim_response__free_unpacked(resp, NULL);
 		resp = NULL;
-		int64_t left = until - mono_ms();
+		int64_t left = until - jobqi_mono_ms();
 		if (left <= 0)
 			return JOBQ_OK;
 		sleep_ms(left < retry_after ? left : retry_after);
-		left = until - mono_ms();
+		left = until - jobqi_mono_ms();
 		wait_ms = left > 0 ? (uint32_t)left : 0;
 	}
 	code = jobs_copy(resp->jobs, resp->n_jobs, jobs, n, err);

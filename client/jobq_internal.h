@@ -36,11 +36,11 @@ int jobqi_dial(nng_socket sock, const char *url, const jobq_options *opts, nng_d
  * not move, and lives until after nng_close); set dialer from jobqi_dial; jobqi_link_fini
  * frees it (also after a failed init). */
 typedef struct jobqi_link {
-	nng_mtx *mu;
+	nng_mtx *link_mu;
 	nng_cv *cv;        /* woken when a connection comes up */
 	nng_dialer dialer;
-	int up;            /* connections up now; under mu */
-	bool ever;         /* a connection was up once; under mu */
+	int up;            /* connections up now; under link_mu */
+	bool ever;         /* a connection was up once; under link_mu */
 } jobqi_link;
 
 int jobqi_link_init(jobqi_link *l, nng_socket sock);
@@ -58,6 +58,9 @@ bool jobqi_link_ever(jobqi_link *l);
  * refused (nothing listens at the address). Otherwise NNG_ETIMEDOUT after ms. nng goes on
  * redialing in every case. */
 int jobqi_link_wait(jobqi_link *l, int ms);
+
+/* jobqi_mono_ms: CLOCK_MONOTONIC in milliseconds (every timeout and wait of the library). */
+int64_t jobqi_mono_ms(void);
 
 /* jobqi_nng_code maps an nng error to a status code (see jobq.h: UNAVAILABLE/DEADLINE_EXCEEDED). */
 int jobqi_nng_code(int nng_err);

@@ -16,7 +16,7 @@ static void on_pipe(nng_pipe p, nng_pipe_ev ev, void *arg)
 {
 	jobqi_link *l = arg;
 	(void)p;
-	nng_mtx_lock(l->mu);
+	nng_mtx_lock(l->link_mu);
 	if (ev == NNG_PIPE_EV_ADD_POST) {
 		l->up++;
 		l->ever = true;
@@ -24,15 +24,15 @@ static void on_pipe(nng_pipe p, nng_pipe_ev ev, void *arg)
 	} else if (ev == NNG_PIPE_EV_REM_POST) {
 		l->up--;
 	}
-	nng_mtx_unlock(l->mu);
+	nng_mtx_unlock(l->link_mu);
 }
 
 int jobqi_link_init(jobqi_link *l, nng_socket sock)
 {
 	int rv;
-	if ((rv = nng_mtx_alloc(&l->mu)) != 0)
+	if ((rv = nng_mtx_alloc(&l->link_mu)) != 0)
 		return rv;
-	if ((rv = nng_cv_alloc(&l->cv, l->mu)) != 0 ||
+	if ((rv = nng_cv_alloc(&l->cv, l->link_mu)) != 0 ||
 	    (rv = nng_pipe_notify(sock, NNG_PIPE_EV_ADD_POST, on_pipe, l)) != 0 ||
 	    (rv = nng_pipe_notify(sock, NNG_PIPE_EV_REM_POST, on_pipe, l)) != 0)
 		return rv;
@@ -43,25 +43,25 @@ void jobqi_link_fini(jobqi_link *l)
 {
 	if (l->cv != NULL)
 		nng_cv_free(l->cv);
-	if (l->mu != NULL)
-		nng_mtx_free(l->mu);
+	if (l->link_mu != NULL)
+		nng_mtx_free(l->link_mu);
 	l->cv = NULL;
-	l->mu = NULL;
+	l->link_mu = NULL;
 }
 
 int jobqi_link_up(jobqi_link *l)
 {
-	nng_mtx_lock(l->mu);
+	nng_mtx_lock(l->link_mu);
 	int up = l->up;
-	nng_mtx_unlock(l->mu);
+	nng_mtx_unlock(l->link_mu);
 	return up;
 }
 
 bool jobqi_link_ever(jobqi_link *l)
 {
-	nng_mtx_lock(l->mu);
+	nng_mtx_lock(l->link_mu);
 	bool ever = l->ever;
-	nng_mtx_unlock(l->mu);
+	nng_mtx_unlock(l->link_mu);
 	return ever;
 }
 
@@ -107,12 +107,12 @@ static bool refused_only(nng_dialer d)
  * ever was. */
 static bool wait_up(jobqi_link *l, nng_time until, bool *ever)
 {
-	nng_mtx_lock(l->mu);
+	nng_mtx_lock(l->link_mu);
 	while (l->up == 0 && nng_cv_until(l->cv, until) != NNG_ETIMEDOUT)
 		;
 	bool up = l->up > 0;
 	*ever = l->ever;
-	nng_mtx_unlock(l->mu);
+	nng_mtx_unlock(l->link_mu);
 	return up;
 }
 

@@ -1,21 +1,38 @@
 /*
- * jobq_names.c — status-code and job-state names, errors and option defaults shared by the
- * library's sources.
+ * jobq_names.c — status-code and job-state names, errors, option defaults and the clock shared by
+ * the library's sources. The codes' names come from the proto (enum jobq.v1.Code), which jobqd
+ * reads them from too.
  */
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include <nng/nng.h>
 
+#include "jobq/v1/jobq.pb-c.h"
 #include "jobq_internal.h"
 
-static const char *const code_names[] = {
-	"OK", "CANCELLED", "UNKNOWN", "INVALID_ARGUMENT", "DEADLINE_EXCEEDED", "NOT_FOUND",
-	"ALREADY_EXISTS", "PERMISSION_DENIED", "RESOURCE_EXHAUSTED", "FAILED_PRECONDITION", "ABORTED",
-	"OUT_OF_RANGE", "UNIMPLEMENTED", "INTERNAL", "UNAVAILABLE", "DATA_LOSS", "UNAUTHENTICATED",
-};
+/* jobq.h numbers the codes for programs that see no protobuf type; they are the proto's. */
+#define SAME_CODE(name) _Static_assert((int)JOBQ_##name == (int)JOBQ__V1__CODE__##name, #name)
+SAME_CODE(OK);
+SAME_CODE(CANCELLED);
+SAME_CODE(UNKNOWN);
+SAME_CODE(INVALID_ARGUMENT);
+SAME_CODE(DEADLINE_EXCEEDED);
+SAME_CODE(NOT_FOUND);
+SAME_CODE(ALREADY_EXISTS);
+SAME_CODE(PERMISSION_DENIED);
+SAME_CODE(RESOURCE_EXHAUSTED);
+SAME_CODE(FAILED_PRECONDITION);
+SAME_CODE(ABORTED);
+SAME_CODE(OUT_OF_RANGE);
+SAME_CODE(UNIMPLEMENTED);
+SAME_CODE(INTERNAL);
+SAME_CODE(UNAVAILABLE);
+SAME_CODE(DATA_LOSS);
+SAME_CODE(UNAUTHENTICATED);
 
 /* Database names first; the short forms are accepted by jobq_status_parse for typing comfort. */
 static const char *const status_names[] = {
@@ -30,9 +47,9 @@ static const char *const status_short[] = {
 
 const char *jobq_code_name(int code)
 {
-	if (code < 0 || (size_t)code >= COUNT(code_names))
-		return "UNKNOWN";
-	return code_names[code];
+	const ProtobufCEnumDescriptor *codes = &jobq__v1__code__descriptor;
+	const ProtobufCEnumValue *v = protobuf_c_enum_descriptor_get_value(codes, code);
+	return v != NULL ? v->name : "UNKNOWN";
 }
 
 const char *jobq_status_name(jobq_status s)
@@ -73,6 +90,13 @@ const char *jobqi_opt_str(const char *given, const char *env_name, const char *d
 		return given;
 	const char *env = getenv(env_name);
 	return env != NULL && env[0] != '\0' ? env : dflt;
+}
+
+int64_t jobqi_mono_ms(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
 int jobqi_nng_code(int nng_err)

@@ -118,13 +118,6 @@ int jobq_sub_connected(jobq_sub *s, int timeout_ms, jobq_error *err)
 	return jobqi_set_err(err, JOBQ_DEADLINE_EXCEEDED, "no connection to %s", s->url);
 }
 
-static long long mono_ms(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 /* decode fills *out from one message; -1 when it is not "pending.<queue>" NUL JobsAvailable
  * naming that same queue (or the queue does not fit jobq_announcement.queue). */
 static int decode(const uint8_t *b, size_t len, jobq_announcement *out)
@@ -162,7 +155,7 @@ static int receive(jobq_sub *s, int timeout_ms, long long deadline, nng_msg **m)
 		return nng_recvmsg(s->sock, m, NNG_FLAG_NONBLOCK);
 	nng_duration left = NNG_DURATION_INFINITE;
 	if (timeout_ms > 0) {
-		long long rest = deadline - mono_ms();
+		long long rest = deadline - jobqi_mono_ms();
 		if (rest <= 0)
 			return NNG_ETIMEDOUT;
 		left = (nng_duration)rest;
@@ -176,7 +169,7 @@ int jobq_sub_next(jobq_sub *s, int timeout_ms, jobq_announcement *out, jobq_erro
 	if (s == NULL || out == NULL)
 		return jobqi_set_err(err, JOBQ_INVALID_ARGUMENT, "jobq_sub_next: sub and out must not be NULL");
 	memset(out, 0, sizeof(*out));
-	long long deadline = timeout_ms > 0 ? mono_ms() + timeout_ms : 0;
+	long long deadline = timeout_ms > 0 ? jobqi_mono_ms() + timeout_ms : 0;
 	for (;;) {
 		nng_msg *m = NULL;
 		int rv = receive(s, timeout_ms, deadline, &m);

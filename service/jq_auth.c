@@ -10,7 +10,7 @@
 #include <sys/stat.h>
 
 #include "jq_log.h"
-#include "jq_rpc_server.h"
+#include "jq_code.h"
 
 #define NAME_MAX_LEN 64
 /* A credentials file larger than this is a mistake, not a list of credentials. */
@@ -470,7 +470,7 @@ static jq_role lookup(jq_auth *a, const char *token)
 	return role;
 }
 
-unsigned jq_auth_authorize(void *auth, const char *method, const char *token, bool tls_verified,
+jq_code jq_auth_authorize(void *auth, const char *method, const char *token, bool tls_verified,
 			   int *principal, char *why, size_t why_len)
 {
 	jq_auth *a = auth;

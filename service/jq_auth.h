@@ -29,6 +29,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "jq_code.h"
+
 typedef enum jq_role {
 	JQ_ROLE_NONE = 0,
 	JQ_ROLE_PRODUCER,
@@ -84,7 +86,7 @@ bool jq_auth_required(const jq_auth *a);
 /* jq_auth_authorize is jq_rpc_server's authorize hook (a jq_rpc_authorize_fn; auth is the
  * jq_auth). OK with *principal = the jq_role; UNAUTHENTICATED for a missing or unknown
  * credential; PERMISSION_DENIED for a method outside the credential's role. */
-unsigned jq_auth_authorize(void *auth, const char *method, const char *token, bool tls_verified,
+jq_code jq_auth_authorize(void *auth, const char *method, const char *token, bool tls_verified,
 			   int *principal, char *why, size_t why_len);
 
 /* jq_auth_free releases a. NULL is a no-op. */

@@ -64,6 +64,10 @@ typedef struct jq_config {
  * of max payload + this always fits one job. */
 #define JQ_REPLY_ONE_JOB_EXTRA (16 * 1024)
 
+/* jobqd's version (jobqd --version, jobq_build_info). jobqd and libjobq are released together:
+ * tests/integration/test_cli_words.sh holds this equal to JOBQ_VERSION in client/jobq.h. */
+#define JQ_VERSION "0.1.0"
+
 typedef enum jq_config_result {
 	JQ_CONFIG_OK = 0,
 	JQ_CONFIG_HELP,    /* --help was given; help is printed, exit 0 */

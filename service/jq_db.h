@@ -26,7 +26,7 @@
 #include <stdint.h>
 
 #include "jq_pgconn.h"
-#include "jq_rpc_server.h" /* jq_code */
+#include "jq_code.h"
 #include "jq_state.h"
 
 typedef struct jq_db jq_db;
@@ -134,7 +134,7 @@ void jq_db_close(jq_db *db);
 bool jq_db_connected(const jq_db *db, jq_db_err *why);
 
 /* jq_db_set_deadline bounds the calls that follow by a request's deadline (deadline_us on the
- * jq_rpc_now_us clock; 0 = none): they stop waiting for the database a little before it (a
+ * jq_clock_mono_us clock; 0 = none): they stop waiting for the database a little before it (a
  * tenth of the time left, at most 50 ms, so the answer reaches the client in time) and answer
  * DEADLINE_EXCEEDED, and a connection attempt ends there too. A call that starts with no time
  * left answers DEADLINE_EXCEEDED without touching the connection. */

@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "jq_auth.h"
+#include "jq_clock.h"
 #include "jq_handlers.h"
 #include "jq_log.h"
 #include "jq_metrics.h"
@@ -62,7 +63,7 @@ int jq_dispatch_method_count(void)
 	return n;
 }
 
-static jq_log_level level_for(unsigned code)
+static jq_log_level level_for(jq_code code)
 {
 	switch (code) {
 	case JQ_OK:
@@ -78,19 +79,6 @@ static jq_log_level level_for(unsigned code)
 	default:
 		return JQ_LOG_WARN;
 	}
-}
-
-/* park hands a Claim that found nothing to the long-poll. The wait ends a little before the
- * request's deadline: a request requeued after its deadline would be answered DEADLINE_EXCEEDED
- * instead of with an empty claim. */
-static void park(jq_worker *w, jq_rpc_req *req, const jq_call *call, uint64_t generation)
-{
-	int64_t until = call->park_until_us;
-	int64_t deadline = jq_rpc_req_deadline_us(req) - 5000;
-	if (until > deadline)
-		until = deadline;
-	jq_log(JQ_LOG_DEBUG, "[%s] claim on %s waits for work", call->request_id, call->park_queue);
-	jq_longpoll_park(w->longpoll, req, call->park_queue, call->park_limit, until, generation);
 }
 
 bool jq_dispatch_quick(void *worker_arg, jq_rpc_req *req)
@@ -111,18 +99,17 @@ bool jq_dispatch_quick(void *worker_arg, jq_rpc_req *req)
 	jq_call call = { .cfg = w->cfg, .request_id = jq_rpc_req_request_id(req),
 			 .received_us = jq_rpc_req_received_us(req), .longpoll = w->longpoll,
 			 .client_max_reply = env->max_reply_bytes };
-	call.generation = jq_longpoll_generation(w->longpoll);
-	bool parked = jq_claim_parks_at_once(&call, r);
-	if (parked)
-		park(w, req, &call, call.generation);
+	bool waits = jq_claim_waits_at_once(&call, r);
 	jobq__v1__claim_request__free_unpacked(r, NULL);
-	return parked;
+	if (waits)
+		jq_longpoll_wait(&call.claim, req);
+	return waits;
 }
 
 /* log_answer counts and logs an answer; request_id must outlive the call (not the request's). */
-static void log_answer(const jq_call *call, const char *request_id, const char *method, unsigned code)
+static void log_answer(const jq_call *call, const char *request_id, const char *method, jq_code code)
 {
-	int64_t us = jq_rpc_now_us() - call->received_us;
+	int64_t us = jq_clock_mono_us() - call->received_us;
 	jq_metrics_request(method, code, us);
 	if (jq_log_enabled(level_for(code)))
 		jq_log_request(level_for(code), request_id, method, code, jq_code_name(code),
@@ -187,14 +174,13 @@ void jq_dispatch_handle(void *worker_arg, jq_rpc_req *req)
 		jq_call_error(&call, JQ_INVALID_ARGUMENT, "payload is not a valid %s", m->input->name);
 		goto reply;
 	}
-	/* Read before the handler runs, so an announcement during its claim is not missed. */
-	call.generation = w->longpoll ? jq_longpoll_generation(w->longpoll) : 0;
 	fn(&call, in);
 	protobuf_c_message_free_unpacked(in, NULL);
 	if (call.sent)
 		return;
-	if (call.park) {
-		park(w, req, &call, call.generation);
+	/* A Claim that waits: the long-poll owns it from here (jq_longpoll.h). */
+	if (call.waits) {
+		jq_longpoll_wait(&call.claim, req);
 		return;
 	}
 reply:

@@ -24,9 +24,10 @@ typedef struct jq_worker {
 /* jq_dispatch_handle decodes, runs and answers one request (a jq_rpc_handler_fn). */
 void jq_dispatch_handle(void *worker_arg, jq_rpc_req *req);
 
-/* jq_dispatch_quick is the jq_rpc_server's quick look (a jq_rpc_quick_fn): a Claim that may
- * wait, of a queue known to be empty, is parked on the receiving thread without a worker.
- * Its argument is a jq_worker of which it reads only cfg and longpoll. */
+/* jq_dispatch_quick is the jq_rpc_server's quick look (a jq_rpc_quick_fn), on nng's receiving
+ * thread: a Claim that the long-poll says waits without a query (its queue is known to be empty)
+ * goes to jq_longpoll_wait there, without a worker. Its argument is a jq_worker of which it reads
+ * only cfg and longpoll. */
 bool jq_dispatch_quick(void *worker_arg, jq_rpc_req *req);
 
 /* jq_dispatch_method_count: methods of the JobQueue service that have a handler. */

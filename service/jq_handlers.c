@@ -7,6 +7,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "jq_clock.h"
 #include "jq_metrics.h"
 #include "jq_validate.h"
 
@@ -20,7 +21,7 @@ void jq_call_reply(jq_call *call, const ProtobufCMessage *resp)
 	call->send(call, resp);
 }
 
-void jq_call_error(jq_call *call, unsigned code, const char *fmt, ...)
+void jq_call_error(jq_call *call, jq_code code, const char *fmt, ...)
 {
 	va_list ap;
 	va_start(ap, fmt);
@@ -32,13 +33,6 @@ void jq_call_error(jq_call *call, unsigned code, const char *fmt, ...)
 static void db_error(jq_call *call, jq_code code, const jq_db_err *err)
 {
 	jq_call_error(call, code, "%s", err->msg);
-}
-
-static int64_t now_unix_us(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_REALTIME, &ts);
-	return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
 }
 
 static Jobq__V1__JobStatus to_proto_status(jq_state s)
@@ -158,7 +152,7 @@ void jq_handle_enqueue(jq_call *call, const ProtobufCMessage *request)
 		jq_call_error(call, JQ_RESOURCE_EXHAUSTED, "out of memory");
 		goto out;
 	}
-	int64_t now_us = now_unix_us();
+	int64_t now_us = jq_clock_unix_us();
 	for (size_t i = 0; i < r->n_jobs; i++) {
 		const Jobq__V1__JobSpec *j = r->jobs[i];
 		specs[i] = (jq_db_job_spec){
@@ -191,22 +185,12 @@ out:
 
 /* ---- Claim ---- */
 
-/* may_wait: the caller asked to wait and part of the wait is left (a re-run after a wake counts
- * from the original arrival, so requeues never extend it). */
-static bool may_wait(const jq_call *call, const Jobq__V1__ClaimRequest *r)
+/* claim_start: from here the long-poll follows the Claim, which may end up waiting (see
+ * jq_longpoll.h); it reads its generation now, before the query. */
+static void claim_start(jq_call *call, const Jobq__V1__ClaimRequest *r)
 {
-	if (call->longpoll == NULL || r->wait_ms == 0)
-		return false;
-	return call->received_us + (int64_t)r->wait_ms * 1000 > jq_rpc_now_us() + 1000;
-}
-
-/* claim_park asks the dispatcher to park the Claim until a job of its queue is announced. */
-static void claim_park(jq_call *call, const Jobq__V1__ClaimRequest *r)
-{
-	call->park = true;
-	call->park_until_us = call->received_us + (int64_t)r->wait_ms * 1000;
-	snprintf(call->park_queue, sizeof(call->park_queue), "%s", r->queue);
-	call->park_limit = (int)r->limit;
+	jq_longpoll_claim_start(call->longpoll, &call->claim, r->queue, (int)r->limit, call->received_us,
+				r->wait_ms);
 }
 
 /* claim_reply_fits: a Claim runs only for a client that takes a reply of one job of the largest
@@ -224,14 +208,13 @@ static bool claim_reply_fits(jq_call *call)
 	return false;
 }
 
-bool jq_claim_parks_at_once(jq_call *call, const Jobq__V1__ClaimRequest *r)
+bool jq_claim_waits_at_once(jq_call *call, const Jobq__V1__ClaimRequest *r)
 {
-	/* may_wait is false without a long-poll. */
-	if (jq_validate_claim(r, call->message, sizeof(call->message)) != 0 || !claim_reply_fits(call) ||
-	    !may_wait(call, r) || !jq_longpoll_known_empty(call->longpoll, r->queue, r->limit))
+	if (jq_validate_claim(r, call->message, sizeof(call->message)) != 0 || !claim_reply_fits(call))
 		return false;
-	claim_park(call, r);
-	return true;
+	claim_start(call, r);
+	call->waits = jq_longpoll_claim_known_empty(&call->claim);
+	return call->waits;
 }
 
 void jq_handle_claim(jq_call *call, const ProtobufCMessage *request)
@@ -248,9 +231,10 @@ void jq_handle_claim(jq_call *call, const ProtobufCMessage *request)
 	}
 	if (!claim_reply_fits(call))
 		return;
+	claim_start(call, r);
 	/* A queue known to be empty here: the wait starts without a query (see jq_longpoll.h). */
-	if (call->longpoll != NULL && jq_longpoll_claim_begin(call->longpoll, r->queue, r->limit, may_wait(call, r))) {
-		claim_park(call, r);
+	if (jq_longpoll_claim_begin(&call->claim)) {
+		call->waits = true;
 		return;
 	}
 	int lease = r->lease_seconds ? (int)r->lease_seconds : call->cfg->default_lease_seconds;
@@ -258,16 +242,14 @@ void jq_handle_claim(jq_call *call, const ProtobufCMessage *request)
 				       reply_budget(call), JQ_REPLY_JOB_FIXED, &rows, &err);
 	/* A Claim the reply budget cut short leaves due jobs behind that no announcement will name
 	 * again: like a failed query, it makes the queue unknown and sends its waiters to look. */
-	if (call->longpoll != NULL)
-		jq_longpoll_claim_end(call->longpoll, r->queue, call->generation, r->limit,
-				      c == JQ_OK ? (size_t)jq_db_rows_count(rows) : 0,
-				      c == JQ_OK && !jq_db_rows_cut(rows));
+	size_t got = c == JQ_OK ? (size_t)jq_db_rows_count(rows) : 0;
+	bool waits = jq_longpoll_claim_end(&call->claim, got, c == JQ_OK && !jq_db_rows_cut(rows));
 	if (c != JQ_OK) {
 		db_error(call, c, &err);
 		return;
 	}
-	if (jq_db_rows_count(rows) == 0 && may_wait(call, r)) {
-		claim_park(call, r);
+	if (waits) {
+		call->waits = true;
 		goto out;
 	}
 	if (jobs_from_rows(rows, &out) != 0) {
@@ -610,7 +592,7 @@ static void retry_all_failed(jq_call *call, const char *queue, Jobq__V1__RetryRe
 	int64_t total = 0, after = 0, n = 0, took_us = 0;
 	jq_db_err err;
 	do {
-		int64_t start = jq_rpc_now_us();
+		int64_t start = jq_clock_mono_us();
 		if (call->deadline_us != 0 && start + took_us + ANSWER_MARGIN_US >= call->deadline_us) {
 			jq_call_error(call, JQ_DEADLINE_EXCEEDED,
 				      "deadline reached after %lld failed jobs of queue %s went back to pending;"
@@ -623,7 +605,7 @@ static void retry_all_failed(jq_call *call, const char *queue, Jobq__V1__RetryRe
 				      err.msg, (long long)total, queue);
 			return;
 		}
-		took_us = jq_rpc_now_us() - start;
+		took_us = jq_clock_mono_us() - start;
 		total += n;
 	} while (n == RETRY_ALL_BATCH);
 	resp->retried = total > UINT32_MAX ? UINT32_MAX : (uint32_t)total;

@@ -5,7 +5,9 @@
  * A handler gets a jq_call and the decoded request (owned by the dispatcher). It ends with either
  * jq_call_reply (the dispatcher sends the response at once, packed straight into the reply
  * message, while the handler still holds what the response points into) or jq_call_error (a
- * code and a message, answered by the dispatcher when the handler returns).
+ * code and a message, answered by the dispatcher when the handler returns). A Claim may end a
+ * third way: the long-poll says it waits (call->waits), and the dispatcher hands the request to
+ * jq_longpoll_wait.
  */
 #ifndef JQ_HANDLERS_H
 #define JQ_HANDLERS_H
@@ -37,22 +39,19 @@ struct jq_call {
 	jq_db *db;
 	const jq_config *cfg;
 	const char *request_id;
-	int64_t received_us; /* when the request arrived (jq_rpc_now_us clock) */
+	int64_t received_us; /* when the request arrived (jq_clock_mono_us clock) */
 	int64_t deadline_us; /* when its caller stops waiting (same clock); 0 = not known */
 	jq_longpoll *longpoll; /* NULL: Claims never wait */
-	uint64_t generation;   /* the long-poll's, read before the handler ran */
 	uint32_t client_max_reply; /* RpcRequest.max_reply_bytes: 0, or the largest reply the client takes */
-	unsigned code;
+	jq_code code;
 	char message[512];
 	jq_reply_fn send; /* NULL: no reply can be sent from here (a request that may only park) */
 	void *send_arg;
 	bool sent;        /* the reply went out (the request is gone) */
-	/* Set by a Claim that found nothing and may wait: the dispatcher parks the request instead of
-	 * answering, and runs the handler again when a job of park_queue is announced. */
-	bool park;
-	int64_t park_until_us;
-	char park_queue[72];
-	int park_limit; /* the Claim's limit: how many announced jobs this waiter covers */
+	/* Set by a Claim that waits (the long-poll said so): the dispatcher hands the request to
+	 * jq_longpoll_wait with `claim` instead of answering. */
+	bool waits;
+	jq_longpoll_claim claim;
 };
 
 typedef void (*jq_handler_fn)(jq_call *call, const ProtobufCMessage *request);
@@ -61,14 +60,14 @@ typedef void (*jq_handler_fn)(jq_call *call, const ProtobufCMessage *request);
 void jq_call_reply(jq_call *call, const ProtobufCMessage *resp);
 
 /* jq_call_error sets a non-OK code and a message. */
-void jq_call_error(jq_call *call, unsigned code, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+void jq_call_error(jq_call *call, jq_code code, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 
 void jq_handle_enqueue(jq_call *call, const ProtobufCMessage *request);
 void jq_handle_claim(jq_call *call, const ProtobufCMessage *request);
-/* jq_claim_parks_at_once: true when Claim r is valid, may wait, and its queue is known to be
- * empty (jq_longpoll_known_empty): call is then set to park, as jq_handle_claim would set it,
- * without a database. false: nothing is set or reserved; run jq_handle_claim. */
-bool jq_claim_parks_at_once(jq_call *call, const Jobq__V1__ClaimRequest *r);
+/* jq_claim_waits_at_once: true when Claim r is valid and the long-poll says it waits without a
+ * query (jq_longpoll_claim_known_empty): call is then set to wait, as jq_handle_claim would set
+ * it, without a database. false: nothing is set or reserved; run jq_handle_claim. */
+bool jq_claim_waits_at_once(jq_call *call, const Jobq__V1__ClaimRequest *r);
 
 void jq_handle_heartbeat(jq_call *call, const ProtobufCMessage *request);
 void jq_handle_complete(jq_call *call, const ProtobufCMessage *request);

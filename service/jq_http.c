@@ -30,6 +30,7 @@
 #include <nng/nng.h>
 #include <nng/supplemental/http/http.h>
 
+#include "jq_clock.h"
 #include "jq_db.h"
 #include "jq_log.h"
 #include "jq_metrics.h"
@@ -50,7 +51,7 @@ struct jq_http {
 	pthread_t thread;
 	bool thread_started;
 
-	pthread_mutex_t mu; /* everything below */
+	pthread_mutex_t poller_mu; /* everything below */
 	pthread_cond_t cv;
 	bool stop;
 	bool db_up;
@@ -79,13 +80,6 @@ static void counted_init(void)
 	pthread_condattr_destroy(&ca);
 }
 
-static int64_t mono_ms(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 /* ---- the poller thread: ping and job counts ---- */
 
 /* first_line copies the first line of s (libpq messages end in "\n", and may have more). */
@@ -107,20 +101,20 @@ static void ping(jq_http *h)
 {
 	jq_db_err err = { .msg = "" };
 	jq_code c = jq_db_ping(h->db, &err);
-	pthread_mutex_lock(&h->mu);
+	pthread_mutex_lock(&h->poller_mu);
 	h->db_up = c == JQ_OK;
-	h->db_checked_ms = mono_ms();
+	h->db_checked_ms = jq_clock_mono_ms();
 	if (c != JQ_OK)
 		first_line(h->db_reason, sizeof(h->db_reason), "database unreachable: ", db_detail(err.msg));
-	pthread_mutex_unlock(&h->mu);
+	pthread_mutex_unlock(&h->poller_mu);
 }
 
 /* jobs_read_ended counts a job-count read and wakes the scrapes waiting for one. */
 static void jobs_read_ended(jq_http *h)
 {
-	pthread_mutex_lock(&h->mu);
+	pthread_mutex_lock(&h->poller_mu);
 	h->jobs_reads++;
-	pthread_mutex_unlock(&h->mu);
+	pthread_mutex_unlock(&h->poller_mu);
 	pthread_mutex_lock(&gate);
 	pthread_cond_broadcast(&counted);
 	pthread_mutex_unlock(&gate);
@@ -158,56 +152,56 @@ static void read_jobs(jq_http *h)
 		jq_metrics_queue_known(q[i].queue);
 	}
 	jq_db_rows_free(rows);
-	pthread_mutex_lock(&h->mu);
+	pthread_mutex_lock(&h->poller_mu);
 	free(h->queues);
 	h->queues = q;
 	h->nqueues = n;
 	h->omitted = total - n;
 	h->completed_est = completed;
 	h->cancelled_est = cancelled;
-	h->jobs_at_ms = mono_ms();
-	pthread_mutex_unlock(&h->mu);
+	h->jobs_at_ms = jq_clock_mono_ms();
+	pthread_mutex_unlock(&h->poller_mu);
 }
 
 /* wait_ms sleeps up to ms or until stop or a scrape wakes it; true when asked to stop. */
 static bool wait_ms(jq_http *h, int64_t ms)
 {
-	int64_t until = mono_ms() + ms;
+	int64_t until = jq_clock_mono_ms() + ms;
 	struct timespec ts = { .tv_sec = until / 1000, .tv_nsec = (long)(until % 1000) * 1000000L };
-	pthread_mutex_lock(&h->mu);
+	pthread_mutex_lock(&h->poller_mu);
 	if (!h->stop)
-		pthread_cond_timedwait(&h->cv, &h->mu, &ts);
+		pthread_cond_timedwait(&h->cv, &h->poller_mu, &ts);
 	bool stop = h->stop;
-	pthread_mutex_unlock(&h->mu);
+	pthread_mutex_unlock(&h->poller_mu);
 	return stop;
 }
 
 /* jobs_wanted: the first read after start, then reads while scrapes come. */
 static bool jobs_wanted(jq_http *h, int64_t now)
 {
-	pthread_mutex_lock(&h->mu);
+	pthread_mutex_lock(&h->poller_mu);
 	bool want = h->jobs_reads == 0 ||
 		    (h->scraped_ms != 0 && now - h->scraped_ms < SCRAPE_INTEREST_MS &&
 		     (h->queues == NULL || now - h->jobs_at_ms >= JOBS_EVERY_MS));
-	pthread_mutex_unlock(&h->mu);
+	pthread_mutex_unlock(&h->poller_mu);
 	return want;
 }
 
-static void *run(void *arg)
+static void *http_poller_main(void *arg)
 {
 	jq_http *h = arg;
 	int64_t next_ping = 0;
 	do {
-		int64_t now = mono_ms();
+		int64_t now = jq_clock_mono_ms();
 		if (now >= next_ping) {
 			ping(h);
-			next_ping = mono_ms() + PING_EVERY_MS;
+			next_ping = jq_clock_mono_ms() + PING_EVERY_MS;
 		}
-		if (jobs_wanted(h, mono_ms())) {
+		if (jobs_wanted(h, jq_clock_mono_ms())) {
 			read_jobs(h);
 			jobs_read_ended(h);
 		}
-	} while (!wait_ms(h, next_ping - mono_ms()));
+	} while (!wait_ms(h, next_ping - jq_clock_mono_ms()));
 	return NULL;
 }
 
@@ -262,19 +256,19 @@ static bool readiness(jq_http *h, char *why, size_t cap)
 {
 	bool ok = false;
 	char detail[200];
-	pthread_mutex_lock(&h->mu);
+	pthread_mutex_lock(&h->poller_mu);
 	if (h->db_checked_ms == 0)
 		snprintf(why, cap, "database not checked yet");
-	else if (mono_ms() - h->db_checked_ms > PING_STALE_MS)
+	else if (jq_clock_mono_ms() - h->db_checked_ms > PING_STALE_MS)
 		snprintf(why, cap, "database check overdue (last answer %lld ms ago)",
-			 (long long)(mono_ms() - h->db_checked_ms));
+			 (long long)(jq_clock_mono_ms() - h->db_checked_ms));
 	else if (!h->db_up)
 		snprintf(why, cap, "%s", h->db_reason);
 	else if (!jq_notify_health(h->src.notify, detail, sizeof(detail)))
 		snprintf(why, cap, "not listening for notifications: %s", detail);
 	else
 		ok = true;
-	pthread_mutex_unlock(&h->mu);
+	pthread_mutex_unlock(&h->poller_mu);
 	return ok;
 }
 
@@ -289,11 +283,11 @@ static void on_readyz(nng_aio *aio)
 	reply_text(aio, ok ? 200 : 503, ok ? "ready" : why);
 }
 
-/* snapshot fills s from the sources and the cached counts. Gate and h->mu held. */
+/* snapshot fills s from the sources and the cached counts. Gate and h->poller_mu held. */
 static void snapshot(jq_http *h, jq_metrics_snapshot *s)
 {
 	const jq_http_sources *src = &h->src;
-	int64_t now = mono_ms();
+	int64_t now = jq_clock_mono_ms();
 	s->database_up = h->db_up && h->db_checked_ms != 0 && now - h->db_checked_ms <= PING_STALE_MS;
 	s->listening = jq_notify_listening(src->notify);
 	s->pool_size = src->pool_size;
@@ -385,22 +379,22 @@ static uint16_t metrics_refusal(const jq_http *h, nng_aio *aio, char *why, size_
  * after. */
 static void await_counts(void)
 {
-	int64_t now = mono_ms(), until = now + COUNTS_WAIT_MS;
+	int64_t now = jq_clock_mono_ms(), until = now + COUNTS_WAIT_MS;
 	struct timespec ts = { .tv_sec = until / 1000, .tv_nsec = (long)(until % 1000) * 1000000L };
 	jq_http *h = live;
-	pthread_mutex_lock(&h->mu);
+	pthread_mutex_lock(&h->poller_mu);
 	bool stale = h->queues == NULL || now - h->jobs_at_ms > SCRAPE_INTEREST_MS;
 	bool wait = stale && (h->db_checked_ms == 0 || h->db_up);
 	uint64_t reads = h->jobs_reads;
-	h->scraped_ms = mono_ms();
+	h->scraped_ms = jq_clock_mono_ms();
 	pthread_cond_signal(&h->cv);
-	pthread_mutex_unlock(&h->mu);
+	pthread_mutex_unlock(&h->poller_mu);
 	while (wait) {
 		if (pthread_cond_timedwait(&counted, &gate, &ts) != 0 || live != h)
 			return;
-		pthread_mutex_lock(&h->mu);
+		pthread_mutex_lock(&h->poller_mu);
 		wait = h->jobs_reads == reads;
-		pthread_mutex_unlock(&h->mu);
+		pthread_mutex_unlock(&h->poller_mu);
 	}
 }
 
@@ -422,12 +416,12 @@ static void on_metrics(nng_aio *aio)
 	if (live != NULL)
 		await_counts();
 	if (live != NULL) {
-		pthread_mutex_lock(&live->mu);
-		live->scraped_ms = mono_ms();
+		pthread_mutex_lock(&live->poller_mu);
+		live->scraped_ms = jq_clock_mono_ms();
 		snapshot(live, &s);
 		text = jq_metrics_render(&s, &len);
 		pthread_cond_signal(&live->cv); /* first scrape in a while: count jobs now */
-		pthread_mutex_unlock(&live->mu);
+		pthread_mutex_unlock(&live->poller_mu);
 	}
 	bool stopping = live == NULL;
 	pthread_mutex_unlock(&gate);
@@ -500,15 +494,15 @@ static void http_free(jq_http *h)
 	pthread_cond_broadcast(&counted); /* scrapes waiting for job counts answer now */
 	pthread_mutex_unlock(&gate);
 	if (h->thread_started) {
-		pthread_mutex_lock(&h->mu);
+		pthread_mutex_lock(&h->poller_mu);
 		h->stop = true;
 		pthread_cond_signal(&h->cv);
-		pthread_mutex_unlock(&h->mu);
+		pthread_mutex_unlock(&h->poller_mu);
 		pthread_join(h->thread, NULL);
 	}
 	jq_db_close(h->db);
 	pthread_cond_destroy(&h->cv);
-	pthread_mutex_destroy(&h->mu);
+	pthread_mutex_destroy(&h->poller_mu);
 	free(h->queues);
 	free(h);
 }
@@ -526,7 +520,7 @@ int jq_http_start(const jq_http_sources *src, jq_http **out)
 		return -1;
 	h->src = *src;
 	h->jobs_log = (jq_log_limiter)JQ_LOG_LIMITER(JQ_LOG_REPEAT_MS);
-	pthread_mutex_init(&h->mu, NULL);
+	pthread_mutex_init(&h->poller_mu, NULL);
 	pthread_condattr_init(&ca);
 	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
 	pthread_cond_init(&h->cv, &ca);
@@ -541,7 +535,7 @@ int jq_http_start(const jq_http_sources *src, jq_http **out)
 	pthread_mutex_lock(&gate);
 	live = h;
 	pthread_mutex_unlock(&gate);
-	if (pthread_create(&h->thread, NULL, run, h) != 0)
+	if (pthread_create(&h->thread, NULL, http_poller_main, h) != 0)
 		goto fail;
 	h->thread_started = true;
 	if (server_open(h, cfg->http_addr) != 0)

@@ -5,6 +5,8 @@
 #include <string.h>
 #include <time.h>
 
+#include "jq_clock.h"
+
 static jq_log_level min_level = JQ_LOG_INFO;
 static jq_log_format log_format = JQ_LOG_JSON;
 static FILE *out_stream; /* NULL = stderr */
@@ -180,13 +182,6 @@ void jq_log_request(jq_log_level level, const char *request_id, const char *meth
 
 /* ---- repeated messages ---- */
 
-static int64_t limiter_now_ms(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 /* tell_untold writes the last message with how often it came since it was last written. */
 static void tell_untold(jq_log_limiter *lim)
 {
@@ -227,7 +222,7 @@ void jq_log_limited(jq_log_limiter *lim, jq_log_level level, const char *fmt, ..
 {
 	va_list ap;
 	va_start(ap, fmt);
-	limited(lim, limiter_now_ms(), level, fmt, ap);
+	limited(lim, jq_clock_mono_ms(), level, fmt, ap);
 	va_end(ap);
 }
 

@@ -1,19 +1,23 @@
 #include "jq_longpoll.h"
 
+#include <assert.h>
 #include <errno.h>
 #include <pthread.h>
 #include <stdbool.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
+#include "jq_clock.h"
+#include "jq_log.h"
 #include "jq_metrics.h"
+#include "jq_mutex.h"
 
 /* Recent wakes, to see whether a queue was announced since a generation. Older generations than
  * the ring holds are treated as "maybe": the request claims once more, which is always safe. */
 #define RECENT 256
-#define QUEUE_MAX 64
-/* Queues whose emptiness is tracked (jq_longpoll_known_empty). An untracked queue is "unknown":
+#define QUEUE_MAX JQ_LONGPOLL_QUEUE_MAX
+/* Queues whose emptiness is tracked (jq_longpoll_claim_begin). An untracked queue is "unknown":
  * its Claims ask the database, as they would without the tracking; so the table only needs room
  * for the queues that workers wait on at the same time, and evicting one is always safe. */
 #define TRACKED 64
@@ -25,6 +29,11 @@
 /* When waiting Claims are full, the rest are told to come back after this long, spread over
  * as much again so that they do not all come back at once. */
 #define RETRY_AFTER_MS 1000
+/* A wait ends this long before the request's deadline: a request requeued after its deadline
+ * would be answered DEADLINE_EXCEEDED instead of with an empty claim. */
+#define DEADLINE_MARGIN_US 5000
+/* A Claim with less of its wait left than this does not wait. */
+#define MIN_WAIT_US 1000
 
 typedef struct waiter {
 	jq_rpc_req *req;
@@ -56,8 +65,8 @@ typedef struct tracked {
 } tracked;
 
 struct jq_longpoll {
-	pthread_mutex_t mu;
-	pthread_cond_t cv;
+	jq_mutex longpoll_mu; /* everything below */
+	pthread_cond_t expiry_cv;  /* the expiry thread's: a sooner wait end, or stop */
 	pthread_t thread;
 	waiter *waiters;
 	int nwaiting;
@@ -79,7 +88,7 @@ struct jq_longpoll {
  * Claims park, and the dispatcher does not see this answer, so it is counted here. */
 static void answer_empty(jq_rpc_req *req)
 {
-	jq_metrics_request("/jobq.v1.JobQueue/Claim", JQ_OK, jq_rpc_now_us() - jq_rpc_req_received_us(req));
+	jq_metrics_request("/jobq.v1.JobQueue/Claim", JQ_OK, jq_clock_mono_us() - jq_rpc_req_received_us(req));
 	jq_rpc_req_finish(req, JQ_OK, NULL, NULL, 0);
 }
 
@@ -88,23 +97,25 @@ static void answer_retry(jq_rpc_req *req)
 {
 	Jobq__V1__ClaimResponse resp = JOBQ__V1__CLAIM_RESPONSE__INIT;
 	uint8_t buf[16];
-	resp.retry_after_ms = RETRY_AFTER_MS + (uint32_t)(jq_rpc_now_us() % RETRY_AFTER_MS);
+	resp.retry_after_ms = RETRY_AFTER_MS + (uint32_t)(jq_clock_mono_us() % RETRY_AFTER_MS);
 	size_t len = jobq__v1__claim_response__pack(&resp, buf);
-	jq_metrics_request("/jobq.v1.JobQueue/Claim", JQ_OK, jq_rpc_now_us() - jq_rpc_req_received_us(req));
+	jq_metrics_request("/jobq.v1.JobQueue/Claim", JQ_OK, jq_clock_mono_us() - jq_rpc_req_received_us(req));
 	jq_rpc_req_finish(req, JQ_OK, NULL, buf, len);
 }
 
-uint64_t jq_longpoll_generation(jq_longpoll *lp)
+/* current_generation: the number of wakes so far; a Claim reads it before it queries. */
+static uint64_t current_generation(jq_longpoll *lp)
 {
-	pthread_mutex_lock(&lp->mu);
+	jq_mutex_lock(&lp->longpoll_mu);
 	uint64_t g = lp->gen;
-	pthread_mutex_unlock(&lp->mu);
+	jq_mutex_unlock(&lp->longpoll_mu);
 	return g;
 }
 
 /* woken_since_locked: was queue woken after generation g? */
 static bool woken_since_locked(jq_longpoll *lp, const char *queue, uint64_t g)
 {
+	JQ_ASSERT_HELD(&lp->longpoll_mu);
 	if (lp->gen == g)
 		return false;
 	if (lp->gen - g > RECENT)
@@ -120,6 +131,7 @@ static bool woken_since_locked(jq_longpoll *lp, const char *queue, uint64_t g)
 /* record_wake_locked starts a new generation for queue (ALL_QUEUES for every queue). */
 static void record_wake_locked(jq_longpoll *lp, const char *queue)
 {
+	JQ_ASSERT_HELD(&lp->longpoll_mu);
 	lp->gen++;
 	strncpy(lp->recent[lp->gen % RECENT].queue, queue, QUEUE_MAX);
 	lp->recent[lp->gen % RECENT].queue[QUEUE_MAX] = '\0';
@@ -153,6 +165,7 @@ static void release_all(waiter *w, void (*fn)(jq_rpc_req *req))
 
 static tracked *find_locked(jq_longpoll *lp, const char *queue)
 {
+	JQ_ASSERT_HELD(&lp->longpoll_mu);
 	for (int i = 0; i < TRACKED; i++)
 		if (lp->queues[i].queue[0] != '\0' && strcmp(lp->queues[i].queue, queue) == 0)
 			return &lp->queues[i];
@@ -170,6 +183,7 @@ static void forget_locked(tracked *t)
  * or in place of the least recently used queue. */
 static tracked *slot_locked(jq_longpoll *lp, const char *queue)
 {
+	JQ_ASSERT_HELD(&lp->longpoll_mu);
 	tracked *t = find_locked(lp, queue), *lru = &lp->queues[0];
 	if (t != NULL)
 		return t;
@@ -182,8 +196,7 @@ static tracked *slot_locked(jq_longpoll *lp, const char *queue)
 			lru = &lp->queues[i];
 	}
 	forget_locked(lru);
-	strncpy(lru->queue, queue, QUEUE_MAX);
-	lru->queue[QUEUE_MAX] = '\0';
+	snprintf(lru->queue, sizeof(lru->queue), "%s", queue);
 	return lru;
 }
 
@@ -191,17 +204,19 @@ static tracked *slot_locked(jq_longpoll *lp, const char *queue)
  * (every waiter of the queue when jobs is 0). */
 static waiter *take_covering_locked(jq_longpoll *lp, const char *queue, size_t jobs)
 {
+	JQ_ASSERT_HELD(&lp->longpoll_mu);
 	return take_locked(lp, queue, 0, jobs == 0 ? 0 : newest_to_keep_locked(lp, queue, jobs));
 }
 
 /* begin_locked: see jq_longpoll_claim_begin; `reserve` false only looks. */
-static bool begin_locked(jq_longpoll *lp, const char *queue, size_t limit, bool may_wait, bool reserve)
+static bool begin_locked(jq_longpoll *lp, const char *queue, size_t limit, bool can_wait, bool reserve)
 {
+	JQ_ASSERT_HELD(&lp->longpoll_mu);
 	bool park = false;
 	tracked *t = lp->listening ? find_locked(lp, queue) : NULL;
 	if (t != NULL) {
 		t->used = ++lp->uses;
-		park = may_wait && t->avail <= t->inflight;
+		park = can_wait && t->avail <= t->inflight;
 		if (park && t->avail > 0)
 			t->behind += (int64_t)limit;
 		if (!park && reserve)
@@ -211,27 +226,54 @@ static bool begin_locked(jq_longpoll *lp, const char *queue, size_t limit, bool 
 	return park;
 }
 
-bool jq_longpoll_claim_begin(jq_longpoll *lp, const char *queue, size_t limit, bool may_wait)
+/* ---- a Claim, from its query to its wait ---- */
+
+void jq_longpoll_claim_start(jq_longpoll *lp, jq_longpoll_claim *c, const char *queue, int limit,
+			     int64_t received_us, uint32_t wait_ms)
 {
-	pthread_mutex_lock(&lp->mu);
-	bool park = begin_locked(lp, queue, limit, may_wait, true);
-	pthread_mutex_unlock(&lp->mu);
+	c->lp = lp;
+	snprintf(c->queue, sizeof(c->queue), "%s", queue);
+	c->limit = limit > 0 ? limit : 1;
+	c->until_us = wait_ms > 0 ? received_us + (int64_t)wait_ms * 1000 : 0;
+	c->generation = lp != NULL ? current_generation(lp) : 0;
+}
+
+/* may_wait: the Claim asked to wait and part of its wait is left (a Claim run again after a wake
+ * counts from its arrival, so requeues never extend the wait). */
+static bool may_wait(const jq_longpoll_claim *c)
+{
+	return c->lp != NULL && c->until_us != 0 && c->until_us > jq_clock_mono_us() + MIN_WAIT_US;
+}
+
+bool jq_longpoll_claim_begin(const jq_longpoll_claim *c)
+{
+	jq_longpoll *lp = c->lp;
+	if (lp == NULL)
+		return false;
+	bool wait = may_wait(c);
+	jq_mutex_lock(&lp->longpoll_mu);
+	bool park = begin_locked(lp, c->queue, (size_t)c->limit, wait, true);
+	jq_mutex_unlock(&lp->longpoll_mu);
 	return park;
 }
 
-bool jq_longpoll_known_empty(jq_longpoll *lp, const char *queue, size_t limit)
+bool jq_longpoll_claim_known_empty(const jq_longpoll_claim *c)
 {
-	pthread_mutex_lock(&lp->mu);
-	bool park = begin_locked(lp, queue, limit, true, false);
-	pthread_mutex_unlock(&lp->mu);
+	jq_longpoll *lp = c->lp;
+	if (!may_wait(c))
+		return false;
+	jq_mutex_lock(&lp->longpoll_mu);
+	bool park = begin_locked(lp, c->queue, (size_t)c->limit, true, false);
+	jq_mutex_unlock(&lp->longpoll_mu);
 	return park;
 }
 
-void jq_longpoll_claim_end(jq_longpoll *lp, const char *queue, uint64_t generation, size_t limit,
-			   size_t got, bool ok)
+/* record_end: see jq_longpoll_claim_end. */
+static void record_end(jq_longpoll *lp, const char *queue, uint64_t generation, size_t limit,
+		       size_t got, bool ok)
 {
 	waiter *w = NULL;
-	pthread_mutex_lock(&lp->mu);
+	jq_mutex_lock(&lp->longpoll_mu);
 	tracked *t = find_locked(lp, queue);
 	if (!ok) {
 		/* Its reservation ends with no answer: whoever parked behind it must look again. */
@@ -266,38 +308,48 @@ void jq_longpoll_claim_end(jq_longpoll *lp, const char *queue, uint64_t generati
 	}
 out:
 	lp->woken += count_list(w);
-	pthread_mutex_unlock(&lp->mu);
+	jq_mutex_unlock(&lp->longpoll_mu);
 	release_all(w, jq_rpc_req_requeue);
+}
+
+bool jq_longpoll_claim_end(const jq_longpoll_claim *c, size_t got, bool ok)
+{
+	if (c->lp == NULL)
+		return false;
+	record_end(c->lp, c->queue, c->generation, (size_t)c->limit, got, ok);
+	return ok && got == 0 && may_wait(c);
 }
 
 void jq_longpoll_listening(jq_longpoll *lp, bool on)
 {
-	pthread_mutex_lock(&lp->mu);
+	jq_mutex_lock(&lp->longpoll_mu);
 	lp->listening = on;
 	memset(lp->queues, 0, sizeof(lp->queues));
 	/* A Claim that began before this must not conclude that its queue is empty. */
 	record_wake_locked(lp, ALL_QUEUES);
-	pthread_mutex_unlock(&lp->mu);
+	jq_mutex_unlock(&lp->longpoll_mu);
 }
 
 int64_t jq_longpoll_refused(jq_longpoll *lp)
 {
-	pthread_mutex_lock(&lp->mu);
+	jq_mutex_lock(&lp->longpoll_mu);
 	int64_t n = lp->refused;
-	pthread_mutex_unlock(&lp->mu);
+	jq_mutex_unlock(&lp->longpoll_mu);
 	return n;
 }
 
 int64_t jq_longpoll_unqueried(jq_longpoll *lp)
 {
-	pthread_mutex_lock(&lp->mu);
+	jq_mutex_lock(&lp->longpoll_mu);
 	int64_t n = lp->unqueried;
-	pthread_mutex_unlock(&lp->mu);
+	jq_mutex_unlock(&lp->longpoll_mu);
 	return n;
 }
 
-void jq_longpoll_park(jq_longpoll *lp, jq_rpc_req *req, const char *queue, int limit,
-		      int64_t until_us, uint64_t generation)
+/* park keeps req, a Claim of up to `limit` jobs, until a job of queue is announced or until
+ * until_us, then requeues or answers it; at once when queue was woken since `generation`. */
+static void park(jq_longpoll *lp, jq_rpc_req *req, const char *queue, int limit, int64_t until_us,
+		 uint64_t generation)
 {
 	waiter *w = calloc(1, sizeof(*w));
 	if (w == NULL) {
@@ -307,11 +359,11 @@ void jq_longpoll_park(jq_longpoll *lp, jq_rpc_req *req, const char *queue, int l
 	w->req = req;
 	w->until_us = until_us;
 	w->limit = limit > 0 ? limit : 1;
-	strncpy(w->queue, queue, QUEUE_MAX);
+	snprintf(w->queue, sizeof(w->queue), "%s", queue);
 	/* Before it is on the list, where a wake may requeue it (and count it again) at once. */
 	jq_rpc_req_wait(req);
 
-	pthread_mutex_lock(&lp->mu);
+	jq_mutex_lock(&lp->longpoll_mu);
 	bool now = lp->stop || woken_since_locked(lp, queue, generation);
 	bool stopping = lp->stop;
 	bool full = !now && (lp->nwaiting >= lp->max_waiting || jq_rpc_req_bytes(req) > PARK_MAX_BYTES);
@@ -324,9 +376,9 @@ void jq_longpoll_park(jq_longpoll *lp, jq_rpc_req *req, const char *queue, int l
 		/* Waking the expiry thread at every park would cost a context switch per Claim; it
 		 * only needs to look again when this wait ends before its next look. */
 		if (until_us < lp->sleeps_until)
-			pthread_cond_signal(&lp->cv);
+			pthread_cond_signal(&lp->expiry_cv);
 	}
-	pthread_mutex_unlock(&lp->mu);
+	jq_mutex_unlock(&lp->longpoll_mu);
 	if (!now && !full)
 		return;
 	free(w);
@@ -338,10 +390,22 @@ void jq_longpoll_park(jq_longpoll *lp, jq_rpc_req *req, const char *queue, int l
 		jq_rpc_req_requeue(req);
 }
 
+void jq_longpoll_wait(const jq_longpoll_claim *c, jq_rpc_req *req)
+{
+	int64_t until = c->until_us;
+	int64_t deadline = jq_rpc_req_deadline_us(req) - DEADLINE_MARGIN_US;
+	if (until > deadline)
+		until = deadline;
+	assert(c->lp != NULL); /* jq_longpoll_claim_begin/_end/_known_empty said it waits */
+	jq_debug("[%s] claim on %s waits for work", jq_rpc_req_request_id(req), c->queue);
+	park(c->lp, req, c->queue, c->limit, until, c->generation);
+}
+
 /* take_locked unlinks into a list the waiters that match (of queue, or expired before t), except
  * the first `keep` matches, which are the newest (park pushes at the head). */
 static waiter *take_locked(jq_longpoll *lp, const char *queue, int64_t t, size_t keep)
 {
+	JQ_ASSERT_HELD(&lp->longpoll_mu);
 	waiter *taken = NULL, **pp = &lp->waiters;
 	while (*pp != NULL) {
 		waiter *w = *pp;
@@ -362,6 +426,7 @@ static waiter *take_locked(jq_longpoll *lp, const char *queue, int64_t t, size_t
  * longest-waiting ones, woken, still claim at least `jobs` between them. */
 static size_t newest_to_keep_locked(jq_longpoll *lp, const char *queue, size_t jobs)
 {
+	JQ_ASSERT_HELD(&lp->longpoll_mu);
 	size_t total = 0, kept_limits = 0, keep = 0;
 	for (waiter *w = lp->waiters; w != NULL; w = w->next)
 		if (strcmp(w->queue, queue) == 0)
@@ -379,7 +444,7 @@ static size_t newest_to_keep_locked(jq_longpoll *lp, const char *queue, size_t j
 
 void jq_longpoll_wake(jq_longpoll *lp, const char *queue, size_t jobs)
 {
-	pthread_mutex_lock(&lp->mu);
+	jq_mutex_lock(&lp->longpoll_mu);
 	record_wake_locked(lp, queue);
 	tracked *t = find_locked(lp, queue);
 	if (jobs == 0)
@@ -388,28 +453,29 @@ void jq_longpoll_wake(jq_longpoll *lp, const char *queue, size_t jobs)
 		t->avail += (int64_t)jobs;
 	waiter *w = take_covering_locked(lp, queue, jobs);
 	lp->woken += count_list(w);
-	pthread_mutex_unlock(&lp->mu);
+	jq_mutex_unlock(&lp->longpoll_mu);
 	release_all(w, jq_rpc_req_requeue);
 }
 
 int64_t jq_longpoll_woken(jq_longpoll *lp)
 {
-	pthread_mutex_lock(&lp->mu);
+	jq_mutex_lock(&lp->longpoll_mu);
 	int64_t n = lp->woken;
-	pthread_mutex_unlock(&lp->mu);
+	jq_mutex_unlock(&lp->longpoll_mu);
 	return n;
 }
 
 int jq_longpoll_waiting(jq_longpoll *lp)
 {
-	pthread_mutex_lock(&lp->mu);
+	jq_mutex_lock(&lp->longpoll_mu);
 	int n = lp->nwaiting;
-	pthread_mutex_unlock(&lp->mu);
+	jq_mutex_unlock(&lp->longpoll_mu);
 	return n;
 }
 
 static int64_t earliest_locked(jq_longpoll *lp)
 {
+	JQ_ASSERT_HELD(&lp->longpoll_mu);
 	int64_t t = INT64_MAX;
 	for (waiter *w = lp->waiters; w != NULL; w = w->next)
 		if (w->until_us < t)
@@ -417,48 +483,48 @@ static int64_t earliest_locked(jq_longpoll *lp)
 	return t;
 }
 
-static void *run(void *arg)
+static void *longpoll_expiry_main(void *arg)
 {
 	jq_longpoll *lp = arg;
-	pthread_mutex_lock(&lp->mu);
+	jq_mutex_lock(&lp->longpoll_mu);
 	while (!lp->stop) {
 		int64_t t = earliest_locked(lp);
 		lp->sleeps_until = t;
 		if (t == INT64_MAX) {
-			pthread_cond_wait(&lp->cv, &lp->mu);
+			jq_mutex_wait(&lp->longpoll_mu, &lp->expiry_cv);
 			continue;
 		}
-		if (t > jq_rpc_now_us()) {
-			struct timespec ts = { .tv_sec = t / 1000000, .tv_nsec = (long)(t % 1000000) * 1000 };
-			pthread_cond_timedwait(&lp->cv, &lp->mu, &ts);
+		if (t > jq_clock_mono_us()) {
+			struct timespec ts = jq_clock_timespec_us(t);
+			jq_mutex_timedwait(&lp->longpoll_mu, &lp->expiry_cv, &ts);
 			continue;
 		}
-		waiter *expired = take_locked(lp, NULL, jq_rpc_now_us(), 0);
-		pthread_mutex_unlock(&lp->mu);
+		waiter *expired = take_locked(lp, NULL, jq_clock_mono_us(), 0);
+		jq_mutex_unlock(&lp->longpoll_mu);
 		release_all(expired, answer_empty);
-		pthread_mutex_lock(&lp->mu);
+		jq_mutex_lock(&lp->longpoll_mu);
 	}
-	pthread_mutex_unlock(&lp->mu);
+	jq_mutex_unlock(&lp->longpoll_mu);
 	return NULL;
 }
 
 int jq_longpoll_start(int max_waiting, jq_longpoll **out)
 {
 	jq_longpoll *lp = calloc(1, sizeof(*lp));
-	pthread_condattr_t ca;
 	if (lp == NULL)
 		return -1;
 	lp->sleeps_until = INT64_MAX;
 	lp->max_waiting = max_waiting;
-	pthread_mutex_init(&lp->mu, NULL);
-	/* jq_rpc_now_us is CLOCK_MONOTONIC, so the condvar waits on the same clock. */
-	pthread_condattr_init(&ca);
-	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-	pthread_cond_init(&lp->cv, &ca);
-	pthread_condattr_destroy(&ca);
-	if (pthread_create(&lp->thread, NULL, run, lp) != 0) {
-		pthread_cond_destroy(&lp->cv);
-		pthread_mutex_destroy(&lp->mu);
+	jq_mutex_init(&lp->longpoll_mu);
+	/* Waiters' ends are jq_clock_mono_us times, so the condvar waits on that clock. */
+	if (jq_clock_cond_init(&lp->expiry_cv) != 0) {
+		jq_mutex_destroy(&lp->longpoll_mu);
+		free(lp);
+		return -1;
+	}
+	if (pthread_create(&lp->thread, NULL, longpoll_expiry_main, lp) != 0) {
+		pthread_cond_destroy(&lp->expiry_cv);
+		jq_mutex_destroy(&lp->longpoll_mu);
 		free(lp);
 		return -1;
 	}
@@ -470,13 +536,13 @@ void jq_longpoll_stop(jq_longpoll *lp)
 {
 	if (lp == NULL || lp->joined)
 		return;
-	pthread_mutex_lock(&lp->mu);
+	jq_mutex_lock(&lp->longpoll_mu);
 	lp->stop = true;
 	waiter *all = lp->waiters;
 	lp->waiters = NULL;
 	lp->nwaiting = 0;
-	pthread_cond_signal(&lp->cv);
-	pthread_mutex_unlock(&lp->mu);
+	pthread_cond_signal(&lp->expiry_cv);
+	jq_mutex_unlock(&lp->longpoll_mu);
 	pthread_join(lp->thread, NULL);
 	lp->joined = true;
 	release_all(all, answer_empty);
@@ -487,7 +553,7 @@ void jq_longpoll_free(jq_longpoll *lp)
 	if (lp == NULL)
 		return;
 	jq_longpoll_stop(lp);
-	pthread_cond_destroy(&lp->cv);
-	pthread_mutex_destroy(&lp->mu);
+	pthread_cond_destroy(&lp->expiry_cv);
+	jq_mutex_destroy(&lp->longpoll_mu);
 	free(lp);
 }

@@ -20,8 +20,9 @@
 #include <sys/resource.h>
 #include <unistd.h>
 
-#include "jobq.h" /* JOBQ_VERSION */
 #include "jobq/v1/jobq.pb-c.h"
+#include "jq_code.h"
+#include "jq_config.h" /* JQ_VERSION */
 
 #define MAX_METHODS 32          /* the service has 10; the rest is room to grow */
 #define OTHER MAX_METHODS       /* label "other": unknown or malformed method names */
@@ -32,14 +33,6 @@ static const int64_t bucket_us[] = { 500,    1000,   2500,   5000,    10000,   2
 				     50000,  100000, 250000, 500000,  1000000, 2500000,
 				     5000000, 10000000, 30000000, 60000000 };
 #define NBUCKETS (sizeof(bucket_us) / sizeof(bucket_us[0]))
-
-static const char *const code_names[NCODES] = {
-	"OK",		     "CANCELLED",	  "UNKNOWN",	       "INVALID_ARGUMENT",
-	"DEADLINE_EXCEEDED", "NOT_FOUND",	  "ALREADY_EXISTS",    "PERMISSION_DENIED",
-	"RESOURCE_EXHAUSTED", "FAILED_PRECONDITION", "ABORTED",	       "OUT_OF_RANGE",
-	"UNIMPLEMENTED",     "INTERNAL",	  "UNAVAILABLE",       "DATA_LOSS",
-	"UNAUTHENTICATED",
-};
 
 typedef struct method_stats {
 	_Atomic uint64_t by_code[NCODES];
@@ -341,7 +334,7 @@ static void render_requests(sb *s)
 			uint64_t n = get(&methods[i].by_code[c]);
 			if (n > 0)
 				sb_printf(s, "jobq_rpc_requests_total{method=\"%s\",code=\"%s\"} %llu\n",
-					  method_label(i), code_names[c], (unsigned long long)n);
+					  method_label(i), jq_code_name(c), (unsigned long long)n);
 		}
 	}
 }
@@ -529,7 +522,7 @@ char *jq_metrics_render(const jq_metrics_snapshot *snap, size_t *len)
 		return NULL;
 	s.buf[0] = '\0';
 	header(&s, "jobq_build_info", "gauge", "Build information; always 1.");
-	sb_printf(&s, "jobq_build_info{version=\"%s\"} 1\n", JOBQ_VERSION);
+	sb_printf(&s, "jobq_build_info{version=\"%s\"} 1\n", JQ_VERSION);
 	render_requests(&s);
 	render_histograms(&s);
 	render_job_counters(&s);

@@ -14,6 +14,7 @@
 
 #include <libpq-fe.h>
 
+#include "jq_clock.h"
 #include "jq_log.h"
 #include "jq_pgconn.h"
 
@@ -38,10 +39,9 @@
  * "loose index scan": PAIRS_CTE jumps from one (queue, priority) to the next, and within a pair
  * the index is in run_at order, so the earliest due and the earliest future job of each pair are
  * one index probe away. Their cost grows with the number of (queue, priority) pairs, not with
- * the backlog: the first versions read every pending row with a future (or, for a queue whose
- * first priority had only future jobs, a due) run_at, and with a backlog of 1.6 million jobs
- * the listener thread stopped reading notifications for a few hundred ms every scan (`make
- * bench`: notify p99 405 ms). */
+ * the backlog: a scan that read every pending row with a future run_at would keep the listener
+ * thread from reading notifications for as long as a large backlog takes to read, at every scan
+ * (tests/integration/test_schema.c holds the plan). */
 #define PAIRS_CTE \
 	"WITH RECURSIVE p(queue, priority) AS (" \
 	"  (SELECT queue, priority FROM job_queue WHERE curr_job_status = 'archive_pending'" \
@@ -93,25 +93,11 @@ struct jq_notify {
 	atomic_bool stop;
 	atomic_bool listening;
 	_Atomic int64_t received, announced, scans;
-	pthread_mutex_t mu; /* the two below, for jq_notify_health */
+	pthread_mutex_t health_mu; /* the two below, for jq_notify_health */
 	char why[200];      /* why the listener is not listening */
-	int64_t down_ms;    /* since when (mono_ms) */
+	int64_t down_ms;    /* since when (jq_clock_mono_ms) */
 	jq_log_limiter problems; /* the thread's warnings: a database that is down fails every retry */
 };
-
-static int64_t mono_ms(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-static int64_t real_ms(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_REALTIME, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 static void announce(jq_notify *n, const char *queue, const int64_t *ids, size_t count)
 {
@@ -147,12 +133,12 @@ static void warn(jq_notify *n, const char *prefix, const char *text)
 /* set_why records, for /readyz, why the listener is down (the first line of text), and logs it. */
 static void set_why(jq_notify *n, const char *prefix, const char *text)
 {
-	pthread_mutex_lock(&n->mu);
+	pthread_mutex_lock(&n->health_mu);
 	snprintf(n->why, sizeof(n->why), "%s%s", prefix, text);
 	n->why[strcspn(n->why, "\r\n")] = '\0';
 	if (atomic_load(&n->listening) || n->down_ms == 0)
-		n->down_ms = mono_ms();
-	pthread_mutex_unlock(&n->mu);
+		n->down_ms = jq_clock_mono_ms();
+	pthread_mutex_unlock(&n->health_mu);
 	warn(n, prefix, text);
 }
 
@@ -170,7 +156,7 @@ static void disconnect(jq_notify *n)
 static PGresult *exec(jq_notify *n, const char *sql, const char *what)
 {
 	PGresult *res = NULL;
-	int64_t until = mono_ms() + n->cfg->listen_timeout_ms + SILENCE_GRACE_MS;
+	int64_t until = jq_clock_mono_ms() + n->cfg->listen_timeout_ms + SILENCE_GRACE_MS;
 	jq_pgconn_rc rc = PQsendQuery(n->conn, sql) ? jq_pgconn_result(n->conn, until, n->wake_fd, &res)
 						    : JQ_PGCONN_BROKEN;
 	if (rc == JQ_PGCONN_OK)
@@ -238,8 +224,8 @@ static void handle_line(jq_notify *n, char *line, bool *rescan)
 	}
 	if (strncmp(line, "L ", 2) == 0) {
 		int64_t delay;
-		if (jq_notify_delay_ms(line + 2, real_ms(), &delay) == 0)
-			arm_timer(n, mono_ms() + delay);
+		if (jq_notify_delay_ms(line + 2, jq_clock_unix_ms(), &delay) == 0)
+			arm_timer(n, jq_clock_mono_ms() + delay);
 		else
 			jq_debug("notify: not a time: '%.40s'", line);
 		return;
@@ -305,7 +291,7 @@ static int query_failed(jq_notify *n, PGresult *res, const char *what)
  * connection (say a timeout) is retried by the next safety-net scan. */
 static int scan_once(jq_notify *n)
 {
-	n->scan_ms = mono_ms() + SAFETY_NET_MS;
+	n->scan_ms = jq_clock_mono_ms() + SAFETY_NET_MS;
 	PGresult *res = exec(n, DUE_QUEUES_SQL, "due queues: ");
 	if (PQresultStatus(res) != PGRES_TUPLES_OK)
 		return query_failed(n, res, "due queues: ");
@@ -319,7 +305,7 @@ static int scan_once(jq_notify *n)
 	n->timer_ms = NO_TIMER;
 	int64_t delay;
 	if (!PQgetisnull(res, 0, 0) && jq_notify_delay_ms(PQgetvalue(res, 0, 0), -1, &delay) == 0)
-		n->timer_ms = mono_ms() + delay;
+		n->timer_ms = jq_clock_mono_ms() + delay;
 	PQclear(res);
 	return 0;
 }
@@ -400,7 +386,7 @@ static int wait_fds(jq_notify *n, int64_t timeout_ms)
 /* step waits for the next notification, timer or scan; -1 when the connection was lost. */
 static int step(jq_notify *n)
 {
-	int64_t now = mono_ms();
+	int64_t now = jq_clock_mono_ms();
 	int64_t deadline = n->timer_ms < n->scan_ms ? n->timer_ms : n->scan_ms;
 	if (now >= deadline)
 		return scan(n);
@@ -413,7 +399,7 @@ static int step(jq_notify *n)
 	return drain(n) ? scan(n) : 0;
 }
 
-static void *run(void *arg)
+static void *notify_main(void *arg)
 {
 	jq_notify *n = arg;
 	int backoff = BACKOFF_MIN_MS;
@@ -451,13 +437,13 @@ int jq_notify_start(const jq_config *cfg, jq_publisher *pub, const jq_notify_hoo
 		n->hooks = *hooks;
 	n->timer_ms = NO_TIMER;
 	snprintf(n->why, sizeof(n->why), "not connected yet");
-	n->down_ms = mono_ms();
+	n->down_ms = jq_clock_mono_ms();
 	n->wake_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
 	if (n->wake_fd < 0)
 		goto fail;
-	pthread_mutex_init(&n->mu, NULL);
-	if (pthread_create(&n->thread, NULL, run, n) != 0) {
-		pthread_mutex_destroy(&n->mu);
+	pthread_mutex_init(&n->health_mu, NULL);
+	if (pthread_create(&n->thread, NULL, notify_main, n) != 0) {
+		pthread_mutex_destroy(&n->health_mu);
 		close(n->wake_fd);
 		goto fail;
 	}
@@ -477,7 +463,7 @@ void jq_notify_stop(jq_notify *n)
 	if (write(n->wake_fd, &one, sizeof(one)) < 0)
 		jq_warn("notify: cannot wake the listener thread: %s", strerror(errno));
 	pthread_join(n->thread, NULL);
-	pthread_mutex_destroy(&n->mu);
+	pthread_mutex_destroy(&n->health_mu);
 	close(n->wake_fd);
 	free(n);
 }
@@ -493,11 +479,11 @@ bool jq_notify_health(jq_notify *n, char *why, size_t cap)
 		snprintf(why, cap, "no listener");
 		return false;
 	}
-	pthread_mutex_lock(&n->mu);
+	pthread_mutex_lock(&n->health_mu);
 	bool on = atomic_load(&n->listening);
 	if (!on)
-		snprintf(why, cap, "%s (for %lld ms)", n->why, (long long)(mono_ms() - n->down_ms));
-	pthread_mutex_unlock(&n->mu);
+		snprintf(why, cap, "%s (for %lld ms)", n->why, (long long)(jq_clock_mono_ms() - n->down_ms));
+	pthread_mutex_unlock(&n->health_mu);
 	return on;
 }
 

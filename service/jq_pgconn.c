@@ -9,6 +9,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "jq_clock.h"
 #include "jq_log.h"
 
 /* Found dead within about 25 s when idle (10 + 3 x 5), within 10 s when data goes unanswered
@@ -32,13 +33,6 @@ jq_pgconn_net jq_pgconn_net_of(const jq_config *cfg)
 	};
 }
 
-int64_t jq_pgconn_now_ms(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 /* first_line writes prefix + the first line of text (libpq's messages end in "\n", and a second
  * line may follow with hints). */
 static void first_line(char *err, size_t cap, const char *prefix, const char *text)
@@ -56,7 +50,7 @@ static jq_pgconn_rc wait_fd(int fd, short events, int64_t until_ms, int wake_fd)
 		return JQ_PGCONN_BROKEN;
 	for (;;) {
 		struct pollfd p[2] = { { .fd = fd, .events = events }, { .fd = wake_fd, .events = POLLIN } };
-		int64_t left = until_ms == JQ_PGCONN_FOREVER ? INT_MAX : until_ms - jq_pgconn_now_ms();
+		int64_t left = until_ms == JQ_PGCONN_FOREVER ? INT_MAX : until_ms - jq_clock_mono_ms();
 		int timeout = left <= 0 ? 0 : left > INT_MAX ? INT_MAX : (int)left;
 		int n = poll(p, wake_fd >= 0 ? 2 : 1, timeout);
 		if (n < 0 && errno == EINTR)
@@ -97,7 +91,7 @@ static int64_t connect_until(PGconn *c, const jq_pgconn_net *net, int64_t until_
 		ms = net->connect_timeout_ms > 0 ? net->connect_timeout_ms : -1;
 	if (ms < 0)
 		return until_ms;
-	int64_t end = jq_pgconn_now_ms() + ms;
+	int64_t end = jq_clock_mono_ms() + ms;
 	return end < until_ms ? end : until_ms;
 }
 

@@ -12,7 +12,7 @@
  *
  * The settings go before the URL in libpq's keyword arrays, so a value the URL sets (say
  * `keepalives_idle=60`, `connect_timeout=2`) wins over jobqd's. Deadlines are CLOCK_MONOTONIC
- * milliseconds (jq_pgconn_now_ms); JQ_PGCONN_FOREVER is none. What the server says outside a
+ * milliseconds (jq_clock_mono_ms); JQ_PGCONN_FOREVER is none. What the server says outside a
  * statement's result (a NOTICE, the FATAL before it ends a session) is logged as one line
  * (jq_log). No state; thread-safe.
  */
@@ -55,8 +55,6 @@ typedef enum jq_pgconn_rc {
 	JQ_PGCONN_BROKEN,  /* libpq reported an error: PQerrorMessage says which */
 	JQ_PGCONN_WOKEN,   /* wake_fd became readable (the owner is stopping) */
 } jq_pgconn_rc;
-
-int64_t jq_pgconn_now_ms(void);
 
 /* jq_pgconn_open connects, giving up at until_ms or after the connect timeout (the URL's
  * connect_timeout, else net's), whichever is first, or when wake_fd (-1 = none) is readable.

@@ -9,6 +9,7 @@
 #include <nng/protocol/pubsub0/pub.h>
 
 #include "jobq/v1/jobq.pb-c.h"
+#include "jq_clock.h"
 #include "jq_log.h"
 
 #define TOPIC_PREFIX "pending."
@@ -19,13 +20,6 @@ struct jq_publisher {
 	jq_tls_slot tls; /* its TLS configurations (jq_tls_reload) */
 	_Atomic int64_t sent;
 };
-
-static int64_t real_us(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_REALTIME, &ts);
-	return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
-}
 
 int jq_publisher_start(const char *url, jq_publisher **out)
 {
@@ -80,7 +74,7 @@ void jq_publisher_stop(jq_publisher *p)
 
 int jq_publisher_reload_tls(jq_publisher *p, const jq_tls_files *tls)
 {
-	return jq_tls_reload(p->listener, tls, "publisher", &p->tls);
+	return jq_tls_reload(p->listener, tls, "publisher", &p->tls) == 0 ? 0 : -1;
 }
 
 /* build_msg: topic, NUL, packed JobsAvailable, in one nng message (caller owns it). */
@@ -92,7 +86,7 @@ static nng_msg *build_msg(const char *queue, const int64_t *ids, size_t n)
 	ja.queue = (char *)queue;
 	ja.n_ids = n;
 	ja.ids = (int64_t *)ids; /* protobuf-c only reads it while packing */
-	ja.published_at_us = real_us();
+	ja.published_at_us = jq_clock_unix_us();
 	size_t plen = jobq__v1__jobs_available__get_packed_size(&ja);
 	if (nng_msg_alloc(&m, tlen + plen) != 0)
 		return NULL;

@@ -24,7 +24,7 @@ int jq_publisher_start_tls(const char *url, const jq_tls_files *tls, jq_publishe
 	__attribute__((warn_unused_result));
 
 /* jq_publisher_reload_tls rotates the listener's certificate (see jq_tls_reload); a no-op without
- * TLS. Returns 0, or an nng error number (logged; the old certificate stays). */
+ * TLS. Returns 0, or -1 (logged; the old certificate stays). */
 int jq_publisher_reload_tls(jq_publisher *p, const jq_tls_files *tls) __attribute__((warn_unused_result));
 
 /* jq_publisher_stop closes the socket and frees everything. NULL is a no-op. Callers must have

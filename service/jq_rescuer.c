@@ -5,8 +5,8 @@
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stdlib.h>
-#include <time.h>
 
+#include "jq_clock.h"
 #include "jq_db.h"
 #include "jq_log.h"
 
@@ -18,20 +18,13 @@ struct jq_rescuer {
 	const jq_config *cfg;
 	jq_db *db;
 	pthread_t thread;
-	pthread_mutex_t mu;
-	pthread_cond_t cv;
+	pthread_mutex_t stop_mu; /* stop, and the wait between sweeps */
+	pthread_cond_t stop_cv;
 	bool stop;
 	_Atomic int64_t rescued, deleted;
 	/* Only the rescuer's thread logs through these: a database that is down fails every sweep. */
 	jq_log_limiter rescue_log, retention_log;
 };
-
-static int64_t mono_ms(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 static void rescue_sweep(jq_rescuer *r)
 {
@@ -72,33 +65,26 @@ static void retention_sweep(jq_rescuer *r)
 /* wait_ms sleeps until the timeout or a stop request; returns true when asked to stop. */
 static bool wait_ms(jq_rescuer *r, int ms)
 {
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	ts.tv_sec += ms / 1000;
-	ts.tv_nsec += (long)(ms % 1000) * 1000000L;
-	if (ts.tv_nsec >= 1000000000L) {
-		ts.tv_sec++;
-		ts.tv_nsec -= 1000000000L;
-	}
-	pthread_mutex_lock(&r->mu);
+	struct timespec ts = jq_clock_timespec_us(jq_clock_mono_us() + (int64_t)ms * 1000);
+	pthread_mutex_lock(&r->stop_mu);
 	while (!r->stop) {
-		if (pthread_cond_timedwait(&r->cv, &r->mu, &ts) == ETIMEDOUT)
+		if (pthread_cond_timedwait(&r->stop_cv, &r->stop_mu, &ts) == ETIMEDOUT)
 			break;
 	}
 	bool stop = r->stop;
-	pthread_mutex_unlock(&r->mu);
+	pthread_mutex_unlock(&r->stop_mu);
 	return stop;
 }
 
-static void *run(void *arg)
+static void *rescuer_main(void *arg)
 {
 	jq_rescuer *r = arg;
-	int64_t next_retention = mono_ms();
+	int64_t next_retention = jq_clock_mono_ms();
 	do {
 		rescue_sweep(r);
-		if (r->cfg->retention_seconds > 0 && mono_ms() >= next_retention) {
+		if (r->cfg->retention_seconds > 0 && jq_clock_mono_ms() >= next_retention) {
 			retention_sweep(r);
-			next_retention = mono_ms() + r->cfg->retention_interval_ms;
+			next_retention = jq_clock_mono_ms() + r->cfg->retention_interval_ms;
 		}
 	} while (!wait_ms(r, r->cfg->rescue_interval_ms));
 	return NULL;
@@ -107,7 +93,6 @@ static void *run(void *arg)
 int jq_rescuer_start(const jq_config *cfg, jq_rescuer **out)
 {
 	jq_rescuer *r = calloc(1, sizeof(*r));
-	pthread_condattr_t ca;
 	if (r == NULL)
 		return -1;
 	r->cfg = cfg;
@@ -118,14 +103,14 @@ int jq_rescuer_start(const jq_config *cfg, jq_rescuer **out)
 			 .statement_timeout_ms = 60000, .application_name = "jobqd-rescuer", .net = &net };
 	if (jq_db_open(&o, &r->db) != 0)
 		goto fail;
-	pthread_mutex_init(&r->mu, NULL);
-	pthread_condattr_init(&ca);
-	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-	pthread_cond_init(&r->cv, &ca);
-	pthread_condattr_destroy(&ca);
-	if (pthread_create(&r->thread, NULL, run, r) != 0) {
-		pthread_cond_destroy(&r->cv);
-		pthread_mutex_destroy(&r->mu);
+	pthread_mutex_init(&r->stop_mu, NULL);
+	if (jq_clock_cond_init(&r->stop_cv) != 0) {
+		pthread_mutex_destroy(&r->stop_mu);
+		goto fail;
+	}
+	if (pthread_create(&r->thread, NULL, rescuer_main, r) != 0) {
+		pthread_cond_destroy(&r->stop_cv);
+		pthread_mutex_destroy(&r->stop_mu);
 		goto fail;
 	}
 	*out = r;
@@ -140,13 +125,13 @@ void jq_rescuer_stop(jq_rescuer *r)
 {
 	if (r == NULL)
 		return;
-	pthread_mutex_lock(&r->mu);
+	pthread_mutex_lock(&r->stop_mu);
 	r->stop = true;
-	pthread_cond_signal(&r->cv);
-	pthread_mutex_unlock(&r->mu);
+	pthread_cond_signal(&r->stop_cv);
+	pthread_mutex_unlock(&r->stop_mu);
 	pthread_join(r->thread, NULL);
-	pthread_cond_destroy(&r->cv);
-	pthread_mutex_destroy(&r->mu);
+	pthread_cond_destroy(&r->stop_cv);
+	pthread_mutex_destroy(&r->stop_mu);
 	jq_db_close(r->db);
 	free(r);
 }

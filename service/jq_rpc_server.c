@@ -25,7 +25,7 @@
  * Slots are never freed before the server is: `all` is an append-only list of them, linked only
  * while not stopping, so stop's walk over it meets every slot that can ever receive.
  *
- * Locking: srv->mu guards the queue, the slot lists, the counters and the stopping/quit flags.
+ * Locking: srv->rpc_mu guards the queue, the slot lists, the counters and the stopping/quit flags.
  * No nng call is made with it held (nng may run a completion inline on the calling thread).
  */
 #include "jq_rpc_server.h"
@@ -43,8 +43,10 @@
 #include <nng/protocol/reqrep0/rep.h>
 #include <nng/supplemental/tls/tls.h>
 
+#include "jq_clock.h"
 #include "jq_log.h"
 #include "jq_metrics.h"
+#include "jq_mutex.h"
 #include "jq_wire.h"
 
 #define JQ_RPC_ID_MAX 128
@@ -67,7 +69,7 @@ struct jq_rpc_slot {
 	/* While a reply is sent: 2 = the send callback and the thread inside nng_ctx_send; the
 	 * slot is released when both are done (see jq_rpc_req_finish). */
 	atomic_int send_holds;
-	bool receiving; /* a receive is armed (guarded by srv->mu) */
+	bool receiving; /* a receive is armed (guarded by srv->rpc_mu) */
 	jq_rpc_slot *next_free;
 	jq_rpc_slot *next_all;
 };
@@ -109,7 +111,7 @@ struct jq_rpc_server {
 	jq_rpc_worker *workers;
 	int nworkers;       /* threads actually started */
 
-	pthread_mutex_t mu;
+	jq_mutex rpc_mu;
 	pthread_cond_t work_cv; /* queue not empty, or quit */
 	pthread_cond_t idle_cv; /* inflight reached 0 while stopping */
 	jq_rpc_req *head;
@@ -132,28 +134,6 @@ struct jq_rpc_server {
 
 	_Atomic uint64_t next_id;
 };
-
-static const char *const code_names[] = {
-	"OK",		    "CANCELLED",	 "UNKNOWN",	     "INVALID_ARGUMENT",
-	"DEADLINE_EXCEEDED", "NOT_FOUND",	 "ALREADY_EXISTS",    "PERMISSION_DENIED",
-	"RESOURCE_EXHAUSTED", "FAILED_PRECONDITION", "ABORTED",	     "OUT_OF_RANGE",
-	"UNIMPLEMENTED",     "INTERNAL",	 "UNAVAILABLE",	     "DATA_LOSS",
-	"UNAUTHENTICATED",
-};
-
-const char *jq_code_name(unsigned code)
-{
-	if (code >= sizeof(code_names) / sizeof(code_names[0]))
-		return "UNKNOWN";
-	return code_names[code];
-}
-
-int64_t jq_rpc_now_us(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
-}
 
 /* ---- requests ---- */
 
@@ -208,7 +188,7 @@ static jq_rpc_req *req_new(jq_rpc_slot *slot)
 	if (req == NULL)
 		return NULL;
 	req->slot = slot;
-	req->received_us = jq_rpc_now_us();
+	req->received_us = jq_clock_mono_us();
 	req->deadline_us = req->received_us;
 	snprintf(req->id, sizeof(req->id), "r-%" PRIx64,
 		 atomic_fetch_add(&slot->srv->next_id, 1) + 1);
@@ -246,10 +226,11 @@ static void wire_copy(char *dst, size_t cap, const uint8_t *src, size_t len)
 	dst[len] = '\0';
 }
 
-/* ---- the queue (callers hold srv->mu) ---- */
+/* ---- the queue (callers hold srv->rpc_mu) ---- */
 
 static void queue_push_locked(jq_rpc_server *srv, jq_rpc_req *req, bool counted)
 {
+	JQ_ASSERT_HELD(&srv->rpc_mu);
 	req->next = NULL;
 	req->counted = counted;
 	if (counted)
@@ -266,9 +247,9 @@ static void queue_push_locked(jq_rpc_server *srv, jq_rpc_req *req, bool counted)
 static jq_rpc_req *queue_pop(jq_rpc_server *srv)
 {
 	jq_rpc_req *req;
-	pthread_mutex_lock(&srv->mu);
+	jq_mutex_lock(&srv->rpc_mu);
 	while (srv->head == NULL && !srv->quit)
-		pthread_cond_wait(&srv->work_cv, &srv->mu);
+		jq_mutex_wait(&srv->rpc_mu, &srv->work_cv);
 	req = srv->head;
 	if (req != NULL) {
 		srv->head = req->next;
@@ -279,7 +260,7 @@ static jq_rpc_req *queue_pop(jq_rpc_server *srv)
 		req->counted = false;
 		req->next = NULL;
 	}
-	pthread_mutex_unlock(&srv->mu);
+	jq_mutex_unlock(&srv->rpc_mu);
 	return req;
 }
 
@@ -305,16 +286,16 @@ static jq_rpc_slot *slot_new(jq_rpc_server *srv, bool receiving)
 		goto fail;
 	}
 	nng_aio_set_timeout(slot->send_aio, JQ_RPC_SEND_TIMEOUT_MS);
-	pthread_mutex_lock(&srv->mu);
+	jq_mutex_lock(&srv->rpc_mu);
 	if (srv->stopping) {
-		pthread_mutex_unlock(&srv->mu);
+		jq_mutex_unlock(&srv->rpc_mu);
 		goto fail;
 	}
 	*srv->all_tail = slot;
 	srv->all_tail = &slot->next_all;
 	srv->nslots++;
 	slot->receiving = receiving;
-	pthread_mutex_unlock(&srv->mu);
+	jq_mutex_unlock(&srv->rpc_mu);
 	return slot;
 fail:
 	/* Its context closes with the socket. */
@@ -328,6 +309,7 @@ fail:
 
 static bool over_budget_locked(const jq_rpc_server *srv)
 {
+	JQ_ASSERT_HELD(&srv->rpc_mu);
 	return srv->max_inflight_bytes > 0 && srv->held_bytes >= srv->max_inflight_bytes;
 }
 
@@ -337,9 +319,9 @@ static void arm_receives(jq_rpc_server *srv)
 {
 	for (;;) {
 		jq_rpc_slot *slot;
-		pthread_mutex_lock(&srv->mu);
+		jq_mutex_lock(&srv->rpc_mu);
 		if (srv->stopping || srv->armed >= srv->receivers || over_budget_locked(srv)) {
-			pthread_mutex_unlock(&srv->mu);
+			jq_mutex_unlock(&srv->rpc_mu);
 			return;
 		}
 		srv->armed++;
@@ -348,13 +330,13 @@ static void arm_receives(jq_rpc_server *srv)
 			srv->free_slots = slot->next_free;
 			slot->receiving = true;
 		}
-		pthread_mutex_unlock(&srv->mu);
+		jq_mutex_unlock(&srv->rpc_mu);
 		if (slot == NULL && (slot = slot_new(srv, true)) == NULL) {
 			/* Out of resources: receiving goes on with fewer contexts; the next
 			 * receipt or answer tries again. */
-			pthread_mutex_lock(&srv->mu);
+			jq_mutex_lock(&srv->rpc_mu);
 			srv->armed--;
-			pthread_mutex_unlock(&srv->mu);
+			jq_mutex_unlock(&srv->rpc_mu);
 			return;
 		}
 		nng_ctx_recv(slot->ctx, slot->recv_aio);
@@ -368,14 +350,14 @@ static void arm_receives(jq_rpc_server *srv)
  * no slot is freed before the server, so the walk needs the lock only to read the links. */
 static void pause_receives(jq_rpc_server *srv)
 {
-	pthread_mutex_lock(&srv->mu);
+	jq_mutex_lock(&srv->rpc_mu);
 	jq_rpc_slot *slot = srv->all;
-	pthread_mutex_unlock(&srv->mu);
+	jq_mutex_unlock(&srv->rpc_mu);
 	while (slot != NULL) {
-		pthread_mutex_lock(&srv->mu);
+		jq_mutex_lock(&srv->rpc_mu);
 		bool cancel = slot->receiving && !srv->stopping && over_budget_locked(srv);
 		jq_rpc_slot *next = slot->next_all;
-		pthread_mutex_unlock(&srv->mu);
+		jq_mutex_unlock(&srv->rpc_mu);
 		if (cancel)
 			nng_aio_cancel(slot->recv_aio);
 		slot = next;
@@ -387,24 +369,24 @@ static void pause_receives(jq_rpc_server *srv)
 static void charge(jq_rpc_req *req)
 {
 	jq_rpc_server *srv = req->slot->srv;
-	pthread_mutex_lock(&srv->mu);
+	jq_mutex_lock(&srv->rpc_mu);
 	if (!req->charged) {
 		req->charged = true;
 		srv->held_bytes += req->bytes;
 	}
-	pthread_mutex_unlock(&srv->mu);
+	jq_mutex_unlock(&srv->rpc_mu);
 }
 
 static void uncharge(jq_rpc_server *srv, jq_rpc_req *req)
 {
 	bool was;
-	pthread_mutex_lock(&srv->mu);
+	jq_mutex_lock(&srv->rpc_mu);
 	was = req->charged;
 	if (was) {
 		req->charged = false;
 		srv->held_bytes -= req->bytes;
 	}
-	pthread_mutex_unlock(&srv->mu);
+	jq_mutex_unlock(&srv->rpc_mu);
 	if (was)
 		arm_receives(srv);
 }
@@ -416,13 +398,13 @@ static void slot_release(jq_rpc_slot *slot)
 {
 	jq_rpc_server *srv = slot->srv;
 
-	pthread_mutex_lock(&srv->mu);
+	jq_mutex_lock(&srv->rpc_mu);
 	slot->next_free = srv->free_slots;
 	srv->free_slots = slot;
 	srv->inflight--;
 	if (srv->inflight == 0 && srv->stopping)
 		pthread_cond_broadcast(&srv->idle_cv);
-	pthread_mutex_unlock(&srv->mu);
+	jq_mutex_unlock(&srv->rpc_mu);
 }
 
 /* slot_unhold drops one hold on a sending slot; the last one releases the slot. */
@@ -433,7 +415,7 @@ static void slot_unhold(jq_rpc_slot *slot)
 }
 
 /* response_msg encodes a reply straight into a new nng message; NULL when out of memory. */
-static nng_msg *response_msg(unsigned code, const char *message, const uint8_t *payload,
+static nng_msg *response_msg(jq_code code, const char *message, const uint8_t *payload,
 			     size_t payload_len, const char *request_id)
 {
 	Jobq__V1__RpcResponse resp = JOBQ__V1__RPC_RESPONSE__INIT;
@@ -457,10 +439,10 @@ static nng_msg *response_msg(unsigned code, const char *message, const uint8_t *
 
 /* answer replies to a request the handler never saw. The handler logs its own requests, so
  * only these answers are logged here. method is the envelope's, when known. */
-static void answer_as(jq_rpc_req *req, const char *method, unsigned code, const char *message)
+static void answer_as(jq_rpc_req *req, const char *method, jq_code code, const char *message)
 {
 	jq_log_level level = code == JQ_RESOURCE_EXHAUSTED ? JQ_LOG_WARN : JQ_LOG_INFO;
-	int64_t us = jq_rpc_now_us() - req->received_us;
+	int64_t us = jq_clock_mono_us() - req->received_us;
 	jq_metrics_request(method, code, us);
 	if (jq_log_enabled(level))
 		jq_log_request(level, req->id, method != NULL ? method : "", code, jq_code_name(code),
@@ -468,7 +450,7 @@ static void answer_as(jq_rpc_req *req, const char *method, unsigned code, const 
 	jq_rpc_req_finish(req, code, message, NULL, 0);
 }
 
-static void answer(jq_rpc_req *req, unsigned code, const char *message)
+static void answer(jq_rpc_req *req, jq_code code, const char *message)
 {
 	answer_as(req, req->env != NULL ? req->env->method : NULL, code, message);
 }
@@ -497,7 +479,7 @@ static void send_message(jq_rpc_req *req, nng_msg *msg)
 	slot_unhold(slot);
 }
 
-void jq_rpc_req_finish(jq_rpc_req *req, unsigned code, const char *message, const uint8_t *payload,
+void jq_rpc_req_finish(jq_rpc_req *req, jq_code code, const char *message, const uint8_t *payload,
 		       size_t payload_len)
 {
 	if (req == NULL)
@@ -535,7 +517,7 @@ static uint8_t *put_varint(uint8_t *p, uint64_t v)
 	return p;
 }
 
-unsigned jq_rpc_req_finish_message(jq_rpc_req *req, const ProtobufCMessage *resp, char *why,
+jq_code jq_rpc_req_finish_message(jq_rpc_req *req, const ProtobufCMessage *resp, char *why,
 				   size_t why_len)
 {
 	size_t inner = protobuf_c_message_get_packed_size(resp);
@@ -572,9 +554,9 @@ void jq_rpc_req_requeue(jq_rpc_req *req)
 {
 	jq_rpc_server *srv = req->slot->srv;
 	charge(req);
-	pthread_mutex_lock(&srv->mu);
+	jq_mutex_lock(&srv->rpc_mu);
 	queue_push_locked(srv, req, false);
-	pthread_mutex_unlock(&srv->mu);
+	jq_mutex_unlock(&srv->rpc_mu);
 }
 
 static void send_cb(void *arg)
@@ -600,16 +582,16 @@ static void recv_failed(jq_rpc_slot *slot, int rv)
 {
 	jq_rpc_server *srv = slot->srv;
 
-	pthread_mutex_lock(&srv->mu);
+	jq_mutex_lock(&srv->rpc_mu);
 	slot->receiving = false;
 	if (srv->stopping || rv == NNG_ECLOSED) {
-		pthread_mutex_unlock(&srv->mu);
+		jq_mutex_unlock(&srv->rpc_mu);
 		return;
 	}
 	srv->armed--;
 	slot->next_free = srv->free_slots;
 	srv->free_slots = slot;
-	pthread_mutex_unlock(&srv->mu);
+	jq_mutex_unlock(&srv->rpc_mu);
 	if (rv != NNG_ECANCELED)
 		jq_warn("rpc: receive failed: %s", nng_strerror(rv));
 	/* Safe without the in-flight count: stop's nng_aio_stop waits for this callback. */
@@ -646,7 +628,7 @@ static bool admit(jq_rpc_req *req, nng_msg *msg)
 	wire_copy(method, sizeof(method), v.method, v.method_len);
 	wire_copy(token, sizeof(token), v.token, v.token_len);
 	why[0] = '\0';
-	unsigned code = srv->authorize(srv->auth_arg, method, token, tls_verified(msg),
+	jq_code code = srv->authorize(srv->auth_arg, method, token, tls_verified(msg),
 				       &req->principal, why, sizeof(why));
 	explicit_bzero(token, sizeof(token));
 	if (code == JQ_OK)
@@ -656,9 +638,9 @@ static bool admit(jq_rpc_req *req, nng_msg *msg)
 	return false;
 }
 
-/* dispatch decides a received message's fate: an answer now, or the work queue. It owns req
+/* route_received decides a received message's fate: an answer now, or the work queue. It owns req
  * and msg. */
-static void dispatch(jq_rpc_req *req, nng_msg *msg)
+static void route_received(jq_rpc_req *req, nng_msg *msg)
 {
 	jq_rpc_server *srv = req->slot->srv;
 	Jobq__V1__RpcRequest *env;
@@ -679,17 +661,17 @@ static void dispatch(jq_rpc_req *req, nng_msg *msg)
 		return;
 	}
 	req_adopt_envelope(req, env);
-	if (srv->quick != NULL && jq_rpc_now_us() < req->deadline_us && srv->quick(srv->quick_arg, req))
+	if (srv->quick != NULL && jq_clock_mono_us() < req->deadline_us && srv->quick(srv->quick_arg, req))
 		return;
 
-	pthread_mutex_lock(&srv->mu);
+	jq_mutex_lock(&srv->rpc_mu);
 	if (srv->queued >= srv->max_queued) {
-		pthread_mutex_unlock(&srv->mu);
+		jq_mutex_unlock(&srv->rpc_mu);
 		answer(req, JQ_RESOURCE_EXHAUSTED, "server busy: request queue is full");
 		return;
 	}
 	queue_push_locked(srv, req, true);
-	pthread_mutex_unlock(&srv->mu);
+	jq_mutex_unlock(&srv->rpc_mu);
 }
 
 static void recv_cb(void *arg)
@@ -709,7 +691,7 @@ static void recv_cb(void *arg)
 	req = req_new(slot);
 	/* Counted before anything can answer it, so stop waits for its reply; charged before
 	 * another slot is armed, so the budget sees it. */
-	pthread_mutex_lock(&srv->mu);
+	jq_mutex_lock(&srv->rpc_mu);
 	slot->receiving = false;
 	srv->armed--;
 	srv->inflight++;
@@ -720,7 +702,7 @@ static void recv_cb(void *arg)
 		srv->held_bytes += req->bytes;
 	}
 	bool pause = !was_over && over_budget_locked(srv);
-	pthread_mutex_unlock(&srv->mu);
+	jq_mutex_unlock(&srv->rpc_mu);
 	if (pause)
 		pause_receives(srv);
 	arm_receives(srv);
@@ -730,7 +712,7 @@ static void recv_cb(void *arg)
 		slot_release(slot);
 		return;
 	}
-	dispatch(req, msg);
+	route_received(req, msg);
 }
 
 /* ---- workers ---- */
@@ -743,7 +725,7 @@ static void *worker_main(void *p)
 
 	while ((req = queue_pop(srv)) != NULL) {
 		/* Also for a requeued request: its caller has given up by now either way. */
-		if (jq_rpc_now_us() >= req->deadline_us) {
+		if (jq_clock_mono_us() >= req->deadline_us) {
 			answer(req, JQ_DEADLINE_EXCEEDED, "deadline exceeded before the request could start");
 			continue;
 		}
@@ -780,10 +762,10 @@ static int workers_start(jq_rpc_server *srv, int n, void **args)
 
 static void workers_join(jq_rpc_server *srv)
 {
-	pthread_mutex_lock(&srv->mu);
+	jq_mutex_lock(&srv->rpc_mu);
 	srv->quit = true;
 	pthread_cond_broadcast(&srv->work_cv);
-	pthread_mutex_unlock(&srv->mu);
+	jq_mutex_unlock(&srv->rpc_mu);
 	for (int i = 0; i < srv->nworkers; i++)
 		pthread_join(srv->workers[i].thread, NULL);
 	srv->nworkers = 0;
@@ -830,7 +812,7 @@ static int listener_open(jq_rpc_server *srv, const char *url, const jq_tls_files
 
 int jq_rpc_server_reload_tls(jq_rpc_server *srv, const jq_tls_files *tls)
 {
-	return jq_tls_reload(srv->listener, tls, "rpc", &srv->tls);
+	return jq_tls_reload(srv->listener, tls, "rpc", &srv->tls) == 0 ? 0 : -1;
 }
 
 /* server_free joins the workers, closes the socket and frees everything. Nothing may be in
@@ -855,7 +837,7 @@ static void server_free(jq_rpc_server *srv)
 	jq_tls_slot_release(&srv->tls);
 	pthread_cond_destroy(&srv->idle_cv);
 	pthread_cond_destroy(&srv->work_cv);
-	pthread_mutex_destroy(&srv->mu);
+	jq_mutex_destroy(&srv->rpc_mu);
 	free(srv);
 }
 
@@ -913,18 +895,19 @@ static int socket_open(jq_rpc_server *srv)
 int jq_rpc_server_start(const jq_rpc_server_opts *opts, jq_rpc_server **out)
 {
 	jq_rpc_server *srv;
-	int rv;
 
 	if (out == NULL)
-		return NNG_EINVAL;
+		return -1;
 	*out = NULL;
 	if (!opts_ok(opts)) {
 		jq_error("rpc: invalid server options");
-		return NNG_EINVAL;
+		return -1;
 	}
-	if ((srv = calloc(1, sizeof(*srv))) == NULL)
-		return NNG_ENOMEM;
-	pthread_mutex_init(&srv->mu, NULL);
+	if ((srv = calloc(1, sizeof(*srv))) == NULL) {
+		jq_error("rpc: out of memory starting the server");
+		return -1;
+	}
+	jq_mutex_init(&srv->rpc_mu);
 	pthread_cond_init(&srv->work_cv, NULL);
 	pthread_cond_init(&srv->idle_cv, NULL);
 	srv->all_tail = &srv->all;
@@ -940,9 +923,10 @@ int jq_rpc_server_start(const jq_rpc_server_opts *opts, jq_rpc_server **out)
 	srv->auth_arg = opts->auth_arg;
 	srv->receivers = opts->contexts;
 
-	if ((rv = socket_open(srv)) != 0 || (rv = slots_open(srv, opts->contexts)) != 0 ||
-	    (rv = workers_start(srv, opts->nworkers, opts->worker_args)) != 0 ||
-	    (rv = listener_open(srv, opts->url, opts->tls)) != 0)
+	/* Each step logs its own failure. */
+	if (socket_open(srv) != 0 || slots_open(srv, opts->contexts) != 0 ||
+	    workers_start(srv, opts->nworkers, opts->worker_args) != 0 ||
+	    listener_open(srv, opts->url, opts->tls) != 0)
 		goto fail;
 	arm_receives(srv);
 	*out = srv;
@@ -950,7 +934,7 @@ int jq_rpc_server_start(const jq_rpc_server_opts *opts, jq_rpc_server **out)
 fail:
 	srv->stopping = true;
 	server_free(srv);
-	return rv;
+	return -1;
 }
 
 /*
@@ -971,25 +955,25 @@ void jq_rpc_server_stop(jq_rpc_server *srv)
 
 	if (srv == NULL)
 		return;
-	pthread_mutex_lock(&srv->mu);
+	jq_mutex_lock(&srv->rpc_mu);
 	srv->stopping = true;
 	slot = srv->all;
-	pthread_mutex_unlock(&srv->mu);
+	jq_mutex_unlock(&srv->rpc_mu);
 
 	while (slot != NULL) {
 		nng_aio_stop(slot->recv_aio);
-		pthread_mutex_lock(&srv->mu);
+		jq_mutex_lock(&srv->rpc_mu);
 		slot = slot->next_all;
-		pthread_mutex_unlock(&srv->mu);
+		jq_mutex_unlock(&srv->rpc_mu);
 	}
 
-	pthread_mutex_lock(&srv->mu);
+	jq_mutex_lock(&srv->rpc_mu);
 	if (srv->inflight > 0)
 		jq_info("rpc: stopping; waiting for %d request%s to finish", srv->inflight,
 			srv->inflight == 1 ? "" : "s");
 	while (srv->inflight > 0)
-		pthread_cond_wait(&srv->idle_cv, &srv->mu);
-	pthread_mutex_unlock(&srv->mu);
+		jq_mutex_wait(&srv->rpc_mu, &srv->idle_cv);
+	jq_mutex_unlock(&srv->rpc_mu);
 
 	server_free(srv);
 	jq_info("rpc: stopped");
@@ -1004,16 +988,16 @@ void jq_rpc_server_connections(jq_rpc_server *srv, int *open, int64_t *refused)
 void jq_rpc_server_load(jq_rpc_server *srv, int *in_use, int *waiting)
 {
 	*in_use = atomic_load(&srv->busy);
-	pthread_mutex_lock(&srv->mu);
+	jq_mutex_lock(&srv->rpc_mu);
 	*waiting = srv->queued;
-	pthread_mutex_unlock(&srv->mu);
+	jq_mutex_unlock(&srv->rpc_mu);
 }
 
 void jq_rpc_server_memory(jq_rpc_server *srv, size_t *held_bytes, int *receiving, int *contexts)
 {
-	pthread_mutex_lock(&srv->mu);
+	jq_mutex_lock(&srv->rpc_mu);
 	*held_bytes = srv->held_bytes;
 	*receiving = srv->armed;
 	*contexts = srv->nslots;
-	pthread_mutex_unlock(&srv->mu);
+	jq_mutex_unlock(&srv->rpc_mu);
 }

@@ -30,31 +30,8 @@
 #include <stdint.h>
 
 #include "jobq/v1/jobq.pb-c.h"
+#include "jq_code.h"
 #include "jq_tls.h"
-
-/* gRPC status codes used on the wire. */
-typedef enum jq_code {
-	JQ_OK = 0,
-	JQ_CANCELLED = 1,
-	JQ_UNKNOWN = 2,
-	JQ_INVALID_ARGUMENT = 3,
-	JQ_DEADLINE_EXCEEDED = 4,
-	JQ_NOT_FOUND = 5,
-	JQ_ALREADY_EXISTS = 6,
-	JQ_PERMISSION_DENIED = 7,
-	JQ_RESOURCE_EXHAUSTED = 8,
-	JQ_FAILED_PRECONDITION = 9,
-	JQ_ABORTED = 10,
-	JQ_OUT_OF_RANGE = 11,
-	JQ_UNIMPLEMENTED = 12,
-	JQ_INTERNAL = 13,
-	JQ_UNAVAILABLE = 14,
-	JQ_DATA_LOSS = 15,
-	JQ_UNAUTHENTICATED = 16,
-} jq_code;
-
-/* jq_code_name returns "OK", "INVALID_ARGUMENT", ... (a static string; "UNKNOWN" if out of range). */
-const char *jq_code_name(unsigned code);
 
 typedef struct jq_rpc_server jq_rpc_server;
 typedef struct jq_rpc_req jq_rpc_req;
@@ -77,7 +54,7 @@ typedef bool (*jq_rpc_quick_fn)(void *quick_arg, jq_rpc_req *req);
  * (any int the handler may read back with jq_rpc_req_principal), or a code (UNAUTHENTICATED,
  * PERMISSION_DENIED) and a reason in why, which is answered at once. */
 #define JQ_RPC_TOKEN_MAX 256
-typedef unsigned (*jq_rpc_authorize_fn)(void *auth_arg, const char *method, const char *token,
+typedef jq_code (*jq_rpc_authorize_fn)(void *auth_arg, const char *method, const char *token,
 					bool tls_verified, int *principal, char *why, size_t why_len);
 
 typedef struct jq_rpc_server_opts {
@@ -101,15 +78,15 @@ typedef struct jq_rpc_server_opts {
 	void *auth_arg;
 } jq_rpc_server_opts;
 
-/* jq_rpc_server_start listens on opts->url and starts the workers. Returns 0 and *out, or an
- * nng error number (the error is logged; NNG_EINVAL for contexts, max_queued, nworkers or
- * default_deadline_ms < 1, or no url or handler). The server copies what it needs from opts. */
+/* jq_rpc_server_start listens on opts->url and starts the workers. Returns 0 and *out, or -1
+ * (logged: contexts, max_queued, nworkers or default_deadline_ms < 1, no url or handler, or what
+ * nng refused). The server copies what it needs from opts. */
 int jq_rpc_server_start(const jq_rpc_server_opts *opts, jq_rpc_server **out)
 	__attribute__((warn_unused_result));
 
 /* jq_rpc_server_reload_tls rotates the listener's certificate (see jq_tls_reload); a no-op
- * without TLS. Returns 0, or an nng error number (logged; the old certificate stays). Call it
- * from one thread at a time. */
+ * without TLS. Returns 0, or -1 (logged; the old certificate stays). Call it from one thread at a
+ * time. */
 int jq_rpc_server_reload_tls(jq_rpc_server *srv, const jq_tls_files *tls) __attribute__((warn_unused_result));
 
 /* jq_rpc_server_stop stops receiving, lets every queued and in-flight request finish (their
@@ -134,15 +111,15 @@ size_t jq_rpc_req_bytes(const jq_rpc_req *req);
 const char *jq_rpc_req_request_id(const jq_rpc_req *req);
 
 /* jq_rpc_req_deadline_us returns the request's deadline on the CLOCK_MONOTONIC microsecond
- * clock of jq_rpc_now_us(). */
+ * clock of jq_clock_mono_us. */
 int64_t jq_rpc_req_deadline_us(const jq_rpc_req *req);
 
-/* jq_rpc_req_received_us returns when the request arrived (jq_rpc_now_us clock). */
+/* jq_rpc_req_received_us returns when the request arrived (jq_clock_mono_us clock). */
 int64_t jq_rpc_req_received_us(const jq_rpc_req *req);
 
 /* jq_rpc_req_finish answers the request: code, message (may be NULL) and, for code 0, the
  * encoded response payload (may be NULL/0; the bytes are copied). The request is gone after. */
-void jq_rpc_req_finish(jq_rpc_req *req, unsigned code, const char *message, const uint8_t *payload,
+void jq_rpc_req_finish(jq_rpc_req *req, jq_code code, const char *message, const uint8_t *payload,
 		       size_t payload_len);
 
 /* jq_rpc_req_wait tells the server that req will wait without work for a while (a parked
@@ -155,7 +132,7 @@ void jq_rpc_req_wait(jq_rpc_req *req);
  * the reply would be larger than the client takes (RpcRequest.max_reply_bytes), or memory runs
  * out, nothing is sent: it returns RESOURCE_EXHAUSTED with the reason in why (why_len bytes),
  * and the request is still the caller's to answer. */
-unsigned jq_rpc_req_finish_message(jq_rpc_req *req, const ProtobufCMessage *resp, char *why,
+jq_code jq_rpc_req_finish_message(jq_rpc_req *req, const ProtobufCMessage *resp, char *why,
 				   size_t why_len) __attribute__((warn_unused_result));
 
 /* jq_rpc_req_requeue puts a request the handler kept back on the work queue, to be handled
@@ -175,7 +152,5 @@ void jq_rpc_server_load(jq_rpc_server *srv, int *in_use, int *waiting);
  * contexts receiving now, and contexts open in all (each request held keeps one) (metrics). */
 void jq_rpc_server_memory(jq_rpc_server *srv, size_t *held_bytes, int *receiving, int *contexts);
 
-/* jq_rpc_now_us: CLOCK_MONOTONIC in microseconds. */
-int64_t jq_rpc_now_us(void);
 
 #endif

@@ -10,7 +10,6 @@
 #include <stdlib.h>
 #include <unistd.h>
 
-#include "jobq.h" /* jobq_version: the service and the client are released together */
 #include "jq_auth.h"
 #include "jq_config.h"
 #include "jq_db.h"
@@ -281,7 +280,7 @@ int main(int argc, char **argv)
 		jq_config_free(&s.cfg);
 		return 0;
 	case JQ_CONFIG_VERSION:
-		printf("jobqd %s\n", jobq_version());
+		printf("jobqd %s\n", JQ_VERSION);
 		jq_config_free(&s.cfg);
 		return 0;
 	case JQ_CONFIG_ERROR:

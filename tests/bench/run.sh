@@ -185,12 +185,12 @@ SQL
   # jobqd's own periodic statements (the rescuer reads every processing lease, the listener's
   # safety net walks the pending index) that began during the build can run for seconds, and a
   # VACUUM that runs beside their snapshot cannot remove the build's dead rows: every claim would
-  # then step over a million dead index entries (seen: 3.5 ms claims). Wait them out first.
+  # then step over a million dead index entries. Wait them out first.
   quiet_database
   sql -c "VACUUM ANALYZE job_queue"
   # Three million row versions of WAL were just written; their checkpoint must not land in the
-  # one-second claim_ms_large run (seen once: 1.12 ms against 0.57-0.68 ms in the other runs,
-  # with about the same PostgreSQL CPU per claim). The figure is about the partial index.
+  # one-second claim_ms_large run, whose claims it would slow down without costing them any more
+  # PostgreSQL CPU. The figure is about the partial index.
   sql -c CHECKPOINT
 }
 # quiet_database waits (up to 60 s) until no other statement is running, twice in a row.
@@ -307,8 +307,8 @@ if wants enqueue; then
 fi
 if wants notify; then
   # The enqueue runs just wrote a few million rows; the checkpoint their WAL calls for must not
-  # land in these 10 s (seen once: its final sync held commits for up to 850 ms, p99 757 ms
-  # against 1.3-4.6 ms in the other runs). The figure is about the notification path.
+  # land in these 10 s: its final sync holds commits back for hundreds of ms, which would count
+  # as notification latency. The figure is about the notification path.
   sql -c CHECKPOINT
   bench bench_notify "$notify_rate" "$notify_seconds"
 fi

@@ -36,7 +36,8 @@ count_is() { [ "$(stat_of "$1" "$2")" = "$3" ]; }
 # ------------------------------------------------------------------ no service needed
 v=$(sed -n 's/^#define JOBQ_VERSION "\(.*\)"/\1/p' "$root/client/jobq.h")
 [ -n "$v" ] || fail "no JOBQ_VERSION in client/jobq.h"
-[ "$("$build/bin/jobqd" --version)" = "jobqd $v" ] || fail "jobqd --version: $("$build/bin/jobqd" --version 2>&1)"
+[ "$("$build/bin/jobqd" --version)" = "jobqd $v" ] ||
+  fail "jobqd --version: $("$build/bin/jobqd" --version 2>&1) (service/jq_config.h's JQ_VERSION)"
 [ "$("$J" --version)" = "jobq $v" ] || fail "jobq --version: $("$J" --version 2>&1)"
 "$build/bin/jobqd" --help | grep -q '^  --version$' || fail "jobqd --help does not list --version"
 ok "jobqd --version and jobq --version print $v"

@@ -27,11 +27,12 @@
 
 #include <cmocka.h>
 
+#include "jq_clock.h"
+#include "jq_code.h"
 #include "jq_config.h"
 #include "jq_pgconn.h"
 #include "jq_proxy.h"
 #include "jq_rpc_call.h"
-#include "jq_rpc_server.h" /* jq_code */
 #include "jq_svc.h"
 #include "jq_svc_api.h"
 #include "jq_test.h"
@@ -289,7 +290,7 @@ static void a_connect_or_an_answer_from_a_silent_peer_ends_at_the_deadline(void 
 	PGresult *r = NULL;
 	assert_int_equal(PQsendQuery(c, "SELECT 1"), 1);
 	long long start = jq_mono_ms();
-	assert_int_equal(jq_pgconn_result(c, jq_pgconn_now_ms() + 300, -1, &r), JQ_PGCONN_TIMEOUT);
+	assert_int_equal(jq_pgconn_result(c, jq_clock_mono_ms() + 300, -1, &r), JQ_PGCONN_TIMEOUT);
 	assert_null(r);
 	print_message("answer abandoned after %lld ms\n", jq_mono_ms() - start);
 	PQfinish(c);
@@ -303,7 +304,7 @@ static void a_connect_or_an_answer_from_a_silent_peer_ends_at_the_deadline(void 
 	print_message("connect abandoned after %lld ms: %s\n", jq_mono_ms() - start, why);
 	/* The caller's deadline ends it too, before the connect timeout. */
 	net.connect_timeout_ms = 60000;
-	assert_int_equal(jq_pgconn_open(&o, jq_pgconn_now_ms() + 300, -1, &c, why, sizeof(why)),
+	assert_int_equal(jq_pgconn_open(&o, jq_clock_mono_ms() + 300, -1, &c, why, sizeof(why)),
 			 JQ_PGCONN_TIMEOUT);
 
 	jq_proxy_resume(&proxy);

@@ -1,6 +1,6 @@
 /*
  * A replica that waiting workers, unauthenticated floods and callers outside their role cannot
- * take down or get past: each test runs its own jobqd and attacks it as issue 14 describes.
+ * take down or get past: each test runs its own jobqd and attacks it.
  *
  *  - Claims waiting for work (long-poll) beyond --rpc-contexts: every other method still
  *    answers at once; past --max-waiting-claims a Claim is answered at once with a time to retry.

@@ -25,8 +25,8 @@
 
 #include <cmocka.h>
 
+#include "jq_code.h"
 #include "jq_rpc_call.h"
-#include "jq_rpc_server.h" /* jq_code */
 #include "jq_svc.h"
 #include "jq_svc_api.h"
 #include "jq_test.h"

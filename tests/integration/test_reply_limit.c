@@ -1,5 +1,5 @@
 /*
- * test_reply_limit — the size of replies (issue 14, part 3). jobqd fills a Claim or a List reply
+ * test_reply_limit — the size of replies. jobqd fills a Claim or a List reply
  * only up to --max-reply-bytes, or the client's own limit when that is lower: a Claim claims
  * fewer jobs and leaves the rest pending and unclaimed, a List page ends early and its cursor
  * continues exactly there. libjobq has a receive limit: the service, told of it, answers with a

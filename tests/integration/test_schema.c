@@ -668,9 +668,8 @@ static long long explain_max_rows(PGconn *c, const char *sql)
 
 /* jobqd's safety-net scan (every 5 s, on the connection that reads notifications) finds the
  * queues with due jobs and the next scheduled run_at. Behind a backlog of 100,000 due jobs it
- * must still read only a few index entries, or it holds up every notification while it reads
- * (it did: notify p99 405 ms in `make bench`); and it must find the right answers across
- * queues and priorities. */
+ * must still read only a few index entries, or it holds up every notification while it reads;
+ * and it must find the right answers across queues and priorities. */
 static void the_safety_net_scan_is_cheap_behind_a_backlog_and_exact(void **state)
 {
 	(void)state;

@@ -1225,8 +1225,8 @@ SVC_TEST(an_error_text_that_is_not_utf8_is_rejected)
 	jq_api_expect(JQ_METHOD("Fail"), &fb, 3, "jobs[0].error");
 }
 
-/* retry_in_ms travels as uint32 and is stored as int4 milliseconds. 2^31 + 5 used to be masked
- * to 5 ms (the job ran again at once instead of in 24.8 days); beyond int4 is now refused, and
+/* retry_in_ms travels as uint32 and is stored as int4 milliseconds. 2^31 + 5 must not be cut to
+ * 5 ms (the job would run again at once instead of in 24.8 days): beyond int4 is refused, and
  * the job keeps its lease. */
 SVC_TEST(a_retry_delay_beyond_int32_is_rejected_not_cut)
 {

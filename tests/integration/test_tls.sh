@@ -71,8 +71,8 @@ http=127.0.0.1:$(free_port)
   --log-format=text >"$tmp/jobqd.log" 2>&1 &
 pids+=($!)
 good=(--rpc-url "$rpc" --pub-url "$pub" --tls-ca "$tmp/ca.pem" --tls-cert "$tmp/client.pem" --tls-key "$tmp/client.key")
-# What the RPC port and jobqd saw, for a failure seen once in session 5 (no answer for 2 minutes
-# after "ready", not reproduced in 11 runs since).
+# What the RPC port and jobqd saw, printed when the first call gets no answer after "ready" (a
+# rare failure not understood yet: this is what to look at).
 port_state() {
   echo "sockets on ${rpc##*:}:"; ss -tanpo "( sport = :${rpc##*:} or dport = :${rpc##*:} )" 2>&1 | head -20
   echo "jobqd metrics:"; curl -s -m 2 "http://$http/metrics" | grep -E '^jobq_rpc_(connections|requests_total)' | head -20

@@ -1,7 +1,8 @@
 /*
- * The long-poll's knowledge of empty queues on its own (jq_longpoll_claim_begin/_end, wake,
- * listening), without requests: when a waiting Claim may skip its query, and every way that
- * knowledge must be dropped. test_longpoll holds the same against a real jobqd.
+ * The long-poll's knowledge of empty queues on its own (jq_longpoll_claim_start/_begin/_end,
+ * wake, listening), without requests: when a waiting Claim may skip its query, when a Claim is to
+ * wait, and every way that knowledge must be dropped. test_longpoll holds the same against a real
+ * jobqd.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -12,6 +13,7 @@
 
 #include <cmocka.h>
 
+#include "jq_clock.h"
 #include "jq_longpoll.h"
 
 static int setup(void **state)
@@ -30,18 +32,29 @@ static int teardown(void **state)
 	return 0;
 }
 
-/* query runs one Claim that queries: begin (which must not say "park"), then end with got. */
-static void query(jq_longpoll *lp, const char *queue, size_t limit, size_t got)
+/* claim starts following a Claim of up to limit jobs of queue, arrived now, that asks to wait
+ * a minute (may_wait) or not at all; it reads the long-poll's generation now. */
+static jq_longpoll_claim claim(jq_longpoll *lp, const char *queue, int limit, bool may_wait)
 {
-	uint64_t g = jq_longpoll_generation(lp);
-	assert_false(jq_longpoll_claim_begin(lp, queue, limit, true));
-	jq_longpoll_claim_end(lp, queue, g, limit, got, true);
+	jq_longpoll_claim c;
+	jq_longpoll_claim_start(lp, &c, queue, limit, jq_clock_mono_us(), may_wait ? 60000 : 0);
+	return c;
 }
 
-/* parks: would a waiting Claim of one job park without a query? */
+/* query runs one waiting Claim that queries: begin (which must not say "wait"), then end with
+ * got, which says "wait" when the Claim got nothing. */
+static void query(jq_longpoll *lp, const char *queue, int limit, size_t got)
+{
+	jq_longpoll_claim c = claim(lp, queue, limit, true);
+	assert_false(jq_longpoll_claim_begin(&c));
+	assert_int_equal(jq_longpoll_claim_end(&c, got, true), got == 0);
+}
+
+/* parks: would a waiting Claim of one job wait without a query? */
 static bool parks(jq_longpoll *lp, const char *queue)
 {
-	return jq_longpoll_claim_begin(lp, queue, 1, true);
+	jq_longpoll_claim c = claim(lp, queue, 1, true);
+	return jq_longpoll_claim_begin(&c);
 }
 
 static void make_known_empty(jq_longpoll *lp, const char *queue)
@@ -53,8 +66,9 @@ static void make_known_empty(jq_longpoll *lp, const char *queue)
 static void an_unknown_queue_is_queried(void **state)
 {
 	jq_longpoll *lp = *state;
-	assert_false(jq_longpoll_claim_begin(lp, "q", 1, true));
-	jq_longpoll_claim_end(lp, "q", 0, 1, 1, true); /* a full answer proves nothing */
+	jq_longpoll_claim c = claim(lp, "q", 1, true);
+	assert_false(jq_longpoll_claim_begin(&c));
+	assert_false(jq_longpoll_claim_end(&c, 1, true)); /* a full answer proves nothing */
 	assert_false(parks(lp, "q"));
 }
 
@@ -65,10 +79,11 @@ static void a_short_claim_makes_the_queue_known_empty(void **state)
 	assert_true(parks(lp, "q"));
 	assert_true(parks(lp, "q"));
 	assert_int_equal(jq_longpoll_unqueried(lp), 2);
-	/* A Claim that may not wait is always asked of the database. */
-	uint64_t g = jq_longpoll_generation(lp);
-	assert_false(jq_longpoll_claim_begin(lp, "q", 1, false));
-	jq_longpoll_claim_end(lp, "q", g, 1, 0, true);
+	/* A Claim that may not wait is always asked of the database, and never waits. */
+	jq_longpoll_claim c = claim(lp, "q", 1, false);
+	assert_false(jq_longpoll_claim_known_empty(&c));
+	assert_false(jq_longpoll_claim_begin(&c));
+	assert_false(jq_longpoll_claim_end(&c, 0, true));
 	assert_true(parks(lp, "q"));
 	assert_false(parks(lp, "other")); /* other queues know nothing */
 }
@@ -78,13 +93,13 @@ static void announced_jobs_let_as_many_claims_query(void **state)
 	jq_longpoll *lp = *state;
 	make_known_empty(lp, "q");
 	jq_longpoll_wake(lp, "q", 2);
-	uint64_t g = jq_longpoll_generation(lp);
 	/* Two Claims go to the database; a third waits for them. */
-	assert_false(jq_longpoll_claim_begin(lp, "q", 1, true));
-	assert_false(jq_longpoll_claim_begin(lp, "q", 1, true));
+	jq_longpoll_claim c1 = claim(lp, "q", 1, true), c2 = claim(lp, "q", 1, true);
+	assert_false(jq_longpoll_claim_begin(&c1));
+	assert_false(jq_longpoll_claim_begin(&c2));
 	assert_true(parks(lp, "q"));
-	jq_longpoll_claim_end(lp, "q", g, 1, 1, true);
-	jq_longpoll_claim_end(lp, "q", g, 1, 1, true);
+	assert_false(jq_longpoll_claim_end(&c1, 1, true));
+	assert_false(jq_longpoll_claim_end(&c2, 1, true));
 	assert_true(parks(lp, "q"));
 }
 
@@ -92,10 +107,10 @@ static void a_claim_that_took_fewer_than_announced_leaves_the_rest_to_others(voi
 {
 	jq_longpoll *lp = *state;
 	make_known_empty(lp, "q");
-	uint64_t g = jq_longpoll_generation(lp); /* read before the announcement */
+	jq_longpoll_claim c = claim(lp, "q", 2, true); /* its generation: before the announcement */
 	jq_longpoll_wake(lp, "q", 3);
-	assert_false(jq_longpoll_claim_begin(lp, "q", 2, true));
-	jq_longpoll_claim_end(lp, "q", g, 2, 1, true); /* its snapshot saw one of the three */
+	assert_false(jq_longpoll_claim_begin(&c));
+	assert_false(jq_longpoll_claim_end(&c, 1, true)); /* its snapshot saw one of the three */
 	query(lp, "q", 1, 1);
 	query(lp, "q", 1, 1);
 	assert_true(parks(lp, "q"));
@@ -104,10 +119,11 @@ static void a_claim_that_took_fewer_than_announced_leaves_the_rest_to_others(voi
 static void a_claim_that_raced_an_announcement_proves_nothing(void **state)
 {
 	jq_longpoll *lp = *state;
-	uint64_t g = jq_longpoll_generation(lp);
-	assert_false(jq_longpoll_claim_begin(lp, "q", 1, true));
+	jq_longpoll_claim c = claim(lp, "q", 1, true);
+	assert_false(jq_longpoll_claim_begin(&c));
 	jq_longpoll_wake(lp, "q", 1); /* committed after the claim's snapshot */
-	jq_longpoll_claim_end(lp, "q", g, 1, 0, true);
+	/* It waits, and its wait sees the wake through its generation (test_longpoll). */
+	assert_true(jq_longpoll_claim_end(&c, 0, true));
 	assert_false(parks(lp, "q"));
 }
 
@@ -124,10 +140,10 @@ static void a_failed_claim_makes_the_queue_unknown(void **state)
 	jq_longpoll *lp = *state;
 	make_known_empty(lp, "q");
 	jq_longpoll_wake(lp, "q", 1);
-	uint64_t g = jq_longpoll_generation(lp);
-	assert_false(jq_longpoll_claim_begin(lp, "q", 1, true));
+	jq_longpoll_claim c = claim(lp, "q", 1, true);
+	assert_false(jq_longpoll_claim_begin(&c));
 	assert_true(parks(lp, "q")); /* the querying claim is expected to take the job */
-	jq_longpoll_claim_end(lp, "q", g, 1, 0, false);
+	assert_false(jq_longpoll_claim_end(&c, 0, false)); /* a failed Claim is answered, not kept */
 	assert_false(parks(lp, "q"));
 }
 
@@ -147,11 +163,11 @@ static void nothing_is_known_while_not_listening(void **state)
 static void a_claim_across_a_listener_restart_proves_nothing(void **state)
 {
 	jq_longpoll *lp = *state;
-	uint64_t g = jq_longpoll_generation(lp);
-	assert_false(jq_longpoll_claim_begin(lp, "q", 1, true));
+	jq_longpoll_claim c = claim(lp, "q", 1, true);
+	assert_false(jq_longpoll_claim_begin(&c));
 	jq_longpoll_listening(lp, false);
 	jq_longpoll_listening(lp, true);
-	jq_longpoll_claim_end(lp, "q", g, 1, 0, true);
+	assert_true(jq_longpoll_claim_end(&c, 0, true));
 	assert_false(parks(lp, "q"));
 }
 
@@ -175,6 +191,28 @@ static void the_table_is_bounded_and_keeps_the_recently_used(void **state)
 	assert_true(parks(lp, "q199"));
 }
 
+static void a_claim_without_a_long_poll_never_waits(void **state)
+{
+	jq_longpoll *lp = *state;
+	make_known_empty(lp, "q");
+	jq_longpoll_claim c = claim(NULL, "q", 1, true);
+	assert_false(jq_longpoll_claim_known_empty(&c));
+	assert_false(jq_longpoll_claim_begin(&c));
+	assert_false(jq_longpoll_claim_end(&c, 0, true));
+}
+
+static void a_claim_whose_wait_is_over_does_not_wait(void **state)
+{
+	jq_longpoll *lp = *state;
+	make_known_empty(lp, "q");
+	jq_longpoll_claim c;
+	/* Arrived 2 s ago, asked to wait 1 s: a requeued Claim's wait counts from its arrival. */
+	jq_longpoll_claim_start(lp, &c, "q", 1, jq_clock_mono_us() - 2000000, 1000);
+	assert_false(jq_longpoll_claim_known_empty(&c));
+	assert_false(jq_longpoll_claim_begin(&c));
+	assert_false(jq_longpoll_claim_end(&c, 0, true));
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -190,6 +228,8 @@ int main(void)
 		cmocka_unit_test_setup_teardown(nothing_is_known_while_not_listening, setup, teardown),
 		cmocka_unit_test_setup_teardown(a_claim_across_a_listener_restart_proves_nothing, setup, teardown),
 		cmocka_unit_test_setup_teardown(the_table_is_bounded_and_keeps_the_recently_used, setup, teardown),
+		cmocka_unit_test_setup_teardown(a_claim_without_a_long_poll_never_waits, setup, teardown),
+		cmocka_unit_test_setup_teardown(a_claim_whose_wait_is_over_does_not_wait, setup, teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

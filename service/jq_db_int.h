@@ -1,0 +1,118 @@
+/*
+ * jq_db_int.h — inside jq_db: what its three files share. Not for other modules.
+ *
+ *   jq_db_sql.c   the statement table (jq_dbi_stmts): every SQL text jobqd runs, its parameter
+ *                 types, and why it is written the way it is
+ *   jq_db_conn.c  the handle's connection: connect and reconnect, session setup, prepare and
+ *                 plan renewal, deadlines, and jq_dbi_run, which executes one statement
+ *   jq_db.c       one function per call of jq_db.h: parameters in, rows or outcomes out
+ *
+ * Internal names carry the prefix jq_dbi_ (as libjobq's internals carry jobqi_).
+ */
+#ifndef JQ_DB_INT_H
+#define JQ_DB_INT_H
+
+#include <stdatomic.h>
+
+#include <libpq-fe.h>
+
+#include "jq_db.h"
+#include "jq_pgbin.h"
+
+/* Array type OIDs for parameters. */
+#define OID_BOOL_ARR 1000
+#define OID_BYTEA_ARR 1001
+#define OID_INT2_ARR 1005
+#define OID_INT4_ARR 1007
+#define OID_TEXT_ARR 1009
+#define OID_INT8_ARR 1016
+#define OID_TSTZ_ARR 1185
+
+/* The columns of a job row, in JOB_COLS order (jq_db_sql.c). */
+enum job_col {
+	C_ID, C_QUEUE, C_PAYLOAD, C_STATUS, C_PREV, C_ATTEMPTS, C_MAX_ATTEMPTS, C_PRIORITY, C_RUN_AT,
+	C_LEASE_EXPIRES, C_LEASE_OWNER, C_LEASE_TOKEN, C_LAST_ERROR, C_IDEM, C_CREATED, C_UPDATED,
+	C_FINISHED,
+	C_TAKEN /* Claim and List: the rows their limit took before the byte budget (jq_db_rows_cut) */
+};
+
+/* The statements, indexing jq_dbi_stmts and the per-statement state of a jq_db. */
+typedef enum jq_dbi_stmt_id {
+	S_ENQUEUE,
+	S_CLAIM,
+	S_HEARTBEAT,
+	S_COMPLETE,
+	S_LEASE_STATE,
+	S_FAIL,
+	S_GET,
+	S_GET_FAILURES,
+	S_LIST,
+	S_RETRY,
+	S_RETRY_ALL,
+	S_CANCEL,
+	S_STATS,
+	S_JOB_GAUGES,
+	S_FINISHED_ESTIMATES,
+	S_RESCUE,
+	S_RETENTION,
+	S__COUNT
+} jq_dbi_stmt_id;
+
+typedef struct jq_dbi_stmt {
+	const char *name;
+	const char *sql;
+	int nparams;
+	Oid types[8];
+	/* The statements that join job_queue to a batch of ids or pick from it. PostgreSQL's plan
+	 * cache keeps a generic plan until the table's statistics change, and a queue table grows
+	 * and shrinks by orders of magnitude faster than autovacuum's ANALYZE follows: a generic plan
+	 * made while the table was small (a sequential scan + hash join) then costs more with every
+	 * row. Planning at every execution costs too (for a one-job call, planning is a large share
+	 * of the database's work), so jobqd keeps them prepared but prepares them again every
+	 * REPREPARE_USES executions or REPREPARE_MS, whichever comes first: a plan is never older
+	 * than that, and PostgreSQL, choosing between the generic plan and custom ones on fresh
+	 * statistics each time, keeps the generic plan only while it is the cheaper. Without
+	 * prepared statements (PgBouncer) they are planned at every execution. */
+	bool replan;
+} jq_dbi_stmt;
+
+extern const jq_dbi_stmt jq_dbi_stmts[S__COUNT];
+
+struct jq_db {
+	PGconn *conn;
+	char *url;
+	char *application_name;
+	bool prepared;
+	bool ready; /* connected and statements prepared */
+	char names[S__COUNT][48];      /* the name it is prepared under on this connection; "" = none */
+	int uses[S__COUNT];            /* executions since it was prepared */
+	int64_t prepared_ms[S__COUNT]; /* when it was (jq_clock_mono_ms) */
+	int64_t renewals;              /* plans renewed under a fresh name (jq_db_plan_renewals) */
+	uint64_t generation;           /* numbers the fresh names */
+	bool dealloc_refused;          /* this connection's DEALLOCATE failed: do not send it again */
+	int unfreed;                   /* old statements left prepared on this connection */
+	int backoff_base_ms, backoff_max_ms, statement_timeout_ms;
+	int64_t last_attempt_ms;
+	jq_pgconn_net net;
+	int64_t cutoff_ms;  /* stop waiting for the database here (jq_pgconn clock); 0 = no deadline */
+	jq_code lost_code;  /* why the connection was last closed under a call, and what to answer */
+	char lost_msg[200];
+	char down_msg[256]; /* why the last connection attempt failed; "" after a success */
+	atomic_bool in_call; /* a call is talking to the server (one thread at a time: asserted) */
+};
+
+struct jq_db_rows {
+	PGresult *res;
+	bool cut; /* jq_db_rows_cut */
+};
+
+/* jq_dbi_set_err writes prefix + the first line of detail into err (NULL: nothing). */
+void jq_dbi_set_err(jq_db_err *err, const char *sqlstate, const char *prefix, const char *detail);
+
+/* jq_dbi_run executes statement id with binary parameters and binary results, connecting first
+ * when needed and never past the handle's deadline. JQ_OK: *res holds the result (the caller
+ * PQclears it). Otherwise err says why and nothing is left to free. */
+jq_code jq_dbi_run(jq_db *db, jq_dbi_stmt_id id, const char *const *values, const int *lengths,
+		   const int *formats, PGresult **res, jq_db_err *err);
+
+#endif

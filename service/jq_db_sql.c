@@ -1,0 +1,289 @@
+/*
+ * jq_db_sql.c — the statement table: every SQL text of jq_db, with its parameter types, and the
+ * reasons for its shape. The order of a job row's columns is JOB_COLS here and enum job_col in
+ * jq_db_int.h.
+ */
+#include "jq_db_int.h"
+
+/* The column list every job-returning statement uses, so one decoder reads them all.
+ * PAYLOAD is the payload expression (List leaves it out unless asked). */
+#define JOB_COLS(PAYLOAD)                                                                     \
+	"j.id, j.queue, " PAYLOAD ", j.curr_job_status, j.prev_job_status, j.attempts, "      \
+	"j.max_attempts, j.priority, j.run_at, j.lease_expires_at, j.lease_owner, j.lease_token, " \
+	"j.last_error, j.idempotency_key, j.created_at, j.updated_at, j.finished_at"
+
+/* GUARD_MOVE(finished): the columns the status guard owns, written as it would write them for a
+ * job leaving j.curr_job_status for another state; `finished` is the new finished_at (now() on
+ * entering completed/failed/cancelled, NULL otherwise). A row written this way is skipped by the
+ * guard trigger's WHEN clause (migration 009), which saves a PL/pgSQL call per row on the hot
+ * path; a wrong value here is not a hole, the trigger then runs and overwrites it. */
+#define GUARD_MOVE(finished) \
+	"prev_job_status = j.curr_job_status, status_changed_at = now(), updated_at = now()," \
+	" finished_at = " finished
+
+/*
+ * The statements. Each is one round trip and one implicit transaction: nothing here keeps a
+ * transaction open across calls, so no row lock outlives a statement.
+ */
+const jq_dbi_stmt jq_dbi_stmts[S__COUNT] = {
+	/* One statement for the whole batch: the same function other services call inside their own
+	 * transactions, and one NOTIFY from the statement-level trigger however many rows. */
+	[S_ENQUEUE] = { "jq_enqueue",
+		"SELECT e.id FROM jobq_enqueue_batch($1, $2, $3, $4, $5, $6) AS e ORDER BY e.ord",
+		6, { OID_TEXT_ARR, OID_BYTEA_ARR, OID_INT2_ARR, OID_TSTZ_ARR, OID_INT4_ARR, OID_TEXT_ARR } },
+
+	/* The claim: pick due pending jobs through job_queue_claim_idx (queue, priority, run_at, id
+	 * WHERE pending) in claim order, lock them with SKIP LOCKED so concurrent claimers take
+	 * different rows instead of waiting, and move them to processing in the same statement. The
+	 * CTE + UPDATE ... FROM form makes the LIMIT binding: with `WHERE id IN (subquery)` the planner
+	 * may run the subquery more than once and claim more than `limit` rows. Every claim takes a new
+	 * fencing token from a sequence, so a token never repeats.
+	 * The byte budget ($5; a job's size is its variable fields' lengths plus $6, which holds the
+	 * queue and worker: see jq_db.h) is applied here, to the locked rows in claim order, so a job
+	 * that would not fit in the reply is never claimed: it stays pending, and its lock ends with
+	 * the statement. A window function cannot sit beside FOR UPDATE, hence the second CTE. */
+	[S_CLAIM] = { "jq_claim",
+		"WITH picked AS ("
+		"  SELECT id, priority, run_at,"
+		"         octet_length(payload) + coalesce(octet_length(last_error), 0)"
+		"         + coalesce(octet_length(idempotency_key), 0) + $6 AS size"
+		"    FROM job_queue"
+		"   WHERE queue = $1 AND curr_job_status = 'archive_pending' AND run_at <= now()"
+		"   ORDER BY priority, run_at, id"
+		"   LIMIT $2"
+		"   FOR UPDATE SKIP LOCKED),"
+		" fits AS ("
+		"  SELECT id, taken FROM ("
+		"    SELECT id, count(*) OVER () AS taken, row_number() OVER w AS n, sum(size) OVER w AS upto"
+		"      FROM picked WINDOW w AS (ORDER BY priority, run_at, id ROWS UNBOUNDED PRECEDING)) s"
+		"   WHERE n = 1 OR upto <= $5)"
+		" UPDATE job_queue j"
+		"    SET curr_job_status = 'archive_processing', " GUARD_MOVE("NULL") ", attempts = j.attempts + 1,"
+		"        lease_owner = $3, lease_expires_at = now() + $4 * interval '1 second',"
+		"        lease_token = nextval('job_lease_token_seq')"
+		"   FROM fits WHERE j.id = fits.id"
+		" RETURNING " JOB_COLS("j.payload") ", fits.taken",
+		6, { JQ_OID_TEXT, JQ_OID_INT4, JQ_OID_TEXT, JQ_OID_INT4, JQ_OID_INT8, JQ_OID_INT4 }, true },
+
+	/* Heartbeat, Complete and Fail touch a row only while it is processing under the caller's
+	 * token (the fence). The outer SELECT reads the rows as they were before the statement, which
+	 * tells a stale token (FAILED_PRECONDITION) from an unknown id (NOT_FOUND) from a repeat of
+	 * a call that already succeeded (idempotent OK) without a second round trip. */
+	[S_HEARTBEAT] = { "jq_heartbeat",
+		"WITH l AS (SELECT * FROM unnest($1::int8[], $2::int8[]) WITH ORDINALITY AS l(id, token, ord)),"
+		" upd AS (UPDATE job_queue j SET lease_expires_at = now() + $3 * interval '1 second', updated_at = now()"
+		"   FROM l WHERE j.id = l.id AND j.lease_token = l.token"
+		"    AND j.curr_job_status = 'archive_processing'"
+		"  RETURNING j.id, j.lease_expires_at)"
+		" SELECT l.id, upd.id IS NOT NULL, upd.lease_expires_at, j.curr_job_status,"
+		"        j.lease_token = l.token"
+		"   FROM l LEFT JOIN upd ON upd.id = l.id LEFT JOIN job_queue j ON j.id = l.id"
+		"  ORDER BY l.ord",
+		3, { OID_INT8_ARR, OID_INT8_ARR, JQ_OID_INT4 }, true },
+
+	/* Complete is the one lease call on every job's path, so its common case, every lease still
+	 * held, is a plain UPDATE, which plans and runs in less time than one that also explains the
+	 * leases it could not complete. Those leases are rare (a lost lease, a repeated call), and
+	 * S_LEASE_STATE explains them after. */
+	[S_COMPLETE] = { "jq_complete",
+		"UPDATE job_queue j SET curr_job_status = 'archive_completed', " GUARD_MOVE("now()") ","
+		"     lease_expires_at = NULL"
+		"   FROM unnest($1::int8[], $2::int8[]) WITH ORDINALITY AS l(id, token, ord)"
+		"  WHERE j.id = l.id AND j.lease_token = l.token AND j.curr_job_status = 'archive_processing'"
+		" RETURNING j.id, j.lease_token, j.queue, l.ord",
+		2, { OID_INT8_ARR, OID_INT8_ARR }, true },
+
+	/* Where the leases stand, in the shape read_items reads (its `done` column is false: the
+	 * caller knows which ones its statement changed). */
+	[S_LEASE_STATE] = { "jq_lease_state",
+		"SELECT l.id, false, NULL::timestamptz, j.curr_job_status, j.lease_token = l.token"
+		"   FROM unnest($1::int8[], $2::int8[]) WITH ORDINALITY AS l(id, token, ord)"
+		"   LEFT JOIN job_queue j ON j.id = l.id"
+		"  ORDER BY l.ord",
+		2, { OID_INT8_ARR, OID_INT8_ARR }, true },
+
+	/* A failure is retried (back to pending, run_at pushed back by jittered exponential backoff
+	 * from jobq_retry_delay_ms) until its attempts are used up or the worker says it is final;
+	 * every failure is kept in job_failure with the worker the request names (the proto's
+	 * FailRequest.worker_id), or the lease owner when it names none. */
+	[S_FAIL] = { "jq_fail",
+		"WITH l AS (SELECT * FROM unnest($1::int8[], $2::int8[], $3::text[], $4::bool[], $5::int4[],"
+		"                                $8::text[])"
+		"           WITH ORDINALITY AS l(id, token, err, final, retry_ms, worker, ord)),"
+		" upd AS (UPDATE job_queue j SET"
+		"     curr_job_status = CASE WHEN l.final OR j.attempts >= j.max_attempts"
+		"                            THEN 'archive_failed' ELSE 'archive_pending' END,"
+		"     " GUARD_MOVE("CASE WHEN l.final OR j.attempts >= j.max_attempts THEN now() END") ","
+		"     run_at = CASE WHEN l.final OR j.attempts >= j.max_attempts THEN j.run_at"
+		"                   WHEN l.retry_ms > 0 THEN now() + l.retry_ms * interval '1 millisecond'"
+		"                   ELSE now() + jobq_retry_delay_ms(j.attempts, $6, $7) * interval '1 millisecond' END,"
+		"     lease_expires_at = NULL, last_error = l.err"
+		"   FROM l WHERE j.id = l.id AND j.lease_token = l.token"
+		"    AND j.curr_job_status = 'archive_processing'"
+		"  RETURNING j.id, j.attempts, COALESCE(NULLIF(l.worker, ''), j.lease_owner) AS worker,"
+		"            j.curr_job_status, j.run_at, l.err),"
+		" hist AS (INSERT INTO job_failure (job_id, attempt, worker, error)"
+		"   SELECT id, attempts, worker, err FROM upd)"
+		/* A repeat of a Fail that succeeded (its reply was lost) finds its own failure recorded
+		 * for this attempt under the same token; a job the rescuer took from the lease has
+		 * "lease expired" there instead, so the late worker is told its lease is gone. */
+		" SELECT l.id, upd.id IS NOT NULL, COALESCE(upd.run_at, j.run_at),"
+		"        COALESCE(upd.curr_job_status, j.curr_job_status),"
+		"        j.lease_token = l.token AND EXISTS (SELECT 1 FROM job_failure f"
+		"          WHERE f.job_id = l.id AND f.attempt = j.attempts AND f.error = l.err), j.queue"
+		"   FROM l LEFT JOIN upd ON upd.id = l.id LEFT JOIN job_queue j ON j.id = l.id"
+		"  ORDER BY l.ord",
+		8, { OID_INT8_ARR, OID_INT8_ARR, OID_TEXT_ARR, OID_BOOL_ARR, OID_INT4_ARR, JQ_OID_INT4,
+		     JQ_OID_INT4, OID_TEXT_ARR }, true },
+
+	[S_GET] = { "jq_get", "SELECT " JOB_COLS("j.payload") " FROM job_queue j WHERE j.id = $1",
+		1, { JQ_OID_INT8 } },
+
+	[S_GET_FAILURES] = { "jq_get_failures",
+		"SELECT attempt, worker, error, failed_at FROM job_failure WHERE job_id = $1 ORDER BY id",
+		1, { JQ_OID_INT8 } },
+
+	/* Keyset pagination on the primary key: a page costs the same however deep it is. The page
+	 * ends early at the byte budget ($6, with $7 per job: see jq_db.h); the sizes come from the
+	 * stored lengths, so the payloads left out are never read. */
+	[S_LIST] = { "jq_list",
+		"SELECT " JOB_COLS("CASE WHEN $5 THEN j.payload END") ", j.taken FROM ("
+		"  SELECT p.*, count(*) OVER () AS taken, row_number() OVER w AS n, sum(p.size) OVER w AS upto"
+		"    FROM (SELECT j.*,"
+		"                 CASE WHEN $5 THEN octet_length(j.payload) ELSE 0 END + octet_length(j.queue)"
+		"                 + coalesce(octet_length(j.lease_owner), 0) + coalesce(octet_length(j.last_error), 0)"
+		"                 + coalesce(octet_length(j.idempotency_key), 0) + $7 AS size"
+		"            FROM job_queue j"
+		"           WHERE ($1::text IS NULL OR j.queue = $1) AND ($2::text IS NULL OR j.curr_job_status = $2)"
+		"             AND j.id > $3 ORDER BY j.id LIMIT $4) p"
+		"  WINDOW w AS (ORDER BY p.id ROWS UNBOUNDED PRECEDING)) j"
+		" WHERE j.n = 1 OR j.upto <= $6 ORDER BY j.id",
+		7, { JQ_OID_TEXT, JQ_OID_TEXT, JQ_OID_INT8, JQ_OID_INT4, JQ_OID_BOOL, JQ_OID_INT8, JQ_OID_INT4 } },
+
+	/* A manual retry gives the job a fresh set of attempts; its history keeps the old ones. */
+	[S_RETRY] = { "jq_retry",
+		"WITH l AS (SELECT * FROM unnest($1::int8[]) WITH ORDINALITY AS l(id, ord)),"
+		" upd AS (UPDATE job_queue j SET curr_job_status = 'archive_pending', run_at = now(), attempts = 0"
+		"   FROM l WHERE j.id = l.id AND j.curr_job_status IN ('archive_failed', 'archive_cancelled')"
+		"  RETURNING j.id)"
+		" SELECT l.id, upd.id IS NOT NULL, NULL::timestamptz, j.curr_job_status, false"
+		"   FROM l LEFT JOIN upd ON upd.id = l.id LEFT JOIN job_queue j ON j.id = l.id"
+		"  ORDER BY l.ord",
+		1, { OID_INT8_ARR }, true },
+
+	/* One batch of "retry every failed job of a queue", in id order from after_id ($3) through
+	 * job_queue_failed_idx (queue, id WHERE failed; migration 013). Its answer, (count, largest id
+	 * retried), is where the next batch starts, so a pass picks each job at most once. */
+	[S_RETRY_ALL] = { "jq_retry_all",
+		"WITH picked AS (SELECT id FROM job_queue WHERE queue = $1 AND curr_job_status = 'archive_failed'"
+		"   AND id > $3 ORDER BY id LIMIT $2 FOR UPDATE SKIP LOCKED),"
+		" upd AS (UPDATE job_queue j SET curr_job_status = 'archive_pending', run_at = now(), attempts = 0"
+		"   FROM picked WHERE j.id = picked.id RETURNING j.id)"
+		" SELECT count(*), COALESCE(max(id), $3) FROM upd",
+		3, { JQ_OID_TEXT, JQ_OID_INT4, JQ_OID_INT8 }, true },
+
+	[S_CANCEL] = { "jq_cancel",
+		"WITH l AS (SELECT * FROM unnest($1::int8[]) WITH ORDINALITY AS l(id, ord)),"
+		" upd AS (UPDATE job_queue j SET curr_job_status = 'archive_cancelled'"
+		"   FROM l WHERE j.id = l.id AND j.curr_job_status IN ('archive_pending', 'archive_failed')"
+		"  RETURNING j.id)"
+		" SELECT l.id, upd.id IS NOT NULL, NULL::timestamptz, j.curr_job_status, false"
+		"   FROM l LEFT JOIN upd ON upd.id = l.id LEFT JOIN job_queue j ON j.id = l.id"
+		"  ORDER BY l.ord",
+		1, { OID_INT8_ARR }, true },
+
+	/* Stats scans the table: an operator's view, not a hot path. */
+	[S_STATS] = { "jq_stats",
+		"SELECT queue,"
+		" count(*) FILTER (WHERE curr_job_status = 'archive_pending'),"
+		" count(*) FILTER (WHERE curr_job_status = 'archive_pending' AND run_at > now()),"
+		" count(*) FILTER (WHERE curr_job_status = 'archive_processing'),"
+		" count(*) FILTER (WHERE curr_job_status = 'archive_completed'),"
+		" count(*) FILTER (WHERE curr_job_status = 'archive_failed'),"
+		" count(*) FILTER (WHERE curr_job_status = 'archive_cancelled'),"
+		" COALESCE(EXTRACT(EPOCH FROM now() - min(run_at) FILTER ("
+		"   WHERE curr_job_status = 'archive_pending' AND run_at <= now())), 0)::float8"
+		" FROM job_queue WHERE ($1::text IS NULL OR queue = $1) GROUP BY queue ORDER BY queue",
+		1, { JQ_OID_TEXT } },
+
+	/* The job counts of /metrics, every 5 s on every replica, in S_STATS's shape (completed and
+	 * cancelled 0): only the states a partial index covers, each read through its index
+	 * (job_queue_claim_idx, job_queue_processing_idx, job_queue_failed_idx), so the cost follows
+	 * the jobs waiting, running and failed, never the finished jobs the table keeps. */
+	[S_JOB_GAUGES] = { "jq_job_gauges",
+		"SELECT queue, sum(pending)::int8, sum(scheduled)::int8, sum(processing)::int8, 0::int8,"
+		" sum(failed)::int8, 0::int8, COALESCE(EXTRACT(EPOCH FROM now() - min(oldest_due)), 0)::float8"
+		" FROM (SELECT queue, count(*) AS pending, count(*) FILTER (WHERE run_at > now()) AS scheduled,"
+		"              0 AS processing, 0 AS failed, min(run_at) FILTER (WHERE run_at <= now()) AS oldest_due"
+		"         FROM job_queue WHERE curr_job_status = 'archive_pending' GROUP BY queue"
+		"       UNION ALL"
+		"       SELECT queue, 0, 0, count(*), 0, NULL FROM job_queue"
+		"        WHERE curr_job_status = 'archive_processing' GROUP BY queue"
+		"       UNION ALL"
+		"       SELECT queue, 0, 0, 0, count(*), NULL FROM job_queue"
+		"        WHERE curr_job_status = 'archive_failed' GROUP BY queue) s"
+		" GROUP BY queue ORDER BY queue",
+		0, { 0 } },
+
+	/* Completed and cancelled jobs, table-wide, from PostgreSQL's own statistics: the live rows
+	 * (pg_class.reltuples, renewed by every autovacuum) times each state's share as the planner
+	 * reads it from the last ANALYZE (pg_stats, readable by any role that may read the table): its
+	 * frequency among the most common values, else an equal part of what those leave to the other
+	 * distinct values. No rows until the table has been analyzed. */
+	[S_FINISHED_ESTIMATES] = { "jq_finished_estimates",
+		"WITH st AS (SELECT c.reltuples AS n, p.null_frac,"
+		"                   CASE WHEN p.n_distinct < 0 THEN -p.n_distinct * c.reltuples ELSE p.n_distinct END AS nd,"
+		"                   COALESCE(p.most_common_vals::text::text[], '{}') AS vals,"
+		"                   COALESCE(p.most_common_freqs, '{}') AS freqs"
+		"              FROM pg_class c JOIN pg_namespace ns ON ns.oid = c.relnamespace"
+		"              JOIN pg_stats p ON p.schemaname = ns.nspname AND p.tablename = c.relname"
+		"               AND p.attname = 'curr_job_status'"
+		"             WHERE c.oid = 'job_queue'::regclass AND c.reltuples >= 0)"
+		" SELECT s.state, round(st.n * COALESCE("
+		"          (SELECT u.f FROM unnest(st.vals, st.freqs) AS u(v, f) WHERE u.v = s.state),"
+		"          GREATEST(0, 1 - st.null_frac - (SELECT COALESCE(sum(f), 0) FROM unnest(st.freqs) AS f))"
+		"            / GREATEST(1, st.nd - cardinality(st.vals))))::int8"
+		"   FROM st CROSS JOIN (VALUES ('archive_completed'), ('archive_cancelled')) AS s(state)",
+		0, { 0 } },
+
+	/* The rescuer: expired leases among the processing jobs (job_queue_processing_idx: it reads
+	 * every job the workers hold, so that heartbeats, which move lease_expires_at, stay HOT
+	 * updates; migration 011), SKIP LOCKED so replicas running it at once split the work and
+	 * never wait on a worker's Complete. A heartbeat that committed first is seen by the re-check
+	 * of the WHERE under the row lock. */
+	[S_RESCUE] = { "jq_rescue",
+		"WITH expired AS (SELECT id FROM job_queue"
+		"   WHERE curr_job_status = 'archive_processing' AND lease_expires_at < now()"
+		"   ORDER BY lease_expires_at LIMIT $1 FOR UPDATE SKIP LOCKED),"
+		" upd AS (UPDATE job_queue j SET"
+		"     curr_job_status = CASE WHEN j.attempts >= j.max_attempts"
+		"                            THEN 'archive_failed' ELSE 'archive_pending' END,"
+		"     run_at = CASE WHEN j.attempts >= j.max_attempts THEN j.run_at"
+		"                   ELSE now() + jobq_retry_delay_ms(j.attempts, $2, $3) * interval '1 millisecond' END,"
+		"     lease_expires_at = NULL, last_error = 'lease expired'"
+		"   FROM expired e WHERE j.id = e.id"
+		"  RETURNING j.id, j.attempts, j.lease_owner)"
+		" INSERT INTO job_failure (job_id, attempt, worker, error)"
+		" SELECT id, attempts, lease_owner, 'lease expired' FROM upd",
+		3, { JQ_OID_INT4, JQ_OID_INT4, JQ_OID_INT4 }, true },
+
+	/* Retention deletes in small batches through job_queue_finished_idx so it never holds many
+	 * locks or bloats one transaction. */
+	[S_RETENTION] = { "jq_retention",
+		"WITH doomed AS (SELECT id FROM job_queue"
+		"   WHERE curr_job_status IN ('archive_completed', 'archive_cancelled')"
+		"     AND finished_at < now() - $1 * interval '1 second'"
+		"   ORDER BY finished_at LIMIT $2 FOR UPDATE SKIP LOCKED)"
+		" DELETE FROM job_queue j USING doomed d WHERE j.id = d.id",
+		2, { JQ_OID_INT4, JQ_OID_INT4 }, true },
+};
+
+const char *jq_db_claim_sql(void)
+{
+	return jq_dbi_stmts[S_CLAIM].sql;
+}
+
+const char *jq_db_job_gauges_sql(void)
+{
+	return jq_dbi_stmts[S_JOB_GAUGES].sql;
+}
