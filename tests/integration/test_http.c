@@ -260,22 +260,6 @@ static void test_metrics(void **state)
 	assert_null(strstr(resp.body, "SECRET"));
 }
 
-/* series_value: the value of the sample `series` (name and labels, as rendered) in text; -1
- * when absent. */
-static double series_value(const char *text, const char *series)
-{
-	size_t n = strlen(series);
-	for (const char *line = text; *line != '\0';) {
-		if (strncmp(line, series, n) == 0 && line[n] == ' ')
-			return strtod(line + n + 1, NULL);
-		const char *nl = strchr(line, '\n');
-		if (nl == NULL)
-			break;
-		line = nl + 1;
-	}
-	return -1;
-}
-
 /* family_sum adds up the samples of one metric with labels (`name{...} v`), counting them in
  * *n (may be NULL); `skip` (a label set, may be NULL) is left out. */
 static double family_sum(const char *text, const char *name, const char *skip, int *n)
@@ -305,7 +289,7 @@ static double scrape_value(const char *series)
 {
 	get_ok("/metrics");
 	assert_int_equal(resp.status, 200);
-	return series_value(resp.body, series);
+	return jq_svc_metric_in(resp.body, series);
 }
 
 /* leases_of turns a Claim's jobs [from, from + n) into JobLease messages (msgs, ptrs: n each). */
@@ -357,7 +341,7 @@ static void test_job_counters(void **state)
 	(void)state;
 	jq_enqueue_many("cntq", 50, NULL);
 	assert_int_equal(scrape_value("jobq_jobs_enqueued_total{queue=\"cntq\"}"), 50);
-	assert_int_equal(series_value(resp.body, "jobq_jobs_completed_total{queue=\"cntq\"}"), 0);
+	assert_int_equal(jq_svc_metric_in(resp.body, "jobq_jobs_completed_total{queue=\"cntq\"}"), 0);
 
 	Jobq__V1__ClaimResponse *c = jq_claim("cntq", 50, "w-count", 60);
 	assert_int_equal(c->n_jobs, 50);
@@ -395,9 +379,9 @@ static void test_job_counters(void **state)
 	for (size_t i = 0; i < sizeof(want) / sizeof(want[0]); i++)
 		expect_series(resp.body, want[i]);
 	assert_int_equal(family_sum(resp.body, "jobq_jobs_retried_total", NULL, NULL),
-			 series_value(resp.body, "jobq_job_retries_total"));
+			 jq_svc_metric_in(resp.body, "jobq_job_retries_total"));
 	assert_int_equal(family_sum(resp.body, "jobq_jobs_failed_total", NULL, NULL),
-			 series_value(resp.body, "jobq_job_failures_total"));
+			 jq_svc_metric_in(resp.body, "jobq_job_failures_total"));
 	assert_null(strstr(resp.body, OTHER_QUEUE_LABEL));
 }
 
@@ -408,11 +392,11 @@ static void test_process_metrics(void **state)
 	(void)state;
 	double cpu = scrape_value("process_cpu_seconds_total");
 	check_prometheus(resp.body);
-	double rss = series_value(resp.body, "process_resident_memory_bytes");
-	double vsz = series_value(resp.body, "process_virtual_memory_bytes");
-	double start = series_value(resp.body, "process_start_time_seconds");
-	double fds = series_value(resp.body, "process_open_fds");
-	double max_fds = series_value(resp.body, "process_max_fds");
+	double rss = jq_svc_metric_in(resp.body, "process_resident_memory_bytes");
+	double vsz = jq_svc_metric_in(resp.body, "process_virtual_memory_bytes");
+	double start = jq_svc_metric_in(resp.body, "process_start_time_seconds");
+	double fds = jq_svc_metric_in(resp.body, "process_open_fds");
+	double max_fds = jq_svc_metric_in(resp.body, "process_max_fds");
 	long rss_kb = jq_svc_status_kb(&fx.svc, "VmRSS");
 	double now = (double)jq_now_ms() / 1000;
 	assert_true(cpu >= 0);
@@ -471,8 +455,8 @@ static void test_first_scrape_has_jobs(void **state)
 		  strstr(resp.body, "jobq_jobs{queue=\"firstq\",state=\"archive_pending\"} 1\n") != NULL &&
 		  strstr(resp.body, "jobq_oldest_due_job_age_seconds{queue=\"firstq\"} ") != NULL &&
 		  strstr(resp.body, "jobq_jobs_enqueued_total{queue=\"firstq\"} 0\n") != NULL &&
-		  series_value(resp.body, "jobq_jobs_age_seconds") >= 0 &&
-		  series_value(resp.body, "jobq_jobs_age_seconds") < 60;
+		  jq_svc_metric_in(resp.body, "jobq_jobs_age_seconds") >= 0 &&
+		  jq_svc_metric_in(resp.body, "jobq_jobs_age_seconds") < 60;
 	stop_second(&svc2, NULL, ok);
 	if (!ok)
 		fail_msg("the first scrape lacks the job counts:\n%s", resp.body);
@@ -519,7 +503,7 @@ static void test_job_counters_cap(void **state)
 	bool got = jq_svc_http_get(svc2.http_port, "/metrics", &resp) == 0 && resp.status == 200;
 	double total = got ? family_sum(resp.body, "jobq_jobs_enqueued_total", NULL, NULL) : -1;
 	double named = got ? family_sum(resp.body, "jobq_jobs_enqueued_total", OTHER_QUEUE_LABEL, &n) : -1;
-	double other = got ? series_value(resp.body, "jobq_jobs_enqueued_total" OTHER_QUEUE_LABEL) : -1;
+	double other = got ? jq_svc_metric_in(resp.body, "jobq_jobs_enqueued_total" OTHER_QUEUE_LABEL) : -1;
 	bool ok = got && total == NQ && n == 200 && other >= NQ - 200 && named + other == NQ;
 	stop_second(&svc2, &sock, ok);
 	jq_db_do("DELETE FROM job_queue WHERE queue LIKE 'zcap%%'");

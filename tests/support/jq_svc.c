@@ -380,8 +380,13 @@ double jq_svc_metric(const jq_svc *s, const char *series)
 	static jq_http_resp r;
 	if (jq_svc_http_get(s->http_port, "/metrics", &r) != 0 || r.status != 200)
 		return -1;
+	return jq_svc_metric_in(r.body, series);
+}
+
+double jq_svc_metric_in(const char *text, const char *series)
+{
 	size_t n = strlen(series);
-	for (const char *line = r.body; *line; ) {
+	for (const char *line = text; *line != '\0';) {
 		if (strncmp(line, series, n) == 0 && line[n] == ' ')
 			return strtod(line + n + 1, NULL);
 		const char *nl = strchr(line, '\n');

@@ -77,6 +77,10 @@ int jq_svc_http_get_with(int port, const char *path, const char *headers, jq_htt
  * /metrics; -1 when there is no answer or no such line. Not thread-safe (a static buffer). */
 double jq_svc_metric(const jq_svc *s, const char *series);
 
+/* jq_svc_metric_in reads the sample `series` (its name and labels as rendered, e.g.
+ * `jobq_jobs{queue="q",state="archive_pending"}`) from a /metrics text; -1 when absent. */
+double jq_svc_metric_in(const char *text, const char *series);
+
 /* jq_svc_status_kb reads a kB field of the process's /proc status ("VmRSS", "VmHWM": the peak
  * resident set), or -1. */
 long jq_svc_status_kb(const jq_svc *s, const char *field);
