@@ -366,14 +366,20 @@ static void pause_receives(jq_rpc_server *srv)
 
 /* charge / uncharge count a request's bytes against the budget; giving bytes back may let
  * receiving resume. */
-static void charge(jq_rpc_req *req)
+static void charge_locked(jq_rpc_server *srv, jq_rpc_req *req)
 {
-	jq_rpc_server *srv = req->slot->srv;
-	jq_mutex_lock(&srv->rpc_mu);
+	JQ_ASSERT_HELD(&srv->rpc_mu);
 	if (!req->charged) {
 		req->charged = true;
 		srv->held_bytes += req->bytes;
 	}
+}
+
+static void charge(jq_rpc_req *req)
+{
+	jq_rpc_server *srv = req->slot->srv;
+	jq_mutex_lock(&srv->rpc_mu);
+	charge_locked(srv, req);
 	jq_mutex_unlock(&srv->rpc_mu);
 }
 
@@ -698,8 +704,7 @@ static void recv_cb(void *arg)
 	bool was_over = over_budget_locked(srv);
 	if (req != NULL) {
 		req->bytes = nng_msg_len(msg);
-		req->charged = true;
-		srv->held_bytes += req->bytes;
+		charge_locked(srv, req);
 	}
 	bool pause = !was_over && over_budget_locked(srv);
 	jq_mutex_unlock(&srv->rpc_mu);
