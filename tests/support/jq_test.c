@@ -3,6 +3,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
 
 const char *jq_test_env(const char *name)
 {
@@ -119,4 +120,20 @@ char *jq_test_db_clone(const char *name)
 	PQfinish(c);
 	free(maint);
 	return url_with_db(base, name);
+}
+
+void jq_test_command_exits(const char *cmd, int status, const char *text)
+{
+	char out[1024] = "";
+	FILE *p = popen(cmd, "r");
+	if (p == NULL)
+		fail_msg("cannot run: %s", cmd);
+	size_t n = fread(out, 1, sizeof(out) - 1, p);
+	out[n] = '\0';
+	int st = pclose(p);
+	if (!WIFEXITED(st) || WEXITSTATUS(st) != status)
+		fail_msg("%s: exit status %d, not %d; it said: %s", cmd, WIFEXITED(st) ? WEXITSTATUS(st) : -1,
+			 status, out);
+	if (strstr(out, text) == NULL)
+		fail_msg("%s: the output lacks '%s'; it said: %s", cmd, text, out);
 }

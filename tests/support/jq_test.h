@@ -39,4 +39,8 @@ char *jq_test_scalar(PGconn *c, const char *sql);
 /* jq_test_scalar_ll: jq_test_scalar parsed as an integer. */
 long long jq_test_scalar_ll(PGconn *c, const char *sql);
 
+/* jq_test_command_exits runs a shell command and fails the test unless it exits with `status`
+ * and its output (stdout and what the command sends there) contains `text`. */
+void jq_test_command_exits(const char *cmd, int status, const char *text);
+
 #endif
