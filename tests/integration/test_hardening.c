@@ -359,6 +359,31 @@ SVC_TEST(a_credentials_directory_gives_one_credential_per_file_beside_the_admin_
 	assert_int_equal(code_for("legacy-admin", JQ_METHOD("Get")), 3);
 }
 
+static int start_token_file(void **state)
+{
+	(void)state;
+	static char flag[200];
+	snprintf(cred_path, sizeof(cred_path), "/tmp/jq-admin-token-%d", (int)getpid());
+	write_file(cred_path, TOK_ADMIN "\n");
+	snprintf(flag, sizeof(flag), "--auth-token-file=%s", cred_path);
+	static const char *flags[] = { flag, NULL };
+	return jq_api_svc_start(&fx, "svc_hard_tokfile", NULL, flags);
+}
+
+SVC_TEST(the_admin_token_can_come_from_a_file_and_not_from_two_places)
+{
+	char cmd[600];
+	assert_int_equal(code_for(TOK_ADMIN, JQ_METHOD("Cancel")), 3); /* let in; empty request */
+	assert_int_equal(code_for(NULL, JQ_METHOD("Get")), 16);
+	assert_int_equal(code_for(TOK_ADMIN "x", JQ_METHOD("Get")), 16);
+	assert_false(jq_svc_log_contains(&fx.svc, "carries a secret on the command line"));
+	snprintf(cmd, sizeof(cmd),
+		 "env -u JOBQ_AUTH_TOKEN %s/bin/jobqd --database-url=postgres://nowhere/x "
+		 "--auth-token-file=%s --auth-token=other-token 2>&1",
+		 jq_test_env("JOBQ_TEST_BUILD"), cred_path);
+	jq_test_command_exits(cmd, 2, "give the admin token once");
+}
+
 /* ================= A flood before authentication ================= */
 
 enum { FLOODERS = 128, FLOOD_SECONDS = 6 };
@@ -557,6 +582,8 @@ int main(void)
 						start_roles, stop),
 		cmocka_unit_test_setup_teardown(a_credentials_directory_gives_one_credential_per_file_beside_the_admin_token,
 						start_roles_dir, stop),
+		cmocka_unit_test_setup_teardown(the_admin_token_can_come_from_a_file_and_not_from_two_places,
+						start_token_file, stop),
 		cmocka_unit_test_setup_teardown(a_flood_without_a_credential_keeps_memory_bounded_and_others_served,
 						start_flood, stop),
 	};
