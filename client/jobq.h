@@ -121,6 +121,13 @@ typedef struct jobq_job {
 	int64_t created_at_ms;
 	int64_t updated_at_ms;
 	int64_t finished_at_ms;
+	/* The worker's last progress report: percent 0..100, or -1 when it never reported one. */
+	int32_t progress_percent;
+	char *progress_message;
+	int64_t progress_at_ms;
+	/* What the worker's Complete reported (jobq_get only; NUL-terminated, not counted). */
+	uint8_t *output;
+	size_t output_len;
 } jobq_job;
 
 /* A job named by its lease (Heartbeat, Complete). */
@@ -128,6 +135,19 @@ typedef struct jobq_lease {
 	int64_t id;
 	int64_t lease_token;
 } jobq_lease;
+
+/* Progress of one running job (jobq_heartbeat_progress); percent < 0: no report for that job. */
+typedef struct jobq_progress {
+	int percent;         /* 0..100 */
+	const char *message; /* UTF-8, at most 256 bytes, no control characters; NULL = "" */
+} jobq_progress;
+
+/* The result of one job (jobq_complete_output); data NULL: none. At most the service's payload
+ * limit (--max-payload-bytes). */
+typedef struct jobq_output {
+	const void *data;
+	size_t len;
+} jobq_output;
 
 /* A failure report (Fail). */
 typedef struct jobq_failure {
@@ -146,6 +166,9 @@ typedef struct jobq_result {
 	jobq_status status;          /* after the call, when known */
 	int64_t lease_expires_at_ms; /* Heartbeat */
 	int64_t run_at_ms;           /* Fail: when a retried job runs again */
+	/* Heartbeat: the job was stopped under this very lease ("cancelled"; code
+	 * JOBQ_FAILED_PRECONDITION): stop its work, its result is not kept. "" = not. */
+	char stop_reason[32];
 } jobq_result;
 
 typedef struct jobq_failure_record {
@@ -169,12 +192,17 @@ typedef struct jobq_list_options {
 	bool include_payload;
 } jobq_list_options;
 
-/* An announcement heard on the PUB socket: jobs of `queue` became claimable. */
+/* An announcement heard on the PUB socket: jobs of `queue` became claimable; or, with stopped
+ * set (only after jobq_sub_cancels), running jobs ids[i] of `queue` were stopped under their
+ * leases lease_tokens[i] ("cancel.<queue>"). */
 typedef struct jobq_announcement {
 	char queue[72];
 	int64_t *ids; /* may be NULL (n_ids 0): "some jobs, ask by claiming" */
 	size_t n_ids;
 	int64_t published_at_us;
+	bool stopped;
+	int64_t *lease_tokens; /* stopped: n_ids tokens */
+	char reason[32];       /* stopped: "cancelled" */
 } jobq_announcement;
 
 /* jobq_version: the library version, a static string. */
@@ -213,6 +241,16 @@ int jobq_complete(jobq_client *c, const jobq_lease *leases, size_t n, jobq_resul
 int jobq_fail(jobq_client *c, const jobq_failure *failures, size_t n, const char *worker_id,
 	      jobq_result *results, jobq_error *err);
 
+/* jobq_heartbeat_progress: jobq_heartbeat that also reports progress[i] for leases[i] (progress
+ * may be NULL). The service keeps it only where the lease holds. */
+int jobq_heartbeat_progress(jobq_client *c, const jobq_lease *leases, const jobq_progress *progress,
+			    size_t n, uint32_t lease_seconds, jobq_result *results, jobq_error *err);
+
+/* jobq_complete_output: jobq_complete that keeps outputs[i] (may be NULL) with job leases[i];
+ * jobq_get returns it. */
+int jobq_complete_output(jobq_client *c, const jobq_lease *leases, const jobq_output *outputs,
+			 size_t n, jobq_result *results, jobq_error *err);
+
 /* jobq_get reads one job (*job: free with jobq_jobs_free(*job, 1)) and, if history is not NULL,
  * its failures (free with jobq_failures_free(*history, *n_history)). */
 int jobq_get(jobq_client *c, int64_t id, jobq_job **job, jobq_failure_record **history,
@@ -237,6 +275,10 @@ void jobq_stats_free(jobq_queue_stats *stats, size_t n);
 /* jobq_subscribe dials the PUB socket and hears announcements of queue (exactly that queue; NULL
  * = every queue). Free with jobq_sub_close. */
 int jobq_subscribe(const jobq_options *opts, const char *queue, jobq_sub **out, jobq_error *err);
+
+/* jobq_sub_cancels makes the subscription also hear of running jobs of queue (NULL = every
+ * queue) cancelled under their workers: jobq_sub_next then returns those with stopped set. */
+int jobq_sub_cancels(jobq_sub *s, const char *queue, jobq_error *err);
 
 /* jobq_sub_fd: a descriptor that polls readable when an announcement may be waiting. */
 int jobq_sub_fd(jobq_sub *s);

@@ -348,6 +348,8 @@ static void job_release(jobq_job *j)
 	free(j->lease_owner);
 	free(j->last_error);
 	free(j->idempotency_key);
+	free(j->output);
+	free(j->progress_message);
 }
 
 static int job_copy(const Jobq__V1__Job *m, jobq_job *j)
@@ -376,8 +378,18 @@ static int job_copy(const Jobq__V1__Job *m, jobq_job *j)
 	j->lease_owner = str_copy(m->lease_owner);
 	j->last_error = str_copy(m->last_error);
 	j->idempotency_key = str_copy(m->idempotency_key);
+	j->progress_percent = m->progress_at_ms != 0 ? (int32_t)m->progress_percent : -1;
+	j->progress_message = str_copy(m->progress_message);
+	j->progress_at_ms = m->progress_at_ms;
+	j->output_len = m->output.len;
+	j->output = malloc(m->output.len + 1);
+	if (j->output != NULL) {
+		if (m->output.len > 0)
+			memcpy(j->output, m->output.data, m->output.len);
+		j->output[m->output.len] = '\0';
+	}
 	if (j->payload == NULL || j->queue == NULL || j->lease_owner == NULL || j->last_error == NULL ||
-	    j->idempotency_key == NULL) {
+	    j->idempotency_key == NULL || j->progress_message == NULL || j->output == NULL) {
 		job_release(j);
 		return -1;
 	}
@@ -454,6 +466,8 @@ static int results_from_items(jobq_result *results, const int64_t *ids, size_t n
 		r->status = status_from(it->status);
 		r->lease_expires_at_ms = it->lease_expires_at_ms;
 		r->run_at_ms = it->run_at_ms;
+		snprintf(r->stop_reason, sizeof(r->stop_reason), "%.*s", (int)sizeof(r->stop_reason) - 1,
+			 it->stop_reason != NULL ? it->stop_reason : "");
 	}
 	return JOBQ_OK;
 }
@@ -692,6 +706,71 @@ int jobq_complete(jobq_client *c, const jobq_lease *leases, size_t n, jobq_resul
 	Jobq__V1__CompleteRequest req = JOBQ__V1__COMPLETE_REQUEST__INIT;
 	return lease_call(c, "jobq_complete", METHOD("Complete"), &req.base, &req.n_jobs, &req.jobs,
 			  &jobq__v1__complete_response__descriptor, leases, n, results, err);
+}
+
+int jobq_heartbeat_progress(jobq_client *c, const jobq_lease *leases, const jobq_progress *progress,
+			    size_t n, uint32_t lease_seconds, jobq_result *results, jobq_error *err)
+{
+	Jobq__V1__HeartbeatRequest req = JOBQ__V1__HEARTBEAT_REQUEST__INIT;
+	Jobq__V1__JobProgress *msgs = NULL, **ptrs = NULL;
+	req.lease_seconds = lease_seconds;
+	if (progress != NULL && n > 0 && n <= JOBQ_MAX_BATCH) {
+		msgs = calloc(n, sizeof(*msgs));
+		ptrs = calloc(n, sizeof(*ptrs));
+		if (msgs == NULL || ptrs == NULL) {
+			free(msgs);
+			free(ptrs);
+			return jobqi_set_err(err, JOBQ_RESOURCE_EXHAUSTED, "out of memory");
+		}
+		for (size_t i = 0; i < n; i++) {
+			if (progress[i].percent < 0)
+				continue;
+			Jobq__V1__JobProgress *m = &msgs[req.n_progress];
+			jobq__v1__job_progress__init(m);
+			m->id = leases[i].id;
+			m->percent = (uint32_t)progress[i].percent;
+			m->message = (char *)(progress[i].message != NULL ? progress[i].message : "");
+			ptrs[req.n_progress++] = m;
+		}
+		req.progress = ptrs;
+	}
+	int code = lease_call(c, "jobq_heartbeat_progress", METHOD("Heartbeat"), &req.base, &req.n_jobs,
+			      &req.jobs, &jobq__v1__heartbeat_response__descriptor, leases, n, results, err);
+	free(msgs);
+	free(ptrs);
+	return code;
+}
+
+int jobq_complete_output(jobq_client *c, const jobq_lease *leases, const jobq_output *outputs,
+			 size_t n, jobq_result *results, jobq_error *err)
+{
+	Jobq__V1__CompleteRequest req = JOBQ__V1__COMPLETE_REQUEST__INIT;
+	Jobq__V1__JobOutput *msgs = NULL, **ptrs = NULL;
+	if (outputs != NULL && n > 0 && n <= JOBQ_MAX_BATCH) {
+		msgs = calloc(n, sizeof(*msgs));
+		ptrs = calloc(n, sizeof(*ptrs));
+		if (msgs == NULL || ptrs == NULL) {
+			free(msgs);
+			free(ptrs);
+			return jobqi_set_err(err, JOBQ_RESOURCE_EXHAUSTED, "out of memory");
+		}
+		for (size_t i = 0; i < n; i++) {
+			if (outputs[i].data == NULL)
+				continue;
+			Jobq__V1__JobOutput *m = &msgs[req.n_outputs];
+			jobq__v1__job_output__init(m);
+			m->id = leases[i].id;
+			m->output.data = (uint8_t *)outputs[i].data;
+			m->output.len = outputs[i].len;
+			ptrs[req.n_outputs++] = m;
+		}
+		req.outputs = ptrs;
+	}
+	int code = lease_call(c, "jobq_complete_output", METHOD("Complete"), &req.base, &req.n_jobs,
+			      &req.jobs, &jobq__v1__complete_response__descriptor, leases, n, results, err);
+	free(msgs);
+	free(ptrs);
+	return code;
 }
 
 int jobq_fail(jobq_client *c, const jobq_failure *failures, size_t n, const char *worker_id,

@@ -202,8 +202,9 @@ static jq_code read_items(PGresult *r, size_t n, const bool *done_by_caller, jq_
 static jq_code judge_heartbeat(jq_state st, bool same_token, const char **message)
 {
 	(void)st;
-	(void)same_token;
-	*message = "lease lost: the job is no longer processing under this token";
+	*message = st == JQ_STATE_CANCELLED && same_token
+			   ? "the job was cancelled while it ran under this lease: stop working on it"
+			   : "lease lost: the job is no longer processing under this token";
 	return JQ_FAILED_PRECONDITION;
 }
 
@@ -211,7 +212,9 @@ static jq_code judge_complete(jq_state st, bool same_token, const char **message
 {
 	if (st == JQ_STATE_COMPLETED && same_token)
 		return JQ_OK;
-	*message = "lease lost: the job is no longer processing under this token";
+	*message = st == JQ_STATE_CANCELLED && same_token
+			   ? "the job was cancelled while it ran under this lease; the result is not kept"
+			   : "lease lost: the job is no longer processing under this token";
 	return JQ_FAILED_PRECONDITION;
 }
 
@@ -220,7 +223,8 @@ static jq_code judge_fail(jq_state st, bool same_token, const char **message)
 {
 	if ((st == JQ_STATE_FAILED || st == JQ_STATE_PENDING) && same_token)
 		return JQ_OK;
-	*message = "lease lost: the job is no longer processing under this token";
+	*message = st == JQ_STATE_CANCELLED ? "lease lost: the job was cancelled"
+					    : "lease lost: the job is no longer processing under this token";
 	return JQ_FAILED_PRECONDITION;
 }
 
@@ -238,8 +242,7 @@ static jq_code judge_cancel(jq_state st, bool same_token, const char **message)
 	(void)same_token;
 	if (st == JQ_STATE_CANCELLED)
 		return JQ_OK;
-	*message = st == JQ_STATE_PROCESSING ? "the job is running; it cannot be cancelled under its worker"
-					     : "only archive_pending or archive_failed jobs can be cancelled";
+	*message = "the job has completed; only unfinished or failed jobs can be cancelled";
 	return JQ_FAILED_PRECONDITION;
 }
 
@@ -256,6 +259,38 @@ static int lease_arrays(params *p, const jq_db_lease *leases, size_t n)
 	return jq_pgbin_array_finish(&p->arr[0]) | jq_pgbin_array_finish(&p->arr[1]);
 }
 
+/* progress_arrays fills the percent and message arrays (p->arr[2..3]; NULL percent = no report). */
+static int progress_arrays(params *p, const jq_db_lease *leases, size_t n)
+{
+	p->narr = 4;
+	jq_pgbin_array_init(&p->arr[2], JQ_OID_INT2);
+	jq_pgbin_array_init(&p->arr[3], JQ_OID_TEXT);
+	for (size_t i = 0; i < n; i++) {
+		if (leases[i].progress_percent < 0) {
+			jq_pgbin_array_add_null(&p->arr[2]);
+			jq_pgbin_array_add_null(&p->arr[3]);
+			continue;
+		}
+		jq_pgbin_array_add_i16(&p->arr[2], (int16_t)leases[i].progress_percent);
+		jq_pgbin_array_add_text(&p->arr[3], leases[i].progress_message ? leases[i].progress_message : "");
+	}
+	return jq_pgbin_array_finish(&p->arr[2]) | jq_pgbin_array_finish(&p->arr[3]);
+}
+
+/* output_array fills the output array (p->arr[2]; NULL = no output for that lease). */
+static int output_array(params *p, const jq_db_lease *leases, size_t n)
+{
+	p->narr = 3;
+	jq_pgbin_array_init(&p->arr[2], JQ_OID_BYTEA);
+	for (size_t i = 0; i < n; i++) {
+		if (leases[i].has_output)
+			jq_pgbin_array_add(&p->arr[2], leases[i].output, (int32_t)leases[i].output_len);
+		else
+			jq_pgbin_array_add_null(&p->arr[2]);
+	}
+	return jq_pgbin_array_finish(&p->arr[2]);
+}
+
 jq_code jq_db_heartbeat(jq_db *db, const jq_db_lease *leases, size_t n, int lease_seconds,
 			jq_db_item *items, jq_db_err *err)
 {
@@ -268,17 +303,27 @@ jq_code jq_db_heartbeat(jq_db *db, const jq_db_lease *leases, size_t n, int leas
 		c = nomem(err);
 		goto out;
 	}
+	bool progress = false;
+	for (size_t i = 0; i < n; i++)
+		progress = progress || leases[i].progress_percent >= 0;
+	if (progress && progress_arrays(&p, leases, n) != 0) {
+		c = nomem(err);
+		goto out;
+	}
 	jq_pgbin_put_i32(lease, lease_seconds);
-	const char *values[3] = { p.arr[0].data, p.arr[1].data, lease };
-	int lengths[3] = { (int)p.arr[0].len, (int)p.arr[1].len, 4 };
-	int formats[3] = { 1, 1, 1 };
-	c = jq_dbi_run(db, S_HEARTBEAT, values, lengths, formats, &r, err);
+	const char *values[5] = { p.arr[0].data, p.arr[1].data, lease, p.arr[2].data, p.arr[3].data };
+	int lengths[5] = { (int)p.arr[0].len, (int)p.arr[1].len, 4, (int)p.arr[2].len, (int)p.arr[3].len };
+	int formats[5] = { 1, 1, 1, 1, 1 };
+	c = jq_dbi_run(db, progress ? S_HEARTBEAT_PROGRESS : S_HEARTBEAT, values, lengths, formats, &r, err);
 	if (c != JQ_OK)
 		goto out;
 	c = read_items(r, n, NULL, items, JQ_STATE_PROCESSING, judge_heartbeat, err);
 	for (size_t i = 0; c == JQ_OK && i < n; i++) {
 		if (items[i].code == JQ_OK)
 			items[i].lease_expires_at_ms = jq_pgbin_ts_ms(r, (int)i, 2);
+		else if (items[i].status_known && items[i].status == JQ_STATE_CANCELLED &&
+			 jq_pgbin_bool(r, (int)i, 4))
+			items[i].stop_reason = "cancelled";
 	}
 out:
 	PQclear(r);
@@ -337,14 +382,17 @@ jq_code jq_db_complete(jq_db *db, const jq_db_lease *leases, size_t n, jq_db_ite
 	bool *done = NULL;
 	jq_code c;
 
-	if (lease_arrays(&p, leases, n) != 0) {
+	bool output = false;
+	for (size_t i = 0; i < n; i++)
+		output = output || leases[i].has_output;
+	if (lease_arrays(&p, leases, n) != 0 || (output && output_array(&p, leases, n) != 0)) {
 		c = nomem(err);
 		goto out;
 	}
-	const char *values[2] = { p.arr[0].data, p.arr[1].data };
-	int lengths[2] = { (int)p.arr[0].len, (int)p.arr[1].len };
-	int formats[2] = { 1, 1 };
-	c = jq_dbi_run(db, S_COMPLETE, values, lengths, formats, &r, err);
+	const char *values[3] = { p.arr[0].data, p.arr[1].data, p.arr[2].data };
+	int lengths[3] = { (int)p.arr[0].len, (int)p.arr[1].len, (int)p.arr[2].len };
+	int formats[3] = { 1, 1, 1 };
+	c = jq_dbi_run(db, output ? S_COMPLETE_OUTPUT : S_COMPLETE, values, lengths, formats, &r, err);
 	if (c != JQ_OK)
 		goto out;
 	if (completed_all(r, n)) {
@@ -655,6 +703,20 @@ void jq_db_rows_job(const jq_db_rows *rows, int i, jq_job *j)
 	j->created_at_ms = jq_pgbin_ts_ms(r, i, C_CREATED);
 	j->updated_at_ms = jq_pgbin_ts_ms(r, i, C_UPDATED);
 	j->finished_at_ms = jq_pgbin_ts_ms(r, i, C_FINISHED);
+	j->progress_percent = PQgetisnull(r, i, C_PROGRESS_PCT) ? -1 : jq_pgbin_i16(r, i, C_PROGRESS_PCT);
+	j->progress_message = text_or_empty(r, i, C_PROGRESS_MSG);
+	j->progress_at_ms = jq_pgbin_ts_ms(r, i, C_PROGRESS_AT);
+}
+
+void jq_db_rows_output(const jq_db_rows *rows, int i, const uint8_t **data, size_t *len)
+{
+	const PGresult *r = rows->res;
+	*data = NULL;
+	*len = 0;
+	if (PQnfields(r) <= C_OUTPUT || PQgetisnull(r, i, C_OUTPUT))
+		return;
+	*data = (const uint8_t *)PQgetvalue(r, i, C_OUTPUT);
+	*len = (size_t)PQgetlength(r, i, C_OUTPUT);
 }
 
 void jq_db_rows_failure(const jq_db_rows *rows, int i, jq_failure_record *f)

@@ -78,6 +78,9 @@ typedef struct jq_job {
 	int64_t created_at_ms;
 	int64_t updated_at_ms;
 	int64_t finished_at_ms;      /* 0 while unfinished */
+	int32_t progress_percent;    /* the worker's last report; -1 when none */
+	const char *progress_message; /* "" when none */
+	int64_t progress_at_ms;      /* 0 when never reported */
 } jq_job;
 
 typedef struct jq_failure_record {
@@ -96,6 +99,13 @@ typedef struct jq_db_lease {
 	bool final;
 	int32_t retry_in_ms; /* 0 = backoff */
 	const char *worker;  /* recorded in the history; NULL or "" = the lease owner */
+	/* Complete only: the job's output (borrowed), kept when has_output. */
+	bool has_output;
+	const uint8_t *output;
+	size_t output_len;
+	/* Heartbeat only: progress to store under the lease, when progress_percent >= 0. */
+	int32_t progress_percent;
+	const char *progress_message; /* borrowed; NULL = "" */
 } jq_db_lease;
 
 #define JQ_DB_QUEUE_MAX 64 /* bytes of a queue name (the table's CHECK) */
@@ -114,6 +124,8 @@ typedef struct jq_db_item {
 	 * from the same statement. Fail assumes the ids of a batch distinct (jq_validate). */
 	bool changed;
 	char queue[JQ_DB_QUEUE_MAX + 1];
+	/* Heartbeat: the job was stopped under this very lease ("cancelled"); static; NULL = not. */
+	const char *stop_reason;
 } jq_db_item;
 
 typedef struct jq_queue_stats {
@@ -174,7 +186,10 @@ jq_code jq_db_claim_within(jq_db *db, const char *queue, int limit, const char *
 jq_code jq_db_claim(jq_db *db, const char *queue, int limit, const char *worker, int lease_seconds,
 		    jq_db_rows **rows, jq_db_err *err) __attribute__((warn_unused_result));
 
-/* Heartbeat, Complete, Fail: one statement per batch; items[n] receives each job's outcome. */
+/* Heartbeat, Complete, Fail: one statement per batch; items[n] receives each job's outcome.
+ * Heartbeat also stores the progress of the leases that carry some (progress_percent >= 0), and
+ * Complete the outputs of those with has_output, only where the lease holds. A Heartbeat of a
+ * job cancelled under that very lease answers FAILED_PRECONDITION with stop_reason set. */
 jq_code jq_db_heartbeat(jq_db *db, const jq_db_lease *leases, size_t n, int lease_seconds,
 			jq_db_item *items, jq_db_err *err) __attribute__((warn_unused_result));
 jq_code jq_db_complete(jq_db *db, const jq_db_lease *leases, size_t n, jq_db_item *items,
@@ -204,7 +219,8 @@ jq_code jq_db_retry_failed_batch(jq_db *db, const char *queue, int64_t after_id,
 				 int64_t *count, int64_t *last_id, jq_db_err *err)
 	__attribute__((warn_unused_result));
 
-/* jq_db_cancel: pending or failed jobs to cancelled. A processing job answers FAILED_PRECONDITION. */
+/* jq_db_cancel: pending, failed or processing jobs to cancelled (a processing job's lease ends
+ * with it: see S_CANCEL). A completed job answers FAILED_PRECONDITION. */
 jq_code jq_db_cancel(jq_db *db, const int64_t *ids, size_t n, jq_db_item *items, jq_db_err *err)
 	__attribute__((warn_unused_result));
 
@@ -242,6 +258,8 @@ jq_code jq_db_retention(jq_db *db, int older_than_s, int limit, int64_t *count, 
 int jq_db_rows_count(const jq_db_rows *rows);
 void jq_db_rows_job(const jq_db_rows *rows, int i, jq_job *out);
 void jq_db_rows_failure(const jq_db_rows *rows, int i, jq_failure_record *out);
+/* jq_db_rows_output: the output of job row i of jq_db_get's rows (*len 0 and NULL when none). */
+void jq_db_rows_output(const jq_db_rows *rows, int i, const uint8_t **data, size_t *len);
 void jq_db_rows_stats(const jq_db_rows *rows, int i, jq_queue_stats *out);
 void jq_db_rows_free(jq_db_rows *rows);
 /* jq_db_rows_cut: the byte budget of a Claim or List left out jobs the limit would have taken. */

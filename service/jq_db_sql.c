@@ -10,7 +10,8 @@
 #define JOB_COLS(PAYLOAD)                                                                     \
 	"j.id, j.queue, " PAYLOAD ", j.curr_job_status, j.prev_job_status, j.attempts, "      \
 	"j.max_attempts, j.priority, j.run_at, j.lease_expires_at, j.lease_owner, j.lease_token, " \
-	"j.last_error, j.idempotency_key, j.created_at, j.updated_at, j.finished_at"
+	"j.last_error, j.idempotency_key, j.created_at, j.updated_at, j.finished_at, "            \
+	"j.progress_percent, j.progress_message, j.progress_at"
 
 /* GUARD_MOVE(finished): the columns the status guard owns, written as it would write them for a
  * job leaving j.curr_job_status for another state; `finished` is the new finished_at (now() on
@@ -60,7 +61,8 @@ const jq_dbi_stmt jq_dbi_stmts[S__COUNT] = {
 		" UPDATE job_queue j"
 		"    SET curr_job_status = 'archive_processing', " GUARD_MOVE("NULL") ", attempts = j.attempts + 1,"
 		"        lease_owner = $3, lease_expires_at = now() + $4 * interval '1 second',"
-		"        lease_token = nextval('job_lease_token_seq')"
+		"        lease_token = nextval('job_lease_token_seq'),"
+		"        progress_percent = NULL, progress_message = NULL, progress_at = NULL"
 		"   FROM fits WHERE j.id = fits.id"
 		" RETURNING " JOB_COLS("j.payload") ", fits.taken",
 		6, { JQ_OID_TEXT, JQ_OID_INT4, JQ_OID_TEXT, JQ_OID_INT4, JQ_OID_INT8, JQ_OID_INT4 }, true },
@@ -81,6 +83,25 @@ const jq_dbi_stmt jq_dbi_stmts[S__COUNT] = {
 		"  ORDER BY l.ord",
 		3, { OID_INT8_ARR, OID_INT8_ARR, JQ_OID_INT4 }, true },
 
+	/* A heartbeat that reports progress ($4 percent, NULL for a lease without a report; $5 its
+	 * message): S_HEARTBEAT with the progress written under the same fence. Its own statement,
+	 * so that the plain heartbeat stays as it was. None of these columns is indexed: still HOT. */
+	[S_HEARTBEAT_PROGRESS] = { "jq_heartbeat_progress",
+		"WITH l AS (SELECT * FROM unnest($1::int8[], $2::int8[], $4::int2[], $5::text[])"
+		"           WITH ORDINALITY AS l(id, token, pct, msg, ord)),"
+		" upd AS (UPDATE job_queue j SET lease_expires_at = now() + $3 * interval '1 second', updated_at = now(),"
+		"     progress_percent = COALESCE(l.pct, j.progress_percent),"
+		"     progress_message = CASE WHEN l.pct IS NULL THEN j.progress_message ELSE l.msg END,"
+		"     progress_at = CASE WHEN l.pct IS NULL THEN j.progress_at ELSE now() END"
+		"   FROM l WHERE j.id = l.id AND j.lease_token = l.token"
+		"    AND j.curr_job_status = 'archive_processing'"
+		"  RETURNING j.id, j.lease_expires_at)"
+		" SELECT l.id, upd.id IS NOT NULL, upd.lease_expires_at, j.curr_job_status,"
+		"        j.lease_token = l.token"
+		"   FROM l LEFT JOIN upd ON upd.id = l.id LEFT JOIN job_queue j ON j.id = l.id"
+		"  ORDER BY l.ord",
+		5, { OID_INT8_ARR, OID_INT8_ARR, JQ_OID_INT4, OID_INT2_ARR, OID_TEXT_ARR }, true },
+
 	/* Complete is the one lease call on every job's path, so its common case, every lease still
 	 * held, is a plain UPDATE, which plans and runs in less time than one that also explains the
 	 * leases it could not complete. Those leases are rare (a lost lease, a repeated call), and
@@ -92,6 +113,17 @@ const jq_dbi_stmt jq_dbi_stmts[S__COUNT] = {
 		"  WHERE j.id = l.id AND j.lease_token = l.token AND j.curr_job_status = 'archive_processing'"
 		" RETURNING j.id, j.lease_token, j.queue, l.ord",
 		2, { OID_INT8_ARR, OID_INT8_ARR }, true },
+
+	/* A Complete that carries outputs ($3, NULL for a lease without one): S_COMPLETE keeping each
+	 * output with its job, under the same fence. Its own statement, so that a Complete without
+	 * output stays the plain UPDATE above. */
+	[S_COMPLETE_OUTPUT] = { "jq_complete_output",
+		"UPDATE job_queue j SET curr_job_status = 'archive_completed', " GUARD_MOVE("now()") ","
+		"     lease_expires_at = NULL, output = l.output"
+		"   FROM unnest($1::int8[], $2::int8[], $3::bytea[]) WITH ORDINALITY AS l(id, token, output, ord)"
+		"  WHERE j.id = l.id AND j.lease_token = l.token AND j.curr_job_status = 'archive_processing'"
+		" RETURNING j.id, j.lease_token, j.queue, l.ord",
+		3, { OID_INT8_ARR, OID_INT8_ARR, OID_BYTEA_ARR }, true },
 
 	/* Where the leases stand, in the shape read_items reads (its `done` column is false: the
 	 * caller knows which ones its statement changed). */
@@ -136,7 +168,8 @@ const jq_dbi_stmt jq_dbi_stmts[S__COUNT] = {
 		8, { OID_INT8_ARR, OID_INT8_ARR, OID_TEXT_ARR, OID_BOOL_ARR, OID_INT4_ARR, JQ_OID_INT4,
 		     JQ_OID_INT4, OID_TEXT_ARR }, true },
 
-	[S_GET] = { "jq_get", "SELECT " JOB_COLS("j.payload") " FROM job_queue j WHERE j.id = $1",
+	/* Get alone returns the output (its C_OUTPUT column). */
+	[S_GET] = { "jq_get", "SELECT " JOB_COLS("j.payload") ", j.output FROM job_queue j WHERE j.id = $1",
 		1, { JQ_OID_INT8 } },
 
 	[S_GET_FAILURES] = { "jq_get_failures",
@@ -152,7 +185,8 @@ const jq_dbi_stmt jq_dbi_stmts[S__COUNT] = {
 		"    FROM (SELECT j.*,"
 		"                 CASE WHEN $5 THEN octet_length(j.payload) ELSE 0 END + octet_length(j.queue)"
 		"                 + coalesce(octet_length(j.lease_owner), 0) + coalesce(octet_length(j.last_error), 0)"
-		"                 + coalesce(octet_length(j.idempotency_key), 0) + $7 AS size"
+		"                 + coalesce(octet_length(j.idempotency_key), 0)"
+		"                 + coalesce(octet_length(j.progress_message), 0) + $7 AS size"
 		"            FROM job_queue j"
 		"           WHERE ($1::text IS NULL OR j.queue = $1) AND ($2::text IS NULL OR j.curr_job_status = $2)"
 		"             AND j.id > $3 ORDER BY j.id LIMIT $4) p"
@@ -182,10 +216,15 @@ const jq_dbi_stmt jq_dbi_stmts[S__COUNT] = {
 		" SELECT count(*), COALESCE(max(id), $3) FROM upd",
 		3, { JQ_OID_TEXT, JQ_OID_INT4, JQ_OID_INT8 }, true },
 
+	/* A running job is cancelled too, and its lease ends in the same statement: a Complete racing
+	 * it waits for the row lock and then finds the job no longer processing (or the Cancel finds
+	 * it completed), so exactly one of them wins. Trigger job_queue_notify_stop (migration 017)
+	 * tells the listeners, which publish "cancel.<queue>" for the worker. */
 	[S_CANCEL] = { "jq_cancel",
 		"WITH l AS (SELECT * FROM unnest($1::int8[]) WITH ORDINALITY AS l(id, ord)),"
-		" upd AS (UPDATE job_queue j SET curr_job_status = 'archive_cancelled'"
-		"   FROM l WHERE j.id = l.id AND j.curr_job_status IN ('archive_pending', 'archive_failed')"
+		" upd AS (UPDATE job_queue j SET curr_job_status = 'archive_cancelled', lease_expires_at = NULL"
+		"   FROM l WHERE j.id = l.id"
+		"    AND j.curr_job_status IN ('archive_pending', 'archive_failed', 'archive_processing')"
 		"  RETURNING j.id)"
 		" SELECT l.id, upd.id IS NOT NULL, NULL::timestamptz, j.curr_job_status, false"
 		"   FROM l LEFT JOIN upd ON upd.id = l.id LEFT JOIN job_queue j ON j.id = l.id"

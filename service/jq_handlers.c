@@ -62,6 +62,11 @@ static void job_to_proto(const jq_job *j, Jobq__V1__Job *m)
 	m->updated_at_ms = j->updated_at_ms;
 	m->finished_at_ms = j->finished_at_ms;
 	m->idempotency_key = (char *)j->idempotency_key;
+	if (j->progress_percent >= 0) {
+		m->progress_percent = (uint32_t)j->progress_percent;
+		m->progress_message = (char *)j->progress_message;
+		m->progress_at_ms = j->progress_at_ms;
+	}
 }
 
 /* Job messages made from rows; they point into the rows, so free these first, rows after. */
@@ -290,6 +295,7 @@ static int items_to_proto(const jq_db_item *items, size_t n, items_out *out)
 		m->run_at_ms = items[i].run_at_ms;
 		if (items[i].status_known)
 			m->status = to_proto_status(items[i].status);
+		m->stop_reason = (char *)(items[i].stop_reason ? items[i].stop_reason : "");
 		out->ptrs[i] = m;
 	}
 	return 0;
@@ -335,10 +341,20 @@ static size_t gather_leases(int64_t id, int64_t token, Jobq__V1__JobLease **list
 {
 	size_t n = 0;
 	if (id != 0 || token != 0)
-		leases[n++] = (jq_db_lease){ .id = id, .lease_token = token };
+		leases[n++] = (jq_db_lease){ .id = id, .lease_token = token, .progress_percent = -1 };
 	for (size_t i = 0; i < nlist; i++)
-		leases[n++] = (jq_db_lease){ .id = list[i]->id, .lease_token = list[i]->lease_token };
+		leases[n++] = (jq_db_lease){ .id = list[i]->id, .lease_token = list[i]->lease_token,
+					     .progress_percent = -1 };
 	return n;
+}
+
+/* lease_of: the lease of job id among leases[n] (validation made sure there is one). */
+static jq_db_lease *lease_of(jq_db_lease *leases, size_t n, int64_t id)
+{
+	for (size_t i = 0; i < n; i++)
+		if (leases[i].id == id)
+			return &leases[i];
+	return NULL;
 }
 
 typedef jq_code (*lease_op)(jq_call *call, const jq_db_lease *leases, size_t n, jq_db_item *items,
@@ -413,6 +429,13 @@ void jq_handle_heartbeat(jq_call *call, const ProtobufCMessage *request)
 		return;
 	}
 	size_t n = gather_leases(r->id, r->lease_token, r->jobs, r->n_jobs, leases);
+	for (size_t i = 0; i < r->n_progress; i++) {
+		jq_db_lease *l = lease_of(leases, n, r->progress[i]->id);
+		if (l != NULL) {
+			l->progress_percent = (int32_t)r->progress[i]->percent;
+			l->progress_message = r->progress[i]->message;
+		}
+	}
 	run_leases(call, leases, n, op_heartbeat, r, &resp.base, &resp.n_results, &resp.results);
 }
 
@@ -422,11 +445,26 @@ void jq_handle_complete(jq_call *call, const ProtobufCMessage *request)
 	Jobq__V1__CompleteResponse resp = JOBQ__V1__COMPLETE_RESPONSE__INIT;
 	jq_db_lease leases[JQ_MAX_BATCH];
 
-	if (jq_validate_complete(r, call->message, sizeof(call->message)) != 0) {
+	jq_limits lim = { .max_payload_bytes = call->cfg->max_payload_bytes };
+
+	if (jq_validate_complete(r, &lim, call->message, sizeof(call->message)) != 0) {
 		call->code = JQ_INVALID_ARGUMENT;
 		return;
 	}
 	size_t n = gather_leases(r->id, r->lease_token, r->jobs, r->n_jobs, leases);
+	if (r->output.len > 0) {
+		leases[0].has_output = true;
+		leases[0].output = r->output.data;
+		leases[0].output_len = r->output.len;
+	}
+	for (size_t i = 0; i < r->n_outputs; i++) {
+		jq_db_lease *l = lease_of(leases, n, r->outputs[i]->id);
+		if (l != NULL) {
+			l->has_output = true;
+			l->output = r->outputs[i]->output.data;
+			l->output_len = r->outputs[i]->output.len;
+		}
+	}
 	run_leases(call, leases, n, op_complete, r, &resp.base, &resp.n_results, &resp.results);
 }
 
@@ -509,6 +547,9 @@ void jq_handle_get(jq_call *call, const ProtobufCMessage *request)
 	jq_job j;
 	jq_db_rows_job(jrows, 0, &j);
 	job_to_proto(&j, &job);
+	const uint8_t *output;
+	jq_db_rows_output(jrows, 0, &output, &job.output.len);
+	job.output.data = (uint8_t *)output;
 	size_t nf = (size_t)jq_db_rows_count(frows);
 	recs = calloc(nf ? nf : 1, sizeof(*recs));
 	ptrs = calloc(nf ? nf : 1, sizeof(*ptrs));

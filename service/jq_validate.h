@@ -20,6 +20,7 @@
 #define JQ_MAX_WAIT_MS 300000
 #define JQ_MAX_ATTEMPTS 1000
 #define JQ_MAX_RETRY_IN_MS INT32_MAX /* the database's int4 (about 24.8 days) */
+#define JQ_MAX_PROGRESS_MESSAGE_LEN 256
 
 typedef struct jq_limits {
 	size_t max_payload_bytes;
@@ -34,7 +35,9 @@ int jq_validate_queue_name(const char *field, const char *q, char *msg, size_t m
 int jq_validate_enqueue(const Jobq__V1__EnqueueRequest *r, const jq_limits *lim, char *msg, size_t msg_len);
 int jq_validate_claim(const Jobq__V1__ClaimRequest *r, char *msg, size_t msg_len);
 int jq_validate_heartbeat(const Jobq__V1__HeartbeatRequest *r, char *msg, size_t msg_len);
-int jq_validate_complete(const Jobq__V1__CompleteRequest *r, char *msg, size_t msg_len);
+/* Outputs are bounded by lim's payload limit. */
+int jq_validate_complete(const Jobq__V1__CompleteRequest *r, const jq_limits *lim, char *msg,
+			 size_t msg_len);
 int jq_validate_fail(const Jobq__V1__FailRequest *r, char *msg, size_t msg_len);
 int jq_validate_get(const Jobq__V1__GetRequest *r, char *msg, size_t msg_len);
 int jq_validate_list(const Jobq__V1__ListRequest *r, char *msg, size_t msg_len);

@@ -96,7 +96,7 @@ static void validate(const char *name, const uint8_t *p, size_t n)
 	} else if (!strcmp(name, "Heartbeat")) {
 		ok = jq_validate_heartbeat((void *)in, msg, sizeof(msg));
 	} else if (!strcmp(name, "Complete")) {
-		ok = jq_validate_complete((void *)in, msg, sizeof(msg));
+		ok = jq_validate_complete((void *)in, &lim, msg, sizeof(msg));
 	} else if (!strcmp(name, "Fail")) {
 		ok = jq_validate_fail((void *)in, msg, sizeof(msg));
 		if (ok == 0)
