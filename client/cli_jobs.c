@@ -53,6 +53,10 @@ enum {
 	OPT_ERROR,
 	OPT_FINAL,
 	OPT_RETRY_IN_MS,
+	OPT_PROGRESS,
+	OPT_MESSAGE,
+	OPT_OUTPUT,
+	OPT_OUTPUT_FILE,
 };
 
 typedef struct enqueue_args {
@@ -413,17 +417,25 @@ int cmd_claim(cli *c, int argc, char **argv)
 /* ---------------------------------------------------------------- heartbeat, complete, fail */
 
 static const char heartbeat_help[] =
-	"Usage: jobq heartbeat --id N --token T [--lease SECONDS]\n"
+	"Usage: jobq heartbeat --id N --token T [--lease SECONDS] [--progress P [--message TEXT]]\n"
 	"\n"
 	"Extends the lease of claimed job N (lease token T) by SECONDS from now (default 30).\n"
-	"A lease that is no longer held answers FAILED_PRECONDITION.\n"
+	"A lease that is no longer held answers FAILED_PRECONDITION; when the job was cancelled\n"
+	"under this lease the message says so (stop working on it).\n"
+	"\n"
+	"  --progress P       report progress: P percent (0..100), shown by jobq get and list\n"
+	"  --message TEXT     with --progress: a short note (at most 256 bytes)\n"
 	"\n" CLI_GLOBAL_HELP;
 
 static const char complete_help[] =
-	"Usage: jobq complete --id N --token T\n"
+	"Usage: jobq complete --id N --token T [--output TEXT | --output-file F]\n"
 	"\n"
-	"Completes claimed job N (lease token T). A lease that is no longer held answers\n"
-	"FAILED_PRECONDITION and changes nothing.\n"
+	"Completes claimed job N (lease token T). A lease that is no longer held (or a job\n"
+	"cancelled meanwhile) answers FAILED_PRECONDITION and changes nothing.\n"
+	"\n"
+	"  --output TEXT      the job's result, kept with it (jobq get shows it; at most the\n"
+	"                     service's payload limit)\n"
+	"  --output-file F    the result read from file F (\"-\" = stdin)\n"
 	"\n" CLI_GLOBAL_HELP;
 
 static const char fail_help[] =
@@ -444,6 +456,9 @@ typedef struct lease_args {
 	bool have_id, have_token;
 	uint32_t lease;
 	const char *worker_id;
+	int64_t progress;  /* -1 = none */
+	const char *message;
+	const char *output, *output_file;
 } lease_args;
 
 static int lease_opt(cli *c, lease_args *a, int opt, const char *arg)
@@ -467,6 +482,17 @@ static int lease_opt(cli *c, lease_args *a, int opt, const char *arg)
 		return cli_parse_u32(c, "--retry-in-ms", arg, UINT32_MAX, &a->f.retry_in_ms);
 	case OPT_WORKER_ID:
 		a->worker_id = arg;
+		return CLI_EXIT_OK;
+	case OPT_PROGRESS:
+		return cli_parse_i64(c, "--progress", arg, 0, 100, &a->progress);
+	case OPT_MESSAGE:
+		a->message = arg;
+		return CLI_EXIT_OK;
+	case OPT_OUTPUT:
+		a->output = arg;
+		return CLI_EXIT_OK;
+	case OPT_OUTPUT_FILE:
+		a->output_file = arg;
 		return CLI_EXIT_OK;
 	default:
 		return cli_global_opt(c, opt, arg) ? CLI_EXIT_OK : CLI_EXIT_USAGE;
@@ -527,16 +553,21 @@ int cmd_heartbeat(cli *c, int argc, char **argv)
 		{ "id", required_argument, NULL, OPT_ID },
 		{ "token", required_argument, NULL, OPT_TOKEN },
 		{ "lease", required_argument, NULL, OPT_LEASE },
+		{ "progress", required_argument, NULL, OPT_PROGRESS },
+		{ "message", required_argument, NULL, OPT_MESSAGE },
 		{ NULL, 0, NULL, 0 },
 	};
-	lease_args a = { 0 };
+	lease_args a = { .progress = -1 };
 	int rc = parse_lease_cmd(c, argc, argv, longopts, heartbeat_help, &a);
 	if (rc != CLI_EXIT_OK)
 		return rc < 0 ? CLI_EXIT_OK : rc;
+	if (a.message != NULL && a.progress < 0)
+		return cli_usage_error(c, "--message goes with --progress");
 	jobq_lease l = { .id = a.f.id, .lease_token = a.f.lease_token };
+	jobq_progress p = { .percent = (int)a.progress, .message = a.message };
 	jobq_result r = { .id = a.f.id };
 	jobq_error err = { 0 };
-	rc = jobq_heartbeat(c->client, &l, 1, a.lease, &r, &err);
+	rc = jobq_heartbeat_progress(c->client, &l, a.progress >= 0 ? &p : NULL, 1, a.lease, &r, &err);
 	if (rc != JOBQ_OK)
 		return cli_item_fail(c, rc, &err, &r);
 	r.id = a.f.id;
@@ -549,16 +580,35 @@ int cmd_complete(cli *c, int argc, char **argv)
 	static const struct option longopts[] = {
 		{ "id", required_argument, NULL, OPT_ID },
 		{ "token", required_argument, NULL, OPT_TOKEN },
+		{ "output", required_argument, NULL, OPT_OUTPUT },
+		{ "output-file", required_argument, NULL, OPT_OUTPUT_FILE },
 		{ NULL, 0, NULL, 0 },
 	};
 	lease_args a = { 0 };
+	uint8_t *file = NULL;
+	jobq_output out = { 0 };
 	int rc = parse_lease_cmd(c, argc, argv, longopts, complete_help, &a);
 	if (rc != CLI_EXIT_OK)
 		return rc < 0 ? CLI_EXIT_OK : rc;
+	if (a.output != NULL && a.output_file != NULL)
+		return cli_usage_error(c, "give --output or --output-file, not both");
+	if (a.output != NULL)
+		out = (jobq_output){ .data = a.output, .len = strlen(a.output) };
+	if (a.output_file != NULL) {
+		FILE *f = strcmp(a.output_file, "-") == 0 ? stdin : fopen(a.output_file, "rb");
+		int bad = f == NULL || read_all(f, &file, &out.len) != 0;
+		if (f != NULL && f != stdin)
+			fclose(f);
+		if (bad)
+			return cli_fail(c, JOBQ_INVALID_ARGUMENT, "--output-file %s: %s", a.output_file,
+					strerror(errno));
+		out.data = file;
+	}
 	jobq_lease l = { .id = a.f.id, .lease_token = a.f.lease_token };
 	jobq_result r = { .id = a.f.id };
 	jobq_error err = { 0 };
-	rc = jobq_complete(c->client, &l, 1, &r, &err);
+	rc = jobq_complete_output(c->client, &l, out.data != NULL ? &out : NULL, 1, &r, &err);
+	free(file);
 	if (rc != JOBQ_OK)
 		return cli_item_fail(c, rc, &err, &r);
 	r.id = a.f.id;

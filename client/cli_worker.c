@@ -8,7 +8,10 @@
  *
  * A job's lease is the worker's licence to report it: heartbeats keep it alive while the child
  * runs; a FAILED_PRECONDITION (or NOT_FOUND) from the service means someone else may own the job
- * now, so the child is killed and its result dropped, never re-sent.
+ * now, so the child is killed and its result dropped, never re-sent. A job cancelled while it
+ * runs is the same case, heard at once from a "cancel.<queue>" message (or at the next
+ * heartbeat, whose result says "cancelled"): its command's process group is killed and nothing
+ * more is reported for it (the service has already ended the job).
  */
 #include <errno.h>
 #include <inttypes.h>
@@ -341,13 +344,40 @@ static void maybe_claim(worker *w, int64_t now)
 	jobq_jobs_free(jobs, n);
 }
 
-static void drain_announcements(worker *w)
+/* job_stopped: the service stopped the job under this slot's lease (a cancel): kill the command,
+ * report nothing more for it. */
+static void job_stopped(slot *s, const char *reason, int64_t now)
+{
+	if (s->lease_lost)
+		return;
+	s->lease_lost = true;
+	snprintf(s->stop_reason, sizeof(s->stop_reason), "%s", reason);
+	wlog("job %" PRId64 ": %s by the service; %s", s->id, reason,
+	     s->state == SLOT_RUNNING ? "killing the command" : "its result is not reported");
+	worker_kill(s, reason, now);
+}
+
+static void hear_stop(worker *w, const jobq_announcement *a, int64_t now)
+{
+	for (size_t k = 0; k < a->n_ids; k++) {
+		for (uint32_t i = 0; i < w->concurrency; i++) {
+			slot *s = &w->slots[i];
+			if (s->state != SLOT_FREE && s->id == a->ids[k] && s->token == a->lease_tokens[k])
+				job_stopped(s, a->reason[0] ? a->reason : "stopped", now);
+		}
+	}
+}
+
+static void drain_announcements(worker *w, int64_t now)
 {
 	jobq_announcement a;
 	jobq_error err = { 0 };
 	memset(&a, 0, sizeof(a));
 	while (jobq_sub_next(w->sub, 0, &a, &err) == JOBQ_OK) {
-		w->wake = true;
+		if (a.stopped)
+			hear_stop(w, &a, now);
+		else
+			w->wake = true;
 		jobq_announcement_free(&a);
 		memset(&a, 0, sizeof(a));
 	}
@@ -404,6 +434,8 @@ static void heartbeat(worker *w, int64_t now)
 		const char *msg = res[i].message[0] ? res[i].message : err.message;
 		if (code == JOBQ_OK)
 			who[i]->lease_until_ms = now + (int64_t)w->lease_s * 1000;
+		else if (code == JOBQ_FAILED_PRECONDITION && rc == JOBQ_OK && res[i].stop_reason[0] != '\0')
+			job_stopped(who[i], res[i].stop_reason, now);
 		else if (code == JOBQ_FAILED_PRECONDITION || code == JOBQ_NOT_FOUND)
 			lease_lost(who[i], code, msg, now);
 		else
@@ -540,10 +572,11 @@ static const char *plural(uint64_t n, const char *one, const char *many)
 static void log_summary(const worker *w)
 {
 	wlog("stopped: %" PRIu64 " %s completed, %" PRIu64 " %s failed (%" PRIu64 " %s failed for good), "
-	     "%" PRIu64 " %s dropped",
+	     "%" PRIu64 " %s dropped, %" PRIu64 " %s cancelled while running",
 	     w->n_completed, plural(w->n_completed, "job", "jobs"), w->n_failed,
 	     plural(w->n_failed, "attempt", "attempts"), w->n_failed_final,
-	     plural(w->n_failed_final, "job", "jobs"), w->n_dropped, plural(w->n_dropped, "result", "results"));
+	     plural(w->n_failed_final, "job", "jobs"), w->n_dropped, plural(w->n_dropped, "result", "results"),
+	     w->n_stopped, plural(w->n_stopped, "job", "jobs"));
 }
 
 static void report_complete(worker *w, slot *s, int64_t now)
@@ -612,7 +645,11 @@ static void report_done(worker *w, int64_t now)
 		slot *s = &w->slots[i];
 		if (s->state != SLOT_DONE || now < s->next_report_ms)
 			continue;
-		if (s->lease_lost) {
+		if (s->lease_lost && s->stop_reason[0] != '\0') {
+			json_event(w, s, s->stop_reason, NULL, NULL);
+			w->n_stopped++;
+			release(s);
+		} else if (s->lease_lost) {
 			json_event(w, s, "dropped", "lease lost", NULL);
 			w->n_dropped++;
 			release(s);
@@ -671,7 +708,7 @@ static int run_loop(worker *w)
 			else if (pfd[i].fd == w->sig_fd)
 				handle_signals(w, now);
 			else
-				drain_announcements(w);
+				drain_announcements(w, now);
 		}
 		check_deadlines(w, now);
 		heartbeat(w, now);
@@ -698,7 +735,9 @@ static void log_start(const worker *w)
 static void subscribe(worker *w)
 {
 	jobq_error err = { 0 };
-	if (jobq_subscribe(&w->c->opts, w->queue, &w->sub, &err) != JOBQ_OK) {
+	if (jobq_subscribe(&w->c->opts, w->queue, &w->sub, &err) != JOBQ_OK ||
+	    jobq_sub_cancels(w->sub, w->queue, &err) != JOBQ_OK) {
+		jobq_sub_close(w->sub);
 		/* Announcements only make us faster; polling alone still works. */
 		wlog("cannot subscribe (%s: %s); polling every %" PRIu32 " ms only", jobq_code_name(err.code),
 		     err.message, w->poll_ms);

@@ -39,6 +39,7 @@ typedef struct slot {
 	int64_t next_report_ms;   /* when to (re)try reporting the result */
 	int report_tries;
 	bool lease_lost;          /* the service says the lease is gone: drop the result */
+	char stop_reason[32];     /* the service stopped the job under our lease ("cancelled") */
 	int wstatus;              /* waitpid status once SLOT_DONE with pid reaped */
 	char reason[160];         /* why we killed it (or could not start it); "" = it ended by itself */
 } slot;
@@ -67,6 +68,7 @@ typedef struct worker {
 	/* The summary's counts: jobs completed; attempts failed, and of them those that failed
 	 * their job for good; results not reported (the lease was lost, or the service refused). */
 	uint64_t n_completed, n_failed, n_failed_final, n_dropped;
+	uint64_t n_stopped;       /* jobs cancelled by the service while their command ran */
 } worker;
 
 /* cli_worker_child.c */

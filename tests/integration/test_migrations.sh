@@ -74,6 +74,26 @@ fkeys() {
                          FROM pg_constraint WHERE conrelid = 'job_queue'::regclass AND contype = 'f'"
 }
 [ "$(fkeys)" = job_queue_status_transition_fkey:true ] || { echo "014 not applied: $(fkeys)" >&2; exit 1; }
+# 017 (running jobs): the edge processing -> cancelled, the columns and the stop trigger; rolled
+# back first, with every changeset applied after 014's (so the counts below start at 014).
+running() {
+  psql -qAtX "$url" -c "SELECT count(*) FROM job_status_transition WHERE prev_status = 'archive_processing'
+                          AND next_status = 'archive_cancelled'" \
+                    -c "SELECT count(*) FROM information_schema.columns WHERE table_name = 'job_queue'
+                          AND column_name IN ('output', 'progress_percent', 'progress_message', 'progress_at')" \
+                    -c "SELECT count(*) FROM pg_trigger WHERE tgname = 'job_queue_notify_stop'" | paste -sd' '
+}
+[ "$(running)" = "1 4 1" ] || { echo "017 not applied: $(running)" >&2; exit 1; }
+# back_to_014 rolls back every changeset applied after 014's.
+back_to_014() {
+  local n
+  n=$(psql -qAtX "$url" -c "SELECT count(*) FROM databasechangelog WHERE orderexecuted >
+                             (SELECT orderexecuted FROM databasechangelog WHERE id = '014-drop-single-status-keys')")
+  JOBQ_DATABASE_URL=$url "$root/deploy/migrate.sh" -- rollback-count --count="$n" >/dev/null
+}
+back_to_014
+[ "$(running)" = "0 0 0" ] || { echo "017 not rolled back: $(running)" >&2; exit 1; }
+echo "migrations: 017 and every changeset after 014 rolled back: ok"
 JOBQ_DATABASE_URL=$url "$root/deploy/migrate.sh" -- rollback-count --count=1 >/dev/null
 want=job_queue_curr_job_status_fkey:true,job_queue_prev_job_status_fkey:true,job_queue_status_transition_fkey:true
 [ "$(fkeys)" = "$want" ] || { echo "014 not rolled back: $(fkeys)" >&2; exit 1; }
@@ -91,6 +111,7 @@ expect_index job_queue_failed_idx "queue, id" "update over an invalid leftover" 
 # 011's rollback failed half-way once (an invalid lease index is left), and runs again (with
 # 014, 013 and 012 before it).
 leave_invalid job_queue_lease_idx
+back_to_014
 JOBQ_DATABASE_URL=$url "$root/deploy/migrate.sh" -- rollback-count --count=4 >/dev/null
 expect_index job_queue_lease_idx lease_expires_at "rollback over an invalid leftover"
 JOBQ_DATABASE_URL=$url "$root/deploy/migrate.sh" -- rollback-count --count=1 >/dev/null

@@ -1,0 +1,537 @@
+/*
+ * test_running — running jobs (issue 18) against a real jobqd and its database: a running job
+ * cancelled under its worker (and the race of that cancel with the worker's Complete), the
+ * "cancel.<queue>" message on the PUB socket, progress reported with heartbeats, and the output
+ * a Complete keeps with the job. Fencing throughout: a stale lease changes nothing.
+ */
+#include <pthread.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "jobq.h"
+#include "jq_rpc_call.h"
+#include "jq_svc.h"
+#include "jq_svc_api.h"
+#include "jq_test.h"
+
+#define MAX_PAYLOAD 4096
+
+static const char *const svc_flags[] = {
+	"--rescue-interval-ms=100", "--backoff-base-ms=100", "--max-payload-bytes=4096",
+	"--log-level=info", NULL,
+};
+
+static jq_api_svc fx;
+static char pub_url[160];
+
+#define RUN_TEST(name) JQ_API_TEST(fx, name)
+
+#define QUEUE(var)   \
+	char var[64]; \
+	make_queue(var, __func__)
+
+static void make_queue(char *buf, const char *fn)
+{
+	static int n;
+	snprintf(buf, 64, "%.50s-%d", fn, ++n);
+}
+
+static int group_setup(void **state)
+{
+	(void)state;
+	if (jq_api_svc_start(&fx, "running", NULL, svc_flags) != 0)
+		return -1;
+	snprintf(pub_url, sizeof(pub_url), "ipc://%s", fx.svc.pub_path);
+	return 0;
+}
+
+static int group_teardown(void **state)
+{
+	(void)state;
+	return jq_api_svc_stop(&fx, 10000);
+}
+
+static int before(void **state)
+{
+	(void)state;
+	jq_svc_mark_log(&fx.svc);
+	return 0;
+}
+
+static int after(void **state)
+{
+	(void)state;
+	bool alive = jq_svc_alive(&fx.svc);
+	if (fx.test_failed || !alive)
+		jq_svc_print_log(&fx.svc);
+	return alive ? 0 : -1;
+}
+
+static unsigned cancel1(int64_t id)
+{
+	Jobq__V1__CancelRequest req = JOBQ__V1__CANCEL_REQUEST__INIT;
+	Jobq__V1__CancelResponse *r = NULL;
+	req.n_ids = 1;
+	req.ids = &id;
+	unsigned code = jq_api_code(JQ_METHOD("Cancel"), &req, &jobq__v1__cancel_response__descriptor, &r);
+	if (r != NULL)
+		JQ_FREE(r);
+	return code;
+}
+
+/* heartbeat2 renews two leases in one (batch) call and returns the response (free with JQ_FREE). */
+static Jobq__V1__HeartbeatResponse *heartbeat2(const int64_t *ids, const int64_t *tokens)
+{
+	Jobq__V1__HeartbeatRequest req = JOBQ__V1__HEARTBEAT_REQUEST__INIT;
+	Jobq__V1__JobLease l[2], *lp[2] = { &l[0], &l[1] };
+	for (int i = 0; i < 2; i++) {
+		jobq__v1__job_lease__init(&l[i]);
+		l[i].id = ids[i];
+		l[i].lease_token = tokens[i];
+	}
+	req.n_jobs = 2;
+	req.jobs = lp;
+	return jq_api_ok(JQ_METHOD("Heartbeat"), &req, &jobq__v1__heartbeat_response__descriptor);
+}
+
+/* ================= Cancel of a running job ================= */
+
+RUN_TEST(cancel_ends_a_running_job_and_its_worker_can_no_longer_report_it)
+{
+	QUEUE(q);
+	int64_t ids[2], tokens[2];
+	jq_enqueue_many(q, 2, ids);
+	jq_claim_one(q, "w", 30, &tokens[0]);
+	jq_claim_one(q, "w", 30, &tokens[1]);
+
+	assert_int_equal(cancel1(ids[0]), 0);
+	assert_string_equal(jq_db_status(ids[0]), "archive_cancelled");
+	assert_int_equal(jq_db_ll("SELECT count(*) FROM job_queue WHERE id = %lld AND lease_expires_at IS NULL"
+				  " AND prev_job_status = 'archive_processing' AND finished_at IS NOT NULL",
+				  (long long)ids[0]), 1);
+	/* Cancelling it again is OK and changes nothing. */
+	assert_int_equal(cancel1(ids[0]), 0);
+
+	/* The worker's heartbeat says the job was stopped under its lease; the other job's renews. */
+	Jobq__V1__HeartbeatResponse *hb = heartbeat2(ids, tokens);
+	assert_int_equal(hb->n_results, 2);
+	assert_int_equal(hb->results[0]->code, 9);
+	assert_string_equal(hb->results[0]->stop_reason, "cancelled");
+	assert_int_equal(hb->results[0]->status, JOBQ__V1__JOB_STATUS__JOB_STATUS_ARCHIVE_CANCELLED);
+	assert_int_equal(hb->results[1]->code, 0);
+	assert_string_equal(hb->results[1]->stop_reason, "");
+	JQ_FREE(hb);
+	/* A one-job heartbeat gets the code and a message that says so. */
+	assert_int_equal(jq_heartbeat1(ids[0], tokens[0], 30, NULL), 9);
+	assert_non_null(strstr(jq_api_msg, "cancelled"));
+
+	/* Complete and Fail from that lease are refused and change nothing. */
+	assert_int_equal(jq_complete1(ids[0], tokens[0]), 9);
+	assert_non_null(strstr(jq_api_msg, "cancelled"));
+	assert_int_equal(jq_fail1(ids[0], tokens[0], "late", false, 0, NULL, NULL, NULL), 9);
+	assert_string_equal(jq_db_status(ids[0]), "archive_cancelled");
+	assert_int_equal(jq_db_ll("SELECT count(*) FROM job_failure WHERE job_id = %lld", (long long)ids[0]), 0);
+
+	/* A cancelled job can be retried like any other, and a completed one cannot be cancelled. */
+	assert_int_equal(jq_complete1(ids[1], tokens[1]), 0);
+	assert_int_equal(cancel1(ids[1]), 9);
+	assert_non_null(strstr(jq_api_msg, "completed"));
+	assert_string_equal(jq_db_status(ids[1]), "archive_completed");
+}
+
+/* Two callers at once on their own sockets: a worker's Complete and an operator's Cancel. */
+typedef struct race_arm {
+	const char *method;
+	const ProtobufCMessage *req;
+	pthread_barrier_t *go;
+	unsigned code;
+	int rv;
+} race_arm;
+
+static void *race_main(void *arg)
+{
+	race_arm *a = arg;
+	jq_rpc_sock s = { 0 };
+	Jobq__V1__RpcResponse *resp = NULL;
+	a->rv = jq_rpc_open(&s, fx.svc.rpc_url, 5000);
+	pthread_barrier_wait(a->go);
+	if (a->rv == 0)
+		a->rv = jq_rpc_invoke(&s, a->method, a->req, 5000, &resp);
+	if (resp != NULL) {
+		a->code = resp->code;
+		jobq__v1__rpc_response__free_unpacked(resp, NULL);
+	}
+	jq_rpc_close(&s);
+	return NULL;
+}
+
+RUN_TEST(a_cancel_racing_a_complete_has_exactly_one_winner_and_the_loser_is_refused)
+{
+	QUEUE(q);
+	int won_complete = 0, won_cancel = 0;
+	for (int round = 0; round < 20; round++) {
+		int64_t token, id = jq_enqueue_one(q, "race");
+		assert_int_equal(jq_claim_one(q, "w", 30, &token), id);
+		Jobq__V1__CompleteRequest creq = JOBQ__V1__COMPLETE_REQUEST__INIT;
+		Jobq__V1__CancelRequest xreq = JOBQ__V1__CANCEL_REQUEST__INIT;
+		creq.id = id;
+		creq.lease_token = token;
+		xreq.n_ids = 1;
+		xreq.ids = &id;
+		pthread_barrier_t go;
+		pthread_barrier_init(&go, NULL, 2);
+		race_arm arms[2] = { { JQ_METHOD("Complete"), &creq.base, &go, 99, 0 },
+				     { JQ_METHOD("Cancel"), &xreq.base, &go, 99, 0 } };
+		pthread_t th[2];
+		for (int i = 0; i < 2; i++)
+			assert_int_equal(pthread_create(&th[i], NULL, race_main, &arms[i]), 0);
+		for (int i = 0; i < 2; i++)
+			pthread_join(th[i], NULL);
+		pthread_barrier_destroy(&go);
+		assert_int_equal(arms[0].rv, 0);
+		assert_int_equal(arms[1].rv, 0);
+		const char *st = jq_db_status(id);
+		if (arms[0].code == 0) {
+			assert_int_equal(arms[1].code, 9);
+			assert_string_equal(st, "archive_completed");
+			won_complete++;
+		} else {
+			assert_int_equal(arms[0].code, 9);
+			assert_int_equal(arms[1].code, 0);
+			assert_string_equal(st, "archive_cancelled");
+			won_cancel++;
+		}
+	}
+	print_message("complete won %d, cancel won %d\n", won_complete, won_cancel);
+}
+
+/* ================= cancel.<queue> on the PUB socket ================= */
+
+/* subscribe_warm subscribes to q's pending announcements (and its cancels when cancels) and
+ * enqueues into q until the subscriber hears it: PUB/SUB has no handshake. The warm-up jobs are
+ * claimed and completed, so q is empty after. */
+static jobq_sub *subscribe_warm(const char *q, bool cancels)
+{
+	jobq_options o = { .rpc_url = fx.svc.rpc_url, .pub_url = pub_url, .timeout_ms = 5000 };
+	jobq_sub *s = NULL;
+	jobq_error err;
+	jobq_announcement a;
+	if (jobq_subscribe(&o, q, &s, &err) != JOBQ_OK || (cancels && jobq_sub_cancels(s, q, &err) != JOBQ_OK))
+		fail_msg("subscribe: %s", err.message);
+	bool heard = false;
+	for (long long dl = jq_mono_ms() + 10000; !heard && jq_mono_ms() < dl;) {
+		jq_enqueue_one(q, "warm");
+		if (jobq_sub_next(s, 200, &a, &err) == JOBQ_OK) {
+			heard = !a.stopped;
+			jobq_announcement_free(&a);
+		}
+	}
+	assert_true(heard);
+	Jobq__V1__ClaimResponse *c = jq_claim(q, 1000, "warm", 30);
+	for (size_t i = 0; i < c->n_jobs; i++)
+		assert_int_equal(jq_complete1(c->jobs[i]->id, c->jobs[i]->lease_token), 0);
+	JQ_FREE(c);
+	while (jobq_sub_next(s, 0, &a, &err) == JOBQ_OK)
+		jobq_announcement_free(&a);
+	return s;
+}
+
+static bool names(const jobq_announcement *a, int64_t id)
+{
+	for (size_t i = 0; i < a->n_ids; i++)
+		if (a->ids[i] == id)
+			return true;
+	return false;
+}
+
+/* hear_until reads s until a message of the kind `stopped` that names id (which *token, when
+ * not NULL, receives the lease token of); any message before it naming `forbid` (0: none) fails
+ * the test. Other messages are skipped: warm-ups and safety-net rescans announce the queue too. */
+static void hear_until(jobq_sub *s, bool stopped, int64_t id, int64_t forbid, int64_t *token, char *reason)
+{
+	jobq_announcement a;
+	jobq_error err;
+	for (long long dl = jq_mono_ms() + 5000; jq_mono_ms() < dl;) {
+		if (jobq_sub_next(s, 100, &a, &err) != JOBQ_OK)
+			continue;
+		bool hit = a.stopped == stopped && names(&a, id);
+		if (!hit && forbid != 0 && names(&a, forbid))
+			fail_msg("heard job %lld (%s) before job %lld", (long long)forbid,
+				 a.stopped ? "stopped" : "pending", (long long)id);
+		if (hit && token != NULL)
+			*token = a.lease_tokens[0];
+		if (hit && reason != NULL)
+			strcpy(reason, a.reason);
+		jobq_announcement_free(&a);
+		if (hit)
+			return;
+	}
+	fail_msg("never heard job %lld %s", (long long)id, stopped ? "stopped" : "pending");
+}
+
+RUN_TEST(a_cancelled_running_job_is_published_under_cancel_and_never_under_pending)
+{
+	QUEUE(q);
+	jobq_sub *s = subscribe_warm(q, true), *plain = subscribe_warm(q, false);
+	int64_t token, heard_token = 0, id = jq_enqueue_one(q, "long");
+	char reason[32] = "";
+	assert_int_equal(jq_claim_one(q, "w", 30, &token), id);
+	hear_until(s, false, id, 0, NULL, NULL);
+	hear_until(plain, false, id, 0, NULL, NULL);
+
+	assert_int_equal(cancel1(id), 0);
+	hear_until(s, true, id, 0, &heard_token, reason);
+	assert_int_equal(heard_token, token);
+	assert_string_equal(reason, "cancelled");
+
+	/* The plain subscriber hears nothing of it up to the job enqueued after the cancel (PUB
+	 * keeps the order of one publisher's messages). */
+	int64_t next = jq_enqueue_one(q, "after");
+	hear_until(plain, false, next, id, NULL, NULL);
+	/* Cancelling a pending job publishes no stop. */
+	assert_int_equal(cancel1(next), 0);
+	hear_until(s, false, next, 0, NULL, NULL);
+	int64_t last = jq_enqueue_one(q, "last");
+	hear_until(s, false, last, next, NULL, NULL);
+	jobq_sub_close(s);
+	jobq_sub_close(plain);
+}
+
+/* ================= Progress ================= */
+
+static unsigned progress1(int64_t id, int64_t token, uint32_t pct, const char *msg)
+{
+	Jobq__V1__HeartbeatRequest req = JOBQ__V1__HEARTBEAT_REQUEST__INIT;
+	Jobq__V1__HeartbeatResponse *resp = NULL;
+	Jobq__V1__JobProgress p = JOBQ__V1__JOB_PROGRESS__INIT, *pp[1] = { &p };
+	req.id = id;
+	req.lease_token = token;
+	p.id = id;
+	p.percent = pct;
+	p.message = (char *)msg;
+	req.n_progress = 1;
+	req.progress = pp;
+	unsigned code = jq_api_code(JQ_METHOD("Heartbeat"), &req, &jobq__v1__heartbeat_response__descriptor,
+				    &resp);
+	if (resp != NULL)
+		JQ_FREE(resp);
+	return code;
+}
+
+RUN_TEST(progress_reported_with_a_heartbeat_is_shown_by_get_and_list_and_fenced_by_the_lease)
+{
+	QUEUE(q);
+	int64_t token, id = jq_enqueue_one(q, "p");
+	assert_int_equal(jq_claim_one(q, "w", 30, &token), id);
+	Jobq__V1__GetResponse *g = jq_get(id);
+	assert_int_equal(g->job->progress_at_ms, 0);
+	JQ_FREE(g);
+
+	assert_int_equal(progress1(id, token, 40, "step 2 of 5"), 0);
+	g = jq_get(id);
+	assert_int_equal(g->job->progress_percent, 40);
+	assert_string_equal(g->job->progress_message, "step 2 of 5");
+	assert_true(g->job->progress_at_ms > 0);
+	assert_true(g->job->lease_expires_at_ms > jq_now_ms());
+	JQ_FREE(g);
+
+	Jobq__V1__ListRequest lreq = JOBQ__V1__LIST_REQUEST__INIT;
+	lreq.queue = q;
+	Jobq__V1__ListResponse *l = jq_api_ok(JQ_METHOD("List"), &lreq, &jobq__v1__list_response__descriptor);
+	assert_int_equal(l->n_jobs, 1);
+	assert_int_equal(l->jobs[0]->progress_percent, 40);
+	assert_string_equal(l->jobs[0]->progress_message, "step 2 of 5");
+	JQ_FREE(l);
+
+	/* A plain heartbeat keeps it; a stale token's report is refused and changes nothing. */
+	assert_int_equal(jq_heartbeat1(id, token, 30, NULL), 0);
+	assert_int_equal(progress1(id, token + 1000, 90, "forged"), 9);
+	g = jq_get(id);
+	assert_int_equal(g->job->progress_percent, 40);
+	assert_string_equal(g->job->progress_message, "step 2 of 5");
+	JQ_FREE(g);
+
+	/* The next attempt starts without the last one's progress. */
+	assert_int_equal(jq_fail1(id, token, "again", false, 1, NULL, NULL, NULL), 0);
+	jq_db_make_due(id);
+	assert_int_equal(jq_claim_one_within(q, "w", 30, 5000, &token), id);
+	g = jq_get(id);
+	assert_int_equal(g->job->progress_at_ms, 0);
+	assert_string_equal(g->job->progress_message, "");
+	JQ_FREE(g);
+}
+
+RUN_TEST(bad_progress_is_invalid_argument_and_changes_nothing)
+{
+	QUEUE(q);
+	int64_t ids[2], token;
+	jq_enqueue_many(q, 2, ids);
+	assert_int_equal(jq_claim_one(q, "w", 30, &token), ids[0]);
+	char long_msg[258];
+	memset(long_msg, 'm', 257);
+	long_msg[257] = '\0';
+	assert_int_equal(progress1(ids[0], token, 101, ""), 3);
+	assert_non_null(strstr(jq_api_msg, "percent"));
+	assert_int_equal(progress1(ids[0], token, 5, long_msg), 3);
+	assert_non_null(strstr(jq_api_msg, "256"));
+	assert_int_equal(progress1(ids[0], token, 5, "tab\there"), 3);
+	assert_int_equal(progress1(ids[0], token, 5, "\xc3\x28"), 3);
+
+	/* A report for a job the request does not renew. */
+	Jobq__V1__HeartbeatRequest req = JOBQ__V1__HEARTBEAT_REQUEST__INIT;
+	Jobq__V1__JobProgress p = JOBQ__V1__JOB_PROGRESS__INIT, *pp[2] = { &p, &p };
+	req.id = ids[0];
+	req.lease_token = token;
+	p.id = ids[1];
+	p.percent = 5;
+	req.n_progress = 1;
+	req.progress = pp;
+	jq_api_expect(JQ_METHOD("Heartbeat"), &req, 3, "not one of the request's leases");
+	/* The same job twice. */
+	p.id = ids[0];
+	req.n_progress = 2;
+	jq_api_expect(JQ_METHOD("Heartbeat"), &req, 3, "twice");
+	assert_int_equal(jq_db_ll("SELECT count(*) FROM job_queue WHERE queue = '%s' AND progress_at IS NOT NULL", q), 0);
+}
+
+/* ================= Output ================= */
+
+static unsigned complete_output(int64_t id, int64_t token, const void *data, size_t len)
+{
+	Jobq__V1__CompleteRequest req = JOBQ__V1__COMPLETE_REQUEST__INIT;
+	Jobq__V1__CompleteResponse *resp = NULL;
+	req.id = id;
+	req.lease_token = token;
+	req.output.data = (uint8_t *)data;
+	req.output.len = len;
+	unsigned code = jq_api_code(JQ_METHOD("Complete"), &req, &jobq__v1__complete_response__descriptor,
+				    &resp);
+	if (resp != NULL)
+		JQ_FREE(resp);
+	return code;
+}
+
+RUN_TEST(complete_keeps_the_output_with_the_job_and_get_returns_it)
+{
+	QUEUE(q);
+	int64_t token, id = jq_enqueue_one(q, "o");
+	assert_int_equal(jq_claim_one(q, "w", 30, &token), id);
+	const char out[] = "result\0binary";
+	/* A stale lease's output is refused and the job stays as it was. */
+	assert_int_equal(complete_output(id, token + 1000, out, sizeof(out) - 1), 9);
+	assert_string_equal(jq_db_status(id), "archive_processing");
+	assert_int_equal(complete_output(id, token, out, sizeof(out) - 1), 0);
+	Jobq__V1__GetResponse *g = jq_get(id);
+	assert_int_equal(g->job->output.len, sizeof(out) - 1);
+	assert_memory_equal(g->job->output.data, out, sizeof(out) - 1);
+	JQ_FREE(g);
+	/* The repeat of that Complete (its reply lost) is OK and keeps the first output. */
+	assert_int_equal(complete_output(id, token, "other", 5), 0);
+	g = jq_get(id);
+	assert_memory_equal(g->job->output.data, out, sizeof(out) - 1);
+	JQ_FREE(g);
+
+	/* List leaves outputs out. */
+	Jobq__V1__ListRequest lreq = JOBQ__V1__LIST_REQUEST__INIT;
+	lreq.queue = q;
+	lreq.include_payload = true;
+	Jobq__V1__ListResponse *l = jq_api_ok(JQ_METHOD("List"), &lreq, &jobq__v1__list_response__descriptor);
+	assert_int_equal(l->n_jobs, 1);
+	assert_int_equal(l->jobs[0]->output.len, 0);
+	JQ_FREE(l);
+}
+
+RUN_TEST(a_batch_complete_keeps_each_jobs_output)
+{
+	QUEUE(q);
+	int64_t ids[3];
+	jq_enqueue_many(q, 3, ids);
+	Jobq__V1__ClaimResponse *c = jq_claim(q, 3, "w", 30);
+	assert_int_equal(c->n_jobs, 3);
+	Jobq__V1__CompleteRequest req = JOBQ__V1__COMPLETE_REQUEST__INIT;
+	Jobq__V1__JobLease l[3], *lp[3];
+	Jobq__V1__JobOutput o[2], *op[2] = { &o[0], &o[1] };
+	for (int i = 0; i < 3; i++) {
+		jobq__v1__job_lease__init(&l[i]);
+		l[i].id = c->jobs[i]->id;
+		l[i].lease_token = c->jobs[i]->lease_token;
+		lp[i] = &l[i];
+	}
+	jobq__v1__job_output__init(&o[0]);
+	jobq__v1__job_output__init(&o[1]);
+	o[0].id = c->jobs[2]->id;
+	o[0].output.data = (uint8_t *)"two";
+	o[0].output.len = 3;
+	o[1].id = c->jobs[0]->id;
+	o[1].output.data = (uint8_t *)"zero";
+	o[1].output.len = 4;
+	req.n_jobs = 3;
+	req.jobs = lp;
+	req.n_outputs = 2;
+	req.outputs = op;
+	JQ_FREE(jq_api_ok(JQ_METHOD("Complete"), &req, &jobq__v1__complete_response__descriptor));
+	const char *want[3] = { "zero", "", "two" };
+	for (int i = 0; i < 3; i++) {
+		Jobq__V1__GetResponse *g = jq_get(c->jobs[i]->id);
+		assert_string_equal(g->job->status == JOBQ__V1__JOB_STATUS__JOB_STATUS_ARCHIVE_COMPLETED ? "c" : "?", "c");
+		assert_int_equal(g->job->output.len, strlen(want[i]));
+		if (g->job->output.len > 0)
+			assert_memory_equal(g->job->output.data, want[i], strlen(want[i]));
+		JQ_FREE(g);
+	}
+	JQ_FREE(c);
+}
+
+RUN_TEST(an_output_over_the_payload_limit_or_for_a_job_not_named_is_invalid_argument)
+{
+	QUEUE(q);
+	int64_t ids[2], token;
+	jq_enqueue_many(q, 2, ids);
+	assert_int_equal(jq_claim_one(q, "w", 30, &token), ids[0]);
+	char *big = calloc(1, MAX_PAYLOAD + 1);
+	assert_non_null(big);
+	assert_int_equal(complete_output(ids[0], token, big, MAX_PAYLOAD + 1), 3);
+	assert_non_null(strstr(jq_api_msg, "over the limit"));
+	free(big);
+	assert_string_equal(jq_db_status(ids[0]), "archive_processing");
+
+	Jobq__V1__CompleteRequest req = JOBQ__V1__COMPLETE_REQUEST__INIT;
+	Jobq__V1__JobOutput o = JOBQ__V1__JOB_OUTPUT__INIT, *op[1] = { &o };
+	req.id = ids[0];
+	req.lease_token = token;
+	o.id = ids[1];
+	req.n_outputs = 1;
+	req.outputs = op;
+	jq_api_expect(JQ_METHOD("Complete"), &req, 3, "not one of the request's leases");
+	/* Both forms for one job. */
+	o.id = ids[0];
+	req.output.data = (uint8_t *)"x";
+	req.output.len = 1;
+	jq_api_expect(JQ_METHOD("Complete"), &req, 3, "output already");
+	assert_string_equal(jq_db_status(ids[0]), "archive_processing");
+	assert_int_equal(jq_complete1(ids[0], token), 0);
+}
+
+#define T(name) cmocka_unit_test_setup_teardown(name, before, after)
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		T(cancel_ends_a_running_job_and_its_worker_can_no_longer_report_it),
+		T(a_cancel_racing_a_complete_has_exactly_one_winner_and_the_loser_is_refused),
+		T(a_cancelled_running_job_is_published_under_cancel_and_never_under_pending),
+		T(progress_reported_with_a_heartbeat_is_shown_by_get_and_list_and_fenced_by_the_lease),
+		T(bad_progress_is_invalid_argument_and_changes_nothing),
+		T(complete_keeps_the_output_with_the_job_and_get_returns_it),
+		T(a_batch_complete_keeps_each_jobs_output),
+		T(an_output_over_the_payload_limit_or_for_a_job_not_named_is_invalid_argument),
+	};
+	return cmocka_run_group_tests_name("running", tests, group_setup, group_teardown);
+}
