@@ -566,6 +566,51 @@ jq_code jq_db_cancel(jq_db *db, const int64_t *ids, size_t n, jq_db_item *items,
 	return ids_call(db, S_CANCEL, ids, n, judge_cancel, JQ_STATE_CANCELLED, items, err);
 }
 
+/* ids_param builds the int8[] parameter of ids (free with jq_pgbin_array_free). */
+static int ids_param(jq_pgbin_array *a, const int64_t *ids, size_t n)
+{
+	jq_pgbin_array_init(a, JQ_OID_INT8);
+	for (size_t i = 0; i < n; i++)
+		jq_pgbin_array_add_i64(a, ids[i]);
+	return jq_pgbin_array_finish(a);
+}
+
+jq_code jq_db_wait_mark(jq_db *db, const int64_t *ids, size_t n, jq_db_err *err)
+{
+	jq_pgbin_array a;
+	PGresult *r = NULL;
+	jq_code c = ids_param(&a, ids, n) != 0 ? nomem(err) : JQ_OK;
+	if (c == JQ_OK) {
+		const char *values[1] = { a.data };
+		int lengths[1] = { (int)a.len }, formats[1] = { 1 };
+		c = jq_dbi_run(db, S_WAIT_MARK, values, lengths, formats, &r, err);
+	}
+	PQclear(r);
+	jq_pgbin_array_free(&a);
+	return c;
+}
+
+jq_code jq_db_wait_read(jq_db *db, const int64_t *ids, size_t n, jq_db_rows **rows, jq_db_err *err)
+{
+	jq_pgbin_array a;
+	PGresult *r = NULL;
+	*rows = NULL;
+	jq_code c = ids_param(&a, ids, n) != 0 ? nomem(err) : JQ_OK;
+	if (c == JQ_OK) {
+		const char *values[1] = { a.data };
+		int lengths[1] = { (int)a.len }, formats[1] = { 1 };
+		c = jq_dbi_run(db, S_WAIT_READ, values, lengths, formats, &r, err);
+	}
+	jq_pgbin_array_free(&a);
+	if (c == JQ_OK)
+		c = check_states(r, err); /* clears r on error */
+	if (c != JQ_OK)
+		return c;
+	if ((*rows = wrap(r)) == NULL)
+		return nomem(err);
+	return JQ_OK;
+}
+
 /* count_call runs a statement that reports only how many rows it touched. */
 static jq_code count_call(jq_db *db, jq_dbi_stmt_id id, const char *const *values, const int *lengths,
 			  const int *formats, int64_t *count, jq_db_err *err)

@@ -224,6 +224,14 @@ jq_code jq_db_retry_failed_batch(jq_db *db, const char *queue, int64_t after_id,
 jq_code jq_db_cancel(jq_db *db, const int64_t *ids, size_t n, jq_db_item *items, jq_db_err *err)
 	__attribute__((warn_unused_result));
 
+/* jq_db_wait_mark marks the unfinished jobs among ids[n] so that their end is notified
+ * (channel jobq_done); jq_db_wait_read then reads those that exist, in the order of ids, without
+ * payload, into *rows. */
+jq_code jq_db_wait_mark(jq_db *db, const int64_t *ids, size_t n, jq_db_err *err)
+	__attribute__((warn_unused_result));
+jq_code jq_db_wait_read(jq_db *db, const int64_t *ids, size_t n, jq_db_rows **rows, jq_db_err *err)
+	__attribute__((warn_unused_result));
+
 /* jq_db_stats: counts by queue and state (queue NULL = all) in *rows; read with jq_db_rows_stats. */
 jq_code jq_db_stats(jq_db *db, const char *queue, jq_db_rows **rows, jq_db_err *err)
 	__attribute__((warn_unused_result));

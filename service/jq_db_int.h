@@ -53,6 +53,8 @@ typedef enum jq_dbi_stmt_id {
 	S_RETRY,
 	S_RETRY_ALL,
 	S_CANCEL,
+	S_WAIT_MARK,
+	S_WAIT_READ,
 	S_STATS,
 	S_JOB_GAUGES,
 	S_FINISHED_ESTIMATES,

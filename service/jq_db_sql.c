@@ -231,6 +231,21 @@ const jq_dbi_stmt jq_dbi_stmts[S__COUNT] = {
 		"  ORDER BY l.ord",
 		1, { OID_INT8_ARR }, true },
 
+	/* Wait: mark the unfinished jobs so that their end is notified (trigger job_queue_notify_done,
+	 * migration 017), in a statement of its own: the read that follows starts after the mark
+	 * committed, so a job that ends after that read is notified, and one that ended before it
+	 * is seen ended. */
+	[S_WAIT_MARK] = { "jq_wait_mark",
+		"UPDATE job_queue SET waited = true"
+		" WHERE id = ANY($1::int8[]) AND finished_at IS NULL AND waited IS NOT TRUE",
+		1, { OID_INT8_ARR }, true },
+
+	/* The jobs of a Wait in request order, without payload (Get has it). */
+	[S_WAIT_READ] = { "jq_wait_read",
+		"SELECT " JOB_COLS("NULL::bytea") " FROM unnest($1::int8[]) WITH ORDINALITY AS l(id, ord)"
+		" JOIN job_queue j ON j.id = l.id ORDER BY l.ord",
+		1, { OID_INT8_ARR }, true },
+
 	/* Stats scans the table: an operator's view, not a hot path. */
 	[S_STATS] = { "jq_stats",
 		"SELECT queue,"

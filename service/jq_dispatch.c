@@ -26,6 +26,7 @@ static const route routes[] = {
 	{ "Retry", jq_handle_retry },
 	{ "Cancel", jq_handle_cancel },
 	{ "Stats", jq_handle_stats },
+	{ "Wait", jq_handle_wait },
 };
 
 #define NROUTES (sizeof(routes) / sizeof(routes[0]))
@@ -149,7 +150,7 @@ void jq_dispatch_handle(void *worker_arg, jq_rpc_req *req)
 	jq_call call = { .db = w->db, .cfg = w->cfg, .request_id = jq_rpc_req_request_id(req),
 			 .received_us = jq_rpc_req_received_us(req), .deadline_us = jq_rpc_req_deadline_us(req),
 			 .longpoll = w->longpoll, .client_max_reply = env->max_reply_bytes,
-			 .send = send_reply, .send_arg = &to };
+			 .send = send_reply, .send_arg = &to, .jobwait = w->jobwait };
 	ProtobufCMessage *in = NULL;
 
 	/* No wait for the database outlasts the request (a silent connection included). */
@@ -175,6 +176,14 @@ void jq_dispatch_handle(void *worker_arg, jq_rpc_req *req)
 		goto reply;
 	}
 	fn(&call, in);
+	/* A Wait that waits: jq_jobwait owns it from here (jq_jobwait.h); its ids are copied there
+	 * before the decoded request goes. */
+	if (!call.sent && call.waits_jobs) {
+		jq_jobwait_park(call.jobwait, req, call.wait_ids, call.wait_n, call.wait_generation,
+				call.wait_until_us);
+		protobuf_c_message_free_unpacked(in, NULL);
+		return;
+	}
 	protobuf_c_message_free_unpacked(in, NULL);
 	if (call.sent)
 		return;

@@ -709,6 +709,77 @@ void jq_handle_cancel(jq_call *call, const ProtobufCMessage *request)
 	run_ids(call, r->ids, r->n_ids, jq_db_cancel, &resp.base, &resp.n_results, &resp.results, NULL);
 }
 
+/* ---- Wait ---- */
+
+/* A Wait with less of its wait left than this answers rather than waits. */
+#define WAIT_MIN_US 2000
+
+static bool finished(jq_state s)
+{
+	return s == JQ_STATE_COMPLETED || s == JQ_STATE_FAILED || s == JQ_STATE_CANCELLED;
+}
+
+/* wait_answer replies with the jobs as they stand, or says which id does not exist. */
+static void wait_answer(jq_call *call, const Jobq__V1__WaitRequest *r, const jq_db_rows *rows, bool done)
+{
+	Jobq__V1__WaitResponse resp = JOBQ__V1__WAIT_RESPONSE__INIT;
+	jobs_out out = { 0 };
+	if (jobs_from_rows(rows, &out) != 0) {
+		jq_call_error(call, JQ_RESOURCE_EXHAUSTED, "out of memory");
+		goto out;
+	}
+	resp.n_jobs = out.n;
+	resp.jobs = out.ptrs;
+	resp.done = done;
+	jq_call_reply(call, &resp.base);
+out:
+	jobs_free(&out);
+	(void)r;
+}
+
+void jq_handle_wait(jq_call *call, const ProtobufCMessage *request)
+{
+	const Jobq__V1__WaitRequest *r = (const Jobq__V1__WaitRequest *)request;
+	jq_db_rows *rows = NULL;
+	jq_db_err err;
+
+	if (jq_validate_wait(r, call->message, sizeof(call->message)) != 0) {
+		call->code = JQ_INVALID_ARGUMENT;
+		return;
+	}
+	int64_t until = call->received_us + (int64_t)r->wait_ms * 1000;
+	bool may_wait = call->jobwait != NULL && until - jq_clock_mono_us() > WAIT_MIN_US;
+	uint64_t gen = call->jobwait != NULL ? jq_jobwait_generation(call->jobwait) : 0;
+	jq_code c = may_wait ? jq_db_wait_mark(call->db, r->ids, r->n_ids, &err) : JQ_OK;
+	if (c == JQ_OK)
+		c = jq_db_wait_read(call->db, r->ids, r->n_ids, &rows, &err);
+	if (c != JQ_OK) {
+		db_error(call, c, &err);
+		return;
+	}
+	size_t n = (size_t)jq_db_rows_count(rows);
+	bool done = true;
+	for (size_t i = 0; i < r->n_ids; i++) {
+		jq_job j;
+		if (i >= n || (jq_db_rows_job(rows, (int)i, &j), j.id != r->ids[i])) {
+			jq_call_error(call, JQ_NOT_FOUND, "job %lld: no such job", (long long)r->ids[i]);
+			goto out;
+		}
+		done = done && finished(j.status);
+	}
+	if (!done && may_wait) {
+		call->waits_jobs = true;
+		call->wait_generation = gen;
+		call->wait_until_us = until;
+		call->wait_n = r->n_ids;
+		call->wait_ids = r->ids;
+		goto out;
+	}
+	wait_answer(call, r, rows, done);
+out:
+	jq_db_rows_free(rows);
+}
+
 /* ---- Stats ---- */
 
 void jq_handle_stats(jq_call *call, const ProtobufCMessage *request)

@@ -19,6 +19,7 @@
 
 #include "jq_config.h"
 #include "jq_db.h"
+#include "jq_jobwait.h"
 #include "jq_longpoll.h"
 
 /* Bytes a job takes in a reply beyond the contents of its payload, queue, lease owner, last
@@ -52,6 +53,14 @@ struct jq_call {
 	 * jq_longpoll_wait with `claim` instead of answering. */
 	bool waits;
 	jq_longpoll_claim claim;
+	/* Waits for jobs to finish: NULL = a Wait answers at once. A Wait that is to wait sets
+	 * waits_jobs, and the dispatcher hands the request to jq_jobwait_park with what follows. */
+	jq_jobwait *jobwait;
+	bool waits_jobs;
+	uint64_t wait_generation;
+	int64_t wait_until_us;
+	size_t wait_n;
+	const int64_t *wait_ids; /* the request's ids: valid until the dispatcher frees the request */
 };
 
 typedef void (*jq_handler_fn)(jq_call *call, const ProtobufCMessage *request);
@@ -77,5 +86,6 @@ void jq_handle_list(jq_call *call, const ProtobufCMessage *request);
 void jq_handle_retry(jq_call *call, const ProtobufCMessage *request);
 void jq_handle_cancel(jq_call *call, const ProtobufCMessage *request);
 void jq_handle_stats(jq_call *call, const ProtobufCMessage *request);
+void jq_handle_wait(jq_call *call, const ProtobufCMessage *request);
 
 #endif

@@ -21,6 +21,8 @@
 #define CHANNEL "jobq_pending"
 /* Running jobs stopped under their workers: "C <queue> <id> <lease token>" (migration 017). */
 #define STOP_CHANNEL "jobq_stop"
+/* Jobs somebody waits for that ended: "<id>" (migration 017). */
+#define DONE_CHANNEL "jobq_done"
 #define BACKOFF_MIN_MS 100
 #define BACKOFF_MAX_MS 5000
 /* Even with no timer armed, rescan this often: it re-announces queues that still have due jobs
@@ -276,6 +278,21 @@ static void handle_stop(jq_notify *n, const char *payload)
 		atomic_fetch_add(&n->announced, 1);
 }
 
+/* handle_done hands the id of a job that ended to the finished hook; other payloads are
+ * skipped. */
+static void handle_done(jq_notify *n, const char *payload)
+{
+	char *end;
+	errno = 0;
+	long long id = strtoll(payload, &end, 10);
+	if (end == payload || *end != '\0' || errno != 0 || id <= 0) {
+		jq_debug("notify: not a job id: '%.40s'", payload);
+		return;
+	}
+	if (n->hooks.finished != NULL)
+		n->hooks.finished(n->hooks.arg, id);
+}
+
 /* ---- the database side ---- */
 
 /* drain handles every notification libpq has already read; true when one asked for a rescan.
@@ -291,6 +308,8 @@ static bool drain(jq_notify *n)
 			rescan = true;
 		else if (strcmp(note->relname, STOP_CHANNEL) == 0)
 			handle_stop(n, note->extra);
+		else if (strcmp(note->relname, DONE_CHANNEL) == 0)
+			handle_done(n, note->extra);
 		PQfreemem(note);
 	}
 	return rescan;
@@ -362,7 +381,8 @@ static int connect_listen(jq_notify *n)
 			set_why(n, "cannot connect: ", why);
 		goto fail;
 	}
-	static const char *const listens[] = { "LISTEN " CHANNEL, "LISTEN " STOP_CHANNEL };
+	static const char *const listens[] = { "LISTEN " CHANNEL, "LISTEN " STOP_CHANNEL,
+					       "LISTEN " DONE_CHANNEL };
 	for (size_t i = 0; i < sizeof(listens) / sizeof(listens[0]); i++) {
 		PGresult *res = exec(n, listens[i], "LISTEN: ");
 		if (res == NULL)

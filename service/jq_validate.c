@@ -409,3 +409,14 @@ int jq_validate_stats(const Jobq__V1__StatsRequest *r, char *msg, size_t msg_len
 		return jq_validate_queue_name("queue", r->queue, msg, msg_len);
 	return 0;
 }
+
+int jq_validate_wait(const Jobq__V1__WaitRequest *r, char *msg, size_t msg_len)
+{
+	if (r->n_ids == 0)
+		return bad(msg, msg_len, "ids: at least one job is required");
+	if (r->n_ids > JQ_MAX_WAIT_IDS)
+		return bad(msg, msg_len, "ids: at most %d per request", JQ_MAX_WAIT_IDS);
+	if (r->wait_ms > JQ_MAX_WAIT_MS)
+		return bad(msg, msg_len, "wait_ms: at most %d", JQ_MAX_WAIT_MS);
+	return ids_ok("ids", r->ids, r->n_ids, msg, msg_len);
+}

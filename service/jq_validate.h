@@ -21,6 +21,7 @@
 #define JQ_MAX_ATTEMPTS 1000
 #define JQ_MAX_RETRY_IN_MS INT32_MAX /* the database's int4 (about 24.8 days) */
 #define JQ_MAX_PROGRESS_MESSAGE_LEN 256
+#define JQ_MAX_WAIT_IDS 100 /* jq_jobwait's JQ_JOBWAIT_MAX_IDS */
 
 typedef struct jq_limits {
 	size_t max_payload_bytes;
@@ -44,5 +45,7 @@ int jq_validate_list(const Jobq__V1__ListRequest *r, char *msg, size_t msg_len);
 int jq_validate_retry(const Jobq__V1__RetryRequest *r, char *msg, size_t msg_len);
 int jq_validate_cancel(const Jobq__V1__CancelRequest *r, char *msg, size_t msg_len);
 int jq_validate_stats(const Jobq__V1__StatsRequest *r, char *msg, size_t msg_len);
+/* Wait: 1..JQ_MAX_WAIT_IDS distinct positive ids, wait_ms at most JQ_MAX_WAIT_MS. */
+int jq_validate_wait(const Jobq__V1__WaitRequest *r, char *msg, size_t msg_len);
 
 #endif

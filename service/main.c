@@ -32,6 +32,7 @@ typedef struct service {
 	jq_publisher *pub;
 	jq_notify *notify;
 	jq_longpoll *longpoll;
+	jq_jobwait *jobwait;
 	jq_http *http;
 	jq_auth *auth;
 	int workers_up;        /* of nworkers, connected when they opened */
@@ -53,6 +54,7 @@ static int open_workers(service *s)
 	for (int i = 0; i < s->nworkers; i++) {
 		s->workers[i].cfg = &s->cfg;
 		s->workers[i].longpoll = s->longpoll;
+		s->workers[i].jobwait = s->jobwait;
 		if (jq_db_open(&o, &s->workers[i].db) != 0)
 			return -1;
 		/* Read before the RPC server starts: afterwards each handle is its worker's. */
@@ -73,8 +75,10 @@ static void close_all(service *s)
 	jq_notify_stop(s->notify);
 	jq_publisher_stop(s->pub);
 	jq_longpoll_stop(s->longpoll);
+	jq_jobwait_stop(s->jobwait);
 	jq_rpc_server_stop(s->rpc);
 	jq_longpoll_free(s->longpoll);
+	jq_jobwait_free(s->jobwait);
 	jq_auth_free(s->auth);
 	jq_rescuer_stop(s->rescuer);
 	for (int i = 0; s->workers != NULL && i < s->nworkers; i++)
@@ -84,14 +88,21 @@ static void close_all(service *s)
 	jq_config_free(&s->cfg);
 }
 
+/* The listener's hooks: their argument is the service. */
 static void wake_longpoll(void *arg, const char *queue, size_t jobs)
 {
-	jq_longpoll_wake(arg, queue, jobs);
+	jq_longpoll_wake(((service *)arg)->longpoll, queue, jobs);
 }
 
 static void longpoll_listening(void *arg, bool on)
 {
-	jq_longpoll_listening(arg, on);
+	jq_longpoll_listening(((service *)arg)->longpoll, on);
+	jq_jobwait_listening(((service *)arg)->jobwait, on);
+}
+
+static void job_finished(void *arg, int64_t id)
+{
+	jq_jobwait_finished(((service *)arg)->jobwait, id);
 }
 
 /* open_auth loads the credentials; a request is judged against them before it is decoded. */
@@ -126,6 +137,10 @@ static int start(service *s)
 		jq_error("could not start the long-poll timer");
 		return -1;
 	}
+	if (jq_jobwait_start(s->cfg.max_waiting_waits, &s->jobwait) != 0) {
+		jq_error("could not start the Wait timer");
+		return -1;
+	}
 	if (open_workers(s) != 0) {
 		jq_error("out of memory opening database connections");
 		return -1;
@@ -157,7 +172,7 @@ static int start(service *s)
 	if (jq_publisher_start_tls(s->cfg.pub_url, &tls, &s->pub) != 0)
 		return -1;
 	jq_notify_hooks hooks = { .announced = wake_longpoll, .listening = longpoll_listening,
-				  .arg = s->longpoll };
+				  .finished = job_finished, .arg = s };
 	if (jq_notify_start(&s->cfg, s->pub, &hooks, &s->notify) != 0) {
 		jq_error("could not start the notification listener");
 		return -1;
