@@ -261,7 +261,16 @@ void jobq_failures_free(jobq_failure_record *records, size_t n);
 int jobq_list(jobq_client *c, const jobq_list_options *opts, jobq_job **jobs, size_t *n,
 	      int64_t *next_after_id, jobq_error *err);
 
-/* jobq_retry / jobq_cancel: by ids (results as for Complete). */
+/* jobq_wait waits up to wait_ms for every job of ids[n] (1..100, each once) to finish
+ * (archive_completed, archive_failed or archive_cancelled); the service is woken by the jobs'
+ * ends, it does not poll. *jobs (free with jobq_jobs_free(*jobs, *n_jobs)) are the jobs in the
+ * order of ids as they stand at the answer, without payload and output (jobq_get has them);
+ * *done tells whether all are finished. An unknown id answers JOBQ_NOT_FOUND. */
+int jobq_wait(jobq_client *c, const int64_t *ids, size_t n, uint32_t wait_ms, jobq_job **jobs,
+	      size_t *n_jobs, bool *done, jobq_error *err);
+
+/* jobq_retry / jobq_cancel: by ids (results as for Complete). A running job that is cancelled
+ * ends at once; its worker hears of it (jobq_sub_cancels, or its next heartbeat). */
 int jobq_retry(jobq_client *c, const int64_t *ids, size_t n, jobq_result *results, jobq_error *err);
 int jobq_cancel(jobq_client *c, const int64_t *ids, size_t n, jobq_result *results, jobq_error *err);
 

@@ -925,6 +925,49 @@ int jobq_list(jobq_client *c, const jobq_list_options *opts, jobq_job **jobs, si
 
 /* ---- Retry, Cancel ---- */
 
+int jobq_wait(jobq_client *c, const int64_t *ids, size_t n, uint32_t wait_ms, jobq_job **jobs,
+	      size_t *n_jobs, bool *done, jobq_error *err)
+{
+	Jobq__V1__WaitRequest req = JOBQ__V1__WAIT_REQUEST__INIT;
+	Jobq__V1__WaitResponse *resp = NULL;
+	int code = check_client(c, "jobq_wait", err);
+	if (code != JOBQ_OK)
+		return code;
+	if (ids == NULL || jobs == NULL || n_jobs == NULL || done == NULL)
+		return jobqi_set_err(err, JOBQ_INVALID_ARGUMENT,
+				     "jobq_wait: ids, jobs, n_jobs and done must not be NULL");
+	*jobs = NULL;
+	*n_jobs = 0;
+	*done = false;
+	if (n == 0 || n > 100)
+		return jobqi_set_err(err, JOBQ_INVALID_ARGUMENT, "jobq_wait: %zu jobs; must be 1..100", n);
+	req.n_ids = n;
+	req.ids = (int64_t *)ids;
+	int64_t until = jobqi_mono_ms() + wait_ms;
+	for (;;) {
+		int64_t left = until - jobqi_mono_ms();
+		req.wait_ms = left > 0 ? (uint32_t)left : 0;
+		/* The service answers when the jobs end or wait_ms has passed: wait that much longer. */
+		int extra = req.wait_ms > INT_MAX ? INT_MAX : (int)req.wait_ms;
+		code = rpc(c, METHOD("Wait"), &req.base, &jobq__v1__wait_response__descriptor, extra,
+			   (ProtobufCMessage **)&resp, err);
+		if (code != JOBQ_OK)
+			return code;
+		uint32_t retry_after = resp->retry_after_ms;
+		if (retry_after == 0 || req.wait_ms == 0)
+			break;
+		/* The service keeps as many Waits as it allows: wait here, then ask again. */
+		jobq__v1__wait_response__free_unpacked(resp, NULL);
+		resp = NULL;
+		left = until - jobqi_mono_ms();
+		sleep_ms(left < retry_after ? (left > 0 ? left : 0) : retry_after);
+	}
+	*done = resp->done;
+	code = jobs_copy(resp->jobs, resp->n_jobs, jobs, n_jobs, err);
+	jobq__v1__wait_response__free_unpacked(resp, NULL);
+	return code;
+}
+
 int jobq_retry(jobq_client *c, const int64_t *ids, size_t n, jobq_result *results, jobq_error *err)
 {
 	Jobq__V1__RetryRequest req = JOBQ__V1__RETRY_REQUEST__INIT;

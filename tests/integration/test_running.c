@@ -25,7 +25,7 @@
 
 static const char *const svc_flags[] = {
 	"--rescue-interval-ms=100", "--backoff-base-ms=100", "--max-payload-bytes=4096",
-	"--log-level=info", NULL,
+	"--max-waiting-waits=2", "--log-level=info", NULL,
 };
 
 static jq_api_svc fx;
@@ -519,6 +519,186 @@ RUN_TEST(an_output_over_the_payload_limit_or_for_a_job_not_named_is_invalid_argu
 	assert_int_equal(jq_complete1(ids[0], token), 0);
 }
 
+/* ================= Wait ================= */
+
+/* A Wait on a socket of its own, in a thread. */
+typedef struct waiter_arg {
+	int64_t ids[4];
+	size_t n;
+	uint32_t wait_ms;
+	unsigned code;
+	int rv;
+	long long took_ms;
+	Jobq__V1__WaitResponse *resp;
+	pthread_t th;
+} waiter_arg;
+
+static void *wait_main(void *arg)
+{
+	waiter_arg *a = arg;
+	jq_rpc_sock s = { 0 };
+	Jobq__V1__RpcResponse *env = NULL;
+	Jobq__V1__WaitRequest req = JOBQ__V1__WAIT_REQUEST__INIT;
+	req.ids = a->ids;
+	req.n_ids = a->n;
+	req.wait_ms = a->wait_ms;
+	a->code = 99;
+	a->rv = jq_rpc_open(&s, fx.svc.rpc_url, (int)a->wait_ms + 10000);
+	long long t0 = jq_mono_ms();
+	if (a->rv == 0)
+		a->rv = jq_rpc_invoke(&s, JQ_METHOD("Wait"), &req.base, a->wait_ms + 10000, &env);
+	a->took_ms = jq_mono_ms() - t0;
+	if (env != NULL) {
+		a->code = env->code;
+		if (env->code == 0)
+			a->resp = jobq__v1__wait_response__unpack(NULL, env->payload.len, env->payload.data);
+		jobq__v1__rpc_response__free_unpacked(env, NULL);
+	}
+	jq_rpc_close(&s);
+	return NULL;
+}
+
+static void wait_start(waiter_arg *a)
+{
+	assert_int_equal(pthread_create(&a->th, NULL, wait_main, a), 0);
+}
+
+static void wait_join(waiter_arg *a)
+{
+	pthread_join(a->th, NULL);
+	assert_int_equal(a->rv, 0);
+}
+
+static long long waited(int64_t id)
+{
+	return jq_db_ll("SELECT count(*) FROM job_queue WHERE id = %lld AND waited", (long long)id);
+}
+
+RUN_TEST(wait_answers_when_the_job_ends_woken_by_the_database_not_by_its_time)
+{
+	QUEUE(q);
+	int64_t token, id = jq_enqueue_one(q, "w");
+	assert_int_equal(jq_claim_one(q, "w", 30, &token), id);
+	waiter_arg a = { .ids = { id }, .n = 1, .wait_ms = 60000 };
+	wait_start(&a);
+	/* The Wait has marked the job before it parks; a little later it is parked. */
+	JQ_POLL_UNTIL(waited(id) == 1, 5000, "the Wait to mark its job");
+	assert_int_equal(jq_complete1(id, token), 0);
+	wait_join(&a);
+	assert_int_equal(a.code, 0);
+	assert_non_null(a.resp);
+	assert_true(a.resp->done);
+	assert_int_equal(a.resp->n_jobs, 1);
+	assert_int_equal(a.resp->jobs[0]->id, id);
+	assert_int_equal(a.resp->jobs[0]->status, JOBQ__V1__JOB_STATUS__JOB_STATUS_ARCHIVE_COMPLETED);
+	assert_int_equal(a.resp->jobs[0]->payload.len, 0);
+	/* Far sooner than its 60 s: the job's end woke it. */
+	assert_true(a.took_ms < 30000);
+	JQ_FREE(a.resp);
+}
+
+RUN_TEST(wait_for_several_jobs_answers_once_all_have_ended_cancelled_and_failed_count)
+{
+	QUEUE(q);
+	int64_t ids[3], tokens[3];
+	jq_enqueue_many(q, 3, ids);
+	for (int i = 0; i < 3; i++)
+		assert_int_equal(jq_claim_one(q, "w", 30, &tokens[i]), ids[i]);
+	assert_int_equal(jq_complete1(ids[0], tokens[0]), 0);
+	waiter_arg a = { .ids = { ids[0], ids[1], ids[2] }, .n = 3, .wait_ms = 60000 };
+	wait_start(&a);
+	JQ_POLL_UNTIL(waited(ids[1]) == 1 && waited(ids[2]) == 1, 5000, "the Wait to mark its jobs");
+	assert_int_equal(cancel1(ids[1]), 0);
+	assert_int_equal(jq_fail1(ids[2], tokens[2], "broken", true, 0, NULL, NULL, NULL), 0);
+	wait_join(&a);
+	assert_int_equal(a.code, 0);
+	assert_true(a.resp->done);
+	assert_int_equal(a.resp->n_jobs, 3);
+	assert_int_equal(a.resp->jobs[0]->status, JOBQ__V1__JOB_STATUS__JOB_STATUS_ARCHIVE_COMPLETED);
+	assert_int_equal(a.resp->jobs[1]->status, JOBQ__V1__JOB_STATUS__JOB_STATUS_ARCHIVE_CANCELLED);
+	assert_int_equal(a.resp->jobs[2]->status, JOBQ__V1__JOB_STATUS__JOB_STATUS_ARCHIVE_FAILED);
+	assert_string_equal(a.resp->jobs[2]->last_error, "broken");
+	assert_true(a.took_ms < 30000);
+	JQ_FREE(a.resp);
+}
+
+RUN_TEST(wait_answers_unfinished_jobs_as_they_stand_when_its_time_is_up)
+{
+	QUEUE(q);
+	int64_t id = jq_enqueue_one(q, "w");
+	waiter_arg a = { .ids = { id }, .n = 1, .wait_ms = 300 };
+	wait_start(&a);
+	wait_join(&a);
+	assert_int_equal(a.code, 0);
+	assert_false(a.resp->done);
+	assert_int_equal(a.resp->jobs[0]->status, JOBQ__V1__JOB_STATUS__JOB_STATUS_ARCHIVE_PENDING);
+	assert_true(a.took_ms >= 290);
+	JQ_FREE(a.resp);
+	/* wait_ms 0 answers at once, and marks nothing. */
+	int64_t other = jq_enqueue_one(q, "w");
+	waiter_arg b = { .ids = { other }, .n = 1, .wait_ms = 0 };
+	wait_start(&b);
+	wait_join(&b);
+	assert_false(b.resp->done);
+	assert_int_equal(waited(other), 0);
+	JQ_FREE(b.resp);
+}
+
+RUN_TEST(waits_past_max_waiting_waits_are_told_to_come_back)
+{
+	QUEUE(q);
+	int64_t token, id = jq_enqueue_one(q, "w");
+	assert_int_equal(jq_claim_one(q, "w", 30, &token), id);
+	waiter_arg a[3];
+	for (int i = 0; i < 3; i++) {
+		a[i] = (waiter_arg){ .ids = { id }, .n = 1, .wait_ms = 60000 };
+		wait_start(&a[i]);
+	}
+	/* Two park (--max-waiting-waits=2); the third is answered at once with a time to retry. */
+	int told = -1;
+	for (long long dl = jq_mono_ms() + 10000; told < 0 && jq_mono_ms() < dl; jq_sleep_ms(10)) {
+		for (int i = 0; i < 3 && told < 0; i++) {
+			if (pthread_tryjoin_np(a[i].th, NULL) == 0)
+				told = i;
+		}
+	}
+	assert_true(told >= 0);
+	assert_int_equal(a[told].code, 0);
+	assert_true(a[told].resp->retry_after_ms > 0);
+	assert_int_equal(a[told].resp->n_jobs, 0);
+	JQ_FREE(a[told].resp);
+	assert_int_equal(jq_complete1(id, token), 0);
+	for (int i = 0; i < 3; i++) {
+		if (i == told)
+			continue;
+		wait_join(&a[i]);
+		assert_int_equal(a[i].code, 0);
+		assert_true(a[i].resp->done);
+		JQ_FREE(a[i].resp);
+	}
+}
+
+RUN_TEST(bad_waits_are_invalid_argument_and_an_unknown_job_is_not_found)
+{
+	Jobq__V1__WaitRequest req = JOBQ__V1__WAIT_REQUEST__INIT;
+	int64_t ids[101];
+	for (int i = 0; i < 101; i++)
+		ids[i] = i + 1;
+	req.ids = ids;
+	jq_api_expect(JQ_METHOD("Wait"), &req, 3, "at least one");
+	req.n_ids = 101;
+	jq_api_expect(JQ_METHOD("Wait"), &req, 3, "at most 100");
+	req.n_ids = 2;
+	ids[1] = ids[0];
+	jq_api_expect(JQ_METHOD("Wait"), &req, 3, "twice");
+	req.n_ids = 1;
+	req.wait_ms = 300001;
+	jq_api_expect(JQ_METHOD("Wait"), &req, 3, "wait_ms");
+	ids[0] = INT64_C(900000000007);
+	req.wait_ms = 1000;
+	jq_api_expect(JQ_METHOD("Wait"), &req, 5, "900000000007");
+}
+
 #define T(name) cmocka_unit_test_setup_teardown(name, before, after)
 
 int main(void)
@@ -532,6 +712,11 @@ int main(void)
 		T(complete_keeps_the_output_with_the_job_and_get_returns_it),
 		T(a_batch_complete_keeps_each_jobs_output),
 		T(an_output_over_the_payload_limit_or_for_a_job_not_named_is_invalid_argument),
+		T(wait_answers_when_the_job_ends_woken_by_the_database_not_by_its_time),
+		T(wait_for_several_jobs_answers_once_all_have_ended_cancelled_and_failed_count),
+		T(wait_answers_unfinished_jobs_as_they_stand_when_its_time_is_up),
+		T(waits_past_max_waiting_waits_are_told_to_come_back),
+		T(bad_waits_are_invalid_argument_and_an_unknown_job_is_not_found),
 	};
 	return cmocka_run_group_tests_name("running", tests, group_setup, group_teardown);
 }
