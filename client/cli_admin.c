@@ -86,6 +86,10 @@ static void print_job_human(const jobq_job *jb, const jobq_failure_record *h, si
 	print_time_field("updated_at:", jb->updated_at_ms);
 	print_time_field("finished_at:", jb->finished_at_ms);
 	print_field("last_error:", jb->last_error);
+	if (jb->timeout_ms > 0) {
+		snprintf(buf, sizeof(buf), "%" PRIu32 " ms", jb->timeout_ms);
+		print_field("time_limit:", buf);
+	}
 	if (jb->progress_percent >= 0) {
 		char when[40];
 		printf("%-16s %" PRId32 "%%%s%s (at %s)\n", "progress:", jb->progress_percent,

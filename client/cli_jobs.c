@@ -35,6 +35,8 @@ static const char enqueue_help[] =
 	"      --idempotency-key K    while a job with this key is unfinished, return its id\n"
 	"      --batch-size N         jobs per Enqueue call with --stdin-lines (default 500, max 1000;\n"
 	"                             a batch also ends at 1 MiB of payload)\n"
+	"      --time-limit-ms N      each attempt may run N ms from its claim; past it the service\n"
+	"                             fails it (retried per --max-attempts) and stops its worker\n"
 	"      --wait                 (one job) wait until it finishes; print its output to stdout\n"
 	"                             (with --json: one more object with status, output (base64) and\n"
 	"                             last_error) and exit with its outcome: 0 completed, 3 failed,\n"
@@ -70,6 +72,7 @@ enum {
 	OPT_OUTPUT_FILE,
 	OPT_WAIT,
 	OPT_ENQ_WAIT_MS,
+	OPT_TIME_LIMIT_MS,
 };
 
 typedef struct enqueue_args {
@@ -133,6 +136,9 @@ static int enqueue_opt(cli *c, enqueue_args *a, int opt, const char *arg)
 		break;
 	case OPT_WAIT:
 		a->wait = true;
+		break;
+	case OPT_TIME_LIMIT_MS:
+		rc = cli_parse_u32(c, "--time-limit-ms", arg, 604800000, &a->tmpl.timeout_ms);
 		break;
 	case OPT_ENQ_WAIT_MS:
 		rc = cli_parse_i64(c, "--wait-ms", arg, 0, INT64_MAX, &a->wait_ms);
@@ -391,6 +397,7 @@ int cmd_enqueue(cli *c, int argc, char **argv)
 		{ "idempotency-key", required_argument, NULL, OPT_IDEM_KEY },
 		{ "batch-size", required_argument, NULL, OPT_BATCH_SIZE },
 		{ "wait", no_argument, NULL, OPT_WAIT },
+		{ "time-limit-ms", required_argument, NULL, OPT_TIME_LIMIT_MS },
 		{ "wait-ms", required_argument, NULL, OPT_ENQ_WAIT_MS },
 		{ NULL, 0, NULL, 0 },
 	};

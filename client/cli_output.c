@@ -178,6 +178,8 @@ void json_job_fields(json_out *j, const jobq_job *job, bool include_payload)
 	json_time_ms(j, "created_at_ms", job->created_at_ms);
 	json_time_ms(j, "updated_at_ms", job->updated_at_ms);
 	json_time_ms(j, "finished_at_ms", job->finished_at_ms);
+	if (job->timeout_ms > 0)
+		json_u64(j, "timeout_ms", job->timeout_ms);
 	if (job->progress_percent >= 0) {
 		json_i64(j, "progress_percent", job->progress_percent);
 		json_str(j, "progress_message",

@@ -646,7 +646,8 @@ static void report_done(worker *w, int64_t now)
 		if (s->state != SLOT_DONE || now < s->next_report_ms)
 			continue;
 		if (s->lease_lost && s->stop_reason[0] != '\0') {
-			json_event(w, s, s->stop_reason, NULL, NULL);
+			json_event(w, s, strcmp(s->stop_reason, "cancelled") == 0 ? "cancelled" : "stopped",
+				   s->stop_reason, NULL);
 			w->n_stopped++;
 			release(s);
 		} else if (s->lease_lost) {

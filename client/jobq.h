@@ -99,6 +99,9 @@ typedef struct jobq_job_spec {
 	uint32_t delay_ms;       /* instead of run_at_ms */
 	uint32_t max_attempts;   /* 0 = service default (25) */
 	const char *idempotency_key; /* NULL or "" = none */
+	uint32_t timeout_ms;     /* time limit of each attempt from its claim; 0 = none, at most 7 days.
+				  * Past it the service fails the job (retried per max_attempts) and
+				  * tells its worker as for a cancel. */
 } jobq_job_spec;
 
 /* A job as the service returns it. All pointers are owned by the array it came in. */
@@ -125,6 +128,7 @@ typedef struct jobq_job {
 	int32_t progress_percent;
 	char *progress_message;
 	int64_t progress_at_ms;
+	uint32_t timeout_ms; /* its time limit; 0 = none */
 	/* What the worker's Complete reported (jobq_get only; NUL-terminated, not counted). */
 	uint8_t *output;
 	size_t output_len;
@@ -166,8 +170,9 @@ typedef struct jobq_result {
 	jobq_status status;          /* after the call, when known */
 	int64_t lease_expires_at_ms; /* Heartbeat */
 	int64_t run_at_ms;           /* Fail: when a retried job runs again */
-	/* Heartbeat: the job was stopped under this very lease ("cancelled"; code
-	 * JOBQ_FAILED_PRECONDITION): stop its work, its result is not kept. "" = not. */
+	/* Heartbeat: the job was stopped under this very lease ("cancelled" or "time limit
+	 * exceeded"; code JOBQ_FAILED_PRECONDITION): stop its work, its result is not kept. "" = not.
+	 * Set only for calls naming two jobs or more: a one-job call gets the code and a message. */
 	char stop_reason[32];
 } jobq_result;
 
@@ -202,7 +207,7 @@ typedef struct jobq_announcement {
 	int64_t published_at_us;
 	bool stopped;
 	int64_t *lease_tokens; /* stopped: n_ids tokens */
-	char reason[32];       /* stopped: "cancelled" */
+	char reason[32];       /* stopped: "cancelled" or "time limit exceeded" */
 } jobq_announcement;
 
 /* jobq_version: the library version, a static string. */

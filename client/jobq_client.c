@@ -381,6 +381,7 @@ static int job_copy(const Jobq__V1__Job *m, jobq_job *j)
 	j->progress_percent = m->progress_at_ms != 0 ? (int32_t)m->progress_percent : -1;
 	j->progress_message = str_copy(m->progress_message);
 	j->progress_at_ms = m->progress_at_ms;
+	j->timeout_ms = m->timeout_ms;
 	j->output_len = m->output.len;
 	j->output = malloc(m->output.len + 1);
 	if (j->output != NULL) {
@@ -558,6 +559,7 @@ int jobq_enqueue(jobq_client *c, const jobq_job_spec *specs, size_t n, int64_t *
 		msgs[i].delay_ms = s->delay_ms;
 		msgs[i].max_attempts = s->max_attempts;
 		msgs[i].idempotency_key = (char *)(s->idempotency_key ? s->idempotency_key : "");
+		msgs[i].timeout_ms = s->timeout_ms;
 		ptrs[i] = &msgs[i];
 	}
 	req.n_jobs = n;

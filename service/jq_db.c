@@ -34,7 +34,7 @@ static jq_db_rows *wrap_budgeted(PGresult *r)
 
 /* Arrays of parameters, freed together. */
 typedef struct params {
-	jq_pgbin_array arr[6];
+	jq_pgbin_array arr[7];
 	int narr;
 } params;
 
@@ -52,15 +52,18 @@ static jq_code nomem(jq_db_err *err)
 
 jq_code jq_db_enqueue(jq_db *db, const jq_db_job_spec *specs, size_t n, int64_t *ids, jq_db_err *err)
 {
-	params p = { .narr = 6 };
-	static const uint32_t oids[6] = { JQ_OID_TEXT, JQ_OID_BYTEA, JQ_OID_INT2, JQ_OID_TIMESTAMPTZ,
-					   JQ_OID_INT4, JQ_OID_TEXT };
-	const char *values[6];
-	int lengths[6], formats[6];
+	bool timeouts = false;
+	for (size_t i = 0; i < n; i++)
+		timeouts = timeouts || specs[i].timeout_ms > 0;
+	params p = { .narr = timeouts ? 7 : 6 };
+	static const uint32_t oids[7] = { JQ_OID_TEXT, JQ_OID_BYTEA, JQ_OID_INT2, JQ_OID_TIMESTAMPTZ,
+					   JQ_OID_INT4, JQ_OID_TEXT, JQ_OID_INT4 };
+	const char *values[7];
+	int lengths[7], formats[7];
 	PGresult *r = NULL;
 	jq_code c;
 
-	for (int i = 0; i < 6; i++)
+	for (int i = 0; i < p.narr; i++)
 		jq_pgbin_array_init(&p.arr[i], oids[i]);
 	for (size_t i = 0; i < n; i++) {
 		const jq_db_job_spec *s = &specs[i];
@@ -76,8 +79,10 @@ jq_code jq_db_enqueue(jq_db *db, const jq_db_job_spec *specs, size_t n, int64_t 
 		else
 			jq_pgbin_array_add_null(&p.arr[4]);
 		jq_pgbin_array_add_text(&p.arr[5], s->idempotency_key);
+		if (timeouts)
+			jq_pgbin_array_add_i32(&p.arr[6], s->timeout_ms);
 	}
-	for (int i = 0; i < 6; i++) {
+	for (int i = 0; i < p.narr; i++) {
 		if (jq_pgbin_array_finish(&p.arr[i]) != 0) {
 			c = nomem(err);
 			goto out;
@@ -86,7 +91,7 @@ jq_code jq_db_enqueue(jq_db *db, const jq_db_job_spec *specs, size_t n, int64_t 
 		lengths[i] = (int)p.arr[i].len;
 		formats[i] = 1;
 	}
-	c = jq_dbi_run(db, S_ENQUEUE, values, lengths, formats, &r, err);
+	c = jq_dbi_run(db, timeouts ? S_ENQUEUE_TIMEOUT : S_ENQUEUE, values, lengths, formats, &r, err);
 	if (c != JQ_OK)
 		goto out;
 	if ((size_t)PQntuples(r) != n) {
@@ -324,6 +329,11 @@ jq_code jq_db_heartbeat(jq_db *db, const jq_db_lease *leases, size_t n, int leas
 		else if (items[i].status_known && items[i].status == JQ_STATE_CANCELLED &&
 			 jq_pgbin_bool(r, (int)i, 4))
 			items[i].stop_reason = "cancelled";
+		else if (items[i].status_known && jq_pgbin_bool(r, (int)i, 4) && !PQgetisnull(r, (int)i, 5) &&
+			 jq_pgbin_bool(r, (int)i, 5)) {
+			items[i].stop_reason = JQ_TIME_LIMIT_ERROR;
+			items[i].message = "the job ran past its time limit under this lease: stop working on it";
+		}
 	}
 out:
 	PQclear(r);
@@ -696,6 +706,23 @@ jq_code jq_db_rescue(jq_db *db, int limit, int64_t *count, jq_db_err *err)
 	return count_call(db, S_RESCUE, values, lengths, formats, count, err);
 }
 
+jq_code jq_db_time_limit(jq_db *db, int limit, int64_t *count, jq_db_err *err)
+{
+	char lim[4], base[4], max[4];
+	jq_pgbin_put_i32(lim, limit);
+	jq_pgbin_put_i32(base, db->backoff_base_ms);
+	jq_pgbin_put_i32(max, db->backoff_max_ms);
+	const char *values[3] = { lim, base, max };
+	int lengths[3] = { 4, 4, 4 }, formats[3] = { 1, 1, 1 };
+	PGresult *r;
+	jq_code c = jq_dbi_run(db, S_TIME_LIMIT, values, lengths, formats, &r, err);
+	if (c != JQ_OK)
+		return c;
+	*count = PQntuples(r) == 1 ? jq_pgbin_i64(r, 0, 0) : 0;
+	PQclear(r);
+	return JQ_OK;
+}
+
 jq_code jq_db_retention(jq_db *db, int older_than_s, int limit, int64_t *count, jq_db_err *err)
 {
 	char age[4], lim[4];
@@ -751,6 +778,7 @@ void jq_db_rows_job(const jq_db_rows *rows, int i, jq_job *j)
 	j->progress_percent = PQgetisnull(r, i, C_PROGRESS_PCT) ? -1 : jq_pgbin_i16(r, i, C_PROGRESS_PCT);
 	j->progress_message = text_or_empty(r, i, C_PROGRESS_MSG);
 	j->progress_at_ms = jq_pgbin_ts_ms(r, i, C_PROGRESS_AT);
+	j->timeout_ms = PQgetisnull(r, i, C_TIMEOUT) ? 0 : jq_pgbin_i32(r, i, C_TIMEOUT);
 }
 
 void jq_db_rows_output(const jq_db_rows *rows, int i, const uint8_t **data, size_t *len)

@@ -56,6 +56,7 @@ typedef struct jq_db_job_spec {
 	int64_t run_at_us;   /* Unix microseconds; 0 = now (the database's clock) */
 	int32_t max_attempts; /* 0 = the table's default */
 	const char *idempotency_key; /* NULL = none */
+	int32_t timeout_ms;  /* time limit from its claim; 0 = none */
 } jq_db_job_spec;
 
 /* A job as read from the database. Pointers point into the jq_db_rows it came from. */
@@ -81,6 +82,7 @@ typedef struct jq_job {
 	int32_t progress_percent;    /* the worker's last report; -1 when none */
 	const char *progress_message; /* "" when none */
 	int64_t progress_at_ms;      /* 0 when never reported */
+	int32_t timeout_ms;          /* 0 = no time limit */
 } jq_job;
 
 typedef struct jq_failure_record {
@@ -109,6 +111,8 @@ typedef struct jq_db_lease {
 } jq_db_lease;
 
 #define JQ_DB_QUEUE_MAX 64 /* bytes of a queue name (the table's CHECK) */
+/* The error of a job failed by its time limit (its history, last_error, the stop reason). */
+#define JQ_TIME_LIMIT_ERROR "time limit exceeded"
 
 /* The outcome for one job of a batch (same order as the input). */
 typedef struct jq_db_item {
@@ -124,7 +128,8 @@ typedef struct jq_db_item {
 	 * from the same statement. Fail assumes the ids of a batch distinct (jq_validate). */
 	bool changed;
 	char queue[JQ_DB_QUEUE_MAX + 1];
-	/* Heartbeat: the job was stopped under this very lease ("cancelled"); static; NULL = not. */
+	/* Heartbeat: the job was stopped under this very lease ("cancelled", or JQ_TIME_LIMIT_ERROR);
+	 * static; NULL = not. */
 	const char *stop_reason;
 } jq_db_item;
 
@@ -254,6 +259,11 @@ const char *jq_db_job_gauges_sql(void);
 /* jq_db_rescue returns up to limit jobs whose lease expired to pending (or failed when their
  * attempts are used up), recording "lease expired" in the history; *count = how many. */
 jq_code jq_db_rescue(jq_db *db, int limit, int64_t *count, jq_db_err *err)
+	__attribute__((warn_unused_result));
+
+/* jq_db_time_limit fails up to limit processing jobs that have run past their time limit (as
+ * jq_db_rescue does, with JQ_TIME_LIMIT_ERROR) and notifies jobq_stop for each; *count = how many. */
+jq_code jq_db_time_limit(jq_db *db, int limit, int64_t *count, jq_db_err *err)
 	__attribute__((warn_unused_result));
 
 /* jq_db_retention deletes up to limit completed/cancelled jobs finished more than older_than_s

@@ -11,7 +11,7 @@
 	"j.id, j.queue, " PAYLOAD ", j.curr_job_status, j.prev_job_status, j.attempts, "      \
 	"j.max_attempts, j.priority, j.run_at, j.lease_expires_at, j.lease_owner, j.lease_token, " \
 	"j.last_error, j.idempotency_key, j.created_at, j.updated_at, j.finished_at, "            \
-	"j.progress_percent, j.progress_message, j.progress_at"
+	"j.progress_percent, j.progress_message, j.progress_at, j.timeout_ms"
 
 /* GUARD_MOVE(finished): the columns the status guard owns, written as it would write them for a
  * job leaving j.curr_job_status for another state; `finished` is the new finished_at (now() on
@@ -32,6 +32,13 @@ const jq_dbi_stmt jq_dbi_stmts[S__COUNT] = {
 	[S_ENQUEUE] = { "jq_enqueue",
 		"SELECT e.id FROM jobq_enqueue_batch($1, $2, $3, $4, $5, $6) AS e ORDER BY e.ord",
 		6, { OID_TEXT_ARR, OID_BYTEA_ARR, OID_INT2_ARR, OID_TSTZ_ARR, OID_INT4_ARR, OID_TEXT_ARR } },
+
+	/* A batch in which some job has a time limit: the function's 7-argument version (migration
+	 * 017), which writes the limits after the 6-argument one made the jobs. */
+	[S_ENQUEUE_TIMEOUT] = { "jq_enqueue_timeout",
+		"SELECT e.id FROM jobq_enqueue_batch($1, $2, $3, $4, $5, $6, $7) AS e ORDER BY e.ord",
+		7, { OID_TEXT_ARR, OID_BYTEA_ARR, OID_INT2_ARR, OID_TSTZ_ARR, OID_INT4_ARR, OID_TEXT_ARR,
+		     OID_INT4_ARR } },
 
 	/* The claim: pick due pending jobs through job_queue_claim_idx (queue, priority, run_at, id
 	 * WHERE pending) in claim order, lock them with SKIP LOCKED so concurrent claimers take
@@ -78,7 +85,7 @@ const jq_dbi_stmt jq_dbi_stmts[S__COUNT] = {
 		"    AND j.curr_job_status = 'archive_processing'"
 		"  RETURNING j.id, j.lease_expires_at)"
 		" SELECT l.id, upd.id IS NOT NULL, upd.lease_expires_at, j.curr_job_status,"
-		"        j.lease_token = l.token"
+		"        j.lease_token = l.token, j.last_error = '" JQ_TIME_LIMIT_ERROR "'"
 		"   FROM l LEFT JOIN upd ON upd.id = l.id LEFT JOIN job_queue j ON j.id = l.id"
 		"  ORDER BY l.ord",
 		3, { OID_INT8_ARR, OID_INT8_ARR, JQ_OID_INT4 }, true },
@@ -97,7 +104,7 @@ const jq_dbi_stmt jq_dbi_stmts[S__COUNT] = {
 		"    AND j.curr_job_status = 'archive_processing'"
 		"  RETURNING j.id, j.lease_expires_at)"
 		" SELECT l.id, upd.id IS NOT NULL, upd.lease_expires_at, j.curr_job_status,"
-		"        j.lease_token = l.token"
+		"        j.lease_token = l.token, j.last_error = '" JQ_TIME_LIMIT_ERROR "'"
 		"   FROM l LEFT JOIN upd ON upd.id = l.id LEFT JOIN job_queue j ON j.id = l.id"
 		"  ORDER BY l.ord",
 		5, { OID_INT8_ARR, OID_INT8_ARR, JQ_OID_INT4, OID_INT2_ARR, OID_TEXT_ARR }, true },
@@ -319,6 +326,34 @@ const jq_dbi_stmt jq_dbi_stmts[S__COUNT] = {
 		"  RETURNING j.id, j.attempts, j.lease_owner)"
 		" INSERT INTO job_failure (job_id, attempt, worker, error)"
 		" SELECT id, attempts, lease_owner, 'lease expired' FROM upd",
+		3, { JQ_OID_INT4, JQ_OID_INT4, JQ_OID_INT4 }, true },
+
+	/* Time limits: processing jobs running longer than their timeout_ms since their claim
+	 * (status_changed_at), heartbeats or not, fail like a lease that expired (retried per their
+	 * attempts, "time limit exceeded" in the history), through job_queue_processing_idx as
+	 * S_RESCUE does. Each one's worker is told at once through jobq_stop ("T <queue> <id>
+	 * <token>"), which every replica publishes as "cancel.<queue>"; a heartbeat racing it
+	 * either renews first (the limit still holds: the re-check under the row lock does not read
+	 * the lease) or is refused after, with the stop reason. */
+	[S_TIME_LIMIT] = { "jq_time_limit",
+		"WITH over AS (SELECT id FROM job_queue"
+		"   WHERE curr_job_status = 'archive_processing' AND timeout_ms IS NOT NULL"
+		"     AND status_changed_at + timeout_ms * interval '1 millisecond' < now()"
+		"   ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED),"
+		" upd AS (UPDATE job_queue j SET"
+		"     curr_job_status = CASE WHEN j.attempts >= j.max_attempts"
+		"                            THEN 'archive_failed' ELSE 'archive_pending' END,"
+		"     run_at = CASE WHEN j.attempts >= j.max_attempts THEN j.run_at"
+		"                   ELSE now() + jobq_retry_delay_ms(j.attempts, $2, $3) * interval '1 millisecond' END,"
+		"     lease_expires_at = NULL, last_error = '" JQ_TIME_LIMIT_ERROR "'"
+		"   FROM over o WHERE j.id = o.id"
+		"    AND j.curr_job_status = 'archive_processing'"
+		"    AND j.status_changed_at + j.timeout_ms * interval '1 millisecond' < now()"
+		"  RETURNING j.id, j.attempts, j.lease_owner, j.queue, j.lease_token),"
+		" hist AS (INSERT INTO job_failure (job_id, attempt, worker, error)"
+		"   SELECT id, attempts, lease_owner, '" JQ_TIME_LIMIT_ERROR "' FROM upd)"
+		" SELECT count(pg_notify('jobq_stop', 'T ' || queue || ' ' || id || ' ' || lease_token))::int8"
+		"   FROM upd",
 		3, { JQ_OID_INT4, JQ_OID_INT4, JQ_OID_INT4 }, true },
 
 	/* Retention deletes in small batches through job_queue_finished_idx so it never holds many

@@ -62,6 +62,7 @@ static void job_to_proto(const jq_job *j, Jobq__V1__Job *m)
 	m->updated_at_ms = j->updated_at_ms;
 	m->finished_at_ms = j->finished_at_ms;
 	m->idempotency_key = (char *)j->idempotency_key;
+	m->timeout_ms = (uint32_t)j->timeout_ms;
 	if (j->progress_percent >= 0) {
 		m->progress_percent = (uint32_t)j->progress_percent;
 		m->progress_message = (char *)j->progress_message;
@@ -169,6 +170,7 @@ void jq_handle_enqueue(jq_call *call, const ProtobufCMessage *request)
 				   : j->delay_ms ? now_us + (int64_t)j->delay_ms * 1000 : 0,
 			.max_attempts = (int32_t)j->max_attempts,
 			.idempotency_key = j->idempotency_key[0] ? j->idempotency_key : NULL,
+			.timeout_ms = (int32_t)j->timeout_ms,
 		};
 	}
 	jq_code c = jq_db_enqueue(call->db, specs, r->n_jobs, ids, &err);

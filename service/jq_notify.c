@@ -262,19 +262,20 @@ static bool handle_payload(jq_notify *n, const char *payload)
 	return rescan;
 }
 
-/* handle_stop publishes "cancel.<queue>" for one jobq_stop payload; anything else is skipped
- * (anyone may NOTIFY the channel). */
+/* handle_stop publishes "cancel.<queue>" for one jobq_stop payload ("C": cancelled, "T": time
+ * limit exceeded); anything else is skipped (anyone may NOTIFY the channel). */
 static void handle_stop(jq_notify *n, const char *payload)
 {
-	char queue[JQ_MAX_TOPIC_QUEUE + 1];
+	char kind, queue[JQ_MAX_TOPIC_QUEUE + 1];
 	long long id, token;
 	int used = 0;
-	if (sscanf(payload, "C %64s %lld %lld%n", queue, &id, &token, &used) != 3 || payload[used] != '\0' ||
-	    id <= 0) {
+	if (sscanf(payload, "%c %64s %lld %lld%n", &kind, queue, &id, &token, &used) != 4 ||
+	    payload[used] != '\0' || id <= 0 || (kind != 'C' && kind != 'T')) {
 		jq_debug("notify: not a stop: '%.60s'", payload);
 		return;
 	}
-	if (jq_publisher_send_stop(n->pub, queue, id, token, "cancelled") == 0)
+	const char *reason = kind == 'C' ? "cancelled" : "time limit exceeded";
+	if (jq_publisher_send_stop(n->pub, queue, id, token, reason) == 0)
 		atomic_fetch_add(&n->announced, 1);
 }
 

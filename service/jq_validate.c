@@ -173,6 +173,8 @@ int jq_validate_enqueue(const Jobq__V1__EnqueueRequest *r, const jq_limits *lim,
 			return bad(msg, msg_len, "jobs[%zu]: give run_at_ms or delay_ms, not both", i);
 		if (j->max_attempts > JQ_MAX_ATTEMPTS)
 			return bad(msg, msg_len, "jobs[%zu].max_attempts: at most %d", i, JQ_MAX_ATTEMPTS);
+		if (j->timeout_ms > JQ_MAX_TIMEOUT_MS)
+			return bad(msg, msg_len, "jobs[%zu].timeout_ms: at most %d (7 days)", i, JQ_MAX_TIMEOUT_MS);
 		snprintf(field, sizeof(field), "jobs[%zu].idempotency_key", i);
 		if (text_field(field, j->idempotency_key, JQ_MAX_IDEMPOTENCY_KEY_LEN, false, msg, msg_len) != 0)
 			return -1;

@@ -21,6 +21,7 @@
 #define JQ_MAX_ATTEMPTS 1000
 #define JQ_MAX_RETRY_IN_MS INT32_MAX /* the database's int4 (about 24.8 days) */
 #define JQ_MAX_PROGRESS_MESSAGE_LEN 256
+#define JQ_MAX_TIMEOUT_MS 604800000 /* a job's time limit: 7 days */
 #define JQ_MAX_WAIT_IDS 100 /* jq_jobwait's JQ_JOBWAIT_MAX_IDS */
 
 typedef struct jq_limits {

@@ -699,6 +699,99 @@ RUN_TEST(bad_waits_are_invalid_argument_and_an_unknown_job_is_not_found)
 	jq_api_expect(JQ_METHOD("Wait"), &req, 5, "900000000007");
 }
 
+/* ================= Time limits ================= */
+
+/* enqueue_limited enqueues one job of q with a time limit and max_attempts; returns its id. */
+static int64_t enqueue_limited(const char *q, uint32_t timeout_ms, uint32_t max_attempts)
+{
+	Jobq__V1__JobSpec spec = JOBQ__V1__JOB_SPEC__INIT, *specs[1] = { &spec };
+	Jobq__V1__EnqueueRequest req = JOBQ__V1__ENQUEUE_REQUEST__INIT;
+	spec.queue = (char *)q;
+	spec.timeout_ms = timeout_ms;
+	spec.max_attempts = max_attempts;
+	req.n_jobs = 1;
+	req.jobs = specs;
+	Jobq__V1__EnqueueResponse *r = jq_api_ok(JQ_METHOD("Enqueue"), &req, &jobq__v1__enqueue_response__descriptor);
+	int64_t id = r->ids[0];
+	JQ_FREE(r);
+	return id;
+}
+
+RUN_TEST(a_job_past_its_time_limit_fails_though_its_worker_heartbeats_and_the_worker_is_told)
+{
+	QUEUE(q);
+	jobq_sub *s = subscribe_warm(q, true);
+	int64_t ids[2], tokens[2];
+	ids[0] = enqueue_limited(q, 300, 2);
+	ids[1] = jq_enqueue_one(q, "no limit");
+	assert_int_equal(jq_claim_one(q, "w", 30, &tokens[0]), ids[0]);
+	assert_int_equal(jq_claim_one(q, "w", 30, &tokens[1]), ids[1]);
+	Jobq__V1__GetResponse *g = jq_get(ids[0]);
+	assert_int_equal(g->job->timeout_ms, 300);
+	JQ_FREE(g);
+
+	/* The worker heartbeats both leases until the service stops the limited one: the time limit
+	 * racing the heartbeats, each either renewed first or refused after. */
+	Jobq__V1__HeartbeatResponse *hb = NULL;
+	for (long long dl = jq_mono_ms() + 10000; jq_mono_ms() < dl; jq_sleep_ms(20)) {
+		hb = heartbeat2(ids, tokens);
+		if (hb->results[0]->code != 0)
+			break;
+		JQ_FREE(hb);
+		hb = NULL;
+	}
+	assert_non_null(hb);
+	assert_int_equal(hb->results[0]->code, 9);
+	assert_string_equal(hb->results[0]->stop_reason, "time limit exceeded");
+	assert_int_equal(hb->results[1]->code, 0);
+	JQ_FREE(hb);
+	int64_t heard = 0;
+	char reason[32] = "";
+	hear_until(s, true, ids[0], 0, &heard, reason);
+	assert_int_equal(heard, tokens[0]);
+	assert_string_equal(reason, "time limit exceeded");
+	jobq_sub_close(s);
+
+	/* Retried per its attempts, with the reason in its history; a late Complete is refused. */
+	assert_string_equal(jq_db_status(ids[0]), "archive_pending");
+	assert_int_equal(jq_complete1(ids[0], tokens[0]), 9);
+	g = jq_get(ids[0]);
+	assert_int_equal(g->n_failures, 1);
+	assert_string_equal(g->failures[0]->error, "time limit exceeded");
+	assert_string_equal(g->job->last_error, "time limit exceeded");
+	JQ_FREE(g);
+	/* The second attempt runs past it too: its attempts are used up. */
+	jq_db_make_due(ids[0]);
+	assert_int_equal(jq_claim_one_within(q, "w", 30, 5000, &tokens[0]), ids[0]);
+	JQ_POLL_UNTIL(strcmp(jq_db_status(ids[0]), "archive_failed") == 0, 5000, "the second attempt to fail");
+	assert_string_equal(jq_db_status(ids[1]), "archive_processing");
+	assert_int_equal(jq_db_ll("SELECT count(*) FROM job_failure WHERE job_id = %lld AND error = 'lease expired'",
+				  (long long)ids[0]), 0);
+}
+
+RUN_TEST(a_time_limit_over_7_days_is_invalid_and_old_callers_of_the_enqueue_function_still_work)
+{
+	QUEUE(q);
+	Jobq__V1__JobSpec spec = JOBQ__V1__JOB_SPEC__INIT, *specs[1] = { &spec };
+	Jobq__V1__EnqueueRequest req = JOBQ__V1__ENQUEUE_REQUEST__INIT;
+	spec.queue = q;
+	spec.timeout_ms = 604800001;
+	req.n_jobs = 1;
+	req.jobs = specs;
+	jq_api_expect(JQ_METHOD("Enqueue"), &req, 3, "timeout_ms");
+	assert_int_equal(jq_db_ll("SELECT count(*) FROM job_queue WHERE queue = '%s'", q), 0);
+	/* The 6-argument function other services call is unchanged; the 7-argument one sets limits
+	 * on the jobs it creates only (an idempotency key's earlier job keeps its own). */
+	assert_int_equal(jq_db_ll("SELECT count(*) FROM jobq_enqueue_batch(ARRAY['%s', '%s'], NULL, NULL, NULL,"
+				  " NULL, ARRAY['k1', NULL])", q, q), 2);
+	assert_int_equal(jq_db_ll("SELECT count(*) FROM jobq_enqueue_batch(ARRAY['%s', '%s'], NULL, NULL, NULL,"
+				  " NULL, ARRAY['k1', 'k2'], ARRAY[5000, 7000])", q, q), 2);
+	char *v = jq_db_str("SELECT string_agg(coalesce(idempotency_key, '-') || ':' || coalesce(timeout_ms::text, '-'), ','"
+			    " ORDER BY id) FROM job_queue WHERE queue = '%s'", q);
+	assert_string_equal(v, "k1:-,-:-,k2:7000");
+	free(v);
+}
+
 #define T(name) cmocka_unit_test_setup_teardown(name, before, after)
 
 int main(void)
@@ -717,6 +810,8 @@ int main(void)
 		T(wait_answers_unfinished_jobs_as_they_stand_when_its_time_is_up),
 		T(waits_past_max_waiting_waits_are_told_to_come_back),
 		T(bad_waits_are_invalid_argument_and_an_unknown_job_is_not_found),
+		T(a_job_past_its_time_limit_fails_though_its_worker_heartbeats_and_the_worker_is_told),
+		T(a_time_limit_over_7_days_is_invalid_and_old_callers_of_the_enqueue_function_still_work),
 	};
 	return cmocka_run_group_tests_name("running", tests, group_setup, group_teardown);
 }
