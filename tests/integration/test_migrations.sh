@@ -25,7 +25,7 @@ echo "after update: relations/functions = $after_update"
 # invalid index left by a failed concurrent build must be built again, forward and back.
 defs() {
   psql -qAtX "$url" -c "SELECT pg_get_constraintdef(oid) FROM pg_constraint WHERE conname = 'job_queue_queue_check'" \
-                    -c "SELECT prosrc LIKE '%Fast path%' FROM pg_proc WHERE proname = 'jobq_enqueue_batch'" \
+                    -c "SELECT prosrc LIKE '%Fast path%' FROM pg_proc WHERE proname = 'jobq_enqueue_batch' AND pronargs = 6" \
                     -c "SELECT prosrc LIKE '%Fast path%' FROM pg_proc WHERE proname = 'jobq_notify_pending'" \
                     -c "SELECT string_agg(tgname, ',' ORDER BY tgname) FROM pg_trigger
                          WHERE tgrelid = 'job_queue'::regclass AND tgname LIKE 'job_queue_status_guard%'" | paste -sd'|'
