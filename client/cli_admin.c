@@ -96,8 +96,6 @@ static void print_job_human(const jobq_job *jb, const jobq_failure_record *h, si
 		       jb->progress_message != NULL && jb->progress_message[0] ? " " : "",
 		       jb->progress_message != NULL ? jb->progress_message : "",
 		       fmt_time_ms(when, sizeof(when), jb->progress_at_ms));
-	} else {
-		print_field("progress:", NULL);
 	}
 	printf("%-16s ", "payload:");
 	fmt_printable(stdout, jb->payload, jb->payload_len, 2000);

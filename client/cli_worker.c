@@ -54,6 +54,11 @@ static const char worker_help[] =
 	"      --final-exit-codes L   comma-separated exit codes that fail the job for good (e.g. 2,3)\n"
 	"      --poll-ms N            claim poll interval (default 2000)\n"
 	"      --worker-id W          lease owner recorded by the service (default jobq-worker@HOST:PID)\n"
+	"      --keep-output          the command's stdout becomes the job's output (jobq get shows it;\n"
+	"                             enqueue --wait prints it); more than --max-output-bytes fails\n"
+	"                             the job with \"output over N bytes\"\n"
+	"      --max-output-bytes N   with --keep-output (default 65536; the service refuses more\n"
+	"                             than its --max-payload-bytes)\n"
 	"\n"
 	"Logs go to stderr. With --json, one JSON object per finished job goes to stdout (and the\n"
 	"command's stdout is sent to stderr so the stream stays clean).\n"
@@ -66,6 +71,8 @@ enum {
 	OPT_FINAL_CODES,
 	OPT_POLL_MS,
 	OPT_WORKER_ID,
+	OPT_KEEP_OUTPUT,
+	OPT_MAX_OUTPUT,
 };
 
 static void wlog(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
@@ -133,6 +140,11 @@ static int worker_opt(worker *w, int opt, const char *arg)
 	case OPT_WORKER_ID:
 		snprintf(w->worker_id, sizeof(w->worker_id), "%s", arg);
 		return CLI_EXIT_OK;
+	case OPT_KEEP_OUTPUT:
+		w->keep_output = true;
+		return CLI_EXIT_OK;
+	case OPT_MAX_OUTPUT:
+		return cli_parse_u32(c, "--max-output-bytes", arg, 64u * 1024 * 1024, &w->max_output);
 	default:
 		return cli_global_opt(c, opt, arg) ? CLI_EXIT_OK : CLI_EXIT_USAGE;
 	}
@@ -149,6 +161,8 @@ static int parse_worker_args(worker *w, int argc, char **argv)
 		{ "final-exit-codes", required_argument, NULL, OPT_FINAL_CODES },
 		{ "poll-ms", required_argument, NULL, OPT_POLL_MS },
 		{ "worker-id", required_argument, NULL, OPT_WORKER_ID },
+		{ "keep-output", no_argument, NULL, OPT_KEEP_OUTPUT },
+		{ "max-output-bytes", required_argument, NULL, OPT_MAX_OUTPUT },
 		{ NULL, 0, NULL, 0 },
 	};
 	int opt, rc;
@@ -236,9 +250,14 @@ static void reap_children(worker *w, int64_t now)
 		slot *s = slot_by_pid(w, pid);
 		if (s == NULL)
 			continue;
-		/* What it wrote before exiting is in the pipe: take it all before judging. */
+		/* What it wrote before exiting is in the pipes: take it all before judging. */
 		worker_read_stderr(s);
 		worker_close_stderr(s);
+		worker_read_stdout(w, s);
+		worker_close_stdout(s);
+		if (s->out_over && s->reason[0] == '\0')
+			snprintf(s->reason, sizeof(s->reason), "output over %" PRIu32 " bytes (--max-output-bytes)",
+				 w->max_output);
 		s->wstatus = st;
 		s->state = SLOT_DONE;
 		s->finished_ms = now;
@@ -304,6 +323,7 @@ static void start_job(worker *w, const jobq_job *job, int64_t now)
 	s->token = job->lease_token;
 	s->attempt = job->attempts;
 	s->err_fd = -1;
+	s->out_fd = -1;
 	s->started_ms = now;
 	s->finished_ms = now;
 	s->next_report_ms = now;
@@ -534,6 +554,8 @@ static void json_event(const worker *w, const slot *s, const char *event, const 
 static void release(slot *s)
 {
 	worker_close_stderr(s);
+	worker_close_stdout(s);
+	worker_free_output(s);
 	s->state = SLOT_FREE;
 }
 
@@ -571,12 +593,16 @@ static const char *plural(uint64_t n, const char *one, const char *many)
  * failed attempts. */
 static void log_summary(const worker *w)
 {
+	char stopped[64] = "";
+	if (w->n_stopped > 0)
+		snprintf(stopped, sizeof(stopped), ", %" PRIu64 " %s stopped by the service", w->n_stopped,
+			 plural(w->n_stopped, "job", "jobs"));
 	wlog("stopped: %" PRIu64 " %s completed, %" PRIu64 " %s failed (%" PRIu64 " %s failed for good), "
-	     "%" PRIu64 " %s dropped, %" PRIu64 " %s cancelled while running",
+	     "%" PRIu64 " %s dropped%s",
 	     w->n_completed, plural(w->n_completed, "job", "jobs"), w->n_failed,
 	     plural(w->n_failed, "attempt", "attempts"), w->n_failed_final,
 	     plural(w->n_failed_final, "job", "jobs"), w->n_dropped, plural(w->n_dropped, "result", "results"),
-	     w->n_stopped, plural(w->n_stopped, "job", "jobs"));
+	     stopped);
 }
 
 static void report_complete(worker *w, slot *s, int64_t now)
@@ -584,7 +610,8 @@ static void report_complete(worker *w, slot *s, int64_t now)
 	jobq_lease l = { .id = s->id, .lease_token = s->token };
 	jobq_result r = { .id = s->id };
 	jobq_error err = { 0 };
-	int rc = jobq_complete(w->c->client, &l, 1, &r, &err);
+	jobq_output out = { .data = s->out != NULL ? (const void *)s->out : "", .len = s->out_len };
+	int rc = jobq_complete_output(w->c->client, &l, w->keep_output ? &out : NULL, 1, &r, &err);
 	const char *msg = r.message[0] ? r.message : err.message;
 	if (rc != JOBQ_OK) {
 		if (settle(w, s, rc, msg, now))
@@ -675,18 +702,24 @@ static size_t build_pollfds(worker *w, struct pollfd *pfd, slot **owner)
 		owner[n++] = NULL;
 	}
 	for (uint32_t i = 0; i < w->concurrency; i++) {
-		if (w->slots[i].state != SLOT_RUNNING || w->slots[i].err_fd < 0)
+		if (w->slots[i].state != SLOT_RUNNING)
 			continue;
-		pfd[n] = (struct pollfd){ .fd = w->slots[i].err_fd, .events = POLLIN };
-		owner[n++] = &w->slots[i];
+		if (w->slots[i].err_fd >= 0) {
+			pfd[n] = (struct pollfd){ .fd = w->slots[i].err_fd, .events = POLLIN };
+			owner[n++] = &w->slots[i];
+		}
+		if (w->slots[i].out_fd >= 0) {
+			pfd[n] = (struct pollfd){ .fd = w->slots[i].out_fd, .events = POLLIN };
+			owner[n++] = &w->slots[i];
+		}
 	}
 	return n;
 }
 
 static int run_loop(worker *w)
 {
-	struct pollfd *pfd = calloc(w->concurrency + 2, sizeof(*pfd));
-	slot **owner = calloc(w->concurrency + 2, sizeof(*owner));
+	struct pollfd *pfd = calloc(2 * (size_t)w->concurrency + 2, sizeof(*pfd));
+	slot **owner = calloc(2 * (size_t)w->concurrency + 2, sizeof(*owner));
 	if (pfd == NULL || owner == NULL) {
 		free(pfd);
 		free(owner);
@@ -704,7 +737,9 @@ static int run_loop(worker *w)
 		for (size_t i = 0; r > 0 && i < n; i++) {
 			if (pfd[i].revents == 0)
 				continue;
-			if (owner[i] != NULL)
+			if (owner[i] != NULL && pfd[i].fd == owner[i]->out_fd)
+				worker_read_stdout(w, owner[i]);
+			else if (owner[i] != NULL)
 				worker_read_stderr(owner[i]);
 			else if (pfd[i].fd == w->sig_fd)
 				handle_signals(w, now);
@@ -749,7 +784,7 @@ static void subscribe(worker *w)
 int cmd_worker(cli *c, int argc, char **argv)
 {
 	worker w = { .c = c, .queue = "default", .concurrency = 1, .lease_s = 30, .grace_s = 30,
-		     .poll_ms = 2000, .sig_fd = -1, .wake = true };
+		     .poll_ms = 2000, .sig_fd = -1, .wake = true, .max_output = 65536 };
 	sigset_t old;
 	int rc = parse_worker_args(&w, argc, argv);
 	if (rc != CLI_EXIT_OK) {

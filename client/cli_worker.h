@@ -29,6 +29,10 @@ typedef struct slot {
 	uint32_t attempt;
 	pid_t pid;
 	int err_fd;               /* read end of the child's stderr; -1 once closed */
+	int out_fd;               /* --keep-output: read end of the child's stdout; -1 once closed */
+	uint8_t *out;             /* --keep-output: what it wrote there (owned; NULL = nothing) */
+	size_t out_len;
+	bool out_over;            /* it wrote more than --max-output-bytes */
 	char tail[TAIL_MAX];      /* the last TAIL_MAX bytes of the child's stderr */
 	size_t tail_len;
 	int64_t started_ms;       /* monotonic */
@@ -49,6 +53,8 @@ typedef struct worker {
 	/* configuration */
 	const char *queue;
 	uint32_t concurrency, lease_s, timeout_s, grace_s, poll_ms;
+	bool keep_output;         /* the command's stdout becomes the job's output */
+	uint32_t max_output;      /* bytes of it kept at most */
 	int final_codes[MAX_FINAL_CODES];
 	size_t n_final;
 	char worker_id[160];
@@ -79,6 +85,11 @@ void worker_free_exec(worker *w);
 void worker_spawn(worker *w, slot *s, const jobq_job *job);
 void worker_read_stderr(slot *s);
 void worker_close_stderr(slot *s);
+/* --keep-output: worker_read_stdout takes what the child wrote (up to w->max_output bytes; more
+ * sets out_over); worker_close_stdout closes the pipe, worker_free_output frees the bytes. */
+void worker_read_stdout(const worker *w, slot *s);
+void worker_close_stdout(slot *s);
+void worker_free_output(slot *s);
 /* worker_kill sends SIGTERM to the child's process group and arms the SIGKILL escalation. */
 void worker_kill(slot *s, const char *reason, int64_t now);
 void worker_kill_hard(slot *s);

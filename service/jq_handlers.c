@@ -713,7 +713,9 @@ void jq_handle_cancel(jq_call *call, const ProtobufCMessage *request)
 
 /* ---- Wait ---- */
 
-/* A Wait with less of its wait left than this answers rather than waits. */
+/* A Wait with less of its wait left than this answers rather than waits. Each run of the handler
+ * (the first, and each time jq_jobwait sends the request back) reads the jobs again; it waits
+ * again while some are unfinished and time is left, else it answers. */
 #define WAIT_MIN_US 2000
 
 static bool finished(jq_state s)
@@ -721,8 +723,8 @@ static bool finished(jq_state s)
 	return s == JQ_STATE_COMPLETED || s == JQ_STATE_FAILED || s == JQ_STATE_CANCELLED;
 }
 
-/* wait_answer replies with the jobs as they stand, or says which id does not exist. */
-static void wait_answer(jq_call *call, const Jobq__V1__WaitRequest *r, const jq_db_rows *rows, bool done)
+/* wait_answer replies with the jobs as they stand. */
+static void wait_answer(jq_call *call, const jq_db_rows *rows, bool done)
 {
 	Jobq__V1__WaitResponse resp = JOBQ__V1__WAIT_RESPONSE__INIT;
 	jobs_out out = { 0 };
@@ -736,7 +738,6 @@ static void wait_answer(jq_call *call, const Jobq__V1__WaitRequest *r, const jq_
 	jq_call_reply(call, &resp.base);
 out:
 	jobs_free(&out);
-	(void)r;
 }
 
 void jq_handle_wait(jq_call *call, const ProtobufCMessage *request)
@@ -777,7 +778,7 @@ void jq_handle_wait(jq_call *call, const ProtobufCMessage *request)
 		call->wait_ids = r->ids;
 		goto out;
 	}
-	wait_answer(call, r, rows, done);
+	wait_answer(call, rows, done);
 out:
 	jq_db_rows_free(rows);
 }

@@ -26,7 +26,8 @@ struct jq_rescuer {
 	jq_log_limiter rescue_log, retention_log;
 };
 
-static void rescue_sweep(jq_rescuer *r)
+/* rescue_sweep: false when the database failed it (logged). */
+static bool rescue_sweep(jq_rescuer *r)
 {
 	int64_t n;
 	jq_db_err err;
@@ -34,7 +35,7 @@ static void rescue_sweep(jq_rescuer *r)
 		jq_code c = jq_db_rescue(r->db, RESCUE_BATCH, &n, &err);
 		if (c != JQ_OK) {
 			jq_log_limited(&r->rescue_log, JQ_LOG_WARN, "rescuer: %s", err.msg);
-			return;
+			return false;
 		}
 		jq_log_limited_end(&r->rescue_log);
 		if (n > 0) {
@@ -43,6 +44,7 @@ static void rescue_sweep(jq_rescuer *r)
 				(long long)n, n == 1 ? "" : "s");
 		}
 	} while (n == RESCUE_BATCH);
+	return true;
 }
 
 /* time_limit_sweep fails the jobs that ran past their time limit (JobSpec.timeout_ms). */
@@ -100,8 +102,9 @@ static void *rescuer_main(void *arg)
 	jq_rescuer *r = arg;
 	int64_t next_retention = jq_clock_mono_ms();
 	do {
-		rescue_sweep(r);
-		time_limit_sweep(r);
+		/* A database that failed the rescue is warned about once, not once per sweep. */
+		if (rescue_sweep(r))
+			time_limit_sweep(r);
 		if (r->cfg->retention_seconds > 0 && jq_clock_mono_ms() >= next_retention) {
 			retention_sweep(r);
 			next_retention = jq_clock_mono_ms() + r->cfg->retention_interval_ms;

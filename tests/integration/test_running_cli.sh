@@ -89,10 +89,49 @@ grep -q "job $long: cancelled by the service" "$tmp/worker-via_pub.log" || fail 
 grep -q "\"event\":\"cancelled\",\"id\":$long" "$tmp/worker-via_pub.json" || fail "no cancelled event"
 next=$("$J" enqueue -q via_pub -p short)
 wait_until 10 status_is "$next" archive_completed || fail "the worker did not go on with the next job"
+ok "jobq worker kills a cancelled job's command at once (cancel.<queue>) and goes on"
+
+# enqueue --wait: the outcome is the exit status.
+"$J" enqueue -q via_pub -p short --wait >"$tmp/wait.out" || fail "enqueue --wait of a job that completes: exit $?"
+[ "$(wc -l <"$tmp/wait.out")" = 1 ] || fail "enqueue --wait printed: $(cat "$tmp/wait.out")"
+rc=0; "$J" enqueue -q via_pub -p long --time-limit-ms 500 --max-attempts 1 --wait >/dev/null 2>"$tmp/err.txt" || rc=$?
+[ "$rc" = 3 ] || fail "a job past its time limit: exit $rc ($(cat "$tmp/err.txt"))"
+grep -q "time limit exceeded" "$tmp/err.txt" || fail "no reason: $(cat "$tmp/err.txt")"
+limited=$(ls -t "$tmp"/pid.* | head -n1)
+wait_until 10 gone "$(cat "$limited")" || fail "the command of the job past its time limit still runs"
+grep -q "time limit exceeded by the service" "$tmp/worker-via_pub.log" || fail "no log line for the time limit"
+"$J" enqueue -q via_pub -p long --wait >"$tmp/cancelled.out" 2>"$tmp/err.txt" & waiter=$!
+wait_until 10 test -s "$tmp/cancelled.out" || fail "enqueue --wait printed no id"
+cid=$(head -n1 "$tmp/cancelled.out")
+wait_until 10 test -s "$tmp/pid.$cid" || fail "the job to cancel did not start"
+"$J" cancel "$cid" >/dev/null
+rc=0; wait "$waiter" || rc=$?
+[ "$rc" = 4 ] || fail "a cancelled job: exit $rc ($(cat "$tmp/err.txt"))"
+rc=0; "$J" enqueue -q nobody_works_here -p x --wait --wait-ms 300 >/dev/null 2>&1 || rc=$?
+[ "$rc" = 5 ] || fail "a job nobody runs, --wait-ms 300: exit $rc"
+ok "enqueue --wait exits 0 completed, 3 failed (time limit, the command killed), 4 cancelled, 5 unfinished"
+
+# The output a Complete keeps is what enqueue --wait prints.
+"$J" enqueue -q by_hand2 -p x --wait >"$tmp/out.txt" 2>&1 & waiter=$!
+wait_until 10 test -s "$tmp/out.txt" || fail "enqueue --wait printed no id"
+"$J" claim -q by_hand2 --json >"$tmp/claim.json"
+"$J" complete --id "$(field id <"$tmp/claim.json")" --token "$(field lease_token <"$tmp/claim.json")" --output "forty-two" >/dev/null
+wait "$waiter" || fail "enqueue --wait: exit $?"
+[ "$(sed -n 2p "$tmp/out.txt")" = forty-two ] || fail "enqueue --wait printed: $(cat "$tmp/out.txt")"
+ok "enqueue --wait prints the job's output"
+
+# jobq worker --keep-output: the command's stdout is the job's output, within its bound.
+"$J" worker -q keep --keep-output --max-output-bytes 16 -- cat >"$tmp/worker-keep.out" 2>"$tmp/worker-keep.log" &
+pids+=($!); kpid=$!
+[ "$("$J" enqueue -q keep -p "hello, world" --wait | sed -n 2p)" = "hello, world" ] || fail "--keep-output: no output"
+rc=0; "$J" enqueue -q keep -p "longer than sixteen bytes" --max-attempts 1 --wait >/dev/null 2>"$tmp/err.txt" || rc=$?
+[ "$rc" = 3 ] || fail "an output over --max-output-bytes: exit $rc"
+grep -q "output over 16 bytes" "$tmp/err.txt" || fail "no reason: $(cat "$tmp/err.txt")"
+kill -TERM "$kpid"; wait "$kpid" || fail "the --keep-output worker exited non-zero"
+ok "jobq worker --keep-output sends the command's stdout as the output, and fails a job whose output is too large"
 kill -TERM "$wpid"
 wait "$wpid" || fail "the worker exited non-zero"
-grep -q "1 job cancelled while running" "$tmp/worker-via_pub.log" || fail "summary: $(tail -n 1 "$tmp/worker-via_pub.log")"
-ok "jobq worker kills a cancelled job's command at once (cancel.<queue>) and goes on"
+grep -q "3 jobs stopped by the service" "$tmp/worker-via_pub.log" || fail "summary: $(tail -n 1 "$tmp/worker-via_pub.log")"
 
 # Without the PUB socket (nothing listens at the worker's address) the heartbeat tells it.
 run_worker via_heartbeat 3 "tcp://127.0.0.1:$(free_port)"
