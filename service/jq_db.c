@@ -206,7 +206,6 @@ static jq_code read_items(PGresult *r, size_t n, const bool *done_by_caller, jq_
  * already succeeded with the same token (the reply of the first may have been lost). */
 static jq_code judge_heartbeat(jq_state st, bool same_token, const char **message)
 {
-	(void)st;
 	*message = st == JQ_STATE_CANCELLED && same_token
 			   ? "the job was cancelled while it ran under this lease: stop working on it"
 			   : "lease lost: the job is no longer processing under this token";
@@ -540,6 +539,15 @@ jq_code jq_db_list(jq_db *db, const char *queue, const jq_state *status, int64_t
 	return JQ_OK;
 }
 
+/* ids_param builds the int8[] parameter of ids (free with jq_pgbin_array_free). */
+static int ids_param(jq_pgbin_array *a, const int64_t *ids, size_t n)
+{
+	jq_pgbin_array_init(a, JQ_OID_INT8);
+	for (size_t i = 0; i < n; i++)
+		jq_pgbin_array_add_i64(a, ids[i]);
+	return jq_pgbin_array_finish(a);
+}
+
 /* ids_call runs a statement whose only parameter is an int8[] of ids and reads its items. */
 static jq_code ids_call(jq_db *db, jq_dbi_stmt_id id, const int64_t *ids, size_t n, judge_fn judge,
 			jq_state done_status, jq_db_item *items, jq_db_err *err)
@@ -548,10 +556,7 @@ static jq_code ids_call(jq_db *db, jq_dbi_stmt_id id, const int64_t *ids, size_t
 	PGresult *r = NULL;
 	jq_code c;
 
-	jq_pgbin_array_init(&a, JQ_OID_INT8);
-	for (size_t i = 0; i < n; i++)
-		jq_pgbin_array_add_i64(&a, ids[i]);
-	if (jq_pgbin_array_finish(&a) != 0) {
+	if (ids_param(&a, ids, n) != 0) {
 		c = nomem(err);
 		goto out;
 	}
@@ -574,15 +579,6 @@ jq_code jq_db_retry(jq_db *db, const int64_t *ids, size_t n, jq_db_item *items, 
 jq_code jq_db_cancel(jq_db *db, const int64_t *ids, size_t n, jq_db_item *items, jq_db_err *err)
 {
 	return ids_call(db, S_CANCEL, ids, n, judge_cancel, JQ_STATE_CANCELLED, items, err);
-}
-
-/* ids_param builds the int8[] parameter of ids (free with jq_pgbin_array_free). */
-static int ids_param(jq_pgbin_array *a, const int64_t *ids, size_t n)
-{
-	jq_pgbin_array_init(a, JQ_OID_INT8);
-	for (size_t i = 0; i < n; i++)
-		jq_pgbin_array_add_i64(a, ids[i]);
-	return jq_pgbin_array_finish(a);
 }
 
 jq_code jq_db_wait_mark(jq_db *db, const int64_t *ids, size_t n, jq_db_err *err)
