@@ -820,6 +820,10 @@ void jq_api_serve(const jq_api_ctx *ctx, const jq_api_request *req, jq_api_reply
 	}
 	jq_code c = jq_auth_authorize(ctx->auth, full, token, false, &principal, why, sizeof(why));
 	explicit_bzero(token, sizeof(token));
+	if (c == JQ_UNAUTHENTICATED && req->authorization == NULL) {
+		jq_call_error(&a.call, c, "missing credential: send 'Authorization: Bearer TOKEN'");
+		goto done;
+	}
 	if (c != JQ_OK) {
 		jq_call_error(&a.call, c, "%s", why);
 		goto done;
