@@ -259,3 +259,13 @@ st=$(curl -s -o /dev/null -w '%{http_code}' -H "Authorization: Bearer $admin" --
 [ "$st" = 400 ] || [ "$st" = 413 ] || fail "a 9 MiB body answered $st"
 expect 200 "" "$reader" GET /api/v1/whoami
 ok "security headers on pages and API, static files only, an oversized body refused"
+
+# ------------------------------------------------------------------ a clean stop
+# SIGTERM while the console serves: jobqd ends with status 0 (under ASan: no leak, no use after free).
+pid=${pids[-1]}
+kill -TERM "$pid"
+rc=0
+wait "$pid" || rc=$?
+pids=()
+[ $rc -eq 0 ] || fail "jobqd exited $rc after SIGTERM: $(tail -n 20 "$tmp/jobqd.log")"
+ok "SIGTERM with the console on: jobqd exits 0"
