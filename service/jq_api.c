@@ -464,6 +464,32 @@ static int route_stats(api_call *a, int64_t id, const char *query)
 	return 0;
 }
 
+/* The chart of the overview: no RPC method reads it, so it takes Stats' roles. */
+static int route_throughput(api_call *a, int64_t id, const char *query)
+{
+	jq_db_minute m[JQ_DB_THROUGHPUT_MINUTES];
+	jq_db_err err;
+	(void)id;
+	if (query_known(a, query, (const char *const[]){ NULL }) != 0)
+		return -1;
+	jq_code c = jq_db_throughput(a->ctx->db, m, &err);
+	if (c != JQ_OK) {
+		jq_call_error(&a->call, c, "%s", err.msg);
+		return -1;
+	}
+	jq_jbuf_raw(&a->out, "{\"minutes\":[");
+	for (int i = 0; i < JQ_DB_THROUGHPUT_MINUTES; i++)
+		jq_jbuf_printf(&a->out, "%s{\"at_ms\":%" PRId64 ",\"completed\":%" PRId64 "}", i ? "," : "",
+			       m[i].at_ms, m[i].completed);
+	jq_jbuf_raw(&a->out, "]}\n");
+	if (a->out.oom) {
+		jq_call_error(&a->call, JQ_RESOURCE_EXHAUSTED, "out of memory");
+		return -1;
+	}
+	a->call.sent = true;
+	return 0;
+}
+
 static int route_list(api_call *a, int64_t id, const char *query)
 {
 	Jobq__V1__ListRequest r = JOBQ__V1__LIST_REQUEST__INIT;
@@ -720,6 +746,7 @@ typedef struct route {
 static const route routes[] = {
 	{ "GET", "whoami", "", route_whoami },
 	{ "GET", "queues", "Stats", route_stats },
+	{ "GET", "throughput", "Stats", route_throughput },
 	{ "GET", "jobs", "List", route_list },
 	{ "POST", "jobs", "Enqueue", route_enqueue },
 	{ "GET", "jobs/#", "Get", route_get },

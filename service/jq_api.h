@@ -6,6 +6,7 @@
  *
  *   GET  /api/v1/whoami                 the caller's role                    any credential
  *   GET  /api/v1/queues[?queue=Q]       Stats                                as Stats
+ *   GET  /api/v1/throughput             jobs completed per minute, last hour  as Stats
  *   GET  /api/v1/jobs?queue&state&after_id&limit&payload   List (keyset)     as List
  *   POST /api/v1/jobs                   Enqueue {"jobs": [JobSpec...]}       as Enqueue
  *   GET  /api/v1/jobs/ID                Get: the job and its failures        as Get
