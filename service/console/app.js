@@ -9,7 +9,10 @@ const REFRESH_MS = 3000;
 const PAGE_SIZE = 50;
 const STATES = ['pending', 'processing', 'completed', 'failed', 'cancelled'];
 
-const state = { role: '', busy: false, selected: new Set(), timer: null, renderId: 0 };
+const THROUGHPUT_EVERY_MS = 30000; // the chart reads an hour of the finished-jobs index: not every refresh
+const SVG = 'http://www.w3.org/2000/svg';
+
+const state = { role: '', busy: false, selected: new Set(), timer: null, renderId: 0, throughput: null, throughputAt: 0 };
 
 // ---- small helpers ----
 
@@ -94,10 +97,44 @@ function statusCell(status) { return el('td', { className: 'status-' + status, '
 
 function jobLink(id) { return el('a', { href: hashFor('/job/' + id), 'data-job': id }, '#' + id); }
 
+// svg(tag, attrs, ...children): an SVG element; attributes are set one by one, never parsed.
+function svg(tag, attrs, ...children) {
+  const e = document.createElementNS(SVG, tag);
+  for (const [k, v] of Object.entries(attrs || {})) e.setAttribute(k, String(v));
+  for (const c of children) e.append(c instanceof Node ? c : document.createTextNode(String(c)));
+  return e;
+}
+
+// throughputChart: one bar per minute of the last hour, the current minute at the right.
+function throughputChart(minutes) {
+  const W = 600, H = 90, bw = W / minutes.length;
+  const peak = Math.max(1, ...minutes.map((m) => m.completed));
+  const total = minutes.reduce((n, m) => n + m.completed, 0);
+  const bars = minutes.map((m, i) => {
+    const h = Math.round((m.completed / peak) * (H - 4));
+    return svg('rect', { x: (i * bw + 1).toFixed(1), y: H - h, width: (bw - 2).toFixed(1), height: h, class: 'bar', 'data-minute': m.at_ms },
+      svg('title', {}, fmtTime(m.at_ms) + ': ' + m.completed + ' completed'));
+  });
+  return el('figure', { id: 'throughput' },
+    svg('svg', { viewBox: `0 0 ${W} ${H}`, width: W, height: H, role: 'img', 'aria-label': 'jobs completed per minute, last hour' },
+      svg('line', { x1: 0, y1: H - 0.5, x2: W, y2: H - 0.5, class: 'axis' }), ...bars),
+    el('figcaption', { className: 'muted' }, el('span', { id: 'throughput-total' }, String(total)),
+      ' jobs completed in the last hour (peak ' + peak + ' a minute; one bar a minute, now at the right)'));
+}
+
+async function throughput() {
+  if (!state.throughput || Date.now() - state.throughputAt > THROUGHPUT_EVERY_MS) {
+    state.throughput = await api('throughput');
+    state.throughputAt = Date.now();
+  }
+  return state.throughput;
+}
+
 // ---- views ----
 
 async function viewOverview(root) {
-  const data = await api('queues');
+  const [data, tp] = await Promise.all([api('queues'), throughput()]);
+  root.append(el('h2', {}, 'Completed per minute'), throughputChart(tp.minutes));
   root.append(el('h2', {}, 'Queues'));
   if (data.queues.length === 0) {
     root.append(el('p', { className: 'muted', id: 'no-queues' }, 'No jobs yet.'));

@@ -1,7 +1,7 @@
 // console_check.mjs — the console's checks in headless Chromium (run by test_console.sh, which
 // starts jobqd and seeds: queue mail with 3 pending jobs, one of them XSS_JOB whose payload is a
 // script tag; queue bills with 4 failed jobs, XSS_ERROR_JOB failed with an img-onerror error, and
-// 1 pending). Each check waits for its condition by re-reading the page (the page refreshes by
+// 1 pending; queue done with 2 completed jobs). Each check waits for its condition by re-reading the page (the page refreshes by
 // polling), never for a fixed time. On a failure: a screenshot in SHOT_DIR, its path printed,
 // exit 1.
 import path from "node:path";
@@ -101,6 +101,13 @@ async function checks(browser) {
   }, WAIT, [cell("mail", "pending"), cell("bills", "failed"), cell("bills", "pending"), cell("mail", "failed")]);
   ok("overview: mail 3 pending, bills 4 failed and 1 pending");
 
+  step = "chart of completed jobs";
+  await page.waitForFunction(() => document.querySelectorAll("#throughput rect.bar").length === 60 &&
+    document.querySelector("#throughput-total")?.textContent === "2", WAIT);
+  const tallest = await page.$$eval("#throughput rect.bar", (bars) => Math.max(...bars.map((b) => Number(b.getAttribute("height")))));
+  if (!(tallest > 0)) throw new Error("the chart draws no bar for the 2 completed jobs");
+  ok("chart: 60 minutes, the 2 completed jobs drawn");
+
   step = "counts follow new jobs (polling)";
   await api("jobs", admin, { jobs: [{ queue: "mail", payload: "late" }, { queue: "mail", payload: "later" }] });
   await page.waitForFunction((sel) => document.querySelector(sel)?.textContent === "5", WAIT, cell("mail", "pending"));
@@ -181,6 +188,7 @@ async function checks(browser) {
   ok("jobs list: 60 jobs in pages of 50 and 10, next and previous");
 
   if (process.env.JOBQ_CONSOLE_SCREENSHOT) {
+    await page.setViewport({ width: 1000, height: 600 });
     await go("#/");
     await page.waitForFunction((sel) => document.querySelector(sel) !== null, WAIT, cell("pages", "pending"));
     await page.screenshot({ path: process.env.JOBQ_CONSOLE_SCREENSHOT });

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The operator's console in a real headless Chromium (Debian's package, driven by puppeteer-core
 # from deploy/bootstrap.sh's cache) against a real jobqd on a private copy of the migrated
-# database: the overview's counts, a failed job retried from the page, bulk retry and cancel,
+# database: the overview's counts and chart of completed jobs, a failed job retried from the page, bulk retry and cancel,
 # payloads and errors that hold markup shown as text with no script run (dialogs are watched), a
 # reader who sees no action and whose action answers 403 and changes nothing, and no page error
 # or Content-Security-Policy violation. The checks are in console_check.mjs.
@@ -83,8 +83,14 @@ while read -r line; do
 done <"$tmp/claimed.json"
 [ $n -eq 4 ] || fail "claimed $n jobs of bills, not 4"
 "$J" enqueue --queue bills --payload "bill 5" >/dev/null
+for i in 1 2; do
+  "$J" enqueue --queue done --payload "done $i" >/dev/null
+  line=$("$J" claim --queue done --json)
+  "$J" complete --id "$(sed -n 's/.*"id":\([0-9]*\).*/\1/p' <<<"$line")" \
+    --token "$(sed -n 's/.*"lease_token":\([0-9]*\).*/\1/p' <<<"$line")" >/dev/null
+done
 unset JOBQ_AUTH_TOKEN
-ok "3 jobs in mail, 4 failed and 1 pending in bills"
+ok "3 jobs in mail, 4 failed and 1 pending in bills, 2 completed in done"
 
 # ------------------------------------------------------------------ the browser
 export CONSOLE_URL="http://$console" ADMIN_TOKEN=$admin READER_TOKEN=$reader SHOT_DIR=$tmp \

@@ -204,7 +204,11 @@ expect 200 "" "$admin" POST /api/v1/retry "{\"ids\":[${ids[0]},${ids[1]}]}"
 expect 200 "" "$admin" GET "/api/v1/queues?queue=work"
 [ "$(j "$tmp/body" '[d.queues[0].pending, d.queues[0].processing, d.queues[0].failed].join()')" = "2,1,0" ] ||
   fail "work after retries: $(cat "$tmp/body")"
-ok "cancel refuses a processing job; failed jobs listed, retried one by one, all at once and in bulk; bulk cancel answers per job"
+expect 403 PERMISSION_DENIED "$producer" GET /api/v1/throughput
+expect 200 "" "$reader" GET /api/v1/throughput
+[ "$(j "$tmp/body" 'd.minutes.length + "," + d.minutes.every((m, i) => i == 0 || m.at_ms - d.minutes[i - 1].at_ms == 60000)')" = "60,true" ] ||
+  fail "throughput: $(head -c 300 "$tmp/body")"
+ok "cancel refuses a processing job; failed jobs listed, retried one by one, all at once and in bulk; bulk cancel answers per job; throughput as Stats"
 
 # ------------------------------------------------------------------ keyset paging
 body='{"jobs":['
