@@ -30,7 +30,7 @@ PROTO_H    := $(BUILD)/gen/jobq/v1/jobq.pb-c.h
 PROTO_O    := $(BUILD)/obj/gen/jobq/v1/jobq.pb-c.o
 
 SVC_SRC    := $(filter-out service/main.c,$(wildcard service/*.c))
-# The console's pages, compiled into jobqd (deploy/embed-console.sh).
+# The console's pages, compiled into jobqd (service/console/embed.sh).
 CONSOLE_FILES := $(sort $(wildcard service/console/*.html service/console/*.js service/console/*.css))
 CONSOLE_C  := $(BUILD)/gen/jq_console_assets.c
 CONSOLE_O  := $(BUILD)/obj/gen/jq_console_assets.o
@@ -67,9 +67,9 @@ $(BUILD)/obj/%.o: %.c | $(PROTO_H)
 	@mkdir -p $(dir $@)
 	$(CC) $(CPPFLAGS_ALL) $(ALL_CFLAGS) -c $< -o $@
 
-$(CONSOLE_C): $(CONSOLE_FILES) deploy/embed-console.sh
+$(CONSOLE_C): $(CONSOLE_FILES) service/console/embed.sh
 	@mkdir -p $(dir $@)
-	deploy/embed-console.sh $(CONSOLE_FILES) > $@.tmp && mv $@.tmp $@
+	service/console/embed.sh $(CONSOLE_FILES) > $@.tmp && mv $@.tmp $@
 
 $(CONSOLE_O): $(CONSOLE_C) service/jq_console.h
 	@mkdir -p $(dir $@)

@@ -40,7 +40,7 @@ int jq_console_start(const jq_console_sources *src, jq_console **out) __attribut
  * and frees everything. NULL is a no-op. */
 void jq_console_stop(jq_console *c);
 
-/* The console's files, generated at build time from service/console/ (deploy/embed-console.sh)
+/* The console's files, generated at build time from service/console/ (service/console/embed.sh)
  * into jq_console_assets.c. */
 typedef struct jq_console_asset {
 	const char *path; /* "/index.html" */
