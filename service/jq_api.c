@@ -235,7 +235,6 @@ static int bad(api_call *a, const char *fmt, ...)
 	return -1;
 }
 
-
 static int hexval(char c)
 {
 	return c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10
@@ -787,8 +786,10 @@ static bool path_matches(const char *path, size_t len, const char *pattern, int6
 static void finish(api_call *a, jq_api_reply *out)
 {
 	out->code = a->call.sent ? JQ_OK : a->call.code;
-	if (out->code == JQ_OK && !a->call.sent)
-		jq_call_error(&a->call, out->code = JQ_INTERNAL, "no answer");
+	if (out->code == JQ_OK && !a->call.sent) {
+		out->code = JQ_INTERNAL;
+		snprintf(a->call.message, sizeof(a->call.message), "no answer");
+	}
 	out->status = jq_api_http_status(out->code);
 	if (out->code == JQ_OK) {
 		out->body = a->out.p;

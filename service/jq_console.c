@@ -30,6 +30,12 @@
 	    "img-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
 #define JSON_CTYPE "application/json; charset=utf-8"
 
+/* An API request waiting for a worker, and when it came (its deadline counts from then). */
+typedef struct waiting_req {
+	nng_aio *aio;
+	int64_t received_us;
+} waiting_req;
+
 typedef struct worker_arg {
 	struct jq_console *c;
 	int i;
@@ -46,7 +52,7 @@ struct jq_console {
 	pthread_mutex_t mu; /* everything below */
 	pthread_cond_t cv;
 	bool stop;
-	nng_aio *queue[JQ_CONSOLE_MAX_QUEUED]; /* a ring */
+	waiting_req queue[JQ_CONSOLE_MAX_QUEUED]; /* a ring */
 	size_t head, count;
 };
 
@@ -95,7 +101,7 @@ static void reply_error(nng_aio *aio, jq_code code, const char *message)
 
 /* ---- the API workers ---- */
 
-static void serve_api(jq_console *c, jq_db *db, nng_aio *aio)
+static void serve_api(jq_console *c, jq_db *db, nng_aio *aio, int64_t received_us)
 {
 	nng_http_req *req = nng_aio_get_input(aio, 0);
 	void *body = NULL;
@@ -108,7 +114,7 @@ static void serve_api(jq_console *c, jq_db *db, nng_aio *aio)
 		.authorization = nng_http_req_get_header(req, "Authorization"),
 		.body = body,
 		.body_len = body_len,
-		.deadline_us = jq_clock_mono_us() + (int64_t)c->src.cfg->default_deadline_ms * 1000,
+		.deadline_us = received_us + (int64_t)c->src.cfg->default_deadline_ms * 1000,
 	};
 	jq_api_reply out;
 	jq_api_serve(&ctx, &r, &out);
@@ -132,15 +138,15 @@ static void *worker_main(void *arg)
 			pthread_mutex_unlock(&c->mu);
 			return NULL;
 		}
-		nng_aio *aio = c->queue[c->head];
+		waiting_req q = c->queue[c->head];
 		c->head = (c->head + 1) % JQ_CONSOLE_MAX_QUEUED;
 		c->count--;
 		bool stopping = c->stop;
 		pthread_mutex_unlock(&c->mu);
 		if (stopping)
-			reply_error(aio, JQ_UNAVAILABLE, "shutting down");
+			reply_error(q.aio, JQ_UNAVAILABLE, "shutting down");
 		else
-			serve_api(c, c->db[w->i], aio);
+			serve_api(c, c->db[w->i], q.aio, q.received_us);
 	}
 }
 
@@ -180,7 +186,8 @@ static void on_request(nng_aio *aio)
 		pthread_mutex_lock(&c->mu);
 		full = c->count == JQ_CONSOLE_MAX_QUEUED;
 		if (!c->stop && !full) {
-			c->queue[(c->head + c->count) % JQ_CONSOLE_MAX_QUEUED] = aio;
+			c->queue[(c->head + c->count) % JQ_CONSOLE_MAX_QUEUED] =
+				(waiting_req){ .aio = aio, .received_us = jq_clock_mono_us() };
 			c->count++;
 			queued = true;
 			pthread_cond_signal(&c->cv);
@@ -255,7 +262,7 @@ static void console_free(jq_console *c)
 		pthread_join(c->thread[i], NULL);
 	/* With no worker left, whatever is still queued is answered here. */
 	while (c->count > 0) {
-		nng_aio *aio = c->queue[c->head];
+		nng_aio *aio = c->queue[c->head].aio;
 		c->head = (c->head + 1) % JQ_CONSOLE_MAX_QUEUED;
 		c->count--;
 		reply_error(aio, JQ_UNAVAILABLE, "shutting down");

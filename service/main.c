@@ -67,8 +67,9 @@ static int open_workers(service *s)
 
 static void close_all(service *s)
 {
-	/* HTTP reads every other module's figures, so it goes first (probes then see a refused
-	 * connection: not ready). The listener publishes and wakes long-polls, so it stops next. Waiting Claims are answered
+	/* The console (which answers the API requests still queued with 503) and HTTP, which reads
+	 * every other module's figures, go first (probes then see a refused connection: not ready).
+	 * The listener publishes and wakes long-polls, so it stops next. Waiting Claims are answered
 	 * (empty) before the RPC server waits for every request in flight; the long-poll is freed
 	 * only after that, when no worker can park a request any more. */
 	jq_console_stop(s->console);
