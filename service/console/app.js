@@ -6,13 +6,14 @@
 
 const TOKEN_KEY = 'jobq.console.token';
 const REFRESH_MS = 3000;
+const OVERVIEW_EVERY_MS = 10000; // Stats counts by scanning the table (0.3 s at a million jobs)
 const PAGE_SIZE = 50;
 const STATES = ['pending', 'processing', 'completed', 'failed', 'cancelled'];
 
 const THROUGHPUT_EVERY_MS = 30000; // the chart reads an hour of the finished-jobs index: not every refresh
 const SVG = 'http://www.w3.org/2000/svg';
 
-const state = { role: '', busy: false, selected: new Set(), timer: null, renderId: 0, throughput: null, throughputAt: 0 };
+const state = { role: '', busy: false, selected: new Set(), timer: null, renderId: 0, throughput: null, throughputAt: 0, overviewAt: 0 };
 
 // ---- small helpers ----
 
@@ -332,11 +333,14 @@ async function render(force) {
   const focused = document.activeElement;
   if (!force && focused && focused.closest && focused.closest('#filters')) return;
   const { path, params } = parseHash();
+  const overview = path === '/' || path === '';
+  if (!force && overview && Date.now() - state.overviewAt < OVERVIEW_EVERY_MS) return;
+  if (overview) state.overviewAt = Date.now();
   for (const a of document.querySelectorAll('nav a')) a.classList.toggle('active', a.getAttribute('href') === '#' + (path === '/' ? '/' : path));
   const id = ++state.renderId;
   const view = el('div', { id: 'content' });
   try {
-    if (path === '/' || path === '') await viewOverview(view);
+    if (overview) await viewOverview(view);
     else if (path === '/jobs') await viewJobs(view, params);
     else if (path === '/failed') await viewFailed(view, params);
     else if (path.startsWith('/job/')) await viewJob(view, path.slice(5));

@@ -20,7 +20,7 @@ const xssJob = env("XSS_JOB");
 const xssErrorJob = env("XSS_ERROR_JOB");
 const puppeteer = createRequire(path.join(env("PUPPETEER_DIR"), "node_modules", "x.js"))("puppeteer-core");
 
-const WAIT = { timeout: 15000, polling: 100 };
+const WAIT = { timeout: 30000, polling: 100 }; // above the overview's 10 s refresh
 const problems = []; // dialogs, page errors, CSP violations: each one fails the run at the end
 let page;
 let step = "start";

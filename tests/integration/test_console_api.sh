@@ -143,6 +143,8 @@ big=$(head -c 5000 /dev/zero | tr '\0' a)
 expect 400 INVALID_ARGUMENT "$admin" POST /api/v1/jobs "{\"jobs\":[{\"queue\":\"a\",\"payload\":\"$big\"}]}"
 [ "$(j "$tmp/body" d.message)" = "$(cli_error --queue a --payload "$big")" ] ||
   fail "payload too large: API says '$(j "$tmp/body" d.message)', the RPC '$(cli_error --queue a --payload "$big")'"
+expect 400 INVALID_ARGUMENT "$admin" POST /api/v1/jobs '{"jobs":[{"queue":"<script>alert(1)</script>","payload":"x"}]}'
+expect 400 INVALID_ARGUMENT "$admin" GET "/api/v1/jobs?queue=%3Cscript%3E"
 expect 400 INVALID_ARGUMENT "$admin" POST /api/v1/jobs '{"jobs":[{"queue":"a","priority":40000}]}'
 expect 400 INVALID_ARGUMENT "$admin" POST /api/v1/jobs '{"jobs":[]}'
 expect 400 INVALID_ARGUMENT "$admin" POST /api/v1/jobs '{"jobs":[{"queue":"a","max_attempts":5000}]}'
@@ -172,7 +174,7 @@ expect 405 UNIMPLEMENTED "$admin" DELETE "/api/v1/jobs/$id1"
 expect 200 "" "$admin" GET /api/v1/queues
 [ "$(j "$tmp/body" 'd.queues.map(q => q.queue + ":" + q.pending).join()')" = "mail:3" ] ||
   fail "refused enqueues left jobs: $(cat "$tmp/body")"
-ok "the RPC's validation and messages (CLI and API say the same), strict JSON, and nothing enqueued by a refused call"
+ok "the RPC's validation and messages (CLI and API say the same; no markup in a queue name), strict JSON, and nothing enqueued by a refused call"
 
 # ------------------------------------------------------------------ cancel, retry, failed jobs
 JOBQ_AUTH_TOKEN=$admin "$J" enqueue --queue work --payload a >/dev/null
