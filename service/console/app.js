@@ -7,10 +7,9 @@
 const TOKEN_KEY = 'jobq.console.token';
 const REFRESH_MS = 3000;
 const OVERVIEW_EVERY_MS = 10000; // Stats counts by scanning the table (0.3 s at a million jobs)
+const THROUGHPUT_EVERY_MS = 30000; // the chart reads an hour of the finished-jobs index
 const PAGE_SIZE = 50;
 const STATES = ['pending', 'processing', 'completed', 'failed', 'cancelled'];
-
-const THROUGHPUT_EVERY_MS = 30000; // the chart reads an hour of the finished-jobs index: not every refresh
 const SVG = 'http://www.w3.org/2000/svg';
 
 const state = { role: '', busy: false, selected: new Set(), timer: null, renderId: 0, throughput: null, throughputAt: 0, overviewAt: 0 };
@@ -18,7 +17,7 @@ const state = { role: '', busy: false, selected: new Set(), timer: null, renderI
 // ---- small helpers ----
 
 // el(tag, props, ...children): props are properties (className, href, type, ...) and data-*
-// attributes; children are nodes or text (added as text nodes).
+// attributes; children are nodes or text (added as text nodes). No caller passes innerHTML.
 function el(tag, props, ...children) {
   const e = document.createElement(tag);
   for (const [k, v] of Object.entries(props || {})) {
@@ -109,10 +108,11 @@ function svg(tag, attrs, ...children) {
 // throughputChart: one bar per minute of the last hour, the current minute at the right.
 function throughputChart(minutes) {
   const W = 600, H = 90, bw = W / minutes.length;
-  const peak = Math.max(1, ...minutes.map((m) => m.completed));
+  const peak = Math.max(0, ...minutes.map((m) => m.completed));
+  const scale = Math.max(1, peak);
   const total = minutes.reduce((n, m) => n + m.completed, 0);
   const bars = minutes.map((m, i) => {
-    const h = Math.round((m.completed / peak) * (H - 4));
+    const h = Math.round((m.completed / scale) * (H - 4));
     return svg('rect', { x: (i * bw + 1).toFixed(1), y: H - h, width: (bw - 2).toFixed(1), height: h, class: 'bar', 'data-minute': m.at_ms },
       svg('title', {}, fmtTime(m.at_ms) + ': ' + m.completed + ' completed'));
   });
