@@ -62,6 +62,7 @@ typedef enum jq_dbi_stmt_id {
 	S_RESCUE,
 	S_TIME_LIMIT,
 	S_RETENTION,
+	S_THROUGHPUT,
 	S__COUNT
 } jq_dbi_stmt_id;
 

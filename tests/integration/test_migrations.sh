@@ -17,6 +17,34 @@ JOBQ_DATABASE_URL=$url "$root/deploy/migrate.sh" update >/dev/null
 after_update=$(objects)
 echo "after update: relations/functions = $after_update"
 [ "$after_update" != "0 0" ]
+# The changesets newer than 014 are rolled back first, so that the steps below start from 014
+# whatever has been added since; each is checked on the way.
+notify_update_level() {
+  psql -qAtX "$url" -c "SELECT CASE WHEN tgtype & 1 = 1 THEN 'row' ELSE 'statement' END FROM pg_trigger
+                         WHERE tgname = 'job_queue_notify_update'"
+}
+[ "$(notify_update_level)" = row ] || { echo "018 not applied: $(notify_update_level)" >&2; exit 1; }
+# 017 (running jobs): the edge processing -> cancelled, the columns, the stop and done triggers
+# and the 7-argument enqueue function.
+running() {
+  psql -qAtX "$url" -c "SELECT count(*) FROM job_status_transition WHERE prev_status = 'archive_processing'
+                          AND next_status = 'archive_cancelled'" \
+                    -c "SELECT count(*) FROM information_schema.columns WHERE table_name = 'job_queue'
+                          AND column_name IN ('output', 'progress_percent', 'progress_message', 'progress_at',
+                                              'waited', 'timeout_ms')" \
+                    -c "SELECT count(*) FROM pg_trigger WHERE tgname IN ('job_queue_notify_stop', 'job_queue_notify_done')" \
+                    -c "SELECT count(*) FROM pg_proc WHERE proname = 'jobq_enqueue_batch' AND pronargs = 7" | paste -sd' '
+}
+[ "$(running)" = "1 6 2 1" ] || { echo "017 not applied: $(running)" >&2; exit 1; }
+back_to_014() {
+  newer=$(psql -qAtX "$url" -c "SELECT count(*) FROM databasechangelog WHERE orderexecuted >
+                                 (SELECT orderexecuted FROM databasechangelog WHERE id = '014-drop-single-status-keys')")
+  [ "$newer" -eq 0 ] || JOBQ_DATABASE_URL=$url "$root/deploy/migrate.sh" -- rollback-count --count="$newer" >/dev/null
+}
+back_to_014
+[ "$(notify_update_level)" = statement ] || { echo "018 not rolled back: $(notify_update_level)" >&2; exit 1; }
+[ "$(running)" = "0 0 0 0" ] || { echo "017 not rolled back: $(running)" >&2; exit 1; }
+echo "migrations: the $newer changesets after 014 rolled back (018: the statement-level UPDATE trigger is back; 017: its edge, columns, triggers and function are gone): ok"
 # Steps back: rolling back changes/014-status-pair-key-only.yaml (1 changeset) must put the two
 # single-column status keys back; then changes/013-failed-jobs-idx.yaml, 012-valid-indexes.yaml and
 # 011-hot-heartbeats.yaml (1 + 1 + 2 changesets) must put the lease index back; then changes/010-queue-check-order.yaml alone (2)
@@ -31,7 +59,7 @@ defs() {
                          WHERE tgrelid = 'job_queue'::regclass AND tgname LIKE 'job_queue_status_guard%'" | paste -sd'|'
 }
 guards='job_queue_status_guard_insert,job_queue_status_guard_update'
-check_010="ltrim(queue, 'abcdef" check_009="ltrim(queue, 'ABCDEF"
+check_010="ltrim(queue, 'abcdef" check_009="ltrim(queue, 'ABCDEF" check_018="ltrim(textsend(queue)"
 lease_indexes() {
   psql -qAtX "$url" -c "SELECT string_agg(indexname, ',' ORDER BY indexname) FROM pg_indexes
                          WHERE tablename = 'job_queue' AND indexname IN ('job_queue_lease_idx', 'job_queue_processing_idx')"
@@ -74,26 +102,6 @@ fkeys() {
                          FROM pg_constraint WHERE conrelid = 'job_queue'::regclass AND contype = 'f'"
 }
 [ "$(fkeys)" = job_queue_status_transition_fkey:true ] || { echo "014 not applied: $(fkeys)" >&2; exit 1; }
-# 017 (running jobs): the edge processing -> cancelled, the columns and the stop trigger; rolled
-# back first, with every changeset applied after 014's (so the counts below start at 014).
-running() {
-  psql -qAtX "$url" -c "SELECT count(*) FROM job_status_transition WHERE prev_status = 'archive_processing'
-                          AND next_status = 'archive_cancelled'" \
-                    -c "SELECT count(*) FROM information_schema.columns WHERE table_name = 'job_queue'
-                          AND column_name IN ('output', 'progress_percent', 'progress_message', 'progress_at')" \
-                    -c "SELECT count(*) FROM pg_trigger WHERE tgname = 'job_queue_notify_stop'" | paste -sd' '
-}
-[ "$(running)" = "1 4 1" ] || { echo "017 not applied: $(running)" >&2; exit 1; }
-# back_to_014 rolls back every changeset applied after 014's.
-back_to_014() {
-  local n
-  n=$(psql -qAtX "$url" -c "SELECT count(*) FROM databasechangelog WHERE orderexecuted >
-                             (SELECT orderexecuted FROM databasechangelog WHERE id = '014-drop-single-status-keys')")
-  JOBQ_DATABASE_URL=$url "$root/deploy/migrate.sh" -- rollback-count --count="$n" >/dev/null
-}
-back_to_014
-[ "$(running)" = "0 0 0" ] || { echo "017 not rolled back: $(running)" >&2; exit 1; }
-echo "migrations: 017 and every changeset after 014 rolled back: ok"
 JOBQ_DATABASE_URL=$url "$root/deploy/migrate.sh" -- rollback-count --count=1 >/dev/null
 want=job_queue_curr_job_status_fkey:true,job_queue_prev_job_status_fkey:true,job_queue_status_transition_fkey:true
 [ "$(fkeys)" = "$want" ] || { echo "014 not rolled back: $(fkeys)" >&2; exit 1; }
@@ -108,10 +116,10 @@ leave_invalid job_queue_failed_idx
 JOBQ_DATABASE_URL=$url "$root/deploy/migrate.sh" update >/dev/null
 expect_index job_queue_processing_idx id "update over an invalid leftover"
 expect_index job_queue_failed_idx "queue, id" "update over an invalid leftover" archive_failed
+back_to_014
 # 011's rollback failed half-way once (an invalid lease index is left), and runs again (with
 # 014, 013 and 012 before it).
 leave_invalid job_queue_lease_idx
-back_to_014
 JOBQ_DATABASE_URL=$url "$root/deploy/migrate.sh" -- rollback-count --count=4 >/dev/null
 expect_index job_queue_lease_idx lease_expires_at "rollback over an invalid leftover"
 JOBQ_DATABASE_URL=$url "$root/deploy/migrate.sh" -- rollback-count --count=1 >/dev/null
@@ -155,10 +163,11 @@ echo "migrations: the rollbacks of 010 and 009 validate the queue check without 
 [ "$(psql -qAtX "$url" -c "SELECT count(*) FROM jobq_enqueue_batch(ARRAY['a','b'], NULL, NULL, NULL, NULL, NULL)")" = 2 ]
 psql -qAtX "$url" -c "TRUNCATE job_queue, job_failure"
 JOBQ_DATABASE_URL=$url "$root/deploy/migrate.sh" update >/dev/null
-case $(defs) in *"$check_010"*"|t|t|$guards") ;; *) echo "010 and 009 not re-applied: $(defs)" >&2; exit 1 ;; esac
+case $(defs) in *"$check_018"*"|t|t|$guards") ;; *) echo "010, 009 and 018 not re-applied: $(defs)" >&2; exit 1 ;; esac
 [ "$(lease_indexes)" = job_queue_processing_idx ] || { echo "011 not re-applied: $(lease_indexes)" >&2; exit 1; }
 [ "$(psql -qAtX "$url" -c "SELECT convalidated FROM pg_constraint WHERE conname = 'job_queue_queue_check'")" = t ]
 [ "$(fkeys)" = job_queue_status_transition_fkey:true ] || { echo "014 not re-applied: $(fkeys)" >&2; exit 1; }
+[ "$(notify_update_level)" = row ] || { echo "018 not re-applied: $(notify_update_level)" >&2; exit 1; }
 echo "migrations: 014, 013, 012, 011, 010, then 009 rolled back and applied again: ok"
 JOBQ_DATABASE_URL=$url "$root/deploy/migrate.sh" rollback-all >/dev/null
 after_rollback=$(objects)
