@@ -204,11 +204,13 @@ static jq_code read_items(PGresult *r, size_t n, const bool *done_by_caller, jq_
 
 /* A lease call that changed nothing: the lease is lost unless this is a repeat of a call that
  * already succeeded with the same token (the reply of the first may have been lost). */
+/* A heartbeat that renewed nothing: the lease is lost (jq_db_heartbeat then says whether the job
+ * was stopped under it, and why). */
 static jq_code judge_heartbeat(jq_state st, bool same_token, const char **message)
 {
-	*message = st == JQ_STATE_CANCELLED && same_token
-			   ? "the job was cancelled while it ran under this lease: stop working on it"
-			   : "lease lost: the job is no longer processing under this token";
+	(void)st;
+	(void)same_token;
+	*message = "lease lost: the job is no longer processing under this token";
 	return JQ_FAILED_PRECONDITION;
 }
 
@@ -295,11 +297,32 @@ static int output_array(params *p, const jq_db_lease *leases, size_t n)
 	return jq_pgbin_array_finish(&p->arr[2]);
 }
 
+/* note_stop reads row `row` of a heartbeat's or S_LEASE_STATE's result (status in column 3,
+ * "same token" in 4, "failed by its time limit" in 5) for a refused lease: the job's status, and
+ * whether it was stopped under that very lease, and why. */
+static void note_stop(const PGresult *r, int row, jq_db_item *it)
+{
+	jq_state st;
+	if (PQgetisnull(r, row, 3) || jq_state_from_name(PQgetvalue(r, row, 3), &st) != 0)
+		return;
+	it->status = st;
+	it->status_known = true;
+	if (PQgetisnull(r, row, 4) || !jq_pgbin_bool(r, row, 4))
+		return;
+	if (st == JQ_STATE_CANCELLED) {
+		it->stop_reason = "cancelled";
+		it->message = "the job was cancelled while it ran under this lease: stop working on it";
+	} else if (st != JQ_STATE_PROCESSING && !PQgetisnull(r, row, 5) && jq_pgbin_bool(r, row, 5)) {
+		it->stop_reason = JQ_TIME_LIMIT_ERROR;
+		it->message = "the job ran past its time limit under this lease: stop working on it";
+	}
+}
+
 jq_code jq_db_heartbeat(jq_db *db, const jq_db_lease *leases, size_t n, int lease_seconds,
 			jq_db_item *items, jq_db_err *err)
 {
 	params p = { 0 };
-	PGresult *r = NULL;
+	PGresult *r = NULL, *now = NULL;
 	jq_code c;
 	char lease[4];
 
@@ -322,20 +345,27 @@ jq_code jq_db_heartbeat(jq_db *db, const jq_db_lease *leases, size_t n, int leas
 	if (c != JQ_OK)
 		goto out;
 	c = read_items(r, n, NULL, items, JQ_STATE_PROCESSING, judge_heartbeat, err);
+	bool stale = false;
 	for (size_t i = 0; c == JQ_OK && i < n; i++) {
-		if (items[i].code == JQ_OK)
+		if (items[i].code == JQ_OK) {
 			items[i].lease_expires_at_ms = jq_pgbin_ts_ms(r, (int)i, 2);
-		else if (items[i].status_known && items[i].status == JQ_STATE_CANCELLED &&
-			 jq_pgbin_bool(r, (int)i, 4))
-			items[i].stop_reason = "cancelled";
-		else if (items[i].status_known && jq_pgbin_bool(r, (int)i, 4) && !PQgetisnull(r, (int)i, 5) &&
-			 jq_pgbin_bool(r, (int)i, 5)) {
-			items[i].stop_reason = JQ_TIME_LIMIT_ERROR;
-			items[i].message = "the job ran past its time limit under this lease: stop working on it";
+			continue;
 		}
+		note_stop(r, (int)i, &items[i]);
+		stale = stale || (items[i].status_known && items[i].status == JQ_STATE_PROCESSING);
+	}
+	/* A refused lease whose job the statement still read as processing under it: the job was
+	 * moved after the statement's snapshot and before its row lock (a cancel or a time limit
+	 * racing this heartbeat). A new statement reads where it stands now. */
+	if (c == JQ_OK && stale)
+		c = jq_dbi_run(db, S_LEASE_STATE, values, lengths, formats, &now, err);
+	for (size_t i = 0; c == JQ_OK && stale && i < n; i++) {
+		if (items[i].code != JQ_OK && items[i].status == JQ_STATE_PROCESSING)
+			note_stop(now, (int)i, &items[i]);
 	}
 out:
 	PQclear(r);
+	PQclear(now);
 	params_free(&p);
 	return c;
 }

@@ -135,7 +135,8 @@ const jq_dbi_stmt jq_dbi_stmts[S__COUNT] = {
 	/* Where the leases stand, in the shape read_items reads (its `done` column is false: the
 	 * caller knows which ones its statement changed). */
 	[S_LEASE_STATE] = { "jq_lease_state",
-		"SELECT l.id, false, NULL::timestamptz, j.curr_job_status, j.lease_token = l.token"
+		"SELECT l.id, false, NULL::timestamptz, j.curr_job_status, j.lease_token = l.token,"
+		"       j.last_error = '" JQ_TIME_LIMIT_ERROR "'"
 		"   FROM unnest($1::int8[], $2::int8[]) WITH ORDINALITY AS l(id, token, ord)"
 		"   LEFT JOIN job_queue j ON j.id = l.id"
 		"  ORDER BY l.ord",

@@ -212,6 +212,79 @@ RUN_TEST(a_cancel_racing_a_complete_has_exactly_one_winner_and_the_loser_is_refu
 	print_message("complete won %d, cancel won %d\n", won_complete, won_cancel);
 }
 
+/* A heartbeat of two leases on a socket of its own, in a thread. */
+typedef struct hb_arg {
+	int64_t ids[2], tokens[2];
+	int rv;
+	unsigned code;
+	Jobq__V1__HeartbeatResponse *resp;
+} hb_arg;
+
+static void *hb_main(void *arg)
+{
+	hb_arg *a = arg;
+	jq_rpc_sock s = { 0 };
+	Jobq__V1__RpcResponse *env = NULL;
+	Jobq__V1__HeartbeatRequest req = JOBQ__V1__HEARTBEAT_REQUEST__INIT;
+	Jobq__V1__JobLease l[2], *lp[2] = { &l[0], &l[1] };
+	for (int i = 0; i < 2; i++) {
+		jobq__v1__job_lease__init(&l[i]);
+		l[i].id = a->ids[i];
+		l[i].lease_token = a->tokens[i];
+	}
+	req.n_jobs = 2;
+	req.jobs = lp;
+	a->code = 99;
+	a->rv = jq_rpc_open(&s, fx.svc.rpc_url, 10000);
+	if (a->rv == 0)
+		a->rv = jq_rpc_invoke(&s, JQ_METHOD("Heartbeat"), &req.base, 10000, &env);
+	if (env != NULL) {
+		a->code = env->code;
+		if (env->code == 0)
+			a->resp = jobq__v1__heartbeat_response__unpack(NULL, env->payload.len, env->payload.data);
+		jobq__v1__rpc_response__free_unpacked(env, NULL);
+	}
+	jq_rpc_close(&s);
+	return NULL;
+}
+
+/* The heartbeat's statement reads the jobs as they were when it started; a cancel that commits
+ * while it waits for the row is seen only after. Made certain here: a transaction holds the
+ * row, the heartbeat waits for it, and the transaction cancels the job and commits. */
+RUN_TEST(a_cancel_committed_while_a_heartbeat_waits_for_the_row_is_reported_as_a_cancel)
+{
+	QUEUE(q);
+	hb_arg a = { 0 };
+	jq_enqueue_many(q, 2, a.ids);
+	for (int i = 0; i < 2; i++)
+		assert_int_equal(jq_claim_one(q, "w", 30, &a.tokens[i]), a.ids[i]);
+	PGconn *c = jq_test_connect(fx.db_url);
+	char sql[256];
+	jq_test_ok(c, "BEGIN");
+	snprintf(sql, sizeof(sql), "SELECT 1 FROM job_queue WHERE id = %lld FOR UPDATE", (long long)a.ids[0]);
+	jq_test_ok(c, sql);
+	pthread_t th;
+	assert_int_equal(pthread_create(&th, NULL, hb_main, &a), 0);
+	JQ_POLL_UNTIL(jq_db_ll("SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'"
+			       " AND datname = current_database()") == 1,
+		      5000, "the heartbeat to wait for the row");
+	snprintf(sql, sizeof(sql),
+		 "UPDATE job_queue SET curr_job_status = 'archive_cancelled', lease_expires_at = NULL WHERE id = %lld",
+		 (long long)a.ids[0]);
+	jq_test_ok(c, sql);
+	jq_test_ok(c, "COMMIT");
+	pthread_join(th, NULL);
+	PQfinish(c);
+	assert_int_equal(a.rv, 0);
+	assert_int_equal(a.code, 0);
+	assert_non_null(a.resp);
+	assert_int_equal(a.resp->results[0]->code, 9);
+	assert_string_equal(a.resp->results[0]->stop_reason, "cancelled");
+	assert_int_equal(a.resp->results[0]->status, JOBQ__V1__JOB_STATUS__JOB_STATUS_ARCHIVE_CANCELLED);
+	assert_int_equal(a.resp->results[1]->code, 0);
+	JQ_FREE(a.resp);
+}
+
 /* ================= cancel.<queue> on the PUB socket ================= */
 
 /* subscribe_warm subscribes to q's pending announcements (and its cancels when cancels) and
@@ -799,6 +872,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		T(cancel_ends_a_running_job_and_its_worker_can_no_longer_report_it),
 		T(a_cancel_racing_a_complete_has_exactly_one_winner_and_the_loser_is_refused),
+		T(a_cancel_committed_while_a_heartbeat_waits_for_the_row_is_reported_as_a_cancel),
 		T(a_cancelled_running_job_is_published_under_cancel_and_never_under_pending),
 		T(progress_reported_with_a_heartbeat_is_shown_by_get_and_list_and_fenced_by_the_lease),
 		T(bad_progress_is_invalid_argument_and_changes_nothing),
