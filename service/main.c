@@ -183,7 +183,7 @@ static int start(service *s)
 	}
 	jq_http_sources hs = { .cfg = &s->cfg, .auth = s->cfg.metrics_auth ? s->auth : NULL,
 			       .rpc = s->rpc, .notify = s->notify, .pub = s->pub, .rescuer = s->rescuer,
-			       .longpoll = s->longpoll, .pool_size = s->nworkers };
+			       .longpoll = s->longpoll, .jobwait = s->jobwait, .pool_size = s->nworkers };
 	if (jq_http_start(&hs, &s->http) != 0)
 		return -1;
 	jq_console_sources cs = { .cfg = &s->cfg, .auth = s->auth };

@@ -736,6 +736,7 @@ RUN_TEST(waits_past_max_waiting_waits_are_told_to_come_back)
 		}
 	}
 	assert_true(told >= 0);
+	assert_true(jq_svc_metric(&fx.svc, "jobq_waits_refused_total") >= 1);
 	assert_int_equal(a[told].code, 0);
 	assert_true(a[told].resp->retry_after_ms > 0);
 	assert_int_equal(a[told].resp->n_jobs, 0);
