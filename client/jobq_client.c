@@ -716,7 +716,7 @@ int jobq_heartbeat_progress(jobq_client *c, const jobq_lease *leases, const jobq
 	Jobq__V1__HeartbeatRequest req = JOBQ__V1__HEARTBEAT_REQUEST__INIT;
 	Jobq__V1__JobProgress *msgs = NULL, **ptrs = NULL;
 	req.lease_seconds = lease_seconds;
-	if (progress != NULL && n > 0 && n <= JOBQ_MAX_BATCH) {
+	if (progress != NULL && leases != NULL && n > 0 && n <= JOBQ_MAX_BATCH) {
 		msgs = calloc(n, sizeof(*msgs));
 		ptrs = calloc(n, sizeof(*ptrs));
 		if (msgs == NULL || ptrs == NULL) {
@@ -748,7 +748,7 @@ int jobq_complete_output(jobq_client *c, const jobq_lease *leases, const jobq_ou
 {
 	Jobq__V1__CompleteRequest req = JOBQ__V1__COMPLETE_REQUEST__INIT;
 	Jobq__V1__JobOutput *msgs = NULL, **ptrs = NULL;
-	if (outputs != NULL && n > 0 && n <= JOBQ_MAX_BATCH) {
+	if (outputs != NULL && leases != NULL && n > 0 && n <= JOBQ_MAX_BATCH) {
 		msgs = calloc(n, sizeof(*msgs));
 		ptrs = calloc(n, sizeof(*ptrs));
 		if (msgs == NULL || ptrs == NULL) {

@@ -257,11 +257,15 @@ static bool lease_named(int64_t id, int64_t one_id, Jobq__V1__JobLease **jobs, s
 }
 
 /* per_job_ids: the ids of a list of per-job additions (progress, outputs) name jobs of the
- * request's leases, each at most once. id_of reads entry i's id. */
+ * request's leases, each at most once. id_of reads entry i's id. The count is checked first, so
+ * the work stays within leases squared (a request may carry as many entries as fit its bytes). */
 static int per_job_ids(const char *field, size_t n, int64_t (*id_of)(const void *list, size_t i),
 		       const void *list, int64_t one_id, Jobq__V1__JobLease **jobs, size_t n_jobs,
 		       char *msg, size_t msg_len)
 {
+	if (n > n_jobs + (one_id != 0))
+		return bad(msg, msg_len, "%s: %zu entries, more than the request's %zu leases", field, n,
+			   n_jobs + (one_id != 0));
 	for (size_t i = 0; i < n; i++) {
 		int64_t id = id_of(list, i);
 		if (id <= 0 || !lease_named(id, one_id, jobs, n_jobs))

@@ -467,9 +467,17 @@ RUN_TEST(bad_progress_is_invalid_argument_and_changes_nothing)
 	req.n_progress = 1;
 	req.progress = pp;
 	jq_api_expect(JQ_METHOD("Heartbeat"), &req, 3, "not one of the request's leases");
-	/* The same job twice. */
+	/* More reports than leases; the same job twice. */
 	p.id = ids[0];
 	req.n_progress = 2;
+	jq_api_expect(JQ_METHOD("Heartbeat"), &req, 3, "more than the request's 1 leases");
+	int64_t token2;
+	assert_int_equal(jq_claim_one(q, "w", 30, &token2), ids[1]);
+	Jobq__V1__JobLease l2 = JOBQ__V1__JOB_LEASE__INIT, *lp[1] = { &l2 };
+	l2.id = ids[1];
+	l2.lease_token = token2;
+	req.n_jobs = 1;
+	req.jobs = lp;
 	jq_api_expect(JQ_METHOD("Heartbeat"), &req, 3, "twice");
 	assert_int_equal(jq_db_ll("SELECT count(*) FROM job_queue WHERE queue = '%s' AND progress_at IS NOT NULL", q), 0);
 }
