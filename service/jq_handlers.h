@@ -7,7 +7,9 @@
  * message, while the handler still holds what the response points into) or jq_call_error (a
  * code and a message, answered by the dispatcher when the handler returns). A Claim may end a
  * third way: the long-poll says it waits (call->waits), and the dispatcher hands the request to
- * jq_longpoll_wait.
+ * jq_longpoll_wait. So may a Complete or Fail that claims the next jobs (CompleteRequest.claim),
+ * once its completion is done: its results travel with the request (call->note), and when it runs
+ * again only the claim runs.
  */
 #ifndef JQ_HANDLERS_H
 #define JQ_HANDLERS_H
@@ -17,6 +19,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "jq_auth.h"
 #include "jq_config.h"
 #include "jq_db.h"
 #include "jq_longpoll.h"
@@ -52,6 +55,15 @@ struct jq_call {
 	 * jq_longpoll_wait with `claim` instead of answering. */
 	bool waits;
 	jq_longpoll_claim claim;
+	jq_role role; /* the caller's (jq_auth): a Complete or Fail that claims must be let Claim too */
+	/* A Complete or Fail that claims and waits: its results, to answer with when the wait ends
+	 * (the response packed, malloc'd; the dispatcher gives it to the request as its note, or
+	 * frees it). resumed: that note when the request runs again after the wait (the completion
+	 * is done: only the claim runs), else NULL. */
+	uint8_t *note;
+	size_t note_len;
+	const uint8_t *resumed;
+	size_t resumed_len;
 };
 
 typedef void (*jq_handler_fn)(jq_call *call, const ProtobufCMessage *request);

@@ -37,7 +37,8 @@
  * Claim asks the database.
  *
  * Ownership: a request given to jq_longpoll_wait belongs to the long-poll until it is requeued or
- * answered. Shutdown is two steps: jq_longpoll_stop answers every waiter and makes later waits
+ * answered. A request that waits as the claim of a Complete or Fail is answered with its note (see
+ * jq_longpoll_claim.after_completion). Shutdown is two steps: jq_longpoll_stop answers every waiter and makes later waits
  * answer at once (run it before jq_rpc_server_stop, which waits for every request);
  * jq_longpoll_free after the RPC server has stopped, when no worker can hand over a request.
  */
@@ -63,7 +64,15 @@ typedef struct jq_longpoll_claim {
 	int limit;           /* the jobs it asks for: how many announced jobs it covers */
 	int64_t until_us;    /* when its wait ends (arrival + wait_ms); 0 = it does not wait */
 	uint64_t generation; /* the long-poll's, read before the Claim queries */
+	/* The claim of a Complete or Fail (their `claim`), whose request carries the results of its
+	 * completion as its note (jq_rpc_req_set_note): the answers given here are that note, with
+	 * retry_after_ms in field JQ_LONGPOLL_NEXT_RETRY_FIELD when the Claim may not wait. false
+	 * (jq_longpoll_claim_start's): a Claim, answered with a ClaimResponse. */
+	bool after_completion;
 } jq_longpoll_claim;
+
+/* The field number of retry_after_ms in CompleteResponse and FailResponse. */
+#define JQ_LONGPOLL_NEXT_RETRY_FIELD 11
 
 /* jq_longpoll_start starts the expiry thread; at most max_waiting Claims wait at once (0: none
  * waits). Returns 0, or -1. */
@@ -94,6 +103,10 @@ bool jq_longpoll_claim_begin(const jq_longpoll_claim *c);
  * waiters to look. True: the Claim found nothing and may wait; hand the request to
  * jq_longpoll_wait. */
 bool jq_longpoll_claim_end(const jq_longpoll_claim *c, size_t got, bool ok);
+
+/* jq_longpoll_claim_reserve is jq_longpoll_claim_begin for a Claim that queries whatever is known
+ * of its queue (the claim of a Complete, which must complete first): it never says wait. */
+void jq_longpoll_claim_reserve(const jq_longpoll_claim *c);
 
 /* jq_longpoll_claim_known_empty is jq_longpoll_claim_begin for a Claim that will not query now
  * either way (jobqd's receiving thread): true, counted, when it is to wait; false reserves
