@@ -444,6 +444,9 @@ SVC_TEST(a_fail_that_waits_records_one_failure_and_returns_the_job_that_came)
 	JQ_POLL_UNTIL(waiters() >= 1, 10000, "the call to wait");
 	long long failed_ms = status_changed_ms(id);
 	assert_true(failed_ms > before_ms);
+	/* Were the failure reported again when the call wakes, it would no longer find itself in
+	 * the history (a repeat is known by its error text there) and be refused. */
+	jq_db_do("UPDATE job_failure SET error = 'recorded before the wait' WHERE job_id = %lld", (long long)id);
 	int64_t id2 = jq_enqueue_one(next_q, "arrived");
 	assert_int_equal(pthread_join(t, NULL), 0);
 
@@ -456,6 +459,50 @@ SVC_TEST(a_fail_that_waits_records_one_failure_and_returns_the_job_that_came)
 	jobq_jobs_free(a.jobs, a.n);
 	assert_int_equal(jq_db_ll("SELECT count(*) FROM job_failure WHERE job_id = %lld", (long long)id), 1);
 	assert_int_equal(status_changed_ms(id), failed_ms);
+}
+
+/* A service that keeps no Claim waiting (--max-waiting-claims=0) answers a Complete whose claim
+ * would wait with its results and retry_after_ms, as it answers such a Claim. */
+SVC_TEST(a_complete_past_the_waiting_cap_gets_its_results_and_retry_after)
+{
+	QUEUE(q);
+	QUEUE(next_q);
+	static const char *const flags[] = { "--max-waiting-claims=0", NULL };
+	jq_svc capped = { 0 };
+	jq_rpc_sock sock = { 0 };
+	char *url = jq_test_db_clone("svc_complete_claim_cap");
+	PGconn *pg = jq_test_connect(url);
+	jq_svc_start(&capped, "complete_claim_cap", url, flags);
+	assert_int_equal(jq_rpc_open(&sock, capped.rpc_url, 10000), 0);
+	jq_api_use(&sock, pg);
+
+	int64_t token, id = jq_enqueue_one(q, "a");
+	assert_int_equal(jq_claim_one(q, "cc-worker", 30, &token), id);
+	Jobq__V1__ClaimRequest c = JOBQ__V1__CLAIM_REQUEST__INIT;
+	c.queue = next_q;
+	c.limit = 1;
+	c.worker_id = "cc-worker";
+	c.wait_ms = 5000;
+	Jobq__V1__CompleteRequest req = JOBQ__V1__COMPLETE_REQUEST__INIT;
+	req.id = id;
+	req.lease_token = token;
+	req.claim = &c;
+	Jobq__V1__CompleteResponse *r = jq_api_ok(JQ_METHOD("Complete"), &req,
+						  &jobq__v1__complete_response__descriptor);
+	bool ok = r->n_results == 1 && r->results[0]->id == id && r->results[0]->code == 0 &&
+		  r->results[0]->status == JOBQ__V1__JOB_STATUS__JOB_STATUS_ARCHIVE_COMPLETED &&
+		  r->n_claimed == 0 && r->retry_after_ms > 0 && !r->claim_skipped;
+	JQ_FREE(r);
+	bool completed = is_status(id, "archive_completed");
+
+	jq_api_use(&fx.rpc, fx.pg);
+	jq_rpc_close(&sock);
+	int stopped = jq_svc_finish(&capped, 10000, !ok || !completed);
+	PQfinish(pg);
+	free(url);
+	assert_true(ok);
+	assert_true(completed);
+	assert_int_equal(stopped, 0);
 }
 
 int main(void)
@@ -473,6 +520,7 @@ int main(void)
 		T(a_complete_that_waits_is_answered_with_its_results_and_the_job_that_came),
 		T(a_complete_whose_wait_ends_empty_is_answered_with_its_results),
 		T(a_fail_that_waits_records_one_failure_and_returns_the_job_that_came),
+		T(a_complete_past_the_waiting_cap_gets_its_results_and_retry_after),
 #undef T
 	};
 	return cmocka_run_group_tests(tests, group_setup, group_teardown);
