@@ -423,9 +423,16 @@ typedef struct next_reply {
 	protobuf_c_boolean *claim_skipped;
 } next_reply;
 
-typedef jq_code (*lease_claim_op)(jq_db *db, const jq_db_lease *leases, size_t n,
-				  const jq_db_claim_next *next, jq_db_item *items, jq_db_rows **claimed,
-				  jq_db_err *err);
+/* A completion with the claim of the next jobs (one statement), and the same completion alone. */
+typedef struct lease_claim_ops {
+	jq_code (*with_claim)(jq_db *db, const jq_db_lease *leases, size_t n, const jq_db_claim_next *next,
+			      jq_db_item *items, jq_db_rows **claimed, jq_db_err *err);
+	jq_code (*alone)(jq_db *db, const jq_db_lease *leases, size_t n, jq_db_item *items, jq_db_err *err);
+	bool fail;
+} lease_claim_ops;
+
+static const lease_claim_ops COMPLETE_OPS = { jq_db_complete_claim, jq_db_complete, false };
+static const lease_claim_ops FAIL_OPS = { jq_db_fail_claim, jq_db_fail, true };
 
 /* next_claim_allowed: the caller may Claim as well (the role table is jq_auth's), and takes a
  * reply of one job (as a Claim must). Else the call is refused before anything is done. */
@@ -506,12 +513,14 @@ static bool keep_results(jq_call *call, const next_reply *nr)
 	return true;
 }
 
-/* run_then_claim completes (or fails) n leases and claims cl's jobs in one statement (op), and
+/* run_then_claim completes (or fails) n leases and claims cl's jobs in one statement, and
  * answers with both: the results, and the jobs claimed when no lease was refused (claim_skipped
  * when one was; a request of one job refused answers that job's code, as without a claim). When
- * the claim found nothing and may wait, the request waits as a Claim, its results kept. */
+ * the claim found nothing and may wait, the request waits as a Claim, its results kept. A queue
+ * the long-poll knows to be empty is not asked: the completion runs alone, then the wait (as a
+ * Claim of that queue waits without a query). */
 static void run_then_claim(jq_call *call, jq_db_lease *leases, size_t n,
-			   const Jobq__V1__ClaimRequest *cl, lease_claim_op op, const next_reply *nr)
+			   const Jobq__V1__ClaimRequest *cl, const lease_claim_ops *ops, const next_reply *nr)
 {
 	jq_db_item *items = calloc(n, sizeof(*items));
 	jq_db_rows *rows = NULL;
@@ -523,20 +532,24 @@ static void run_then_claim(jq_call *call, jq_db_lease *leases, size_t n,
 		return;
 	}
 	next_start(call, cl);
-	jq_longpoll_claim_reserve(&call->claim);
+	bool known_empty = jq_longpoll_claim_begin(&call->claim);
 	jq_db_claim_next next = next_of(call, cl, next_budget(call, n * REPLY_ITEM_MAX));
-	jq_code c = op(call->db, leases, n, &next, items, &rows, &err);
+	jq_code c = known_empty ? ops->alone(call->db, leases, n, items, &err)
+				: ops->with_claim(call->db, leases, n, &next, items, &rows, &err);
 	bool skipped = false;
 	for (size_t i = 0; c == JQ_OK && i < n; i++)
 		skipped |= items[i].code != JQ_OK;
-	size_t got = c == JQ_OK ? (size_t)jq_db_rows_count(rows) : 0;
-	/* A claim that did not run, like one the budget cut short, tells nothing of the queue. */
-	bool waits = jq_longpoll_claim_end(&call->claim, got, c == JQ_OK && !skipped && !jq_db_rows_cut(rows));
+	bool waits = known_empty && c == JQ_OK && !skipped;
+	if (!known_empty) {
+		size_t got = c == JQ_OK ? (size_t)jq_db_rows_count(rows) : 0;
+		/* A claim that did not run, like one the budget cut short, tells nothing of the queue. */
+		waits = jq_longpoll_claim_end(&call->claim, got, c == JQ_OK && !skipped && !jq_db_rows_cut(rows));
+	}
 	if (c != JQ_OK) {
 		db_error(call, c, &err);
 		goto out;
 	}
-	tally_items(items, n, op == jq_db_fail_claim);
+	tally_items(items, n, ops->fail);
 	if (items_to_proto(items, n, &out) != 0) {
 		jq_call_error(call, JQ_RESOURCE_EXHAUSTED, "out of memory");
 		goto out;
@@ -637,7 +650,7 @@ void jq_handle_complete(jq_call *call, const ProtobufCMessage *request)
 	if (r->claim != NULL) {
 		next_reply nr = { &resp.base, &resp.n_results, &resp.results, &resp.n_claimed,
 				  &resp.claimed, &resp.claim_skipped };
-		run_then_claim(call, leases, n, r->claim, jq_db_complete_claim, &nr);
+		run_then_claim(call, leases, n, r->claim, &COMPLETE_OPS, &nr);
 		return;
 	}
 	run_leases(call, leases, n, op_complete, r, &resp.base, &resp.n_results, &resp.results);
@@ -698,7 +711,7 @@ void jq_handle_fail(jq_call *call, const ProtobufCMessage *request)
 	if (r->claim != NULL) {
 		next_reply nr = { &resp.base, &resp.n_results, &resp.results, &resp.n_claimed,
 				  &resp.claimed, &resp.claim_skipped };
-		run_then_claim(call, leases, n, r->claim, jq_db_fail_claim, &nr);
+		run_then_claim(call, leases, n, r->claim, &FAIL_OPS, &nr);
 		goto out;
 	}
 	run_leases(call, leases, n, op_fail, r, &resp.base, &resp.n_results, &resp.results);

@@ -291,16 +291,6 @@ bool jq_longpoll_claim_begin(const jq_longpoll_claim *c)
 	return park;
 }
 
-void jq_longpoll_claim_reserve(const jq_longpoll_claim *c)
-{
-	jq_longpoll *lp = c->lp;
-	if (lp == NULL)
-		return;
-	jq_mutex_lock(&lp->longpoll_mu);
-	(void)begin_locked(lp, c->queue, (size_t)c->limit, false, true);
-	jq_mutex_unlock(&lp->longpoll_mu);
-}
-
 bool jq_longpoll_claim_known_empty(const jq_longpoll_claim *c)
 {
 	jq_longpoll *lp = c->lp;

@@ -104,10 +104,6 @@ bool jq_longpoll_claim_begin(const jq_longpoll_claim *c);
  * jq_longpoll_wait. */
 bool jq_longpoll_claim_end(const jq_longpoll_claim *c, size_t got, bool ok);
 
-/* jq_longpoll_claim_reserve is jq_longpoll_claim_begin for a Claim that queries whatever is known
- * of its queue (the claim of a Complete, which must complete first): it never says wait. */
-void jq_longpoll_claim_reserve(const jq_longpoll_claim *c);
-
 /* jq_longpoll_claim_known_empty is jq_longpoll_claim_begin for a Claim that will not query now
  * either way (jobqd's receiving thread): true, counted, when it is to wait; false reserves
  * nothing (the Claim goes to a worker, which starts it again). */

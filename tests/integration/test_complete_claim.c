@@ -429,6 +429,38 @@ SVC_TEST(a_complete_whose_wait_ends_empty_is_answered_with_its_results)
 	assert_string_equal(jq_db_status(id), "archive_completed");
 }
 
+/* A queue the service knows to be empty (a claim of it came back short, nothing announced
+ * since) is not asked: the completion runs alone and the call waits, as such a Claim would. */
+SVC_TEST(a_complete_of_a_queue_known_empty_waits_without_asking_and_gets_the_job_that_came)
+{
+	QUEUE(q);
+	QUEUE(next_q);
+	int64_t ids[2], tokens[2];
+	jq_enqueue_many(q, 2, ids);
+	assert_int_equal(jq_claim_one(q, "cc-worker", 30, &tokens[0]), ids[0]);
+	assert_int_equal(jq_claim_one(q, "cc-worker", 30, &tokens[1]), ids[1]);
+	waiting_call first = { .lease = { ids[0], tokens[0] }, .next = next_of(next_q, 1, 100) };
+	call_waiting(&first);
+	assert_int_equal(first.rc, JOBQ_OK);
+	assert_int_equal(first.n, 0);
+
+	double unqueried = jq_svc_metric(&fx.svc, "jobq_longpoll_unqueried_total");
+	waiting_call a = { .lease = { ids[1], tokens[1] }, .next = next_of(next_q, 1, 20000) };
+	pthread_t t;
+	assert_int_equal(pthread_create(&t, NULL, call_waiting, &a), 0);
+	JQ_POLL_UNTIL(is_status(ids[1], "archive_completed") && waiters() >= 1, 10000, "the completion, then the wait");
+	assert_true(jq_svc_metric(&fx.svc, "jobq_longpoll_unqueried_total") == unqueried + 1);
+	int64_t id3 = jq_enqueue_one(next_q, "arrived");
+	assert_int_equal(pthread_join(t, NULL), 0);
+	if (a.rc != JOBQ_OK)
+		fail_msg("complete_claim: %s: %s", jobq_code_name(a.rc), a.message);
+	assert_int_equal(a.r.id, ids[1]);
+	assert_int_equal(a.r.status, JOBQ_STATUS_COMPLETED);
+	assert_int_equal(a.n, 1);
+	assert_int_equal(a.jobs[0].id, id3);
+	jobq_jobs_free(a.jobs, a.n);
+}
+
 SVC_TEST(a_fail_that_waits_records_one_failure_and_returns_the_job_that_came)
 {
 	QUEUE(q);
@@ -519,6 +551,7 @@ int main(void)
 		T(the_claimed_jobs_fit_the_reply_the_client_takes_and_the_rest_stay_pending),
 		T(a_complete_that_waits_is_answered_with_its_results_and_the_job_that_came),
 		T(a_complete_whose_wait_ends_empty_is_answered_with_its_results),
+		T(a_complete_of_a_queue_known_empty_waits_without_asking_and_gets_the_job_that_came),
 		T(a_fail_that_waits_records_one_failure_and_returns_the_job_that_came),
 		T(a_complete_past_the_waiting_cap_gets_its_results_and_retry_after),
 #undef T
