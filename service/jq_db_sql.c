@@ -64,12 +64,49 @@
 	" lease_owner = " OWNER ", lease_expires_at = now() + " LEASE " * interval '1 second',"  \
 	" lease_token = nextval('job_lease_token_seq')"
 
+/* The completion, shared by S_COMPLETE and S_COMPLETE_CLAIM: the row moves only while it is
+ * processing under the caller's token (the fence), l being the leases (id, token). */
+#define COMPLETE_SET "curr_job_status = 'archive_completed', " GUARD_MOVE("now()") ", lease_expires_at = NULL"
+#define COMPLETE_FENCE "j.id = l.id AND j.lease_token = l.token AND j.curr_job_status = 'archive_processing'"
+
+/* The failure, shared by S_FAIL and S_FAIL_CLAIM: CTEs l (the leases: $1 ids, $2 tokens, $3
+ * errors, $4 final, $5 retry delays, $8 workers; $6 and $7 the backoff), upd (the rows failed or
+ * retried) and hist (their history rows), then FAIL_JUDGED, each lease's outcome in read_items'
+ * shape plus the job's queue, FROM FAIL_JUDGED_FROM. A repeat of a Fail that succeeded (its reply
+ * was lost) finds its own failure recorded for this attempt under the same token; a job the
+ * rescuer took from the lease has "lease expired" there instead, so the late worker is told its
+ * lease is gone. */
+#define FAIL_CTES                                                                                 \
+	"l AS (SELECT * FROM unnest($1::int8[], $2::int8[], $3::text[], $4::bool[], $5::int4[],"     \
+	"                                $8::text[])"                                               \
+	"           WITH ORDINALITY AS l(id, token, err, final, retry_ms, worker, ord)),"           \
+	" upd AS (UPDATE job_queue j SET"                                                         \
+	"     curr_job_status = CASE WHEN l.final OR j.attempts >= j.max_attempts"                \
+	"                            THEN 'archive_failed' ELSE 'archive_pending' END,"           \
+	"     " GUARD_MOVE("CASE WHEN l.final OR j.attempts >= j.max_attempts THEN now() END") ","  \
+	"     run_at = CASE WHEN l.final OR j.attempts >= j.max_attempts THEN j.run_at"           \
+	"                   WHEN l.retry_ms > 0 THEN now() + l.retry_ms * interval '1 millisecond'" \
+	"                   ELSE now() + jobq_retry_delay_ms(j.attempts, $6, $7) * interval '1 millisecond' END," \
+	"     lease_expires_at = NULL, last_error = l.err"                                        \
+	"   FROM l WHERE j.id = l.id AND j.lease_token = l.token"                                 \
+	"    AND j.curr_job_status = 'archive_processing'"                                        \
+	"  RETURNING j.id, j.attempts, COALESCE(NULLIF(l.worker, ''), j.lease_owner) AS worker,"   \
+	"            j.curr_job_status, j.run_at, l.err),"                                        \
+	" hist AS (INSERT INTO job_failure (job_id, attempt, worker, error)"                      \
+	"   SELECT id, attempts, worker, err FROM upd)"
+#define FAIL_JUDGED                                                                               \
+	"l.id, upd.id IS NOT NULL AS done, COALESCE(upd.run_at, j.run_at) AS t,"                   \
+	" COALESCE(upd.curr_job_status, j.curr_job_status) AS status,"                            \
+	" j.lease_token = l.token AND EXISTS (SELECT 1 FROM job_failure f"                        \
+	"   WHERE f.job_id = l.id AND f.attempt = j.attempts AND f.error = l.err) AS same, j.queue"
+#define FAIL_JUDGED_FROM "l LEFT JOIN upd ON upd.id = l.id LEFT JOIN job_queue j ON j.id = l.id"
+
 /* CLAIM_AND_ANSWER(owner, lease) ends a statement that completes or fails jobs and claims the
- * next ones, after its CTEs `leases` and CLAIM_PICK's: it claims the rows of fits and returns
- * one row per lease in request order (kind 0: the job columns NULL; then the columns read_items reads, from LEASE_COL0 in jq_db.c:
- * id, done, time, status, same token; then the job's queue and the lease's position), then the
- * claimed jobs (kind 1: JOB_COLS, taken, the lease columns NULL). `leases`
- * is a CTE of those lease columns named id, done, t, status, same, queue, ord. */
+ * next ones, after its CTEs `leases` (each lease's outcome: id, done, t, status, same, queue,
+ * ord) and CLAIM_PICK's: it claims the rows of fits and returns first one row per lease in
+ * request order (kind 0: the job columns NULL, then the lease's columns from LEASE_COL0 in
+ * jq_db.c, in read_items' order), then the claimed jobs (kind 1: JOB_COLS and taken, the lease
+ * columns NULL). */
 #define CLAIM_AND_ANSWER(OWNER, LEASE)                                                                       \
 	" claimed AS (UPDATE job_queue j SET " CLAIM_SET(OWNER, LEASE)                              \
 	"   FROM fits WHERE j.id = fits.id RETURNING " JOB_COLS("j.payload") ", fits.taken)"      \
@@ -131,10 +168,9 @@ const jq_dbi_stmt jq_dbi_stmts[S__COUNT] = {
 	 * leases it could not complete. Those leases are rare (a lost lease, a repeated call), and
 	 * S_LEASE_STATE explains them after. */
 	[S_COMPLETE] = { "jq_complete",
-		"UPDATE job_queue j SET curr_job_status = 'archive_completed', " GUARD_MOVE("now()") ","
-		"     lease_expires_at = NULL"
+		"UPDATE job_queue j SET " COMPLETE_SET
 		"   FROM unnest($1::int8[], $2::int8[]) WITH ORDINALITY AS l(id, token, ord)"
-		"  WHERE j.id = l.id AND j.lease_token = l.token AND j.curr_job_status = 'archive_processing'"
+		"  WHERE " COMPLETE_FENCE
 		" RETURNING j.id, j.lease_token, j.queue, l.ord",
 		2, { OID_INT8_ARR, OID_INT8_ARR }, true },
 
@@ -152,32 +188,8 @@ const jq_dbi_stmt jq_dbi_stmts[S__COUNT] = {
 	 * every failure is kept in job_failure with the worker the request names (the proto's
 	 * FailRequest.worker_id), or the lease owner when it names none. */
 	[S_FAIL] = { "jq_fail",
-		"WITH l AS (SELECT * FROM unnest($1::int8[], $2::int8[], $3::text[], $4::bool[], $5::int4[],"
-		"                                $8::text[])"
-		"           WITH ORDINALITY AS l(id, token, err, final, retry_ms, worker, ord)),"
-		" upd AS (UPDATE job_queue j SET"
-		"     curr_job_status = CASE WHEN l.final OR j.attempts >= j.max_attempts"
-		"                            THEN 'archive_failed' ELSE 'archive_pending' END,"
-		"     " GUARD_MOVE("CASE WHEN l.final OR j.attempts >= j.max_attempts THEN now() END") ","
-		"     run_at = CASE WHEN l.final OR j.attempts >= j.max_attempts THEN j.run_at"
-		"                   WHEN l.retry_ms > 0 THEN now() + l.retry_ms * interval '1 millisecond'"
-		"                   ELSE now() + jobq_retry_delay_ms(j.attempts, $6, $7) * interval '1 millisecond' END,"
-		"     lease_expires_at = NULL, last_error = l.err"
-		"   FROM l WHERE j.id = l.id AND j.lease_token = l.token"
-		"    AND j.curr_job_status = 'archive_processing'"
-		"  RETURNING j.id, j.attempts, COALESCE(NULLIF(l.worker, ''), j.lease_owner) AS worker,"
-		"            j.curr_job_status, j.run_at, l.err),"
-		" hist AS (INSERT INTO job_failure (job_id, attempt, worker, error)"
-		"   SELECT id, attempts, worker, err FROM upd)"
-		/* A repeat of a Fail that succeeded (its reply was lost) finds its own failure recorded
-		 * for this attempt under the same token; a job the rescuer took from the lease has
-		 * "lease expired" there instead, so the late worker is told its lease is gone. */
-		" SELECT l.id, upd.id IS NOT NULL, COALESCE(upd.run_at, j.run_at),"
-		"        COALESCE(upd.curr_job_status, j.curr_job_status),"
-		"        j.lease_token = l.token AND EXISTS (SELECT 1 FROM job_failure f"
-		"          WHERE f.job_id = l.id AND f.attempt = j.attempts AND f.error = l.err), j.queue"
-		"   FROM l LEFT JOIN upd ON upd.id = l.id LEFT JOIN job_queue j ON j.id = l.id"
-		"  ORDER BY l.ord",
+		"WITH " FAIL_CTES
+		" SELECT " FAIL_JUDGED " FROM " FAIL_JUDGED_FROM " ORDER BY l.ord",
 		8, { OID_INT8_ARR, OID_INT8_ARR, OID_TEXT_ARR, OID_BOOL_ARR, OID_INT4_ARR, JQ_OID_INT4,
 		     JQ_OID_INT4, OID_TEXT_ARR }, true },
 
@@ -189,9 +201,7 @@ const jq_dbi_stmt jq_dbi_stmts[S__COUNT] = {
 	 * cannot take one of them. With no leases it is a claim that holds every job to the budget. */
 	[S_COMPLETE_CLAIM] = { "jq_complete_claim",
 		"WITH l AS (SELECT * FROM unnest($1::int8[], $2::int8[]) WITH ORDINALITY AS l(id, token, ord)),"
-		" done AS (UPDATE job_queue j SET curr_job_status = 'archive_completed', " GUARD_MOVE("now()") ","
-		"     lease_expires_at = NULL"
-		"   FROM l WHERE j.id = l.id AND j.lease_token = l.token AND j.curr_job_status = 'archive_processing'"
+		" done AS (UPDATE job_queue j SET " COMPLETE_SET " FROM l WHERE " COMPLETE_FENCE
 		"  RETURNING j.id, j.lease_token, j.queue),"
 		" leases AS (SELECT l.id, d.id IS NOT NULL AS done, NULL::timestamptz AS t,"
 		"        q.curr_job_status AS status, q.lease_token = l.token AS same,"
@@ -211,29 +221,8 @@ const jq_dbi_stmt jq_dbi_stmts[S__COUNT] = {
 	 * failed here goes back to pending with a later run_at, and this statement's snapshot does
 	 * not see it pending: it is not claimed again at once. */
 	[S_FAIL_CLAIM] = { "jq_fail_claim",
-		"WITH l AS (SELECT * FROM unnest($1::int8[], $2::int8[], $3::text[], $4::bool[], $5::int4[],"
-		"                                $8::text[])"
-		"           WITH ORDINALITY AS l(id, token, err, final, retry_ms, worker, ord)),"
-		" upd AS (UPDATE job_queue j SET"
-		"     curr_job_status = CASE WHEN l.final OR j.attempts >= j.max_attempts"
-		"                            THEN 'archive_failed' ELSE 'archive_pending' END,"
-		"     " GUARD_MOVE("CASE WHEN l.final OR j.attempts >= j.max_attempts THEN now() END") ","
-		"     run_at = CASE WHEN l.final OR j.attempts >= j.max_attempts THEN j.run_at"
-		"                   WHEN l.retry_ms > 0 THEN now() + l.retry_ms * interval '1 millisecond'"
-		"                   ELSE now() + jobq_retry_delay_ms(j.attempts, $6, $7) * interval '1 millisecond' END,"
-		"     lease_expires_at = NULL, last_error = l.err"
-		"   FROM l WHERE j.id = l.id AND j.lease_token = l.token"
-		"    AND j.curr_job_status = 'archive_processing'"
-		"  RETURNING j.id, j.attempts, COALESCE(NULLIF(l.worker, ''), j.lease_owner) AS worker,"
-		"            j.curr_job_status, j.run_at, l.err),"
-		" hist AS (INSERT INTO job_failure (job_id, attempt, worker, error)"
-		"   SELECT id, attempts, worker, err FROM upd),"
-		" leases AS (SELECT l.id, upd.id IS NOT NULL AS done, COALESCE(upd.run_at, j.run_at) AS t,"
-		"        COALESCE(upd.curr_job_status, j.curr_job_status) AS status,"
-		"        j.lease_token = l.token AND EXISTS (SELECT 1 FROM job_failure f"
-		"          WHERE f.job_id = l.id AND f.attempt = j.attempts AND f.error = l.err) AS same,"
-		"        j.queue, l.ord"
-		"   FROM l LEFT JOIN upd ON upd.id = l.id LEFT JOIN job_queue j ON j.id = l.id),"
+		"WITH " FAIL_CTES ","
+		" leases AS (SELECT " FAIL_JUDGED ", l.ord FROM " FAIL_JUDGED_FROM "),"
 		" " CLAIM_PICK("$9", "$10", "$13", "$14",
 			       " AND NOT EXISTS (SELECT 1 FROM leases WHERE NOT done"
 			       "   AND NOT COALESCE(status IN ('archive_failed', 'archive_pending') AND same, false))",

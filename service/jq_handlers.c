@@ -462,8 +462,8 @@ static jq_db_claim_next next_of(const jq_call *call, const Jobq__V1__ClaimReques
 	};
 }
 
-/* next_start: from here the long-poll follows the claim (claim_start), which runs with the
- * completion whatever is known of its queue. */
+/* next_start: from here the long-poll follows the claim (claim_start); should it wait, it is
+ * answered with the completion's results (after_completion). */
 static void next_start(jq_call *call, const Jobq__V1__ClaimRequest *cl)
 {
 	claim_start(call, cl);
