@@ -493,8 +493,34 @@ SVC_TEST(a_fail_that_waits_records_one_failure_and_returns_the_job_that_came)
 	assert_int_equal(status_changed_ms(id), failed_ms);
 }
 
+/* enqueue_later enqueues one job of queue after after_ms, through its own client (the helpers of
+ * jq_svc_api are not for threads). */
+typedef struct enqueue_later_arg {
+	const char *rpc_url;
+	const char *queue;
+	int after_ms;
+	int64_t id;
+} enqueue_later_arg;
+
+static void *enqueue_later(void *p)
+{
+	enqueue_later_arg *a = p;
+	jobq_options o = { .rpc_url = a->rpc_url, .timeout_ms = 10000 };
+	jobq_client *c = NULL;
+	jq_sleep_ms(a->after_ms);
+	a->id = -1;
+	if (jobq_connect(&o, &c, NULL) != JOBQ_OK)
+		return NULL;
+	jobq_job_spec spec = { .queue = a->queue, .payload = "later", .payload_len = 5 };
+	if (jobq_enqueue(c, &spec, 1, &a->id, NULL) != JOBQ_OK)
+		a->id = -1;
+	jobq_close(c);
+	return NULL;
+}
+
 /* A service that keeps no Claim waiting (--max-waiting-claims=0) answers a Complete whose claim
- * would wait with its results and retry_after_ms, as it answers such a Claim. */
+ * would wait with its results and retry_after_ms, as it answers such a Claim; libjobq then waits
+ * as asked and claims again. */
 SVC_TEST(a_complete_past_the_waiting_cap_gets_its_results_and_retry_after)
 {
 	QUEUE(q);
@@ -527,13 +553,40 @@ SVC_TEST(a_complete_past_the_waiting_cap_gets_its_results_and_retry_after)
 	JQ_FREE(r);
 	bool completed = is_status(id, "archive_completed");
 
+	/* libjobq then waits as asked and claims again for the rest of wait_ms: a job enqueued
+	 * meanwhile comes back from the same call. */
+	jobq_options o = { .rpc_url = capped.rpc_url, .timeout_ms = 10000 };
+	jobq_client *capped_cl = NULL;
+	assert_int_equal(jobq_connect(&o, &capped_cl, NULL), JOBQ_OK);
+	int64_t token2, id2 = jq_enqueue_one(q, "b");
+	assert_int_equal(jq_claim_one(q, "cc-worker", 30, &token2), id2);
+	jobq_lease l = { .id = id2, .lease_token = token2 };
+	jobq_claim_next next = next_of(next_q, 1, 5000);
+	jobq_result res;
+	jobq_job *jobs = NULL;
+	size_t n = 0;
+	jobq_error err = { 0 };
+	pthread_t t;
+	enqueue_later_arg later = { .rpc_url = capped.rpc_url, .queue = next_q, .after_ms = 300 };
+	assert_int_equal(pthread_create(&t, NULL, enqueue_later, &later), 0);
+	int rc = jobq_complete_claim(capped_cl, &l, 1, &next, &res, &jobs, &n, NULL, &err);
+	assert_int_equal(pthread_join(t, NULL), 0);
+	jobq_close(capped_cl);
+	bool fallback_ok = rc == JOBQ_OK && res.code == JOBQ_OK && res.status == JOBQ_STATUS_COMPLETED &&
+			   n == 1 && jobs[0].id == later.id && is_status(id2, "archive_completed");
+	if (!fallback_ok)
+		fprintf(stderr, "complete_claim past the cap: rc %d (%s), result %d, %zu jobs\n", rc,
+			err.message, res.code, n);
+	jobq_jobs_free(jobs, n);
+
 	jq_api_use(&fx.rpc, fx.pg);
 	jq_rpc_close(&sock);
-	int stopped = jq_svc_finish(&capped, 10000, !ok || !completed);
+	int stopped = jq_svc_finish(&capped, 10000, !ok || !completed || !fallback_ok);
 	PQfinish(pg);
 	free(url);
 	assert_true(ok);
 	assert_true(completed);
+	assert_true(fallback_ok);
 	assert_int_equal(stopped, 0);
 }
 
