@@ -711,6 +711,8 @@ static int next_call(jobq_client *c, const char *method, const ProtobufCMessage 
 	jobq_error local;
 	if (err == NULL)
 		err = &local;
+	if (claim_skipped != NULL)
+		*claim_skipped = false;
 	int64_t until = jobqi_mono_ms() + next->wait_ms;
 	int extra = next->wait_ms > INT_MAX ? INT_MAX : (int)next->wait_ms;
 	int code = rpc(c, method, req, out_desc, extra, &resp, err);
