@@ -404,13 +404,6 @@ static void run_leases(jq_call *call, jq_db_lease *leases, size_t n, lease_op op
 
 /* ---- Complete and Fail that claim the next jobs (CompleteRequest.claim) ---- */
 
-/* The most bytes one ItemResult of Complete or Fail takes in a reply (its numbers, the longest
- * message, tags, lengths), and what else the reply's claim may add (retry_after_ms,
- * claim_skipped): what the completion's results take from the claim's budget before the
- * statement, which returns both, has run. */
-#define REPLY_ITEM_MAX 160
-#define REPLY_NEXT_EXTRA 16
-
 #define CLAIM_METHOD "/jobq.v1.JobQueue/Claim"
 
 /* The fields of CompleteResponse or FailResponse a reply with a claim fills. */
@@ -449,7 +442,7 @@ static bool next_claim_allowed(jq_call *call)
 /* next_budget: the bytes the claimed jobs may take in a reply that holds `used` bytes already. */
 static int64_t next_budget(const jq_call *call, size_t used)
 {
-	int64_t b = reply_budget(call) - (int64_t)used - REPLY_NEXT_EXTRA;
+	int64_t b = reply_budget(call) - (int64_t)used - JQ_REPLY_NEXT_EXTRA;
 	return b > 0 ? b : 0;
 }
 
@@ -533,7 +526,7 @@ static void run_then_claim(jq_call *call, jq_db_lease *leases, size_t n,
 	}
 	next_start(call, cl);
 	bool known_empty = jq_longpoll_claim_begin(&call->claim);
-	jq_db_claim_next next = next_of(call, cl, next_budget(call, n * REPLY_ITEM_MAX));
+	jq_db_claim_next next = next_of(call, cl, next_budget(call, n * JQ_REPLY_ITEM_MAX));
 	jq_code c = known_empty ? ops->alone(call->db, leases, n, items, &err)
 				: ops->with_claim(call->db, leases, n, &next, items, &rows, &err);
 	bool skipped = false;

@@ -31,6 +31,14 @@
 #define JQ_REPLY_JOB_FIXED 256
 /* Bytes of the reply's envelope (RpcResponse) beyond its payload: tags, lengths, request id. */
 #define JQ_REPLY_ENVELOPE_MAX 256
+/* Bytes one ItemResult of a Complete or Fail takes in its response, with a message of up to
+ * JQ_REPLY_ITEM_MESSAGE_MAX bytes (jq_db's are shorter), and what a response's claim adds beside
+ * the jobs (retry_after_ms, claim_skipped): what the completion's results take from the budget
+ * of a claim made in the same statement, before their sizes are known
+ * (tests/unit/test_reply_bound.c holds both). */
+#define JQ_REPLY_ITEM_MESSAGE_MAX 96
+#define JQ_REPLY_ITEM_MAX 160
+#define JQ_REPLY_NEXT_EXTRA 16
 
 typedef struct jq_call jq_call;
 
