@@ -565,6 +565,18 @@ out:
 	free(items);
 }
 
+/* claim_alone runs the claim of next by itself. A budget that holds any one job is the plain
+ * Claim's statement (which takes its first job whatever its size, within the budget here);
+ * a smaller one, the claim of jq_db_complete_claim with no lease, which holds every job to it. */
+static jq_code claim_alone(jq_call *call, const jq_db_claim_next *next, jq_db_rows **rows, jq_db_err *err)
+{
+	int64_t one_job = (int64_t)(call->cfg->max_payload_bytes + JQ_REPLY_ONE_JOB_EXTRA - JQ_REPLY_ENVELOPE_MAX);
+	if (next->max_bytes >= one_job)
+		return jq_db_claim_within(call->db, next->queue, next->limit, next->worker, next->lease_seconds,
+					  next->max_bytes, next->per_job_bytes, rows, err);
+	return jq_db_complete_claim(call->db, NULL, 0, next, NULL, rows, err);
+}
+
 /* resume_claim runs the claim of a Complete or Fail (response type desc) whose completion was
  * done before it waited: only the claim, and the reply is the kept results with the jobs. */
 static void resume_claim(jq_call *call, const Jobq__V1__ClaimRequest *cl,
@@ -592,7 +604,7 @@ static void resume_claim(jq_call *call, const Jobq__V1__ClaimRequest *cl,
 		goto out;
 	}
 	jq_db_claim_next next = next_of(call, cl, next_budget(call, call->resumed_len));
-	jq_code c = jq_db_complete_claim(call->db, NULL, 0, &next, NULL, &rows, &err);
+	jq_code c = claim_alone(call, &next, &rows, &err);
 	size_t got = c == JQ_OK ? (size_t)jq_db_rows_count(rows) : 0;
 	bool waits = jq_longpoll_claim_end(&call->claim, got, c == JQ_OK && !jq_db_rows_cut(rows));
 	if (c != JQ_OK) {

@@ -350,6 +350,7 @@ SVC_TEST(the_claimed_jobs_fit_the_reply_the_client_takes_and_the_rest_stay_pendi
 /* ---- waiting for the next job ---- */
 
 typedef struct waiting_call {
+	jobq_client *client; /* NULL: the group's */
 	jobq_lease lease;
 	jobq_failure failure; /* used when fail is set */
 	bool fail;
@@ -364,11 +365,12 @@ typedef struct waiting_call {
 static void *call_waiting(void *p)
 {
 	waiting_call *a = p;
+	jobq_client *c = a->client != NULL ? a->client : cl;
 	jobq_error err = { 0 };
 	if (a->fail)
-		a->rc = jobq_fail_claim(cl, &a->failure, 1, "cc-worker", &a->next, &a->r, &a->jobs, &a->n, NULL, &err);
+		a->rc = jobq_fail_claim(c, &a->failure, 1, "cc-worker", &a->next, &a->r, &a->jobs, &a->n, NULL, &err);
 	else
-		a->rc = jobq_complete_claim(cl, &a->lease, 1, &a->next, &a->r, &a->jobs, &a->n, NULL, &err);
+		a->rc = jobq_complete_claim(c, &a->lease, 1, &a->next, &a->r, &a->jobs, &a->n, NULL, &err);
 	snprintf(a->message, sizeof(a->message), "%s", err.message);
 	return NULL;
 }
@@ -410,6 +412,36 @@ SVC_TEST(a_complete_that_waits_is_answered_with_its_results_and_the_job_that_cam
 	assert_int_equal(a.n, 1);
 	assert_int_equal(a.jobs[0].id, id2);
 	assert_string_equal(jq_db_status(id2), "archive_processing");
+	jobq_jobs_free(a.jobs, a.n);
+}
+
+/* After the wait the claim runs alone, its jobs sharing the reply with the results kept: a
+ * client that takes little gets its job all the same. */
+SVC_TEST(a_complete_that_waits_for_a_client_that_takes_little_gets_the_job_that_came)
+{
+	QUEUE(q);
+	QUEUE(next_q);
+	int64_t token, id = jq_enqueue_one(q, "a");
+	assert_int_equal(jq_claim_one(q, "cc-worker", 30, &token), id);
+	jobq_client *small = connect_client(MAX_PAYLOAD + 16 * 1024);
+	waiting_call a = { .client = small, .lease = { id, token }, .next = next_of(next_q, 5, 20000) };
+	pthread_t t;
+	assert_int_equal(pthread_create(&t, NULL, call_waiting, &a), 0);
+	JQ_POLL_UNTIL(is_status(id, "archive_completed") && waiters() >= 1, 10000, "the completion, then the wait");
+	char payload[MAX_PAYLOAD];
+	memset(payload, 'y', sizeof(payload) - 1);
+	payload[sizeof(payload) - 1] = '\0';
+	jq_spec spec = { .queue = next_q, .payload = payload };
+	int64_t id2;
+	jq_enqueue(&spec, 1, &id2);
+	assert_int_equal(pthread_join(t, NULL), 0);
+	jobq_close(small);
+	if (a.rc != JOBQ_OK)
+		fail_msg("complete_claim: %s: %s", jobq_code_name(a.rc), a.message);
+	assert_int_equal(a.r.status, JOBQ_STATUS_COMPLETED);
+	assert_int_equal(a.n, 1);
+	assert_int_equal(a.jobs[0].id, id2);
+	assert_int_equal(a.jobs[0].payload_len, MAX_PAYLOAD - 1);
 	jobq_jobs_free(a.jobs, a.n);
 }
 
@@ -603,6 +635,7 @@ int main(void)
 		T(an_invalid_claim_is_refused_and_completes_nothing),
 		T(the_claimed_jobs_fit_the_reply_the_client_takes_and_the_rest_stay_pending),
 		T(a_complete_that_waits_is_answered_with_its_results_and_the_job_that_came),
+		T(a_complete_that_waits_for_a_client_that_takes_little_gets_the_job_that_came),
 		T(a_complete_whose_wait_ends_empty_is_answered_with_its_results),
 		T(a_complete_of_a_queue_known_empty_waits_without_asking_and_gets_the_job_that_came),
 		T(a_fail_that_waits_records_one_failure_and_returns_the_job_that_came),
