@@ -57,6 +57,7 @@ typedef enum jq_dbi_stmt_id {
 	S_FINISHED_ESTIMATES,
 	S_RESCUE,
 	S_RETENTION,
+	S_THROUGHPUT,
 	S__COUNT
 } jq_dbi_stmt_id;
 
