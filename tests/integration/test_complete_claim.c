@@ -622,6 +622,51 @@ SVC_TEST(a_complete_past_the_waiting_cap_gets_its_results_and_retry_after)
 	assert_int_equal(stopped, 0);
 }
 
+/* SIGTERM answers a Complete that waits, as it answers a waiting Claim: with no job, and here
+ * with the results of its completion; jobqd exits 0. */
+SVC_TEST(sigterm_answers_a_waiting_complete_with_its_results)
+{
+	QUEUE(q);
+	QUEUE(next_q);
+	jq_svc other = { 0 };
+	jq_rpc_sock sock = { 0 };
+	char *url = jq_test_db_clone("svc_complete_claim_stop");
+	PGconn *pg = jq_test_connect(url);
+	jq_svc_start(&other, "complete_claim_stop", url, NULL);
+	assert_int_equal(jq_rpc_open(&sock, other.rpc_url, 10000), 0);
+	jq_api_use(&sock, pg);
+	int64_t token, id = jq_enqueue_one(q, "a");
+	assert_int_equal(jq_claim_one(q, "cc-worker", 30, &token), id);
+
+	jobq_options o = { .rpc_url = other.rpc_url, .timeout_ms = 10000 };
+	jobq_client *c = NULL;
+	assert_int_equal(jobq_connect(&o, &c, NULL), JOBQ_OK);
+	waiting_call a = { .client = c, .lease = { id, token }, .next = next_of(next_q, 1, 30000) };
+	pthread_t t;
+	assert_int_equal(pthread_create(&t, NULL, call_waiting, &a), 0);
+	long long until = jq_mono_ms() + 10000;
+	while (!(is_status(id, "archive_completed") && jq_svc_metric(&other, "jobq_longpoll_waiters") >= 1) &&
+	       jq_mono_ms() < until)
+		jq_sleep_ms(10);
+	bool waited = jq_svc_metric(&other, "jobq_longpoll_waiters") >= 1;
+	int status = jq_svc_stop(&other, 10000);
+	assert_int_equal(pthread_join(t, NULL), 0);
+	jobq_close(c);
+	jq_api_use(&fx.rpc, fx.pg);
+	jq_rpc_close(&sock);
+	bool ok = waited && status == 0 && a.rc == JOBQ_OK && a.r.code == JOBQ_OK &&
+		  a.r.status == JOBQ_STATUS_COMPLETED && a.n == 0;
+	if (!ok)
+		fprintf(stderr, "waited %d, exit %d, rc %d (%s), result %d, %zu jobs\n", waited, status, a.rc,
+			a.message, a.r.code, a.n);
+	int finished = jq_svc_finish(&other, 1000, !ok);
+	PQfinish(pg);
+	free(url);
+	jobq_jobs_free(a.jobs, a.n);
+	assert_true(ok);
+	assert_int_equal(finished, 0);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -640,6 +685,7 @@ int main(void)
 		T(a_complete_of_a_queue_known_empty_waits_without_asking_and_gets_the_job_that_came),
 		T(a_fail_that_waits_records_one_failure_and_returns_the_job_that_came),
 		T(a_complete_past_the_waiting_cap_gets_its_results_and_retry_after),
+		T(sigterm_answers_a_waiting_complete_with_its_results),
 #undef T
 	};
 	return cmocka_run_group_tests(tests, group_setup, group_teardown);
