@@ -389,7 +389,7 @@ static void park(const jq_longpoll_claim *c, jq_rpc_req *req, int64_t until_us)
 	int limit = c->limit;
 	uint64_t generation = c->generation;
 	size_t note_len = 0;
-	(void)jq_rpc_req_note(req, &note_len);
+	jq_rpc_req_note(req, &note_len); /* its bytes count as the request's */
 	waiter *w = calloc(1, sizeof(*w));
 	if (w == NULL) {
 		answer_empty(req);

@@ -36,9 +36,11 @@
  * which makes it unknown again. While the listener is not listening nothing is known, and every
  * Claim asks the database.
  *
+ * A Complete or Fail that claims the next jobs waits the same way, once its completion is done;
+ * its answers here are its request's note (jq_longpoll_claim.after_completion).
+ *
  * Ownership: a request given to jq_longpoll_wait belongs to the long-poll until it is requeued or
- * answered. A request that waits as the claim of a Complete or Fail is answered with its note (see
- * jq_longpoll_claim.after_completion). Shutdown is two steps: jq_longpoll_stop answers every waiter and makes later waits
+ * answered. Shutdown is two steps: jq_longpoll_stop answers every waiter and makes later waits
  * answer at once (run it before jq_rpc_server_stop, which waits for every request);
  * jq_longpoll_free after the RPC server has stopped, when no worker can hand over a request.
  */
