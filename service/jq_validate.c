@@ -256,6 +256,16 @@ static bool lease_named(int64_t id, int64_t one_id, Jobq__V1__JobLease **jobs, s
 	return false;
 }
 
+/* next_claim checks the claim a Complete or Fail may carry exactly as a Claim, naming its
+ * fields "claim.<field>". */
+static int next_claim(const Jobq__V1__ClaimRequest *claim, char *msg, size_t msg_len)
+{
+	char why[256];
+	if (claim == NULL || jq_validate_claim(claim, why, sizeof(why)) == 0)
+		return 0;
+	return bad(msg, msg_len, "claim.%s", why);
+}
+
 /* per_job_ids: the ids of a list of per-job additions (progress, outputs) name jobs of the
  * request's leases, each at most once. id_of reads entry i's id. The count is checked first, so
  * the work stays within leases squared (a request may carry as many entries as fit its bytes). */
@@ -333,7 +343,7 @@ int jq_validate_complete(const Jobq__V1__CompleteRequest *r, const jq_limits *li
 			return bad(msg, msg_len, "outputs[%zu].output: %zu bytes, over the limit of %zu", i,
 				   r->outputs[i]->output.len, lim->max_payload_bytes);
 	}
-	return 0;
+	return next_claim(r->claim, msg, msg_len);
 }
 
 int jq_validate_fail(const Jobq__V1__FailRequest *r, char *msg, size_t msg_len)
@@ -355,7 +365,9 @@ int jq_validate_fail(const Jobq__V1__FailRequest *r, char *msg, size_t msg_len)
 		if (r->jobs[i]->retry_in_ms > JQ_MAX_RETRY_IN_MS)
 			return bad(msg, msg_len, "jobs[%zu].retry_in_ms: at most %d", i, JQ_MAX_RETRY_IN_MS);
 	}
-	return worker_id("worker_id", r->worker_id, false, msg, msg_len);
+	if (worker_id("worker_id", r->worker_id, false, msg, msg_len) != 0)
+		return -1;
+	return next_claim(r->claim, msg, msg_len);
 }
 
 int jq_validate_get(const Jobq__V1__GetRequest *r, char *msg, size_t msg_len)
