@@ -570,6 +570,40 @@ RUN_TEST(a_batch_complete_keeps_each_jobs_output)
 	JQ_FREE(c);
 }
 
+RUN_TEST(a_complete_with_an_output_and_a_claim_keeps_the_output_and_claims_the_next_job)
+{
+	QUEUE(q);
+	int64_t ids[2], token;
+	jq_enqueue_many(q, 2, ids);
+	assert_int_equal(jq_claim_one(q, "w", 30, &token), ids[0]);
+	Jobq__V1__CompleteRequest req = JOBQ__V1__COMPLETE_REQUEST__INIT;
+	Jobq__V1__ClaimRequest claim = JOBQ__V1__CLAIM_REQUEST__INIT;
+	claim.queue = q;
+	claim.limit = 1;
+	claim.worker_id = "w";
+	req.id = ids[0];
+	req.lease_token = token;
+	req.output.data = (uint8_t *)"done";
+	req.output.len = 4;
+	req.claim = &claim;
+	/* From a stale lease: refused, nothing kept, nothing claimed. */
+	req.lease_token = token + 1000;
+	jq_api_expect(JQ_METHOD("Complete"), &req, 9, NULL);
+	assert_string_equal(jq_db_status(ids[1]), "archive_pending");
+	req.lease_token = token;
+	Jobq__V1__CompleteResponse *r = jq_api_ok(JQ_METHOD("Complete"), &req, &jobq__v1__complete_response__descriptor);
+	assert_int_equal(r->n_results, 1);
+	assert_int_equal(r->results[0]->code, 0);
+	assert_int_equal(r->n_claimed, 1);
+	assert_int_equal(r->claimed[0]->id, ids[1]);
+	JQ_FREE(r);
+	Jobq__V1__GetResponse *g = jq_get(ids[0]);
+	assert_int_equal(g->job->output.len, 4);
+	assert_memory_equal(g->job->output.data, "done", 4);
+	JQ_FREE(g);
+	assert_string_equal(jq_db_status(ids[1]), "archive_processing");
+}
+
 RUN_TEST(an_output_over_the_payload_limit_or_for_a_job_not_named_is_invalid_argument)
 {
 	QUEUE(q);
@@ -887,6 +921,7 @@ int main(void)
 		T(bad_progress_is_invalid_argument_and_changes_nothing),
 		T(complete_keeps_the_output_with_the_job_and_get_returns_it),
 		T(a_batch_complete_keeps_each_jobs_output),
+		T(a_complete_with_an_output_and_a_claim_keeps_the_output_and_claims_the_next_job),
 		T(an_output_over_the_payload_limit_or_for_a_job_not_named_is_invalid_argument),
 		T(wait_answers_when_the_job_ends_woken_by_the_database_not_by_its_time),
 		T(wait_for_several_jobs_answers_once_all_have_ended_cancelled_and_failed_count),
