@@ -645,18 +645,17 @@ static void report_complete(worker *w, slot *s, int64_t now)
 	jobq_result r = { .id = s->id };
 	jobq_error err = { 0 };
 	jobq_claim_next buf;
-	/* With --keep-output the completion carries the output and claims nothing: the loop's claim
-	 * takes the next job (libjobq has no call that does both). */
-	const jobq_claim_next *next = w->keep_output ? NULL : next_claim(w, &buf);
+	const jobq_claim_next *next = next_claim(w, &buf);
 	jobq_job *jobs = NULL;
 	size_t n = 0;
-	jobq_output out = { .data = s->out != NULL ? (const void *)s->out : "", .len = s->out_len };
-	int rc = next != NULL ? jobq_complete_claim(w->c->client, &l, 1, next, &r, &jobs, &n, NULL, &err)
-		 : w->keep_output ? jobq_complete_output(w->c->client, &l, &out, 1, &r, &err)
-				  : jobq_complete(w->c->client, &l, 1, &r, &err);
+	/* --keep-output: the command's stdout goes with the completion (NULL: none). */
+	jobq_output kept = { .data = s->out != NULL ? (const void *)s->out : "", .len = s->out_len };
+	const jobq_output *out = w->keep_output ? &kept : NULL;
+	int rc = next != NULL ? jobq_complete_output_claim(w->c->client, &l, out, 1, next, &r, &jobs, &n, NULL, &err)
+			      : jobq_complete_output(w->c->client, &l, out, 1, &r, &err);
 	if (refused_claim(next, rc)) {
 		next = NULL;
-		rc = jobq_complete(w->c->client, &l, 1, &r, &err);
+		rc = jobq_complete_output(w->c->client, &l, out, 1, &r, &err);
 	}
 	const char *msg = r.message[0] ? r.message : err.message;
 	if (rc != JOBQ_OK) {

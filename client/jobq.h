@@ -280,6 +280,12 @@ int jobq_complete_claim(jobq_client *c, const jobq_lease *leases, size_t n, cons
 			jobq_result *results, jobq_job **jobs, size_t *n_jobs, bool *claim_skipped,
 			jobq_error *err);
 
+/* jobq_complete_output_claim: jobq_complete_claim keeping outputs[i] (may be NULL) with job
+ * leases[i], as jobq_complete_output. */
+int jobq_complete_output_claim(jobq_client *c, const jobq_lease *leases, const jobq_output *outputs,
+			       size_t n, const jobq_claim_next *next, jobq_result *results, jobq_job **jobs,
+			       size_t *n_jobs, bool *claim_skipped, jobq_error *err);
+
 /* jobq_fail_claim: jobq_fail, and the claim of next in the same call, as jobq_complete_claim. */
 int jobq_fail_claim(jobq_client *c, const jobq_failure *failures, size_t n, const char *worker_id,
 		    const jobq_claim_next *next, jobq_result *results, jobq_job **jobs, size_t *n_jobs,

@@ -773,24 +773,55 @@ static void next_msg(const jobq_claim_next *next, Jobq__V1__ClaimRequest *m)
 	m->wait_ms = next->wait_ms;
 }
 
-int jobq_complete_claim(jobq_client *c, const jobq_lease *leases, size_t n, const jobq_claim_next *next,
-			jobq_result *results, jobq_job **jobs, size_t *n_jobs, bool *claim_skipped,
-			jobq_error *err)
+/* output_msgs sets req's outputs from outputs[n] (those with data), for leases[n]; *msgs and
+ * *ptrs (caller frees both) back them. -1 when memory runs out. */
+static int output_msgs(Jobq__V1__CompleteRequest *req, const jobq_lease *leases, const jobq_output *outputs,
+		       size_t n, Jobq__V1__JobOutput **msgs, Jobq__V1__JobOutput ***ptrs)
+{
+	*msgs = NULL;
+	*ptrs = NULL;
+	if (outputs == NULL || leases == NULL || n == 0 || n > JOBQ_MAX_BATCH)
+		return 0; /* nothing to add; the batch itself is checked by the call */
+	*msgs = calloc(n, sizeof(**msgs));
+	*ptrs = calloc(n, sizeof(**ptrs));
+	if (*msgs == NULL || *ptrs == NULL)
+		return -1;
+	for (size_t i = 0; i < n; i++) {
+		if (outputs[i].data == NULL)
+			continue;
+		Jobq__V1__JobOutput *m = &(*msgs)[req->n_outputs];
+		jobq__v1__job_output__init(m);
+		m->id = leases[i].id;
+		m->output.data = (uint8_t *)outputs[i].data;
+		m->output.len = outputs[i].len;
+		(*ptrs)[req->n_outputs++] = m;
+	}
+	req->outputs = *ptrs;
+	return 0;
+}
+
+/* complete_claim_call: jobq_complete_claim, with the outputs of jobq_complete_output (NULL: none). */
+static int complete_claim_call(jobq_client *c, const char *fn, const jobq_lease *leases,
+			       const jobq_output *outputs, size_t n, const jobq_claim_next *next,
+			       jobq_result *results, jobq_job **jobs, size_t *n_jobs, bool *claim_skipped,
+			       jobq_error *err)
 {
 	Jobq__V1__CompleteRequest req = JOBQ__V1__COMPLETE_REQUEST__INIT;
 	Jobq__V1__ClaimRequest claim;
 	Jobq__V1__JobLease *msgs = NULL, **ptrs = NULL;
+	Jobq__V1__JobOutput *out_msgs = NULL, **out_ptrs = NULL;
 	int64_t *ids = NULL;
 	if (jobs == NULL || n_jobs == NULL)
-		return jobqi_set_err(err, JOBQ_INVALID_ARGUMENT, "jobq_complete_claim: jobs and n_jobs must not be NULL");
+		return jobqi_set_err(err, JOBQ_INVALID_ARGUMENT, "%s: jobs and n_jobs must not be NULL", fn);
 	*jobs = NULL;
 	*n_jobs = 0;
-	int code = check_batch(c, leases, n, "jobq_complete_claim", err);
+	int code = check_batch(c, leases, n, fn, err);
 	if (code == JOBQ_OK)
-		code = check_next(next, "jobq_complete_claim", err);
+		code = check_next(next, fn, err);
 	if (code != JOBQ_OK)
 		return code;
-	if (lease_msgs(leases, n, &msgs, &ptrs) != 0 || (ids = lease_ids(leases, n)) == NULL) {
+	if (lease_msgs(leases, n, &msgs, &ptrs) != 0 || (ids = lease_ids(leases, n)) == NULL ||
+	    output_msgs(&req, leases, outputs, n, &out_msgs, &out_ptrs) != 0) {
 		code = jobqi_set_err(err, JOBQ_RESOURCE_EXHAUSTED, "out of memory");
 		goto out;
 	}
@@ -803,8 +834,26 @@ int jobq_complete_claim(jobq_client *c, const jobq_lease *leases, size_t n, cons
 out:
 	free(msgs);
 	free(ptrs);
+	free(out_msgs);
+	free(out_ptrs);
 	free(ids);
 	return code;
+}
+
+int jobq_complete_claim(jobq_client *c, const jobq_lease *leases, size_t n, const jobq_claim_next *next,
+			jobq_result *results, jobq_job **jobs, size_t *n_jobs, bool *claim_skipped,
+			jobq_error *err)
+{
+	return complete_claim_call(c, "jobq_complete_claim", leases, NULL, n, next, results, jobs, n_jobs,
+				   claim_skipped, err);
+}
+
+int jobq_complete_output_claim(jobq_client *c, const jobq_lease *leases, const jobq_output *outputs,
+			       size_t n, const jobq_claim_next *next, jobq_result *results, jobq_job **jobs,
+			       size_t *n_jobs, bool *claim_skipped, jobq_error *err)
+{
+	return complete_claim_call(c, "jobq_complete_output_claim", leases, outputs, n, next, results, jobs,
+				   n_jobs, claim_skipped, err);
 }
 
 int jobq_heartbeat(jobq_client *c, const jobq_lease *leases, size_t n, uint32_t lease_seconds,
@@ -862,28 +911,10 @@ int jobq_complete_output(jobq_client *c, const jobq_lease *leases, const jobq_ou
 {
 	Jobq__V1__CompleteRequest req = JOBQ__V1__COMPLETE_REQUEST__INIT;
 	Jobq__V1__JobOutput *msgs = NULL, **ptrs = NULL;
-	if (outputs != NULL && leases != NULL && n > 0 && n <= JOBQ_MAX_BATCH) {
-		msgs = calloc(n, sizeof(*msgs));
-		ptrs = calloc(n, sizeof(*ptrs));
-		if (msgs == NULL || ptrs == NULL) {
-			free(msgs);
-			free(ptrs);
-			return jobqi_set_err(err, JOBQ_RESOURCE_EXHAUSTED, "out of memory");
-		}
-		for (size_t i = 0; i < n; i++) {
-			if (outputs[i].data == NULL)
-				continue;
-			Jobq__V1__JobOutput *m = &msgs[req.n_outputs];
-			jobq__v1__job_output__init(m);
-			m->id = leases[i].id;
-			m->output.data = (uint8_t *)outputs[i].data;
-			m->output.len = outputs[i].len;
-			ptrs[req.n_outputs++] = m;
-		}
-		req.outputs = ptrs;
-	}
-	int code = lease_call(c, "jobq_complete_output", METHOD("Complete"), &req.base, &req.n_jobs,
-			      &req.jobs, &jobq__v1__complete_response__descriptor, leases, n, results, err);
+	int code = output_msgs(&req, leases, outputs, n, &msgs, &ptrs) != 0
+			   ? jobqi_set_err(err, JOBQ_RESOURCE_EXHAUSTED, "out of memory")
+			   : lease_call(c, "jobq_complete_output", METHOD("Complete"), &req.base, &req.n_jobs,
+					&req.jobs, &jobq__v1__complete_response__descriptor, leases, n, results, err);
 	free(msgs);
 	free(ptrs);
 	return code;
