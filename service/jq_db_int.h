@@ -55,6 +55,8 @@ typedef enum jq_dbi_stmt_id {
 	S_FINISHED_ESTIMATES,
 	S_RESCUE,
 	S_RETENTION,
+	S_QUEUE_PAUSE,
+	S_QUEUE_CONFIGURE,
 	S__COUNT
 } jq_dbi_stmt_id;
 

@@ -63,6 +63,7 @@ typedef struct jq_longpoll_claim {
 	int limit;           /* the jobs it asks for: how many announced jobs it covers */
 	int64_t until_us;    /* when its wait ends (arrival + wait_ms); 0 = it does not wait */
 	uint64_t generation; /* the long-poll's, read before the Claim queries */
+	int retry_ms;        /* a limited queue's: look again this long after parking; 0 = none */
 } jq_longpoll_claim;
 
 /* jq_longpoll_start starts the expiry thread; at most max_waiting Claims wait at once (0: none
@@ -80,6 +81,13 @@ void jq_longpoll_free(jq_longpoll *lp);
  * the Claim never waits, and the calls below say so. */
 void jq_longpoll_claim_start(jq_longpoll *lp, jq_longpoll_claim *c, const char *queue, int limit,
 			     int64_t received_us, uint32_t wait_ms);
+
+/* jq_longpoll_claim_retry marks a started Claim as one of a queue whose flow limits the database
+ * applies (jq_flow_retry_ms > 0): an empty answer then says nothing of the queue's jobs (the limit
+ * may have held them back), so the queue is never known empty for it and it always queries; and
+ * when it waits, it is sent back to the database after retry_ms even if nothing is announced
+ * (freed slots and a new rate window are not announced), besides the usual wakes. */
+void jq_longpoll_claim_retry(jq_longpoll_claim *c, int retry_ms);
 
 /* jq_longpoll_claim_begin is called before the Claim queries. True: its queue is known to have no
  * job it could get (none, or only as many as Claims querying now will take), and it may wait:
