@@ -21,18 +21,25 @@
 	"prev_job_status = j.curr_job_status, status_changed_at = now(), updated_at = now()," \
 	" finished_at = " finished
 
-/* CLAIM_GATE(queue, want): how many jobs a claim of `queue` asking for `want` may take, for the
- * claim's LIMIT (issue 17; migration 015). A queue without a job_queue_settings row, or with a
- * row but no limit, costs a primary-key lookup and nothing more: no lock, no function call. A
- * paused queue gets 0. A limited queue calls jobq_claim_gate (sql/015-jobq_claim_gate.sql), which
- * locks the queue's settings row until the claim commits, so that the limited queue's claims on
- * every replica take turns and count each other's jobs. The row is read here without a lock, in
- * the claim's snapshot: a limit or pause set while the claim runs applies from the next one. */
-#define CLAIM_GATE(queue, want)                                                                      \
-	"(SELECT COALESCE((SELECT CASE WHEN s.paused THEN 0"                                         \
+/* The claim's gate (issue 17; migration 015): CLAIM_GATE_CTE(queue, want) is a CTE `gate` whose
+ * one value is how many jobs a claim of `queue` asking for `want` may take. A queue without a
+ * job_queue_settings row, or with a row but no limit, costs a primary-key lookup and nothing
+ * more: no lock, no function call. A paused queue gets 0. A limited queue calls jobq_claim_gate
+ * (sql/015-jobq_claim_gate.sql), which locks the queue's settings row until the claim commits, so
+ * that the limited queue's claims on every replica take turns and count each other's jobs. The
+ * row is read here without a lock, in the claim's snapshot: a limit or pause set while the claim
+ * runs applies from the next one.
+ * The pick keeps LIMIT `want` (a constant to the planner: with the gate as the LIMIT, PostgreSQL
+ * plans for a tenth of the queue and joins the whole table), skips the scan when the gate is 0
+ * (CLAIM_GATE_OPEN: a one-time filter, so a paused or full queue locks nothing), and `fits`
+ * keeps the first CLAIM_GATE_N of the rows. A CTE used twice is computed once. */
+#define CLAIM_GATE_CTE(queue, want)                                                                  \
+	"gate AS (SELECT COALESCE((SELECT CASE WHEN s.paused THEN 0"                                 \
 	"                              WHEN s.concurrency_limit IS NULL AND s.rate_limit IS NULL"    \
 	"                              THEN " want " ELSE jobq_claim_gate(s.queue, " want ") END"    \
-	"                    FROM job_queue_settings s WHERE s.queue = " queue "), " want "))"
+	"                    FROM job_queue_settings s WHERE s.queue = " queue "), " want ") AS n),"
+#define CLAIM_GATE_N "(SELECT n FROM gate)"
+#define CLAIM_GATE_OPEN CLAIM_GATE_N " > 0"
 
 /* The flow settings of a queue f (a job_queue_settings row, or none), as Stats and the job
  * gauges return them after the counts: paused, then each limit or NULL. */
@@ -63,20 +70,23 @@ const jq_dbi_stmt jq_dbi_stmts[S__COUNT] = {
 	 * that would not fit in the reply is never claimed: it stays pending, and its lock ends with
 	 * the statement. A window function cannot sit beside FOR UPDATE, hence the second CTE. */
 	[S_CLAIM] = { "jq_claim",
-		"WITH picked AS ("
+		"WITH " CLAIM_GATE_CTE("$1", "$2")
+		" picked AS ("
 		"  SELECT id, priority, run_at,"
 		"         octet_length(payload) + coalesce(octet_length(last_error), 0)"
 		"         + coalesce(octet_length(idempotency_key), 0) + $6 AS size"
 		"    FROM job_queue"
 		"   WHERE queue = $1 AND curr_job_status = 'archive_pending' AND run_at <= now()"
+		"     AND " CLAIM_GATE_OPEN
 		"   ORDER BY priority, run_at, id"
-		"   LIMIT " CLAIM_GATE("$1", "$2")
+		"   LIMIT $2"
 		"   FOR UPDATE SKIP LOCKED),"
 		" fits AS ("
 		"  SELECT id, taken FROM ("
-		"    SELECT id, count(*) OVER () AS taken, row_number() OVER w AS n, sum(size) OVER w AS upto"
+		"    SELECT id, least(count(*) OVER (), " CLAIM_GATE_N ") AS taken, row_number() OVER w AS n,"
+		"           sum(size) OVER w AS upto"
 		"      FROM picked WINDOW w AS (ORDER BY priority, run_at, id ROWS UNBOUNDED PRECEDING)) s"
-		"   WHERE n = 1 OR upto <= $5)"
+		"   WHERE n <= taken AND (n = 1 OR upto <= $5))"
 		" UPDATE job_queue j"
 		"    SET curr_job_status = 'archive_processing', " GUARD_MOVE("NULL") ", attempts = j.attempts + 1,"
 		"        lease_owner = $3, lease_expires_at = now() + $4 * interval '1 second',"
