@@ -17,6 +17,21 @@ JOBQ_DATABASE_URL=$url "$root/deploy/migrate.sh" update >/dev/null
 after_update=$(objects)
 echo "after update: relations/functions = $after_update"
 [ "$after_update" != "0 0" ]
+# The changesets newer than 014 are rolled back first, so that the steps below start from 014
+# whatever has been added since; each is checked on the way.
+notify_update_level() {
+  psql -qAtX "$url" -c "SELECT CASE WHEN tgtype & 1 = 1 THEN 'row' ELSE 'statement' END FROM pg_trigger
+                         WHERE tgname = 'job_queue_notify_update'"
+}
+[ "$(notify_update_level)" = row ] || { echo "018 not applied: $(notify_update_level)" >&2; exit 1; }
+back_to_014() {
+  newer=$(psql -qAtX "$url" -c "SELECT count(*) FROM databasechangelog WHERE orderexecuted >
+                                 (SELECT orderexecuted FROM databasechangelog WHERE id = '014-drop-single-status-keys')")
+  [ "$newer" -eq 0 ] || JOBQ_DATABASE_URL=$url "$root/deploy/migrate.sh" -- rollback-count --count="$newer" >/dev/null
+}
+back_to_014
+[ "$(notify_update_level)" = statement ] || { echo "018 not rolled back: $(notify_update_level)" >&2; exit 1; }
+echo "migrations: the $newer changesets after 014 rolled back (018: the statement-level UPDATE trigger is back): ok"
 # Steps back: rolling back changes/014-status-pair-key-only.yaml (1 changeset) must put the two
 # single-column status keys back; then changes/013-failed-jobs-idx.yaml, 012-valid-indexes.yaml and
 # 011-hot-heartbeats.yaml (1 + 1 + 2 changesets) must put the lease index back; then changes/010-queue-check-order.yaml alone (2)
@@ -31,7 +46,7 @@ defs() {
                          WHERE tgrelid = 'job_queue'::regclass AND tgname LIKE 'job_queue_status_guard%'" | paste -sd'|'
 }
 guards='job_queue_status_guard_insert,job_queue_status_guard_update'
-check_010="ltrim(queue, 'abcdef" check_009="ltrim(queue, 'ABCDEF"
+check_010="ltrim(queue, 'abcdef" check_009="ltrim(queue, 'ABCDEF" check_018="ltrim(textsend(queue)"
 lease_indexes() {
   psql -qAtX "$url" -c "SELECT string_agg(indexname, ',' ORDER BY indexname) FROM pg_indexes
                          WHERE tablename = 'job_queue' AND indexname IN ('job_queue_lease_idx', 'job_queue_processing_idx')"
@@ -108,6 +123,7 @@ leave_invalid job_queue_failed_idx
 JOBQ_DATABASE_URL=$url "$root/deploy/migrate.sh" update >/dev/null
 expect_index job_queue_processing_idx id "update over an invalid leftover"
 expect_index job_queue_failed_idx "queue, id" "update over an invalid leftover" archive_failed
+back_to_014
 # 011's rollback failed half-way once (an invalid lease index is left), and runs again (with
 # 014, 013 and 012 before it, and what came after 014 before them).
 leave_invalid job_queue_lease_idx
@@ -155,10 +171,11 @@ echo "migrations: the rollbacks of 010 and 009 validate the queue check without 
 [ "$(psql -qAtX "$url" -c "SELECT count(*) FROM jobq_enqueue_batch(ARRAY['a','b'], NULL, NULL, NULL, NULL, NULL)")" = 2 ]
 psql -qAtX "$url" -c "TRUNCATE job_queue, job_failure"
 JOBQ_DATABASE_URL=$url "$root/deploy/migrate.sh" update >/dev/null
-case $(defs) in *"$check_010"*"|t|t|$guards") ;; *) echo "010 and 009 not re-applied: $(defs)" >&2; exit 1 ;; esac
+case $(defs) in *"$check_018"*"|t|t|$guards") ;; *) echo "010, 009 and 018 not re-applied: $(defs)" >&2; exit 1 ;; esac
 [ "$(lease_indexes)" = job_queue_processing_idx ] || { echo "011 not re-applied: $(lease_indexes)" >&2; exit 1; }
 [ "$(psql -qAtX "$url" -c "SELECT convalidated FROM pg_constraint WHERE conname = 'job_queue_queue_check'")" = t ]
 [ "$(fkeys)" = job_queue_status_transition_fkey:true ] || { echo "014 not re-applied: $(fkeys)" >&2; exit 1; }
+[ "$(notify_update_level)" = row ] || { echo "018 not re-applied: $(notify_update_level)" >&2; exit 1; }
 echo "migrations: 014, 013, 012, 011, 010, then 009 rolled back and applied again: ok"
 JOBQ_DATABASE_URL=$url "$root/deploy/migrate.sh" rollback-all >/dev/null
 after_rollback=$(objects)

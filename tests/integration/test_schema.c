@@ -258,6 +258,18 @@ static void the_queue_check_accepts_exactly_the_documented_names(void **state)
 		snprintf(sql, sizeof(sql), "INSERT INTO job_queue (queue) VALUES (U&'%s')", bad[i]);
 		assert_string_equal(jq_test_sqlstate(c, sql), "23514");
 	}
+	/* Every one-character name, ASCII and beyond, is judged by the constraint as the pattern
+	 * judges it (rolled back: only the verdicts are kept). */
+	jq_test_ok(c, "BEGIN");
+	jq_test_ok(c, "DO $$ DECLARE wrong int := 0; took boolean; BEGIN"
+		      " FOR cp IN 1..2047 LOOP"
+		      "  BEGIN INSERT INTO job_queue (queue) VALUES (chr(cp)); took := true;"
+		      "  EXCEPTION WHEN check_violation THEN took := false; END;"
+		      "  IF took <> (chr(cp) ~ '^[A-Za-z0-9_.-]$') THEN wrong := wrong + 1; END IF;"
+		      " END LOOP;"
+		      " IF wrong > 0 THEN RAISE EXCEPTION '% one-character names judged wrong', wrong; END IF;"
+		      " END $$");
+	jq_test_ok(c, "ROLLBACK");
 	PQfinish(c);
 }
 
@@ -482,6 +494,67 @@ static void one_notification_per_statement(void **state)
 	assert_int_equal(drain_notifications(listener, 300, payload, sizeof(payload)), 1);
 	assert_true(payload[0] == 'L');
 	assert_null(strstr(payload, "D later"));
+	PQfinish(c);
+	PQfinish(listener);
+}
+
+/* drain_payloads collects the payloads on "jobq_pending" for up to ms, sorted, joined by '|'. */
+static void drain_payloads(PGconn *c, int ms, char *out, size_t out_len)
+{
+	char got[16][256];
+	int n = 0;
+	for (;;) {
+		PQconsumeInput(c);
+		PGnotify *note;
+		while ((note = PQnotifies(c)) != NULL) {
+			if (strcmp(note->relname, "jobq_pending") == 0 && n < 16)
+				snprintf(got[n++], sizeof(got[0]), "%s", note->extra);
+			PQfreemem(note);
+		}
+		fd_set fds;
+		FD_ZERO(&fds);
+		FD_SET(PQsocket(c), &fds);
+		struct timeval tv = { .tv_sec = ms / 1000, .tv_usec = (ms % 1000) * 1000 };
+		if (select(PQsocket(c) + 1, &fds, NULL, NULL, &tv) <= 0)
+			break;
+	}
+	qsort(got, (size_t)n, sizeof(got[0]), (int (*)(const void *, const void *))strcmp);
+	out[0] = '\0';
+	for (int i = 0; i < n; i++)
+		snprintf(out + strlen(out), out_len - strlen(out), "%s%s", i ? "|" : "", got[i]);
+}
+
+/* An UPDATE announces only the rows it made claimable (migration 018's row-level trigger): one
+ * "D <queue> *" per queue however many rows, an "L <ms>" for a row that runs later, and nothing
+ * for rows that were pending already or did not become pending. */
+static void an_update_announces_each_queue_it_made_claimable_once(void **state)
+{
+	(void)state;
+	PGconn *listener = jq_test_connect(db_url);
+	PGconn *c = jq_test_connect(db_url);
+	char payloads[4096];
+	jq_test_ok(c, "SELECT count(*) FROM jobq_enqueue_batch(ARRAY['ua', 'ua', 'ua', 'ub', 'uc'],"
+		      " NULL, NULL, NULL, NULL, NULL)");
+	jq_test_ok(c, "UPDATE job_queue SET curr_job_status = 'archive_processing', lease_owner = 'n',"
+		      " lease_expires_at = now() + interval '1 hour', lease_token = nextval('job_lease_token_seq')"
+		      " WHERE queue IN ('ua', 'ub', 'uc')");
+	jq_test_ok(listener, "LISTEN jobq_pending");
+
+	/* Back to pending: ua's three rows and ub's now, uc's in 2100; one statement. */
+	jq_test_ok(c, "UPDATE job_queue SET curr_job_status = 'archive_pending', lease_expires_at = NULL,"
+		      " run_at = CASE queue WHEN 'uc' THEN '2100-01-01 00:00:00+00'::timestamptz ELSE now() END"
+		      " WHERE queue IN ('ua', 'ub', 'uc')");
+	drain_payloads(listener, 300, payloads, sizeof(payloads));
+	assert_string_equal(payloads, "D ua *|D ub *|L 4102444800000");
+
+	/* A pending row rescheduled is announced again; one left alone, or moved elsewhere, is not. */
+	jq_test_ok(c, "UPDATE job_queue SET priority = 5 WHERE queue = 'ua'");
+	jq_test_ok(c, "UPDATE job_queue SET curr_job_status = 'archive_cancelled' WHERE queue = 'ub'");
+	drain_payloads(listener, 200, payloads, sizeof(payloads));
+	assert_string_equal(payloads, "");
+	jq_test_ok(c, "UPDATE job_queue SET run_at = now() WHERE queue = 'uc'");
+	drain_payloads(listener, 300, payloads, sizeof(payloads));
+	assert_string_equal(payloads, "D uc *");
 	PQfinish(c);
 	PQfinish(listener);
 }
@@ -776,6 +849,55 @@ static void the_metrics_job_counts_read_no_finished_job(void **state)
 	PQfinish(c);
 }
 
+/* The console's chart (jq_db_throughput) reads the jobs completed in the last hour through
+ * job_queue_finished_idx: 50,000 jobs completed two hours ago are neither counted nor read, and
+ * the hour comes as 60 consecutive minutes, the current one last. In a database of its own, so
+ * that no other test's jobs count. */
+static void the_throughput_reads_only_the_last_hour(void **state)
+{
+	(void)state;
+	char *url = jq_test_db_clone("jq_schema_throughput");
+	PGconn *c = jq_test_connect(url);
+	jq_test_ok(c, "SELECT count(*) FROM jobq_enqueue_batch("
+		      " array_fill('t_old'::text, ARRAY[50000]), NULL, NULL, NULL, NULL, NULL)");
+	jq_test_ok(c, "SELECT count(*) FROM jobq_enqueue_batch("
+		      " array_fill('t_new'::text, ARRAY[10]), NULL, NULL, NULL, NULL, NULL)");
+	jq_test_ok(c, "UPDATE job_queue SET curr_job_status = 'archive_processing', lease_owner = 'b',"
+		      " lease_expires_at = now() + interval '1 hour', lease_token = nextval('job_lease_token_seq')");
+	jq_test_ok(c, "UPDATE job_queue SET curr_job_status = 'archive_completed', lease_expires_at = NULL");
+	/* The status guard owns finished_at: backdate with the table's triggers off. */
+	jq_test_ok(c, "BEGIN");
+	jq_test_ok(c, "ALTER TABLE job_queue DISABLE TRIGGER USER");
+	jq_test_ok(c, "UPDATE job_queue SET finished_at = now() - interval '2 hours' WHERE queue = 't_old'");
+	jq_test_ok(c, "UPDATE job_queue SET finished_at = now() - interval '10 minutes'"
+		      " WHERE id IN (SELECT id FROM job_queue WHERE queue = 't_new' ORDER BY id LIMIT 3)");
+	jq_test_ok(c, "ALTER TABLE job_queue ENABLE TRIGGER USER");
+	jq_test_ok(c, "COMMIT");
+	jq_test_ok(c, "VACUUM ANALYZE job_queue");
+
+	jq_db *db = NULL;
+	jq_db_opts o = { .url = url, .prepared = false };
+	jq_db_err err = { 0 };
+	jq_db_minute m[JQ_DB_THROUGHPUT_MINUTES];
+	assert_int_equal(jq_db_open(&o, &db), 0);
+	assert_int_equal(jq_db_throughput(db, m, &err), JQ_OK);
+	long long now_ms = jq_test_scalar_ll(c, "SELECT (EXTRACT(EPOCH FROM now()) * 1000)::int8");
+	int64_t sum = 0, nonzero = 0;
+	for (int i = 0; i < JQ_DB_THROUGHPUT_MINUTES; i++) {
+		sum += m[i].completed;
+		nonzero += m[i].completed > 0;
+		if (i > 0)
+			assert_int_equal(m[i].at_ms - m[i - 1].at_ms, 60000);
+	}
+	assert_true(m[JQ_DB_THROUGHPUT_MINUTES - 1].at_ms <= now_ms && now_ms - m[JQ_DB_THROUGHPUT_MINUTES - 1].at_ms < 120000);
+	assert_int_equal(sum, 10);
+	assert_true(nonzero >= 2); /* 3 jobs ten minutes ago, 7 now */
+	assert_true(explain_max_rows(c, jq_db_throughput_sql()) <= 1000);
+	jq_db_close(db);
+	PQfinish(c);
+	free(url);
+}
+
 /* hot_updates: job_queue's n_tup_hot_upd as the statistics show it now. */
 static long long hot_updates(PGconn *c)
 {
@@ -844,8 +966,10 @@ int main(void)
 		cmocka_unit_test(a_complete_judges_each_lease_by_its_token),
 		cmocka_unit_test(the_safety_net_scan_is_cheap_behind_a_backlog_and_exact),
 		cmocka_unit_test(the_metrics_job_counts_read_no_finished_job),
+		cmocka_unit_test(the_throughput_reads_only_the_last_hour),
 		cmocka_unit_test(heartbeats_are_hot_updates),
 		cmocka_unit_test(one_notification_per_statement),
+		cmocka_unit_test(an_update_announces_each_queue_it_made_claimable_once),
 		cmocka_unit_test(the_notification_payload_is_exact),
 	};
 	return cmocka_run_group_tests_name("schema", tests, setup, teardown);
