@@ -24,6 +24,12 @@ notify_update_level() {
                          WHERE tgname = 'job_queue_notify_update'"
 }
 [ "$(notify_update_level)" = row ] || { echo "018 not applied: $(notify_update_level)" >&2; exit 1; }
+# 015 (queue settings) makes a table and two functions (with their triggers).
+flow_objects() {
+  psql -qAtX "$url" -c "SELECT (SELECT count(*) FROM pg_class WHERE relname = 'job_queue_settings')
+                               + (SELECT count(*) FROM pg_proc WHERE proname IN ('jobq_claim_gate', 'jobq_notify_settings'))"
+}
+[ "$(flow_objects)" = 3 ] || { echo "015 not applied: $(flow_objects) of its 3 objects" >&2; exit 1; }
 back_to_014() {
   newer=$(psql -qAtX "$url" -c "SELECT count(*) FROM databasechangelog WHERE orderexecuted >
                                  (SELECT orderexecuted FROM databasechangelog WHERE id = '014-drop-single-status-keys')")
@@ -31,7 +37,8 @@ back_to_014() {
 }
 back_to_014
 [ "$(notify_update_level)" = statement ] || { echo "018 not rolled back: $(notify_update_level)" >&2; exit 1; }
-echo "migrations: the $newer changesets after 014 rolled back (018: the statement-level UPDATE trigger is back): ok"
+[ "$(flow_objects)" = 0 ] || { echo "015 not rolled back: $(flow_objects) objects left" >&2; exit 1; }
+echo "migrations: the $newer changesets after 014 rolled back (018: the statement-level UPDATE trigger is back; 015's objects are gone): ok"
 # Steps back: rolling back changes/014-status-pair-key-only.yaml (1 changeset) must put the two
 # single-column status keys back; then changes/013-failed-jobs-idx.yaml, 012-valid-indexes.yaml and
 # 011-hot-heartbeats.yaml (1 + 1 + 2 changesets) must put the lease index back; then changes/010-queue-check-order.yaml alone (2)
@@ -89,26 +96,6 @@ fkeys() {
                          FROM pg_constraint WHERE conrelid = 'job_queue'::regclass AND contype = 'f'"
 }
 [ "$(fkeys)" = job_queue_status_transition_fkey:true ] || { echo "014 not applied: $(fkeys)" >&2; exit 1; }
-# 015 (queue settings) makes a table, two functions and two triggers; the changesets after 014
-# (015's and any later ones) roll back first, so that the counts below start from 014, and 015's
-# objects are gone with them.
-flow_objects() {
-  psql -qAtX "$url" -c "SELECT (SELECT count(*) FROM pg_class WHERE relname = 'job_queue_settings')
-                               + (SELECT count(*) FROM pg_proc WHERE proname IN ('jobq_claim_gate', 'jobq_notify_settings'))"
-}
-[ "$(flow_objects)" = 3 ] || { echo "015 not applied: $(flow_objects) of its 3 objects" >&2; exit 1; }
-# back_to_014 rolls back every changeset applied after 014's; prints how many.
-back_to_014() {
-  local n
-  n=$(psql -qAtX "$url" -c "SELECT count(*) FROM databasechangelog WHERE orderexecuted >
-                              (SELECT max(orderexecuted) FROM databasechangelog
-                                WHERE filename = 'changes/014-status-pair-key-only.yaml')")
-  [ "$n" -eq 0 ] || JOBQ_DATABASE_URL=$url "$root/deploy/migrate.sh" -- rollback-count --count="$n" >/dev/null
-  echo "$n"
-}
-after_014=$(back_to_014)
-[ "$(flow_objects)" = 0 ] || { echo "015 not rolled back: $(flow_objects) objects left" >&2; exit 1; }
-echo "migrations: the $after_014 changesets after 014 roll back (015's objects with them): ok"
 JOBQ_DATABASE_URL=$url "$root/deploy/migrate.sh" -- rollback-count --count=1 >/dev/null
 want=job_queue_curr_job_status_fkey:true,job_queue_prev_job_status_fkey:true,job_queue_status_transition_fkey:true
 [ "$(fkeys)" = "$want" ] || { echo "014 not rolled back: $(fkeys)" >&2; exit 1; }
@@ -125,9 +112,8 @@ expect_index job_queue_processing_idx id "update over an invalid leftover"
 expect_index job_queue_failed_idx "queue, id" "update over an invalid leftover" archive_failed
 back_to_014
 # 011's rollback failed half-way once (an invalid lease index is left), and runs again (with
-# 014, 013 and 012 before it, and what came after 014 before them).
+# 014, 013 and 012 before it).
 leave_invalid job_queue_lease_idx
-back_to_014 >/dev/null
 JOBQ_DATABASE_URL=$url "$root/deploy/migrate.sh" -- rollback-count --count=4 >/dev/null
 expect_index job_queue_lease_idx lease_expires_at "rollback over an invalid leftover"
 JOBQ_DATABASE_URL=$url "$root/deploy/migrate.sh" -- rollback-count --count=1 >/dev/null
