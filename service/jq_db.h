@@ -250,8 +250,8 @@ jq_code jq_db_queue_configure(jq_db *db, const char *queue, const jq_db_flow_cha
 
 /* jq_db_job_gauges: for /metrics, per queue, exact counts of pending (scheduled ones included,
  * and counted apart too), processing and failed jobs, the oldest due job's age and the flow
- * settings, read with jq_db_rows_stats (completed and cancelled are 0). Its cost follows those jobs only, never the
- * finished ones (it reads partial indexes). */
+ * settings, read with jq_db_rows_stats (completed and cancelled are 0). Its cost follows those
+ * jobs only, never the finished ones (it reads partial indexes). */
 jq_code jq_db_job_gauges(jq_db *db, jq_db_rows **rows, jq_db_err *err) __attribute__((warn_unused_result));
 
 /* jq_db_finished_estimates: completed and cancelled jobs in the whole table, estimated from

@@ -244,9 +244,10 @@ const jq_dbi_stmt jq_dbi_stmts[S__COUNT] = {
 		1, { JQ_OID_TEXT } },
 
 	/* The job counts of /metrics, every 5 s on every replica, in S_STATS's shape (completed and
-	 * cancelled 0; the flow settings of every configured queue, which is listed even without jobs): only the states a partial index covers, each read through its index
-	 * (job_queue_claim_idx, job_queue_processing_idx, job_queue_failed_idx), so the cost follows
-	 * the jobs waiting, running and failed, never the finished jobs the table keeps. */
+	 * cancelled 0; every queue with flow settings is listed, with or without jobs): only the
+	 * states a partial index covers, each read through its index (job_queue_claim_idx,
+	 * job_queue_processing_idx, job_queue_failed_idx), so the cost follows the jobs waiting,
+	 * running and failed, never the finished jobs the table keeps. */
 	[S_JOB_GAUGES] = { "jq_job_gauges",
 		"SELECT COALESCE(g.queue, f.queue), COALESCE(g.pending, 0), COALESCE(g.scheduled, 0),"
 		" COALESCE(g.processing, 0), 0::int8, COALESCE(g.failed, 0), 0::int8,"

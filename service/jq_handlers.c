@@ -191,8 +191,11 @@ static void claim_start(jq_call *call, const Jobq__V1__ClaimRequest *r)
 {
 	jq_longpoll_claim_start(call->longpoll, &call->claim, r->queue, (int)r->limit, call->received_us,
 				r->wait_ms);
+	/* A limited queue's Claim looks again by itself: freed slots and new rate windows are not
+	 * announced. */
 	if (call->flow != NULL)
-		jq_longpoll_claim_retry(&call->claim, jq_flow_retry_ms(call->flow, r->queue, jq_clock_unix_ms()));
+		jq_longpoll_claim_retry(&call->claim,
+					jq_flow_retry_ms(call->flow, r->queue, jq_clock_unix_ms()));
 }
 
 /* claim_reply_fits: a Claim runs only for a client that takes a reply of one job of the largest

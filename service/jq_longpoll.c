@@ -140,13 +140,13 @@ static void record_wake_locked(jq_longpoll *lp, const char *queue)
 }
 
 static waiter *take_locked(jq_longpoll *lp, const char *queue, int64_t t, size_t keep);
+static size_t newest_to_keep_locked(jq_longpoll *lp, const char *queue, size_t jobs);
 
 /* next_look: when the expiry thread must act on w: its retry, else the end of its wait. */
 static int64_t next_look(const waiter *w)
 {
 	return w->retry_us != 0 ? w->retry_us : w->until_us;
 }
-static size_t newest_to_keep_locked(jq_longpoll *lp, const char *queue, size_t jobs);
 
 static int64_t count_list(const waiter *w)
 {

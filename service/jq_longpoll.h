@@ -22,7 +22,8 @@
  *     the wait still counts from the request's arrival. When its wait ends first, it is answered
  *     here with no jobs. An announcement that lands between the empty claim and the wait is not
  *     lost: jq_longpoll_claim_start reads the generation before the query, and a wake of the
- *     queue since then sends the request straight back.
+ *     queue since then sends the request straight back. A Claim of a queue with a concurrency
+ *     or rate limit (jq_longpoll_claim_retry) is also sent back after a short retry time.
  *
  * A Claim need not even ask the database when its queue is known to be empty here: a Claim of it
  * came back short, and every job announced since (the notifications list them) has been claimed
