@@ -999,12 +999,13 @@ static int settings_call(jobq_client *c, const char *fn, const char *method, con
 	protobuf_c_message_free_unpacked(resp, NULL);
 	return JOBQ_OK;
 }
+
 int jobq_pause(jobq_client *c, const char *queue, jobq_queue_flow *out, jobq_error *err)
 {
 	Jobq__V1__PauseRequest req = JOBQ__V1__PAUSE_REQUEST__INIT;
 	req.queue = (char *)(queue ? queue : "");
-	return settings_call(c, "jobq_pause", METHOD("Pause"), &req.base, &jobq__v1__pause_response__descriptor,
-			     out, err);
+	return settings_call(c, "jobq_pause", METHOD("Pause"), &req.base,
+			     &jobq__v1__pause_response__descriptor, out, err);
 }
 
 int jobq_resume(jobq_client *c, const char *queue, jobq_queue_flow *out, jobq_error *err)
