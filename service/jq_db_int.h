@@ -44,6 +44,8 @@ typedef enum jq_dbi_stmt_id {
 	S_COMPLETE,
 	S_LEASE_STATE,
 	S_FAIL,
+	S_COMPLETE_CLAIM,
+	S_FAIL_CLAIM,
 	S_GET,
 	S_GET_FAILURES,
 	S_LIST,
@@ -65,7 +67,7 @@ typedef struct jq_dbi_stmt {
 	const char *name;
 	const char *sql;
 	int nparams;
-	Oid types[8];
+	Oid types[16];
 	/* The statements that join job_queue to a batch of ids or pick from it. PostgreSQL's plan
 	 * cache keeps a generic plan until the table's statistics change, and a queue table grows
 	 * and shrinks by orders of magnitude faster than autovacuum's ANALYZE follows: a generic plan
@@ -106,7 +108,8 @@ struct jq_db {
 
 struct jq_db_rows {
 	PGresult *res;
-	bool cut; /* jq_db_rows_cut */
+	int first, n; /* the job rows are res's rows first .. first + n - 1 */
+	bool cut;     /* jq_db_rows_cut */
 };
 
 /* jq_dbi_set_err writes prefix + the first line of detail into err (NULL: nothing). */
