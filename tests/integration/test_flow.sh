@@ -54,10 +54,9 @@ export JOBQ_RPC_URL=${jq_rpc[0]}
 settings() { sql "SELECT paused, concurrency_limit, rate_limit, rate_period_ms FROM job_queue_settings WHERE queue = '$1'"; }
 
 # ------------------------------------------------------------------ concurrency limit
-# 8 workers of 2 slots, on both replicas: a worker reports a job and claims its next one in one
-# statement (Complete + claim), so the slots stay with the workers that first got them; with 2
-# slots each, the first three workers to start (replicas 0, 1, 0) hold the 6 and keep claiming
-# on both replicas at once.
+# 8 workers of 2 slots, on both replicas. A worker reports a job and claims its next one in one
+# statement (Complete + claim), so the slots stay with the workers that first got them, while the
+# others' Claims look again every 250 ms: claims of both replicas meet at the gate all along.
 limit=6 n=150
 "$J" queue set fc --concurrency "$limit" >/dev/null || fail "queue set --concurrency"
 enqueue_tags 0 fc fc "$n"
@@ -74,16 +73,12 @@ sampled=$(cat "$tmp/fc_sampled")
 verify fc fc "$n" 0 "no faults: none may"
 most=$(sql "SELECT max(s) FROM (SELECT sum(delta) OVER (ORDER BY at, delta) AS s FROM flow_events WHERE queue = 'fc') r")
 per_replica=$(ledger_runs fc | awk '{print $4}' | sed 's/.*-w//' | awk '{c[$1 % 2]++} END {print c[0] + 0, c[1] + 0}')
+# Which replica's workers hold the slots depends on who claimed first (the others' Claims wait):
+# a figure, not a verdict. The next part checks the limit across replicas head-on.
 echo "figures: concurrency limit $limit, 8 workers x 2 slots on 2 replicas: at most $most processing at once by the ledger, $sampled sampled; jobs by replica: $per_replica"
 [ "$most" -le "$limit" ] || fail "concurrency: the ledger shows $most jobs processing at once, the limit is $limit"
 [ "$sampled" -le "$limit" ] || fail "concurrency: $sampled jobs seen processing at once, the limit is $limit"
 [ "$most" = "$limit" ] || fail "concurrency: never $limit at once ($most): the test did not reach the limit"
-# Which workers hold the slots depends on who claimed first; that both replicas were claiming all
-# along does not (a worker claims with Claim, or with its Complete).
-for i in 0 1; do
-  curl -s "http://${jq_http[$i]}/metrics" | grep -Eq '^jobq_rpc_requests_total\{method="(Claim|Complete)",code="OK"\} [1-9]' \
-    || fail "concurrency: replica $i served no Claim or Complete"
-done
 ok "a concurrency limit of $limit held across 2 replicas and 16 worker slots; every job ran once"
 
 # A Claim waiting on a full limited queue gets the next job when the running one completes on the
