@@ -75,9 +75,13 @@ typedef struct jq_dbi_stmt {
 	 * row. Planning at every execution costs too (for a one-job call, planning is a large share
 	 * of the database's work), so jobqd keeps them prepared but prepares them again every
 	 * REPREPARE_USES executions or REPREPARE_MS, whichever comes first: a plan is never older
-	 * than that, and PostgreSQL, choosing between the generic plan and custom ones on fresh
-	 * statistics each time, keeps the generic plan only while it is the cheaper. Without
-	 * prepared statements (PgBouncer) they are planned at every execution. */
+	 * than that. They run under plan_cache_mode = force_generic_plan: left to choose, PostgreSQL
+	 * never takes the claim's generic plan (a LIMIT it cannot see is costed as a tenth of the
+	 * queue), so it planned every claim afresh, which for a one-job claim cost as much as running
+	 * it; their generic plans (test_schema checks the claim's and the completion's) are the
+	 * plans a custom one makes. The other statements keep PostgreSQL's choice: a List's custom
+	 * plan uses the partial index of the state it filters on. Without prepared statements
+	 * (PgBouncer) they are planned at every execution. */
 	bool replan;
 } jq_dbi_stmt;
 
@@ -95,6 +99,7 @@ struct jq_db {
 	int64_t renewals;              /* plans renewed under a fresh name (jq_db_plan_renewals) */
 	uint64_t generation;           /* numbers the fresh names */
 	bool dealloc_refused;          /* this connection's DEALLOCATE failed: do not send it again */
+	bool generic_plans;            /* the session's plan_cache_mode is force_generic_plan */
 	int unfreed;                   /* old statements left prepared on this connection */
 	int backoff_base_ms, backoff_max_ms, statement_timeout_ms;
 	int64_t last_attempt_ms;
