@@ -65,6 +65,8 @@ typedef enum jq_dbi_stmt_id {
 	S_TIME_LIMIT,
 	S_RETENTION,
 	S_THROUGHPUT,
+	S_QUEUE_PAUSE,
+	S_QUEUE_CONFIGURE,
 	S__COUNT
 } jq_dbi_stmt_id;
 

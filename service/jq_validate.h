@@ -23,6 +23,9 @@
 #define JQ_MAX_PROGRESS_MESSAGE_LEN 256
 #define JQ_MAX_TIMEOUT_MS 604800000 /* a job's time limit: 7 days */
 #define JQ_MAX_WAIT_IDS 100 /* jq_jobwait's JQ_JOBWAIT_MAX_IDS */
+#define JQ_MAX_CONCURRENCY_LIMIT 1000000
+#define JQ_MAX_RATE_LIMIT 1000000
+#define JQ_MAX_RATE_PERIOD_MS 86400000 /* one day */
 
 typedef struct jq_limits {
 	size_t max_payload_bytes;
@@ -48,5 +51,7 @@ int jq_validate_cancel(const Jobq__V1__CancelRequest *r, char *msg, size_t msg_l
 int jq_validate_stats(const Jobq__V1__StatsRequest *r, char *msg, size_t msg_len);
 /* Wait: 1..JQ_MAX_WAIT_IDS distinct positive ids, wait_ms at most JQ_MAX_WAIT_MS. */
 int jq_validate_wait(const Jobq__V1__WaitRequest *r, char *msg, size_t msg_len);
+/* Pause and Resume name a queue only: jq_validate_queue_name. */
+int jq_validate_configure_queue(const Jobq__V1__ConfigureQueueRequest *r, char *msg, size_t msg_len);
 
 #endif

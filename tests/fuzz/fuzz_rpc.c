@@ -147,6 +147,12 @@ static void validate(const char *name, const uint8_t *p, size_t n)
 		ok = jq_validate_wait((void *)in, msg, sizeof(msg));
 		if (ok == 0)
 			after_wait((void *)in);
+	} else if (!strcmp(name, "Pause")) {
+		ok = jq_validate_queue_name("queue", ((Jobq__V1__PauseRequest *)in)->queue, msg, sizeof(msg));
+	} else if (!strcmp(name, "Resume")) {
+		ok = jq_validate_queue_name("queue", ((Jobq__V1__ResumeRequest *)in)->queue, msg, sizeof(msg));
+	} else if (!strcmp(name, "ConfigureQueue")) {
+		ok = jq_validate_configure_queue((void *)in, msg, sizeof(msg));
 	}
 	if (ok == 0 && !strcmp(name, "Heartbeat"))
 		after_heartbeat((void *)in);
