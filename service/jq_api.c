@@ -115,6 +115,14 @@ static void render_job(jq_jbuf *b, const Jobq__V1__Job *j, bool with_payload)
 	field_i64(b, "created_at_ms", j->created_at_ms);
 	field_i64(b, "updated_at_ms", j->updated_at_ms);
 	field_i64(b, "finished_at_ms", j->finished_at_ms);
+	if (j->timeout_ms > 0)
+		field_i64(b, "timeout_ms", j->timeout_ms);
+	/* Progress only when a worker reported some (progress_at_ms != 0), as in Job. */
+	if (j->progress_at_ms != 0) {
+		field_i64(b, "progress_percent", j->progress_percent);
+		field_str(b, "progress_message", j->progress_message);
+		field_i64(b, "progress_at_ms", j->progress_at_ms);
+	}
 	if (with_payload) {
 		field_i64(b, "payload_bytes", (int64_t)j->payload.len);
 		/* Text as text (what the console shows); anything else as base64. */
@@ -125,8 +133,31 @@ static void render_job(jq_jbuf *b, const Jobq__V1__Job *j, bool with_payload)
 			jq_jbuf_raw(b, ",\"payload_base64\":");
 			jq_jbuf_base64(b, j->payload.data, j->payload.len);
 		}
+		/* The output the same way, when the worker's Complete reported one (Get only). */
+		if (j->output.len > 0) {
+			field_i64(b, "output_bytes", (int64_t)j->output.len);
+			if (jq_validate_utf8((const char *)j->output.data, j->output.len)) {
+				jq_jbuf_raw(b, ",\"output\":");
+				jq_jbuf_str(b, (const char *)j->output.data, j->output.len);
+			} else {
+				jq_jbuf_raw(b, ",\"output_base64\":");
+				jq_jbuf_base64(b, j->output.data, j->output.len);
+			}
+		}
 	}
 	jq_jbuf_raw(b, "}");
+}
+
+static void render_settings(jq_jbuf *b, const Jobq__V1__QueueSettings *q)
+{
+	jq_jbuf_raw(b, "{\"settings\":{\"queue\":");
+	jq_jbuf_cstr(b, q ? q->queue : "");
+	jq_jbuf_printf(b, ",\"paused\":%s", q && q->paused ? "true" : "false");
+	field_i64(b, "concurrency_limit", q ? q->concurrency_limit : 0);
+	field_i64(b, "rate_limit", q ? q->rate_limit : 0);
+	field_i64(b, "rate_period_ms", q ? q->rate_period_ms : 0);
+	field_i64(b, "updated_at_ms", q ? q->updated_at_ms : 0);
+	jq_jbuf_raw(b, "}}");
 }
 
 static void render_results(jq_jbuf *b, Jobq__V1__ItemResult **r, size_t n)
@@ -218,6 +249,12 @@ static void send_json(jq_call *call, const ProtobufCMessage *resp)
 		jq_jbuf_raw(b, "{");
 		render_results(b, r->results, r->n_results);
 		jq_jbuf_raw(b, "}");
+	} else if (d == &jobq__v1__pause_response__descriptor) {
+		render_settings(b, ((const Jobq__V1__PauseResponse *)resp)->settings);
+	} else if (d == &jobq__v1__resume_response__descriptor) {
+		render_settings(b, ((const Jobq__V1__ResumeResponse *)resp)->settings);
+	} else if (d == &jobq__v1__configure_queue_response__descriptor) {
+		render_settings(b, ((const Jobq__V1__ConfigureQueueResponse *)resp)->settings);
 	} else {
 		jq_call_error(call, JQ_INTERNAL, "no JSON form for %s", d->name);
 		return;
@@ -400,6 +437,28 @@ static int json_str(api_call *a, const jq_json *obj, const char *key, const char
 		return -1;
 	}
 	*out = (char *)s;
+	return 0;
+}
+
+/* json_bool reads obj.key as true or false into *out (absent: unchanged). */
+static int json_bool(api_call *a, const jq_json *obj, const char *key, protobuf_c_boolean *out)
+{
+	const jq_json *v = jq_json_get(obj, key);
+	if (v == NULL)
+		return 0;
+	if (v->type != JQ_JSON_BOOL)
+		return bad(a, "%s: true or false", key);
+	*out = v->b;
+	return 0;
+}
+
+/* json_i32 reads obj.key as an int32 into *out (absent: unchanged); the handler judges the range. */
+static int json_i32(api_call *a, const jq_json *obj, const char *key, int32_t *out)
+{
+	int64_t v = *out;
+	if (json_int(a, obj, key, "", INT32_MIN, INT32_MAX, &v) != 0)
+		return -1;
+	*out = (int32_t)v;
 	return 0;
 }
 
@@ -630,6 +689,74 @@ out:
 	return rc;
 }
 
+/* Pause and Resume: {"queue": Q}. */
+static int queue_body(api_call *a, jq_json_doc **doc, char **queue)
+{
+	if (body_json(a, doc) != 0)
+		return -1;
+	if (members_known(a, jq_json_root(*doc), "body", (const char *const[]){ "queue", NULL }) != 0 ||
+	    json_str(a, jq_json_root(*doc), "queue", "", queue) != 0)
+		return -1;
+	return 0;
+}
+
+static int route_pause(api_call *a, int64_t id, const char *query)
+{
+	Jobq__V1__PauseRequest r = JOBQ__V1__PAUSE_REQUEST__INIT;
+	jq_json_doc *doc = NULL;
+	(void)id;
+	if (query_known(a, query, (const char *const[]){ NULL }) != 0 || queue_body(a, &doc, &r.queue) != 0) {
+		jq_json_free(doc);
+		return -1;
+	}
+	run(a, jq_handle_pause, &r.base);
+	jq_json_free(doc);
+	return 0;
+}
+
+static int route_resume(api_call *a, int64_t id, const char *query)
+{
+	Jobq__V1__ResumeRequest r = JOBQ__V1__RESUME_REQUEST__INIT;
+	jq_json_doc *doc = NULL;
+	(void)id;
+	if (query_known(a, query, (const char *const[]){ NULL }) != 0 || queue_body(a, &doc, &r.queue) != 0) {
+		jq_json_free(doc);
+		return -1;
+	}
+	run(a, jq_handle_resume, &r.base);
+	jq_json_free(doc);
+	return 0;
+}
+
+/* ConfigureQueue: the request's fields by their proto names. */
+static int route_configure(api_call *a, int64_t id, const char *query)
+{
+	static const char *const names[] = { "queue", "set_concurrency_limit", "concurrency_limit",
+					     "clear_concurrency_limit", "set_rate_limit", "rate_limit",
+					     "rate_period_ms", "clear_rate_limit", NULL };
+	Jobq__V1__ConfigureQueueRequest r = JOBQ__V1__CONFIGURE_QUEUE_REQUEST__INIT;
+	jq_json_doc *doc = NULL;
+	int rc = -1;
+	(void)id;
+	if (query_known(a, query, (const char *const[]){ NULL }) != 0 || body_json(a, &doc) != 0)
+		return -1;
+	const jq_json *o = jq_json_root(doc);
+	if (members_known(a, o, "body", names) != 0 || json_str(a, o, "queue", "", &r.queue) != 0 ||
+	    json_bool(a, o, "set_concurrency_limit", &r.set_concurrency_limit) != 0 ||
+	    json_i32(a, o, "concurrency_limit", &r.concurrency_limit) != 0 ||
+	    json_bool(a, o, "clear_concurrency_limit", &r.clear_concurrency_limit) != 0 ||
+	    json_bool(a, o, "set_rate_limit", &r.set_rate_limit) != 0 ||
+	    json_i32(a, o, "rate_limit", &r.rate_limit) != 0 ||
+	    json_i32(a, o, "rate_period_ms", &r.rate_period_ms) != 0 ||
+	    json_bool(a, o, "clear_rate_limit", &r.clear_rate_limit) != 0)
+		goto out;
+	run(a, jq_handle_configure_queue, &r.base);
+	rc = 0;
+out:
+	jq_json_free(doc);
+	return rc;
+}
+
 /* Enqueue: one JobSpec per element of "jobs"; payloads point into the document, or into a
  * decoded base64 buffer of the spec. */
 typedef struct specs {
@@ -754,6 +881,9 @@ typedef struct route {
 static const route routes[] = {
 	{ "GET", "whoami", "", route_whoami },
 	{ "GET", "queues", "Stats", route_stats },
+	{ "POST", "queues/pause", "Pause", route_pause },
+	{ "POST", "queues/resume", "Resume", route_resume },
+	{ "POST", "queues/configure", "ConfigureQueue", route_configure },
 	{ "GET", "throughput", "Stats", route_throughput },
 	{ "GET", "jobs", "List", route_list },
 	{ "POST", "jobs", "Enqueue", route_enqueue },

@@ -6,6 +6,9 @@
  *
  *   GET  /api/v1/whoami                 the caller's role                    any credential
  *   GET  /api/v1/queues[?queue=Q]       Stats                                as Stats
+ *   POST /api/v1/queues/pause           Pause {"queue": Q}                   as Pause
+ *   POST /api/v1/queues/resume          Resume {"queue": Q}                  as Resume
+ *   POST /api/v1/queues/configure       ConfigureQueue (its fields by name)  as ConfigureQueue
  *   GET  /api/v1/throughput             jobs completed per minute, last hour  as Stats
  *   GET  /api/v1/jobs?queue&state&after_id&limit&payload   List (keyset)     as List
  *   POST /api/v1/jobs                   Enqueue {"jobs": [JobSpec...]}       as Enqueue
