@@ -186,7 +186,7 @@ function limitsForm() {
   const queue = el('input', { type: 'text', id: 'limits-queue', placeholder: 'queue', 'aria-label': 'queue' });
   const conc = num('limits-concurrency', 'concurrency limit', 'jobs');
   const rate = num('limits-rate', 'rate limit', 'claims');
-  const period = num('limits-period', 'rate period in seconds', 'seconds');
+  const period = el('input', { type: 'number', id: 'limits-period', min: 0.001, step: 'any', placeholder: 'seconds', 'aria-label': 'rate period in seconds' });
   const send = (body, done) => {
     const q = queue.value.trim();
     return act(() => api('queues/configure', { queue: q, ...body }), 'queue ' + q + ': ' + done);
@@ -198,7 +198,7 @@ function limitsForm() {
     el('button', { type: 'button', id: 'limits-set-concurrency', onclick: () => send({ set_concurrency_limit: true, concurrency_limit: int(conc) }, 'concurrency limit set') }, 'Set'),
     el('button', { type: 'button', id: 'limits-clear-concurrency', onclick: () => send({ clear_concurrency_limit: true }, 'concurrency limit cleared') }, 'Clear'),
     el('label', {}, rate, ' claims per ', period, ' s'),
-    el('button', { type: 'button', id: 'limits-set-rate', onclick: () => send({ set_rate_limit: true, rate_limit: int(rate), rate_period_ms: int(period) * 1000 }, 'rate limit set') }, 'Set'),
+    el('button', { type: 'button', id: 'limits-set-rate', onclick: () => send({ set_rate_limit: true, rate_limit: int(rate), rate_period_ms: Math.round((Number.parseFloat(period.value) || 0) * 1000) }, 'rate limit set') }, 'Set'),
     el('button', { type: 'button', id: 'limits-clear-rate', onclick: () => send({ clear_rate_limit: true }, 'rate limit cleared') }, 'Clear'));
 }
 

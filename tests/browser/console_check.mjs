@@ -273,7 +273,7 @@ async function checks(browser) {
   ok("jobs list: 60 jobs in pages of 50 and 10, next and previous");
 
   if (process.env.JOBQ_CONSOLE_SCREENSHOT) {
-    await page.setViewport({ width: 1000, height: 600 });
+    await page.setViewport({ width: 1000, height: 700 });
     await go("#/");
     await page.waitForFunction((sel) => document.querySelector(sel) !== null, WAIT, cell("pages", "pending"));
     await page.screenshot({ path: process.env.JOBQ_CONSOLE_SCREENSHOT });
