@@ -74,6 +74,20 @@ fkeys() {
                          FROM pg_constraint WHERE conrelid = 'job_queue'::regclass AND contype = 'f'"
 }
 [ "$(fkeys)" = job_queue_status_transition_fkey:true ] || { echo "014 not applied: $(fkeys)" >&2; exit 1; }
+# 016 makes job_schedule; its rollback drops it. The changesets after 014 (whichever there are)
+# roll back first, so that the counts below start from 014.
+[ "$(psql -qAtX "$url" -c "SELECT to_regclass('job_schedule') IS NOT NULL")" = t ] || { echo "016 not applied" >&2; exit 1; }
+# back_to_014 rolls back every changeset applied after 014's; prints how many.
+back_to_014() {
+  local n
+  n=$(psql -qAtX "$url" -c "SELECT count(*) FROM databasechangelog WHERE orderexecuted >
+                             (SELECT max(orderexecuted) FROM databasechangelog WHERE filename LIKE '%014-%')")
+  [ "$n" -eq 0 ] || JOBQ_DATABASE_URL=$url "$root/deploy/migrate.sh" -- rollback-count --count="$n" >/dev/null
+  echo "$n"
+}
+after_014=$(back_to_014)
+[ "$(psql -qAtX "$url" -c "SELECT to_regclass('job_schedule') IS NULL")" = t ] || { echo "016 not rolled back" >&2; exit 1; }
+echo "migrations: the $after_014 changesets after 014 roll back (016 drops job_schedule): ok"
 JOBQ_DATABASE_URL=$url "$root/deploy/migrate.sh" -- rollback-count --count=1 >/dev/null
 want=job_queue_curr_job_status_fkey:true,job_queue_prev_job_status_fkey:true,job_queue_status_transition_fkey:true
 [ "$(fkeys)" = "$want" ] || { echo "014 not rolled back: $(fkeys)" >&2; exit 1; }
@@ -90,6 +104,7 @@ expect_index job_queue_processing_idx id "update over an invalid leftover"
 expect_index job_queue_failed_idx "queue, id" "update over an invalid leftover" archive_failed
 # 011's rollback failed half-way once (an invalid lease index is left), and runs again (with
 # 014, 013 and 012 before it).
+back_to_014 >/dev/null
 leave_invalid job_queue_lease_idx
 JOBQ_DATABASE_URL=$url "$root/deploy/migrate.sh" -- rollback-count --count=4 >/dev/null
 expect_index job_queue_lease_idx lease_expires_at "rollback over an invalid leftover"
