@@ -70,6 +70,8 @@ static const struct {
 	{ "Fail", false, true, false },      { "Get", true, true, true },
 	{ "List", false, false, true },      { "Stats", false, false, true },
 	{ "Retry", false, false, false },    { "Cancel", false, false, false },
+	{ "AddSchedule", false, false, false }, { "ListSchedules", false, false, true },
+	{ "RemoveSchedule", false, false, false },
 };
 
 bool jq_role_allows(jq_role role, const char *method)

@@ -6,6 +6,7 @@
  *   jq_db_conn.c  the handle's connection: connect and reconnect, session setup, prepare and
  *                 plan renewal, deadlines, and jq_dbi_run, which executes one statement
  *   jq_db.c       one function per call of jq_db.h: parameters in, rows or outcomes out
+ *   jq_db_schedule.c  the same for the calls on schedules (job_schedule)
  *
  * Internal names carry the prefix jq_dbi_ (as libjobq's internals carry jobqi_).
  */
@@ -36,6 +37,12 @@ enum job_col {
 	C_TAKEN /* Claim and List: the rows their limit took before the byte budget (jq_db_rows_cut) */
 };
 
+/* The columns of a schedule row, in SCHED_COLS order (jq_db_sql.c). */
+enum sched_col {
+	SC_NAME, SC_CRON, SC_ZONE, SC_QUEUE, SC_PAYLOAD, SC_PRIORITY, SC_MAX_ATTEMPTS, SC_IDEM,
+	SC_MISSED, SC_NEXT, SC_LAST, SC_CREATED, SC_UPDATED
+};
+
 /* The statements, indexing jq_dbi_stmts and the per-statement state of a jq_db. */
 typedef enum jq_dbi_stmt_id {
 	S_ENQUEUE,
@@ -55,6 +62,14 @@ typedef enum jq_dbi_stmt_id {
 	S_FINISHED_ESTIMATES,
 	S_RESCUE,
 	S_RETENTION,
+	S_SCHED_ZONE_NOW,
+	S_SCHED_INSTANT,
+	S_SCHED_PUT,
+	S_SCHED_LIST,
+	S_SCHED_REMOVE,
+	S_SCHED_DUE,
+	S_SCHED_SOONEST,
+	S_SCHED_TICK,
 	S__COUNT
 } jq_dbi_stmt_id;
 
@@ -62,7 +77,7 @@ typedef struct jq_dbi_stmt {
 	const char *name;
 	const char *sql;
 	int nparams;
-	Oid types[8];
+	Oid types[12];
 	/* The statements that join job_queue to a batch of ids or pick from it. PostgreSQL's plan
 	 * cache keeps a generic plan until the table's statistics change, and a queue table grows
 	 * and shrinks by orders of magnitude faster than autovacuum's ANALYZE follows: a generic plan

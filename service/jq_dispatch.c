@@ -26,6 +26,9 @@ static const route routes[] = {
 	{ "Retry", jq_handle_retry },
 	{ "Cancel", jq_handle_cancel },
 	{ "Stats", jq_handle_stats },
+	{ "AddSchedule", jq_handle_add_schedule },
+	{ "ListSchedules", jq_handle_list_schedules },
+	{ "RemoveSchedule", jq_handle_remove_schedule },
 };
 
 #define NROUTES (sizeof(routes) / sizeof(routes[0]))

@@ -77,5 +77,8 @@ void jq_handle_list(jq_call *call, const ProtobufCMessage *request);
 void jq_handle_retry(jq_call *call, const ProtobufCMessage *request);
 void jq_handle_cancel(jq_call *call, const ProtobufCMessage *request);
 void jq_handle_stats(jq_call *call, const ProtobufCMessage *request);
+void jq_handle_add_schedule(jq_call *call, const ProtobufCMessage *request);
+void jq_handle_list_schedules(jq_call *call, const ProtobufCMessage *request);
+void jq_handle_remove_schedule(jq_call *call, const ProtobufCMessage *request);
 
 #endif

@@ -27,6 +27,7 @@
 #include "jq_notify.h"
 #include "jq_publisher.h"
 #include "jq_rescuer.h"
+#include "jq_scheduler.h"
 #include "jq_rpc_server.h"
 
 #define JQ_HTTP_MAX_QUEUES 200
@@ -42,6 +43,7 @@ typedef struct jq_http_sources {
 	jq_notify *notify;
 	jq_publisher *pub;
 	jq_rescuer *rescuer;
+	jq_scheduler *scheduler;
 	jq_longpoll *longpoll;
 	int pool_size;
 } jq_http_sources;

@@ -1,6 +1,6 @@
 /*
  * jobqd — the jobq service: configuration, then one database connection per RPC worker, the RPC
- * server, the rescuer, the publisher and the notification listener; on SIGTERM or SIGINT it stops
+ * server, the rescuer, the scheduler of periodic jobs, the publisher and the notification listener; on SIGTERM or SIGINT it stops
  * receiving, finishes what is in flight, and closes everything in reverse order; on SIGHUP it
  * reloads the TLS certificates.
  */
@@ -21,6 +21,7 @@
 #include "jq_publisher.h"
 #include "jq_rescuer.h"
 #include "jq_rpc_server.h"
+#include "jq_scheduler.h"
 
 typedef struct service {
 	jq_config cfg;
@@ -29,6 +30,7 @@ typedef struct service {
 	int nworkers;
 	jq_rpc_server *rpc;
 	jq_rescuer *rescuer;
+	jq_scheduler *scheduler;
 	jq_publisher *pub;
 	jq_notify *notify;
 	jq_longpoll *longpoll;
@@ -77,6 +79,7 @@ static void close_all(service *s)
 	jq_longpoll_free(s->longpoll);
 	jq_auth_free(s->auth);
 	jq_rescuer_stop(s->rescuer);
+	jq_scheduler_stop(s->scheduler);
 	for (int i = 0; s->workers != NULL && i < s->nworkers; i++)
 		jq_db_close(s->workers[i].db);
 	free(s->workers);
@@ -154,6 +157,10 @@ static int start(service *s)
 		jq_error("could not start the rescuer");
 		return -1;
 	}
+	if (jq_scheduler_start(&s->cfg, &s->scheduler) != 0) {
+		jq_error("could not start the scheduler");
+		return -1;
+	}
 	if (jq_publisher_start_tls(s->cfg.pub_url, &tls, &s->pub) != 0)
 		return -1;
 	jq_notify_hooks hooks = { .announced = wake_longpoll, .listening = longpoll_listening,
@@ -164,7 +171,7 @@ static int start(service *s)
 	}
 	jq_http_sources hs = { .cfg = &s->cfg, .auth = s->cfg.metrics_auth ? s->auth : NULL,
 			       .rpc = s->rpc, .notify = s->notify, .pub = s->pub, .rescuer = s->rescuer,
-			       .longpoll = s->longpoll, .pool_size = s->nworkers };
+			       .scheduler = s->scheduler, .longpoll = s->longpoll, .pool_size = s->nworkers };
 	return jq_http_start(&hs, &s->http);
 }
 

@@ -111,6 +111,13 @@ static void validate(const char *name, const uint8_t *p, size_t n)
 		ok = jq_validate_cancel((void *)in, msg, sizeof(msg));
 	} else if (!strcmp(name, "Stats")) {
 		ok = jq_validate_stats((void *)in, msg, sizeof(msg));
+	} else if (!strcmp(name, "AddSchedule")) {
+		jq_cron cron;
+		ok = jq_validate_add_schedule((void *)in, &lim, &cron, msg, sizeof(msg));
+	} else if (!strcmp(name, "ListSchedules")) {
+		ok = jq_validate_list_schedules((void *)in, msg, sizeof(msg));
+	} else if (!strcmp(name, "RemoveSchedule")) {
+		ok = jq_validate_remove_schedule((void *)in, msg, sizeof(msg));
 	}
 	/* A rejection always says why, in a bounded, terminated message. */
 	if (ok != 0)
