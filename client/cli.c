@@ -36,6 +36,7 @@ static const char main_help[] =
 	"  cancel      cancel pending or failed jobs\n"
 	"  watch       print announcements of claimable jobs as they come\n"
 	"  worker      run a command for every job of a queue\n"
+	"  schedule    periodic jobs: schedule add|list|rm\n"
 	"\n"
 	"`jobq COMMAND --help` describes each command.\n"
 	"\n" CLI_GLOBAL_HELP
@@ -52,6 +53,7 @@ static const struct {
 	{ "complete", cmd_complete }, { "fail", cmd_fail },   { "get", cmd_get },
 	{ "list", cmd_list },       { "stats", cmd_stats },   { "retry", cmd_retry },
 	{ "cancel", cmd_cancel },   { "watch", cmd_watch },   { "worker", cmd_worker },
+	{ "schedule", cmd_schedule },
 };
 
 static void verror(const cli *c, int code, const char *fmt, va_list ap)

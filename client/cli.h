@@ -163,7 +163,7 @@ const char *status_short(jobq_status s);
 int64_t cli_now_ms(void);
 int64_t cli_mono_ms(void);
 
-/* --- the commands (cli_jobs.c, cli_admin.c, cli_watch.c, cli_worker.c) --- */
+/* --- the commands (cli_jobs.c, cli_admin.c, cli_watch.c, cli_worker.c, cli_schedule.c) --- */
 int cmd_enqueue(cli *c, int argc, char **argv);
 int cmd_claim(cli *c, int argc, char **argv);
 int cmd_heartbeat(cli *c, int argc, char **argv);
@@ -176,5 +176,6 @@ int cmd_retry(cli *c, int argc, char **argv);
 int cmd_cancel(cli *c, int argc, char **argv);
 int cmd_watch(cli *c, int argc, char **argv);
 int cmd_worker(cli *c, int argc, char **argv);
+int cmd_schedule(cli *c, int argc, char **argv); /* cli_schedule.c */
 
 #endif
