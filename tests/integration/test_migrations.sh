@@ -17,6 +17,24 @@ JOBQ_DATABASE_URL=$url "$root/deploy/migrate.sh" update >/dev/null
 after_update=$(objects)
 echo "after update: relations/functions = $after_update"
 [ "$after_update" != "0 0" ]
+# The changesets newer than 014 are rolled back first, so that the steps below start from 014
+# whatever has been added since; each is checked on the way.
+notify_update_level() {
+  psql -qAtX "$url" -c "SELECT CASE WHEN tgtype & 1 = 1 THEN 'row' ELSE 'statement' END FROM pg_trigger
+                         WHERE tgname = 'job_queue_notify_update'"
+}
+[ "$(notify_update_level)" = row ] || { echo "018 not applied: $(notify_update_level)" >&2; exit 1; }
+schedule_table() { psql -qAtX "$url" -c "SELECT to_regclass('job_schedule') IS NOT NULL"; }
+[ "$(schedule_table)" = t ] || { echo "016 not applied" >&2; exit 1; }
+back_to_014() {
+  newer=$(psql -qAtX "$url" -c "SELECT count(*) FROM databasechangelog WHERE orderexecuted >
+                                 (SELECT orderexecuted FROM databasechangelog WHERE id = '014-drop-single-status-keys')")
+  [ "$newer" -eq 0 ] || JOBQ_DATABASE_URL=$url "$root/deploy/migrate.sh" -- rollback-count --count="$newer" >/dev/null
+}
+back_to_014
+[ "$(notify_update_level)" = statement ] || { echo "018 not rolled back: $(notify_update_level)" >&2; exit 1; }
+[ "$(schedule_table)" = f ] || { echo "016 not rolled back: job_schedule is still there" >&2; exit 1; }
+echo "migrations: the $newer changesets after 014 rolled back (018: the statement-level UPDATE trigger is back; 016: job_schedule is gone): ok"
 # Steps back: rolling back changes/014-status-pair-key-only.yaml (1 changeset) must put the two
 # single-column status keys back; then changes/013-failed-jobs-idx.yaml, 012-valid-indexes.yaml and
 # 011-hot-heartbeats.yaml (1 + 1 + 2 changesets) must put the lease index back; then changes/010-queue-check-order.yaml alone (2)
@@ -74,20 +92,6 @@ fkeys() {
                          FROM pg_constraint WHERE conrelid = 'job_queue'::regclass AND contype = 'f'"
 }
 [ "$(fkeys)" = job_queue_status_transition_fkey:true ] || { echo "014 not applied: $(fkeys)" >&2; exit 1; }
-# 016 makes job_schedule; its rollback drops it. The changesets after 014 (whichever there are)
-# roll back first, so that the counts below start from 014.
-[ "$(psql -qAtX "$url" -c "SELECT to_regclass('job_schedule') IS NOT NULL")" = t ] || { echo "016 not applied" >&2; exit 1; }
-# back_to_014 rolls back every changeset applied after 014's; prints how many.
-back_to_014() {
-  local n
-  n=$(psql -qAtX "$url" -c "SELECT count(*) FROM databasechangelog WHERE orderexecuted >
-                             (SELECT max(orderexecuted) FROM databasechangelog WHERE filename LIKE '%014-%')")
-  [ "$n" -eq 0 ] || JOBQ_DATABASE_URL=$url "$root/deploy/migrate.sh" -- rollback-count --count="$n" >/dev/null
-  echo "$n"
-}
-after_014=$(back_to_014)
-[ "$(psql -qAtX "$url" -c "SELECT to_regclass('job_schedule') IS NULL")" = t ] || { echo "016 not rolled back" >&2; exit 1; }
-echo "migrations: the $after_014 changesets after 014 roll back (016 drops job_schedule): ok"
 JOBQ_DATABASE_URL=$url "$root/deploy/migrate.sh" -- rollback-count --count=1 >/dev/null
 want=job_queue_curr_job_status_fkey:true,job_queue_prev_job_status_fkey:true,job_queue_status_transition_fkey:true
 [ "$(fkeys)" = "$want" ] || { echo "014 not rolled back: $(fkeys)" >&2; exit 1; }
@@ -102,9 +106,9 @@ leave_invalid job_queue_failed_idx
 JOBQ_DATABASE_URL=$url "$root/deploy/migrate.sh" update >/dev/null
 expect_index job_queue_processing_idx id "update over an invalid leftover"
 expect_index job_queue_failed_idx "queue, id" "update over an invalid leftover" archive_failed
+back_to_014
 # 011's rollback failed half-way once (an invalid lease index is left), and runs again (with
 # 014, 013 and 012 before it).
-back_to_014 >/dev/null
 leave_invalid job_queue_lease_idx
 JOBQ_DATABASE_URL=$url "$root/deploy/migrate.sh" -- rollback-count --count=4 >/dev/null
 expect_index job_queue_lease_idx lease_expires_at "rollback over an invalid leftover"
@@ -153,6 +157,8 @@ case $(defs) in *"$check_010"*"|t|t|$guards") ;; *) echo "010 and 009 not re-app
 [ "$(lease_indexes)" = job_queue_processing_idx ] || { echo "011 not re-applied: $(lease_indexes)" >&2; exit 1; }
 [ "$(psql -qAtX "$url" -c "SELECT convalidated FROM pg_constraint WHERE conname = 'job_queue_queue_check'")" = t ]
 [ "$(fkeys)" = job_queue_status_transition_fkey:true ] || { echo "014 not re-applied: $(fkeys)" >&2; exit 1; }
+[ "$(notify_update_level)" = row ] || { echo "018 not re-applied: $(notify_update_level)" >&2; exit 1; }
+[ "$(schedule_table)" = t ] || { echo "016 not re-applied" >&2; exit 1; }
 echo "migrations: 014, 013, 012, 011, 010, then 009 rolled back and applied again: ok"
 JOBQ_DATABASE_URL=$url "$root/deploy/migrate.sh" rollback-all >/dev/null
 after_rollback=$(objects)

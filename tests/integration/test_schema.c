@@ -486,6 +486,67 @@ static void one_notification_per_statement(void **state)
 	PQfinish(listener);
 }
 
+/* drain_payloads collects the payloads on "jobq_pending" for up to ms, sorted, joined by '|'. */
+static void drain_payloads(PGconn *c, int ms, char *out, size_t out_len)
+{
+	char got[16][256];
+	int n = 0;
+	for (;;) {
+		PQconsumeInput(c);
+		PGnotify *note;
+		while ((note = PQnotifies(c)) != NULL) {
+			if (strcmp(note->relname, "jobq_pending") == 0 && n < 16)
+				snprintf(got[n++], sizeof(got[0]), "%s", note->extra);
+			PQfreemem(note);
+		}
+		fd_set fds;
+		FD_ZERO(&fds);
+		FD_SET(PQsocket(c), &fds);
+		struct timeval tv = { .tv_sec = ms / 1000, .tv_usec = (ms % 1000) * 1000 };
+		if (select(PQsocket(c) + 1, &fds, NULL, NULL, &tv) <= 0)
+			break;
+	}
+	qsort(got, (size_t)n, sizeof(got[0]), (int (*)(const void *, const void *))strcmp);
+	out[0] = '\0';
+	for (int i = 0; i < n; i++)
+		snprintf(out + strlen(out), out_len - strlen(out), "%s%s", i ? "|" : "", got[i]);
+}
+
+/* An UPDATE announces only the rows it made claimable (migration 018's row-level trigger): one
+ * "D <queue> *" per queue however many rows, an "L <ms>" for a row that runs later, and nothing
+ * for rows that were pending already or did not become pending. */
+static void an_update_announces_each_queue_it_made_claimable_once(void **state)
+{
+	(void)state;
+	PGconn *listener = jq_test_connect(db_url);
+	PGconn *c = jq_test_connect(db_url);
+	char payloads[4096];
+	jq_test_ok(c, "SELECT count(*) FROM jobq_enqueue_batch(ARRAY['ua', 'ua', 'ua', 'ub', 'uc'],"
+		      " NULL, NULL, NULL, NULL, NULL)");
+	jq_test_ok(c, "UPDATE job_queue SET curr_job_status = 'archive_processing', lease_owner = 'n',"
+		      " lease_expires_at = now() + interval '1 hour', lease_token = nextval('job_lease_token_seq')"
+		      " WHERE queue IN ('ua', 'ub', 'uc')");
+	jq_test_ok(listener, "LISTEN jobq_pending");
+
+	/* Back to pending: ua's three rows and ub's now, uc's in 2100; one statement. */
+	jq_test_ok(c, "UPDATE job_queue SET curr_job_status = 'archive_pending', lease_expires_at = NULL,"
+		      " run_at = CASE queue WHEN 'uc' THEN '2100-01-01 00:00:00+00'::timestamptz ELSE now() END"
+		      " WHERE queue IN ('ua', 'ub', 'uc')");
+	drain_payloads(listener, 300, payloads, sizeof(payloads));
+	assert_string_equal(payloads, "D ua *|D ub *|L 4102444800000");
+
+	/* A pending row rescheduled is announced again; one left alone, or moved elsewhere, is not. */
+	jq_test_ok(c, "UPDATE job_queue SET priority = 5 WHERE queue = 'ua'");
+	jq_test_ok(c, "UPDATE job_queue SET curr_job_status = 'archive_cancelled' WHERE queue = 'ub'");
+	drain_payloads(listener, 200, payloads, sizeof(payloads));
+	assert_string_equal(payloads, "");
+	jq_test_ok(c, "UPDATE job_queue SET run_at = now() WHERE queue = 'uc'");
+	drain_payloads(listener, 300, payloads, sizeof(payloads));
+	assert_string_equal(payloads, "D uc *");
+	PQfinish(c);
+	PQfinish(listener);
+}
+
 /* db_with_jobs opens a jq_db handle with prepared statements, as jobqd uses it, and enqueues n
  * jobs of queue through it. The caller closes the handle. */
 static jq_db *db_with_jobs(const char *queue, int n)
@@ -846,6 +907,7 @@ int main(void)
 		cmocka_unit_test(the_metrics_job_counts_read_no_finished_job),
 		cmocka_unit_test(heartbeats_are_hot_updates),
 		cmocka_unit_test(one_notification_per_statement),
+		cmocka_unit_test(an_update_announces_each_queue_it_made_claimable_once),
 		cmocka_unit_test(the_notification_payload_is_exact),
 	};
 	return cmocka_run_group_tests_name("schema", tests, setup, teardown);
