@@ -88,6 +88,10 @@ static int add_option(cli *c, int opt, const char *arg, jobq_schedule_spec *spec
 		break;
 	case OPT_MAX_ATTEMPTS:
 		rc = cli_parse_u32(c, "--max-attempts", arg, 1000, &spec->job.max_attempts);
+		/* 0 would mean the service's default: say so rather than take it silently. */
+		if (rc == CLI_EXIT_OK && spec->job.max_attempts == 0)
+			rc = cli_usage_error(c, "--max-attempts must be 1..1000 (leave it out for the "
+						"service's default, 25)");
 		break;
 	case OPT_IDEM_KEY:
 		spec->job.idempotency_key = arg;

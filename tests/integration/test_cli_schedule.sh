@@ -91,6 +91,7 @@ expect_fail 1 "INVALID_ARGUMENT: schedule.time_zone: unknown time zone 'Europe/A
 expect_fail 1 "INVALID_ARGUMENT: schedule.job.queue" "$J" schedule add bad --cron '@daily' --queue 'no spaces'
 expect_fail 2 "--cron is required" "$J" schedule add bad --queue q
 expect_fail 2 "--missed: 'twice' is neither skip nor once" "$J" schedule add bad --cron '@daily' --queue q --missed twice
+expect_fail 2 "--max-attempts must be 1..1000" "$J" schedule add bad --cron '@daily' --queue q --max-attempts 0
 expect_fail 2 "unknown subcommand 'pause'" "$J" schedule pause ticker
 expect_fail 1 "jobq: schedule rm: NOT_FOUND: schedule bad: no such schedule" "$J" schedule rm bad
 [ "$("$J" schedule list --json | wc -l)" = 2 ] || fail "bad input stored something"
