@@ -54,21 +54,28 @@ bool jq_validate_utf8(const char *str, size_t len)
 	return true;
 }
 
-int jq_validate_queue_name(const char *field, const char *q, char *msg, size_t msg_len)
+/* plain_name: 1..max characters of [A-Za-z0-9_.-], a queue's or a schedule's name (`what`). */
+static int plain_name(const char *field, const char *what, const char *s, size_t max, char *msg,
+		      size_t msg_len)
 {
-	size_t n = q ? strlen(q) : 0;
+	size_t n = s ? strlen(s) : 0;
 	if (n == 0)
-		return bad(msg, msg_len, "%s: a queue name is required", field);
-	if (n > JQ_MAX_QUEUE_LEN)
-		return bad(msg, msg_len, "%s: longer than %d characters", field, JQ_MAX_QUEUE_LEN);
+		return bad(msg, msg_len, "%s: a %s name is required", field, what);
+	if (n > max)
+		return bad(msg, msg_len, "%s: longer than %zu characters", field, max);
 	for (size_t i = 0; i < n; i++) {
-		char c = q[i];
+		char c = s[i];
 		if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
 		      c == '_' || c == '.' || c == '-'))
 			return bad(msg, msg_len, "%s: only letters, digits, '_', '.' and '-' are allowed",
 				   field);
 	}
 	return 0;
+}
+
+int jq_validate_queue_name(const char *field, const char *q, char *msg, size_t msg_len)
+{
+	return plain_name(field, "queue", q, JQ_MAX_QUEUE_LEN, msg, msg_len);
 }
 
 /* text_field: valid UTF-8 of at most max bytes; empty allowed when !required. */
@@ -329,19 +336,7 @@ int jq_validate_stats(const Jobq__V1__StatsRequest *r, char *msg, size_t msg_len
 
 int jq_validate_schedule_name(const char *field, const char *name, char *msg, size_t msg_len)
 {
-	size_t n = name ? strlen(name) : 0;
-	if (n == 0)
-		return bad(msg, msg_len, "%s: a schedule name is required", field);
-	if (n > JQ_MAX_SCHEDULE_NAME_LEN)
-		return bad(msg, msg_len, "%s: longer than %d characters", field, JQ_MAX_SCHEDULE_NAME_LEN);
-	for (size_t i = 0; i < n; i++) {
-		char c = name[i];
-		if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-		      c == '_' || c == '.' || c == '-'))
-			return bad(msg, msg_len, "%s: only letters, digits, '_', '.' and '-' are allowed",
-				   field);
-	}
-	return 0;
+	return plain_name(field, "schedule", name, JQ_MAX_SCHEDULE_NAME_LEN, msg, msg_len);
 }
 
 /* zone_name: the shape of a tz database name ("Europe/Berlin", "Etc/GMT+5", "UTC"); whether the
@@ -403,7 +398,8 @@ int jq_validate_add_schedule(const Jobq__V1__AddScheduleRequest *r, const jq_lim
 	if (j->priority < INT16_MIN || j->priority > INT16_MAX)
 		return bad(msg, msg_len, "schedule.job.priority: must be within %d..%d", INT16_MIN, INT16_MAX);
 	if (j->run_at_ms != 0 || j->delay_ms != 0)
-		return bad(msg, msg_len, "schedule.job: run_at_ms and delay_ms are not for schedules (a tick's job runs at its tick)");
+		return bad(msg, msg_len,
+			   "schedule.job: run_at_ms and delay_ms are not for schedules (a tick's job runs at its tick)");
 	if (j->max_attempts > JQ_MAX_ATTEMPTS)
 		return bad(msg, msg_len, "schedule.job.max_attempts: at most %d", JQ_MAX_ATTEMPTS);
 	return key_pattern(j->idempotency_key, msg, msg_len);

@@ -1,8 +1,8 @@
 /*
  * jobqd — the jobq service: configuration, then one database connection per RPC worker, the RPC
- * server, the rescuer, the scheduler of periodic jobs, the publisher and the notification listener; on SIGTERM or SIGINT it stops
- * receiving, finishes what is in flight, and closes everything in reverse order; on SIGHUP it
- * reloads the TLS certificates.
+ * server, the rescuer, the ticker of periodic jobs, the publisher and the notification listener;
+ * on SIGTERM or SIGINT it stops receiving, finishes what is in flight, and closes everything in
+ * reverse order; on SIGHUP it reloads the TLS certificates.
  */
 #include <pthread.h>
 #include <signal.h>
