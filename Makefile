@@ -158,6 +158,11 @@ bench: bootstrap
 	@$(MAKE) --no-print-directory benches
 	@tests/bench/run.sh $(BUILD)
 
+# The schema's cost per job in CPU instructions (valgrind), steady on a busy machine: for judging
+# a change to a trigger, constraint or statement (tests/bench/sql_profile.sh).
+bench-sql: bootstrap
+	@tests/bench/sql_profile.sh
+
 clean:
 	rm -rf build build-asan build-fuzz
 
@@ -168,7 +173,7 @@ clean:
 # ~/.cache/jobq/image-check) and checks the image: libraries, the entrypoint as the non-root USER,
 # no toolchain, /healthz, the deploy/k8s base's settings. IMAGE_CHECK_ARGS="--ref v0.1.0" builds a
 # tag instead of the tree.
-.PHONY: image-check
+.PHONY: image-check bench-sql
 image-check:
 	@deploy/bootstrap.sh image
 	@deploy/image-check.sh $(IMAGE_CHECK_ARGS)

@@ -2,7 +2,7 @@
 -- an UPDATE makes claimable (a retry, a failure with attempts left, the rescuer taking back an
 -- expired lease, a reschedule). Its trigger's WHEN clause picks those rows, so claims,
 -- heartbeats and completions run no function at all and capture no transition tables
--- (changes/018-notify-update-per-row.yaml).
+-- (changes/018-hot-path-triggers-checks.yaml).
 --
 -- Payloads are lines of the format in sql/007-jobq_notify_pending.sql:
 --   D <queue> *       the row is due now: rescan <queue>. The ids are left out on purpose:

@@ -49,7 +49,7 @@ defs() {
                          WHERE tgrelid = 'job_queue'::regclass AND tgname LIKE 'job_queue_status_guard%'" | paste -sd'|'
 }
 guards='job_queue_status_guard_insert,job_queue_status_guard_update'
-check_010="ltrim(queue, 'abcdef" check_009="ltrim(queue, 'ABCDEF"
+check_010="ltrim(queue, 'abcdef" check_009="ltrim(queue, 'ABCDEF" check_018="ltrim(textsend(queue)"
 lease_indexes() {
   psql -qAtX "$url" -c "SELECT string_agg(indexname, ',' ORDER BY indexname) FROM pg_indexes
                          WHERE tablename = 'job_queue' AND indexname IN ('job_queue_lease_idx', 'job_queue_processing_idx')"
@@ -153,7 +153,7 @@ echo "migrations: the rollbacks of 010 and 009 validate the queue check without 
 [ "$(psql -qAtX "$url" -c "SELECT count(*) FROM jobq_enqueue_batch(ARRAY['a','b'], NULL, NULL, NULL, NULL, NULL)")" = 2 ]
 psql -qAtX "$url" -c "TRUNCATE job_queue, job_failure"
 JOBQ_DATABASE_URL=$url "$root/deploy/migrate.sh" update >/dev/null
-case $(defs) in *"$check_010"*"|t|t|$guards") ;; *) echo "010 and 009 not re-applied: $(defs)" >&2; exit 1 ;; esac
+case $(defs) in *"$check_018"*"|t|t|$guards") ;; *) echo "010, 009 and 018 not re-applied: $(defs)" >&2; exit 1 ;; esac
 [ "$(lease_indexes)" = job_queue_processing_idx ] || { echo "011 not re-applied: $(lease_indexes)" >&2; exit 1; }
 [ "$(psql -qAtX "$url" -c "SELECT convalidated FROM pg_constraint WHERE conname = 'job_queue_queue_check'")" = t ]
 [ "$(fkeys)" = job_queue_status_transition_fkey:true ] || { echo "014 not re-applied: $(fkeys)" >&2; exit 1; }

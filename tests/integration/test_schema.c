@@ -258,6 +258,18 @@ static void the_queue_check_accepts_exactly_the_documented_names(void **state)
 		snprintf(sql, sizeof(sql), "INSERT INTO job_queue (queue) VALUES (U&'%s')", bad[i]);
 		assert_string_equal(jq_test_sqlstate(c, sql), "23514");
 	}
+	/* Every one-character name, ASCII and beyond, is judged by the constraint as the pattern
+	 * judges it (rolled back: only the verdicts are kept). */
+	jq_test_ok(c, "BEGIN");
+	jq_test_ok(c, "DO $$ DECLARE wrong int := 0; took boolean; BEGIN"
+		      " FOR cp IN 1..2047 LOOP"
+		      "  BEGIN INSERT INTO job_queue (queue) VALUES (chr(cp)); took := true;"
+		      "  EXCEPTION WHEN check_violation THEN took := false; END;"
+		      "  IF took <> (chr(cp) ~ '^[A-Za-z0-9_.-]$') THEN wrong := wrong + 1; END IF;"
+		      " END LOOP;"
+		      " IF wrong > 0 THEN RAISE EXCEPTION '% one-character names judged wrong', wrong; END IF;"
+		      " END $$");
+	jq_test_ok(c, "ROLLBACK");
 	PQfinish(c);
 }
 
