@@ -30,7 +30,11 @@ PROTO_H    := $(BUILD)/gen/jobq/v1/jobq.pb-c.h
 PROTO_O    := $(BUILD)/obj/gen/jobq/v1/jobq.pb-c.o
 
 SVC_SRC    := $(filter-out service/main.c,$(wildcard service/*.c))
-SVC_OBJ    := $(SVC_SRC:%.c=$(BUILD)/obj/%.o)
+# The console's pages, compiled into jobqd (service/console/embed.sh).
+CONSOLE_FILES := $(sort $(wildcard service/console/*.html service/console/*.js service/console/*.css))
+CONSOLE_C  := $(BUILD)/gen/jq_console_assets.c
+CONSOLE_O  := $(BUILD)/obj/gen/jq_console_assets.o
+SVC_OBJ    := $(SVC_SRC:%.c=$(BUILD)/obj/%.o) $(CONSOLE_O)
 CLI_SRC    := $(wildcard client/cli*.c)
 CLI_OBJ    := $(CLI_SRC:%.c=$(BUILD)/obj/%.o)
 LIB_SRC    := $(filter-out $(CLI_SRC),$(wildcard client/*.c))
@@ -60,6 +64,14 @@ $(PROTO_C) $(PROTO_H) &: $(PROTO)
 
 # Every object waits for the generated header (order-only: regenerating it is tracked by -MMD).
 $(BUILD)/obj/%.o: %.c | $(PROTO_H)
+	@mkdir -p $(dir $@)
+	$(CC) $(CPPFLAGS_ALL) $(ALL_CFLAGS) -c $< -o $@
+
+$(CONSOLE_C): $(CONSOLE_FILES) service/console/embed.sh
+	@mkdir -p $(dir $@)
+	service/console/embed.sh $(CONSOLE_FILES) > $@.tmp && mv $@.tmp $@
+
+$(CONSOLE_O): $(CONSOLE_C) service/jq_console.h
 	@mkdir -p $(dir $@)
 	$(CC) $(CPPFLAGS_ALL) $(ALL_CFLAGS) -c $< -o $@
 

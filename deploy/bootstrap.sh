@@ -15,6 +15,11 @@ LIQUIBASE_DIR=$JOBQ_CACHE/liquibase-$LIQUIBASE_VERSION
 K8S_MODELS_VERSION=5.1.0
 YAML_VERSION=2.9.1
 K8S_VALIDATE_DIR=$JOBQ_CACHE/k8s-validate-$K8S_MODELS_VERSION-yaml-$YAML_VERSION
+# The console's browser tests (tests/browser/): puppeteer-core drives Debian's chromium (it
+# downloads no browser of its own), cached beside Liquibase. Its 24.x line runs on node 18 (Debian
+# 12's); 25.x wants node 22.
+PUPPETEER_CORE_VERSION=24.43.1
+PUPPETEER_DIR=$JOBQ_CACHE/puppeteer-core-$PUPPETEER_CORE_VERSION
 
 # Debian packages, by what needs them: build, PostgreSQL server, tests, Liquibase's runtime.
 PACKAGES=(
@@ -24,6 +29,7 @@ PACKAGES=(
   libcmocka-dev valgrind
   openssl procps
   pgbouncer
+  chromium
 )
 
 log() { printf 'bootstrap: %s\n' "$*" >&2; }
@@ -83,5 +89,10 @@ if [ ! -f "$K8S_VALIDATE_DIR/node_modules/kubernetes-models/package.json" ] ||
   mkdir -p "$K8S_VALIDATE_DIR"
   npm install --silent --no-audit --no-fund --prefix "$K8S_VALIDATE_DIR" \
     "kubernetes-models@$K8S_MODELS_VERSION" "yaml@$YAML_VERSION" >/dev/null
+fi
+if [ ! -f "$PUPPETEER_DIR/node_modules/puppeteer-core/package.json" ]; then
+  log "installing puppeteer-core@$PUPPETEER_CORE_VERSION (npm) into $PUPPETEER_DIR"
+  mkdir -p "$PUPPETEER_DIR"
+  npm install --silent --no-audit --no-fund --prefix "$PUPPETEER_DIR" "puppeteer-core@$PUPPETEER_CORE_VERSION" >/dev/null
 fi
 exit 0

@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/stat.h>
 
 #include "jq_log.h"
@@ -501,6 +502,23 @@ jq_code jq_auth_authorize(void *auth, const char *method, const char *token, boo
 	}
 	*principal = role;
 	return JQ_OK;
+}
+
+bool jq_auth_bearer(const char *value, char *out, size_t cap)
+{
+	out[0] = '\0';
+	if (value == NULL)
+		return true;
+	value += strspn(value, " \t");
+	if (strncasecmp(value, "Bearer", 6) != 0 || (value[6] != ' ' && value[6] != '\t'))
+		return false;
+	value += 6 + strspn(value + 6, " \t");
+	size_t n = strcspn(value, " \t");
+	if (n == 0 || n >= cap || value[n + strspn(value + n, " \t")] != '\0')
+		return false;
+	memcpy(out, value, n);
+	out[n] = '\0';
+	return true;
 }
 
 void jq_auth_free(jq_auth *a)

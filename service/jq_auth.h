@@ -89,6 +89,11 @@ bool jq_auth_required(const jq_auth *a);
 jq_code jq_auth_authorize(void *auth, const char *method, const char *token, bool tls_verified,
 			   int *principal, char *why, size_t why_len);
 
+/* jq_auth_bearer copies the token of an HTTP `Authorization: Bearer TOKEN` header value into
+ * out (cap bytes; "" when value is NULL, no header); false when the header holds something else
+ * or a token too long to be one, which must not be cut down to a credential's prefix. */
+bool jq_auth_bearer(const char *value, char *out, size_t cap);
+
 /* jq_auth_free releases a. NULL is a no-op. */
 void jq_auth_free(jq_auth *a);
 

@@ -33,6 +33,9 @@ static const opt opts[] = {
 	  "nng PUB address to listen on" },
 	{ "http-addr", "JOBQ_HTTP_ADDR", OPT_STR, F(http_addr), "127.0.0.1:7102", 0, 0,
 	  "HTTP address for /healthz, /readyz, /metrics" },
+	{ "console-addr", "JOBQ_CONSOLE_ADDR", OPT_STR, F(console_addr), "off", 0, 0,
+	  "HTTP address of the operator's console and its JSON API (/api/v1), apart from "
+	  "--http-addr: host:port, or off" },
 	{ "auth-token", "JOBQ_AUTH_TOKEN", OPT_STR, F(auth_token), NULL, 0, 0,
 	  "admin token (default: none); prefer the environment or --auth-token-file: other users "
 	  "can read a flag in /proc" },
@@ -364,6 +367,12 @@ jq_config_result jq_config_load(jq_config *cfg, int argc, char **argv, FILE *out
 		fprintf(err, "jobqd: --max-reply-bytes must be at least --max-payload-bytes + %d (%zu), so "
 			     "that a reply holds one job of the largest payload\n",
 			JQ_REPLY_ONE_JOB_EXTRA, cfg->max_payload_bytes + JQ_REPLY_ONE_JOB_EXTRA);
+		return JQ_CONFIG_ERROR;
+	}
+	if (cfg->console_addr != NULL && cfg->http_addr != NULL && strcmp(cfg->console_addr, "off") != 0 &&
+	    cfg->console_addr[0] != '\0' && strcmp(cfg->console_addr, cfg->http_addr) == 0) {
+		fprintf(err, "jobqd: --console-addr must differ from --http-addr (the console has its own "
+			     "address, which /metrics scrapers never reach)\n");
 		return JQ_CONFIG_ERROR;
 	}
 	if (cfg->metrics_auth && cfg->credentials_file == NULL && cfg->auth_token == NULL) {

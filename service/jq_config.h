@@ -18,6 +18,7 @@ typedef struct jq_config {
 	char *rpc_url;             /* JOBQ_RPC_URL */
 	char *pub_url;             /* JOBQ_PUB_URL */
 	char *http_addr;           /* JOBQ_HTTP_ADDR */
+	char *console_addr;        /* JOBQ_CONSOLE_ADDR: the operator's console; "off" = none */
 	char *auth_token;          /* JOBQ_AUTH_TOKEN, or read from auth_token_file; NULL = none */
 	char *auth_token_file;     /* JOBQ_AUTH_TOKEN_FILE */
 	char *credentials_file;    /* JOBQ_CREDENTIALS_FILE: named credentials with roles (jq_auth) */

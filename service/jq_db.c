@@ -573,6 +573,23 @@ jq_code jq_db_job_gauges(jq_db *db, jq_db_rows **rows, jq_db_err *err)
 	return JQ_OK;
 }
 
+jq_code jq_db_throughput(jq_db *db, jq_db_minute out[JQ_DB_THROUGHPUT_MINUTES], jq_db_err *err)
+{
+	PGresult *r;
+	jq_code c = jq_dbi_run(db, S_THROUGHPUT, NULL, NULL, NULL, &r, err);
+	if (c != JQ_OK)
+		return c;
+	if (PQntuples(r) != JQ_DB_THROUGHPUT_MINUTES || PQnfields(r) != 2) {
+		PQclear(r);
+		jq_dbi_set_err(err, NULL, "", "throughput: not one row per minute of the hour");
+		return JQ_INTERNAL;
+	}
+	for (int i = 0; i < JQ_DB_THROUGHPUT_MINUTES; i++)
+		out[i] = (jq_db_minute){ .at_ms = jq_pgbin_i64(r, i, 0), .completed = jq_pgbin_i64(r, i, 1) };
+	PQclear(r);
+	return JQ_OK;
+}
+
 jq_code jq_db_finished_estimates(jq_db *db, int64_t *completed, int64_t *cancelled, jq_db_err *err)
 {
 	PGresult *r;

@@ -227,6 +227,20 @@ jq_code jq_db_finished_estimates(jq_db *db, int64_t *completed, int64_t *cancell
 /* jq_db_job_gauges_sql: that statement's text (for tests that EXPLAIN it). */
 const char *jq_db_job_gauges_sql(void);
 
+/* jq_db_throughput: jobs completed in each of the last JQ_DB_THROUGHPUT_MINUTES minutes, the
+ * current one last (at_ms: the minute's start, Unix ms). Its cost follows the jobs completed in
+ * that hour (job_queue_finished_idx). */
+#define JQ_DB_THROUGHPUT_MINUTES 60
+typedef struct jq_db_minute {
+	int64_t at_ms;
+	int64_t completed;
+} jq_db_minute;
+jq_code jq_db_throughput(jq_db *db, jq_db_minute out[JQ_DB_THROUGHPUT_MINUTES], jq_db_err *err)
+	__attribute__((warn_unused_result));
+
+/* jq_db_throughput_sql: that statement's text (for tests that EXPLAIN it). */
+const char *jq_db_throughput_sql(void);
+
 /* jq_db_rescue returns up to limit jobs whose lease expired to pending (or failed when their
  * attempts are used up), recording "lease expired" in the history; *count = how many. */
 jq_code jq_db_rescue(jq_db *db, int limit, int64_t *count, jq_db_err *err)

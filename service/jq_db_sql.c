@@ -356,6 +356,20 @@ const jq_dbi_stmt jq_dbi_stmts[S__COUNT] = {
 		"          WHERE $4), adv.queue"
 		" FROM adv",
 		5, { JQ_OID_TEXT, JQ_OID_TIMESTAMPTZ, JQ_OID_TIMESTAMPTZ, JQ_OID_BOOL, JQ_OID_TIMESTAMPTZ } },
+
+	/* The console's chart: jobs completed in each of the last 60 minutes (this one included),
+	 * always 60 rows. It reads job_queue_finished_idx from an hour ago on, so its cost follows
+	 * the jobs completed in that hour, never the finished jobs retention keeps. */
+	[S_THROUGHPUT] = { "jq_throughput",
+		"WITH c AS (SELECT date_trunc('minute', finished_at) AS minute, count(*) AS n FROM job_queue"
+		"            WHERE curr_job_status = 'archive_completed'"
+		"              AND finished_at >= date_trunc('minute', now()) - interval '59 minutes'"
+		"            GROUP BY 1)"
+		" SELECT (EXTRACT(EPOCH FROM m.minute) * 1000)::int8, COALESCE(c.n, 0)::int8"
+		"   FROM generate_series(date_trunc('minute', now()) - interval '59 minutes',"
+		"                        date_trunc('minute', now()), interval '1 minute') AS m(minute)"
+		"   LEFT JOIN c ON c.minute = m.minute ORDER BY m.minute",
+		0, { 0 } },
 };
 
 const char *jq_db_claim_sql(void)
@@ -366,4 +380,9 @@ const char *jq_db_claim_sql(void)
 const char *jq_db_job_gauges_sql(void)
 {
 	return jq_dbi_stmts[S_JOB_GAUGES].sql;
+}
+
+const char *jq_db_throughput_sql(void)
+{
+	return jq_dbi_stmts[S_THROUGHPUT].sql;
 }

@@ -24,7 +24,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <strings.h>
 #include <time.h>
 
 #include <nng/nng.h>
@@ -329,26 +328,6 @@ static void snapshot(jq_http *h, jq_metrics_snapshot *s)
 	s->jobs_age_seconds = h->queues ? (double)(now - h->jobs_at_ms) / 1000.0 : 0;
 }
 
-/* bearer_token copies the token of an `Authorization: Bearer TOKEN` header value into out (""
- * when there is none); false when the header holds something else or a token too long to be
- * one, which must not be cut down to a credential's prefix. */
-static bool bearer_token(const char *value, char *out, size_t cap)
-{
-	out[0] = '\0';
-	if (value == NULL)
-		return true;
-	value += strspn(value, " \t");
-	if (strncasecmp(value, "Bearer", 6) != 0 || (value[6] != ' ' && value[6] != '\t'))
-		return false;
-	value += 6 + strspn(value + 6, " \t");
-	size_t n = strcspn(value, " \t");
-	if (n == 0 || n >= cap || value[n + strspn(value + n, " \t")] != '\0')
-		return false;
-	memcpy(out, value, n);
-	out[n] = '\0';
-	return true;
-}
-
 /* metrics_refusal: 0 when the request may read /metrics (no auth configured, or a bearer token
  * whose role may call Stats), else the status to answer, with the reason in why. Gate held: the
  * jq_auth is freed only after jq_http_stop, which clears `live` under the gate first. */
@@ -360,7 +339,7 @@ static uint16_t metrics_refusal(const jq_http *h, nng_aio *aio, char *why, size_
 		return 0;
 	nng_http_req *req = nng_aio_get_input(aio, 0);
 	const char *value = req != NULL ? nng_http_req_get_header(req, "Authorization") : NULL;
-	if (!bearer_token(value, token, sizeof(token))) {
+	if (!jq_auth_bearer(value, token, sizeof(token))) {
 		snprintf(why, cap, "unauthenticated: expected 'Authorization: Bearer TOKEN'");
 		return 401;
 	}

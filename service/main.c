@@ -14,6 +14,7 @@
 #include "jq_config.h"
 #include "jq_db.h"
 #include "jq_dispatch.h"
+#include "jq_console.h"
 #include "jq_http.h"
 #include "jq_log.h"
 #include "jq_longpoll.h"
@@ -35,6 +36,7 @@ typedef struct service {
 	jq_notify *notify;
 	jq_longpoll *longpoll;
 	jq_http *http;
+	jq_console *console;
 	jq_auth *auth;
 	int workers_up;        /* of nworkers, connected when they opened */
 	jq_db_err workers_why; /* when some are not: why (the last one's reason) */
@@ -67,10 +69,12 @@ static int open_workers(service *s)
 
 static void close_all(service *s)
 {
-	/* HTTP reads every other module's figures, so it goes first (probes then see a refused
-	 * connection: not ready). The listener publishes and wakes long-polls, so it stops next. Waiting Claims are answered
+	/* The console (which answers the API requests still queued with 503) and HTTP, which reads
+	 * every other module's figures, go first (probes then see a refused connection: not ready).
+	 * The listener publishes and wakes long-polls, so it stops next. Waiting Claims are answered
 	 * (empty) before the RPC server waits for every request in flight; the long-poll is freed
 	 * only after that, when no worker can park a request any more. */
+	jq_console_stop(s->console);
 	jq_http_stop(s->http);
 	jq_notify_stop(s->notify);
 	jq_publisher_stop(s->pub);
@@ -172,7 +176,10 @@ static int start(service *s)
 	jq_http_sources hs = { .cfg = &s->cfg, .auth = s->cfg.metrics_auth ? s->auth : NULL,
 			       .rpc = s->rpc, .notify = s->notify, .pub = s->pub, .rescuer = s->rescuer,
 			       .scheduler = s->scheduler, .longpoll = s->longpoll, .pool_size = s->nworkers };
-	return jq_http_start(&hs, &s->http);
+	if (jq_http_start(&hs, &s->http) != 0)
+		return -1;
+	jq_console_sources cs = { .cfg = &s->cfg, .auth = s->auth };
+	return jq_console_start(&cs, &s->console);
 }
 
 /* Longest a shutdown may take after SIGTERM before the process exits anyway. nng 1.5.2 can hang

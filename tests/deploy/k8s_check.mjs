@@ -471,6 +471,11 @@ function checkAccess({ objs, cm, srv, wrk, job, secure, need }) {
     need(data[k] === undefined && !(c.env || []).some((e) => e.name === k),
          `jobqd: ${k} must not be set (every credential comes from the role Secrets; a certificate alone grants no role)`);
   need(wenv.JOBQ_AUTH_TOKEN === undefined, "worker: JOBQ_AUTH_TOKEN must not be set (the token is a mounted file)");
+  // The operator's console (an HTTP port with admin actions) stays off unless an overlay asks.
+  const consoleOff = (v) => v === undefined || v === "" || v === "off";
+  need(consoleOff(data.JOBQ_CONSOLE_ADDR) && !(c.env || []).some((e) => e.name === "JOBQ_CONSOLE_ADDR" && !consoleOff(e.value)) &&
+       !(c.args || []).some((a) => a.startsWith("--console-addr")),
+       "jobqd: the console stays off in the base (JOBQ_CONSOLE_ADDR / --console-addr not set)");
 
   if (secure) {
     need(tlsOn, `ConfigMap JOBQ_RPC_URL=${data.JOBQ_RPC_URL}: the base must listen with TLS (tls+tcp://)`);

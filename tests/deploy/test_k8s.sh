@@ -13,7 +13,7 @@
 #    `jobq worker --help`, the image's uid, the NetworkPolicies, and access: the base listens
 #    with mutual TLS on RPC and PUB, mounts one Secret per role as jobqd's credentials, closes
 #    /metrics to all but reader tokens, and the worker holds only the worker token and its own
-#    client certificate.
+#    client certificate, and the operator's console stays off.
 # 4. Each rule of 3 about access catches the mistake it is for (a broken copy of the base).
 # 5. The development overlay and components of deploy/k8s-dev/ render (kubectl needed: they use
 #    patches) and say what they turn off on every object they weaken.
@@ -103,7 +103,8 @@ mutate "/metrics is open" 'delete cm.JOBQ_METRICS_AUTH' "JOBQ_METRICS_AUTH must 
 mutate "the worker token is a literal" 'wenv("JOBQ_AUTH_TOKEN_FILE").name = "JOBQ_AUTH_TOKEN"' "JOBQ_AUTH_TOKEN must not be set"
 mutate "the worker token file is not the worker Secret" 'wenv("JOBQ_AUTH_TOKEN_FILE").value = "/tmp/token"' "JOBQ_AUTH_TOKEN_FILE=/tmp/token must be key token of the Secret jobq-token-worker"
 mutate "the worker lacks fsGroup" 'delete wrk.securityContext.fsGroup' "without fsGroup"
-echo "test_k8s: 16 broken copies of the base were each caught"
+mutate "the console is on" 'cm.JOBQ_CONSOLE_ADDR = "0.0.0.0:7103"' "the console stays off in the base"
+echo "test_k8s: 17 broken copies of the base were each caught"
 
 # ---------------------------------------------------------------------------------------------
 # 5. Development overlay and components (kustomize patches: kubectl only).

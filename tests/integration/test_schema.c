@@ -849,6 +849,55 @@ static void the_metrics_job_counts_read_no_finished_job(void **state)
 	PQfinish(c);
 }
 
+/* The console's chart (jq_db_throughput) reads the jobs completed in the last hour through
+ * job_queue_finished_idx: 50,000 jobs completed two hours ago are neither counted nor read, and
+ * the hour comes as 60 consecutive minutes, the current one last. In a database of its own, so
+ * that no other test's jobs count. */
+static void the_throughput_reads_only_the_last_hour(void **state)
+{
+	(void)state;
+	char *url = jq_test_db_clone("jq_schema_throughput");
+	PGconn *c = jq_test_connect(url);
+	jq_test_ok(c, "SELECT count(*) FROM jobq_enqueue_batch("
+		      " array_fill('t_old'::text, ARRAY[50000]), NULL, NULL, NULL, NULL, NULL)");
+	jq_test_ok(c, "SELECT count(*) FROM jobq_enqueue_batch("
+		      " array_fill('t_new'::text, ARRAY[10]), NULL, NULL, NULL, NULL, NULL)");
+	jq_test_ok(c, "UPDATE job_queue SET curr_job_status = 'archive_processing', lease_owner = 'b',"
+		      " lease_expires_at = now() + interval '1 hour', lease_token = nextval('job_lease_token_seq')");
+	jq_test_ok(c, "UPDATE job_queue SET curr_job_status = 'archive_completed', lease_expires_at = NULL");
+	/* The status guard owns finished_at: backdate with the table's triggers off. */
+	jq_test_ok(c, "BEGIN");
+	jq_test_ok(c, "ALTER TABLE job_queue DISABLE TRIGGER USER");
+	jq_test_ok(c, "UPDATE job_queue SET finished_at = now() - interval '2 hours' WHERE queue = 't_old'");
+	jq_test_ok(c, "UPDATE job_queue SET finished_at = now() - interval '10 minutes'"
+		      " WHERE id IN (SELECT id FROM job_queue WHERE queue = 't_new' ORDER BY id LIMIT 3)");
+	jq_test_ok(c, "ALTER TABLE job_queue ENABLE TRIGGER USER");
+	jq_test_ok(c, "COMMIT");
+	jq_test_ok(c, "VACUUM ANALYZE job_queue");
+
+	jq_db *db = NULL;
+	jq_db_opts o = { .url = url, .prepared = false };
+	jq_db_err err = { 0 };
+	jq_db_minute m[JQ_DB_THROUGHPUT_MINUTES];
+	assert_int_equal(jq_db_open(&o, &db), 0);
+	assert_int_equal(jq_db_throughput(db, m, &err), JQ_OK);
+	long long now_ms = jq_test_scalar_ll(c, "SELECT (EXTRACT(EPOCH FROM now()) * 1000)::int8");
+	int64_t sum = 0, nonzero = 0;
+	for (int i = 0; i < JQ_DB_THROUGHPUT_MINUTES; i++) {
+		sum += m[i].completed;
+		nonzero += m[i].completed > 0;
+		if (i > 0)
+			assert_int_equal(m[i].at_ms - m[i - 1].at_ms, 60000);
+	}
+	assert_true(m[JQ_DB_THROUGHPUT_MINUTES - 1].at_ms <= now_ms && now_ms - m[JQ_DB_THROUGHPUT_MINUTES - 1].at_ms < 120000);
+	assert_int_equal(sum, 10);
+	assert_true(nonzero >= 2); /* 3 jobs ten minutes ago, 7 now */
+	assert_true(explain_max_rows(c, jq_db_throughput_sql()) <= 1000);
+	jq_db_close(db);
+	PQfinish(c);
+	free(url);
+}
+
 /* hot_updates: job_queue's n_tup_hot_upd as the statistics show it now. */
 static long long hot_updates(PGconn *c)
 {
@@ -917,6 +966,7 @@ int main(void)
 		cmocka_unit_test(a_complete_judges_each_lease_by_its_token),
 		cmocka_unit_test(the_safety_net_scan_is_cheap_behind_a_backlog_and_exact),
 		cmocka_unit_test(the_metrics_job_counts_read_no_finished_job),
+		cmocka_unit_test(the_throughput_reads_only_the_last_hour),
 		cmocka_unit_test(heartbeats_are_hot_updates),
 		cmocka_unit_test(one_notification_per_statement),
 		cmocka_unit_test(an_update_announces_each_queue_it_made_claimable_once),
