@@ -35,8 +35,9 @@ static const char worker_help[] =
 	"its stdin and JOBQ_JOB_ID, JOBQ_ATTEMPT, JOBQ_QUEUE in its environment. Exit 0 completes\n"
 	"the job; any other exit (or a signal) fails it with the last 4 KiB of the command's stderr\n"
 	"as the error, retried by the service unless the exit code is in --final-exit-codes.\n"
-	"Leases are renewed every lease/3 while commands run. Claims wake on the service's\n"
-	"announcements and poll every --poll-ms as a safety net.\n"
+	"Leases are renewed every lease/3 while commands run. A finished job is reported and the\n"
+	"next one claimed in the same call; other claims wake on the service's announcements and\n"
+	"poll every --poll-ms as a safety net.\n"
 	"\n"
 	"SIGTERM or SIGINT: stop claiming, let running commands finish for up to --grace seconds,\n"
 	"then kill them (their jobs fail with \"worker shutting down\"), report everything, exit 0.\n"
@@ -546,12 +547,54 @@ static void log_summary(const worker *w)
 	     plural(w->n_failed_final, "job", "jobs"), w->n_dropped, plural(w->n_dropped, "result", "results"));
 }
 
+/* next_claim: the claim a report carries (jobq_complete_claim, jobq_fail_claim), so that a slot
+ * whose job ends takes the next one in the same call: as many jobs as there are free slots once
+ * this one is released. NULL while stopping: a stopping worker claims nothing. */
+static const jobq_claim_next *next_claim(worker *w, jobq_claim_next *buf)
+{
+	if (w->stopping)
+		return NULL;
+	*buf = (jobq_claim_next){ .queue = w->queue, .limit = (uint32_t)count_state(w, SLOT_FREE) + 1,
+				  .worker_id = w->worker_id, .lease_seconds = w->lease_s };
+	return buf;
+}
+
+/* refused_claim: the report's claim was refused as a Claim would be (a credential that may not
+ * Claim, a reply limit too small for one job), so nothing was reported either: the report is
+ * made again without it, and the loop's claims say why. */
+static bool refused_claim(const jobq_claim_next *next, int rc)
+{
+	return next != NULL && fatal_code(rc);
+}
+
+/* take_claimed starts the jobs a report claimed (its slot released), and counts the report as
+ * the loop's claim: the next poll is a poll interval away, and a full claim asks for more. */
+static void take_claimed(worker *w, const jobq_claim_next *next, jobq_job *jobs, size_t n, int64_t now)
+{
+	if (next == NULL)
+		return;
+	for (size_t i = 0; i < n; i++)
+		start_job(w, &jobs[i], cli_mono_ms());
+	jobq_jobs_free(jobs, n);
+	w->next_poll_ms = now + w->poll_ms;
+	w->wake = n == next->limit;
+}
+
 static void report_complete(worker *w, slot *s, int64_t now)
 {
 	jobq_lease l = { .id = s->id, .lease_token = s->token };
 	jobq_result r = { .id = s->id };
 	jobq_error err = { 0 };
-	int rc = jobq_complete(w->c->client, &l, 1, &r, &err);
+	jobq_claim_next buf;
+	const jobq_claim_next *next = next_claim(w, &buf);
+	jobq_job *jobs = NULL;
+	size_t n = 0;
+	int rc = next != NULL ? jobq_complete_claim(w->c->client, &l, 1, next, &r, &jobs, &n, NULL, &err)
+			      : jobq_complete(w->c->client, &l, 1, &r, &err);
+	if (refused_claim(next, rc)) {
+		next = NULL;
+		rc = jobq_complete(w->c->client, &l, 1, &r, &err);
+	}
 	const char *msg = r.message[0] ? r.message : err.message;
 	if (rc != JOBQ_OK) {
 		if (settle(w, s, rc, msg, now))
@@ -563,6 +606,7 @@ static void report_complete(worker *w, slot *s, int64_t now)
 	json_event(w, s, "completed", NULL, &r);
 	w->n_completed++;
 	release(s);
+	take_claimed(w, next, jobs, n, now);
 }
 
 static void log_failed(worker *w, const slot *s, const jobq_result *r, const char *error)
@@ -589,7 +633,16 @@ static void report_fail(worker *w, slot *s, int64_t now)
 	jobq_failure f = { .id = s->id, .lease_token = s->token, .error = error, .final = is_final_code(w, s) };
 	jobq_result r = { .id = s->id };
 	jobq_error err = { 0 };
-	int rc = jobq_fail(w->c->client, &f, 1, w->worker_id, &r, &err);
+	jobq_claim_next buf;
+	const jobq_claim_next *next = next_claim(w, &buf);
+	jobq_job *jobs = NULL;
+	size_t n = 0;
+	int rc = next != NULL ? jobq_fail_claim(w->c->client, &f, 1, w->worker_id, next, &r, &jobs, &n, NULL, &err)
+			      : jobq_fail(w->c->client, &f, 1, w->worker_id, &r, &err);
+	if (refused_claim(next, rc)) {
+		next = NULL;
+		rc = jobq_fail(w->c->client, &f, 1, w->worker_id, &r, &err);
+	}
 	const char *msg = r.message[0] ? r.message : err.message;
 	if (rc != JOBQ_OK) {
 		if (settle(w, s, rc, msg, now))
@@ -602,10 +655,12 @@ static void report_fail(worker *w, slot *s, int64_t now)
 	if (r.status == JOBQ_STATUS_FAILED)
 		w->n_failed_final++;
 	release(s);
+	take_claimed(w, next, jobs, n, now);
 }
 
 /* report_done reports every finished job whose turn has come. One call per job keeps the
- * single-job semantics (the code is the job's) simple; finished jobs are rare next to polls. */
+ * single-job semantics (the code is the job's) simple; each call also claims the jobs the freed
+ * slots can take (next_claim), so a busy worker needs one call per job. */
 static void report_done(worker *w, int64_t now)
 {
 	for (uint32_t i = 0; i < w->concurrency; i++) {
@@ -621,7 +676,6 @@ static void report_done(worker *w, int64_t now)
 		} else {
 			report_fail(w, s, now);
 		}
-		/* A freed slot may take the next job at once if the last claim was full. */
 	}
 }
 

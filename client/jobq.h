@@ -245,6 +245,35 @@ int jobq_complete(jobq_client *c, const jobq_lease *leases, size_t n, jobq_resul
 int jobq_fail(jobq_client *c, const jobq_failure *failures, size_t n, const char *worker_id,
 	      jobq_result *results, jobq_error *err);
 
+/* The claim jobq_complete_claim and jobq_fail_claim make in the same call, with jobq_claim's
+ * arguments. */
+typedef struct jobq_claim_next {
+	const char *queue;
+	uint32_t limit;          /* 1..1000 */
+	const char *worker_id;
+	uint32_t lease_seconds;  /* 0 = the service's default */
+	uint32_t wait_ms;        /* > 0: wait that long for a job when none is ready */
+} jobq_claim_next;
+
+/* jobq_complete_claim completes n (1..1000) jobs as jobq_complete does and, in the same call (one
+ * round trip, one transaction on the service), claims the next jobs as jobq_claim would with
+ * next's arguments: what a worker that has just finished a job calls. *jobs and *n_jobs receive
+ * the jobs claimed, as from jobq_claim (free with jobq_jobs_free(*jobs, *n_jobs); may be empty).
+ * The claim runs only when every job of the completion was accepted: when one was refused (a
+ * lost lease, an unknown id) nothing is claimed and *claim_skipped (may be NULL) is set. The
+ * return value and results[n] are as jobq_complete's: for n == 1 a refused job's code (then
+ * nothing is claimed). With wait_ms the call waits for a job like jobq_claim; the completion is
+ * done before it waits, once. A job too large to share the reply with the results is left for a
+ * plain jobq_claim. The caller's credential must allow Claim as well as Complete. */
+int jobq_complete_claim(jobq_client *c, const jobq_lease *leases, size_t n, const jobq_claim_next *next,
+			jobq_result *results, jobq_job **jobs, size_t *n_jobs, bool *claim_skipped,
+			jobq_error *err);
+
+/* jobq_fail_claim: jobq_fail, and the claim of next in the same call, as jobq_complete_claim. */
+int jobq_fail_claim(jobq_client *c, const jobq_failure *failures, size_t n, const char *worker_id,
+		    const jobq_claim_next *next, jobq_result *results, jobq_job **jobs, size_t *n_jobs,
+		    bool *claim_skipped, jobq_error *err);
+
 /* jobq_get reads one job (*job: free with jobq_jobs_free(*job, 1)) and, if history is not NULL,
  * its failures (free with jobq_failures_free(*history, *n_history)). */
 int jobq_get(jobq_client *c, int64_t id, jobq_job **job, jobq_failure_record **history,

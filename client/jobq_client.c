@@ -677,6 +677,120 @@ out:
 	return code;
 }
 
+/* ---- Complete and Fail that claim the next jobs ---- */
+
+/* field_at: where field `name` of message m lives (its descriptor in *f); NULL if it has none. */
+static void *field_at(ProtobufCMessage *m, const char *name, const ProtobufCFieldDescriptor **f)
+{
+	*f = protobuf_c_message_descriptor_get_field_by_name(m->descriptor, name);
+	return *f != NULL ? (char *)m + (*f)->offset : NULL;
+}
+
+/* check_next checks the claim's arguments as jobq_claim does. */
+static int check_next(const jobq_claim_next *next, const char *fn, jobq_error *err)
+{
+	if (next == NULL || next->queue == NULL || next->worker_id == NULL)
+		return jobqi_set_err(err, JOBQ_INVALID_ARGUMENT, "%s: next, its queue and worker_id must not be NULL", fn);
+	if (next->limit == 0 || next->limit > JOBQ_MAX_BATCH)
+		return jobqi_set_err(err, JOBQ_INVALID_ARGUMENT, "%s: limit %u; must be 1..%d", fn,
+				     next->limit, JOBQ_MAX_BATCH);
+	return JOBQ_OK;
+}
+
+/* next_call runs a Complete or Fail whose request carries a claim (its response type out_desc)
+ * and reads both answers: results as batch_call does, the claimed jobs as jobq_claim. When the
+ * service could not keep the claim waiting (retry_after_ms), the rest of the wait is a plain
+ * jobq_claim, after the pause it asks for: the completion is done. */
+static int next_call(jobq_client *c, const char *method, const ProtobufCMessage *req,
+		     const ProtobufCMessageDescriptor *out_desc, const int64_t *ids, size_t n,
+		     const jobq_claim_next *next, jobq_result *results, jobq_job **jobs, size_t *n_jobs,
+		     bool *claim_skipped, jobq_error *err)
+{
+	ProtobufCMessage *resp = NULL;
+	const ProtobufCFieldDescriptor *fr, *fc, *fa, *fs;
+	jobq_error local;
+	if (err == NULL)
+		err = &local;
+	if (claim_skipped != NULL)
+		*claim_skipped = false;
+	int64_t until = jobqi_mono_ms() + next->wait_ms;
+	int extra = next->wait_ms > INT_MAX ? INT_MAX : (int)next->wait_ms;
+	int code = rpc(c, method, req, out_desc, extra, &resp, err);
+	if (code != JOBQ_OK) {
+		results_from_call(results, ids, n, code, err);
+		return code;
+	}
+	void *pr = field_at(resp, "results", &fr), *pc = field_at(resp, "claimed", &fc);
+	void *pa = field_at(resp, "retry_after_ms", &fa), *ps = field_at(resp, "claim_skipped", &fs);
+	if (pr == NULL || pc == NULL || pa == NULL || ps == NULL) {
+		protobuf_c_message_free_unpacked(resp, NULL);
+		return jobqi_set_err(err, JOBQ_INTERNAL, "%s lacks the fields of a claim", out_desc->name);
+	}
+	size_t n_items = *(const size_t *)((const char *)resp + fr->quantifier_offset);
+	size_t n_claimed = *(const size_t *)((const char *)resp + fc->quantifier_offset);
+	uint32_t retry_after = *(const uint32_t *)pa;
+	bool skipped = *(const protobuf_c_boolean *)ps;
+	code = results_from_items(results, ids, n, *(Jobq__V1__ItemResult *const *const *)pr, n_items, err);
+	if (code == JOBQ_OK)
+		code = jobs_copy(*(Jobq__V1__Job *const *const *)pc, n_claimed, jobs, n_jobs, err);
+	protobuf_c_message_free_unpacked(resp, NULL);
+	if (claim_skipped != NULL)
+		*claim_skipped = skipped;
+	if (code != JOBQ_OK || *n_jobs > 0 || retry_after == 0 || next->wait_ms == 0)
+		return code;
+	int64_t left = until - jobqi_mono_ms();
+	if (left <= 0)
+		return JOBQ_OK;
+	sleep_ms(left < retry_after ? left : retry_after);
+	left = until - jobqi_mono_ms();
+	return jobq_claim(c, next->queue, next->limit, next->worker_id, next->lease_seconds,
+			  left > 0 ? (uint32_t)left : 0, jobs, n_jobs, err);
+}
+
+static void next_msg(const jobq_claim_next *next, Jobq__V1__ClaimRequest *m)
+{
+	jobq__v1__claim_request__init(m);
+	m->queue = (char *)next->queue;
+	m->limit = next->limit;
+	m->worker_id = (char *)next->worker_id;
+	m->lease_seconds = next->lease_seconds;
+	m->wait_ms = next->wait_ms;
+}
+
+int jobq_complete_claim(jobq_client *c, const jobq_lease *leases, size_t n, const jobq_claim_next *next,
+			jobq_result *results, jobq_job **jobs, size_t *n_jobs, bool *claim_skipped,
+			jobq_error *err)
+{
+	Jobq__V1__CompleteRequest req = JOBQ__V1__COMPLETE_REQUEST__INIT;
+	Jobq__V1__ClaimRequest claim;
+	Jobq__V1__JobLease *msgs = NULL, **ptrs = NULL;
+	int64_t *ids = NULL;
+	if (jobs == NULL || n_jobs == NULL)
+		return jobqi_set_err(err, JOBQ_INVALID_ARGUMENT, "jobq_complete_claim: jobs and n_jobs must not be NULL");
+	*jobs = NULL;
+	*n_jobs = 0;
+	int code = check_batch(c, leases, n, "jobq_complete_claim", err);
+	if (code == JOBQ_OK)
+		code = check_next(next, "jobq_complete_claim", err);
+	if (code != JOBQ_OK)
+		return code;
+	if (lease_msgs(leases, n, &msgs, &ptrs) != 0 || (ids = lease_ids(leases, n)) == NULL) {
+		code = jobqi_set_err(err, JOBQ_RESOURCE_EXHAUSTED, "out of memory");
+		goto out;
+	}
+	next_msg(next, &claim);
+	req.n_jobs = n;
+	req.jobs = ptrs;
+	req.claim = &claim;
+	code = next_call(c, METHOD("Complete"), &req.base, &jobq__v1__complete_response__descriptor, ids, n,
+			 next, results, jobs, n_jobs, claim_skipped, err);
+out:
+	free(msgs);
+	free(ptrs);
+	free(ids);
+	return code;
+}
+
 int jobq_heartbeat(jobq_client *c, const jobq_lease *leases, size_t n, uint32_t lease_seconds,
 		   jobq_result *results, jobq_error *err)
 {
@@ -694,13 +808,18 @@ int jobq_complete(jobq_client *c, const jobq_lease *leases, size_t n, jobq_resul
 			  &jobq__v1__complete_response__descriptor, leases, n, results, err);
 }
 
-int jobq_fail(jobq_client *c, const jobq_failure *failures, size_t n, const char *worker_id,
-	      jobq_result *results, jobq_error *err)
+/* fail_call sends n failures, with the claim of next when it is not NULL. */
+static int fail_call(jobq_client *c, const char *fn, const jobq_failure *failures, size_t n,
+		     const char *worker_id, const jobq_claim_next *next, jobq_result *results,
+		     jobq_job **jobs, size_t *n_jobs, bool *claim_skipped, jobq_error *err)
 {
 	Jobq__V1__FailRequest req = JOBQ__V1__FAIL_REQUEST__INIT;
+	Jobq__V1__ClaimRequest claim;
 	Jobq__V1__JobFailure *msgs = NULL, **ptrs = NULL;
 	int64_t *ids = NULL;
-	int code = check_batch(c, failures, n, "jobq_fail", err);
+	int code = check_batch(c, failures, n, fn, err);
+	if (code == JOBQ_OK && next != NULL)
+		code = check_next(next, fn, err);
 	if (code != JOBQ_OK)
 		return code;
 	msgs = calloc(n, sizeof(*msgs));
@@ -722,13 +841,38 @@ int jobq_fail(jobq_client *c, const jobq_failure *failures, size_t n, const char
 	req.n_jobs = n;
 	req.jobs = ptrs;
 	req.worker_id = (char *)(worker_id ? worker_id : "");
-	code = batch_call(c, METHOD("Fail"), &req.base, &jobq__v1__fail_response__descriptor, ids, n,
-			  results, err);
+	if (next != NULL) {
+		next_msg(next, &claim);
+		req.claim = &claim;
+		code = next_call(c, METHOD("Fail"), &req.base, &jobq__v1__fail_response__descriptor, ids, n,
+				 next, results, jobs, n_jobs, claim_skipped, err);
+	} else {
+		code = batch_call(c, METHOD("Fail"), &req.base, &jobq__v1__fail_response__descriptor, ids,
+				  n, results, err);
+	}
 out:
 	free(msgs);
 	free(ptrs);
 	free(ids);
 	return code;
+}
+
+int jobq_fail(jobq_client *c, const jobq_failure *failures, size_t n, const char *worker_id,
+	      jobq_result *results, jobq_error *err)
+{
+	return fail_call(c, "jobq_fail", failures, n, worker_id, NULL, results, NULL, NULL, NULL, err);
+}
+
+int jobq_fail_claim(jobq_client *c, const jobq_failure *failures, size_t n, const char *worker_id,
+		    const jobq_claim_next *next, jobq_result *results, jobq_job **jobs, size_t *n_jobs,
+		    bool *claim_skipped, jobq_error *err)
+{
+	if (jobs == NULL || n_jobs == NULL)
+		return jobqi_set_err(err, JOBQ_INVALID_ARGUMENT, "jobq_fail_claim: jobs and n_jobs must not be NULL");
+	*jobs = NULL;
+	*n_jobs = 0;
+	return fail_call(c, "jobq_fail_claim", failures, n, worker_id, next, results, jobs, n_jobs,
+			 claim_skipped, err);
 }
 
 /* ---- Get, List ---- */

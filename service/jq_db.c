@@ -16,19 +16,24 @@ static jq_db_rows *wrap(PGresult *r)
 		return NULL;
 	}
 	rows->res = r;
+	rows->first = 0;
+	rows->n = PQntuples(r);
 	rows->cut = false;
 	return rows;
 }
 
-/* wrap_budgeted wraps the rows of a statement with a byte budget: its C_TAKEN column counts the
- * rows the limit took, of which the budget kept a prefix. */
-static jq_db_rows *wrap_budgeted(PGresult *r)
+/* wrap_budgeted wraps the job rows first .. end of a statement with a byte budget: its C_TAKEN
+ * column counts the rows the limit took, of which the budget kept a prefix. */
+static jq_db_rows *wrap_budgeted(PGresult *r, int first)
 {
-	int n = PQntuples(r);
-	bool cut = n > 0 && jq_pgbin_i64(r, 0, C_TAKEN) > n;
+	int n = PQntuples(r) - first;
+	bool cut = n > 0 && jq_pgbin_i64(r, first, C_TAKEN) > n;
 	jq_db_rows *rows = wrap(r);
-	if (rows != NULL)
+	if (rows != NULL) {
+		rows->first = first;
+		rows->n = n;
 		rows->cut = cut;
+	}
 	return rows;
 }
 
@@ -106,10 +111,10 @@ out:
  * does not know (a newer migration added one, a row written by hand) makes the whole call an
  * error, as read_items does for the lease calls: answering it as any known state would tell the
  * caller something false about the job. On error r is cleared. */
-static jq_code check_states(PGresult *r, jq_db_err *err)
+static jq_code check_states(PGresult *r, int first, jq_db_err *err)
 {
 	static const int cols[] = { C_STATUS, C_PREV };
-	for (int i = 0; i < PQntuples(r); i++) {
+	for (int i = first; i < PQntuples(r); i++) {
 		for (size_t k = 0; k < sizeof(cols) / sizeof(cols[0]); k++) {
 			jq_state s;
 			if (jq_state_from_name(PQgetvalue(r, i, cols[k]), &s) != 0) {
@@ -141,10 +146,10 @@ jq_code jq_db_claim_within(jq_db *db, const char *queue, int limit, const char *
 	PGresult *r;
 	jq_code c = jq_dbi_run(db, S_CLAIM, values, lengths, formats, &r, err);
 	if (c == JQ_OK)
-		c = check_states(r, err);
+		c = check_states(r, 0, err);
 	if (c != JQ_OK)
 		return c;
-	if ((*rows = wrap_budgeted(r)) == NULL)
+	if ((*rows = wrap_budgeted(r, 0)) == NULL)
 		return nomem(err);
 	return JQ_OK;
 }
@@ -159,11 +164,13 @@ jq_code jq_db_claim(jq_db *db, const char *queue, int limit, const char *worker,
  * (id, done, time, status before (or after for Fail), token still matches). */
 typedef jq_code (*judge_fn)(jq_state status, bool same_token, const char **message);
 
-/* done[i], when not NULL, says instead of column 1 whether the caller's statement changed job i. */
-static jq_code read_items(PGresult *r, size_t n, const bool *done_by_caller, jq_db_item *items,
-			  jq_state done_status, judge_fn judge, jq_db_err *err)
+/* The rows hold those columns from column col0 on, one row per job in request order: rows
+ * 0 .. n-1, and nothing else unless `more` (the combined statements' claimed jobs follow).
+ * done[i], when not NULL, says instead of column 1 whether the caller's statement changed job i. */
+static jq_code read_items_at(PGresult *r, int col0, bool more, size_t n, const bool *done_by_caller,
+			     jq_db_item *items, jq_state done_status, judge_fn judge, jq_db_err *err)
 {
-	if ((size_t)PQntuples(r) != n) {
+	if (more ? (size_t)PQntuples(r) < n : (size_t)PQntuples(r) != n) {
 		jq_dbi_set_err(err, NULL, "", "batch returned a different number of rows");
 		return JQ_INTERNAL;
 	}
@@ -171,12 +178,13 @@ static jq_code read_items(PGresult *r, size_t n, const bool *done_by_caller, jq_
 		jq_db_item *it = &items[i];
 		int row = (int)i;
 		memset(it, 0, sizeof(*it));
-		it->id = jq_pgbin_i64(r, row, 0);
-		bool done = done_by_caller != NULL ? done_by_caller[i] : jq_pgbin_bool(r, row, 1);
-		bool exists = !PQgetisnull(r, row, 3);
+		it->id = jq_pgbin_i64(r, row, col0);
+		bool done = done_by_caller != NULL ? done_by_caller[i] : jq_pgbin_bool(r, row, col0 + 1);
+		bool exists = !PQgetisnull(r, row, col0 + 3);
 		jq_state st = done_status;
-		if (exists && jq_state_from_name(PQgetvalue(r, row, 3), &st) != 0) {
-			jq_dbi_set_err(err, NULL, "unknown job status in the database: ", PQgetvalue(r, row, 3));
+		if (exists && jq_state_from_name(PQgetvalue(r, row, col0 + 3), &st) != 0) {
+			jq_dbi_set_err(err, NULL, "unknown job status in the database: ",
+				       PQgetvalue(r, row, col0 + 3));
 			return JQ_INTERNAL;
 		}
 		if (done) {
@@ -192,9 +200,15 @@ static jq_code read_items(PGresult *r, size_t n, const bool *done_by_caller, jq_
 		}
 		it->status = st;
 		it->status_known = true;
-		it->code = judge(st, jq_pgbin_bool(r, row, 4), &it->message);
+		it->code = judge(st, jq_pgbin_bool(r, row, col0 + 4), &it->message);
 	}
 	return JQ_OK;
+}
+
+static jq_code read_items(PGresult *r, size_t n, const bool *done_by_caller, jq_db_item *items,
+			  jq_state done_status, judge_fn judge, jq_db_err *err)
+{
+	return read_items_at(r, 0, false, n, done_by_caller, items, done_status, judge, err);
 }
 
 /* A lease call that changed nothing: the lease is lost unless this is a repeat of a call that
@@ -376,6 +390,24 @@ out:
 	return c;
 }
 
+/* fail_arrays fills the error, final, retry and worker arrays (p->arr[2..5]) from leases. */
+static int fail_arrays(params *p, const jq_db_lease *leases, size_t n)
+{
+	p->narr = 6;
+	jq_pgbin_array_init(&p->arr[2], JQ_OID_TEXT);
+	jq_pgbin_array_init(&p->arr[3], JQ_OID_BOOL);
+	jq_pgbin_array_init(&p->arr[4], JQ_OID_INT4);
+	jq_pgbin_array_init(&p->arr[5], JQ_OID_TEXT);
+	for (size_t i = 0; i < n; i++) {
+		jq_pgbin_array_add_text(&p->arr[2], leases[i].error ? leases[i].error : "");
+		jq_pgbin_array_add_bool(&p->arr[3], leases[i].final);
+		jq_pgbin_array_add_i32(&p->arr[4], leases[i].retry_in_ms);
+		jq_pgbin_array_add_text(&p->arr[5], leases[i].worker ? leases[i].worker : "");
+	}
+	return jq_pgbin_array_finish(&p->arr[2]) | jq_pgbin_array_finish(&p->arr[3]) |
+	       jq_pgbin_array_finish(&p->arr[4]) | jq_pgbin_array_finish(&p->arr[5]);
+}
+
 jq_code jq_db_fail(jq_db *db, const jq_db_lease *leases, size_t n, jq_db_item *items, jq_db_err *err)
 {
 	params p = { 0 };
@@ -383,23 +415,7 @@ jq_code jq_db_fail(jq_db *db, const jq_db_lease *leases, size_t n, jq_db_item *i
 	jq_code c;
 	char base[4], max[4];
 
-	if (lease_arrays(&p, leases, n) != 0) {
-		c = nomem(err);
-		goto out;
-	}
-	p.narr = 6;
-	jq_pgbin_array_init(&p.arr[2], JQ_OID_TEXT);
-	jq_pgbin_array_init(&p.arr[3], JQ_OID_BOOL);
-	jq_pgbin_array_init(&p.arr[4], JQ_OID_INT4);
-	jq_pgbin_array_init(&p.arr[5], JQ_OID_TEXT);
-	for (size_t i = 0; i < n; i++) {
-		jq_pgbin_array_add_text(&p.arr[2], leases[i].error ? leases[i].error : "");
-		jq_pgbin_array_add_bool(&p.arr[3], leases[i].final);
-		jq_pgbin_array_add_i32(&p.arr[4], leases[i].retry_in_ms);
-		jq_pgbin_array_add_text(&p.arr[5], leases[i].worker ? leases[i].worker : "");
-	}
-	if ((jq_pgbin_array_finish(&p.arr[2]) | jq_pgbin_array_finish(&p.arr[3]) |
-	     jq_pgbin_array_finish(&p.arr[4]) | jq_pgbin_array_finish(&p.arr[5])) != 0) {
+	if (lease_arrays(&p, leases, n) != 0 || fail_arrays(&p, leases, n) != 0) {
 		c = nomem(err);
 		goto out;
 	}
@@ -427,6 +443,121 @@ out:
 	return c;
 }
 
+/* ---- a completion or failure and the claim of the next jobs, in one statement ---- */
+
+/* The columns of a combined statement's lease rows (CLAIM_AND_ANSWER in jq_db_sql.c): read_items'
+ * from LEASE_COL0, then the job's queue. */
+#define LEASE_COL0 (C_TAKEN + 1)
+#define LEASE_COL_TIME (LEASE_COL0 + 2)
+#define LEASE_COL_QUEUE (LEASE_COL0 + 5)
+
+/* Values of the claim's six parameters, in the statements' order: queue, limit, worker, lease
+ * seconds, budget, fixed bytes per job. */
+typedef struct claim_values {
+	char lim[4], lease[4], max[8], fixed[4];
+	const char *values[6];
+	int lengths[6];
+} claim_values;
+
+static void claim_values_set(claim_values *v, const jq_db_claim_next *next)
+{
+	size_t qlen = strlen(next->queue), wlen = strlen(next->worker);
+	int64_t fixed = (int64_t)next->per_job_bytes + (int64_t)qlen + (int64_t)wlen;
+	jq_pgbin_put_i32(v->lim, next->limit);
+	jq_pgbin_put_i32(v->lease, next->lease_seconds);
+	jq_pgbin_put_i64(v->max, next->max_bytes);
+	jq_pgbin_put_i32(v->fixed, fixed > INT32_MAX ? INT32_MAX : (int32_t)fixed);
+	const char *vals[6] = { next->queue, v->lim, next->worker, v->lease, v->max, v->fixed };
+	int lens[6] = { (int)qlen, 4, (int)wlen, 4, 8, 4 };
+	memcpy(v->values, vals, sizeof(vals));
+	memcpy(v->lengths, lens, sizeof(lens));
+}
+
+/* combined_run runs a combined statement whose first nlease parameters are given, then the
+ * claim's, and reads its n lease rows into items and its claimed jobs into *claimed. */
+static jq_code combined_run(jq_db *db, jq_dbi_stmt_id id, const char **lease_values,
+			    const int *lease_lengths, int nlease, const jq_db_claim_next *next, size_t n,
+			    jq_db_item *items, jq_state done_status, judge_fn judge,
+			    jq_db_rows **claimed, jq_db_err *err)
+{
+	claim_values cv;
+	const char *values[16];
+	int lengths[16], formats[16];
+	PGresult *r;
+
+	claim_values_set(&cv, next);
+	for (int i = 0; i < nlease + 6; i++) {
+		values[i] = i < nlease ? lease_values[i] : cv.values[i - nlease];
+		lengths[i] = i < nlease ? lease_lengths[i] : cv.lengths[i - nlease];
+		formats[i] = 1;
+	}
+	jq_code c = jq_dbi_run(db, id, values, lengths, formats, &r, err);
+	if (c != JQ_OK)
+		return c;
+	c = read_items_at(r, LEASE_COL0, true, n, NULL, items, done_status, judge, err);
+	if (c == JQ_OK)
+		c = check_states(r, (int)n, err);
+	else
+		PQclear(r);
+	if (c != JQ_OK)
+		return c; /* check_states cleared r */
+	for (size_t i = 0; i < n; i++) {
+		if (items[i].code != JQ_OK)
+			continue;
+		if (items[i].status == JQ_STATE_PENDING)
+			items[i].run_at_ms = jq_pgbin_ts_ms(r, (int)i, LEASE_COL_TIME);
+		if (jq_pgbin_bool(r, (int)i, LEASE_COL0 + 1))
+			note_changed(&items[i], r, (int)i, LEASE_COL_QUEUE);
+	}
+	if ((*claimed = wrap_budgeted(r, (int)n)) == NULL)
+		return nomem(err);
+	return JQ_OK;
+}
+
+jq_code jq_db_complete_claim(jq_db *db, const jq_db_lease *leases, size_t n, const jq_db_claim_next *next,
+			     jq_db_item *items, jq_db_rows **claimed, jq_db_err *err)
+{
+	params p = { 0 };
+	jq_code c;
+
+	if (lease_arrays(&p, leases, n) != 0) {
+		c = nomem(err);
+		goto out;
+	}
+	const char *values[2] = { p.arr[0].data, p.arr[1].data };
+	int lengths[2] = { (int)p.arr[0].len, (int)p.arr[1].len };
+	c = combined_run(db, S_COMPLETE_CLAIM, values, lengths, 2, next, n, items, JQ_STATE_COMPLETED,
+			 judge_complete, claimed, err);
+out:
+	params_free(&p);
+	return c;
+}
+
+jq_code jq_db_fail_claim(jq_db *db, const jq_db_lease *leases, size_t n, const jq_db_claim_next *next,
+			 jq_db_item *items, jq_db_rows **claimed, jq_db_err *err)
+{
+	params p = { 0 };
+	jq_code c;
+	char base[4], max[4];
+
+	if (lease_arrays(&p, leases, n) != 0 || fail_arrays(&p, leases, n) != 0) {
+		c = nomem(err);
+		goto out;
+	}
+	jq_pgbin_put_i32(base, db->backoff_base_ms);
+	jq_pgbin_put_i32(max, db->backoff_max_ms);
+	const char *values[8] = { p.arr[0].data, p.arr[1].data, p.arr[2].data, p.arr[3].data,
+				  p.arr[4].data, base, max, p.arr[5].data };
+	int lengths[8] = { (int)p.arr[0].len, (int)p.arr[1].len, (int)p.arr[2].len,
+			   (int)p.arr[3].len, (int)p.arr[4].len, 4, 4, (int)p.arr[5].len };
+	/* JQ_STATE__COUNT: the status after the call is in the row (pending or failed). */
+	c = combined_run(db, S_FAIL_CLAIM, values, lengths, 8, next, n, items, JQ_STATE__COUNT, judge_fail,
+			 claimed, err);
+out:
+	params_free(&p);
+	return c;
+}
+
 jq_code jq_db_get(jq_db *db, int64_t id, jq_db_rows **job_rows, jq_db_rows **failure_rows,
 		  jq_db_err *err)
 {
@@ -439,7 +570,7 @@ jq_code jq_db_get(jq_db *db, int64_t id, jq_db_rows **job_rows, jq_db_rows **fai
 	*job_rows = *failure_rows = NULL;
 	jq_code c = jq_dbi_run(db, S_GET, values, lengths, formats, &r1, err);
 	if (c == JQ_OK)
-		c = check_states(r1, err);
+		c = check_states(r1, 0, err);
 	if (c != JQ_OK)
 		return c;
 	c = jq_dbi_run(db, S_GET_FAILURES, values, lengths, formats, &r2, err);
@@ -474,10 +605,10 @@ jq_code jq_db_list(jq_db *db, const char *queue, const jq_state *status, int64_t
 	PGresult *r;
 	jq_code c = jq_dbi_run(db, S_LIST, values, lengths, formats, &r, err);
 	if (c == JQ_OK)
-		c = check_states(r, err);
+		c = check_states(r, 0, err);
 	if (c != JQ_OK)
 		return c;
-	if ((*rows = wrap_budgeted(r)) == NULL)
+	if ((*rows = wrap_budgeted(r, 0)) == NULL)
 		return nomem(err);
 	return JQ_OK;
 }
@@ -632,7 +763,7 @@ jq_code jq_db_retention(jq_db *db, int older_than_s, int limit, int64_t *count, 
 
 int jq_db_rows_count(const jq_db_rows *rows)
 {
-	return rows ? PQntuples(rows->res) : 0;
+	return rows ? rows->n : 0;
 }
 
 static const char *text_or_empty(const PGresult *r, int row, int col)
@@ -651,6 +782,7 @@ static jq_state state_of(const PGresult *r, int row, int col)
 void jq_db_rows_job(const jq_db_rows *rows, int i, jq_job *j)
 {
 	const PGresult *r = rows->res;
+	i += rows->first;
 	memset(j, 0, sizeof(*j));
 	j->id = jq_pgbin_i64(r, i, C_ID);
 	j->queue = text_or_empty(r, i, C_QUEUE);

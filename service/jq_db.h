@@ -174,6 +174,33 @@ jq_code jq_db_claim_within(jq_db *db, const char *queue, int limit, const char *
 jq_code jq_db_claim(jq_db *db, const char *queue, int limit, const char *worker, int lease_seconds,
 		    jq_db_rows **rows, jq_db_err *err) __attribute__((warn_unused_result));
 
+/* The claim of jq_db_complete_claim and jq_db_fail_claim: as jq_db_claim_within's arguments,
+ * except that the budget is strict: a job is claimed only when it fits within max_bytes, the
+ * first one too (the claimed jobs share their reply with the completion's results). */
+typedef struct jq_db_claim_next {
+	const char *queue;
+	int limit;
+	const char *worker;
+	int lease_seconds;
+	int64_t max_bytes;
+	int per_job_bytes;
+} jq_db_claim_next;
+
+/* jq_db_complete_claim completes n leases as jq_db_complete does and, in the same statement (one
+ * round trip, one commit), claims as `next` says when every lease was accepted (items[i].code OK
+ * for all i: completed now, or the repeat of a call that did). When a lease is refused nothing is
+ * claimed, and *claimed holds no job. n may be 0: a claim alone, with the strict budget. The
+ * jobs claimed are in *claimed (free with jq_db_rows_free; set on JQ_OK only). */
+jq_code jq_db_complete_claim(jq_db *db, const jq_db_lease *leases, size_t n, const jq_db_claim_next *next,
+			     jq_db_item *items, jq_db_rows **claimed, jq_db_err *err)
+	__attribute__((warn_unused_result));
+
+/* jq_db_fail_claim: jq_db_fail and the claim of `next` in one statement, under the same rule as
+ * jq_db_complete_claim. */
+jq_code jq_db_fail_claim(jq_db *db, const jq_db_lease *leases, size_t n, const jq_db_claim_next *next,
+			 jq_db_item *items, jq_db_rows **claimed, jq_db_err *err)
+	__attribute__((warn_unused_result));
+
 /* Heartbeat, Complete, Fail: one statement per batch; items[n] receives each job's outcome. */
 jq_code jq_db_heartbeat(jq_db *db, const jq_db_lease *leases, size_t n, int lease_seconds,
 			jq_db_item *items, jq_db_err *err) __attribute__((warn_unused_result));

@@ -238,8 +238,23 @@ static void renew_plan(jq_db *db, jq_dbi_stmt_id id)
 	free(text);
 }
 
+/* plan_mode_for puts the session's plan_cache_mode where statement s wants it (see replan in
+ * jq_db_int.h), with one SET when it changes: the hot statements follow one another on a
+ * connection, so that is rare. A SET that fails changes nothing but how the statement is planned. */
+static void plan_mode_for(jq_db *db, const jq_dbi_stmt *s)
+{
+	if (!db->prepared || s->replan == db->generic_plans)
+		return;
+	PGresult *r = db_exec(db, s->replan ? "SET plan_cache_mode = force_generic_plan"
+					    : "SET plan_cache_mode = auto");
+	if (PQresultStatus(r) == PGRES_COMMAND_OK)
+		db->generic_plans = s->replan;
+	PQclear(r);
+}
+
 static int session_setup(jq_db *db, jq_db_err *err)
 {
+	db->generic_plans = false;
 	char sql[96];
 	snprintf(sql, sizeof(sql), "SET statement_timeout = %d", db->statement_timeout_ms);
 	return command_done(db, db_exec(db, sql), "setup: ", err) ? 0 : -1;
@@ -406,6 +421,8 @@ static jq_code run_statement(jq_db *db, jq_dbi_stmt_id id, const char *const *va
 	PGresult *r;
 	if (db->prepared && s->replan && plan_due(db, id))
 		renew_plan(db, id);
+	if (db->conn != NULL)
+		plan_mode_for(db, s);
 	if (db->conn == NULL) {
 		r = NULL; /* lost while renewing the plan */
 	} else if (db->prepared && db->names[id][0] != '\0') {

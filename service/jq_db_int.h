@@ -51,6 +51,8 @@ typedef enum jq_dbi_stmt_id {
 	S_COMPLETE,
 	S_LEASE_STATE,
 	S_FAIL,
+	S_COMPLETE_CLAIM,
+	S_FAIL_CLAIM,
 	S_GET,
 	S_GET_FAILURES,
 	S_LIST,
@@ -78,7 +80,7 @@ typedef struct jq_dbi_stmt {
 	const char *name;
 	const char *sql;
 	int nparams;
-	Oid types[12];
+	Oid types[16];
 	/* The statements that join job_queue to a batch of ids or pick from it. PostgreSQL's plan
 	 * cache keeps a generic plan until the table's statistics change, and a queue table grows
 	 * and shrinks by orders of magnitude faster than autovacuum's ANALYZE follows: a generic plan
@@ -86,9 +88,13 @@ typedef struct jq_dbi_stmt {
 	 * row. Planning at every execution costs too (for a one-job call, planning is a large share
 	 * of the database's work), so jobqd keeps them prepared but prepares them again every
 	 * REPREPARE_USES executions or REPREPARE_MS, whichever comes first: a plan is never older
-	 * than that, and PostgreSQL, choosing between the generic plan and custom ones on fresh
-	 * statistics each time, keeps the generic plan only while it is the cheaper. Without
-	 * prepared statements (PgBouncer) they are planned at every execution. */
+	 * than that. They run under plan_cache_mode = force_generic_plan: left to choose, PostgreSQL
+	 * never takes the claim's generic plan (a LIMIT it cannot see is costed as a tenth of the
+	 * queue), so it planned every claim afresh, which for a one-job claim cost as much as running
+	 * it; their generic plans (test_schema checks the claim's and the completion's) are the
+	 * plans a custom one makes. The other statements keep PostgreSQL's choice: a List's custom
+	 * plan uses the partial index of the state it filters on. Without prepared statements
+	 * (PgBouncer) they are planned at every execution. */
 	bool replan;
 } jq_dbi_stmt;
 
@@ -106,6 +112,7 @@ struct jq_db {
 	int64_t renewals;              /* plans renewed under a fresh name (jq_db_plan_renewals) */
 	uint64_t generation;           /* numbers the fresh names */
 	bool dealloc_refused;          /* this connection's DEALLOCATE failed: do not send it again */
+	bool generic_plans;            /* the session's plan_cache_mode is force_generic_plan */
 	int unfreed;                   /* old statements left prepared on this connection */
 	int backoff_base_ms, backoff_max_ms, statement_timeout_ms;
 	int64_t last_attempt_ms;
@@ -119,7 +126,8 @@ struct jq_db {
 
 struct jq_db_rows {
 	PGresult *res;
-	bool cut; /* jq_db_rows_cut */
+	int first, n; /* the job rows are res's rows first .. first + n - 1 */
+	bool cut;     /* jq_db_rows_cut */
 };
 
 /* jq_dbi_set_err writes prefix + the first line of detail into err (NULL: nothing). */

@@ -27,6 +27,105 @@
 	" finished_at = " finished
 
 /*
+ * The claim, shared by S_CLAIM and the Complete/Fail statements that claim the next jobs
+ * (S_COMPLETE_CLAIM, S_FAIL_CLAIM), so that what a claim takes cannot differ between them.
+ *
+ * CLAIM_PICK(queue, limit, budget, fixed, gate, first) is two CTEs, `picked` and `fits`. picked:
+ * due pending jobs of `queue` through job_queue_claim_idx (queue, priority, run_at, id WHERE
+ * pending) in claim order, locked with SKIP LOCKED so that concurrent claimers take different
+ * rows instead of waiting; `gate` is SQL appended to its WHERE (" AND ...", or ""), which the
+ * combined statements use to claim nothing when the completion was refused. The CTE + UPDATE ...
+ * FROM form makes the LIMIT binding: with `WHERE id IN (subquery)` the planner may run the
+ * subquery more than once and claim more than `limit` rows. fits: the byte budget (`budget`; a
+ * job's size is its variable fields' lengths plus `fixed`, which holds the queue and worker: see
+ * jq_db.h), applied to the locked rows in claim order, so that a job that would not fit in the
+ * reply is never claimed: it stays pending, and its lock ends with the statement. `first` is
+ * "n = 1 OR " to take the first job whatever its size (a Claim), or "" to hold every job to the
+ * budget (a claim sharing its reply with other results). A window function cannot sit beside FOR
+ * UPDATE, hence the second CTE. fits.taken counts the rows the limit took (jq_db_rows_cut).
+ *
+ * CLAIM_SET(owner, lease) moves the rows of fits to processing under a new fencing token from a
+ * sequence, so a token never repeats: UPDATE job_queue j SET <it> FROM fits WHERE j.id = fits.id.
+ */
+#define CLAIM_PICK(QUEUE, LIMIT, BUDGET, FIXED, GATE, FIRST)                                     \
+	"picked AS ("                                                                             \
+	"  SELECT id, priority, run_at,"                                                          \
+	"         octet_length(payload) + coalesce(octet_length(last_error), 0)"                  \
+	"         + coalesce(octet_length(idempotency_key), 0) + " FIXED " AS size"               \
+	"    FROM job_queue"                                                                      \
+	"   WHERE queue = " QUEUE " AND curr_job_status = 'archive_pending' AND run_at <= now()"  \
+	GATE                                                                                      \
+	"   ORDER BY priority, run_at, id"                                                        \
+	"   LIMIT " LIMIT                                                                         \
+	"   FOR UPDATE SKIP LOCKED),"                                                             \
+	" fits AS ("                                                                              \
+	"  SELECT id, taken FROM ("                                                               \
+	"    SELECT id, count(*) OVER () AS taken, row_number() OVER w AS n, sum(size) OVER w AS upto" \
+	"      FROM picked WINDOW w AS (ORDER BY priority, run_at, id ROWS UNBOUNDED PRECEDING)) s" \
+	"   WHERE " FIRST "upto <= " BUDGET ")"
+
+#define CLAIM_SET(OWNER, LEASE)                                                                   \
+	"curr_job_status = 'archive_processing', " GUARD_MOVE("NULL") ", attempts = j.attempts + 1," \
+	" lease_owner = " OWNER ", lease_expires_at = now() + " LEASE " * interval '1 second',"  \
+	" lease_token = nextval('job_lease_token_seq')"
+
+/* The completion, shared by S_COMPLETE and S_COMPLETE_CLAIM: the row moves only while it is
+ * processing under the caller's token (the fence), l being the leases (id, token). */
+#define COMPLETE_SET "curr_job_status = 'archive_completed', " GUARD_MOVE("now()") ", lease_expires_at = NULL"
+#define COMPLETE_FENCE "j.id = l.id AND j.lease_token = l.token AND j.curr_job_status = 'archive_processing'"
+
+/* The failure, shared by S_FAIL and S_FAIL_CLAIM: CTEs l (the leases: $1 ids, $2 tokens, $3
+ * errors, $4 final, $5 retry delays, $8 workers; $6 and $7 the backoff), upd (the rows failed or
+ * retried) and hist (their history rows), then FAIL_JUDGED, each lease's outcome in read_items'
+ * shape plus the job's queue, FROM FAIL_JUDGED_FROM. A repeat of a Fail that succeeded (its reply
+ * was lost) finds its own failure recorded for this attempt under the same token; a job the
+ * rescuer took from the lease has "lease expired" there instead, so the late worker is told its
+ * lease is gone. */
+#define FAIL_CTES                                                                                 \
+	"l AS (SELECT * FROM unnest($1::int8[], $2::int8[], $3::text[], $4::bool[], $5::int4[],"     \
+	"                                $8::text[])"                                               \
+	"           WITH ORDINALITY AS l(id, token, err, final, retry_ms, worker, ord)),"           \
+	" upd AS (UPDATE job_queue j SET"                                                         \
+	"     curr_job_status = CASE WHEN l.final OR j.attempts >= j.max_attempts"                \
+	"                            THEN 'archive_failed' ELSE 'archive_pending' END,"           \
+	"     " GUARD_MOVE("CASE WHEN l.final OR j.attempts >= j.max_attempts THEN now() END") ","  \
+	"     run_at = CASE WHEN l.final OR j.attempts >= j.max_attempts THEN j.run_at"           \
+	"                   WHEN l.retry_ms > 0 THEN now() + l.retry_ms * interval '1 millisecond'" \
+	"                   ELSE now() + jobq_retry_delay_ms(j.attempts, $6, $7) * interval '1 millisecond' END," \
+	"     lease_expires_at = NULL, last_error = l.err"                                        \
+	"   FROM l WHERE j.id = l.id AND j.lease_token = l.token"                                 \
+	"    AND j.curr_job_status = 'archive_processing'"                                        \
+	"  RETURNING j.id, j.attempts, COALESCE(NULLIF(l.worker, ''), j.lease_owner) AS worker,"   \
+	"            j.curr_job_status, j.run_at, l.err),"                                        \
+	" hist AS (INSERT INTO job_failure (job_id, attempt, worker, error)"                      \
+	"   SELECT id, attempts, worker, err FROM upd)"
+#define FAIL_JUDGED                                                                               \
+	"l.id, upd.id IS NOT NULL AS done, COALESCE(upd.run_at, j.run_at) AS t,"                   \
+	" COALESCE(upd.curr_job_status, j.curr_job_status) AS status,"                            \
+	" j.lease_token = l.token AND EXISTS (SELECT 1 FROM job_failure f"                        \
+	"   WHERE f.job_id = l.id AND f.attempt = j.attempts AND f.error = l.err) AS same, j.queue"
+#define FAIL_JUDGED_FROM "l LEFT JOIN upd ON upd.id = l.id LEFT JOIN job_queue j ON j.id = l.id"
+
+/* CLAIM_AND_ANSWER(owner, lease) ends a statement that completes or fails jobs and claims the
+ * next ones, after its CTEs `leases` (each lease's outcome: id, done, t, status, same, queue,
+ * ord) and CLAIM_PICK's: it claims the rows of fits and returns first one row per lease in
+ * request order (kind 0: the job columns NULL, then the lease's columns from LEASE_COL0 in
+ * jq_db.c, in read_items' order), then the claimed jobs (kind 1: JOB_COLS and taken, the lease
+ * columns NULL). */
+#define CLAIM_AND_ANSWER(OWNER, LEASE)                                                                       \
+	" claimed AS (UPDATE job_queue j SET " CLAIM_SET(OWNER, LEASE)                              \
+	"   FROM fits WHERE j.id = fits.id RETURNING " JOB_COLS("j.payload") ", fits.taken)"      \
+	" SELECT c.*, NULL::int8 AS l_id, NULL::bool AS l_done, NULL::timestamptz AS l_t,"         \
+	"        NULL::text AS l_status, NULL::bool AS l_same, NULL::text AS l_queue,"              \
+	"        NULL::int8 AS l_ord, 1 AS kind"                                                    \
+	"   FROM claimed c"                                                                        \
+	" UNION ALL"                                                                              \
+	" SELECT NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL,"\
+	"        NULL, NULL, NULL, NULL, ls.id, ls.done, ls.t, ls.status, ls.same, ls.queue, ls.ord, 0" \
+	"   FROM leases ls"                                                                        \
+	" ORDER BY kind, l_ord, priority, run_at, id"
+
+/*
  * The statements. Each is one round trip and one implicit transaction: nothing here keeps a
  * transaction open across calls, so no row lock outlives a statement.
  */
@@ -48,25 +147,8 @@ const jq_dbi_stmt jq_dbi_stmts[S__COUNT] = {
 	 * that would not fit in the reply is never claimed: it stays pending, and its lock ends with
 	 * the statement. A window function cannot sit beside FOR UPDATE, hence the second CTE. */
 	[S_CLAIM] = { "jq_claim",
-		"WITH picked AS ("
-		"  SELECT id, priority, run_at,"
-		"         octet_length(payload) + coalesce(octet_length(last_error), 0)"
-		"         + coalesce(octet_length(idempotency_key), 0) + $6 AS size"
-		"    FROM job_queue"
-		"   WHERE queue = $1 AND curr_job_status = 'archive_pending' AND run_at <= now()"
-		"   ORDER BY priority, run_at, id"
-		"   LIMIT $2"
-		"   FOR UPDATE SKIP LOCKED),"
-		" fits AS ("
-		"  SELECT id, taken FROM ("
-		"    SELECT id, count(*) OVER () AS taken, row_number() OVER w AS n, sum(size) OVER w AS upto"
-		"      FROM picked WINDOW w AS (ORDER BY priority, run_at, id ROWS UNBOUNDED PRECEDING)) s"
-		"   WHERE n = 1 OR upto <= $5)"
-		" UPDATE job_queue j"
-		"    SET curr_job_status = 'archive_processing', " GUARD_MOVE("NULL") ", attempts = j.attempts + 1,"
-		"        lease_owner = $3, lease_expires_at = now() + $4 * interval '1 second',"
-		"        lease_token = nextval('job_lease_token_seq')"
-		"   FROM fits WHERE j.id = fits.id"
+		"WITH " CLAIM_PICK("$1", "$2", "$5", "$6", "", "n = 1 OR ")
+		" UPDATE job_queue j SET " CLAIM_SET("$3", "$4") " FROM fits WHERE j.id = fits.id"
 		" RETURNING " JOB_COLS("j.payload") ", fits.taken",
 		6, { JQ_OID_TEXT, JQ_OID_INT4, JQ_OID_TEXT, JQ_OID_INT4, JQ_OID_INT8, JQ_OID_INT4 }, true },
 
@@ -91,10 +173,9 @@ const jq_dbi_stmt jq_dbi_stmts[S__COUNT] = {
 	 * leases it could not complete. Those leases are rare (a lost lease, a repeated call), and
 	 * S_LEASE_STATE explains them after. */
 	[S_COMPLETE] = { "jq_complete",
-		"UPDATE job_queue j SET curr_job_status = 'archive_completed', " GUARD_MOVE("now()") ","
-		"     lease_expires_at = NULL"
+		"UPDATE job_queue j SET " COMPLETE_SET
 		"   FROM unnest($1::int8[], $2::int8[]) WITH ORDINALITY AS l(id, token, ord)"
-		"  WHERE j.id = l.id AND j.lease_token = l.token AND j.curr_job_status = 'archive_processing'"
+		"  WHERE " COMPLETE_FENCE
 		" RETURNING j.id, j.lease_token, j.queue, l.ord",
 		2, { OID_INT8_ARR, OID_INT8_ARR }, true },
 
@@ -112,34 +193,49 @@ const jq_dbi_stmt jq_dbi_stmts[S__COUNT] = {
 	 * every failure is kept in job_failure with the worker the request names (the proto's
 	 * FailRequest.worker_id), or the lease owner when it names none. */
 	[S_FAIL] = { "jq_fail",
-		"WITH l AS (SELECT * FROM unnest($1::int8[], $2::int8[], $3::text[], $4::bool[], $5::int4[],"
-		"                                $8::text[])"
-		"           WITH ORDINALITY AS l(id, token, err, final, retry_ms, worker, ord)),"
-		" upd AS (UPDATE job_queue j SET"
-		"     curr_job_status = CASE WHEN l.final OR j.attempts >= j.max_attempts"
-		"                            THEN 'archive_failed' ELSE 'archive_pending' END,"
-		"     " GUARD_MOVE("CASE WHEN l.final OR j.attempts >= j.max_attempts THEN now() END") ","
-		"     run_at = CASE WHEN l.final OR j.attempts >= j.max_attempts THEN j.run_at"
-		"                   WHEN l.retry_ms > 0 THEN now() + l.retry_ms * interval '1 millisecond'"
-		"                   ELSE now() + jobq_retry_delay_ms(j.attempts, $6, $7) * interval '1 millisecond' END,"
-		"     lease_expires_at = NULL, last_error = l.err"
-		"   FROM l WHERE j.id = l.id AND j.lease_token = l.token"
-		"    AND j.curr_job_status = 'archive_processing'"
-		"  RETURNING j.id, j.attempts, COALESCE(NULLIF(l.worker, ''), j.lease_owner) AS worker,"
-		"            j.curr_job_status, j.run_at, l.err),"
-		" hist AS (INSERT INTO job_failure (job_id, attempt, worker, error)"
-		"   SELECT id, attempts, worker, err FROM upd)"
-		/* A repeat of a Fail that succeeded (its reply was lost) finds its own failure recorded
-		 * for this attempt under the same token; a job the rescuer took from the lease has
-		 * "lease expired" there instead, so the late worker is told its lease is gone. */
-		" SELECT l.id, upd.id IS NOT NULL, COALESCE(upd.run_at, j.run_at),"
-		"        COALESCE(upd.curr_job_status, j.curr_job_status),"
-		"        j.lease_token = l.token AND EXISTS (SELECT 1 FROM job_failure f"
-		"          WHERE f.job_id = l.id AND f.attempt = j.attempts AND f.error = l.err), j.queue"
-		"   FROM l LEFT JOIN upd ON upd.id = l.id LEFT JOIN job_queue j ON j.id = l.id"
-		"  ORDER BY l.ord",
+		"WITH " FAIL_CTES
+		" SELECT " FAIL_JUDGED " FROM " FAIL_JUDGED_FROM " ORDER BY l.ord",
 		8, { OID_INT8_ARR, OID_INT8_ARR, OID_TEXT_ARR, OID_BOOL_ARR, OID_INT4_ARR, JQ_OID_INT4,
 		     JQ_OID_INT4, OID_TEXT_ARR }, true },
+
+	/* Complete, then claim the next jobs, in one statement (one round trip, one commit). The
+	 * completion is S_COMPLETE's UPDATE; `leases` judges each lease from the rows as they were
+	 * before the statement (S_LEASE_STATE's reading), and the claim runs only when every lease
+	 * completed now or was completed already under the same token (a repeated call): a lease
+	 * refused claims nothing. The completed rows were processing, never pending, so the claim
+	 * cannot take one of them. With no leases it is a claim that holds every job to the budget. */
+	[S_COMPLETE_CLAIM] = { "jq_complete_claim",
+		"WITH l AS (SELECT * FROM unnest($1::int8[], $2::int8[]) WITH ORDINALITY AS l(id, token, ord)),"
+		" done AS (UPDATE job_queue j SET " COMPLETE_SET " FROM l WHERE " COMPLETE_FENCE
+		"  RETURNING j.id, j.lease_token, j.queue),"
+		" leases AS (SELECT l.id, d.id IS NOT NULL AS done, NULL::timestamptz AS t,"
+		"        q.curr_job_status AS status, q.lease_token = l.token AS same,"
+		"        COALESCE(d.queue, q.queue) AS queue, l.ord"
+		"   FROM l LEFT JOIN done d ON d.id = l.id AND d.lease_token = l.token"
+		"   LEFT JOIN job_queue q ON q.id = l.id),"
+		" " CLAIM_PICK("$3", "$4", "$7", "$8",
+			       " AND NOT EXISTS (SELECT 1 FROM leases WHERE NOT done"
+			       "   AND NOT COALESCE(status = 'archive_completed' AND same, false))", "") ","
+		CLAIM_AND_ANSWER("$5", "$6"),
+		8, { OID_INT8_ARR, OID_INT8_ARR, JQ_OID_TEXT, JQ_OID_INT4, JQ_OID_TEXT, JQ_OID_INT4,
+		     JQ_OID_INT8, JQ_OID_INT4 }, true },
+
+	/* Fail, then claim the next jobs, in one statement: S_FAIL's CTEs, its answer as `leases`,
+	 * and the claim under the same rule as S_COMPLETE_CLAIM's (a lease judged OK by S_FAIL's
+	 * reading: failed now, or this very failure already recorded under the same token). A job
+	 * failed here goes back to pending with a later run_at, and this statement's snapshot does
+	 * not see it pending: it is not claimed again at once. */
+	[S_FAIL_CLAIM] = { "jq_fail_claim",
+		"WITH " FAIL_CTES ","
+		" leases AS (SELECT " FAIL_JUDGED ", l.ord FROM " FAIL_JUDGED_FROM "),"
+		" " CLAIM_PICK("$9", "$10", "$13", "$14",
+			       " AND NOT EXISTS (SELECT 1 FROM leases WHERE NOT done"
+			       "   AND NOT COALESCE(status IN ('archive_failed', 'archive_pending') AND same, false))",
+			       "") ","
+		CLAIM_AND_ANSWER("$11", "$12"),
+		14, { OID_INT8_ARR, OID_INT8_ARR, OID_TEXT_ARR, OID_BOOL_ARR, OID_INT4_ARR, JQ_OID_INT4,
+		      JQ_OID_INT4, OID_TEXT_ARR, JQ_OID_TEXT, JQ_OID_INT4, JQ_OID_TEXT, JQ_OID_INT4,
+		      JQ_OID_INT8, JQ_OID_INT4 }, true },
 
 	[S_GET] = { "jq_get", "SELECT " JOB_COLS("j.payload") " FROM job_queue j WHERE j.id = $1",
 		1, { JQ_OID_INT8 } },

@@ -152,7 +152,7 @@ void jq_dispatch_handle(void *worker_arg, jq_rpc_req *req)
 	jq_call call = { .db = w->db, .cfg = w->cfg, .request_id = jq_rpc_req_request_id(req),
 			 .received_us = jq_rpc_req_received_us(req), .deadline_us = jq_rpc_req_deadline_us(req),
 			 .longpoll = w->longpoll, .client_max_reply = env->max_reply_bytes,
-			 .send = send_reply, .send_arg = &to };
+			 .send = send_reply, .send_arg = &to, .role = (jq_role)jq_rpc_req_principal(req) };
 	ProtobufCMessage *in = NULL;
 
 	/* No wait for the database outlasts the request (a silent connection included). */
@@ -177,12 +177,16 @@ void jq_dispatch_handle(void *worker_arg, jq_rpc_req *req)
 		jq_call_error(&call, JQ_INVALID_ARGUMENT, "payload is not a valid %s", m->input->name);
 		goto reply;
 	}
+	call.resumed = jq_rpc_req_note(req, &call.resumed_len);
 	fn(&call, in);
 	protobuf_c_message_free_unpacked(in, NULL);
 	if (call.sent)
-		return;
+		goto out;
 	/* A Claim that waits: the long-poll owns it from here (jq_longpoll.h). */
 	if (call.waits) {
+		if (call.note != NULL)
+			jq_rpc_req_set_note(req, call.note, call.note_len);
+		call.note = NULL;
 		jq_longpoll_wait(&call.claim, req);
 		return;
 	}
@@ -192,4 +196,6 @@ reply:
 	 * neither reply nor error, OK with no payload. */
 	log_answer(&call, call.request_id, method, call.code);
 	jq_rpc_req_finish(req, call.code, call.code ? call.message : NULL, NULL, 0);
+out:
+	free(call.note);
 }

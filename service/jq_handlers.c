@@ -403,6 +403,225 @@ static void run_leases(jq_call *call, jq_db_lease *leases, size_t n, lease_op op
 	free(items);
 }
 
+/* ---- Complete and Fail that claim the next jobs (CompleteRequest.claim) ---- */
+
+#define CLAIM_METHOD "/jobq.v1.JobQueue/Claim"
+
+/* The fields of CompleteResponse or FailResponse a reply with a claim fills. */
+typedef struct next_reply {
+	ProtobufCMessage *resp;
+	size_t *n_results;
+	Jobq__V1__ItemResult ***results;
+	size_t *n_claimed;
+	Jobq__V1__Job ***claimed;
+	protobuf_c_boolean *claim_skipped;
+} next_reply;
+
+/* A completion with the claim of the next jobs (one statement), and the same completion alone. */
+typedef struct lease_claim_ops {
+	jq_code (*with_claim)(jq_db *db, const jq_db_lease *leases, size_t n, const jq_db_claim_next *next,
+			      jq_db_item *items, jq_db_rows **claimed, jq_db_err *err);
+	jq_code (*alone)(jq_db *db, const jq_db_lease *leases, size_t n, jq_db_item *items, jq_db_err *err);
+	bool fail;
+} lease_claim_ops;
+
+static const lease_claim_ops COMPLETE_OPS = { jq_db_complete_claim, jq_db_complete, false };
+static const lease_claim_ops FAIL_OPS = { jq_db_fail_claim, jq_db_fail, true };
+
+/* next_claim_allowed: the caller may Claim as well (the role table is jq_auth's), and takes a
+ * reply of one job (as a Claim must). Else the call is refused before anything is done. */
+static bool next_claim_allowed(jq_call *call)
+{
+	if (!jq_role_allows(call->role, CLAIM_METHOD)) {
+		jq_call_error(call, JQ_PERMISSION_DENIED, "claim: role %s may not call %s",
+			      jq_role_name(call->role), CLAIM_METHOD);
+		return false;
+	}
+	return claim_reply_fits(call);
+}
+
+/* next_budget: the bytes the claimed jobs may take in a reply that holds `used` bytes already. */
+static int64_t next_budget(const jq_call *call, size_t used)
+{
+	int64_t b = reply_budget(call) - (int64_t)used - JQ_REPLY_NEXT_EXTRA;
+	return b > 0 ? b : 0;
+}
+
+static jq_db_claim_next next_of(const jq_call *call, const Jobq__V1__ClaimRequest *cl, int64_t budget)
+{
+	return (jq_db_claim_next){
+		.queue = cl->queue, .limit = (int)cl->limit, .worker = cl->worker_id,
+		.lease_seconds = cl->lease_seconds ? (int)cl->lease_seconds : call->cfg->default_lease_seconds,
+		.max_bytes = budget, .per_job_bytes = JQ_REPLY_JOB_FIXED,
+	};
+}
+
+/* next_start: from here the long-poll follows the claim (claim_start); should it wait, it is
+ * answered with the completion's results (after_completion). */
+static void next_start(jq_call *call, const Jobq__V1__ClaimRequest *cl)
+{
+	claim_start(call, cl);
+	call->claim.after_completion = true;
+}
+
+/* tally_items counts the jobs a Complete (fail false) or Fail moved. */
+static void tally_items(const jq_db_item *items, size_t n, bool fail)
+{
+	job_tally t = { 0 };
+	for (size_t i = 0; i < n; i++) {
+		if (!items[i].changed)
+			continue;
+		jq_metrics_job_event ev = !fail ? JQ_METRICS_COMPLETED
+				       : items[i].status == JQ_STATE_PENDING ? JQ_METRICS_RETRIED : JQ_METRICS_FAILED;
+		tally(&t, items[i].queue, ev);
+	}
+	tally_flush(&t);
+}
+
+/* reply_claimed answers with the response nr fills, the jobs of rows as its claimed. */
+static void reply_claimed(jq_call *call, const jq_db_rows *rows, const next_reply *nr)
+{
+	jobs_out out = { 0 };
+	if (jobs_from_rows(rows, &out) != 0) {
+		jq_call_error(call, JQ_RESOURCE_EXHAUSTED, "out of memory");
+	} else {
+		*nr->n_claimed = out.n;
+		*nr->claimed = out.ptrs;
+		jq_call_reply(call, nr->resp);
+	}
+	jobs_free(&out);
+	*nr->n_claimed = 0;
+	*nr->claimed = NULL;
+}
+
+/* keep_results packs the response as it stands (the results) into call->note, for the wait:
+ * false when memory runs out (then the call is answered now, without waiting). */
+static bool keep_results(jq_call *call, const next_reply *nr)
+{
+	size_t len = protobuf_c_message_get_packed_size(nr->resp);
+	uint8_t *buf = malloc(len ? len : 1);
+	if (buf == NULL)
+		return false;
+	call->note_len = protobuf_c_message_pack(nr->resp, buf);
+	call->note = buf;
+	return true;
+}
+
+/* run_then_claim completes (or fails) n leases and claims cl's jobs in one statement, and
+ * answers with both: the results, and the jobs claimed when no lease was refused (claim_skipped
+ * when one was; a request of one job refused answers that job's code, as without a claim). When
+ * the claim found nothing and may wait, the request waits as a Claim, its results kept. A queue
+ * the long-poll knows to be empty is not asked: the completion runs alone, then the wait (as a
+ * Claim of that queue waits without a query). */
+static void run_then_claim(jq_call *call, jq_db_lease *leases, size_t n,
+			   const Jobq__V1__ClaimRequest *cl, const lease_claim_ops *ops, const next_reply *nr)
+{
+	jq_db_item *items = calloc(n, sizeof(*items));
+	jq_db_rows *rows = NULL;
+	items_out out = { 0 };
+	jq_db_err err;
+
+	if (items == NULL) {
+		jq_call_error(call, JQ_RESOURCE_EXHAUSTED, "out of memory");
+		return;
+	}
+	next_start(call, cl);
+	bool known_empty = jq_longpoll_claim_begin(&call->claim);
+	jq_db_claim_next next = next_of(call, cl, next_budget(call, n * JQ_REPLY_ITEM_MAX));
+	jq_code c = known_empty ? ops->alone(call->db, leases, n, items, &err)
+				: ops->with_claim(call->db, leases, n, &next, items, &rows, &err);
+	bool skipped = false;
+	for (size_t i = 0; c == JQ_OK && i < n; i++)
+		skipped |= items[i].code != JQ_OK;
+	bool waits = known_empty && c == JQ_OK && !skipped;
+	if (!known_empty) {
+		size_t got = c == JQ_OK ? (size_t)jq_db_rows_count(rows) : 0;
+		/* A claim that did not run, like one the budget cut short, tells nothing of the queue. */
+		waits = jq_longpoll_claim_end(&call->claim, got, c == JQ_OK && !skipped && !jq_db_rows_cut(rows));
+	}
+	if (c != JQ_OK) {
+		db_error(call, c, &err);
+		goto out;
+	}
+	tally_items(items, n, ops->fail);
+	if (items_to_proto(items, n, &out) != 0) {
+		jq_call_error(call, JQ_RESOURCE_EXHAUSTED, "out of memory");
+		goto out;
+	}
+	*nr->n_results = out.n;
+	*nr->results = out.ptrs;
+	*nr->claim_skipped = skipped;
+	if (n == 1 && skipped) {
+		finish_batch(call, items, n, nr->resp); /* answers the job's code */
+		goto out;
+	}
+	if (waits && keep_results(call, nr)) {
+		call->waits = true;
+		goto out;
+	}
+	reply_claimed(call, rows, nr);
+out:
+	items_free(&out);
+	jq_db_rows_free(rows);
+	free(items);
+}
+
+/* claim_alone runs the claim of next by itself. A budget that holds any one job is the plain
+ * Claim's statement (which takes its first job whatever its size, within the budget here);
+ * a smaller one, the claim of jq_db_complete_claim with no lease, which holds every job to it. */
+static jq_code claim_alone(jq_call *call, const jq_db_claim_next *next, jq_db_rows **rows, jq_db_err *err)
+{
+	int64_t one_job = (int64_t)(call->cfg->max_payload_bytes + JQ_REPLY_ONE_JOB_EXTRA - JQ_REPLY_ENVELOPE_MAX);
+	if (next->max_bytes >= one_job)
+		return jq_db_claim_within(call->db, next->queue, next->limit, next->worker, next->lease_seconds,
+					  next->max_bytes, next->per_job_bytes, rows, err);
+	return jq_db_complete_claim(call->db, NULL, 0, next, NULL, rows, err);
+}
+
+/* resume_claim runs the claim of a Complete or Fail (response type desc) whose completion was
+ * done before it waited: only the claim, and the reply is the kept results with the jobs. */
+static void resume_claim(jq_call *call, const Jobq__V1__ClaimRequest *cl,
+			 const ProtobufCMessageDescriptor *desc)
+{
+	jq_db_rows *rows = NULL;
+	jq_db_err err;
+	ProtobufCMessage *resp = protobuf_c_message_unpack(desc, NULL, call->resumed_len, call->resumed);
+	if (resp == NULL) {
+		jq_call_error(call, JQ_INTERNAL, "the results kept across the wait do not decode");
+		return;
+	}
+	next_reply nr;
+	if (desc == &jobq__v1__complete_response__descriptor) {
+		Jobq__V1__CompleteResponse *m = (Jobq__V1__CompleteResponse *)resp;
+		nr = (next_reply){ resp, &m->n_results, &m->results, &m->n_claimed, &m->claimed, &m->claim_skipped };
+	} else {
+		Jobq__V1__FailResponse *m = (Jobq__V1__FailResponse *)resp;
+		nr = (next_reply){ resp, &m->n_results, &m->results, &m->n_claimed, &m->claimed, &m->claim_skipped };
+	}
+
+	next_start(call, cl);
+	if (jq_longpoll_claim_begin(&call->claim)) {
+		call->waits = true; /* the note stays with the request */
+		goto out;
+	}
+	jq_db_claim_next next = next_of(call, cl, next_budget(call, call->resumed_len));
+	jq_code c = claim_alone(call, &next, &rows, &err);
+	size_t got = c == JQ_OK ? (size_t)jq_db_rows_count(rows) : 0;
+	bool waits = jq_longpoll_claim_end(&call->claim, got, c == JQ_OK && !jq_db_rows_cut(rows));
+	if (c != JQ_OK) {
+		db_error(call, c, &err);
+		goto out;
+	}
+	if (waits) {
+		call->waits = true;
+		goto out;
+	}
+	reply_claimed(call, rows, &nr);
+out:
+	jq_db_rows_free(rows);
+	protobuf_c_message_free_unpacked(resp, NULL);
+}
+
 void jq_handle_heartbeat(jq_call *call, const ProtobufCMessage *request)
 {
 	const Jobq__V1__HeartbeatRequest *r = (const Jobq__V1__HeartbeatRequest *)request;
@@ -427,7 +646,19 @@ void jq_handle_complete(jq_call *call, const ProtobufCMessage *request)
 		call->code = JQ_INVALID_ARGUMENT;
 		return;
 	}
+	if (r->claim != NULL && !next_claim_allowed(call))
+		return;
+	if (r->claim != NULL && call->resumed != NULL) {
+		resume_claim(call, r->claim, &jobq__v1__complete_response__descriptor);
+		return;
+	}
 	size_t n = gather_leases(r->id, r->lease_token, r->jobs, r->n_jobs, leases);
+	if (r->claim != NULL) {
+		next_reply nr = { &resp.base, &resp.n_results, &resp.results, &resp.n_claimed,
+				  &resp.claimed, &resp.claim_skipped };
+		run_then_claim(call, leases, n, r->claim, &COMPLETE_OPS, &nr);
+		return;
+	}
 	run_leases(call, leases, n, op_complete, r, &resp.base, &resp.n_results, &resp.results);
 }
 
@@ -458,6 +689,12 @@ void jq_handle_fail(jq_call *call, const ProtobufCMessage *request)
 		call->code = JQ_INVALID_ARGUMENT;
 		return;
 	}
+	if (r->claim != NULL && !next_claim_allowed(call))
+		return;
+	if (r->claim != NULL && call->resumed != NULL) {
+		resume_claim(call, r->claim, &jobq__v1__fail_response__descriptor);
+		return;
+	}
 	if (r->id != 0 || r->lease_token != 0)
 		leases[n++] = (jq_db_lease){ .id = r->id, .lease_token = r->lease_token, .error = r->error,
 					     .final = r->final, .retry_in_ms = (int32_t)r->retry_in_ms,
@@ -476,6 +713,12 @@ void jq_handle_fail(jq_call *call, const ProtobufCMessage *request)
 			goto out;
 		}
 		leases[i].error = cut_error(leases[i].error, cut[i], JQ_MAX_ERROR_LEN + 1);
+	}
+	if (r->claim != NULL) {
+		next_reply nr = { &resp.base, &resp.n_results, &resp.results, &resp.n_claimed,
+				  &resp.claimed, &resp.claim_skipped };
+		run_then_claim(call, leases, n, r->claim, &FAIL_OPS, &nr);
+		goto out;
 	}
 	run_leases(call, leases, n, op_fail, r, &resp.base, &resp.n_results, &resp.results);
 out:

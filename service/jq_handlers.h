@@ -7,7 +7,9 @@
  * message, while the handler still holds what the response points into) or jq_call_error (a
  * code and a message, answered by the dispatcher when the handler returns). A Claim may end a
  * third way: the long-poll says it waits (call->waits), and the dispatcher hands the request to
- * jq_longpoll_wait.
+ * jq_longpoll_wait. So may a Complete or Fail that claims the next jobs (CompleteRequest.claim),
+ * once its completion is done: its results travel with the request (call->note), and when it runs
+ * again only the claim runs.
  */
 #ifndef JQ_HANDLERS_H
 #define JQ_HANDLERS_H
@@ -17,6 +19,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "jq_auth.h"
 #include "jq_config.h"
 #include "jq_db.h"
 #include "jq_longpoll.h"
@@ -28,6 +31,14 @@
 #define JQ_REPLY_JOB_FIXED 256
 /* Bytes of the reply's envelope (RpcResponse) beyond its payload: tags, lengths, request id. */
 #define JQ_REPLY_ENVELOPE_MAX 256
+/* Bytes one ItemResult of a Complete or Fail takes in its response, with a message of up to
+ * JQ_REPLY_ITEM_MESSAGE_MAX bytes (jq_db's are shorter), and what a response's claim adds beside
+ * the jobs (retry_after_ms, claim_skipped): what the completion's results take from the budget
+ * of a claim made in the same statement, before their sizes are known
+ * (tests/unit/test_reply_bound.c holds both). */
+#define JQ_REPLY_ITEM_MESSAGE_MAX 96
+#define JQ_REPLY_ITEM_MAX 160
+#define JQ_REPLY_NEXT_EXTRA 16
 
 typedef struct jq_call jq_call;
 
@@ -52,6 +63,15 @@ struct jq_call {
 	 * jq_longpoll_wait with `claim` instead of answering. */
 	bool waits;
 	jq_longpoll_claim claim;
+	jq_role role; /* the caller's (jq_auth): a Complete or Fail that claims must be let Claim too */
+	/* A Complete or Fail that claims and waits: its results, to answer with when the wait ends
+	 * (the response packed, malloc'd; the dispatcher gives it to the request as its note, or
+	 * frees it). resumed: that note when the request runs again after the wait (the completion
+	 * is done: only the claim runs), else NULL. */
+	uint8_t *note;
+	size_t note_len;
+	const uint8_t *resumed;
+	size_t resumed_len;
 };
 
 typedef void (*jq_handler_fn)(jq_call *call, const ProtobufCMessage *request);

@@ -84,23 +84,56 @@ struct jq_longpoll {
 	bool joined;
 };
 
-/* Parked requests are answered OK with an empty ClaimResponse: zero bytes encode it. Only
- * Claims park, and the dispatcher does not see this answer, so it is counted here. */
-static void answer_empty(jq_rpc_req *req)
+/* count_answer counts an answer given here: the dispatcher does not see it. */
+static void count_answer(jq_rpc_req *req)
 {
-	jq_metrics_request("/jobq.v1.JobQueue/Claim", JQ_OK, jq_clock_mono_us() - jq_rpc_req_received_us(req));
-	jq_rpc_req_finish(req, JQ_OK, NULL, NULL, 0);
+	const char *method = jq_rpc_req_envelope(req)->method;
+	jq_metrics_request(method ? method : "", JQ_OK, jq_clock_mono_us() - jq_rpc_req_received_us(req));
 }
 
-/* answer_retry answers a Claim that may not wait: no jobs, and when to ask again. */
-static void answer_retry(jq_rpc_req *req)
+/* Parked requests are answered OK with no jobs: an empty ClaimResponse (zero bytes encode it),
+ * or, for the claim of a Complete or Fail, the response its note holds (its results). */
+static void answer_empty(jq_rpc_req *req)
 {
-	Jobq__V1__ClaimResponse resp = JOBQ__V1__CLAIM_RESPONSE__INIT;
-	uint8_t buf[16];
-	resp.retry_after_ms = RETRY_AFTER_MS + (uint32_t)(jq_clock_mono_us() % RETRY_AFTER_MS);
-	size_t len = jobq__v1__claim_response__pack(&resp, buf);
-	jq_metrics_request("/jobq.v1.JobQueue/Claim", JQ_OK, jq_clock_mono_us() - jq_rpc_req_received_us(req));
+	size_t len;
+	const uint8_t *note = jq_rpc_req_note(req, &len);
+	count_answer(req);
+	jq_rpc_req_finish(req, JQ_OK, NULL, note, note != NULL ? len : 0);
+}
+
+/* put_varint writes v as a protobuf varint at p; returns its length (at most 10). */
+static size_t put_varint(uint8_t *p, uint64_t v)
+{
+	size_t n = 0;
+	do {
+		p[n++] = (uint8_t)((v & 0x7f) | (v > 0x7f ? 0x80 : 0));
+		v >>= 7;
+	} while (v != 0);
+	return n;
+}
+
+/* answer_retry answers a Claim that may not wait: no jobs, and when to ask again, in the
+ * response's retry_after_ms (a field appended to the note's encoding: protobuf merges them). */
+static void answer_retry(jq_rpc_req *req, bool after_completion)
+{
+	size_t note_len, len = 0;
+	const uint8_t *note = jq_rpc_req_note(req, &note_len);
+	uint32_t field = after_completion ? JQ_LONGPOLL_NEXT_RETRY_FIELD : 2; /* ClaimResponse's */
+	uint32_t ms = RETRY_AFTER_MS + (uint32_t)(jq_clock_mono_us() % RETRY_AFTER_MS);
+	uint8_t *buf = malloc((note != NULL ? note_len : 0) + 20);
+	if (buf == NULL) {
+		answer_empty(req);
+		return;
+	}
+	if (note != NULL) {
+		memcpy(buf, note, note_len);
+		len = note_len;
+	}
+	len += put_varint(buf + len, (uint64_t)field << 3); /* wire type 0: varint */
+	len += put_varint(buf + len, ms);
+	count_answer(req);
 	jq_rpc_req_finish(req, JQ_OK, NULL, buf, len);
+	free(buf);
 }
 
 /* current_generation: the number of wakes so far; a Claim reads it before it queries. */
@@ -236,6 +269,7 @@ void jq_longpoll_claim_start(jq_longpoll *lp, jq_longpoll_claim *c, const char *
 	c->limit = limit > 0 ? limit : 1;
 	c->until_us = wait_ms > 0 ? received_us + (int64_t)wait_ms * 1000 : 0;
 	c->generation = lp != NULL ? current_generation(lp) : 0;
+	c->after_completion = false;
 }
 
 /* may_wait: the Claim asked to wait and part of its wait is left (a Claim run again after a wake
@@ -346,11 +380,16 @@ int64_t jq_longpoll_unqueried(jq_longpoll *lp)
 	return n;
 }
 
-/* park keeps req, a Claim of up to `limit` jobs, until a job of queue is announced or until
- * until_us, then requeues or answers it; at once when queue was woken since `generation`. */
-static void park(jq_longpoll *lp, jq_rpc_req *req, const char *queue, int limit, int64_t until_us,
-		 uint64_t generation)
+/* park keeps req, the Claim c follows, until a job of its queue is announced or until until_us,
+ * then requeues or answers it; at once when the queue was woken since c's generation. */
+static void park(const jq_longpoll_claim *c, jq_rpc_req *req, int64_t until_us)
 {
+	jq_longpoll *lp = c->lp;
+	const char *queue = c->queue;
+	int limit = c->limit;
+	uint64_t generation = c->generation;
+	size_t note_len = 0;
+	jq_rpc_req_note(req, &note_len); /* its bytes count as the request's */
 	waiter *w = calloc(1, sizeof(*w));
 	if (w == NULL) {
 		answer_empty(req);
@@ -366,7 +405,8 @@ static void park(jq_longpoll *lp, jq_rpc_req *req, const char *queue, int limit,
 	jq_mutex_lock(&lp->longpoll_mu);
 	bool now = lp->stop || woken_since_locked(lp, queue, generation);
 	bool stopping = lp->stop;
-	bool full = !now && (lp->nwaiting >= lp->max_waiting || jq_rpc_req_bytes(req) > PARK_MAX_BYTES);
+	bool full = !now && (lp->nwaiting >= lp->max_waiting ||
+				  jq_rpc_req_bytes(req) + note_len > PARK_MAX_BYTES);
 	if (full)
 		lp->refused++;
 	if (!now && !full) {
@@ -383,7 +423,7 @@ static void park(jq_longpoll *lp, jq_rpc_req *req, const char *queue, int limit,
 		return;
 	free(w);
 	if (full)
-		answer_retry(req);
+		answer_retry(req, c->after_completion);
 	else if (stopping)
 		answer_empty(req);
 	else
@@ -398,7 +438,7 @@ void jq_longpoll_wait(const jq_longpoll_claim *c, jq_rpc_req *req)
 		until = deadline;
 	assert(c->lp != NULL); /* jq_longpoll_claim_begin/_end/_known_empty said it waits */
 	jq_debug("[%s] claim on %s waits for work", jq_rpc_req_request_id(req), c->queue);
-	park(c->lp, req, c->queue, c->limit, until, c->generation);
+	park(c, req, until);
 }
 
 /* take_locked unlinks into a list the waiters that match (of queue, or expired before t), except

@@ -36,6 +36,9 @@
  * which makes it unknown again. While the listener is not listening nothing is known, and every
  * Claim asks the database.
  *
+ * A Complete or Fail that claims the next jobs waits the same way, once its completion is done;
+ * its answers here are its request's note (jq_longpoll_claim.after_completion).
+ *
  * Ownership: a request given to jq_longpoll_wait belongs to the long-poll until it is requeued or
  * answered. Shutdown is two steps: jq_longpoll_stop answers every waiter and makes later waits
  * answer at once (run it before jq_rpc_server_stop, which waits for every request);
@@ -63,7 +66,15 @@ typedef struct jq_longpoll_claim {
 	int limit;           /* the jobs it asks for: how many announced jobs it covers */
 	int64_t until_us;    /* when its wait ends (arrival + wait_ms); 0 = it does not wait */
 	uint64_t generation; /* the long-poll's, read before the Claim queries */
+	/* The claim of a Complete or Fail (their `claim`), whose request carries the results of its
+	 * completion as its note (jq_rpc_req_set_note): the answers given here are that note, with
+	 * retry_after_ms in field JQ_LONGPOLL_NEXT_RETRY_FIELD when the Claim may not wait. false
+	 * (jq_longpoll_claim_start's): a Claim, answered with a ClaimResponse. */
+	bool after_completion;
 } jq_longpoll_claim;
+
+/* The field number of retry_after_ms in CompleteResponse and FailResponse. */
+#define JQ_LONGPOLL_NEXT_RETRY_FIELD 11
 
 /* jq_longpoll_start starts the expiry thread; at most max_waiting Claims wait at once (0: none
  * waits). Returns 0, or -1. */

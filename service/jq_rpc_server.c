@@ -90,6 +90,8 @@ struct jq_rpc_req {
 	int principal;             /* from the authorize hook */
 	int64_t received_us;
 	int64_t deadline_us;
+	uint8_t *note; /* jq_rpc_req_set_note */
+	size_t note_len;
 	char id[JQ_RPC_ID_MAX + 1];
 };
 
@@ -211,7 +213,21 @@ static void req_free(jq_rpc_req *req)
 {
 	if (req->env != NULL)
 		jobq__v1__rpc_request__free_unpacked(req->env, NULL);
+	free(req->note);
 	free(req);
+}
+
+void jq_rpc_req_set_note(jq_rpc_req *req, uint8_t *data, size_t len)
+{
+	free(req->note);
+	req->note = data;
+	req->note_len = len;
+}
+
+const uint8_t *jq_rpc_req_note(const jq_rpc_req *req, size_t *len)
+{
+	*len = req->note_len;
+	return req->note;
 }
 
 /* ---- the envelope, read straight from the wire (jq_wire) ---- */

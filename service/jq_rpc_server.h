@@ -122,6 +122,13 @@ int64_t jq_rpc_req_received_us(const jq_rpc_req *req);
 void jq_rpc_req_finish(jq_rpc_req *req, jq_code code, const char *message, const uint8_t *payload,
 		       size_t payload_len);
 
+/* jq_rpc_req_set_note keeps len bytes at data (malloc'd; the request takes them, and frees them
+ * with itself) with the request until it is finished: what a handler that parks a request needs
+ * when the request runs again (the results of a Complete that waits to claim). A second note
+ * replaces the first. jq_rpc_req_note returns the note and its length, or NULL. */
+void jq_rpc_req_set_note(jq_rpc_req *req, uint8_t *data, size_t len);
+const uint8_t *jq_rpc_req_note(const jq_rpc_req *req, size_t *len);
+
 /* jq_rpc_req_wait tells the server that req will wait without work for a while (a parked
  * long-poll): its bytes stop counting against max_inflight_bytes until it is requeued, so
  * waiting requests never stop the server from receiving. Their owner bounds them instead. */

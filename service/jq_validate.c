@@ -247,11 +247,23 @@ int jq_validate_heartbeat(const Jobq__V1__HeartbeatRequest *r, char *msg, size_t
 	return rc;
 }
 
+/* next_claim checks the claim a Complete or Fail may carry exactly as a Claim, naming its
+ * fields "claim.<field>". */
+static int next_claim(const Jobq__V1__ClaimRequest *claim, char *msg, size_t msg_len)
+{
+	char why[256];
+	if (claim == NULL || jq_validate_claim(claim, why, sizeof(why)) == 0)
+		return 0;
+	return bad(msg, msg_len, "claim.%s", why);
+}
+
 int jq_validate_complete(const Jobq__V1__CompleteRequest *r, char *msg, size_t msg_len)
 {
 	int rc;
 	CHECK_LEASES(r, msg, msg_len, rc);
-	return rc;
+	if (rc != 0)
+		return rc;
+	return next_claim(r->claim, msg, msg_len);
 }
 
 int jq_validate_fail(const Jobq__V1__FailRequest *r, char *msg, size_t msg_len)
@@ -273,7 +285,9 @@ int jq_validate_fail(const Jobq__V1__FailRequest *r, char *msg, size_t msg_len)
 		if (r->jobs[i]->retry_in_ms > JQ_MAX_RETRY_IN_MS)
 			return bad(msg, msg_len, "jobs[%zu].retry_in_ms: at most %d", i, JQ_MAX_RETRY_IN_MS);
 	}
-	return worker_id("worker_id", r->worker_id, false, msg, msg_len);
+	if (worker_id("worker_id", r->worker_id, false, msg, msg_len) != 0)
+		return -1;
+	return next_claim(r->claim, msg, msg_len);
 }
 
 int jq_validate_get(const Jobq__V1__GetRequest *r, char *msg, size_t msg_len)

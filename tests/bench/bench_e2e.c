@@ -9,6 +9,10 @@
  *                                            ($JOBQ_DATABASE_URL): jobqd's own jq_db module,
  *                                            in-process, so the SQL, the prepared statements
  *                                            and the binary parameters are identical
+ *   bench_e2e jobq_next NAME JOBS WORKERS BATCH   jobq, workers completing and claiming in one
+ *                                            call (jobq_complete_claim): one round trip per batch
+ *   bench_e2e raw_next NAME JOBS WORKERS BATCH    raw, with that call's statement
+ *                                            (jq_db_complete_claim)
  *   bench_e2e floor NAME JOBS WORKERS BATCH  the smallest correct queue on the same server
  *                                            (tests/bench/floor.sql): enqueue by INSERT ...
  *                                            unnest, claim by the same SKIP LOCKED CTE,
@@ -47,6 +51,7 @@ typedef struct shared {
 	atomic_int failed;
 	atomic_long claims, empty_claims; /* how the workers' time was spent */
 	atomic_llong claim_us, complete_us, enqueue_us; /* summed call durations */
+	atomic_bool all_enqueued; /* from here on no job arrives: a claim has nothing to wait for */
 } shared;
 
 typedef struct lease {
@@ -59,6 +64,10 @@ typedef struct backend {
 	int (*enqueue)(void *h, const char *queue, size_t n);
 	int (*claim)(void *h, const char *queue, size_t limit, const char *worker, lease *out, size_t *n);
 	int (*complete)(void *h, const lease *l, size_t n);
+	/* Complete l[n] and claim up to limit jobs in the same call (*_next modes); wait says
+	 * whether the claim may wait for a job. */
+	int (*complete_claim)(void *h, const lease *l, size_t n, const char *queue, size_t limit,
+			      const char *worker, bool wait, lease *out, size_t *n_out);
 	bool idle_sleep; /* true when an empty claim returns at once */
 } backend;
 
@@ -117,6 +126,30 @@ static int jq_complete(void *h, const lease *l, size_t n)
 	if (rc != JOBQ_OK)
 		fprintf(stderr, "bench: complete: %s\n", e.message);
 	return rc;
+}
+
+static int jq_complete_claim(void *h, const lease *l, size_t n, const char *queue, size_t limit,
+			     const char *worker, bool wait, lease *out, size_t *n_out)
+{
+	static jobq_lease ls[MAX_BATCH];
+	jobq_result res[MAX_BATCH];
+	jobq_claim_next next = { .queue = queue, .limit = (uint32_t)limit, .worker_id = worker,
+				 .lease_seconds = 60, .wait_ms = wait ? claim_wait_ms : 0 };
+	jobq_job *jobs = NULL;
+	jobq_error e;
+	for (size_t i = 0; i < n; i++)
+		ls[i] = (jobq_lease){ l[i].id, l[i].token };
+	int rc = jobq_complete_claim(h, ls, n, &next, res, &jobs, n_out, NULL, &e);
+	for (size_t i = 0; rc == JOBQ_OK && i < n; i++)
+		rc = res[i].code;
+	if (rc != JOBQ_OK) {
+		fprintf(stderr, "bench: complete_claim: %s\n", e.message);
+		return rc;
+	}
+	for (size_t i = 0; i < *n_out; i++)
+		out[i] = (lease){ jobs[i].id, jobs[i].lease_token };
+	jobq_jobs_free(jobs, *n_out);
+	return 0;
 }
 
 /* ---- raw: the same statements without RPC ---- */
@@ -181,6 +214,36 @@ static int raw_complete(void *h, const lease *l, size_t n)
 	if (c != JQ_OK)
 		fprintf(stderr, "bench: complete: %s\n", e.msg);
 	return (int)c;
+}
+
+static int raw_complete_claim(void *h, const lease *l, size_t n, const char *queue, size_t limit,
+			      const char *worker, bool wait, lease *out, size_t *n_out)
+{
+	static jq_db_lease ls[MAX_BATCH];
+	jq_db_item items[MAX_BATCH];
+	jq_db_claim_next next = { .queue = queue, .limit = (int)limit, .worker = worker, .lease_seconds = 60,
+				  .max_bytes = INT64_MAX, .per_job_bytes = 0 };
+	jq_db_rows *rows = NULL;
+	jq_db_err e;
+	(void)wait;
+	for (size_t i = 0; i < n; i++)
+		ls[i] = (jq_db_lease){ .id = l[i].id, .lease_token = l[i].token };
+	jq_code c = jq_db_complete_claim(h, ls, n, &next, items, &rows, &e);
+	for (size_t i = 0; c == JQ_OK && i < n; i++)
+		c = items[i].code;
+	if (c != JQ_OK) {
+		fprintf(stderr, "bench: complete_claim: %s\n", e.msg);
+		jq_db_rows_free(rows);
+		return (int)c;
+	}
+	*n_out = (size_t)jq_db_rows_count(rows);
+	for (size_t i = 0; i < *n_out; i++) {
+		jq_job j;
+		jq_db_rows_job(rows, (int)i, &j);
+		out[i] = (lease){ j.id, j.lease_token };
+	}
+	jq_db_rows_free(rows);
+	return 0;
 }
 
 /* ---- floor: the smallest correct queue (tests/bench/floor.sql), straight through libpq ---- */
@@ -292,9 +355,9 @@ static int floor_complete(void *h, const lease *l, size_t n)
 	return rc;
 }
 
-static const backend JOBQ_BACKEND = { jq_open, jq_enqueue, jq_claim, jq_complete, false };
-static const backend RAW_BACKEND = { raw_open, raw_enqueue, raw_claim, raw_complete, true };
-static const backend FLOOR_BACKEND = { floor_open, floor_enqueue, floor_claim, floor_complete, true };
+static const backend JOBQ_BACKEND = { jq_open, jq_enqueue, jq_claim, jq_complete, jq_complete_claim, false };
+static const backend RAW_BACKEND = { raw_open, raw_enqueue, raw_claim, raw_complete, raw_complete_claim, true };
+static const backend FLOOR_BACKEND = { floor_open, floor_enqueue, floor_claim, floor_complete, NULL, true };
 
 /* ---- the benchmark ---- */
 
@@ -304,35 +367,57 @@ static void prctl_parent_death(void)
 	prctl(PR_SET_PDEATHSIG, SIGKILL);
 }
 
-static void worker_main(const backend *b, shared *sh, const char *queue, long jobs, size_t batch,
-			int index)
+/* report_done counts n completed jobs; whoever completes the last job stops the clock (the
+ * monotonic clock is shared by every process on the machine). */
+static void report_done(shared *sh, long jobs, size_t n)
+{
+	if (atomic_fetch_add(&sh->done, (long)n) + (long)n >= jobs)
+		atomic_store(&sh->end_us, bench_now_us());
+}
+
+/* A worker claims, then completes what it holds: with `next`, completes and claims the next
+ * batch in one call, and claims apart only when it holds nothing. */
+static void worker_main(const backend *b, bool next, shared *sh, const char *queue, long jobs,
+			size_t batch, int index)
 {
 	char worker[32];
 	lease leases[MAX_BATCH];
+	size_t n = 0; /* leases held */
 	snprintf(worker, sizeof(worker), "bench-%d", index);
 	void *h = b->open();
 	atomic_fetch_add(&sh->ready, 1);
 	while (atomic_load(&sh->done) < jobs && !atomic_load(&sh->failed)) {
-		size_t n = 0;
 		int64_t t0 = bench_now_us();
-		if (b->claim(h, queue, batch, worker, leases, &n) != 0)
-			goto fail;
-		int64_t t1 = bench_now_us();
-		atomic_fetch_add(&sh->claims, 1);
 		if (n == 0) {
-			atomic_fetch_add(&sh->empty_claims, 1);
-			if (b->idle_sleep)
-				usleep(RAW_IDLE_US);
+			if (b->claim(h, queue, batch, worker, leases, &n) != 0)
+				goto fail;
+			atomic_fetch_add(&sh->claims, 1);
+			if (n > 0)
+				atomic_fetch_add(&sh->claim_us, bench_now_us() - t0);
+			if (n == 0) {
+				atomic_fetch_add(&sh->empty_claims, 1);
+				if (b->idle_sleep)
+					usleep(RAW_IDLE_US);
+			}
 			continue;
 		}
-		if (b->complete(h, leases, n) != 0)
-			goto fail;
-		atomic_fetch_add(&sh->claim_us, t1 - t0);
-		atomic_fetch_add(&sh->complete_us, bench_now_us() - t1);
-		/* Whoever completes the last job stops the clock; the monotonic clock is shared by
-		 * every process on the machine. */
-		if (atomic_fetch_add(&sh->done, (long)n) + (long)n >= jobs)
-			atomic_store(&sh->end_us, bench_now_us());
+		size_t held = n;
+		if (next) {
+			/* Once every job is enqueued, none can come: a claim that waited would only
+			 * hold back the count of the jobs this call completed. */
+			bool wait = !atomic_load(&sh->all_enqueued);
+			if (b->complete_claim(h, leases, held, queue, batch, worker, wait, leases, &n) != 0)
+				goto fail;
+			atomic_fetch_add(&sh->claims, 1);
+			if (n == 0)
+				atomic_fetch_add(&sh->empty_claims, 1);
+		} else {
+			if (b->complete(h, leases, held) != 0)
+				goto fail;
+			n = 0;
+		}
+		atomic_fetch_add(&sh->complete_us, bench_now_us() - t0);
+		report_done(sh, jobs, held);
 	}
 	_exit(0);
 fail:
@@ -363,16 +448,19 @@ static int reap(long workers)
 int main(int argc, char **argv)
 {
 	if (argc != 6)
-		bench_die("usage: bench_e2e jobq|raw|floor NAME JOBS WORKERS BATCH");
+		bench_die("usage: bench_e2e jobq|jobq_next|raw|raw_next|floor NAME JOBS WORKERS BATCH");
 	backend b_jobq = JOBQ_BACKEND;
 	const char *wait = getenv("JOBQ_BENCH_CLAIM_WAIT_MS");
 	if (wait != NULL && *wait != '\0') {
 		claim_wait_ms = (uint32_t)strtoul(wait, NULL, 10);
 		b_jobq.idle_sleep = claim_wait_ms == 0;
 	}
-	const backend *b = !strcmp(argv[1], "raw")     ? &RAW_BACKEND
+	const backend *b = !strncmp(argv[1], "raw", 3)  ? &RAW_BACKEND
 			   : !strcmp(argv[1], "floor") ? &FLOOR_BACKEND
 						       : &b_jobq;
+	bool next = strstr(argv[1], "_next") != NULL;
+	if (next && b->complete_claim == NULL)
+		bench_die("%s: no call that completes and claims", argv[1]);
 	const char *name = argv[2];
 	long jobs = bench_arg_long(argv[3], "JOBS");
 	long workers = bench_arg_long(argv[4], "WORKERS");
@@ -394,7 +482,7 @@ int main(int argc, char **argv)
 			bench_die("fork failed");
 		if (pid == 0) {
 			prctl_parent_death();
-			worker_main(b, sh, queue, jobs, batch, (int)i);
+			worker_main(b, next, sh, queue, jobs, batch, (int)i);
 		}
 	}
 	wait_ready(sh, workers);
@@ -411,6 +499,7 @@ int main(int argc, char **argv)
 		}
 		sent += (long)n;
 	}
+	atomic_store(&sh->all_enqueued, true);
 	int64_t t_enq = bench_now_us();
 	if (reap(workers) || atomic_load(&sh->failed))
 		bench_die("%s failed", name);

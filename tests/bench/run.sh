@@ -7,7 +7,8 @@
 #
 # Knobs (environment), for quick runs and for the scaling tables in the README:
 #   JOBQ_BENCH_JOBS=100000        jobs of the batched end-to-end and raw runs
-#   JOBQ_BENCH_SINGLE_JOBS=10000  jobs of the batch-size-1 runs (each job is 3 commits)
+#   JOBQ_BENCH_SINGLE_JOBS=10000  jobs of the batch-size-1 runs (each job is 3 commits; 2 when the
+#                                 worker completes and claims in one call)
 #   JOBQ_BENCH_E2E_REPS=3         repetitions of the e2e/raw pairs, interleaved (medians reported)
 #   JOBQ_BENCH_SINGLE_REPS=5      the same for the batch-1 pairs (short runs, which move more)
 #   JOBQ_BENCH_WORKERS=3          worker processes (3 keep 2 cores busy; see the README's scaling table)
@@ -240,25 +241,30 @@ rep_e2e() {
 # e2e_pairs SUFFIX JOBS BATCH MODES REPS: the jobq, raw and floor runs (those of MODES), REPS
 # times, reversing the order every other time (the first run meets a table another has just
 # grown, and autovacuum at work); the figures are the medians, as one run on a shared 2-core VM
-# moves by 10-15%.
+# moves by 10-15%. Modes next and raw_next are jobq and raw with workers that complete and claim
+# in one call (their figures then have jobq's and raw's names); 3call is jobq's three-call shape
+# beside them.
 e2e_pairs() {
-  local sfx=$1 n=$2 bsz=$3 modes=" $4 " nreps=$5 i m order
+  local sfx=$1 n=$2 bsz=$3 modes=" $4 " nreps=$5 i m order f
   for i in $(seq "$nreps"); do
-    order="jobq raw floor"; (( i % 2 == 0 )) && order="floor raw jobq"
+    order="jobq next 3call raw raw_next floor"; (( i % 2 == 0 )) && order="floor raw_next raw 3call next jobq"
     for m in $order; do
       [[ $modes == *" $m "* ]] || continue
       case $m in
         jobq) rep_e2e "e2e${sfx}_jobs_per_sec" jobq "$n" "$bsz" ;;
+        next) rep_e2e "e2e${sfx}_jobs_per_sec" jobq_next "$n" "$bsz" ;;
+        3call) rep_e2e "e2e${sfx}_3call_jobs_per_sec" jobq "$n" "$bsz" ;;
         raw) rep_e2e "raw_sql${sfx}_jobs_per_sec" raw "$n" "$bsz" ;;
+        raw_next) rep_e2e "raw_sql${sfx}_jobs_per_sec" raw_next "$n" "$bsz" ;;
         floor) rep_e2e "floor_sql${sfx}_jobs_per_sec" floor "$n" "$bsz" ;;
       esac
     done
   done
-  for m in e2e raw_sql floor_sql; do
-    [ -f "$tmp/rep.${m}${sfx}_jobs_per_sec" ] || continue
-    emit_median "${m}${sfx}_jobs_per_sec" jobs/s
-    emit_median "${m}${sfx}_pg_cpu_us_per_job" us
-    emit_median "${m}${sfx}_cpu_us_per_job" us
+  for f in "e2e${sfx}" "e2e${sfx}_3call" "raw_sql${sfx}" "floor_sql${sfx}"; do
+    [ -f "$tmp/rep.${f}_jobs_per_sec" ] || continue
+    emit_median "${f}_jobs_per_sec" jobs/s
+    emit_median "${f}_pg_cpu_us_per_job" us
+    emit_median "${f}_cpu_us_per_job" us
   done
 }
 enqueue_round() { # SUFFIX JOBS BATCH: with, without and with a subscriber
@@ -291,7 +297,9 @@ wants rpc && bench bench_latency get rpc_p50_us 2000
 wants claim && bench bench_latency claim claim_ms_small 500 claim_lat
 modes=""; wants e2e && modes+=" jobq"; wants raw && modes+=" raw"; wants floor && modes+=" floor"
 [ -n "$modes" ] && e2e_pairs "" "$jobs" "$batch" "$modes" "$e2e_reps"
-wants single && e2e_pairs _single "$single_jobs" 1 "jobq raw" "$single_reps"
+# Batch 1: workers that complete and claim in one call (e2e_single, raw_sql_single: the same
+# statement in-process), and the three-call shape beside them (e2e_single_3call).
+wants single && e2e_pairs _single "$single_jobs" 1 "next 3call raw_next" "$single_reps"
 if wants enqueue; then
   # Notifications' cost: the same enqueue load with the notify triggers on (jobqd LISTENs and
   # publishes), off, and on with a subscriber listening; batched, then one job per call. The
@@ -351,6 +359,7 @@ echo "--- ratios (targets in brackets)"
   ratio e2e_vs_floor e2e_jobs_per_sec floor_sql_jobs_per_sec x                 # [>= 0.6]
   ratio e2e_pg_cpu_vs_floor e2e_pg_cpu_us_per_job floor_sql_pg_cpu_us_per_job x # [<= 1.5]
   ratio e2e_single_vs_raw e2e_single_jobs_per_sec raw_sql_single_jobs_per_sec x # [>= 0.7]
+  ratio e2e_single_vs_3call e2e_single_jobs_per_sec e2e_single_3call_jobs_per_sec x # [>= 1.3]
   ratio notify_cost_pct enqueue_jobs_per_sec enqueue_nonotify_jobs_per_sec %   # [< 10]
   ratio notify_sub_cost_pct enqueue_sub_jobs_per_sec enqueue_nonotify_jobs_per_sec %
   ratio notify_single_cost_pct enqueue_single_jobs_per_sec enqueue_single_nonotify_jobs_per_sec %
@@ -360,6 +369,6 @@ echo "--- ratios (targets in brackets)"
   ratio raw_with_fk_vs_without raw_sql_jobs_per_sec raw_sql_nofk_jobs_per_sec x
 } | tee -a "$tmp/bench.txt"
 echo "targets: e2e_jobs_per_sec >= 20000, e2e_vs_raw >= 0.7, e2e_vs_floor >= 0.6, e2e_pg_cpu_vs_floor <= 1.5," \
-     "e2e_single_vs_raw >= 0.7," \
+     "e2e_single_vs_raw >= 0.7, e2e_single_vs_3call >= 1.3," \
      "notify_cost_pct < 10, notify_p50_ms <= 2, notify_p99_ms <= 10, claim_large_vs_small <= 1.5," \
      "jobqd_rss_mb <= 64"

@@ -61,6 +61,13 @@ static void after_claim(const Jobq__V1__ClaimRequest *r)
 	must(strlen(r->worker_id) >= 1 && strlen(r->worker_id) <= JQ_MAX_WORKER_ID_LEN);
 }
 
+/* A Complete or Fail that claims carries a claim held to a Claim's limits. */
+static void after_next_claim(const Jobq__V1__ClaimRequest *claim)
+{
+	if (claim != NULL)
+		after_claim(claim);
+}
+
 static void after_fail(const Jobq__V1__FailRequest *r)
 {
 	size_t n = r->n_jobs + (r->id != 0 || r->lease_token != 0);
@@ -70,6 +77,7 @@ static void after_fail(const Jobq__V1__FailRequest *r)
 		must(r->jobs[i]->id > 0 && r->jobs[i]->lease_token > 0);
 		must(jq_validate_utf8(r->jobs[i]->error, strlen(r->jobs[i]->error)));
 	}
+	after_next_claim(r->claim);
 }
 
 /* validate decodes payload as the request of method `name` and validates it. */
@@ -97,6 +105,8 @@ static void validate(const char *name, const uint8_t *p, size_t n)
 		ok = jq_validate_heartbeat((void *)in, msg, sizeof(msg));
 	} else if (!strcmp(name, "Complete")) {
 		ok = jq_validate_complete((void *)in, msg, sizeof(msg));
+		if (ok == 0)
+			after_next_claim(((Jobq__V1__CompleteRequest *)in)->claim);
 	} else if (!strcmp(name, "Fail")) {
 		ok = jq_validate_fail((void *)in, msg, sizeof(msg));
 		if (ok == 0)

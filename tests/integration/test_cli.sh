@@ -52,8 +52,9 @@ count_is() { [ "$(stat_of "$1" "$2")" = "$3" ]; }
 PGOPTIONS="-c client_min_messages=warning" psql -qX "$maint" -c "DROP DATABASE IF EXISTS $db WITH (FORCE)" -c "CREATE DATABASE $db TEMPLATE jobq" >/dev/null
 export JOBQ_RPC_URL=tcp://127.0.0.1:$(free_port) JOBQ_PUB_URL=tcp://127.0.0.1:$(free_port)
 unset JOBQ_AUTH_TOKEN
+http_port=$(free_port)
 "$build/bin/jobqd" --database-url="$url" --rpc-url="$JOBQ_RPC_URL" --pub-url="$JOBQ_PUB_URL" \
-  --http-addr="127.0.0.1:$(free_port)" --rescue-interval-ms=100 --backoff-base-ms=100 \
+  --http-addr="127.0.0.1:$http_port" --rescue-interval-ms=100 --backoff-base-ms=100 \
   --log-format=text >"$tmp/jobqd.log" 2>&1 &
 pids+=($!)
 wait_until 20 "$J" stats --timeout-ms 300 >/dev/null 2>&1 || fail "jobqd did not answer"
@@ -88,6 +89,26 @@ grep -qx 'main 1 line-1200' "$out" || fail "line-1200 missing"
 [ "$(stat_of main completed)" = 1202 ] || fail "completed: $(stat_of main completed)"
 grep -q "job $id1 completed (attempt 1" "$tmp/w1.log" || fail "no completion log line"
 ok "worker: 1202 jobs completed, each payload exactly once"
+
+# ------------------------------------------------------------------ worker: report and claim in one call
+# requests_ok METHOD: how many METHOD requests jobqd has answered OK so far.
+requests_ok() {
+  curl -s "http://127.0.0.1:$http_port/metrics" \
+    | sed -n "s/^jobq_rpc_requests_total{method=\"$1\",code=\"OK\"} \([0-9]*\)$/\1/p" | grep . || echo 0
+}
+for i in $(seq 1 40); do echo "n$i"; done | "$J" enqueue --queue one --stdin-lines >/dev/null
+echo bad | "$J" enqueue --queue one --stdin-lines --max-attempts 1 >/dev/null
+claims=$(requests_ok Claim)
+# One slot and no poll while the test runs: a worker that claimed apart from its reports would
+# need a Claim per job.
+"$J" worker --queue one --poll-ms 600000 -- sh -c 'test "$(cat)" != bad' 2>"$tmp/w6.log" &
+wp=$!; pids+=($wp)
+wait_until 20 queue_idle one || fail "worker did not finish queue one: $(tail -n 5 "$tmp/w6.log")"
+kill -TERM $wp; wait $wp || fail "worker exit status $?"
+[ "$(stat_of one completed)" = 40 ] && [ "$(stat_of one failed)" = 1 ] || fail "queue one: $("$J" stats --queue one)"
+used=$(( $(requests_ok Claim) - claims ))
+[ "$used" -le 3 ] || fail "the worker made $used Claims for 41 jobs: its reports did not claim"
+ok "worker: 41 jobs, each report claimed the next ($used separate Claims)"
 
 # ------------------------------------------------------------------ a failing job, its error
 bad=$("$J" enqueue --queue fq --payload bad-input --max-attempts 1)

@@ -298,6 +298,36 @@ SVC_TEST(each_role_may_call_only_its_methods)
 	Jobq__V1__GetResponse *g = jq_get(id);
 	assert_int_equal(g->job->status, JOBQ__V1__JOB_STATUS__JOB_STATUS_ARCHIVE_COMPLETED);
 	JQ_FREE(g);
+
+	/* A Complete that claims the next job (CompleteRequest.claim): the worker's; a role that may
+	 * not call Complete is refused whatever it carries, and nothing is completed. */
+	fx.rpc.auth_token = TOK_PRODUCER;
+	int64_t id2 = jq_enqueue_one("hard-roles", "r2");
+	int64_t id3 = jq_enqueue_one("hard-roles", "r3");
+	fx.rpc.auth_token = TOK_WORKER;
+	assert_int_equal(jq_claim_one("hard-roles", "w", 30, &token), id2);
+	Jobq__V1__ClaimRequest next = JOBQ__V1__CLAIM_REQUEST__INIT;
+	next.queue = "hard-roles";
+	next.limit = 1;
+	next.worker_id = "w";
+	Jobq__V1__CompleteRequest req = JOBQ__V1__COMPLETE_REQUEST__INIT;
+	req.id = id2;
+	req.lease_token = token;
+	req.claim = &next;
+	const char *refused[] = { TOK_PRODUCER, TOK_READER };
+	for (size_t i = 0; i < 2; i++) {
+		fx.rpc.auth_token = refused[i];
+		jq_api_expect(JQ_METHOD("Complete"), &req, 7, "Complete");
+		assert_string_equal(jq_db_status(id2), "archive_processing");
+		assert_string_equal(jq_db_status(id3), "archive_pending");
+	}
+	fx.rpc.auth_token = TOK_WORKER;
+	Jobq__V1__CompleteResponse *cr = jq_api_ok(JQ_METHOD("Complete"), &req,
+						   &jobq__v1__complete_response__descriptor);
+	assert_int_equal(cr->n_claimed, 1);
+	assert_int_equal(cr->claimed[0]->id, id3);
+	JQ_FREE(cr);
+	assert_string_equal(jq_db_status(id2), "archive_completed");
 	fx.rpc.auth_token = NULL;
 }
 

@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include "jq_db.h"
+#include "jq_db_int.h"
 #include "jq_notify.h"
 #include "jq_state.h"
 #include "jq_test.h"
@@ -389,7 +390,89 @@ static void the_claim_uses_the_partial_index_among_100k_finished_jobs(void **sta
 		fail_msg("the claim does not use job_queue_claim_idx");
 	}
 	PQclear(r);
+
+	/* jobqd runs these under plan_cache_mode = force_generic_plan (jq_db_int.h, replan): their
+	 * generic plans must read the indexes too, never the whole table. */
+	static const struct {
+		jq_dbi_stmt_id id;
+		const char *args;
+		const char *index;
+	} hot[] = {
+		{ S_CLAIM, "('bulk', 10, 'w', 30, 4194304, 256)", "job_queue_claim_idx" },
+		{ S_COMPLETE, "('{1,2}', '{1,2}')", NULL },
+		{ S_HEARTBEAT, "('{1,2}', '{1,2}', 30)", NULL },
+		{ S_COMPLETE_CLAIM, "('{1}', '{1}', 'bulk', 10, 'w', 30, 4194304, 256)", "job_queue_claim_idx" },
+	};
+	jq_test_ok(c, "SET plan_cache_mode = force_generic_plan");
+	for (size_t i = 0; i < sizeof(hot) / sizeof(hot[0]); i++) {
+		const jq_dbi_stmt *st = &jq_dbi_stmts[hot[i].id];
+		r = PQprepare(c, st->name, st->sql, st->nparams, st->types);
+		assert_int_equal(PQresultStatus(r), PGRES_COMMAND_OK);
+		PQclear(r);
+		char explain[256];
+		snprintf(explain, sizeof(explain), "EXPLAIN EXECUTE %s%s", st->name, hot[i].args);
+		r = PQexec(c, explain);
+		if (PQresultStatus(r) != PGRES_TUPLES_OK)
+			fail_msg("%s: %s", explain, PQresultErrorMessage(r));
+		bool index_seen = hot[i].index == NULL;
+		for (int k = 0; k < PQntuples(r); k++) {
+			const char *line = PQgetvalue(r, k, 0);
+			if (strstr(line, "Seq Scan on job_queue") != NULL)
+				fail_msg("the generic plan of %s scans the table: %s", st->name, line);
+			index_seen |= hot[i].index != NULL && strstr(line, hot[i].index) != NULL;
+		}
+		if (!index_seen)
+			fail_msg("the generic plan of %s does not use %s", st->name, hot[i].index);
+		PQclear(r);
+	}
 	PQfinish(c);
+}
+
+/* The session's plan_cache_mode follows the statement (jq_db_int.h, replan): the claim and the
+ * completion run their generic plans and are never planned again per call, a List is planned
+ * for its arguments. Read from pg_prepared_statements of jq_db's own session, found through the
+ * SET it sends (the PQsendQuery stand-in below records its connection). */
+static PGconn *plan_mode_conn;
+static jq_db *db_with_jobs(const char *queue, int n);
+
+static void hot_statements_run_generic_plans_and_a_list_its_own(void **state)
+{
+	(void)state;
+	enum { N = 20 };
+	jq_db *db = db_with_jobs("generic_plans", N);
+	jq_db_err err = { 0 };
+	for (int i = 0; i < N; i++) {
+		jq_db_rows *rows = NULL;
+		assert_int_equal(jq_db_claim(db, "generic_plans", 1, "w", 30, &rows, &err), JQ_OK);
+		assert_int_equal(jq_db_rows_count(rows), 1);
+		jq_job j;
+		jq_db_rows_job(rows, 0, &j);
+		jq_db_rows_free(rows);
+		jq_db_lease lease = { .id = j.id, .lease_token = j.lease_token };
+		jq_db_item item;
+		assert_int_equal(jq_db_complete(db, &lease, 1, &item, &err), JQ_OK);
+		assert_int_equal(item.code, JQ_OK);
+	}
+	jq_db_rows *rows = NULL;
+	jq_state completed = JQ_STATE_COMPLETED;
+	assert_int_equal(jq_db_list(db, "generic_plans", &completed, 0, 10, false, 1 << 20, 64, &rows, &err), JQ_OK);
+	assert_int_equal(jq_db_rows_count(rows), 10);
+	jq_db_rows_free(rows);
+
+	assert_non_null(plan_mode_conn);
+	PGresult *r = PQexec(plan_mode_conn,
+			     "SELECT regexp_replace(name, '_[0-9]+$', ''), sum(generic_plans), sum(custom_plans)"
+			     " FROM pg_prepared_statements WHERE name ~ '^jq_(claim|complete|list)(_[0-9]+)?$'"
+			     " GROUP BY 1 ORDER BY 1");
+	assert_int_equal(PQresultStatus(r), PGRES_TUPLES_OK);
+	char got[256] = "";
+	for (int i = 0; i < PQntuples(r); i++)
+		snprintf(got + strlen(got), sizeof(got) - strlen(got), "%s%s %s generic %s custom",
+			 i ? ", " : "", PQgetvalue(r, i, 0), PQgetvalue(r, i, 1), PQgetvalue(r, i, 2));
+	PQclear(r);
+	assert_string_equal(got, "jq_claim 20 generic 0 custom, jq_complete 20 generic 0 custom,"
+				 " jq_list 0 generic 1 custom");
+	jq_db_close(db);
 }
 
 /* drain_notifications waits up to ms for notifications on c and counts those on `channel`;
@@ -662,6 +745,8 @@ int PQsendQuery(PGconn *conn, const char *query)
 	static int (*real)(PGconn *, const char *);
 	if (real == NULL)
 		*(void **)&real = dlsym(RTLD_NEXT, "PQsendQuery");
+	if (strncmp(query, "SET plan_cache_mode", 19) == 0)
+		plan_mode_conn = conn;
 	if (strncmp(query, "DEALLOCATE ", 11) != 0)
 		return real(conn, query);
 	char sql[128];
@@ -961,6 +1046,7 @@ int main(void)
 		cmocka_unit_test(the_queue_check_accepts_exactly_the_documented_names),
 		cmocka_unit_test_teardown(the_guard_runs_only_when_it_would_change_the_row, restore_guard),
 		cmocka_unit_test(the_claim_uses_the_partial_index_among_100k_finished_jobs),
+		cmocka_unit_test(hot_statements_run_generic_plans_and_a_list_its_own),
 		cmocka_unit_test(batch_statements_are_prepared_again_and_keep_answering),
 		cmocka_unit_test(plans_are_renewed_under_fresh_names_where_deallocate_fails_too),
 		cmocka_unit_test(a_complete_judges_each_lease_by_its_token),

@@ -1,4 +1,4 @@
-/* The bounds Claim and List budget their replies with (jq_handlers.h, jq_config.h), held against
+/* The bounds Claim, List and a Complete or Fail that claims budget their replies with (jq_handlers.h, jq_config.h), held against
  * protobuf-c's own sizes for the largest value of every field. A field added to Job or to the
  * envelope that breaks a bound fails here, before a reply could outgrow its limit. */
 #include <setjmp.h>
@@ -119,12 +119,40 @@ static void one_job_fits_the_extra(void **state)
 	assert_true(others + JQ_REPLY_JOB_FIXED + JQ_REPLY_ENVELOPE_MAX <= JQ_REPLY_ONE_JOB_EXTRA);
 }
 
+/* A Complete or Fail that claims budgets its jobs after JQ_REPLY_ITEM_MAX per result and
+ * JQ_REPLY_NEXT_EXTRA for its other fields: the widest results and fields stay within them. */
+static void results_and_claim_fields_fit_their_share(void **state)
+{
+	(void)state;
+	char *message = text(JQ_REPLY_ITEM_MESSAGE_MAX);
+	Jobq__V1__ItemResult item, *items[3] = { &item, &item, &item };
+	jobq__v1__item_result__init(&item);
+	item.id = INT64_MIN;
+	item.code = UINT32_MAX;
+	item.message = message;
+	item.lease_expires_at_ms = INT64_MIN;
+	item.status = JOBQ__V1__JOB_STATUS__JOB_STATUS_ARCHIVE_CANCELLED;
+	item.run_at_ms = INT64_MIN;
+	Jobq__V1__CompleteResponse c = JOBQ__V1__COMPLETE_RESPONSE__INIT;
+	Jobq__V1__FailResponse f = JOBQ__V1__FAIL_RESPONSE__INIT;
+	for (size_t n = 1; n <= 3; n++) {
+		c.n_results = f.n_results = n;
+		c.results = f.results = items;
+		c.retry_after_ms = f.retry_after_ms = UINT32_MAX;
+		c.claim_skipped = f.claim_skipped = 1;
+		assert_true(jobq__v1__complete_response__get_packed_size(&c) <= n * JQ_REPLY_ITEM_MAX + JQ_REPLY_NEXT_EXTRA);
+		assert_true(jobq__v1__fail_response__get_packed_size(&f) <= n * JQ_REPLY_ITEM_MAX + JQ_REPLY_NEXT_EXTRA);
+	}
+	free(message);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(a_job_fits_its_fixed_share),
 		cmocka_unit_test(the_envelope_fits_its_reserve),
 		cmocka_unit_test(one_job_fits_the_extra),
+		cmocka_unit_test(results_and_claim_fields_fit_their_share),
 	};
 	return cmocka_run_group_tests_name("reply_bound", tests, NULL, NULL);
 }
