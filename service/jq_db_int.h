@@ -130,6 +130,10 @@ struct jq_db_rows {
 	bool cut;     /* jq_db_rows_cut */
 };
 
+/* jq_dbi_wrap makes every row of r a jq_db_rows (which then owns r); NULL, with r cleared, when
+ * memory runs out. */
+jq_db_rows *jq_dbi_wrap(PGresult *r);
+
 /* jq_dbi_set_err writes prefix + the first line of detail into err (NULL: nothing). */
 void jq_dbi_set_err(jq_db_err *err, const char *sqlstate, const char *prefix, const char *detail);
 

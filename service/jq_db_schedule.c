@@ -14,14 +14,8 @@ static jq_code nomem(jq_db_err *err)
 
 static jq_code wrap_into(PGresult *r, jq_db_rows **rows, jq_db_err *err)
 {
-	*rows = malloc(sizeof(**rows));
-	if (*rows == NULL) {
-		PQclear(r);
-		return nomem(err);
-	}
-	(*rows)->res = r;
-	(*rows)->cut = false;
-	return JQ_OK;
+	*rows = jq_dbi_wrap(r);
+	return *rows != NULL ? JQ_OK : nomem(err);
 }
 
 /* put_ts writes an instant (Unix microseconds) as a binary timestamptz. */
@@ -178,6 +172,7 @@ jq_code jq_db_schedule_tick(jq_db *db, const char *name, int64_t tick_us, int64_
 void jq_db_rows_schedule(const jq_db_rows *rows, int i, jq_schedule *s)
 {
 	const PGresult *r = rows->res;
+	i += rows->first;
 	memset(s, 0, sizeof(*s));
 	s->name = text_or_empty(r, i, SC_NAME);
 	s->cron = text_or_empty(r, i, SC_CRON);
@@ -200,6 +195,7 @@ void jq_db_rows_schedule(const jq_db_rows *rows, int i, jq_schedule *s)
 void jq_db_rows_due(const jq_db_rows *rows, int i, jq_due_schedule *d)
 {
 	const PGresult *r = rows->res;
+	i += rows->first;
 	d->name = text_or_empty(r, i, 0);
 	d->cron = text_or_empty(r, i, 1);
 	d->time_zone = text_or_empty(r, i, 2);
