@@ -36,6 +36,9 @@ static const char main_help[] =
 	"  cancel      cancel pending or failed jobs\n"
 	"  watch       print announcements of claimable jobs as they come\n"
 	"  worker      run a command for every job of a queue\n"
+	"  pause       pause a queue (Claims get none of its jobs) until resume\n"
+	"  resume      resume a paused queue\n"
+	"  queue set   set or remove a queue's concurrency and rate limits\n"
 	"  schedule    periodic jobs: schedule add|list|rm\n"
 	"\n"
 	"`jobq COMMAND --help` describes each command.\n"
@@ -53,6 +56,7 @@ static const struct {
 	{ "complete", cmd_complete }, { "fail", cmd_fail },   { "get", cmd_get },
 	{ "list", cmd_list },       { "stats", cmd_stats },   { "retry", cmd_retry },
 	{ "cancel", cmd_cancel },   { "watch", cmd_watch },   { "worker", cmd_worker },
+	{ "pause", cmd_pause },     { "resume", cmd_resume }, { "queue", cmd_queue },
 	{ "schedule", cmd_schedule },
 };
 

@@ -176,6 +176,14 @@ int cmd_retry(cli *c, int argc, char **argv);
 int cmd_cancel(cli *c, int argc, char **argv);
 int cmd_watch(cli *c, int argc, char **argv);
 int cmd_worker(cli *c, int argc, char **argv);
+int cmd_pause(cli *c, int argc, char **argv);
+int cmd_resume(cli *c, int argc, char **argv);
+int cmd_queue(cli *c, int argc, char **argv);
+
+/* cli_queue.c: a queue's flow settings as one word list ("paused concurrency 5 rate 100/1s",
+ * "-" for none) and as JSON fields ("paused", and each limit that is set). */
+const char *cli_fmt_flow(char *buf, size_t size, const jobq_queue_flow *f);
+void cli_json_flow(json_out *j, const jobq_queue_flow *f);
 int cmd_schedule(cli *c, int argc, char **argv); /* cli_schedule.c */
 
 #endif

@@ -1,5 +1,6 @@
 /*
- * cli_admin.c — the operator's commands: get, list, stats, retry, cancel.
+ * cli_admin.c — the operator's commands: get, list, stats, retry, cancel (pause, resume and
+ * queue set are in cli_queue.c).
  */
 #include <inttypes.h>
 #include <stdio.h>
@@ -287,7 +288,9 @@ static const char stats_help[] =
 	"Usage: jobq stats [--queue Q]\n"
 	"\n"
 	"Counts jobs by queue and state. PENDING counts every pending job (SCHEDULED of them are\n"
-	"not due yet); OLDEST_DUE is how long the oldest due pending job has waited.\n"
+	"not due yet); OLDEST_DUE is how long the oldest due pending job has waited; FLOW is the\n"
+	"queue's pause and limits (jobq pause, jobq queue set), \"-\" for none. A queue with\n"
+	"settings is listed even without jobs.\n"
 	"\n"
 	"  -q, --queue Q   only this queue\n"
 	"\n" CLI_GLOBAL_HELP;
@@ -325,16 +328,17 @@ int cmd_stats(cli *c, int argc, char **argv)
 	if (jobq_stats(c->client, queue, &st, &n, &err) != JOBQ_OK)
 		return cli_fail_err(c, &err);
 	if (!c->json)
-		printf("%-20s %9s %9s %10s %9s %7s %9s %10s\n", "QUEUE", "PENDING", "SCHEDULED", "PROCESSING",
-		       "COMPLETED", "FAILED", "CANCELLED", "OLDEST_DUE");
+		printf("%-20s %9s %9s %10s %9s %7s %9s %10s  %s\n", "QUEUE", "PENDING", "SCHEDULED", "PROCESSING",
+		       "COMPLETED", "FAILED", "CANCELLED", "OLDEST_DUE", "FLOW");
 	for (size_t i = 0; i < n; i++) {
 		const jobq_queue_stats *q = &st[i];
-		char age[32];
+		char age[32], flow[160];
 		if (!c->json) {
 			printf("%-20s %9" PRIu64 " %9" PRIu64 " %10" PRIu64 " %9" PRIu64 " %7" PRIu64 " %9" PRIu64
-			       " %10s\n",
+			       " %10s  %s\n",
 			       q->queue, q->pending, q->scheduled, q->processing, q->completed, q->failed,
-			       q->cancelled, fmt_age(age, sizeof(age), q->oldest_due_age_seconds));
+			       q->cancelled, fmt_age(age, sizeof(age), q->oldest_due_age_seconds),
+			       cli_fmt_flow(flow, sizeof(flow), &q->flow));
 			continue;
 		}
 		json_out j;
@@ -347,6 +351,7 @@ int cmd_stats(cli *c, int argc, char **argv)
 		json_u64(&j, "failed", q->failed);
 		json_u64(&j, "cancelled", q->cancelled);
 		json_double(&j, "oldest_due_age_seconds", q->oldest_due_age_seconds);
+		cli_json_flow(&j, &q->flow);
 		json_end(&j);
 	}
 	jobq_stats_free(st, n);

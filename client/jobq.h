@@ -155,11 +155,31 @@ typedef struct jobq_failure_record {
 	int64_t failed_at_ms;
 } jobq_failure_record;
 
+/* A queue's flow settings (Pause, ConfigureQueue). A limit of 0 is none. */
+typedef struct jobq_queue_flow {
+	bool paused;                /* its Claims get nothing, its jobs are not announced */
+	uint32_t concurrency_limit; /* at most this many of its jobs processing at once */
+	uint32_t rate_limit;        /* at most this many claimed per window of rate_period_ms */
+	uint32_t rate_period_ms;
+} jobq_queue_flow;
+
 typedef struct jobq_queue_stats {
 	char *queue;
 	uint64_t pending, scheduled, processing, completed, failed, cancelled;
 	double oldest_due_age_seconds;
+	jobq_queue_flow flow;
 } jobq_queue_stats;
+
+/* What jobq_configure_queue changes: a limit neither set nor cleared stays as it is. */
+typedef struct jobq_queue_config {
+	bool set_concurrency_limit;
+	int32_t concurrency_limit; /* 1..1000000 */
+	bool clear_concurrency_limit;
+	bool set_rate_limit;
+	int32_t rate_limit;        /* 1..1000000 jobs ... */
+	int32_t rate_period_ms;    /* ... per 1..86400000 ms */
+	bool clear_rate_limit;
+} jobq_queue_config;
 
 typedef struct jobq_list_options {
 	const char *queue;  /* NULL = all */
@@ -295,6 +315,14 @@ int jobq_retry_all_failed(jobq_client *c, const char *queue, uint32_t *count, jo
 int jobq_stats(jobq_client *c, const char *queue, jobq_queue_stats **stats, size_t *n, jobq_error *err);
 void jobq_stats_free(jobq_queue_stats *stats, size_t n);
 
+/* jobq_pause / jobq_resume: a paused queue accepts enqueues, but its Claims get nothing and its
+ * jobs are not announced until it is resumed; running jobs finish normally. jobq_configure_queue
+ * sets or removes its limits. Each writes the queue's settings as they are now to *out (may be
+ * NULL). Admin only. */
+int jobq_pause(jobq_client *c, const char *queue, jobq_queue_flow *out, jobq_error *err);
+int jobq_resume(jobq_client *c, const char *queue, jobq_queue_flow *out, jobq_error *err);
+int jobq_configure_queue(jobq_client *c, const char *queue, const jobq_queue_config *cfg,
+			 jobq_queue_flow *out, jobq_error *err);
 /* jobq_schedule_add creates or replaces schedule spec->name (admin). *stored (may be NULL; free
  * with jobq_schedules_free(*stored, 1)) receives it as stored, with its next run time. */
 int jobq_schedule_add(jobq_client *c, const jobq_schedule_spec *spec, jobq_schedule **stored,

@@ -1068,6 +1068,8 @@ static int stats_copy(Jobq__V1__QueueStats *const *ms, size_t n, jobq_queue_stat
 			.failed = m->failed,
 			.cancelled = m->cancelled,
 			.oldest_due_age_seconds = m->oldest_due_age_seconds,
+			.flow = { .paused = m->paused, .concurrency_limit = m->concurrency_limit,
+				  .rate_limit = m->rate_limit, .rate_period_ms = m->rate_period_ms },
 		};
 		if (st[i].queue == NULL) {
 			jobq_stats_free(st, i);
@@ -1099,6 +1101,81 @@ int jobq_stats(jobq_client *c, const char *queue, jobq_queue_stats **stats, size
 		*n = resp->n_queues;
 	jobq__v1__stats_response__free_unpacked(resp, NULL);
 	return code;
+}
+
+/* ---- Pause, Resume, ConfigureQueue ---- */
+
+static void flow_copy(const Jobq__V1__QueueSettings *m, jobq_queue_flow *out)
+{
+	if (out == NULL)
+		return;
+	memset(out, 0, sizeof(*out));
+	if (m == NULL)
+		return;
+	out->paused = m->paused;
+	out->concurrency_limit = m->concurrency_limit;
+	out->rate_limit = m->rate_limit;
+	out->rate_period_ms = m->rate_period_ms;
+}
+
+/* settings_of: the QueueSettings of a PauseResponse, ResumeResponse or ConfigureQueueResponse. */
+static const Jobq__V1__QueueSettings *settings_of(const ProtobufCMessage *resp)
+{
+	if (resp->descriptor == &jobq__v1__pause_response__descriptor)
+		return ((const Jobq__V1__PauseResponse *)resp)->settings;
+	if (resp->descriptor == &jobq__v1__resume_response__descriptor)
+		return ((const Jobq__V1__ResumeResponse *)resp)->settings;
+	return ((const Jobq__V1__ConfigureQueueResponse *)resp)->settings;
+}
+
+/* settings_call runs one of those methods and copies the settings it answers into *out. */
+static int settings_call(jobq_client *c, const char *fn, const char *method, const ProtobufCMessage *req,
+			 const ProtobufCMessageDescriptor *out_desc, jobq_queue_flow *out, jobq_error *err)
+{
+	ProtobufCMessage *resp = NULL;
+	int code = check_client(c, fn, err);
+	if (code != JOBQ_OK)
+		return code;
+	code = rpc(c, method, req, out_desc, 0, &resp, err);
+	if (code != JOBQ_OK)
+		return code;
+	flow_copy(settings_of(resp), out);
+	protobuf_c_message_free_unpacked(resp, NULL);
+	return JOBQ_OK;
+}
+
+int jobq_pause(jobq_client *c, const char *queue, jobq_queue_flow *out, jobq_error *err)
+{
+	Jobq__V1__PauseRequest req = JOBQ__V1__PAUSE_REQUEST__INIT;
+	req.queue = (char *)(queue ? queue : "");
+	return settings_call(c, "jobq_pause", METHOD("Pause"), &req.base,
+			     &jobq__v1__pause_response__descriptor, out, err);
+}
+
+int jobq_resume(jobq_client *c, const char *queue, jobq_queue_flow *out, jobq_error *err)
+{
+	Jobq__V1__ResumeRequest req = JOBQ__V1__RESUME_REQUEST__INIT;
+	req.queue = (char *)(queue ? queue : "");
+	return settings_call(c, "jobq_resume", METHOD("Resume"), &req.base,
+			     &jobq__v1__resume_response__descriptor, out, err);
+}
+
+int jobq_configure_queue(jobq_client *c, const char *queue, const jobq_queue_config *cfg,
+			 jobq_queue_flow *out, jobq_error *err)
+{
+	Jobq__V1__ConfigureQueueRequest req = JOBQ__V1__CONFIGURE_QUEUE_REQUEST__INIT;
+	if (cfg == NULL)
+		return jobqi_set_err(err, JOBQ_INVALID_ARGUMENT, "jobq_configure_queue: cfg is NULL");
+	req.queue = (char *)(queue ? queue : "");
+	req.set_concurrency_limit = cfg->set_concurrency_limit;
+	req.concurrency_limit = cfg->concurrency_limit;
+	req.clear_concurrency_limit = cfg->clear_concurrency_limit;
+	req.set_rate_limit = cfg->set_rate_limit;
+	req.rate_limit = cfg->rate_limit;
+	req.rate_period_ms = cfg->rate_period_ms;
+	req.clear_rate_limit = cfg->clear_rate_limit;
+	return settings_call(c, "jobq_configure_queue", METHOD("ConfigureQueue"), &req.base,
+			     &jobq__v1__configure_queue_response__descriptor, out, err);
 }
 
 /* ---- Schedules ---- */

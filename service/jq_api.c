@@ -157,7 +157,16 @@ static void render_stats(jq_jbuf *b, const Jobq__V1__StatsResponse *r)
 		field_i64(b, "completed", (int64_t)q->completed);
 		field_i64(b, "failed", (int64_t)q->failed);
 		field_i64(b, "cancelled", (int64_t)q->cancelled);
-		jq_jbuf_printf(b, ",\"oldest_due_age_seconds\":%.3f}", q->oldest_due_age_seconds);
+		jq_jbuf_printf(b, ",\"oldest_due_age_seconds\":%.3f", q->oldest_due_age_seconds);
+		/* Flow settings as `jobq stats --json` prints them: paused, and each limit set. */
+		jq_jbuf_printf(b, ",\"paused\":%s", q->paused ? "true" : "false");
+		if (q->concurrency_limit > 0)
+			field_i64(b, "concurrency_limit", q->concurrency_limit);
+		if (q->rate_limit > 0) {
+			field_i64(b, "rate_limit", q->rate_limit);
+			field_i64(b, "rate_period_ms", q->rate_period_ms);
+		}
+		jq_jbuf_raw(b, "}");
 	}
 	jq_jbuf_raw(b, "]}");
 }

@@ -71,6 +71,8 @@ static const struct {
 	{ "Fail", false, true, false },      { "Get", true, true, true },
 	{ "List", false, false, true },      { "Stats", false, false, true },
 	{ "Retry", false, false, false },    { "Cancel", false, false, false },
+	{ "Pause", false, false, false },    { "Resume", false, false, false },
+	{ "ConfigureQueue", false, false, false },
 	{ "AddSchedule", false, false, false }, { "ListSchedules", false, false, true },
 	{ "RemoveSchedule", false, false, false },
 };

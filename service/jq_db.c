@@ -698,6 +698,41 @@ jq_code jq_db_stats(jq_db *db, const char *queue, jq_db_rows **rows, jq_db_err *
 	return JQ_OK;
 }
 
+/* rows_call runs a statement and hands its rows to the caller. */
+static jq_code rows_call(jq_db *db, jq_dbi_stmt_id id, const char *const *values, const int *lengths,
+			 const int *formats, jq_db_rows **rows, jq_db_err *err)
+{
+	PGresult *r;
+	jq_code c = jq_dbi_run(db, id, values, lengths, formats, &r, err);
+	if (c != JQ_OK)
+		return c;
+	if ((*rows = wrap(r)) == NULL)
+		return nomem(err);
+	return JQ_OK;
+}
+
+jq_code jq_db_queue_pause(jq_db *db, const char *queue, bool paused, jq_db_rows **rows, jq_db_err *err)
+{
+	char p = paused ? 1 : 0;
+	const char *values[2] = { queue, &p };
+	int lengths[2] = { (int)strlen(queue), 1 }, formats[2] = { 1, 1 };
+	return rows_call(db, S_QUEUE_PAUSE, values, lengths, formats, rows, err);
+}
+
+jq_code jq_db_queue_configure(jq_db *db, const char *queue, const jq_db_flow_change *ch,
+			      jq_db_rows **rows, jq_db_err *err)
+{
+	char set_conc = ch->set_concurrency, set_rate = ch->set_rate, conc[4], rate[4], period[4];
+	jq_pgbin_put_i32(conc, ch->concurrency_limit);
+	jq_pgbin_put_i32(rate, ch->rate_limit);
+	jq_pgbin_put_i32(period, ch->rate_period_ms);
+	/* A limit of 0 is sent as NULL: none. */
+	const char *values[6] = { queue, &set_conc, ch->concurrency_limit > 0 ? conc : NULL, &set_rate,
+				  ch->rate_limit > 0 ? rate : NULL, ch->rate_limit > 0 ? period : NULL };
+	int lengths[6] = { (int)strlen(queue), 1, 4, 1, 4, 4 }, formats[6] = { 1, 1, 1, 1, 1, 1 };
+	return rows_call(db, S_QUEUE_CONFIGURE, values, lengths, formats, rows, err);
+}
+
 jq_code jq_db_job_gauges(jq_db *db, jq_db_rows **rows, jq_db_err *err)
 {
 	PGresult *r;
@@ -820,6 +855,21 @@ void jq_db_rows_failure(const jq_db_rows *rows, int i, jq_failure_record *f)
 	f->failed_at_ms = jq_pgbin_ts_ms(r, i, 3);
 }
 
+/* int4_or_0 reads a nullable int4 column: NULL (no limit) is 0. */
+static int32_t int4_or_0(const PGresult *r, int row, int col)
+{
+	return PQgetisnull(r, row, col) ? 0 : jq_pgbin_i32(r, row, col);
+}
+
+/* read_flow reads (paused, concurrency_limit, rate_limit, rate_period_ms) from column col on. */
+static void read_flow(const PGresult *r, int row, int col, jq_queue_flow *f)
+{
+	f->paused = jq_pgbin_bool(r, row, col);
+	f->concurrency_limit = int4_or_0(r, row, col + 1);
+	f->rate_limit = int4_or_0(r, row, col + 2);
+	f->rate_period_ms = int4_or_0(r, row, col + 3);
+}
+
 void jq_db_rows_stats(const jq_db_rows *rows, int i, jq_queue_stats *s)
 {
 	const PGresult *r = rows->res;
@@ -831,6 +881,15 @@ void jq_db_rows_stats(const jq_db_rows *rows, int i, jq_queue_stats *s)
 	s->failed = jq_pgbin_i64(r, i, 5);
 	s->cancelled = jq_pgbin_i64(r, i, 6);
 	s->oldest_due_age_seconds = jq_pgbin_f64(r, i, 7);
+	read_flow(r, i, 8, &s->flow);
+}
+
+void jq_db_rows_settings(const jq_db_rows *rows, int i, jq_queue_settings *s)
+{
+	const PGresult *r = rows->res;
+	s->queue = text_or_empty(r, i, 0);
+	read_flow(r, i, 1, &s->flow);
+	s->updated_at_ms = jq_pgbin_ts_ms(r, i, 5);
 }
 
 bool jq_db_rows_cut(const jq_db_rows *rows)

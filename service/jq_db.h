@@ -116,11 +116,36 @@ typedef struct jq_db_item {
 	char queue[JQ_DB_QUEUE_MAX + 1];
 } jq_db_item;
 
+/* A queue's flow settings (job_queue_settings; migration 015): a limit of 0 is none. */
+typedef struct jq_queue_flow {
+	bool paused;
+	int32_t concurrency_limit; /* at most this many of its jobs processing at once */
+	int32_t rate_limit;        /* at most this many claimed per window of rate_period_ms */
+	int32_t rate_period_ms;
+} jq_queue_flow;
+
 typedef struct jq_queue_stats {
 	const char *queue;
 	int64_t pending, scheduled, processing, completed, failed, cancelled;
 	double oldest_due_age_seconds;
+	jq_queue_flow flow;
 } jq_queue_stats;
+
+/* A queue's settings as Pause, Resume and ConfigureQueue leave them. */
+typedef struct jq_queue_settings {
+	const char *queue; /* points into the rows */
+	jq_queue_flow flow;
+	int64_t updated_at_ms;
+} jq_queue_settings;
+
+/* What ConfigureQueue changes: a limit whose set_ flag is false stays as it is; set with a
+ * limit of 0, it is removed. The values are validated before (jq_validate). */
+typedef struct jq_db_flow_change {
+	bool set_concurrency;
+	int32_t concurrency_limit;
+	bool set_rate;
+	int32_t rate_limit, rate_period_ms;
+} jq_db_flow_change;
 
 /* jq_db_open allocates a handle and tries to connect. It succeeds (0) even when the database is
  * down (calls answer JQ_UNAVAILABLE and reconnect; nothing is logged: see jq_db_connected); it
@@ -235,14 +260,25 @@ jq_code jq_db_retry_failed_batch(jq_db *db, const char *queue, int64_t after_id,
 jq_code jq_db_cancel(jq_db *db, const int64_t *ids, size_t n, jq_db_item *items, jq_db_err *err)
 	__attribute__((warn_unused_result));
 
-/* jq_db_stats: counts by queue and state (queue NULL = all) in *rows; read with jq_db_rows_stats. */
+/* jq_db_stats: counts by queue and state (queue NULL = all) in *rows, with each queue's flow
+ * settings (a queue with settings and no jobs is listed too); read with jq_db_rows_stats. */
 jq_code jq_db_stats(jq_db *db, const char *queue, jq_db_rows **rows, jq_db_err *err)
 	__attribute__((warn_unused_result));
 
+/* jq_db_queue_pause pauses (paused true) or resumes a queue, giving it a settings row if it has
+ * none; *rows holds the row as it is now (read with jq_db_rows_settings). */
+jq_code jq_db_queue_pause(jq_db *db, const char *queue, bool paused, jq_db_rows **rows, jq_db_err *err)
+	__attribute__((warn_unused_result));
+
+/* jq_db_queue_configure changes a queue's limits (see jq_db_flow_change) in one statement; *rows
+ * as for jq_db_queue_pause. */
+jq_code jq_db_queue_configure(jq_db *db, const char *queue, const jq_db_flow_change *ch,
+			      jq_db_rows **rows, jq_db_err *err) __attribute__((warn_unused_result));
+
 /* jq_db_job_gauges: for /metrics, per queue, exact counts of pending (scheduled ones included,
- * and counted apart too), processing and failed jobs and the oldest due job's age, read with
- * jq_db_rows_stats (completed and cancelled are 0). Its cost follows those jobs only, never the
- * finished ones (it reads partial indexes). */
+ * and counted apart too), processing and failed jobs, the oldest due job's age and the flow
+ * settings, read with jq_db_rows_stats (completed and cancelled are 0). Its cost follows those
+ * jobs only, never the finished ones (it reads partial indexes). */
 jq_code jq_db_job_gauges(jq_db *db, jq_db_rows **rows, jq_db_err *err) __attribute__((warn_unused_result));
 
 /* jq_db_finished_estimates: completed and cancelled jobs in the whole table, estimated from
@@ -284,6 +320,7 @@ int jq_db_rows_count(const jq_db_rows *rows);
 void jq_db_rows_job(const jq_db_rows *rows, int i, jq_job *out);
 void jq_db_rows_failure(const jq_db_rows *rows, int i, jq_failure_record *out);
 void jq_db_rows_stats(const jq_db_rows *rows, int i, jq_queue_stats *out);
+void jq_db_rows_settings(const jq_db_rows *rows, int i, jq_queue_settings *out);
 void jq_db_rows_free(jq_db_rows *rows);
 /* jq_db_rows_cut: the byte budget of a Claim or List left out jobs the limit would have taken. */
 bool jq_db_rows_cut(const jq_db_rows *rows);

@@ -26,43 +26,77 @@
 	"prev_job_status = j.curr_job_status, status_changed_at = now(), updated_at = now()," \
 	" finished_at = " finished
 
+/* The claim's gate (issue 17; migration 015): CLAIM_GATE_CTE(queue, want, cond) is a CTE `gate`
+ * whose one value is how many jobs a claim of `queue` asking for `want` may take: 0 unless `cond`
+ * (" AND ..." appended to "true", or "") holds. A queue without a job_queue_settings row, or with
+ * a row but no limit, costs a primary-key lookup and nothing more: no lock, no function call. A
+ * paused queue gets 0. A limited queue calls jobq_claim_gate (sql/015-jobq_claim_gate.sql), which
+ * locks the queue's settings row until the claim commits, so that the limited queue's claims on
+ * every replica take turns and count each other's jobs; it is not called when `cond` fails (a
+ * refused completion claims nothing, and must neither wait for the lock nor spend the rate
+ * budget). The row is read here without a lock, in the claim's snapshot: a limit or pause set
+ * while the claim runs applies from the next one.
+ * The pick keeps its LIMIT (a constant to the planner: with the gate as the LIMIT, PostgreSQL
+ * plans for a tenth of the queue and joins the whole table), skips the scan when the gate is 0
+ * (CLAIM_GATE_OPEN: a one-time filter, so a paused or full queue locks nothing), and `fits`
+ * keeps the first CLAIM_GATE_N of the rows. A CTE used twice is computed once. */
+#define CLAIM_GATE_CTE(QUEUE, WANT, COND)                                                        \
+	"gate AS (SELECT CASE WHEN true" COND " THEN COALESCE((SELECT CASE WHEN s.paused THEN 0"     \
+	"        WHEN s.concurrency_limit IS NULL AND s.rate_limit IS NULL THEN " WANT              \
+	"        ELSE jobq_claim_gate(s.queue, " WANT ") END"                                        \
+	"      FROM job_queue_settings s WHERE s.queue = " QUEUE "), " WANT ") ELSE 0 END AS n),"
+#define CLAIM_GATE_N "(SELECT n FROM gate)"
+#define CLAIM_GATE_OPEN " AND " CLAIM_GATE_N " > 0"
+
+/* The flow settings of a queue f (a job_queue_settings row, or none), as Stats and the job
+ * gauges return them after the counts: paused, then each limit or NULL. */
+#define FLOW_COLS "COALESCE(f.paused, false), f.concurrency_limit, f.rate_limit, f.rate_period_ms"
+
+/* The columns Pause, Resume and ConfigureQueue return: the row as it is now. */
+#define SETTINGS_COLS "s.queue, s.paused, s.concurrency_limit, s.rate_limit, s.rate_period_ms, s.updated_at"
+
 /*
  * The claim, shared by S_CLAIM and the Complete/Fail statements that claim the next jobs
  * (S_COMPLETE_CLAIM, S_FAIL_CLAIM), so that what a claim takes cannot differ between them.
  *
- * CLAIM_PICK(queue, limit, budget, fixed, gate, first) is two CTEs, `picked` and `fits`. picked:
- * due pending jobs of `queue` through job_queue_claim_idx (queue, priority, run_at, id WHERE
- * pending) in claim order, locked with SKIP LOCKED so that concurrent claimers take different
- * rows instead of waiting; `gate` is SQL appended to its WHERE (" AND ...", or ""), which the
- * combined statements use to claim nothing when the completion was refused. The CTE + UPDATE ...
+ * CLAIM_PICK(queue, limit, budget, fixed, gate, first) is three CTEs, `gate`, `picked` and
+ * `fits`. gate: CLAIM_GATE_CTE above, the queue's pause and limits; `gate` is a condition
+ * (" AND ...", or "") without which nothing is claimed, which the combined statements use to
+ * claim nothing when the completion was refused. picked: due pending jobs of `queue` through
+ * job_queue_claim_idx (queue, priority, run_at, id WHERE pending) in claim order, locked with
+ * SKIP LOCKED so that concurrent claimers take different rows instead of waiting; nothing when
+ * the gate is 0. The CTE + UPDATE ...
  * FROM form makes the LIMIT binding: with `WHERE id IN (subquery)` the planner may run the
  * subquery more than once and claim more than `limit` rows. fits: the byte budget (`budget`; a
  * job's size is its variable fields' lengths plus `fixed`, which holds the queue and worker: see
  * jq_db.h), applied to the locked rows in claim order, so that a job that would not fit in the
  * reply is never claimed: it stays pending, and its lock ends with the statement. `first` is
  * "n = 1 OR " to take the first job whatever its size (a Claim), or "" to hold every job to the
- * budget (a claim sharing its reply with other results). A window function cannot sit beside FOR
- * UPDATE, hence the second CTE. fits.taken counts the rows the limit took (jq_db_rows_cut).
+ * budget (a claim sharing its reply with other results), and never more than the gate allows. A
+ * window function cannot sit beside FOR UPDATE, hence the third CTE. fits.taken counts the rows
+ * the limit and the gate took (jq_db_rows_cut).
  *
  * CLAIM_SET(owner, lease) moves the rows of fits to processing under a new fencing token from a
  * sequence, so a token never repeats: UPDATE job_queue j SET <it> FROM fits WHERE j.id = fits.id.
  */
 #define CLAIM_PICK(QUEUE, LIMIT, BUDGET, FIXED, GATE, FIRST)                                     \
-	"picked AS ("                                                                             \
+	CLAIM_GATE_CTE(QUEUE, LIMIT, GATE)                                                        \
+	" picked AS ("                                                                            \
 	"  SELECT id, priority, run_at,"                                                          \
 	"         octet_length(payload) + coalesce(octet_length(last_error), 0)"                  \
 	"         + coalesce(octet_length(idempotency_key), 0) + " FIXED " AS size"               \
 	"    FROM job_queue"                                                                      \
 	"   WHERE queue = " QUEUE " AND curr_job_status = 'archive_pending' AND run_at <= now()"  \
-	GATE                                                                                      \
+	CLAIM_GATE_OPEN                                                                           \
 	"   ORDER BY priority, run_at, id"                                                        \
 	"   LIMIT " LIMIT                                                                         \
 	"   FOR UPDATE SKIP LOCKED),"                                                             \
 	" fits AS ("                                                                              \
 	"  SELECT id, taken FROM ("                                                               \
-	"    SELECT id, count(*) OVER () AS taken, row_number() OVER w AS n, sum(size) OVER w AS upto" \
+	"    SELECT id, least(count(*) OVER (), " CLAIM_GATE_N ") AS taken, row_number() OVER w AS n," \
+	"           sum(size) OVER w AS upto"                                                     \
 	"      FROM picked WINDOW w AS (ORDER BY priority, run_at, id ROWS UNBOUNDED PRECEDING)) s" \
-	"   WHERE " FIRST "upto <= " BUDGET ")"
+	"   WHERE n <= taken AND (" FIRST "upto <= " BUDGET "))"
 
 #define CLAIM_SET(OWNER, LEASE)                                                                   \
 	"curr_job_status = 'archive_processing', " GUARD_MOVE("NULL") ", attempts = j.attempts + 1," \
@@ -293,27 +327,39 @@ const jq_dbi_stmt jq_dbi_stmts[S__COUNT] = {
 		"  ORDER BY l.ord",
 		1, { OID_INT8_ARR }, true },
 
-	/* Stats scans the table: an operator's view, not a hot path. */
+	/* Stats scans the table: an operator's view, not a hot path. Each queue's flow settings
+	 * (FLOW_COLS) come with its counts, and a queue that has settings but no jobs is listed too. */
 	[S_STATS] = { "jq_stats",
-		"SELECT queue,"
-		" count(*) FILTER (WHERE curr_job_status = 'archive_pending'),"
-		" count(*) FILTER (WHERE curr_job_status = 'archive_pending' AND run_at > now()),"
-		" count(*) FILTER (WHERE curr_job_status = 'archive_processing'),"
-		" count(*) FILTER (WHERE curr_job_status = 'archive_completed'),"
-		" count(*) FILTER (WHERE curr_job_status = 'archive_failed'),"
-		" count(*) FILTER (WHERE curr_job_status = 'archive_cancelled'),"
-		" COALESCE(EXTRACT(EPOCH FROM now() - min(run_at) FILTER ("
-		"   WHERE curr_job_status = 'archive_pending' AND run_at <= now())), 0)::float8"
-		" FROM job_queue WHERE ($1::text IS NULL OR queue = $1) GROUP BY queue ORDER BY queue",
+		"SELECT COALESCE(c.queue, f.queue), COALESCE(c.pending, 0), COALESCE(c.scheduled, 0),"
+		" COALESCE(c.processing, 0), COALESCE(c.completed, 0), COALESCE(c.failed, 0),"
+		" COALESCE(c.cancelled, 0), COALESCE(c.oldest, 0)::float8, " FLOW_COLS
+		" FROM (SELECT queue,"
+		"  count(*) FILTER (WHERE curr_job_status = 'archive_pending') AS pending,"
+		"  count(*) FILTER (WHERE curr_job_status = 'archive_pending' AND run_at > now()) AS scheduled,"
+		"  count(*) FILTER (WHERE curr_job_status = 'archive_processing') AS processing,"
+		"  count(*) FILTER (WHERE curr_job_status = 'archive_completed') AS completed,"
+		"  count(*) FILTER (WHERE curr_job_status = 'archive_failed') AS failed,"
+		"  count(*) FILTER (WHERE curr_job_status = 'archive_cancelled') AS cancelled,"
+		"  EXTRACT(EPOCH FROM now() - min(run_at) FILTER ("
+		"    WHERE curr_job_status = 'archive_pending' AND run_at <= now())) AS oldest"
+		"  FROM job_queue WHERE ($1::text IS NULL OR queue = $1) GROUP BY queue) c"
+		" FULL JOIN (SELECT * FROM job_queue_settings WHERE $1::text IS NULL OR queue = $1) f"
+		"   ON f.queue = c.queue"
+		" ORDER BY 1",
 		1, { JQ_OID_TEXT } },
 
 	/* The job counts of /metrics, every 5 s on every replica, in S_STATS's shape (completed and
-	 * cancelled 0): only the states a partial index covers, each read through its index
-	 * (job_queue_claim_idx, job_queue_processing_idx, job_queue_failed_idx), so the cost follows
-	 * the jobs waiting, running and failed, never the finished jobs the table keeps. */
+	 * cancelled 0; every queue with flow settings is listed, with or without jobs): only the
+	 * states a partial index covers, each read through its index (job_queue_claim_idx,
+	 * job_queue_processing_idx, job_queue_failed_idx), so the cost follows the jobs waiting,
+	 * running and failed, never the finished jobs the table keeps. */
 	[S_JOB_GAUGES] = { "jq_job_gauges",
-		"SELECT queue, sum(pending)::int8, sum(scheduled)::int8, sum(processing)::int8, 0::int8,"
-		" sum(failed)::int8, 0::int8, COALESCE(EXTRACT(EPOCH FROM now() - min(oldest_due)), 0)::float8"
+		"SELECT COALESCE(g.queue, f.queue), COALESCE(g.pending, 0), COALESCE(g.scheduled, 0),"
+		" COALESCE(g.processing, 0), 0::int8, COALESCE(g.failed, 0), 0::int8,"
+		" COALESCE(g.oldest, 0)::float8, " FLOW_COLS
+		" FROM (SELECT queue, sum(pending)::int8 AS pending, sum(scheduled)::int8 AS scheduled,"
+		" sum(processing)::int8 AS processing, sum(failed)::int8 AS failed,"
+		" EXTRACT(EPOCH FROM now() - min(oldest_due)) AS oldest"
 		" FROM (SELECT queue, count(*) AS pending, count(*) FILTER (WHERE run_at > now()) AS scheduled,"
 		"              0 AS processing, 0 AS failed, min(run_at) FILTER (WHERE run_at <= now()) AS oldest_due"
 		"         FROM job_queue WHERE curr_job_status = 'archive_pending' GROUP BY queue"
@@ -323,8 +369,37 @@ const jq_dbi_stmt jq_dbi_stmts[S__COUNT] = {
 		"       UNION ALL"
 		"       SELECT queue, 0, 0, 0, count(*), NULL FROM job_queue"
 		"        WHERE curr_job_status = 'archive_failed' GROUP BY queue) s"
-		" GROUP BY queue ORDER BY queue",
+		" GROUP BY queue) g"
+		" FULL JOIN job_queue_settings f ON f.queue = g.queue"
+		" ORDER BY 1",
 		0, { 0 } },
+
+	/* Pause and Resume: the queue gets a settings row if it has none (a queue exists as soon as
+	 * it is named), and the row's trigger tells every jobqd (migration 015). */
+	[S_QUEUE_PAUSE] = { "jq_queue_pause",
+		"INSERT INTO job_queue_settings AS s (queue, paused) VALUES ($1, $2)"
+		" ON CONFLICT (queue) DO UPDATE SET paused = EXCLUDED.paused, updated_at = now()"
+		" RETURNING " SETTINGS_COLS,
+		2, { JQ_OID_TEXT, JQ_OID_BOOL } },
+
+	/* ConfigureQueue: $2/$4 say whether the concurrency / rate limit changes; then $3, or $5 per
+	 * $6 ms, is the new limit, NULL to remove it. A rate that keeps its period keeps the count of
+	 * the current window (so re-setting it cannot admit a second budget in one window); a new
+	 * period starts counting afresh. */
+	[S_QUEUE_CONFIGURE] = { "jq_queue_configure",
+		"INSERT INTO job_queue_settings AS s (queue, concurrency_limit, rate_limit, rate_period_ms)"
+		" VALUES ($1, CASE WHEN $2 THEN $3 END, CASE WHEN $4 THEN $5 END, CASE WHEN $4 THEN $6 END)"
+		" ON CONFLICT (queue) DO UPDATE SET"
+		"  concurrency_limit = CASE WHEN $2 THEN $3 ELSE s.concurrency_limit END,"
+		"  rate_limit = CASE WHEN $4 THEN $5 ELSE s.rate_limit END,"
+		"  rate_period_ms = CASE WHEN $4 THEN $6 ELSE s.rate_period_ms END,"
+		"  rate_window_start = CASE WHEN $4 AND $6 IS DISTINCT FROM s.rate_period_ms THEN NULL"
+		"                           ELSE s.rate_window_start END,"
+		"  rate_window_claims = CASE WHEN $4 AND $6 IS DISTINCT FROM s.rate_period_ms THEN 0"
+		"                            ELSE s.rate_window_claims END,"
+		"  updated_at = now()"
+		" RETURNING " SETTINGS_COLS,
+		6, { JQ_OID_TEXT, JQ_OID_BOOL, JQ_OID_INT4, JQ_OID_BOOL, JQ_OID_INT4, JQ_OID_INT4 } },
 
 	/* Completed and cancelled jobs, table-wide, from PostgreSQL's own statistics: the live rows
 	 * (pg_class.reltuples, renewed by every autovacuum) times each state's share as the planner

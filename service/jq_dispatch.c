@@ -26,6 +26,9 @@ static const route routes[] = {
 	{ "Retry", jq_handle_retry },
 	{ "Cancel", jq_handle_cancel },
 	{ "Stats", jq_handle_stats },
+	{ "Pause", jq_handle_pause },
+	{ "Resume", jq_handle_resume },
+	{ "ConfigureQueue", jq_handle_configure_queue },
 	{ "AddSchedule", jq_handle_add_schedule },
 	{ "ListSchedules", jq_handle_list_schedules },
 	{ "RemoveSchedule", jq_handle_remove_schedule },
@@ -101,7 +104,7 @@ bool jq_dispatch_quick(void *worker_arg, jq_rpc_req *req)
 		return false;
 	jq_call call = { .cfg = w->cfg, .request_id = jq_rpc_req_request_id(req),
 			 .received_us = jq_rpc_req_received_us(req), .longpoll = w->longpoll,
-			 .client_max_reply = env->max_reply_bytes };
+			 .flow = w->flow, .client_max_reply = env->max_reply_bytes };
 	bool waits = jq_claim_waits_at_once(&call, r);
 	jobq__v1__claim_request__free_unpacked(r, NULL);
 	if (waits)
@@ -151,7 +154,7 @@ void jq_dispatch_handle(void *worker_arg, jq_rpc_req *req)
 	reply_to to = { .req = req, .method = method };
 	jq_call call = { .db = w->db, .cfg = w->cfg, .request_id = jq_rpc_req_request_id(req),
 			 .received_us = jq_rpc_req_received_us(req), .deadline_us = jq_rpc_req_deadline_us(req),
-			 .longpoll = w->longpoll, .client_max_reply = env->max_reply_bytes,
+			 .longpoll = w->longpoll, .flow = w->flow, .client_max_reply = env->max_reply_bytes,
 			 .send = send_reply, .send_arg = &to, .role = (jq_role)jq_rpc_req_principal(req) };
 	ProtobufCMessage *in = NULL;
 

@@ -12,6 +12,7 @@
 
 #include "jq_config.h"
 #include "jq_db.h"
+#include "jq_flow.h"
 #include "jq_longpoll.h"
 #include "jq_rpc_server.h"
 
@@ -19,6 +20,7 @@ typedef struct jq_worker {
 	jq_db *db;
 	const jq_config *cfg;
 	jq_longpoll *longpoll; /* NULL: Claim never waits */
+	jq_flow *flow;         /* the queues' flow settings (hints for the long-poll); may be NULL */
 } jq_worker;
 
 /* jq_dispatch_handle decodes, runs and answers one request (a jq_rpc_handler_fn). */
@@ -27,7 +29,7 @@ void jq_dispatch_handle(void *worker_arg, jq_rpc_req *req);
 /* jq_dispatch_quick is the jq_rpc_server's quick look (a jq_rpc_quick_fn), on nng's receiving
  * thread: a Claim that the long-poll says waits without a query (its queue is known to be empty)
  * goes to jq_longpoll_wait there, without a worker. Its argument is a jq_worker of which it reads
- * only cfg and longpoll. */
+ * only cfg, longpoll and flow. */
 bool jq_dispatch_quick(void *worker_arg, jq_rpc_req *req);
 
 /* jq_dispatch_method_count: methods of the JobQueue service that have a handler. */

@@ -192,6 +192,11 @@ static void claim_start(jq_call *call, const Jobq__V1__ClaimRequest *r)
 {
 	jq_longpoll_claim_start(call->longpoll, &call->claim, r->queue, (int)r->limit, call->received_us,
 				r->wait_ms);
+	/* A limited queue's Claim looks again by itself: freed slots and new rate windows are not
+	 * announced. */
+	if (call->flow != NULL)
+		jq_longpoll_claim_retry(&call->claim,
+					jq_flow_retry_ms(call->flow, r->queue, jq_clock_unix_ms()));
 }
 
 /* claim_reply_fits: a Claim runs only for a client that takes a reply of one job of the largest
@@ -353,6 +358,31 @@ static jq_code op_heartbeat(jq_call *call, const jq_db_lease *leases, size_t n, 
 	return jq_db_heartbeat(call->db, leases, n, lease, items, err);
 }
 
+/* wake_freed: jobs of a concurrency-limited queue left processing, so slots are free: the Claims
+ * of the queue waiting here look now (no announcement says so; those waiting on other replicas
+ * look within JQ_FLOW_SLOT_RETRY_MS). The call's own claim, when it took `taken` jobs of
+ * `taken_queue` in the same statement, used that many of the slots. */
+static void wake_freed(jq_call *call, const jq_db_item *items, size_t n, const char *taken_queue,
+		       size_t taken)
+{
+	if (call->flow == NULL || call->longpoll == NULL)
+		return;
+	for (size_t i = 0; i < n; i++) {
+		size_t freed = 0;
+		if (!items[i].changed || (i > 0 && strcmp(items[i].queue, items[i - 1].queue) == 0))
+			continue; /* a run of one queue is woken once, for all of it */
+		for (size_t k = i; k < n && strcmp(items[k].queue, items[i].queue) == 0; k++)
+			freed += items[k].changed;
+		if (taken_queue != NULL && strcmp(taken_queue, items[i].queue) == 0) {
+			size_t used = taken < freed ? taken : freed;
+			freed -= used;
+			taken -= used;
+		}
+		if (freed > 0 && jq_flow_limited(call->flow, items[i].queue))
+			jq_longpoll_wake(call->longpoll, items[i].queue, freed);
+	}
+}
+
 static jq_code op_complete(jq_call *call, const jq_db_lease *leases, size_t n, jq_db_item *items,
 			   jq_db_err *err, const void *request)
 {
@@ -364,6 +394,8 @@ static jq_code op_complete(jq_call *call, const jq_db_lease *leases, size_t n, j
 			tally(&t, items[i].queue, JQ_METRICS_COMPLETED);
 	}
 	tally_flush(&t);
+	if (c == JQ_OK)
+		wake_freed(call, items, n, NULL, 0);
 	return c;
 }
 
@@ -379,6 +411,8 @@ static jq_code op_fail(jq_call *call, const jq_db_lease *leases, size_t n, jq_db
 			      items[i].status == JQ_STATE_PENDING ? JQ_METRICS_RETRIED : JQ_METRICS_FAILED);
 	}
 	tally_flush(&t);
+	if (c == JQ_OK)
+		wake_freed(call, items, n, NULL, 0);
 	return c;
 }
 
@@ -544,6 +578,7 @@ static void run_then_claim(jq_call *call, jq_db_lease *leases, size_t n,
 		goto out;
 	}
 	tally_items(items, n, ops->fail);
+	wake_freed(call, items, n, cl->queue, (size_t)jq_db_rows_count(rows));
 	if (items_to_proto(items, n, &out) != 0) {
 		jq_call_error(call, JQ_RESOURCE_EXHAUSTED, "out of memory");
 		goto out;
@@ -950,6 +985,10 @@ void jq_handle_stats(jq_call *call, const ProtobufCMessage *request)
 		qs[i].failed = (uint64_t)s.failed;
 		qs[i].cancelled = (uint64_t)s.cancelled;
 		qs[i].oldest_due_age_seconds = s.oldest_due_age_seconds;
+		qs[i].paused = s.flow.paused;
+		qs[i].concurrency_limit = (uint32_t)s.flow.concurrency_limit;
+		qs[i].rate_limit = (uint32_t)s.flow.rate_limit;
+		qs[i].rate_period_ms = (uint32_t)s.flow.rate_period_ms;
 		ptrs[i] = &qs[i];
 	}
 	resp.n_queues = n;
@@ -959,6 +998,86 @@ out:
 	free(qs);
 	free(ptrs);
 	jq_db_rows_free(rows);
+}
+
+/* ---- Pause, Resume, ConfigureQueue ---- */
+
+/* reply_settings answers with the settings row a flow statement returned, through a response
+ * whose only field is the settings (PauseResponse, ResumeResponse, ConfigureQueueResponse share
+ * that shape). */
+static void reply_settings(jq_call *call, jq_code c, jq_db_rows *rows, const jq_db_err *err,
+			   ProtobufCMessage *resp, Jobq__V1__QueueSettings **field)
+{
+	Jobq__V1__QueueSettings qs = JOBQ__V1__QUEUE_SETTINGS__INIT;
+	jq_queue_settings s;
+	if (c != JQ_OK) {
+		db_error(call, c, err);
+		return;
+	}
+	if (jq_db_rows_count(rows) != 1) {
+		jq_call_error(call, JQ_INTERNAL, "the settings statement returned %d rows", jq_db_rows_count(rows));
+		goto out;
+	}
+	jq_db_rows_settings(rows, 0, &s);
+	qs.queue = (char *)s.queue;
+	qs.paused = s.flow.paused;
+	qs.concurrency_limit = (uint32_t)s.flow.concurrency_limit;
+	qs.rate_limit = (uint32_t)s.flow.rate_limit;
+	qs.rate_period_ms = (uint32_t)s.flow.rate_period_ms;
+	qs.updated_at_ms = s.updated_at_ms;
+	*field = &qs;
+	jq_call_reply(call, resp);
+out:
+	jq_db_rows_free(rows);
+}
+
+static void pause_or_resume(jq_call *call, const char *queue, bool paused, ProtobufCMessage *resp,
+			    Jobq__V1__QueueSettings **field)
+{
+	jq_db_rows *rows = NULL;
+	jq_db_err err;
+	if (jq_validate_queue_name("queue", queue, call->message, sizeof(call->message)) != 0) {
+		call->code = JQ_INVALID_ARGUMENT;
+		return;
+	}
+	jq_code c = jq_db_queue_pause(call->db, queue, paused, &rows, &err);
+	reply_settings(call, c, rows, &err, resp, field);
+}
+
+void jq_handle_pause(jq_call *call, const ProtobufCMessage *request)
+{
+	const Jobq__V1__PauseRequest *r = (const Jobq__V1__PauseRequest *)request;
+	Jobq__V1__PauseResponse resp = JOBQ__V1__PAUSE_RESPONSE__INIT;
+	pause_or_resume(call, r->queue, true, &resp.base, &resp.settings);
+}
+
+void jq_handle_resume(jq_call *call, const ProtobufCMessage *request)
+{
+	const Jobq__V1__ResumeRequest *r = (const Jobq__V1__ResumeRequest *)request;
+	Jobq__V1__ResumeResponse resp = JOBQ__V1__RESUME_RESPONSE__INIT;
+	pause_or_resume(call, r->queue, false, &resp.base, &resp.settings);
+}
+
+void jq_handle_configure_queue(jq_call *call, const ProtobufCMessage *request)
+{
+	const Jobq__V1__ConfigureQueueRequest *r = (const Jobq__V1__ConfigureQueueRequest *)request;
+	Jobq__V1__ConfigureQueueResponse resp = JOBQ__V1__CONFIGURE_QUEUE_RESPONSE__INIT;
+	jq_db_rows *rows = NULL;
+	jq_db_err err;
+
+	if (jq_validate_configure_queue(r, call->message, sizeof(call->message)) != 0) {
+		call->code = JQ_INVALID_ARGUMENT;
+		return;
+	}
+	jq_db_flow_change ch = {
+		.set_concurrency = r->set_concurrency_limit || r->clear_concurrency_limit,
+		.concurrency_limit = r->set_concurrency_limit ? r->concurrency_limit : 0,
+		.set_rate = r->set_rate_limit || r->clear_rate_limit,
+		.rate_limit = r->set_rate_limit ? r->rate_limit : 0,
+		.rate_period_ms = r->set_rate_limit ? r->rate_period_ms : 0,
+	};
+	jq_code c = jq_db_queue_configure(call->db, r->queue, &ch, &rows, &err);
+	reply_settings(call, c, rows, &err, &resp.base, &resp.settings);
 }
 
 /* ---- Schedules ---- */

@@ -22,6 +22,7 @@
 #include "jq_auth.h"
 #include "jq_config.h"
 #include "jq_db.h"
+#include "jq_flow.h"
 #include "jq_longpoll.h"
 
 /* Bytes a job takes in a reply beyond the contents of its payload, queue, lease owner, last
@@ -53,6 +54,7 @@ struct jq_call {
 	int64_t received_us; /* when the request arrived (jq_clock_mono_us clock) */
 	int64_t deadline_us; /* when its caller stops waiting (same clock); 0 = not known */
 	jq_longpoll *longpoll; /* NULL: Claims never wait */
+	jq_flow *flow;         /* the queues' flow settings, for the long-poll's hints; may be NULL */
 	uint32_t client_max_reply; /* RpcRequest.max_reply_bytes: 0, or the largest reply the client takes */
 	jq_code code;
 	char message[512];
@@ -97,6 +99,9 @@ void jq_handle_list(jq_call *call, const ProtobufCMessage *request);
 void jq_handle_retry(jq_call *call, const ProtobufCMessage *request);
 void jq_handle_cancel(jq_call *call, const ProtobufCMessage *request);
 void jq_handle_stats(jq_call *call, const ProtobufCMessage *request);
+void jq_handle_pause(jq_call *call, const ProtobufCMessage *request);
+void jq_handle_resume(jq_call *call, const ProtobufCMessage *request);
+void jq_handle_configure_queue(jq_call *call, const ProtobufCMessage *request);
 void jq_handle_add_schedule(jq_call *call, const ProtobufCMessage *request);
 void jq_handle_list_schedules(jq_call *call, const ProtobufCMessage *request);
 void jq_handle_remove_schedule(jq_call *call, const ProtobufCMessage *request);

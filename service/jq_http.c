@@ -146,7 +146,10 @@ static void read_jobs(jq_http *h)
 		jq_db_rows_stats(rows, (int)i, &s);
 		q[i] = (jq_metrics_queue){ .pending = s.pending - s.scheduled, .scheduled = s.scheduled,
 					   .processing = s.processing, .failed = s.failed,
-					   .oldest_due_age_seconds = s.oldest_due_age_seconds };
+					   .oldest_due_age_seconds = s.oldest_due_age_seconds,
+					   .paused = s.flow.paused,
+					   .concurrency_limit = s.flow.concurrency_limit,
+					   .rate_limit = s.flow.rate_limit, .rate_period_ms = s.flow.rate_period_ms };
 		snprintf(q[i].queue, sizeof(q[i].queue), "%s", s.queue);
 		jq_metrics_queue_known(q[i].queue);
 	}

@@ -38,6 +38,7 @@
 typedef struct waiter {
 	jq_rpc_req *req;
 	int64_t until_us;
+	int64_t retry_us; /* requeued then, announced or not (a limited queue); 0 = never */
 	int limit; /* jobs its Claim asks for (>= 1) */
 	char queue[QUEUE_MAX + 1];
 	struct waiter *next;
@@ -174,6 +175,12 @@ static void record_wake_locked(jq_longpoll *lp, const char *queue)
 static waiter *take_locked(jq_longpoll *lp, const char *queue, int64_t t, size_t keep);
 static size_t newest_to_keep_locked(jq_longpoll *lp, const char *queue, size_t jobs);
 
+/* next_look: when the expiry thread must act on w: its retry, else the end of its wait. */
+static int64_t next_look(const waiter *w)
+{
+	return w->retry_us != 0 ? w->retry_us : w->until_us;
+}
+
 static int64_t count_list(const waiter *w)
 {
 	int64_t n = 0;
@@ -269,7 +276,13 @@ void jq_longpoll_claim_start(jq_longpoll *lp, jq_longpoll_claim *c, const char *
 	c->limit = limit > 0 ? limit : 1;
 	c->until_us = wait_ms > 0 ? received_us + (int64_t)wait_ms * 1000 : 0;
 	c->generation = lp != NULL ? current_generation(lp) : 0;
+	c->retry_ms = 0;
 	c->after_completion = false;
+}
+
+void jq_longpoll_claim_retry(jq_longpoll_claim *c, int retry_ms)
+{
+	c->retry_ms = retry_ms > 0 ? retry_ms : 0;
 }
 
 /* may_wait: the Claim asked to wait and part of its wait is left (a Claim run again after a wake
@@ -282,7 +295,8 @@ static bool may_wait(const jq_longpoll_claim *c)
 bool jq_longpoll_claim_begin(const jq_longpoll_claim *c)
 {
 	jq_longpoll *lp = c->lp;
-	if (lp == NULL)
+	/* A limited queue may hold jobs that no Claim could take a moment ago: it always asks. */
+	if (lp == NULL || c->retry_ms > 0)
 		return false;
 	bool wait = may_wait(c);
 	jq_mutex_lock(&lp->longpoll_mu);
@@ -294,7 +308,7 @@ bool jq_longpoll_claim_begin(const jq_longpoll_claim *c)
 bool jq_longpoll_claim_known_empty(const jq_longpoll_claim *c)
 {
 	jq_longpoll *lp = c->lp;
-	if (!may_wait(c))
+	if (!may_wait(c) || c->retry_ms > 0)
 		return false;
 	jq_mutex_lock(&lp->longpoll_mu);
 	bool park = begin_locked(lp, c->queue, (size_t)c->limit, true, false);
@@ -302,13 +316,20 @@ bool jq_longpoll_claim_known_empty(const jq_longpoll_claim *c)
 	return park;
 }
 
-/* record_end: see jq_longpoll_claim_end. */
+/* record_end: see jq_longpoll_claim_end. limited: a Claim of a queue whose limits the database
+ * applies (jq_longpoll_claim_retry). */
 static void record_end(jq_longpoll *lp, const char *queue, uint64_t generation, size_t limit,
-		       size_t got, bool ok)
+		       size_t got, bool ok, bool limited)
 {
 	waiter *w = NULL;
 	jq_mutex_lock(&lp->longpoll_mu);
 	tracked *t = find_locked(lp, queue);
+	if (limited) {
+		/* A short answer says nothing of the jobs waiting: the limit may have held them back.
+		 * The queue stays unknown, and its Claims always ask (they never reserved). */
+		forget_locked(t);
+		goto out;
+	}
 	if (!ok) {
 		/* Its reservation ends with no answer: whoever parked behind it must look again. */
 		forget_locked(t);
@@ -350,7 +371,7 @@ bool jq_longpoll_claim_end(const jq_longpoll_claim *c, size_t got, bool ok)
 {
 	if (c->lp == NULL)
 		return false;
-	record_end(c->lp, c->queue, c->generation, (size_t)c->limit, got, ok);
+	record_end(c->lp, c->queue, c->generation, (size_t)c->limit, got, ok, c->retry_ms > 0);
 	return ok && got == 0 && may_wait(c);
 }
 
@@ -381,7 +402,8 @@ int64_t jq_longpoll_unqueried(jq_longpoll *lp)
 }
 
 /* park keeps req, the Claim c follows, until a job of its queue is announced or until until_us,
- * then requeues or answers it; at once when the queue was woken since c's generation. */
+ * then requeues or answers it; at once when the queue was woken since c's generation. A Claim
+ * with a retry time (jq_longpoll_claim_retry) is requeued after it, announced or not. */
 static void park(const jq_longpoll_claim *c, jq_rpc_req *req, int64_t until_us)
 {
 	jq_longpoll *lp = c->lp;
@@ -397,6 +419,8 @@ static void park(const jq_longpoll_claim *c, jq_rpc_req *req, int64_t until_us)
 	}
 	w->req = req;
 	w->until_us = until_us;
+	int64_t retry_us = c->retry_ms > 0 ? jq_clock_mono_us() + (int64_t)c->retry_ms * 1000 : 0;
+	w->retry_us = retry_us > 0 && retry_us < until_us ? retry_us : 0;
 	w->limit = limit > 0 ? limit : 1;
 	snprintf(w->queue, sizeof(w->queue), "%s", queue);
 	/* Before it is on the list, where a wake may requeue it (and count it again) at once. */
@@ -415,7 +439,7 @@ static void park(const jq_longpoll_claim *c, jq_rpc_req *req, int64_t until_us)
 		lp->nwaiting++;
 		/* Waking the expiry thread at every park would cost a context switch per Claim; it
 		 * only needs to look again when this wait ends before its next look. */
-		if (until_us < lp->sleeps_until)
+		if (next_look(w) < lp->sleeps_until)
 			pthread_cond_signal(&lp->expiry_cv);
 	}
 	jq_mutex_unlock(&lp->longpoll_mu);
@@ -441,15 +465,15 @@ void jq_longpoll_wait(const jq_longpoll_claim *c, jq_rpc_req *req)
 	park(c, req, until);
 }
 
-/* take_locked unlinks into a list the waiters that match (of queue, or expired before t), except
- * the first `keep` matches, which are the newest (park pushes at the head). */
+/* take_locked unlinks into a list the waiters that match (of queue, or whose next look is due at
+ * t), except the first `keep` matches, which are the newest (park pushes at the head). */
 static waiter *take_locked(jq_longpoll *lp, const char *queue, int64_t t, size_t keep)
 {
 	JQ_ASSERT_HELD(&lp->longpoll_mu);
 	waiter *taken = NULL, **pp = &lp->waiters;
 	while (*pp != NULL) {
 		waiter *w = *pp;
-		bool match = queue ? strcmp(w->queue, queue) == 0 : w->until_us <= t;
+		bool match = queue ? strcmp(w->queue, queue) == 0 : next_look(w) <= t;
 		if (!match || (keep > 0 && keep-- > 0)) {
 			pp = &w->next;
 			continue;
@@ -518,9 +542,24 @@ static int64_t earliest_locked(jq_longpoll *lp)
 	JQ_ASSERT_HELD(&lp->longpoll_mu);
 	int64_t t = INT64_MAX;
 	for (waiter *w = lp->waiters; w != NULL; w = w->next)
-		if (w->until_us < t)
-			t = w->until_us;
+		if (next_look(w) < t)
+			t = next_look(w);
 	return t;
+}
+
+/* release_due hands each waiter whose wait ended an empty answer, and sends each whose retry
+ * came (a limited queue's) back to the database; frees the list. Outside the lock. */
+static void release_due(waiter *w)
+{
+	while (w != NULL) {
+		waiter *next = w->next;
+		if (w->retry_us != 0)
+			jq_rpc_req_requeue(w->req);
+		else
+			answer_empty(w->req);
+		free(w);
+		w = next;
+	}
 }
 
 static void *longpoll_expiry_main(void *arg)
@@ -541,7 +580,7 @@ static void *longpoll_expiry_main(void *arg)
 		}
 		waiter *expired = take_locked(lp, NULL, jq_clock_mono_us(), 0);
 		jq_mutex_unlock(&lp->longpoll_mu);
-		release_all(expired, answer_empty);
+		release_due(expired);
 		jq_mutex_lock(&lp->longpoll_mu);
 	}
 	jq_mutex_unlock(&lp->longpoll_mu);

@@ -22,7 +22,8 @@
  *     the wait still counts from the request's arrival. When its wait ends first, it is answered
  *     here with no jobs. An announcement that lands between the empty claim and the wait is not
  *     lost: jq_longpoll_claim_start reads the generation before the query, and a wake of the
- *     queue since then sends the request straight back.
+ *     queue since then sends the request straight back. A Claim of a queue with a concurrency
+ *     or rate limit (jq_longpoll_claim_retry) is also sent back after a short retry time.
  *
  * A Claim need not even ask the database when its queue is known to be empty here: a Claim of it
  * came back short, and every job announced since (the notifications list them) has been claimed
@@ -66,6 +67,7 @@ typedef struct jq_longpoll_claim {
 	int limit;           /* the jobs it asks for: how many announced jobs it covers */
 	int64_t until_us;    /* when its wait ends (arrival + wait_ms); 0 = it does not wait */
 	uint64_t generation; /* the long-poll's, read before the Claim queries */
+	int retry_ms;        /* a limited queue's: look again this long after parking; 0 = none */
 	/* The claim of a Complete or Fail (their `claim`), whose request carries the results of its
 	 * completion as its note (jq_rpc_req_set_note): the answers given here are that note, with
 	 * retry_after_ms in field JQ_LONGPOLL_NEXT_RETRY_FIELD when the Claim may not wait. false
@@ -91,6 +93,13 @@ void jq_longpoll_free(jq_longpoll *lp);
  * the Claim never waits, and the calls below say so. */
 void jq_longpoll_claim_start(jq_longpoll *lp, jq_longpoll_claim *c, const char *queue, int limit,
 			     int64_t received_us, uint32_t wait_ms);
+
+/* jq_longpoll_claim_retry marks a started Claim as one of a queue whose flow limits the database
+ * applies (jq_flow_retry_ms > 0): an empty answer then says nothing of the queue's jobs (the limit
+ * may have held them back), so the queue is never known empty for it and it always queries; and
+ * when it waits, it is sent back to the database after retry_ms even if nothing is announced
+ * (freed slots and a new rate window are not announced), besides the usual wakes. */
+void jq_longpoll_claim_retry(jq_longpoll_claim *c, int retry_ms);
 
 /* jq_longpoll_claim_begin is called before the Claim queries. True: its queue is known to have no
  * job it could get (none, or only as many as Claims querying now will take), and it may wait:

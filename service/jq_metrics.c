@@ -371,6 +371,35 @@ static void one(sb *s, const char *name, const char *type, const char *help, dou
 	sb_printf(s, "%s %.15g\n", name, v);
 }
 
+/* render_flow: each queue's pause flag, and its limits where it has them (a series per limit
+ * set, none for a queue without one: an absent limit is no number). */
+static void render_flow(sb *s, const jq_metrics_snapshot *snap)
+{
+	char q[160];
+	header(s, "jobq_queue_paused", "gauge", "1 while the queue is paused (Pause; its Claims get nothing).");
+	for (size_t i = 0; i < snap->nqueues; i++)
+		sb_printf(s, "jobq_queue_paused{queue=\"%s\"} %d\n",
+			  label_value(snap->queues[i].queue, q, sizeof(q)), snap->queues[i].paused ? 1 : 0);
+	header(s, "jobq_queue_concurrency_limit", "gauge",
+	       "Most jobs of the queue processing at once (ConfigureQueue), for queues with a limit.");
+	for (size_t i = 0; i < snap->nqueues; i++)
+		if (snap->queues[i].concurrency_limit > 0)
+			sb_printf(s, "jobq_queue_concurrency_limit{queue=\"%s\"} %d\n",
+				  label_value(snap->queues[i].queue, q, sizeof(q)), (int)snap->queues[i].concurrency_limit);
+	header(s, "jobq_queue_rate_limit", "gauge",
+	       "Most jobs of the queue claimed per jobq_queue_rate_period_seconds, for queues with a rate limit.");
+	for (size_t i = 0; i < snap->nqueues; i++)
+		if (snap->queues[i].rate_limit > 0)
+			sb_printf(s, "jobq_queue_rate_limit{queue=\"%s\"} %d\n",
+				  label_value(snap->queues[i].queue, q, sizeof(q)), (int)snap->queues[i].rate_limit);
+	header(s, "jobq_queue_rate_period_seconds", "gauge", "The window of the queue's rate limit.");
+	for (size_t i = 0; i < snap->nqueues; i++)
+		if (snap->queues[i].rate_limit > 0)
+			sb_printf(s, "jobq_queue_rate_period_seconds{queue=\"%s\"} %.3f\n",
+				  label_value(snap->queues[i].queue, q, sizeof(q)),
+				  (double)snap->queues[i].rate_period_ms / 1000.0);
+}
+
 static void render_jobs(sb *s, const jq_metrics_snapshot *snap)
 {
 	static const char *const states[] = { "archive_pending", "archive_processing", "archive_failed" };
@@ -397,6 +426,7 @@ static void render_jobs(sb *s, const jq_metrics_snapshot *snap)
 	for (size_t i = 0; i < snap->nqueues; i++)
 		sb_printf(s, "jobq_oldest_due_job_age_seconds{queue=\"%s\"} %.3f\n",
 			  label_value(snap->queues[i].queue, q, sizeof(q)), snap->queues[i].oldest_due_age_seconds);
+	render_flow(s, snap);
 	if (snap->completed_estimate >= 0 && snap->cancelled_estimate >= 0) {
 		header(s, "jobq_jobs_finished_estimate", "gauge",
 		       "Completed and cancelled jobs in the table, estimated from PostgreSQL's statistics.");

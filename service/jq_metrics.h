@@ -67,6 +67,9 @@ typedef struct jq_metrics_queue {
 	int64_t scheduled; /* pending, run_at in the future */
 	int64_t processing, failed;
 	double oldest_due_age_seconds;
+	bool paused;               /* flow settings (migration 015); a limit of 0 is none */
+	int32_t concurrency_limit;
+	int32_t rate_limit, rate_period_ms;
 } jq_metrics_queue;
 
 /* What the caller reads from the other modules at scrape time. Negative numbers are omitted. */

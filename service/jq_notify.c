@@ -15,6 +15,7 @@
 #include <libpq-fe.h>
 
 #include "jq_clock.h"
+#include "jq_flow.h"
 #include "jq_log.h"
 #include "jq_pgconn.h"
 
@@ -70,6 +71,12 @@ static const char NEXT_DUE_SQL[] =
 	"        AND j.priority = p.priority AND j.run_at > now()"
 	"      ORDER BY j.run_at LIMIT 1) f";
 
+/* The flow settings of every configured queue, read after each LISTEN (jq_flow). */
+static const char SETTINGS_SQL[] =
+	"SELECT queue, paused::int, COALESCE(concurrency_limit, 0), COALESCE(rate_limit, 0),"
+	" COALESCE(rate_period_ms, 0) FROM job_queue_settings";
+#define UNDEFINED_TABLE "42P01"
+
 const char *jq_notify_due_queues_sql(void)
 {
 	return DUE_QUEUES_SQL;
@@ -84,6 +91,7 @@ struct jq_notify {
 	const jq_config *cfg;
 	jq_publisher *pub;
 	jq_notify_hooks hooks;
+	jq_flow *flow;    /* borrowed; NULL: no queue is ever paused */
 	PGconn *conn;     /* NULL while disconnected; only the thread touches it */
 	int wake_fd;      /* eventfd: jq_notify_stop writes, the thread's poll wakes */
 	pthread_t thread;
@@ -101,6 +109,10 @@ struct jq_notify {
 
 static void announce(jq_notify *n, const char *queue, const int64_t *ids, size_t count)
 {
+	/* A paused queue's jobs are not claimable: nothing is announced, and its waiting Claims go
+	 * on waiting. Resume announces it (sql/015-jobq_notify_settings.sql). */
+	if (n->flow != NULL && jq_flow_paused(n->flow, queue))
+		return;
 	if (jq_publisher_send(n->pub, queue, ids, count) == 0)
 		atomic_fetch_add(&n->announced, 1);
 	if (n->hooks.announced != NULL)
@@ -230,6 +242,15 @@ static void handle_line(jq_notify *n, char *line, bool *rescan)
 			jq_debug("notify: not a time: '%.40s'", line);
 		return;
 	}
+	if (strncmp(line, "Q ", 2) == 0) {
+		char queue[JQ_DB_QUEUE_MAX + 1];
+		jq_queue_flow fs;
+		if (jq_flow_parse(line + 2, queue, &fs) != 0)
+			jq_debug("notify: not a settings line: '%.80s'", line);
+		else if (n->flow != NULL && jq_flow_set(n->flow, queue, &fs) != 0)
+			warn(n, "queue settings: ", "out of memory");
+		return;
+	}
 	if (strncmp(line, "D ", 2) != 0) {
 		jq_debug("notify: unknown line kind '%c'", line[0]);
 		return;
@@ -327,6 +348,40 @@ static int scan(jq_notify *n)
 	return 0;
 }
 
+/* load_settings reads every queue's flow settings into n->flow, after LISTEN, so that a change
+ * committed later arrives as a Q line. A database without the table (migrations older than
+ * 015) has no settings. 0, or -1 (logged). */
+static int load_settings(jq_notify *n)
+{
+	if (n->flow == NULL)
+		return 0;
+	PGresult *res = exec(n, SETTINGS_SQL, "queue settings: ");
+	if (res == NULL)
+		return -1;
+	const char *state = PQresultErrorField(res, PG_DIAG_SQLSTATE);
+	jq_flow_clear(n->flow);
+	if (PQresultStatus(res) != PGRES_TUPLES_OK) {
+		bool missing = state != NULL && strcmp(state, UNDEFINED_TABLE) == 0;
+		if (!missing)
+			set_why(n, "queue settings: ", PQresultErrorMessage(res));
+		PQclear(res);
+		return missing ? 0 : -1;
+	}
+	for (int i = 0; i < PQntuples(res); i++) {
+		jq_queue_flow fs = { .paused = atoi(PQgetvalue(res, i, 1)) != 0,
+				     .concurrency_limit = atoi(PQgetvalue(res, i, 2)),
+				     .rate_limit = atoi(PQgetvalue(res, i, 3)),
+				     .rate_period_ms = atoi(PQgetvalue(res, i, 4)) };
+		if (jq_flow_set(n->flow, PQgetvalue(res, i, 0), &fs) != 0) {
+			set_why(n, "queue settings: ", "out of memory");
+			PQclear(res);
+			return -1;
+		}
+	}
+	PQclear(res);
+	return 0;
+}
+
 /* connect_listen opens the session and LISTENs; 0 or -1 (logged, n->conn left NULL). */
 static int connect_listen(jq_notify *n)
 {
@@ -350,6 +405,8 @@ static int connect_listen(jq_notify *n)
 		goto fail;
 	}
 	PQclear(res);
+	if (load_settings(n) != 0)
+		goto fail;
 	set_listening(n, true);
 	jq_log_limited_end(&n->problems);
 	jq_info("notify: listening on %s", CHANNEL);
@@ -425,13 +482,14 @@ static void *notify_main(void *arg)
 }
 
 int jq_notify_start(const jq_config *cfg, jq_publisher *pub, const jq_notify_hooks *hooks,
-		    jq_notify **out)
+		    jq_flow *flow, jq_notify **out)
 {
 	jq_notify *n = calloc(1, sizeof(*n));
 	if (n == NULL)
 		return -1;
 	n->cfg = cfg;
 	n->pub = pub;
+	n->flow = flow;
 	n->problems = (jq_log_limiter)JQ_LOG_LIMITER(JQ_LOG_REPEAT_MS);
 	if (hooks != NULL)
 		n->hooks = *hooks;

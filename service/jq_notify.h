@@ -4,7 +4,7 @@
  * One thread with its own libpq session (cfg->listen_database_url, never the pool: LISTEN needs a
  * session, so it must go straight to PostgreSQL even when the pool goes through PgBouncer) runs
  * LISTEN jobq_pending and parses each payload (format: migrations/sql/007-jobq_notify_pending.sql).
- * Jobs that are due now are announced at once; a job scheduled for later arms a timer, and when it
+ * Jobs that are due now are announced at once, unless their queue is paused (jq_flow); a job scheduled for later arms a timer, and when it
  * fires the module asks the database which queues have due pending jobs and announces those.
  * After (re)connecting it does the same catch-up, because notifications sent while it was away
  * are gone. The thread never touches the RPC path.
@@ -27,6 +27,7 @@
 #include <stdint.h>
 
 #include "jq_config.h"
+#include "jq_flow.h"
 #include "jq_publisher.h"
 
 typedef struct jq_notify jq_notify;
@@ -43,10 +44,12 @@ typedef struct jq_notify_hooks {
 } jq_notify_hooks;
 
 /* jq_notify_start starts the thread; it connects (and keeps reconnecting) by itself, so a
- * database that is down at start-up is not an error. hooks may be NULL; they are copied.
+ * database that is down at start-up is not an error. hooks may be NULL; they are copied. flow
+ * (borrowed, may be NULL) receives the queues' flow settings: the table after each LISTEN, then
+ * each change ('Q' lines); nothing is announced of a queue it says is paused.
  * Returns 0, or -1. */
 int jq_notify_start(const jq_config *cfg, jq_publisher *pub, const jq_notify_hooks *hooks,
-		    jq_notify **out) __attribute__((warn_unused_result));
+		    jq_flow *flow, jq_notify **out) __attribute__((warn_unused_result));
 
 /* jq_notify_stop wakes the thread, waits for it, closes the connection, frees. NULL is a no-op. */
 void jq_notify_stop(jq_notify *n);

@@ -348,6 +348,38 @@ int jq_validate_stats(const Jobq__V1__StatsRequest *r, char *msg, size_t msg_len
 	return 0;
 }
 
+/* limit_ok: a limit between 1 and max. */
+static int limit_ok(const char *field, int32_t v, int32_t max, char *msg, size_t msg_len)
+{
+	if (v < 1 || v > max)
+		return bad(msg, msg_len, "%s: %d is out of range (1..%d)", field, (int)v, (int)max);
+	return 0;
+}
+
+int jq_validate_configure_queue(const Jobq__V1__ConfigureQueueRequest *r, char *msg, size_t msg_len)
+{
+	if (jq_validate_queue_name("queue", r->queue, msg, msg_len) != 0)
+		return -1;
+	if (!r->set_concurrency_limit && !r->clear_concurrency_limit && !r->set_rate_limit && !r->clear_rate_limit)
+		return bad(msg, msg_len, "nothing to change: set or clear a concurrency or rate limit");
+	if (r->set_concurrency_limit && r->clear_concurrency_limit)
+		return bad(msg, msg_len, "concurrency_limit: set it or clear it, not both");
+	if (r->set_rate_limit && r->clear_rate_limit)
+		return bad(msg, msg_len, "rate_limit: set it or clear it, not both");
+	if (r->set_concurrency_limit &&
+	    limit_ok("concurrency_limit", r->concurrency_limit, JQ_MAX_CONCURRENCY_LIMIT, msg, msg_len) != 0)
+		return -1;
+	if (!r->set_concurrency_limit && r->concurrency_limit != 0)
+		return bad(msg, msg_len, "concurrency_limit: only used with set_concurrency_limit");
+	if (r->set_rate_limit &&
+	    (limit_ok("rate_limit", r->rate_limit, JQ_MAX_RATE_LIMIT, msg, msg_len) != 0 ||
+	     limit_ok("rate_period_ms", r->rate_period_ms, JQ_MAX_RATE_PERIOD_MS, msg, msg_len) != 0))
+		return -1;
+	if (!r->set_rate_limit && (r->rate_limit != 0 || r->rate_period_ms != 0))
+		return bad(msg, msg_len, "rate_limit, rate_period_ms: only used with set_rate_limit");
+	return 0;
+}
+
 int jq_validate_schedule_name(const char *field, const char *name, char *msg, size_t msg_len)
 {
 	return plain_name(field, "schedule", name, JQ_MAX_SCHEDULE_NAME_LEN, msg, msg_len);

@@ -23,6 +23,9 @@
 #define JQ_MAX_SCHEDULE_NAME_LEN 64
 #define JQ_MAX_TIME_ZONE_LEN 64
 #define JQ_MAX_RETRY_IN_MS INT32_MAX /* the database's int4 (about 24.8 days) */
+#define JQ_MAX_CONCURRENCY_LIMIT 1000000
+#define JQ_MAX_RATE_LIMIT 1000000
+#define JQ_MAX_RATE_PERIOD_MS 86400000 /* one day */
 
 typedef struct jq_limits {
 	size_t max_payload_bytes;
@@ -44,6 +47,8 @@ int jq_validate_list(const Jobq__V1__ListRequest *r, char *msg, size_t msg_len);
 int jq_validate_retry(const Jobq__V1__RetryRequest *r, char *msg, size_t msg_len);
 int jq_validate_cancel(const Jobq__V1__CancelRequest *r, char *msg, size_t msg_len);
 int jq_validate_stats(const Jobq__V1__StatsRequest *r, char *msg, size_t msg_len);
+/* Pause and Resume name a queue only: jq_validate_queue_name. */
+int jq_validate_configure_queue(const Jobq__V1__ConfigureQueueRequest *r, char *msg, size_t msg_len);
 
 /* jq_validate_schedule_name: 1..64 characters of [A-Za-z0-9_.-]. */
 int jq_validate_schedule_name(const char *field, const char *name, char *msg, size_t msg_len);

@@ -35,6 +35,7 @@ typedef struct service {
 	jq_publisher *pub;
 	jq_notify *notify;
 	jq_longpoll *longpoll;
+	jq_flow *flow; /* the queues' flow settings as the listener last heard them */
 	jq_http *http;
 	jq_console *console;
 	jq_auth *auth;
@@ -57,6 +58,7 @@ static int open_workers(service *s)
 	for (int i = 0; i < s->nworkers; i++) {
 		s->workers[i].cfg = &s->cfg;
 		s->workers[i].longpoll = s->longpoll;
+		s->workers[i].flow = s->flow;
 		if (jq_db_open(&o, &s->workers[i].db) != 0)
 			return -1;
 		/* Read before the RPC server starts: afterwards each handle is its worker's. */
@@ -81,6 +83,7 @@ static void close_all(service *s)
 	jq_longpoll_stop(s->longpoll);
 	jq_rpc_server_stop(s->rpc);
 	jq_longpoll_free(s->longpoll);
+	jq_flow_free(s->flow);
 	jq_auth_free(s->auth);
 	jq_rescuer_stop(s->rescuer);
 	jq_scheduler_stop(s->scheduler);
@@ -133,6 +136,10 @@ static int start(service *s)
 		jq_error("could not start the long-poll timer");
 		return -1;
 	}
+	if (jq_flow_new(&s->flow) != 0) {
+		jq_error("out of memory for the queue settings");
+		return -1;
+	}
 	if (open_workers(s) != 0) {
 		jq_error("out of memory opening database connections");
 		return -1;
@@ -148,7 +155,7 @@ static int start(service *s)
 		.worker_args = s->worker_args,
 		.handler = jq_dispatch_handle,
 		.quick = jq_dispatch_quick,
-		.quick_arg = &s->workers[0], /* only its cfg and long-poll are read */
+		.quick_arg = &s->workers[0], /* only its cfg, long-poll and flow are read */
 		.tls = &tls,
 		.max_connections = s->cfg.max_connections,
 		.max_inflight_bytes = s->cfg.max_inflight_bytes,
@@ -169,7 +176,7 @@ static int start(service *s)
 		return -1;
 	jq_notify_hooks hooks = { .announced = wake_longpoll, .listening = longpoll_listening,
 				  .arg = s->longpoll };
-	if (jq_notify_start(&s->cfg, s->pub, &hooks, &s->notify) != 0) {
+	if (jq_notify_start(&s->cfg, s->pub, &hooks, s->flow, &s->notify) != 0) {
 		jq_error("could not start the notification listener");
 		return -1;
 	}

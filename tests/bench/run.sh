@@ -295,6 +295,12 @@ echo "bench: PostgreSQL (fsync=on, synchronous_commit=on) at $url; jobqd pid $jo
 # On an (almost) empty table first: claim_ms_small and the Get round trip.
 wants rpc && bench bench_latency get rpc_p50_us 2000
 wants claim && bench bench_latency claim claim_ms_small 500 claim_lat
+# The same with a concurrency limit (issue 17): the claim takes the queue's settings lock and
+# counts its running jobs (jobq_claim_gate). claim_ms_small is the figure of a queue without one.
+if wants claim; then
+  "$build/bin/jobq" queue set claim_lat_limited --concurrency 1000 >/dev/null
+  bench bench_latency claim claim_ms_limited 500 claim_lat_limited
+fi
 modes=""; wants e2e && modes+=" jobq"; wants raw && modes+=" raw"; wants floor && modes+=" floor"
 [ -n "$modes" ] && e2e_pairs "" "$jobs" "$batch" "$modes" "$e2e_reps"
 # Batch 1: workers that complete and claim in one call (e2e_single, raw_sql_single: the same

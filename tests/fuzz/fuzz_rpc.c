@@ -121,6 +121,12 @@ static void validate(const char *name, const uint8_t *p, size_t n)
 		ok = jq_validate_cancel((void *)in, msg, sizeof(msg));
 	} else if (!strcmp(name, "Stats")) {
 		ok = jq_validate_stats((void *)in, msg, sizeof(msg));
+	} else if (!strcmp(name, "Pause")) {
+		ok = jq_validate_queue_name("queue", ((Jobq__V1__PauseRequest *)in)->queue, msg, sizeof(msg));
+	} else if (!strcmp(name, "Resume")) {
+		ok = jq_validate_queue_name("queue", ((Jobq__V1__ResumeRequest *)in)->queue, msg, sizeof(msg));
+	} else if (!strcmp(name, "ConfigureQueue")) {
+		ok = jq_validate_configure_queue((void *)in, msg, sizeof(msg));
 	} else if (!strcmp(name, "AddSchedule")) {
 		jq_cron cron;
 		ok = jq_validate_add_schedule((void *)in, &lim, &cron, msg, sizeof(msg));

@@ -246,10 +246,10 @@ static unsigned code_for(const char *token, const char *method)
 
 SVC_TEST(each_role_may_call_only_its_methods)
 {
-	static const char *const methods[] = { "Enqueue", "Claim",	 "Heartbeat",	  "Complete",
-					       "Fail",	  "Get",	 "List",	  "Stats",
-					       "Retry",	  "Cancel",	 "AddSchedule",	  "ListSchedules",
-					       "RemoveSchedule" };
+	static const char *const methods[] = { "Enqueue",	 "Claim",	"Heartbeat",	"Complete",
+					       "Fail",		 "Get",		"List",		"Stats",
+					       "Retry",		 "Cancel",	"Pause",	"Resume",
+					       "ConfigureQueue", "AddSchedule", "ListSchedules", "RemoveSchedule" };
 	static const struct {
 		const char *token;
 		const char *allowed; /* methods of the role, space-separated */
@@ -257,8 +257,8 @@ SVC_TEST(each_role_may_call_only_its_methods)
 		{ TOK_PRODUCER, " Enqueue Get " },
 		{ TOK_WORKER, " Claim Heartbeat Complete Fail Get " },
 		{ TOK_READER, " Get List Stats ListSchedules " },
-		{ TOK_ADMIN, " Enqueue Claim Heartbeat Complete Fail Get List Stats Retry Cancel AddSchedule"
-			     " ListSchedules RemoveSchedule " },
+		{ TOK_ADMIN, " Enqueue Claim Heartbeat Complete Fail Get List Stats Retry Cancel Pause Resume"
+			     " ConfigureQueue AddSchedule ListSchedules RemoveSchedule " },
 	};
 	char method[64], name[24];
 	for (size_t r = 0; r < sizeof(roles) / sizeof(roles[0]); r++) {

@@ -24,6 +24,12 @@ notify_update_level() {
                          WHERE tgname = 'job_queue_notify_update'"
 }
 [ "$(notify_update_level)" = row ] || { echo "018 not applied: $(notify_update_level)" >&2; exit 1; }
+# 015 (queue settings) makes a table and two functions (with their triggers).
+flow_objects() {
+  psql -qAtX "$url" -c "SELECT (SELECT count(*) FROM pg_class WHERE relname = 'job_queue_settings')
+                               + (SELECT count(*) FROM pg_proc WHERE proname IN ('jobq_claim_gate', 'jobq_notify_settings'))"
+}
+[ "$(flow_objects)" = 3 ] || { echo "015 not applied: $(flow_objects) of its 3 objects" >&2; exit 1; }
 schedule_table() { psql -qAtX "$url" -c "SELECT to_regclass('job_schedule') IS NOT NULL"; }
 [ "$(schedule_table)" = t ] || { echo "016 not applied" >&2; exit 1; }
 back_to_014() {
@@ -34,7 +40,8 @@ back_to_014() {
 back_to_014
 [ "$(notify_update_level)" = statement ] || { echo "018 not rolled back: $(notify_update_level)" >&2; exit 1; }
 [ "$(schedule_table)" = f ] || { echo "016 not rolled back: job_schedule is still there" >&2; exit 1; }
-echo "migrations: the $newer changesets after 014 rolled back (018: the statement-level UPDATE trigger is back; 016: job_schedule is gone): ok"
+[ "$(flow_objects)" = 0 ] || { echo "015 not rolled back: $(flow_objects) objects left" >&2; exit 1; }
+echo "migrations: the $newer changesets after 014 rolled back (018: the statement-level UPDATE trigger is back; 015's objects are gone; 016: job_schedule is gone): ok"
 # Steps back: rolling back changes/014-status-pair-key-only.yaml (1 changeset) must put the two
 # single-column status keys back; then changes/013-failed-jobs-idx.yaml, 012-valid-indexes.yaml and
 # 011-hot-heartbeats.yaml (1 + 1 + 2 changesets) must put the lease index back; then changes/010-queue-check-order.yaml alone (2)
