@@ -33,7 +33,7 @@ static const char main_help[] =
 	"  list        jobs by queue and state\n"
 	"  stats       counts by queue and state\n"
 	"  retry       failed or cancelled jobs back to pending\n"
-	"  cancel      cancel pending or failed jobs\n"
+	"  cancel      cancel pending, failed or running jobs\n"
 	"  watch       print announcements of claimable jobs as they come\n"
 	"  worker      run a command for every job of a queue\n"
 	"  pause       pause a queue (Claims get none of its jobs) until resume\n"

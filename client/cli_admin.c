@@ -50,7 +50,8 @@ static int parse_plain(cli *c, int argc, char **argv, const char *help, const ch
 static const char get_help[] =
 	"Usage: jobq get ID\n"
 	"\n"
-	"Prints one job (every field, the payload) and its failure history, oldest first.\n"
+	"Prints one job (every field, the payload, the worker's last progress report and the output\n"
+	"its Complete kept) and its failure history, oldest first.\n"
 	"\n" CLI_GLOBAL_HELP;
 
 static void print_field(const char *name, const char *val)
@@ -86,9 +87,25 @@ static void print_job_human(const jobq_job *jb, const jobq_failure_record *h, si
 	print_time_field("updated_at:", jb->updated_at_ms);
 	print_time_field("finished_at:", jb->finished_at_ms);
 	print_field("last_error:", jb->last_error);
+	if (jb->timeout_ms > 0) {
+		snprintf(buf, sizeof(buf), "%" PRIu32 " ms", jb->timeout_ms);
+		print_field("time_limit:", buf);
+	}
+	if (jb->progress_percent >= 0) {
+		char when[40];
+		printf("%-16s %" PRId32 "%%%s%s (at %s)\n", "progress:", jb->progress_percent,
+		       jb->progress_message != NULL && jb->progress_message[0] ? " " : "",
+		       jb->progress_message != NULL ? jb->progress_message : "",
+		       fmt_time_ms(when, sizeof(when), jb->progress_at_ms));
+	}
 	printf("%-16s ", "payload:");
 	fmt_printable(stdout, jb->payload, jb->payload_len, 2000);
 	printf(" (%zu byte%s)\n", jb->payload_len, jb->payload_len == 1 ? "" : "s");
+	if (jb->output_len > 0) {
+		printf("%-16s ", "output:");
+		fmt_printable(stdout, jb->output, jb->output_len, 2000);
+		printf(" (%zu byte%s)\n", jb->output_len, jb->output_len == 1 ? "" : "s");
+	}
 	if (nh == 0)
 		return;
 	printf("\nfailures:\n  %-8s %-25s %-30s %s\n", "ATTEMPT", "FAILED_AT", "WORKER", "ERROR");
@@ -191,6 +208,13 @@ static void list_row(const cli *c, const jobq_job *jb, bool payload)
 	/* A failed job's error is what the operator is looking for; otherwise the payload. */
 	if (jb->last_error != NULL && jb->last_error[0] != '\0' && jb->status != JOBQ_STATUS_COMPLETED) {
 		fmt_printable(stdout, (const uint8_t *)jb->last_error, strlen(jb->last_error), 100);
+		if (payload)
+			fputs("  ", stdout);
+	}
+	if (jb->status == JOBQ_STATUS_PROCESSING && jb->progress_percent >= 0) {
+		printf("[%" PRId32 "%%] ", jb->progress_percent);
+		if (jb->progress_message != NULL)
+			fmt_printable(stdout, (const uint8_t *)jb->progress_message, strlen(jb->progress_message), 60);
 		if (payload)
 			fputs("  ", stdout);
 	}
@@ -373,7 +397,9 @@ static const char retry_help[] =
 static const char cancel_help[] =
 	"Usage: jobq cancel ID...\n"
 	"\n"
-	"Cancels pending or failed jobs. A job being processed answers FAILED_PRECONDITION.\n"
+	"Cancels pending, failed or running jobs. A running job ends archive_cancelled at once:\n"
+	"its lease ends, its worker hears of it (jobq worker kills the command) and its later\n"
+	"complete or fail is refused. A completed job answers FAILED_PRECONDITION.\n"
 	"\n" CLI_GLOBAL_HELP;
 
 typedef int (*by_ids_fn)(jobq_client *, const int64_t *, size_t, jobq_result *, jobq_error *);

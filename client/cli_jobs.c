@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "cli.h"
 
@@ -34,7 +35,19 @@ static const char enqueue_help[] =
 	"      --idempotency-key K    while a job with this key is unfinished, return its id\n"
 	"      --batch-size N         jobs per Enqueue call with --stdin-lines (default 500, max 1000;\n"
 	"                             a batch also ends at 1 MiB of payload)\n"
+	"      --time-limit-ms N      each attempt may run N ms from its claim; past it the service\n"
+	"                             fails it (retried per --max-attempts) and stops its worker\n"
+	"      --wait                 (one job) wait until it finishes; print its output to stdout\n"
+	"                             (with --json: one more object with status, output (base64) and\n"
+	"                             last_error) and exit with its outcome: 0 completed, 3 failed,\n"
+	"                             4 cancelled, 5 still unfinished when --wait-ms ran out\n"
+	"      --wait-ms N            with --wait: give up after N ms (default: no limit)\n"
 	"\n" CLI_GLOBAL_HELP;
+
+/* Exit statuses of `enqueue --wait` beyond CLI_EXIT_OK (completed). */
+enum { EXIT_JOB_FAILED = 3, EXIT_JOB_CANCELLED = 4, EXIT_JOB_UNFINISHED = 5 };
+/* One Wait call waits at most this long (the service's limit); --wait asks again after it. */
+#define WAIT_CALL_MS 300000
 
 enum {
 	OPT_STDIN_LINES = OPT_FIRST_COMMAND_OPT,
@@ -53,6 +66,13 @@ enum {
 	OPT_ERROR,
 	OPT_FINAL,
 	OPT_RETRY_IN_MS,
+	OPT_PROGRESS,
+	OPT_MESSAGE,
+	OPT_OUTPUT,
+	OPT_OUTPUT_FILE,
+	OPT_WAIT,
+	OPT_ENQ_WAIT_MS,
+	OPT_TIME_LIMIT_MS,
 };
 
 typedef struct enqueue_args {
@@ -61,6 +81,8 @@ typedef struct enqueue_args {
 	const char *payload_file;
 	bool stdin_lines;
 	uint32_t batch_size;
+	bool wait;
+	int64_t wait_ms; /* -1: no limit */
 } enqueue_args;
 
 static void print_id(const cli *c, int64_t id)
@@ -112,6 +134,15 @@ static int enqueue_opt(cli *c, enqueue_args *a, int opt, const char *arg)
 	case OPT_IDEM_KEY:
 		a->tmpl.idempotency_key = arg;
 		break;
+	case OPT_WAIT:
+		a->wait = true;
+		break;
+	case OPT_TIME_LIMIT_MS:
+		rc = cli_parse_u32(c, "--time-limit-ms", arg, 604800000, &a->tmpl.timeout_ms);
+		break;
+	case OPT_ENQ_WAIT_MS:
+		rc = cli_parse_i64(c, "--wait-ms", arg, 0, INT64_MAX, &a->wait_ms);
+		break;
 	case OPT_BATCH_SIZE:
 		rc = cli_parse_u32(c, "--batch-size", arg, MAX_BATCH, &a->batch_size);
 		if (rc == CLI_EXIT_OK && a->batch_size == 0)
@@ -133,6 +164,10 @@ static int enqueue_check(cli *c, const enqueue_args *a)
 		return cli_usage_error(c, "give exactly one of --payload, --payload-file, --stdin-lines");
 	if (a->tmpl.delay_ms != 0 && a->tmpl.run_at_ms != 0)
 		return cli_usage_error(c, "give --delay-ms or --run-at-ms, not both");
+	if (a->wait && a->stdin_lines)
+		return cli_usage_error(c, "--wait waits for one job: not with --stdin-lines");
+	if (a->wait_ms >= 0 && !a->wait)
+		return cli_usage_error(c, "--wait-ms goes with --wait");
 	if (a->stdin_lines && a->tmpl.idempotency_key != NULL)
 		return cli_usage_error(c, "--idempotency-key names one job; it cannot go with --stdin-lines");
 	return CLI_EXIT_OK;
@@ -168,6 +203,70 @@ fail:
 	return -1;
 }
 
+/* print_outcome prints a finished job's output (raw, or a JSON object with its status, output
+ * and last error) and returns the exit status its outcome stands for. */
+static int print_outcome(const cli *c, const jobq_job *job)
+{
+	if (c->json) {
+		json_out j;
+		json_begin(&j, stdout);
+		json_i64(&j, "id", job->id);
+		json_str(&j, "status", jobq_status_name(job->status));
+		json_bytes(&j, "output", job->output, job->output_len);
+		json_str(&j, "last_error", job->last_error[0] ? job->last_error : NULL);
+		json_end(&j);
+	} else if (job->output_len > 0) {
+		fwrite(job->output, 1, job->output_len, stdout);
+	}
+	switch (job->status) {
+	case JOBQ_STATUS_COMPLETED:
+		return CLI_EXIT_OK;
+	case JOBQ_STATUS_CANCELLED:
+		fprintf(stderr, "jobq: enqueue: job %" PRId64 " was cancelled\n", job->id);
+		return EXIT_JOB_CANCELLED;
+	default:
+		fprintf(stderr, "jobq: enqueue: job %" PRId64 " failed: %s\n", job->id, job->last_error);
+		return EXIT_JOB_FAILED;
+	}
+}
+
+/* wait_for waits for job id to finish (limit_ms < 0: no limit), then prints its outcome. */
+static int wait_for(cli *c, int64_t id, int64_t limit_ms)
+{
+	int64_t until = limit_ms >= 0 ? cli_mono_ms() + limit_ms : INT64_MAX;
+	jobq_error err = { 0 };
+	for (;;) {
+		int64_t left = until == INT64_MAX ? WAIT_CALL_MS : until - cli_mono_ms();
+		jobq_job *jobs = NULL;
+		size_t n = 0;
+		bool done = false;
+		int code = jobq_wait(c->client, &id, 1, (uint32_t)(left < 0 ? 0 : left > WAIT_CALL_MS ? WAIT_CALL_MS : left),
+				     &jobs, &n, &done, &err);
+		jobq_jobs_free(jobs, n);
+		/* A service that stops answers UNAVAILABLE; another replica, or this one back, goes on. */
+		if (code == JOBQ_UNAVAILABLE && cli_mono_ms() < until) {
+			struct timespec pause = { .tv_sec = 0, .tv_nsec = 200 * 1000000L };
+			nanosleep(&pause, NULL);
+			continue;
+		}
+		if (code != JOBQ_OK)
+			return cli_fail_err(c, &err);
+		if (done)
+			break;
+		if (cli_mono_ms() >= until) {
+			fprintf(stderr, "jobq: enqueue: job %" PRId64 " is not finished after %" PRId64 " ms\n",
+				id, limit_ms);
+			return EXIT_JOB_UNFINISHED;
+		}
+	}
+	jobq_job *job = NULL;
+	if (jobq_get(c->client, id, &job, NULL, NULL, &err) != JOBQ_OK)
+		return cli_fail_err(c, &err);
+	int rc = print_outcome(c, job);
+	jobq_jobs_free(job, 1);
+	return rc;
+}
+
 static int enqueue_one(cli *c, const enqueue_args *a)
 {
 	jobq_job_spec spec = a->tmpl;
@@ -198,6 +297,10 @@ static int enqueue_one(cli *c, const enqueue_args *a)
 		goto out;
 	}
 	print_id(c, id);
+	if (a->wait) {
+		fflush(stdout);
+		rc = wait_for(c, id, a->wait_ms);
+	}
 out:
 	free(buf);
 	return rc;
@@ -293,9 +396,12 @@ int cmd_enqueue(cli *c, int argc, char **argv)
 		{ "max-attempts", required_argument, NULL, OPT_MAX_ATTEMPTS },
 		{ "idempotency-key", required_argument, NULL, OPT_IDEM_KEY },
 		{ "batch-size", required_argument, NULL, OPT_BATCH_SIZE },
+		{ "wait", no_argument, NULL, OPT_WAIT },
+		{ "time-limit-ms", required_argument, NULL, OPT_TIME_LIMIT_MS },
+		{ "wait-ms", required_argument, NULL, OPT_ENQ_WAIT_MS },
 		{ NULL, 0, NULL, 0 },
 	};
-	enqueue_args a = { .batch_size = DEFAULT_BATCH };
+	enqueue_args a = { .batch_size = DEFAULT_BATCH, .wait_ms = -1 };
 	int opt, rc;
 	while ((opt = cli_getopt(c, argc, argv, "q:p:f:", longopts)) != -1) {
 		if (opt == '?')
@@ -413,17 +519,25 @@ int cmd_claim(cli *c, int argc, char **argv)
 /* ---------------------------------------------------------------- heartbeat, complete, fail */
 
 static const char heartbeat_help[] =
-	"Usage: jobq heartbeat --id N --token T [--lease SECONDS]\n"
+	"Usage: jobq heartbeat --id N --token T [--lease SECONDS] [--progress P [--message TEXT]]\n"
 	"\n"
 	"Extends the lease of claimed job N (lease token T) by SECONDS from now (default 30).\n"
-	"A lease that is no longer held answers FAILED_PRECONDITION.\n"
+	"A lease that is no longer held answers FAILED_PRECONDITION; when the job was cancelled\n"
+	"under this lease the message says so (stop working on it).\n"
+	"\n"
+	"  --progress P       report progress: P percent (0..100), shown by jobq get and list\n"
+	"  --message TEXT     with --progress: a short note (at most 256 bytes)\n"
 	"\n" CLI_GLOBAL_HELP;
 
 static const char complete_help[] =
-	"Usage: jobq complete --id N --token T\n"
+	"Usage: jobq complete --id N --token T [--output TEXT | --output-file F]\n"
 	"\n"
-	"Completes claimed job N (lease token T). A lease that is no longer held answers\n"
-	"FAILED_PRECONDITION and changes nothing.\n"
+	"Completes claimed job N (lease token T). A lease that is no longer held (or a job\n"
+	"cancelled meanwhile) answers FAILED_PRECONDITION and changes nothing.\n"
+	"\n"
+	"  --output TEXT      the job's result, kept with it (jobq get shows it; at most the\n"
+	"                     service's payload limit)\n"
+	"  --output-file F    the result read from file F (\"-\" = stdin)\n"
 	"\n" CLI_GLOBAL_HELP;
 
 static const char fail_help[] =
@@ -444,6 +558,9 @@ typedef struct lease_args {
 	bool have_id, have_token;
 	uint32_t lease;
 	const char *worker_id;
+	int64_t progress;  /* -1 = none */
+	const char *message;
+	const char *output, *output_file;
 } lease_args;
 
 static int lease_opt(cli *c, lease_args *a, int opt, const char *arg)
@@ -467,6 +584,17 @@ static int lease_opt(cli *c, lease_args *a, int opt, const char *arg)
 		return cli_parse_u32(c, "--retry-in-ms", arg, UINT32_MAX, &a->f.retry_in_ms);
 	case OPT_WORKER_ID:
 		a->worker_id = arg;
+		return CLI_EXIT_OK;
+	case OPT_PROGRESS:
+		return cli_parse_i64(c, "--progress", arg, 0, 100, &a->progress);
+	case OPT_MESSAGE:
+		a->message = arg;
+		return CLI_EXIT_OK;
+	case OPT_OUTPUT:
+		a->output = arg;
+		return CLI_EXIT_OK;
+	case OPT_OUTPUT_FILE:
+		a->output_file = arg;
 		return CLI_EXIT_OK;
 	default:
 		return cli_global_opt(c, opt, arg) ? CLI_EXIT_OK : CLI_EXIT_USAGE;
@@ -527,16 +655,21 @@ int cmd_heartbeat(cli *c, int argc, char **argv)
 		{ "id", required_argument, NULL, OPT_ID },
 		{ "token", required_argument, NULL, OPT_TOKEN },
 		{ "lease", required_argument, NULL, OPT_LEASE },
+		{ "progress", required_argument, NULL, OPT_PROGRESS },
+		{ "message", required_argument, NULL, OPT_MESSAGE },
 		{ NULL, 0, NULL, 0 },
 	};
-	lease_args a = { 0 };
+	lease_args a = { .progress = -1 };
 	int rc = parse_lease_cmd(c, argc, argv, longopts, heartbeat_help, &a);
 	if (rc != CLI_EXIT_OK)
 		return rc < 0 ? CLI_EXIT_OK : rc;
+	if (a.message != NULL && a.progress < 0)
+		return cli_usage_error(c, "--message goes with --progress");
 	jobq_lease l = { .id = a.f.id, .lease_token = a.f.lease_token };
+	jobq_progress p = { .percent = (int)a.progress, .message = a.message };
 	jobq_result r = { .id = a.f.id };
 	jobq_error err = { 0 };
-	rc = jobq_heartbeat(c->client, &l, 1, a.lease, &r, &err);
+	rc = jobq_heartbeat_progress(c->client, &l, a.progress >= 0 ? &p : NULL, 1, a.lease, &r, &err);
 	if (rc != JOBQ_OK)
 		return cli_item_fail(c, rc, &err, &r);
 	r.id = a.f.id;
@@ -549,16 +682,35 @@ int cmd_complete(cli *c, int argc, char **argv)
 	static const struct option longopts[] = {
 		{ "id", required_argument, NULL, OPT_ID },
 		{ "token", required_argument, NULL, OPT_TOKEN },
+		{ "output", required_argument, NULL, OPT_OUTPUT },
+		{ "output-file", required_argument, NULL, OPT_OUTPUT_FILE },
 		{ NULL, 0, NULL, 0 },
 	};
 	lease_args a = { 0 };
+	uint8_t *file = NULL;
+	jobq_output out = { 0 };
 	int rc = parse_lease_cmd(c, argc, argv, longopts, complete_help, &a);
 	if (rc != CLI_EXIT_OK)
 		return rc < 0 ? CLI_EXIT_OK : rc;
+	if (a.output != NULL && a.output_file != NULL)
+		return cli_usage_error(c, "give --output or --output-file, not both");
+	if (a.output != NULL)
+		out = (jobq_output){ .data = a.output, .len = strlen(a.output) };
+	if (a.output_file != NULL) {
+		FILE *f = strcmp(a.output_file, "-") == 0 ? stdin : fopen(a.output_file, "rb");
+		int bad = f == NULL || read_all(f, &file, &out.len) != 0;
+		if (f != NULL && f != stdin)
+			fclose(f);
+		if (bad)
+			return cli_fail(c, JOBQ_INVALID_ARGUMENT, "--output-file %s: %s", a.output_file,
+					strerror(errno));
+		out.data = file;
+	}
 	jobq_lease l = { .id = a.f.id, .lease_token = a.f.lease_token };
 	jobq_result r = { .id = a.f.id };
 	jobq_error err = { 0 };
-	rc = jobq_complete(c->client, &l, 1, &r, &err);
+	rc = jobq_complete_output(c->client, &l, out.data != NULL ? &out : NULL, 1, &r, &err);
+	free(file);
 	if (rc != JOBQ_OK)
 		return cli_item_fail(c, rc, &err, &r);
 	r.id = a.f.id;

@@ -178,8 +178,18 @@ void json_job_fields(json_out *j, const jobq_job *job, bool include_payload)
 	json_time_ms(j, "created_at_ms", job->created_at_ms);
 	json_time_ms(j, "updated_at_ms", job->updated_at_ms);
 	json_time_ms(j, "finished_at_ms", job->finished_at_ms);
+	if (job->timeout_ms > 0)
+		json_u64(j, "timeout_ms", job->timeout_ms);
+	if (job->progress_percent >= 0) {
+		json_i64(j, "progress_percent", job->progress_percent);
+		json_str(j, "progress_message",
+			 job->progress_message != NULL && job->progress_message[0] ? job->progress_message : NULL);
+		json_time_ms(j, "progress_at_ms", job->progress_at_ms);
+	}
 	if (include_payload)
 		json_bytes(j, "payload", job->payload, job->payload_len);
+	if (job->output_len > 0)
+		json_bytes(j, "output", job->output, job->output_len);
 }
 
 /* utf8_seq_len returns the length of the valid UTF-8 sequence at p (n bytes left), or 0. */

@@ -8,7 +8,10 @@
  *
  * A job's lease is the worker's licence to report it: heartbeats keep it alive while the child
  * runs; a FAILED_PRECONDITION (or NOT_FOUND) from the service means someone else may own the job
- * now, so the child is killed and its result dropped, never re-sent.
+ * now, so the child is killed and its result dropped, never re-sent. A job cancelled while it
+ * runs is the same case, heard at once from a "cancel.<queue>" message (or at the next
+ * heartbeat, whose result says "cancelled"): its command's process group is killed and nothing
+ * more is reported for it (the service has already ended the job).
  */
 #include <errno.h>
 #include <inttypes.h>
@@ -52,6 +55,11 @@ static const char worker_help[] =
 	"      --final-exit-codes L   comma-separated exit codes that fail the job for good (e.g. 2,3)\n"
 	"      --poll-ms N            claim poll interval (default 2000)\n"
 	"      --worker-id W          lease owner recorded by the service (default jobq-worker@HOST:PID)\n"
+	"      --keep-output          the command's stdout becomes the job's output (jobq get shows it;\n"
+	"                             enqueue --wait prints it); more than --max-output-bytes fails\n"
+	"                             the job with \"output over N bytes\"\n"
+	"      --max-output-bytes N   with --keep-output (default 65536; the service refuses more\n"
+	"                             than its --max-payload-bytes)\n"
 	"\n"
 	"Logs go to stderr. With --json, one JSON object per finished job goes to stdout (and the\n"
 	"command's stdout is sent to stderr so the stream stays clean).\n"
@@ -64,6 +72,8 @@ enum {
 	OPT_FINAL_CODES,
 	OPT_POLL_MS,
 	OPT_WORKER_ID,
+	OPT_KEEP_OUTPUT,
+	OPT_MAX_OUTPUT,
 };
 
 static void wlog(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
@@ -131,6 +141,11 @@ static int worker_opt(worker *w, int opt, const char *arg)
 	case OPT_WORKER_ID:
 		snprintf(w->worker_id, sizeof(w->worker_id), "%s", arg);
 		return CLI_EXIT_OK;
+	case OPT_KEEP_OUTPUT:
+		w->keep_output = true;
+		return CLI_EXIT_OK;
+	case OPT_MAX_OUTPUT:
+		return cli_parse_u32(c, "--max-output-bytes", arg, 64u * 1024 * 1024, &w->max_output);
 	default:
 		return cli_global_opt(c, opt, arg) ? CLI_EXIT_OK : CLI_EXIT_USAGE;
 	}
@@ -147,6 +162,8 @@ static int parse_worker_args(worker *w, int argc, char **argv)
 		{ "final-exit-codes", required_argument, NULL, OPT_FINAL_CODES },
 		{ "poll-ms", required_argument, NULL, OPT_POLL_MS },
 		{ "worker-id", required_argument, NULL, OPT_WORKER_ID },
+		{ "keep-output", no_argument, NULL, OPT_KEEP_OUTPUT },
+		{ "max-output-bytes", required_argument, NULL, OPT_MAX_OUTPUT },
 		{ NULL, 0, NULL, 0 },
 	};
 	int opt, rc;
@@ -234,9 +251,14 @@ static void reap_children(worker *w, int64_t now)
 		slot *s = slot_by_pid(w, pid);
 		if (s == NULL)
 			continue;
-		/* What it wrote before exiting is in the pipe: take it all before judging. */
+		/* What it wrote before exiting is in the pipes: take it all before judging. */
 		worker_read_stderr(s);
 		worker_close_stderr(s);
+		worker_read_stdout(w, s);
+		worker_close_stdout(s);
+		if (s->out_over && s->reason[0] == '\0')
+			snprintf(s->reason, sizeof(s->reason), "output over %" PRIu32 " bytes (--max-output-bytes)",
+				 w->max_output);
 		s->wstatus = st;
 		s->state = SLOT_DONE;
 		s->finished_ms = now;
@@ -302,6 +324,7 @@ static void start_job(worker *w, const jobq_job *job, int64_t now)
 	s->token = job->lease_token;
 	s->attempt = job->attempts;
 	s->err_fd = -1;
+	s->out_fd = -1;
 	s->started_ms = now;
 	s->finished_ms = now;
 	s->next_report_ms = now;
@@ -342,13 +365,40 @@ static void maybe_claim(worker *w, int64_t now)
 	jobq_jobs_free(jobs, n);
 }
 
-static void drain_announcements(worker *w)
+/* job_stopped: the service stopped the job under this slot's lease (a cancel): kill the command,
+ * report nothing more for it. */
+static void job_stopped(slot *s, const char *reason, int64_t now)
+{
+	if (s->lease_lost)
+		return;
+	s->lease_lost = true;
+	snprintf(s->stop_reason, sizeof(s->stop_reason), "%s", reason);
+	wlog("job %" PRId64 ": %s by the service; %s", s->id, reason,
+	     s->state == SLOT_RUNNING ? "killing the command" : "its result is not reported");
+	worker_kill(s, reason, now);
+}
+
+static void hear_stop(worker *w, const jobq_announcement *a, int64_t now)
+{
+	for (size_t k = 0; k < a->n_ids; k++) {
+		for (uint32_t i = 0; i < w->concurrency; i++) {
+			slot *s = &w->slots[i];
+			if (s->state != SLOT_FREE && s->id == a->ids[k] && s->token == a->lease_tokens[k])
+				job_stopped(s, a->reason[0] ? a->reason : "stopped", now);
+		}
+	}
+}
+
+static void drain_announcements(worker *w, int64_t now)
 {
 	jobq_announcement a;
 	jobq_error err = { 0 };
 	memset(&a, 0, sizeof(a));
 	while (jobq_sub_next(w->sub, 0, &a, &err) == JOBQ_OK) {
-		w->wake = true;
+		if (a.stopped)
+			hear_stop(w, &a, now);
+		else
+			w->wake = true;
 		jobq_announcement_free(&a);
 		memset(&a, 0, sizeof(a));
 	}
@@ -405,6 +455,8 @@ static void heartbeat(worker *w, int64_t now)
 		const char *msg = res[i].message[0] ? res[i].message : err.message;
 		if (code == JOBQ_OK)
 			who[i]->lease_until_ms = now + (int64_t)w->lease_s * 1000;
+		else if (code == JOBQ_FAILED_PRECONDITION && rc == JOBQ_OK && res[i].stop_reason[0] != '\0')
+			job_stopped(who[i], res[i].stop_reason, now);
 		else if (code == JOBQ_FAILED_PRECONDITION || code == JOBQ_NOT_FOUND)
 			lease_lost(who[i], code, msg, now);
 		else
@@ -503,6 +555,8 @@ static void json_event(const worker *w, const slot *s, const char *event, const 
 static void release(slot *s)
 {
 	worker_close_stderr(s);
+	worker_close_stdout(s);
+	worker_free_output(s);
 	s->state = SLOT_FREE;
 }
 
@@ -540,11 +594,16 @@ static const char *plural(uint64_t n, const char *one, const char *many)
  * failed attempts. */
 static void log_summary(const worker *w)
 {
+	char stopped[64] = "";
+	if (w->n_stopped > 0)
+		snprintf(stopped, sizeof(stopped), ", %" PRIu64 " %s stopped by the service", w->n_stopped,
+			 plural(w->n_stopped, "job", "jobs"));
 	wlog("stopped: %" PRIu64 " %s completed, %" PRIu64 " %s failed (%" PRIu64 " %s failed for good), "
-	     "%" PRIu64 " %s dropped",
+	     "%" PRIu64 " %s dropped%s",
 	     w->n_completed, plural(w->n_completed, "job", "jobs"), w->n_failed,
 	     plural(w->n_failed, "attempt", "attempts"), w->n_failed_final,
-	     plural(w->n_failed_final, "job", "jobs"), w->n_dropped, plural(w->n_dropped, "result", "results"));
+	     plural(w->n_failed_final, "job", "jobs"), w->n_dropped, plural(w->n_dropped, "result", "results"),
+	     stopped);
 }
 
 /* next_claim: the claim a report carries (jobq_complete_claim, jobq_fail_claim), so that a slot
@@ -589,11 +648,14 @@ static void report_complete(worker *w, slot *s, int64_t now)
 	const jobq_claim_next *next = next_claim(w, &buf);
 	jobq_job *jobs = NULL;
 	size_t n = 0;
-	int rc = next != NULL ? jobq_complete_claim(w->c->client, &l, 1, next, &r, &jobs, &n, NULL, &err)
-			      : jobq_complete(w->c->client, &l, 1, &r, &err);
+	/* --keep-output: the command's stdout goes with the completion (NULL: none). */
+	jobq_output kept = { .data = s->out != NULL ? (const void *)s->out : "", .len = s->out_len };
+	const jobq_output *out = w->keep_output ? &kept : NULL;
+	int rc = next != NULL ? jobq_complete_output_claim(w->c->client, &l, out, 1, next, &r, &jobs, &n, NULL, &err)
+			      : jobq_complete_output(w->c->client, &l, out, 1, &r, &err);
 	if (refused_claim(next, rc)) {
 		next = NULL;
-		rc = jobq_complete(w->c->client, &l, 1, &r, &err);
+		rc = jobq_complete_output(w->c->client, &l, out, 1, &r, &err);
 	}
 	const char *msg = r.message[0] ? r.message : err.message;
 	if (rc != JOBQ_OK) {
@@ -667,7 +729,12 @@ static void report_done(worker *w, int64_t now)
 		slot *s = &w->slots[i];
 		if (s->state != SLOT_DONE || now < s->next_report_ms)
 			continue;
-		if (s->lease_lost) {
+		if (s->lease_lost && s->stop_reason[0] != '\0') {
+			json_event(w, s, strcmp(s->stop_reason, "cancelled") == 0 ? "cancelled" : "stopped",
+				   s->stop_reason, NULL);
+			w->n_stopped++;
+			release(s);
+		} else if (s->lease_lost) {
 			json_event(w, s, "dropped", "lease lost", NULL);
 			w->n_dropped++;
 			release(s);
@@ -691,18 +758,24 @@ static size_t build_pollfds(worker *w, struct pollfd *pfd, slot **owner)
 		owner[n++] = NULL;
 	}
 	for (uint32_t i = 0; i < w->concurrency; i++) {
-		if (w->slots[i].state != SLOT_RUNNING || w->slots[i].err_fd < 0)
+		if (w->slots[i].state != SLOT_RUNNING)
 			continue;
-		pfd[n] = (struct pollfd){ .fd = w->slots[i].err_fd, .events = POLLIN };
-		owner[n++] = &w->slots[i];
+		if (w->slots[i].err_fd >= 0) {
+			pfd[n] = (struct pollfd){ .fd = w->slots[i].err_fd, .events = POLLIN };
+			owner[n++] = &w->slots[i];
+		}
+		if (w->slots[i].out_fd >= 0) {
+			pfd[n] = (struct pollfd){ .fd = w->slots[i].out_fd, .events = POLLIN };
+			owner[n++] = &w->slots[i];
+		}
 	}
 	return n;
 }
 
 static int run_loop(worker *w)
 {
-	struct pollfd *pfd = calloc(w->concurrency + 2, sizeof(*pfd));
-	slot **owner = calloc(w->concurrency + 2, sizeof(*owner));
+	struct pollfd *pfd = calloc(2 * (size_t)w->concurrency + 2, sizeof(*pfd));
+	slot **owner = calloc(2 * (size_t)w->concurrency + 2, sizeof(*owner));
 	if (pfd == NULL || owner == NULL) {
 		free(pfd);
 		free(owner);
@@ -720,12 +793,14 @@ static int run_loop(worker *w)
 		for (size_t i = 0; r > 0 && i < n; i++) {
 			if (pfd[i].revents == 0)
 				continue;
-			if (owner[i] != NULL)
+			if (owner[i] != NULL && pfd[i].fd == owner[i]->out_fd)
+				worker_read_stdout(w, owner[i]);
+			else if (owner[i] != NULL)
 				worker_read_stderr(owner[i]);
 			else if (pfd[i].fd == w->sig_fd)
 				handle_signals(w, now);
 			else
-				drain_announcements(w);
+				drain_announcements(w, now);
 		}
 		check_deadlines(w, now);
 		heartbeat(w, now);
@@ -752,7 +827,9 @@ static void log_start(const worker *w)
 static void subscribe(worker *w)
 {
 	jobq_error err = { 0 };
-	if (jobq_subscribe(&w->c->opts, w->queue, &w->sub, &err) != JOBQ_OK) {
+	if (jobq_subscribe(&w->c->opts, w->queue, &w->sub, &err) != JOBQ_OK ||
+	    jobq_sub_cancels(w->sub, w->queue, &err) != JOBQ_OK) {
+		jobq_sub_close(w->sub);
 		/* Announcements only make us faster; polling alone still works. */
 		wlog("cannot subscribe (%s: %s); polling every %" PRIu32 " ms only", jobq_code_name(err.code),
 		     err.message, w->poll_ms);
@@ -763,7 +840,7 @@ static void subscribe(worker *w)
 int cmd_worker(cli *c, int argc, char **argv)
 {
 	worker w = { .c = c, .queue = "default", .concurrency = 1, .lease_s = 30, .grace_s = 30,
-		     .poll_ms = 2000, .sig_fd = -1, .wake = true };
+		     .poll_ms = 2000, .sig_fd = -1, .wake = true, .max_output = 65536 };
 	sigset_t old;
 	int rc = parse_worker_args(&w, argc, argv);
 	if (rc != CLI_EXIT_OK) {

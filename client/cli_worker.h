@@ -29,6 +29,10 @@ typedef struct slot {
 	uint32_t attempt;
 	pid_t pid;
 	int err_fd;               /* read end of the child's stderr; -1 once closed */
+	int out_fd;               /* --keep-output: read end of the child's stdout; -1 once closed */
+	uint8_t *out;             /* --keep-output: what it wrote there (owned; NULL = nothing) */
+	size_t out_len;
+	bool out_over;            /* it wrote more than --max-output-bytes */
 	char tail[TAIL_MAX];      /* the last TAIL_MAX bytes of the child's stderr */
 	size_t tail_len;
 	int64_t started_ms;       /* monotonic */
@@ -39,6 +43,7 @@ typedef struct slot {
 	int64_t next_report_ms;   /* when to (re)try reporting the result */
 	int report_tries;
 	bool lease_lost;          /* the service says the lease is gone: drop the result */
+	char stop_reason[32];     /* the service stopped the job under our lease ("cancelled") */
 	int wstatus;              /* waitpid status once SLOT_DONE with pid reaped */
 	char reason[160];         /* why we killed it (or could not start it); "" = it ended by itself */
 } slot;
@@ -48,6 +53,8 @@ typedef struct worker {
 	/* configuration */
 	const char *queue;
 	uint32_t concurrency, lease_s, timeout_s, grace_s, poll_ms;
+	bool keep_output;         /* the command's stdout becomes the job's output */
+	uint32_t max_output;      /* bytes of it kept at most */
 	int final_codes[MAX_FINAL_CODES];
 	size_t n_final;
 	char worker_id[160];
@@ -67,6 +74,7 @@ typedef struct worker {
 	/* The summary's counts: jobs completed; attempts failed, and of them those that failed
 	 * their job for good; results not reported (the lease was lost, or the service refused). */
 	uint64_t n_completed, n_failed, n_failed_final, n_dropped;
+	uint64_t n_stopped;       /* jobs cancelled by the service while their command ran */
 } worker;
 
 /* cli_worker_child.c */
@@ -77,6 +85,11 @@ void worker_free_exec(worker *w);
 void worker_spawn(worker *w, slot *s, const jobq_job *job);
 void worker_read_stderr(slot *s);
 void worker_close_stderr(slot *s);
+/* --keep-output: worker_read_stdout takes what the child wrote (up to w->max_output bytes; more
+ * sets out_over); worker_close_stdout closes the pipe, worker_free_output frees the bytes. */
+void worker_read_stdout(const worker *w, slot *s);
+void worker_close_stdout(slot *s);
+void worker_free_output(slot *s);
 /* worker_kill sends SIGTERM to the child's process group and arms the SIGKILL escalation. */
 void worker_kill(slot *s, const char *reason, int64_t now);
 void worker_kill_hard(slot *s);

@@ -110,7 +110,7 @@ fail:
 }
 
 /* child_exec runs in the forked child: only async-signal-safe calls (libjobq has threads). */
-static void child_exec(const worker *w, int in_fd, int err_fd)
+static void child_exec(const worker *w, int in_fd, int err_fd, int out_fd)
 {
 	sigset_t none;
 	struct sigaction dfl;
@@ -124,7 +124,9 @@ static void child_exec(const worker *w, int in_fd, int err_fd)
 	sigprocmask(SIG_SETMASK, &none, NULL);
 	/* With --json the worker's stdout carries its own records; the command's goes to the
 	 * worker's stderr (before fd 2 becomes the capture pipe). */
-	if (w->c->json && dup2(2, 1) < 0)
+	if (out_fd < 0 && w->c->json && dup2(2, 1) < 0)
+		_exit(126);
+	if (out_fd >= 0 && dup2(out_fd, 1) < 0)
 		_exit(126);
 	if (dup2(in_fd, 0) < 0 || dup2(err_fd, 2) < 0)
 		_exit(126);
@@ -145,13 +147,17 @@ static void spawn_failed(slot *s, const char *what)
 void worker_spawn(worker *w, slot *s, const jobq_job *job)
 {
 	static char env_id[48], env_attempt[48], env_queue[96];
-	int pipefd[2] = { -1, -1 };
+	int pipefd[2] = { -1, -1 }, outfd[2] = { -1, -1 };
 	int in_fd = payload_fd(job);
 	if (in_fd < 0)
 		return spawn_failed(s, "payload file");
-	if (pipe2(pipefd, O_CLOEXEC) != 0) {
+	if (pipe2(pipefd, O_CLOEXEC) != 0 || (w->keep_output && pipe2(outfd, O_CLOEXEC) != 0)) {
 		spawn_failed(s, "pipe");
 		close(in_fd);
+		if (pipefd[0] >= 0) {
+			close(pipefd[0]);
+			close(pipefd[1]);
+		}
 		return;
 	}
 	snprintf(env_id, sizeof(env_id), "JOBQ_JOB_ID=%" PRId64, job->id);
@@ -163,12 +169,16 @@ void worker_spawn(worker *w, slot *s, const jobq_job *job)
 	w->envp[w->env_base + 3] = NULL;
 	pid_t pid = fork();
 	if (pid == 0)
-		child_exec(w, in_fd, pipefd[1]);
+		child_exec(w, in_fd, pipefd[1], outfd[1]);
 	int saved = errno;
 	close(in_fd);
 	close(pipefd[1]);
+	if (outfd[1] >= 0)
+		close(outfd[1]);
 	if (pid < 0) {
 		close(pipefd[0]);
+		if (outfd[0] >= 0)
+			close(outfd[0]);
 		errno = saved;
 		return spawn_failed(s, "fork");
 	}
@@ -176,6 +186,9 @@ void worker_spawn(worker *w, slot *s, const jobq_job *job)
 	fcntl(pipefd[0], F_SETFL, fcntl(pipefd[0], F_GETFL) | O_NONBLOCK);
 	s->pid = pid;
 	s->err_fd = pipefd[0];
+	if (outfd[0] >= 0)
+		fcntl(outfd[0], F_SETFL, fcntl(outfd[0], F_GETFL) | O_NONBLOCK);
+	s->out_fd = outfd[0];
 	s->state = SLOT_RUNNING;
 }
 
@@ -217,6 +230,55 @@ void worker_close_stderr(slot *s)
 	if (s->err_fd >= 0)
 		close(s->err_fd);
 	s->err_fd = -1;
+}
+
+/* keep_output appends n bytes to the slot's output, up to max; past it only out_over is set. */
+static void keep_output(slot *s, const char *p, size_t n, size_t max)
+{
+	if (s->out_over || s->out_len + n > max) {
+		s->out_over = true;
+		return;
+	}
+	uint8_t *grown = realloc(s->out, s->out_len + n);
+	if (grown == NULL) {
+		s->out_over = true; /* cannot keep it: reported like an output too large */
+		return;
+	}
+	memcpy(grown + s->out_len, p, n);
+	s->out = grown;
+	s->out_len += n;
+}
+
+void worker_read_stdout(const worker *w, slot *s)
+{
+	char buf[8192];
+	while (s->out_fd >= 0) {
+		ssize_t n = read(s->out_fd, buf, sizeof(buf));
+		if (n > 0) {
+			keep_output(s, buf, (size_t)n, w->max_output);
+			continue;
+		}
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n == 0)
+			worker_close_stdout(s);
+		return;
+	}
+}
+
+void worker_close_stdout(slot *s)
+{
+	if (s->out_fd >= 0)
+		close(s->out_fd);
+	s->out_fd = -1;
+}
+
+void worker_free_output(slot *s)
+{
+	free(s->out);
+	s->out = NULL;
+	s->out_len = 0;
+	s->out_over = false;
 }
 
 void worker_kill(slot *s, const char *reason, int64_t now)

@@ -99,6 +99,9 @@ typedef struct jobq_job_spec {
 	uint32_t delay_ms;       /* instead of run_at_ms */
 	uint32_t max_attempts;   /* 0 = service default (25) */
 	const char *idempotency_key; /* NULL or "" = none */
+	uint32_t timeout_ms;     /* time limit of each attempt from its claim; 0 = none, at most 7 days.
+				  * Past it the service fails the job (retried per max_attempts) and
+				  * tells its worker as for a cancel. */
 } jobq_job_spec;
 
 /* A job as the service returns it. All pointers are owned by the array it came in. */
@@ -121,6 +124,14 @@ typedef struct jobq_job {
 	int64_t created_at_ms;
 	int64_t updated_at_ms;
 	int64_t finished_at_ms;
+	/* The worker's last progress report: percent 0..100, or -1 when it never reported one. */
+	int32_t progress_percent;
+	char *progress_message;
+	int64_t progress_at_ms;
+	uint32_t timeout_ms; /* its time limit; 0 = none */
+	/* What the worker's Complete reported (jobq_get only; NUL-terminated, not counted). */
+	uint8_t *output;
+	size_t output_len;
 } jobq_job;
 
 /* A job named by its lease (Heartbeat, Complete). */
@@ -128,6 +139,19 @@ typedef struct jobq_lease {
 	int64_t id;
 	int64_t lease_token;
 } jobq_lease;
+
+/* Progress of one running job (jobq_heartbeat_progress); percent < 0: no report for that job. */
+typedef struct jobq_progress {
+	int percent;         /* 0..100 */
+	const char *message; /* UTF-8, at most 256 bytes, no control characters; NULL = "" */
+} jobq_progress;
+
+/* The result of one job (jobq_complete_output); data NULL: none. At most the service's payload
+ * limit (--max-payload-bytes). */
+typedef struct jobq_output {
+	const void *data;
+	size_t len;
+} jobq_output;
 
 /* A failure report (Fail). */
 typedef struct jobq_failure {
@@ -146,6 +170,10 @@ typedef struct jobq_result {
 	jobq_status status;          /* after the call, when known */
 	int64_t lease_expires_at_ms; /* Heartbeat */
 	int64_t run_at_ms;           /* Fail: when a retried job runs again */
+	/* Heartbeat: the job was stopped under this very lease ("cancelled" or "time limit
+	 * exceeded"; code JOBQ_FAILED_PRECONDITION): stop its work, its result is not kept. "" = not.
+	 * Set only for calls naming two jobs or more: a one-job call gets the code and a message. */
+	char stop_reason[32];
 } jobq_result;
 
 typedef struct jobq_failure_record {
@@ -221,12 +249,17 @@ typedef struct jobq_schedule {
 	int64_t created_at_ms, updated_at_ms;
 } jobq_schedule;
 
-/* An announcement heard on the PUB socket: jobs of `queue` became claimable. */
+/* An announcement heard on the PUB socket: jobs of `queue` became claimable; or, with stopped
+ * set (only after jobq_sub_cancels), running jobs ids[i] of `queue` were stopped under their
+ * leases lease_tokens[i] ("cancel.<queue>"). */
 typedef struct jobq_announcement {
 	char queue[72];
 	int64_t *ids; /* may be NULL (n_ids 0): "some jobs, ask by claiming" */
 	size_t n_ids;
 	int64_t published_at_us;
+	bool stopped;
+	int64_t *lease_tokens; /* stopped: n_ids tokens */
+	char reason[32];       /* stopped: "cancelled" or "time limit exceeded" */
 } jobq_announcement;
 
 /* jobq_version: the library version, a static string. */
@@ -265,6 +298,16 @@ int jobq_complete(jobq_client *c, const jobq_lease *leases, size_t n, jobq_resul
 int jobq_fail(jobq_client *c, const jobq_failure *failures, size_t n, const char *worker_id,
 	      jobq_result *results, jobq_error *err);
 
+/* jobq_heartbeat_progress: jobq_heartbeat that also reports progress[i] for leases[i] (progress
+ * may be NULL). The service keeps it only where the lease holds. */
+int jobq_heartbeat_progress(jobq_client *c, const jobq_lease *leases, const jobq_progress *progress,
+			    size_t n, uint32_t lease_seconds, jobq_result *results, jobq_error *err);
+
+/* jobq_complete_output: jobq_complete that keeps outputs[i] (may be NULL) with job leases[i];
+ * jobq_get returns it. */
+int jobq_complete_output(jobq_client *c, const jobq_lease *leases, const jobq_output *outputs,
+			 size_t n, jobq_result *results, jobq_error *err);
+
 /* The claim jobq_complete_claim and jobq_fail_claim make in the same call, with jobq_claim's
  * arguments. */
 typedef struct jobq_claim_next {
@@ -289,6 +332,12 @@ int jobq_complete_claim(jobq_client *c, const jobq_lease *leases, size_t n, cons
 			jobq_result *results, jobq_job **jobs, size_t *n_jobs, bool *claim_skipped,
 			jobq_error *err);
 
+/* jobq_complete_output_claim: jobq_complete_claim keeping outputs[i] (may be NULL) with job
+ * leases[i], as jobq_complete_output. */
+int jobq_complete_output_claim(jobq_client *c, const jobq_lease *leases, const jobq_output *outputs,
+			       size_t n, const jobq_claim_next *next, jobq_result *results, jobq_job **jobs,
+			       size_t *n_jobs, bool *claim_skipped, jobq_error *err);
+
 /* jobq_fail_claim: jobq_fail, and the claim of next in the same call, as jobq_complete_claim. */
 int jobq_fail_claim(jobq_client *c, const jobq_failure *failures, size_t n, const char *worker_id,
 		    const jobq_claim_next *next, jobq_result *results, jobq_job **jobs, size_t *n_jobs,
@@ -304,7 +353,16 @@ void jobq_failures_free(jobq_failure_record *records, size_t n);
 int jobq_list(jobq_client *c, const jobq_list_options *opts, jobq_job **jobs, size_t *n,
 	      int64_t *next_after_id, jobq_error *err);
 
-/* jobq_retry / jobq_cancel: by ids (results as for Complete). */
+/* jobq_wait waits up to wait_ms for every job of ids[n] (1..100, each once) to finish
+ * (archive_completed, archive_failed or archive_cancelled); the service is woken by the jobs'
+ * ends, it does not poll. *jobs (free with jobq_jobs_free(*jobs, *n_jobs)) are the jobs in the
+ * order of ids as they stand at the answer, without payload and output (jobq_get has them);
+ * *done tells whether all are finished. An unknown id answers JOBQ_NOT_FOUND. */
+int jobq_wait(jobq_client *c, const int64_t *ids, size_t n, uint32_t wait_ms, jobq_job **jobs,
+	      size_t *n_jobs, bool *done, jobq_error *err);
+
+/* jobq_retry / jobq_cancel: by ids (results as for Complete). A running job that is cancelled
+ * ends at once; its worker hears of it (jobq_sub_cancels, or its next heartbeat). */
 int jobq_retry(jobq_client *c, const int64_t *ids, size_t n, jobq_result *results, jobq_error *err);
 int jobq_cancel(jobq_client *c, const int64_t *ids, size_t n, jobq_result *results, jobq_error *err);
 
@@ -339,6 +397,10 @@ int jobq_schedule_remove(jobq_client *c, const char *name, jobq_error *err);
 /* jobq_subscribe dials the PUB socket and hears announcements of queue (exactly that queue; NULL
  * = every queue). Free with jobq_sub_close. */
 int jobq_subscribe(const jobq_options *opts, const char *queue, jobq_sub **out, jobq_error *err);
+
+/* jobq_sub_cancels makes the subscription also hear of running jobs of queue (NULL = every
+ * queue) cancelled under their workers: jobq_sub_next then returns those with stopped set. */
+int jobq_sub_cancels(jobq_sub *s, const char *queue, jobq_error *err);
 
 /* jobq_sub_fd: a descriptor that polls readable when an announcement may be waiting. */
 int jobq_sub_fd(jobq_sub *s);

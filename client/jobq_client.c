@@ -348,6 +348,8 @@ static void job_release(jobq_job *j)
 	free(j->lease_owner);
 	free(j->last_error);
 	free(j->idempotency_key);
+	free(j->output);
+	free(j->progress_message);
 }
 
 static int job_copy(const Jobq__V1__Job *m, jobq_job *j)
@@ -376,8 +378,19 @@ static int job_copy(const Jobq__V1__Job *m, jobq_job *j)
 	j->lease_owner = str_copy(m->lease_owner);
 	j->last_error = str_copy(m->last_error);
 	j->idempotency_key = str_copy(m->idempotency_key);
+	j->progress_percent = m->progress_at_ms != 0 ? (int32_t)m->progress_percent : -1;
+	j->progress_message = str_copy(m->progress_message);
+	j->progress_at_ms = m->progress_at_ms;
+	j->timeout_ms = m->timeout_ms;
+	j->output_len = m->output.len;
+	j->output = malloc(m->output.len + 1);
+	if (j->output != NULL) {
+		if (m->output.len > 0)
+			memcpy(j->output, m->output.data, m->output.len);
+		j->output[m->output.len] = '\0';
+	}
 	if (j->payload == NULL || j->queue == NULL || j->lease_owner == NULL || j->last_error == NULL ||
-	    j->idempotency_key == NULL) {
+	    j->idempotency_key == NULL || j->progress_message == NULL || j->output == NULL) {
 		job_release(j);
 		return -1;
 	}
@@ -454,6 +467,8 @@ static int results_from_items(jobq_result *results, const int64_t *ids, size_t n
 		r->status = status_from(it->status);
 		r->lease_expires_at_ms = it->lease_expires_at_ms;
 		r->run_at_ms = it->run_at_ms;
+		snprintf(r->stop_reason, sizeof(r->stop_reason), "%.*s", (int)sizeof(r->stop_reason) - 1,
+			 it->stop_reason != NULL ? it->stop_reason : "");
 	}
 	return JOBQ_OK;
 }
@@ -544,6 +559,7 @@ int jobq_enqueue(jobq_client *c, const jobq_job_spec *specs, size_t n, int64_t *
 		msgs[i].delay_ms = s->delay_ms;
 		msgs[i].max_attempts = s->max_attempts;
 		msgs[i].idempotency_key = (char *)(s->idempotency_key ? s->idempotency_key : "");
+		msgs[i].timeout_ms = s->timeout_ms;
 		ptrs[i] = &msgs[i];
 	}
 	req.n_jobs = n;
@@ -757,24 +773,55 @@ static void next_msg(const jobq_claim_next *next, Jobq__V1__ClaimRequest *m)
 	m->wait_ms = next->wait_ms;
 }
 
-int jobq_complete_claim(jobq_client *c, const jobq_lease *leases, size_t n, const jobq_claim_next *next,
-			jobq_result *results, jobq_job **jobs, size_t *n_jobs, bool *claim_skipped,
-			jobq_error *err)
+/* output_msgs sets req's outputs from outputs[n] (those with data), for leases[n]; *msgs and
+ * *ptrs (caller frees both) back them. -1 when memory runs out. */
+static int output_msgs(Jobq__V1__CompleteRequest *req, const jobq_lease *leases, const jobq_output *outputs,
+		       size_t n, Jobq__V1__JobOutput **msgs, Jobq__V1__JobOutput ***ptrs)
+{
+	*msgs = NULL;
+	*ptrs = NULL;
+	if (outputs == NULL || leases == NULL || n == 0 || n > JOBQ_MAX_BATCH)
+		return 0; /* nothing to add; the batch itself is checked by the call */
+	*msgs = calloc(n, sizeof(**msgs));
+	*ptrs = calloc(n, sizeof(**ptrs));
+	if (*msgs == NULL || *ptrs == NULL)
+		return -1;
+	for (size_t i = 0; i < n; i++) {
+		if (outputs[i].data == NULL)
+			continue;
+		Jobq__V1__JobOutput *m = &(*msgs)[req->n_outputs];
+		jobq__v1__job_output__init(m);
+		m->id = leases[i].id;
+		m->output.data = (uint8_t *)outputs[i].data;
+		m->output.len = outputs[i].len;
+		(*ptrs)[req->n_outputs++] = m;
+	}
+	req->outputs = *ptrs;
+	return 0;
+}
+
+/* complete_claim_call: jobq_complete_claim, with the outputs of jobq_complete_output (NULL: none). */
+static int complete_claim_call(jobq_client *c, const char *fn, const jobq_lease *leases,
+			       const jobq_output *outputs, size_t n, const jobq_claim_next *next,
+			       jobq_result *results, jobq_job **jobs, size_t *n_jobs, bool *claim_skipped,
+			       jobq_error *err)
 {
 	Jobq__V1__CompleteRequest req = JOBQ__V1__COMPLETE_REQUEST__INIT;
 	Jobq__V1__ClaimRequest claim;
 	Jobq__V1__JobLease *msgs = NULL, **ptrs = NULL;
+	Jobq__V1__JobOutput *out_msgs = NULL, **out_ptrs = NULL;
 	int64_t *ids = NULL;
 	if (jobs == NULL || n_jobs == NULL)
-		return jobqi_set_err(err, JOBQ_INVALID_ARGUMENT, "jobq_complete_claim: jobs and n_jobs must not be NULL");
+		return jobqi_set_err(err, JOBQ_INVALID_ARGUMENT, "%s: jobs and n_jobs must not be NULL", fn);
 	*jobs = NULL;
 	*n_jobs = 0;
-	int code = check_batch(c, leases, n, "jobq_complete_claim", err);
+	int code = check_batch(c, leases, n, fn, err);
 	if (code == JOBQ_OK)
-		code = check_next(next, "jobq_complete_claim", err);
+		code = check_next(next, fn, err);
 	if (code != JOBQ_OK)
 		return code;
-	if (lease_msgs(leases, n, &msgs, &ptrs) != 0 || (ids = lease_ids(leases, n)) == NULL) {
+	if (lease_msgs(leases, n, &msgs, &ptrs) != 0 || (ids = lease_ids(leases, n)) == NULL ||
+	    output_msgs(&req, leases, outputs, n, &out_msgs, &out_ptrs) != 0) {
 		code = jobqi_set_err(err, JOBQ_RESOURCE_EXHAUSTED, "out of memory");
 		goto out;
 	}
@@ -787,8 +834,26 @@ int jobq_complete_claim(jobq_client *c, const jobq_lease *leases, size_t n, cons
 out:
 	free(msgs);
 	free(ptrs);
+	free(out_msgs);
+	free(out_ptrs);
 	free(ids);
 	return code;
+}
+
+int jobq_complete_claim(jobq_client *c, const jobq_lease *leases, size_t n, const jobq_claim_next *next,
+			jobq_result *results, jobq_job **jobs, size_t *n_jobs, bool *claim_skipped,
+			jobq_error *err)
+{
+	return complete_claim_call(c, "jobq_complete_claim", leases, NULL, n, next, results, jobs, n_jobs,
+				   claim_skipped, err);
+}
+
+int jobq_complete_output_claim(jobq_client *c, const jobq_lease *leases, const jobq_output *outputs,
+			       size_t n, const jobq_claim_next *next, jobq_result *results, jobq_job **jobs,
+			       size_t *n_jobs, bool *claim_skipped, jobq_error *err)
+{
+	return complete_claim_call(c, "jobq_complete_output_claim", leases, outputs, n, next, results, jobs,
+				   n_jobs, claim_skipped, err);
 }
 
 int jobq_heartbeat(jobq_client *c, const jobq_lease *leases, size_t n, uint32_t lease_seconds,
@@ -806,6 +871,53 @@ int jobq_complete(jobq_client *c, const jobq_lease *leases, size_t n, jobq_resul
 	Jobq__V1__CompleteRequest req = JOBQ__V1__COMPLETE_REQUEST__INIT;
 	return lease_call(c, "jobq_complete", METHOD("Complete"), &req.base, &req.n_jobs, &req.jobs,
 			  &jobq__v1__complete_response__descriptor, leases, n, results, err);
+}
+
+int jobq_heartbeat_progress(jobq_client *c, const jobq_lease *leases, const jobq_progress *progress,
+			    size_t n, uint32_t lease_seconds, jobq_result *results, jobq_error *err)
+{
+	Jobq__V1__HeartbeatRequest req = JOBQ__V1__HEARTBEAT_REQUEST__INIT;
+	Jobq__V1__JobProgress *msgs = NULL, **ptrs = NULL;
+	req.lease_seconds = lease_seconds;
+	if (progress != NULL && leases != NULL && n > 0 && n <= JOBQ_MAX_BATCH) {
+		msgs = calloc(n, sizeof(*msgs));
+		ptrs = calloc(n, sizeof(*ptrs));
+		if (msgs == NULL || ptrs == NULL) {
+			free(msgs);
+			free(ptrs);
+			return jobqi_set_err(err, JOBQ_RESOURCE_EXHAUSTED, "out of memory");
+		}
+		for (size_t i = 0; i < n; i++) {
+			if (progress[i].percent < 0)
+				continue;
+			Jobq__V1__JobProgress *m = &msgs[req.n_progress];
+			jobq__v1__job_progress__init(m);
+			m->id = leases[i].id;
+			m->percent = (uint32_t)progress[i].percent;
+			m->message = (char *)(progress[i].message != NULL ? progress[i].message : "");
+			ptrs[req.n_progress++] = m;
+		}
+		req.progress = ptrs;
+	}
+	int code = lease_call(c, "jobq_heartbeat_progress", METHOD("Heartbeat"), &req.base, &req.n_jobs,
+			      &req.jobs, &jobq__v1__heartbeat_response__descriptor, leases, n, results, err);
+	free(msgs);
+	free(ptrs);
+	return code;
+}
+
+int jobq_complete_output(jobq_client *c, const jobq_lease *leases, const jobq_output *outputs,
+			 size_t n, jobq_result *results, jobq_error *err)
+{
+	Jobq__V1__CompleteRequest req = JOBQ__V1__COMPLETE_REQUEST__INIT;
+	Jobq__V1__JobOutput *msgs = NULL, **ptrs = NULL;
+	int code = output_msgs(&req, leases, outputs, n, &msgs, &ptrs) != 0
+			   ? jobqi_set_err(err, JOBQ_RESOURCE_EXHAUSTED, "out of memory")
+			   : lease_call(c, "jobq_complete_output", METHOD("Complete"), &req.base, &req.n_jobs,
+					&req.jobs, &jobq__v1__complete_response__descriptor, leases, n, results, err);
+	free(msgs);
+	free(ptrs);
+	return code;
 }
 
 /* fail_call sends n failures, with the claim of next when it is not NULL. */
@@ -989,6 +1101,49 @@ int jobq_list(jobq_client *c, const jobq_list_options *opts, jobq_job **jobs, si
 }
 
 /* ---- Retry, Cancel ---- */
+
+int jobq_wait(jobq_client *c, const int64_t *ids, size_t n, uint32_t wait_ms, jobq_job **jobs,
+	      size_t *n_jobs, bool *done, jobq_error *err)
+{
+	Jobq__V1__WaitRequest req = JOBQ__V1__WAIT_REQUEST__INIT;
+	Jobq__V1__WaitResponse *resp = NULL;
+	int code = check_client(c, "jobq_wait", err);
+	if (code != JOBQ_OK)
+		return code;
+	if (ids == NULL || jobs == NULL || n_jobs == NULL || done == NULL)
+		return jobqi_set_err(err, JOBQ_INVALID_ARGUMENT,
+				     "jobq_wait: ids, jobs, n_jobs and done must not be NULL");
+	*jobs = NULL;
+	*n_jobs = 0;
+	*done = false;
+	if (n == 0 || n > 100)
+		return jobqi_set_err(err, JOBQ_INVALID_ARGUMENT, "jobq_wait: %zu jobs; must be 1..100", n);
+	req.n_ids = n;
+	req.ids = (int64_t *)ids;
+	int64_t until = jobqi_mono_ms() + wait_ms;
+	for (;;) {
+		int64_t left = until - jobqi_mono_ms();
+		req.wait_ms = left > 0 ? (uint32_t)left : 0;
+		/* The service answers when the jobs end or wait_ms has passed: wait that much longer. */
+		int extra = req.wait_ms > INT_MAX ? INT_MAX : (int)req.wait_ms;
+		code = rpc(c, METHOD("Wait"), &req.base, &jobq__v1__wait_response__descriptor, extra,
+			   (ProtobufCMessage **)&resp, err);
+		if (code != JOBQ_OK)
+			return code;
+		uint32_t retry_after = resp->retry_after_ms;
+		if (retry_after == 0 || req.wait_ms == 0)
+			break;
+		/* The service keeps as many Waits as it allows: wait here, then ask again. */
+		jobq__v1__wait_response__free_unpacked(resp, NULL);
+		resp = NULL;
+		left = until - jobqi_mono_ms();
+		sleep_ms(left < retry_after ? (left > 0 ? left : 0) : retry_after);
+	}
+	*done = resp->done;
+	code = jobs_copy(resp->jobs, resp->n_jobs, jobs, n_jobs, err);
+	jobq__v1__wait_response__free_unpacked(resp, NULL);
+	return code;
+}
 
 int jobq_retry(jobq_client *c, const int64_t *ids, size_t n, jobq_result *results, jobq_error *err)
 {

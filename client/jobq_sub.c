@@ -1,8 +1,11 @@
 /*
  * jobq_sub.c — announcements: an nng SUB socket on the service's PUB address. Each message is
- * "pending.<queue>" + NUL + an encoded jobq.v1.JobsAvailable. Subscribing to the topic *with*
- * its NUL makes the prefix match exact ("pending.mail\0" does not match "pending.mailer\0").
+ * "pending.<queue>" + NUL + an encoded jobq.v1.JobsAvailable, or (when asked for with
+ * jobq_sub_cancels) "cancel.<queue>" + NUL + an encoded jobq.v1.JobsStopped. Subscribing to the
+ * topic *with* its NUL makes the prefix match exact ("pending.mail\0" does not match
+ * "pending.mailer\0").
  */
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -15,6 +18,8 @@
 
 #define TOPIC_PREFIX "pending."
 #define TOPIC_PREFIX_LEN (sizeof(TOPIC_PREFIX) - 1)
+#define STOP_PREFIX "cancel."
+#define STOP_PREFIX_LEN (sizeof(STOP_PREFIX) - 1)
 
 struct jobq_sub {
 	nng_socket sock;
@@ -22,15 +27,38 @@ struct jobq_sub {
 	char *url;
 };
 
+static int subscribe_prefixed(nng_socket s, const char *prefix, const char *queue)
+{
+	char topic[16 + JOBQ_MAX_QUEUE_LEN + 1];
+	size_t plen = strlen(prefix);
+	if (queue == NULL) /* every queue: the bare prefix, without a NUL */
+		return nng_socket_set(s, NNG_OPT_SUB_SUBSCRIBE, prefix, plen);
+	size_t qlen = strlen(queue);
+	memcpy(topic, prefix, plen);
+	memcpy(topic + plen, queue, qlen + 1); /* with its NUL */
+	return nng_socket_set(s, NNG_OPT_SUB_SUBSCRIBE, topic, plen + qlen + 1);
+}
+
 static int subscribe_topic(nng_socket s, const char *queue)
 {
-	char topic[TOPIC_PREFIX_LEN + JOBQ_MAX_QUEUE_LEN + 1];
-	if (queue == NULL) /* every queue: the bare prefix, without a NUL */
-		return nng_socket_set(s, NNG_OPT_SUB_SUBSCRIBE, TOPIC_PREFIX, TOPIC_PREFIX_LEN);
-	size_t qlen = strlen(queue);
-	memcpy(topic, TOPIC_PREFIX, TOPIC_PREFIX_LEN);
-	memcpy(topic + TOPIC_PREFIX_LEN, queue, qlen + 1); /* with its NUL */
-	return nng_socket_set(s, NNG_OPT_SUB_SUBSCRIBE, topic, TOPIC_PREFIX_LEN + qlen + 1);
+	return subscribe_prefixed(s, TOPIC_PREFIX, queue);
+}
+
+static bool queue_ok(const char *queue)
+{
+	return queue == NULL || (queue[0] != '\0' && strlen(queue) <= JOBQ_MAX_QUEUE_LEN);
+}
+
+int jobq_sub_cancels(jobq_sub *s, const char *queue, jobq_error *err)
+{
+	if (s == NULL || !queue_ok(queue))
+		return jobqi_set_err(err, JOBQ_INVALID_ARGUMENT,
+				     "jobq_sub_cancels: a subscription and a queue name of 1..%d characters",
+				     JOBQ_MAX_QUEUE_LEN);
+	int rv = subscribe_prefixed(s->sock, STOP_PREFIX, queue);
+	if (rv != 0)
+		return jobqi_set_err(err, jobqi_nng_code(rv), "cannot subscribe to cancels: %s", nng_strerror(rv));
+	return JOBQ_OK;
 }
 
 int jobq_subscribe(const jobq_options *opts, const char *queue, jobq_sub **out, jobq_error *err)
@@ -39,7 +67,7 @@ int jobq_subscribe(const jobq_options *opts, const char *queue, jobq_sub **out, 
 	if (out == NULL)
 		return jobqi_set_err(err, JOBQ_INVALID_ARGUMENT, "jobq_subscribe: out is NULL");
 	*out = NULL;
-	if (queue != NULL && (queue[0] == '\0' || strlen(queue) > JOBQ_MAX_QUEUE_LEN))
+	if (!queue_ok(queue))
 		return jobqi_set_err(err, JOBQ_INVALID_ARGUMENT,
 				     "jobq_subscribe: a queue name has 1..%d characters",
 				     JOBQ_MAX_QUEUE_LEN);
@@ -92,7 +120,9 @@ void jobq_announcement_free(jobq_announcement *a)
 	if (a == NULL)
 		return;
 	free(a->ids);
+	free(a->lease_tokens);
 	a->ids = NULL;
+	a->lease_tokens = NULL;
 	a->n_ids = 0;
 }
 
@@ -118,11 +148,52 @@ int jobq_sub_connected(jobq_sub *s, int timeout_ms, jobq_error *err)
 	return jobqi_set_err(err, JOBQ_DEADLINE_EXCEEDED, "no connection to %s", s->url);
 }
 
+/* topic_is: whether the topic b[0..tlen) is prefix followed by a queue name. */
+static bool topic_is(const uint8_t *b, size_t tlen, const char *prefix, size_t plen)
+{
+	return tlen > plen && memcmp(b, prefix, plen) == 0;
+}
+
+/* decode_stop fills *out from a "cancel.<queue>" NUL JobsStopped message naming that same
+ * queue; -1 otherwise. */
+static int decode_stop(const uint8_t *b, size_t len, size_t tlen, jobq_announcement *out)
+{
+	Jobq__V1__JobsStopped *js = jobq__v1__jobs_stopped__unpack(NULL, len - tlen - 1, b + tlen + 1);
+	if (js == NULL)
+		return -1;
+	int rc = -1;
+	size_t qlen = strlen(js->queue);
+	if (qlen >= sizeof(out->queue) || qlen != tlen - STOP_PREFIX_LEN ||
+	    memcmp(js->queue, b + STOP_PREFIX_LEN, qlen) != 0 || js->n_jobs == 0)
+		goto out;
+	out->ids = malloc(js->n_jobs * sizeof(*out->ids));
+	out->lease_tokens = malloc(js->n_jobs * sizeof(*out->lease_tokens));
+	if (out->ids == NULL || out->lease_tokens == NULL) {
+		jobq_announcement_free(out);
+		goto out;
+	}
+	for (size_t i = 0; i < js->n_jobs; i++) {
+		out->ids[i] = js->jobs[i]->id;
+		out->lease_tokens[i] = js->jobs[i]->lease_token;
+	}
+	out->n_ids = js->n_jobs;
+	out->stopped = true;
+	snprintf(out->reason, sizeof(out->reason), "%.*s", (int)sizeof(out->reason) - 1, js->reason);
+	memcpy(out->queue, js->queue, qlen + 1);
+	out->published_at_us = js->published_at_us;
+	rc = 0;
+out:
+	jobq__v1__jobs_stopped__free_unpacked(js, NULL);
+	return rc;
+}
+
 /* decode fills *out from one message; -1 when it is not "pending.<queue>" NUL JobsAvailable
- * naming that same queue (or the queue does not fit jobq_announcement.queue). */
+ * naming that same queue (or the queue does not fit jobq_announcement.queue), nor a stop. */
 static int decode(const uint8_t *b, size_t len, jobq_announcement *out)
 {
 	const uint8_t *nul = memchr(b, '\0', len);
+	if (nul != NULL && topic_is(b, (size_t)(nul - b), STOP_PREFIX, STOP_PREFIX_LEN))
+		return decode_stop(b, len, (size_t)(nul - b), out);
 	if (nul == NULL || (size_t)(nul - b) < TOPIC_PREFIX_LEN ||
 	    memcmp(b, TOPIC_PREFIX, TOPIC_PREFIX_LEN) != 0)
 		return -1;

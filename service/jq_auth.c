@@ -73,6 +73,7 @@ static const struct {
 	{ "Retry", false, false, false },    { "Cancel", false, false, false },
 	{ "Pause", false, false, false },    { "Resume", false, false, false },
 	{ "ConfigureQueue", false, false, false },
+	{ "Wait", true, true, true },
 	{ "AddSchedule", false, false, false }, { "ListSchedules", false, false, true },
 	{ "RemoveSchedule", false, false, false },
 };

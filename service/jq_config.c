@@ -70,6 +70,9 @@ static const opt opts[] = {
 	{ "max-waiting-claims", "JOBQ_MAX_WAITING_CLAIMS", OPT_INT, F(max_waiting_claims), "4096", 0,
 	  1000000, "Claims waiting for work at once; more are answered at once with no jobs and a "
 	  "time to retry (retry_after_ms)" },
+	{ "max-waiting-waits", "JOBQ_MAX_WAITING_WAITS", OPT_INT, F(max_waiting_waits), "4096", 0,
+	  1000000, "Waits for jobs to finish waiting at once; more are answered at once with no jobs "
+	  "and a time to retry (retry_after_ms)" },
 	{ "max-reply-bytes", "JOBQ_MAX_REPLY_BYTES", OPT_SIZE, F(max_reply_bytes), "4194304",
 	  JQ_REPLY_ONE_JOB_EXTRA, 1024L * 1024 * 1024,
 	  "largest Claim or List reply: fewer jobs, or a shorter page, beyond it (at least one job)" },

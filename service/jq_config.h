@@ -32,6 +32,7 @@ typedef struct jq_config {
 	size_t max_message_bytes;  /* per RPC message, enforced by nng before decoding */
 	size_t max_inflight_bytes; /* received requests held at once, in bytes */
 	int max_waiting_claims;    /* long-poll Claims parked at once */
+	int max_waiting_waits;     /* Waits for jobs' ends parked at once */
 	size_t max_reply_bytes;    /* what Claim and List put in one reply (JQ_REPLY_ONE_JOB_EXTRA) */
 	int default_lease_seconds;
 	int default_deadline_ms;

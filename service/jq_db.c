@@ -44,7 +44,7 @@ static jq_db_rows *wrap_budgeted(PGresult *r, int first)
 
 /* Arrays of parameters, freed together. */
 typedef struct params {
-	jq_pgbin_array arr[6];
+	jq_pgbin_array arr[7];
 	int narr;
 } params;
 
@@ -62,15 +62,18 @@ static jq_code nomem(jq_db_err *err)
 
 jq_code jq_db_enqueue(jq_db *db, const jq_db_job_spec *specs, size_t n, int64_t *ids, jq_db_err *err)
 {
-	params p = { .narr = 6 };
-	static const uint32_t oids[6] = { JQ_OID_TEXT, JQ_OID_BYTEA, JQ_OID_INT2, JQ_OID_TIMESTAMPTZ,
-					   JQ_OID_INT4, JQ_OID_TEXT };
-	const char *values[6];
-	int lengths[6], formats[6];
+	bool timeouts = false;
+	for (size_t i = 0; i < n; i++)
+		timeouts = timeouts || specs[i].timeout_ms > 0;
+	params p = { .narr = timeouts ? 7 : 6 };
+	static const uint32_t oids[7] = { JQ_OID_TEXT, JQ_OID_BYTEA, JQ_OID_INT2, JQ_OID_TIMESTAMPTZ,
+					   JQ_OID_INT4, JQ_OID_TEXT, JQ_OID_INT4 };
+	const char *values[7];
+	int lengths[7], formats[7];
 	PGresult *r = NULL;
 	jq_code c;
 
-	for (int i = 0; i < 6; i++)
+	for (int i = 0; i < p.narr; i++)
 		jq_pgbin_array_init(&p.arr[i], oids[i]);
 	for (size_t i = 0; i < n; i++) {
 		const jq_db_job_spec *s = &specs[i];
@@ -86,8 +89,10 @@ jq_code jq_db_enqueue(jq_db *db, const jq_db_job_spec *specs, size_t n, int64_t 
 		else
 			jq_pgbin_array_add_null(&p.arr[4]);
 		jq_pgbin_array_add_text(&p.arr[5], s->idempotency_key);
+		if (timeouts)
+			jq_pgbin_array_add_i32(&p.arr[6], s->timeout_ms);
 	}
-	for (int i = 0; i < 6; i++) {
+	for (int i = 0; i < p.narr; i++) {
 		if (jq_pgbin_array_finish(&p.arr[i]) != 0) {
 			c = nomem(err);
 			goto out;
@@ -96,7 +101,7 @@ jq_code jq_db_enqueue(jq_db *db, const jq_db_job_spec *specs, size_t n, int64_t 
 		lengths[i] = (int)p.arr[i].len;
 		formats[i] = 1;
 	}
-	c = jq_dbi_run(db, S_ENQUEUE, values, lengths, formats, &r, err);
+	c = jq_dbi_run(db, timeouts ? S_ENQUEUE_TIMEOUT : S_ENQUEUE, values, lengths, formats, &r, err);
 	if (c != JQ_OK)
 		goto out;
 	if ((size_t)PQntuples(r) != n) {
@@ -218,6 +223,8 @@ static jq_code read_items(PGresult *r, size_t n, const bool *done_by_caller, jq_
 
 /* A lease call that changed nothing: the lease is lost unless this is a repeat of a call that
  * already succeeded with the same token (the reply of the first may have been lost). */
+/* A heartbeat that renewed nothing: the lease is lost (jq_db_heartbeat then says whether the job
+ * was stopped under it, and why). */
 static jq_code judge_heartbeat(jq_state st, bool same_token, const char **message)
 {
 	(void)st;
@@ -230,7 +237,9 @@ static jq_code judge_complete(jq_state st, bool same_token, const char **message
 {
 	if (st == JQ_STATE_COMPLETED && same_token)
 		return JQ_OK;
-	*message = "lease lost: the job is no longer processing under this token";
+	*message = st == JQ_STATE_CANCELLED && same_token
+			   ? "the job was cancelled while it ran under this lease; the result is not kept"
+			   : "lease lost: the job is no longer processing under this token";
 	return JQ_FAILED_PRECONDITION;
 }
 
@@ -239,7 +248,8 @@ static jq_code judge_fail(jq_state st, bool same_token, const char **message)
 {
 	if ((st == JQ_STATE_FAILED || st == JQ_STATE_PENDING) && same_token)
 		return JQ_OK;
-	*message = "lease lost: the job is no longer processing under this token";
+	*message = st == JQ_STATE_CANCELLED ? "lease lost: the job was cancelled"
+					    : "lease lost: the job is no longer processing under this token";
 	return JQ_FAILED_PRECONDITION;
 }
 
@@ -257,8 +267,7 @@ static jq_code judge_cancel(jq_state st, bool same_token, const char **message)
 	(void)same_token;
 	if (st == JQ_STATE_CANCELLED)
 		return JQ_OK;
-	*message = st == JQ_STATE_PROCESSING ? "the job is running; it cannot be cancelled under its worker"
-					     : "only archive_pending or archive_failed jobs can be cancelled";
+	*message = "the job has completed; only unfinished or failed jobs can be cancelled";
 	return JQ_FAILED_PRECONDITION;
 }
 
@@ -275,11 +284,64 @@ static int lease_arrays(params *p, const jq_db_lease *leases, size_t n)
 	return jq_pgbin_array_finish(&p->arr[0]) | jq_pgbin_array_finish(&p->arr[1]);
 }
 
+/* progress_arrays fills the percent and message arrays (p->arr[2..3]; NULL percent = no report). */
+static int progress_arrays(params *p, const jq_db_lease *leases, size_t n)
+{
+	p->narr = 4;
+	jq_pgbin_array_init(&p->arr[2], JQ_OID_INT2);
+	jq_pgbin_array_init(&p->arr[3], JQ_OID_TEXT);
+	for (size_t i = 0; i < n; i++) {
+		if (leases[i].progress_percent < 0) {
+			jq_pgbin_array_add_null(&p->arr[2]);
+			jq_pgbin_array_add_null(&p->arr[3]);
+			continue;
+		}
+		jq_pgbin_array_add_i16(&p->arr[2], (int16_t)leases[i].progress_percent);
+		jq_pgbin_array_add_text(&p->arr[3], leases[i].progress_message ? leases[i].progress_message : "");
+	}
+	return jq_pgbin_array_finish(&p->arr[2]) | jq_pgbin_array_finish(&p->arr[3]);
+}
+
+/* output_array fills the output array (p->arr[2]; NULL = no output for that lease). */
+static int output_array(params *p, const jq_db_lease *leases, size_t n)
+{
+	p->narr = 3;
+	jq_pgbin_array_init(&p->arr[2], JQ_OID_BYTEA);
+	for (size_t i = 0; i < n; i++) {
+		if (leases[i].has_output)
+			jq_pgbin_array_add(&p->arr[2], leases[i].output, (int32_t)leases[i].output_len);
+		else
+			jq_pgbin_array_add_null(&p->arr[2]);
+	}
+	return jq_pgbin_array_finish(&p->arr[2]);
+}
+
+/* note_stop reads row `row` of a heartbeat's or S_LEASE_STATE's result (status in column 3,
+ * "same token" in 4, "failed by its time limit" in 5) for a refused lease: the job's status, and
+ * whether it was stopped under that very lease, and why. */
+static void note_stop(const PGresult *r, int row, jq_db_item *it)
+{
+	jq_state st;
+	if (PQgetisnull(r, row, 3) || jq_state_from_name(PQgetvalue(r, row, 3), &st) != 0)
+		return;
+	it->status = st;
+	it->status_known = true;
+	if (PQgetisnull(r, row, 4) || !jq_pgbin_bool(r, row, 4))
+		return;
+	if (st == JQ_STATE_CANCELLED) {
+		it->stop_reason = "cancelled";
+		it->message = "the job was cancelled while it ran under this lease: stop working on it";
+	} else if (st != JQ_STATE_PROCESSING && !PQgetisnull(r, row, 5) && jq_pgbin_bool(r, row, 5)) {
+		it->stop_reason = JQ_TIME_LIMIT_ERROR;
+		it->message = "the job ran past its time limit under this lease: stop working on it";
+	}
+}
+
 jq_code jq_db_heartbeat(jq_db *db, const jq_db_lease *leases, size_t n, int lease_seconds,
 			jq_db_item *items, jq_db_err *err)
 {
 	params p = { 0 };
-	PGresult *r = NULL;
+	PGresult *r = NULL, *now = NULL;
 	jq_code c;
 	char lease[4];
 
@@ -287,20 +349,42 @@ jq_code jq_db_heartbeat(jq_db *db, const jq_db_lease *leases, size_t n, int leas
 		c = nomem(err);
 		goto out;
 	}
+	bool progress = false;
+	for (size_t i = 0; i < n; i++)
+		progress = progress || leases[i].progress_percent >= 0;
+	if (progress && progress_arrays(&p, leases, n) != 0) {
+		c = nomem(err);
+		goto out;
+	}
 	jq_pgbin_put_i32(lease, lease_seconds);
-	const char *values[3] = { p.arr[0].data, p.arr[1].data, lease };
-	int lengths[3] = { (int)p.arr[0].len, (int)p.arr[1].len, 4 };
-	int formats[3] = { 1, 1, 1 };
-	c = jq_dbi_run(db, S_HEARTBEAT, values, lengths, formats, &r, err);
+	const char *values[5] = { p.arr[0].data, p.arr[1].data, lease, p.arr[2].data, p.arr[3].data };
+	int lengths[5] = { (int)p.arr[0].len, (int)p.arr[1].len, 4, (int)p.arr[2].len, (int)p.arr[3].len };
+	int formats[5] = { 1, 1, 1, 1, 1 };
+	c = jq_dbi_run(db, progress ? S_HEARTBEAT_PROGRESS : S_HEARTBEAT, values, lengths, formats, &r, err);
 	if (c != JQ_OK)
 		goto out;
 	c = read_items(r, n, NULL, items, JQ_STATE_PROCESSING, judge_heartbeat, err);
+	bool stale = false;
 	for (size_t i = 0; c == JQ_OK && i < n; i++) {
-		if (items[i].code == JQ_OK)
+		if (items[i].code == JQ_OK) {
 			items[i].lease_expires_at_ms = jq_pgbin_ts_ms(r, (int)i, 2);
+			continue;
+		}
+		note_stop(r, (int)i, &items[i]);
+		stale = stale || (items[i].status_known && items[i].status == JQ_STATE_PROCESSING);
+	}
+	/* A refused lease whose job the statement still read as processing under it: the job was
+	 * moved after the statement's snapshot and before its row lock (a cancel or a time limit
+	 * racing this heartbeat). A new statement reads where it stands now. */
+	if (c == JQ_OK && stale)
+		c = jq_dbi_run(db, S_LEASE_STATE, values, lengths, formats, &now, err);
+	for (size_t i = 0; c == JQ_OK && stale && i < n; i++) {
+		if (items[i].code != JQ_OK && items[i].status == JQ_STATE_PROCESSING)
+			note_stop(now, (int)i, &items[i]);
 	}
 out:
 	PQclear(r);
+	PQclear(now);
 	params_free(&p);
 	return c;
 }
@@ -356,14 +440,17 @@ jq_code jq_db_complete(jq_db *db, const jq_db_lease *leases, size_t n, jq_db_ite
 	bool *done = NULL;
 	jq_code c;
 
-	if (lease_arrays(&p, leases, n) != 0) {
+	bool output = false;
+	for (size_t i = 0; i < n; i++)
+		output = output || leases[i].has_output;
+	if (lease_arrays(&p, leases, n) != 0 || (output && output_array(&p, leases, n) != 0)) {
 		c = nomem(err);
 		goto out;
 	}
-	const char *values[2] = { p.arr[0].data, p.arr[1].data };
-	int lengths[2] = { (int)p.arr[0].len, (int)p.arr[1].len };
-	int formats[2] = { 1, 1 };
-	c = jq_dbi_run(db, S_COMPLETE, values, lengths, formats, &r, err);
+	const char *values[3] = { p.arr[0].data, p.arr[1].data, p.arr[2].data };
+	int lengths[3] = { (int)p.arr[0].len, (int)p.arr[1].len, (int)p.arr[2].len };
+	int formats[3] = { 1, 1, 1 };
+	c = jq_dbi_run(db, output ? S_COMPLETE_OUTPUT : S_COMPLETE, values, lengths, formats, &r, err);
 	if (c != JQ_OK)
 		goto out;
 	if (completed_all(r, n)) {
@@ -618,6 +705,15 @@ jq_code jq_db_list(jq_db *db, const char *queue, const jq_state *status, int64_t
 	return JQ_OK;
 }
 
+/* ids_param builds the int8[] parameter of ids (free with jq_pgbin_array_free). */
+static int ids_param(jq_pgbin_array *a, const int64_t *ids, size_t n)
+{
+	jq_pgbin_array_init(a, JQ_OID_INT8);
+	for (size_t i = 0; i < n; i++)
+		jq_pgbin_array_add_i64(a, ids[i]);
+	return jq_pgbin_array_finish(a);
+}
+
 /* ids_call runs a statement whose only parameter is an int8[] of ids and reads its items. */
 static jq_code ids_call(jq_db *db, jq_dbi_stmt_id id, const int64_t *ids, size_t n, judge_fn judge,
 			jq_state done_status, jq_db_item *items, jq_db_err *err)
@@ -626,10 +722,7 @@ static jq_code ids_call(jq_db *db, jq_dbi_stmt_id id, const int64_t *ids, size_t
 	PGresult *r = NULL;
 	jq_code c;
 
-	jq_pgbin_array_init(&a, JQ_OID_INT8);
-	for (size_t i = 0; i < n; i++)
-		jq_pgbin_array_add_i64(&a, ids[i]);
-	if (jq_pgbin_array_finish(&a) != 0) {
+	if (ids_param(&a, ids, n) != 0) {
 		c = nomem(err);
 		goto out;
 	}
@@ -652,6 +745,42 @@ jq_code jq_db_retry(jq_db *db, const int64_t *ids, size_t n, jq_db_item *items, 
 jq_code jq_db_cancel(jq_db *db, const int64_t *ids, size_t n, jq_db_item *items, jq_db_err *err)
 {
 	return ids_call(db, S_CANCEL, ids, n, judge_cancel, JQ_STATE_CANCELLED, items, err);
+}
+
+jq_code jq_db_wait_mark(jq_db *db, const int64_t *ids, size_t n, jq_db_err *err)
+{
+	jq_pgbin_array a;
+	PGresult *r = NULL;
+	jq_code c = ids_param(&a, ids, n) != 0 ? nomem(err) : JQ_OK;
+	if (c == JQ_OK) {
+		const char *values[1] = { a.data };
+		int lengths[1] = { (int)a.len }, formats[1] = { 1 };
+		c = jq_dbi_run(db, S_WAIT_MARK, values, lengths, formats, &r, err);
+	}
+	PQclear(r);
+	jq_pgbin_array_free(&a);
+	return c;
+}
+
+jq_code jq_db_wait_read(jq_db *db, const int64_t *ids, size_t n, jq_db_rows **rows, jq_db_err *err)
+{
+	jq_pgbin_array a;
+	PGresult *r = NULL;
+	*rows = NULL;
+	jq_code c = ids_param(&a, ids, n) != 0 ? nomem(err) : JQ_OK;
+	if (c == JQ_OK) {
+		const char *values[1] = { a.data };
+		int lengths[1] = { (int)a.len }, formats[1] = { 1 };
+		c = jq_dbi_run(db, S_WAIT_READ, values, lengths, formats, &r, err);
+	}
+	jq_pgbin_array_free(&a);
+	if (c == JQ_OK)
+		c = check_states(r, 0, err); /* clears r on error */
+	if (c != JQ_OK)
+		return c;
+	if ((*rows = wrap(r)) == NULL)
+		return nomem(err);
+	return JQ_OK;
 }
 
 /* count_call runs a statement that reports only how many rows it touched. */
@@ -791,6 +920,23 @@ jq_code jq_db_rescue(jq_db *db, int limit, int64_t *count, jq_db_err *err)
 	return count_call(db, S_RESCUE, values, lengths, formats, count, err);
 }
 
+jq_code jq_db_time_limit(jq_db *db, int limit, int64_t *count, jq_db_err *err)
+{
+	char lim[4], base[4], max[4];
+	jq_pgbin_put_i32(lim, limit);
+	jq_pgbin_put_i32(base, db->backoff_base_ms);
+	jq_pgbin_put_i32(max, db->backoff_max_ms);
+	const char *values[3] = { lim, base, max };
+	int lengths[3] = { 4, 4, 4 }, formats[3] = { 1, 1, 1 };
+	PGresult *r;
+	jq_code c = jq_dbi_run(db, S_TIME_LIMIT, values, lengths, formats, &r, err);
+	if (c != JQ_OK)
+		return c;
+	*count = PQntuples(r) == 1 ? jq_pgbin_i64(r, 0, 0) : 0;
+	PQclear(r);
+	return JQ_OK;
+}
+
 jq_code jq_db_retention(jq_db *db, int older_than_s, int limit, int64_t *count, jq_db_err *err)
 {
 	char age[4], lim[4];
@@ -844,6 +990,22 @@ void jq_db_rows_job(const jq_db_rows *rows, int i, jq_job *j)
 	j->created_at_ms = jq_pgbin_ts_ms(r, i, C_CREATED);
 	j->updated_at_ms = jq_pgbin_ts_ms(r, i, C_UPDATED);
 	j->finished_at_ms = jq_pgbin_ts_ms(r, i, C_FINISHED);
+	j->progress_percent = PQgetisnull(r, i, C_PROGRESS_PCT) ? -1 : jq_pgbin_i16(r, i, C_PROGRESS_PCT);
+	j->progress_message = text_or_empty(r, i, C_PROGRESS_MSG);
+	j->progress_at_ms = jq_pgbin_ts_ms(r, i, C_PROGRESS_AT);
+	j->timeout_ms = PQgetisnull(r, i, C_TIMEOUT) ? 0 : jq_pgbin_i32(r, i, C_TIMEOUT);
+}
+
+void jq_db_rows_output(const jq_db_rows *rows, int i, const uint8_t **data, size_t *len)
+{
+	const PGresult *r = rows->res;
+	i += rows->first;
+	*data = NULL;
+	*len = 0;
+	if (PQnfields(r) <= C_OUTPUT || PQgetisnull(r, i, C_OUTPUT))
+		return;
+	*data = (const uint8_t *)PQgetvalue(r, i, C_OUTPUT);
+	*len = (size_t)PQgetlength(r, i, C_OUTPUT);
 }
 
 void jq_db_rows_failure(const jq_db_rows *rows, int i, jq_failure_record *f)
@@ -903,4 +1065,19 @@ void jq_db_rows_free(jq_db_rows *rows)
 		return;
 	PQclear(rows->res);
 	free(rows);
+}
+
+jq_code jq_db_complete_output_claim(jq_db *db, const jq_db_lease *leases, size_t n,
+				    const jq_db_claim_next *next, jq_db_item *items, jq_db_rows **claimed,
+				    jq_db_err *err)
+{
+	*claimed = NULL;
+	jq_code c = jq_db_complete(db, leases, n, items, err);
+	if (c != JQ_OK)
+		return c;
+	for (size_t i = 0; i < n; i++) {
+		if (items[i].code != JQ_OK)
+			return JQ_OK; /* a lease refused: nothing is claimed */
+	}
+	return jq_db_complete_claim(db, NULL, 0, next, NULL, claimed, err);
 }

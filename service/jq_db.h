@@ -56,6 +56,7 @@ typedef struct jq_db_job_spec {
 	int64_t run_at_us;   /* Unix microseconds; 0 = now (the database's clock) */
 	int32_t max_attempts; /* 0 = the table's default */
 	const char *idempotency_key; /* NULL = none */
+	int32_t timeout_ms;  /* time limit from its claim; 0 = none */
 } jq_db_job_spec;
 
 /* A job as read from the database. Pointers point into the jq_db_rows it came from. */
@@ -78,6 +79,10 @@ typedef struct jq_job {
 	int64_t created_at_ms;
 	int64_t updated_at_ms;
 	int64_t finished_at_ms;      /* 0 while unfinished */
+	int32_t progress_percent;    /* the worker's last report; -1 when none */
+	const char *progress_message; /* "" when none */
+	int64_t progress_at_ms;      /* 0 when never reported */
+	int32_t timeout_ms;          /* 0 = no time limit */
 } jq_job;
 
 typedef struct jq_failure_record {
@@ -96,9 +101,18 @@ typedef struct jq_db_lease {
 	bool final;
 	int32_t retry_in_ms; /* 0 = backoff */
 	const char *worker;  /* recorded in the history; NULL or "" = the lease owner */
+	/* Complete only: the job's output (borrowed), kept when has_output. */
+	bool has_output;
+	const uint8_t *output;
+	size_t output_len;
+	/* Heartbeat only: progress to store under the lease, when progress_percent >= 0. */
+	int32_t progress_percent;
+	const char *progress_message; /* borrowed; NULL = "" */
 } jq_db_lease;
 
 #define JQ_DB_QUEUE_MAX 64 /* bytes of a queue name (the table's CHECK) */
+/* The error of a job failed by its time limit (its history, last_error, the stop reason). */
+#define JQ_TIME_LIMIT_ERROR "time limit exceeded"
 
 /* The outcome for one job of a batch (same order as the input). */
 typedef struct jq_db_item {
@@ -114,6 +128,9 @@ typedef struct jq_db_item {
 	 * from the same statement. Fail assumes the ids of a batch distinct (jq_validate). */
 	bool changed;
 	char queue[JQ_DB_QUEUE_MAX + 1];
+	/* Heartbeat: the job was stopped under this very lease ("cancelled", or JQ_TIME_LIMIT_ERROR);
+	 * static; NULL = not. */
+	const char *stop_reason;
 } jq_db_item;
 
 /* A queue's flow settings (job_queue_settings; migration 015): a limit of 0 is none. */
@@ -220,13 +237,24 @@ jq_code jq_db_complete_claim(jq_db *db, const jq_db_lease *leases, size_t n, con
 			     jq_db_item *items, jq_db_rows **claimed, jq_db_err *err)
 	__attribute__((warn_unused_result));
 
+/* jq_db_complete_output_claim: jq_db_complete_claim for leases that carry outputs, in two
+ * statements: the completion (keeping the outputs), then, when every lease was accepted, the
+ * claim alone. Should the claim's statement fail, the completion stands (a repeat of the call is
+ * OK for its leases and claims again). */
+jq_code jq_db_complete_output_claim(jq_db *db, const jq_db_lease *leases, size_t n,
+				    const jq_db_claim_next *next, jq_db_item *items, jq_db_rows **claimed,
+				    jq_db_err *err) __attribute__((warn_unused_result));
+
 /* jq_db_fail_claim: jq_db_fail and the claim of `next` in one statement, under the same rule as
  * jq_db_complete_claim. */
 jq_code jq_db_fail_claim(jq_db *db, const jq_db_lease *leases, size_t n, const jq_db_claim_next *next,
 			 jq_db_item *items, jq_db_rows **claimed, jq_db_err *err)
 	__attribute__((warn_unused_result));
 
-/* Heartbeat, Complete, Fail: one statement per batch; items[n] receives each job's outcome. */
+/* Heartbeat, Complete, Fail: one statement per batch; items[n] receives each job's outcome.
+ * Heartbeat also stores the progress of the leases that carry some (progress_percent >= 0), and
+ * Complete the outputs of those with has_output, only where the lease holds. A Heartbeat of a
+ * job cancelled under that very lease answers FAILED_PRECONDITION with stop_reason set. */
 jq_code jq_db_heartbeat(jq_db *db, const jq_db_lease *leases, size_t n, int lease_seconds,
 			jq_db_item *items, jq_db_err *err) __attribute__((warn_unused_result));
 jq_code jq_db_complete(jq_db *db, const jq_db_lease *leases, size_t n, jq_db_item *items,
@@ -256,8 +284,17 @@ jq_code jq_db_retry_failed_batch(jq_db *db, const char *queue, int64_t after_id,
 				 int64_t *count, int64_t *last_id, jq_db_err *err)
 	__attribute__((warn_unused_result));
 
-/* jq_db_cancel: pending or failed jobs to cancelled. A processing job answers FAILED_PRECONDITION. */
+/* jq_db_cancel: pending, failed or processing jobs to cancelled (a processing job's lease ends
+ * with it: see S_CANCEL). A completed job answers FAILED_PRECONDITION. */
 jq_code jq_db_cancel(jq_db *db, const int64_t *ids, size_t n, jq_db_item *items, jq_db_err *err)
+	__attribute__((warn_unused_result));
+
+/* jq_db_wait_mark marks the unfinished jobs among ids[n] so that their end is notified
+ * (channel jobq_done); jq_db_wait_read then reads those that exist, in the order of ids, without
+ * payload, into *rows. */
+jq_code jq_db_wait_mark(jq_db *db, const int64_t *ids, size_t n, jq_db_err *err)
+	__attribute__((warn_unused_result));
+jq_code jq_db_wait_read(jq_db *db, const int64_t *ids, size_t n, jq_db_rows **rows, jq_db_err *err)
 	__attribute__((warn_unused_result));
 
 /* jq_db_stats: counts by queue and state (queue NULL = all) in *rows, with each queue's flow
@@ -309,6 +346,11 @@ const char *jq_db_throughput_sql(void);
 jq_code jq_db_rescue(jq_db *db, int limit, int64_t *count, jq_db_err *err)
 	__attribute__((warn_unused_result));
 
+/* jq_db_time_limit fails up to limit processing jobs that have run past their time limit (as
+ * jq_db_rescue does, with JQ_TIME_LIMIT_ERROR) and notifies jobq_stop for each; *count = how many. */
+jq_code jq_db_time_limit(jq_db *db, int limit, int64_t *count, jq_db_err *err)
+	__attribute__((warn_unused_result));
+
 /* jq_db_retention deletes up to limit completed/cancelled jobs finished more than older_than_s
  * seconds ago; *count = how many. */
 jq_code jq_db_retention(jq_db *db, int older_than_s, int limit, int64_t *count, jq_db_err *err)
@@ -319,6 +361,8 @@ jq_code jq_db_retention(jq_db *db, int older_than_s, int limit, int64_t *count, 
 int jq_db_rows_count(const jq_db_rows *rows);
 void jq_db_rows_job(const jq_db_rows *rows, int i, jq_job *out);
 void jq_db_rows_failure(const jq_db_rows *rows, int i, jq_failure_record *out);
+/* jq_db_rows_output: the output of job row i of jq_db_get's rows (*len 0 and NULL when none). */
+void jq_db_rows_output(const jq_db_rows *rows, int i, const uint8_t **data, size_t *len);
 void jq_db_rows_stats(const jq_db_rows *rows, int i, jq_queue_stats *out);
 void jq_db_rows_settings(const jq_db_rows *rows, int i, jq_queue_settings *out);
 void jq_db_rows_free(jq_db_rows *rows);

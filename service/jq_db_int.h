@@ -33,8 +33,9 @@
 enum job_col {
 	C_ID, C_QUEUE, C_PAYLOAD, C_STATUS, C_PREV, C_ATTEMPTS, C_MAX_ATTEMPTS, C_PRIORITY, C_RUN_AT,
 	C_LEASE_EXPIRES, C_LEASE_OWNER, C_LEASE_TOKEN, C_LAST_ERROR, C_IDEM, C_CREATED, C_UPDATED,
-	C_FINISHED,
-	C_TAKEN /* Claim and List: the rows their limit took before the byte budget (jq_db_rows_cut) */
+	C_FINISHED, C_PROGRESS_PCT, C_PROGRESS_MSG, C_PROGRESS_AT, C_TIMEOUT,
+	C_TAKEN, /* Claim and List: the rows their limit took before the byte budget (jq_db_rows_cut) */
+	C_OUTPUT = C_TAKEN /* Get: the job's output */
 };
 
 /* The columns of a schedule row, in SCHED_COLS order (jq_db_sql.c). */
@@ -46,9 +47,12 @@ enum sched_col {
 /* The statements, indexing jq_dbi_stmts and the per-statement state of a jq_db. */
 typedef enum jq_dbi_stmt_id {
 	S_ENQUEUE,
+	S_ENQUEUE_TIMEOUT,
 	S_CLAIM,
 	S_HEARTBEAT,
+	S_HEARTBEAT_PROGRESS,
 	S_COMPLETE,
+	S_COMPLETE_OUTPUT,
 	S_LEASE_STATE,
 	S_FAIL,
 	S_COMPLETE_CLAIM,
@@ -59,10 +63,13 @@ typedef enum jq_dbi_stmt_id {
 	S_RETRY,
 	S_RETRY_ALL,
 	S_CANCEL,
+	S_WAIT_MARK,
+	S_WAIT_READ,
 	S_STATS,
 	S_JOB_GAUGES,
 	S_FINISHED_ESTIMATES,
 	S_RESCUE,
+	S_TIME_LIMIT,
 	S_RETENTION,
 	S_THROUGHPUT,
 	S_QUEUE_PAUSE,

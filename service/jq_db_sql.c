@@ -10,7 +10,8 @@
 #define JOB_COLS(PAYLOAD)                                                                     \
 	"j.id, j.queue, " PAYLOAD ", j.curr_job_status, j.prev_job_status, j.attempts, "      \
 	"j.max_attempts, j.priority, j.run_at, j.lease_expires_at, j.lease_owner, j.lease_token, " \
-	"j.last_error, j.idempotency_key, j.created_at, j.updated_at, j.finished_at"
+	"j.last_error, j.idempotency_key, j.created_at, j.updated_at, j.finished_at, "            \
+	"j.progress_percent, j.progress_message, j.progress_at, j.timeout_ms"
 
 /* A schedule row's columns, in enum sched_col order (jq_db_int.h). */
 #define SCHED_COLS(PAYLOAD)                                                                   \
@@ -101,7 +102,8 @@
 #define CLAIM_SET(OWNER, LEASE)                                                                   \
 	"curr_job_status = 'archive_processing', " GUARD_MOVE("NULL") ", attempts = j.attempts + 1," \
 	" lease_owner = " OWNER ", lease_expires_at = now() + " LEASE " * interval '1 second',"  \
-	" lease_token = nextval('job_lease_token_seq')"
+	" lease_token = nextval('job_lease_token_seq'),"                                          \
+	" progress_percent = NULL, progress_message = NULL, progress_at = NULL"
 
 /* The completion, shared by S_COMPLETE and S_COMPLETE_CLAIM: the row moves only while it is
  * processing under the caller's token (the fence), l being the leases (id, token). */
@@ -145,7 +147,7 @@
  * ord) and CLAIM_PICK's: it claims the rows of fits and returns first one row per lease in
  * request order (kind 0: the job columns NULL, then the lease's columns from LEASE_COL0 in
  * jq_db.c, in read_items' order), then the claimed jobs (kind 1: JOB_COLS and taken, the lease
- * columns NULL). */
+ * columns NULL). The lease rows' leading NULLs stand for JOB_COLS and taken: as many as they. */
 #define CLAIM_AND_ANSWER(OWNER, LEASE)                                                                       \
 	" claimed AS (UPDATE job_queue j SET " CLAIM_SET(OWNER, LEASE)                              \
 	"   FROM fits WHERE j.id = fits.id RETURNING " JOB_COLS("j.payload") ", fits.taken)"      \
@@ -155,7 +157,8 @@
 	"   FROM claimed c"                                                                        \
 	" UNION ALL"                                                                              \
 	" SELECT NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL,"\
-	"        NULL, NULL, NULL, NULL, ls.id, ls.done, ls.t, ls.status, ls.same, ls.queue, ls.ord, 0" \
+	"        NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL,"                                   \
+	"        ls.id, ls.done, ls.t, ls.status, ls.same, ls.queue, ls.ord, 0"                     \
 	"   FROM leases ls"                                                                        \
 	" ORDER BY kind, l_ord, priority, run_at, id"
 
@@ -169,6 +172,13 @@ const jq_dbi_stmt jq_dbi_stmts[S__COUNT] = {
 	[S_ENQUEUE] = { "jq_enqueue",
 		"SELECT e.id FROM jobq_enqueue_batch($1, $2, $3, $4, $5, $6) AS e ORDER BY e.ord",
 		6, { OID_TEXT_ARR, OID_BYTEA_ARR, OID_INT2_ARR, OID_TSTZ_ARR, OID_INT4_ARR, OID_TEXT_ARR } },
+
+	/* A batch in which some job has a time limit: the function's 7-argument version (migration
+	 * 017), which writes the limits after the 6-argument one made the jobs. */
+	[S_ENQUEUE_TIMEOUT] = { "jq_enqueue_timeout",
+		"SELECT e.id FROM jobq_enqueue_batch($1, $2, $3, $4, $5, $6, $7) AS e ORDER BY e.ord",
+		7, { OID_TEXT_ARR, OID_BYTEA_ARR, OID_INT2_ARR, OID_TSTZ_ARR, OID_INT4_ARR, OID_TEXT_ARR,
+		     OID_INT4_ARR } },
 
 	/* The claim: pick due pending jobs through job_queue_claim_idx (queue, priority, run_at, id
 	 * WHERE pending) in claim order, lock them with SKIP LOCKED so concurrent claimers take
@@ -197,10 +207,29 @@ const jq_dbi_stmt jq_dbi_stmts[S__COUNT] = {
 		"    AND j.curr_job_status = 'archive_processing'"
 		"  RETURNING j.id, j.lease_expires_at)"
 		" SELECT l.id, upd.id IS NOT NULL, upd.lease_expires_at, j.curr_job_status,"
-		"        j.lease_token = l.token"
+		"        j.lease_token = l.token, j.last_error = '" JQ_TIME_LIMIT_ERROR "'"
 		"   FROM l LEFT JOIN upd ON upd.id = l.id LEFT JOIN job_queue j ON j.id = l.id"
 		"  ORDER BY l.ord",
 		3, { OID_INT8_ARR, OID_INT8_ARR, JQ_OID_INT4 }, true },
+
+	/* A heartbeat that reports progress ($4 percent, NULL for a lease without a report; $5 its
+	 * message): S_HEARTBEAT with the progress written under the same fence. Its own statement,
+	 * so that the plain heartbeat stays as it was. None of these columns is indexed: still HOT. */
+	[S_HEARTBEAT_PROGRESS] = { "jq_heartbeat_progress",
+		"WITH l AS (SELECT * FROM unnest($1::int8[], $2::int8[], $4::int2[], $5::text[])"
+		"           WITH ORDINALITY AS l(id, token, pct, msg, ord)),"
+		" upd AS (UPDATE job_queue j SET lease_expires_at = now() + $3 * interval '1 second', updated_at = now(),"
+		"     progress_percent = COALESCE(l.pct, j.progress_percent),"
+		"     progress_message = CASE WHEN l.pct IS NULL THEN j.progress_message ELSE l.msg END,"
+		"     progress_at = CASE WHEN l.pct IS NULL THEN j.progress_at ELSE now() END"
+		"   FROM l WHERE j.id = l.id AND j.lease_token = l.token"
+		"    AND j.curr_job_status = 'archive_processing'"
+		"  RETURNING j.id, j.lease_expires_at)"
+		" SELECT l.id, upd.id IS NOT NULL, upd.lease_expires_at, j.curr_job_status,"
+		"        j.lease_token = l.token, j.last_error = '" JQ_TIME_LIMIT_ERROR "'"
+		"   FROM l LEFT JOIN upd ON upd.id = l.id LEFT JOIN job_queue j ON j.id = l.id"
+		"  ORDER BY l.ord",
+		5, { OID_INT8_ARR, OID_INT8_ARR, JQ_OID_INT4, OID_INT2_ARR, OID_TEXT_ARR }, true },
 
 	/* Complete is the one lease call on every job's path, so its common case, every lease still
 	 * held, is a plain UPDATE, which plans and runs in less time than one that also explains the
@@ -213,10 +242,22 @@ const jq_dbi_stmt jq_dbi_stmts[S__COUNT] = {
 		" RETURNING j.id, j.lease_token, j.queue, l.ord",
 		2, { OID_INT8_ARR, OID_INT8_ARR }, true },
 
+	/* A Complete that carries outputs ($3, NULL for a lease without one): S_COMPLETE keeping each
+	 * output with its job, under the same fence. Its own statement, so that a Complete without
+	 * output stays the plain UPDATE above. */
+	[S_COMPLETE_OUTPUT] = { "jq_complete_output",
+		"UPDATE job_queue j SET curr_job_status = 'archive_completed', " GUARD_MOVE("now()") ","
+		"     lease_expires_at = NULL, output = l.output"
+		"   FROM unnest($1::int8[], $2::int8[], $3::bytea[]) WITH ORDINALITY AS l(id, token, output, ord)"
+		"  WHERE j.id = l.id AND j.lease_token = l.token AND j.curr_job_status = 'archive_processing'"
+		" RETURNING j.id, j.lease_token, j.queue, l.ord",
+		3, { OID_INT8_ARR, OID_INT8_ARR, OID_BYTEA_ARR }, true },
+
 	/* Where the leases stand, in the shape read_items reads (its `done` column is false: the
 	 * caller knows which ones its statement changed). */
 	[S_LEASE_STATE] = { "jq_lease_state",
-		"SELECT l.id, false, NULL::timestamptz, j.curr_job_status, j.lease_token = l.token"
+		"SELECT l.id, false, NULL::timestamptz, j.curr_job_status, j.lease_token = l.token,"
+		"       j.last_error = '" JQ_TIME_LIMIT_ERROR "'"
 		"   FROM unnest($1::int8[], $2::int8[]) WITH ORDINALITY AS l(id, token, ord)"
 		"   LEFT JOIN job_queue j ON j.id = l.id"
 		"  ORDER BY l.ord",
@@ -271,7 +312,8 @@ const jq_dbi_stmt jq_dbi_stmts[S__COUNT] = {
 		      JQ_OID_INT4, OID_TEXT_ARR, JQ_OID_TEXT, JQ_OID_INT4, JQ_OID_TEXT, JQ_OID_INT4,
 		      JQ_OID_INT8, JQ_OID_INT4 }, true },
 
-	[S_GET] = { "jq_get", "SELECT " JOB_COLS("j.payload") " FROM job_queue j WHERE j.id = $1",
+	/* Get alone returns the output (its C_OUTPUT column). */
+	[S_GET] = { "jq_get", "SELECT " JOB_COLS("j.payload") ", j.output FROM job_queue j WHERE j.id = $1",
 		1, { JQ_OID_INT8 } },
 
 	[S_GET_FAILURES] = { "jq_get_failures",
@@ -287,7 +329,8 @@ const jq_dbi_stmt jq_dbi_stmts[S__COUNT] = {
 		"    FROM (SELECT j.*,"
 		"                 CASE WHEN $5 THEN octet_length(j.payload) ELSE 0 END + octet_length(j.queue)"
 		"                 + coalesce(octet_length(j.lease_owner), 0) + coalesce(octet_length(j.last_error), 0)"
-		"                 + coalesce(octet_length(j.idempotency_key), 0) + $7 AS size"
+		"                 + coalesce(octet_length(j.idempotency_key), 0)"
+		"                 + coalesce(octet_length(j.progress_message), 0) + $7 AS size"
 		"            FROM job_queue j"
 		"           WHERE ($1::text IS NULL OR j.queue = $1) AND ($2::text IS NULL OR j.curr_job_status = $2)"
 		"             AND j.id > $3 ORDER BY j.id LIMIT $4) p"
@@ -317,14 +360,34 @@ const jq_dbi_stmt jq_dbi_stmts[S__COUNT] = {
 		" SELECT count(*), COALESCE(max(id), $3) FROM upd",
 		3, { JQ_OID_TEXT, JQ_OID_INT4, JQ_OID_INT8 }, true },
 
+	/* A running job is cancelled too, and its lease ends in the same statement: a Complete racing
+	 * it waits for the row lock and then finds the job no longer processing (or the Cancel finds
+	 * it completed), so exactly one of them wins. Trigger job_queue_notify_stop (migration 017)
+	 * tells the listeners, which publish "cancel.<queue>" for the worker. */
 	[S_CANCEL] = { "jq_cancel",
 		"WITH l AS (SELECT * FROM unnest($1::int8[]) WITH ORDINALITY AS l(id, ord)),"
-		" upd AS (UPDATE job_queue j SET curr_job_status = 'archive_cancelled'"
-		"   FROM l WHERE j.id = l.id AND j.curr_job_status IN ('archive_pending', 'archive_failed')"
+		" upd AS (UPDATE job_queue j SET curr_job_status = 'archive_cancelled', lease_expires_at = NULL"
+		"   FROM l WHERE j.id = l.id"
+		"    AND j.curr_job_status IN ('archive_pending', 'archive_failed', 'archive_processing')"
 		"  RETURNING j.id)"
 		" SELECT l.id, upd.id IS NOT NULL, NULL::timestamptz, j.curr_job_status, false"
 		"   FROM l LEFT JOIN upd ON upd.id = l.id LEFT JOIN job_queue j ON j.id = l.id"
 		"  ORDER BY l.ord",
+		1, { OID_INT8_ARR }, true },
+
+	/* Wait: mark the unfinished jobs so that their end is notified (trigger job_queue_notify_done,
+	 * migration 017), in a statement of its own: the read that follows starts after the mark
+	 * committed, so a job that ends after that read is notified, and one that ended before it
+	 * is seen ended. */
+	[S_WAIT_MARK] = { "jq_wait_mark",
+		"UPDATE job_queue SET waited = true"
+		" WHERE id = ANY($1::int8[]) AND finished_at IS NULL AND waited IS NOT TRUE",
+		1, { OID_INT8_ARR }, true },
+
+	/* The jobs of a Wait in request order, without payload (Get has it). */
+	[S_WAIT_READ] = { "jq_wait_read",
+		"SELECT " JOB_COLS("NULL::bytea") " FROM unnest($1::int8[]) WITH ORDINALITY AS l(id, ord)"
+		" JOIN job_queue j ON j.id = l.id ORDER BY l.ord",
 		1, { OID_INT8_ARR }, true },
 
 	/* Stats scans the table: an operator's view, not a hot path. Each queue's flow settings
@@ -441,6 +504,34 @@ const jq_dbi_stmt jq_dbi_stmts[S__COUNT] = {
 		"  RETURNING j.id, j.attempts, j.lease_owner)"
 		" INSERT INTO job_failure (job_id, attempt, worker, error)"
 		" SELECT id, attempts, lease_owner, 'lease expired' FROM upd",
+		3, { JQ_OID_INT4, JQ_OID_INT4, JQ_OID_INT4 }, true },
+
+	/* Time limits: processing jobs running longer than their timeout_ms since their claim
+	 * (status_changed_at), heartbeats or not, fail like a lease that expired (retried per their
+	 * attempts, "time limit exceeded" in the history), through job_queue_processing_idx as
+	 * S_RESCUE does. Each one's worker is told at once through jobq_stop ("T <queue> <id>
+	 * <token>"), which every replica publishes as "cancel.<queue>"; a heartbeat racing it
+	 * either renews first (the limit still holds: the re-check under the row lock does not read
+	 * the lease) or is refused after, with the stop reason. */
+	[S_TIME_LIMIT] = { "jq_time_limit",
+		"WITH over AS (SELECT id FROM job_queue"
+		"   WHERE curr_job_status = 'archive_processing' AND timeout_ms IS NOT NULL"
+		"     AND status_changed_at + timeout_ms * interval '1 millisecond' < now()"
+		"   ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED),"
+		" upd AS (UPDATE job_queue j SET"
+		"     curr_job_status = CASE WHEN j.attempts >= j.max_attempts"
+		"                            THEN 'archive_failed' ELSE 'archive_pending' END,"
+		"     run_at = CASE WHEN j.attempts >= j.max_attempts THEN j.run_at"
+		"                   ELSE now() + jobq_retry_delay_ms(j.attempts, $2, $3) * interval '1 millisecond' END,"
+		"     lease_expires_at = NULL, last_error = '" JQ_TIME_LIMIT_ERROR "'"
+		"   FROM over o WHERE j.id = o.id"
+		"    AND j.curr_job_status = 'archive_processing'"
+		"    AND j.status_changed_at + j.timeout_ms * interval '1 millisecond' < now()"
+		"  RETURNING j.id, j.attempts, j.lease_owner, j.queue, j.lease_token),"
+		" hist AS (INSERT INTO job_failure (job_id, attempt, worker, error)"
+		"   SELECT id, attempts, lease_owner, '" JQ_TIME_LIMIT_ERROR "' FROM upd)"
+		" SELECT count(pg_notify('jobq_stop', 'T ' || queue || ' ' || id || ' ' || lease_token))::int8"
+		"   FROM upd",
 		3, { JQ_OID_INT4, JQ_OID_INT4, JQ_OID_INT4 }, true },
 
 	/* Retention deletes in small batches through job_queue_finished_idx so it never holds many

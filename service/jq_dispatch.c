@@ -29,6 +29,7 @@ static const route routes[] = {
 	{ "Pause", jq_handle_pause },
 	{ "Resume", jq_handle_resume },
 	{ "ConfigureQueue", jq_handle_configure_queue },
+	{ "Wait", jq_handle_wait },
 	{ "AddSchedule", jq_handle_add_schedule },
 	{ "ListSchedules", jq_handle_list_schedules },
 	{ "RemoveSchedule", jq_handle_remove_schedule },
@@ -155,7 +156,8 @@ void jq_dispatch_handle(void *worker_arg, jq_rpc_req *req)
 	jq_call call = { .db = w->db, .cfg = w->cfg, .request_id = jq_rpc_req_request_id(req),
 			 .received_us = jq_rpc_req_received_us(req), .deadline_us = jq_rpc_req_deadline_us(req),
 			 .longpoll = w->longpoll, .flow = w->flow, .client_max_reply = env->max_reply_bytes,
-			 .send = send_reply, .send_arg = &to, .role = (jq_role)jq_rpc_req_principal(req) };
+			 .send = send_reply, .send_arg = &to, .role = (jq_role)jq_rpc_req_principal(req),
+			 .jobwait = w->jobwait };
 	ProtobufCMessage *in = NULL;
 
 	/* No wait for the database outlasts the request (a silent connection included). */
@@ -182,6 +184,14 @@ void jq_dispatch_handle(void *worker_arg, jq_rpc_req *req)
 	}
 	call.resumed = jq_rpc_req_note(req, &call.resumed_len);
 	fn(&call, in);
+	/* A Wait that waits: jq_jobwait owns it from here (jq_jobwait.h); its ids are copied there
+	 * before the decoded request goes. */
+	if (!call.sent && call.waits_jobs) {
+		jq_jobwait_park(call.jobwait, req, call.wait_ids, call.wait_n, call.wait_generation,
+				call.wait_until_us);
+		protobuf_c_message_free_unpacked(in, NULL);
+		goto out;
+	}
 	protobuf_c_message_free_unpacked(in, NULL);
 	if (call.sent)
 		goto out;

@@ -13,6 +13,7 @@
 #include "jq_config.h"
 #include "jq_db.h"
 #include "jq_flow.h"
+#include "jq_jobwait.h"
 #include "jq_longpoll.h"
 #include "jq_rpc_server.h"
 
@@ -21,6 +22,7 @@ typedef struct jq_worker {
 	const jq_config *cfg;
 	jq_longpoll *longpoll; /* NULL: Claim never waits */
 	jq_flow *flow;         /* the queues' flow settings (hints for the long-poll); may be NULL */
+	jq_jobwait *jobwait;   /* NULL: Wait never waits */
 } jq_worker;
 
 /* jq_dispatch_handle decodes, runs and answers one request (a jq_rpc_handler_fn). */

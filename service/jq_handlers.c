@@ -63,6 +63,12 @@ static void job_to_proto(const jq_job *j, Jobq__V1__Job *m)
 	m->updated_at_ms = j->updated_at_ms;
 	m->finished_at_ms = j->finished_at_ms;
 	m->idempotency_key = (char *)j->idempotency_key;
+	m->timeout_ms = (uint32_t)j->timeout_ms;
+	if (j->progress_percent >= 0) {
+		m->progress_percent = (uint32_t)j->progress_percent;
+		m->progress_message = (char *)j->progress_message;
+		m->progress_at_ms = j->progress_at_ms;
+	}
 }
 
 /* Job messages made from rows; they point into the rows, so free these first, rows after. */
@@ -165,6 +171,7 @@ void jq_handle_enqueue(jq_call *call, const ProtobufCMessage *request)
 				   : j->delay_ms ? now_us + (int64_t)j->delay_ms * 1000 : 0,
 			.max_attempts = (int32_t)j->max_attempts,
 			.idempotency_key = j->idempotency_key[0] ? j->idempotency_key : NULL,
+			.timeout_ms = (int32_t)j->timeout_ms,
 		};
 	}
 	jq_code c = jq_db_enqueue(call->db, specs, r->n_jobs, ids, &err);
@@ -296,6 +303,7 @@ static int items_to_proto(const jq_db_item *items, size_t n, items_out *out)
 		m->run_at_ms = items[i].run_at_ms;
 		if (items[i].status_known)
 			m->status = to_proto_status(items[i].status);
+		m->stop_reason = (char *)(items[i].stop_reason ? items[i].stop_reason : "");
 		out->ptrs[i] = m;
 	}
 	return 0;
@@ -341,10 +349,20 @@ static size_t gather_leases(int64_t id, int64_t token, Jobq__V1__JobLease **list
 {
 	size_t n = 0;
 	if (id != 0 || token != 0)
-		leases[n++] = (jq_db_lease){ .id = id, .lease_token = token };
+		leases[n++] = (jq_db_lease){ .id = id, .lease_token = token, .progress_percent = -1 };
 	for (size_t i = 0; i < nlist; i++)
-		leases[n++] = (jq_db_lease){ .id = list[i]->id, .lease_token = list[i]->lease_token };
+		leases[n++] = (jq_db_lease){ .id = list[i]->id, .lease_token = list[i]->lease_token,
+					     .progress_percent = -1 };
 	return n;
+}
+
+/* lease_of: the lease of job id among leases[n] (validation made sure there is one). */
+static jq_db_lease *lease_of(jq_db_lease *leases, size_t n, int64_t id)
+{
+	for (size_t i = 0; i < n; i++)
+		if (leases[i].id == id)
+			return &leases[i];
+	return NULL;
 }
 
 typedef jq_code (*lease_op)(jq_call *call, const jq_db_lease *leases, size_t n, jq_db_item *items,
@@ -460,6 +478,7 @@ typedef struct lease_claim_ops {
 } lease_claim_ops;
 
 static const lease_claim_ops COMPLETE_OPS = { jq_db_complete_claim, jq_db_complete, false };
+static const lease_claim_ops COMPLETE_OUTPUT_OPS = { jq_db_complete_output_claim, jq_db_complete, false };
 static const lease_claim_ops FAIL_OPS = { jq_db_fail_claim, jq_db_fail, true };
 
 /* next_claim_allowed: the caller may Claim as well (the role table is jq_auth's), and takes a
@@ -668,6 +687,13 @@ void jq_handle_heartbeat(jq_call *call, const ProtobufCMessage *request)
 		return;
 	}
 	size_t n = gather_leases(r->id, r->lease_token, r->jobs, r->n_jobs, leases);
+	for (size_t i = 0; i < r->n_progress; i++) {
+		jq_db_lease *l = lease_of(leases, n, r->progress[i]->id);
+		if (l != NULL) {
+			l->progress_percent = (int32_t)r->progress[i]->percent;
+			l->progress_message = r->progress[i]->message;
+		}
+	}
 	run_leases(call, leases, n, op_heartbeat, r, &resp.base, &resp.n_results, &resp.results);
 }
 
@@ -677,7 +703,9 @@ void jq_handle_complete(jq_call *call, const ProtobufCMessage *request)
 	Jobq__V1__CompleteResponse resp = JOBQ__V1__COMPLETE_RESPONSE__INIT;
 	jq_db_lease leases[JQ_MAX_BATCH];
 
-	if (jq_validate_complete(r, call->message, sizeof(call->message)) != 0) {
+	jq_limits lim = { .max_payload_bytes = call->cfg->max_payload_bytes };
+
+	if (jq_validate_complete(r, &lim, call->message, sizeof(call->message)) != 0) {
 		call->code = JQ_INVALID_ARGUMENT;
 		return;
 	}
@@ -688,10 +716,24 @@ void jq_handle_complete(jq_call *call, const ProtobufCMessage *request)
 		return;
 	}
 	size_t n = gather_leases(r->id, r->lease_token, r->jobs, r->n_jobs, leases);
+	if (r->output.len > 0) {
+		leases[0].has_output = true;
+		leases[0].output = r->output.data;
+		leases[0].output_len = r->output.len;
+	}
+	for (size_t i = 0; i < r->n_outputs; i++) {
+		jq_db_lease *l = lease_of(leases, n, r->outputs[i]->id);
+		if (l != NULL) {
+			l->has_output = true;
+			l->output = r->outputs[i]->output.data;
+			l->output_len = r->outputs[i]->output.len;
+		}
+	}
 	if (r->claim != NULL) {
 		next_reply nr = { &resp.base, &resp.n_results, &resp.results, &resp.n_claimed,
 				  &resp.claimed, &resp.claim_skipped };
-		run_then_claim(call, leases, n, r->claim, &COMPLETE_OPS, &nr);
+		bool outputs = r->output.len > 0 || r->n_outputs > 0;
+		run_then_claim(call, leases, n, r->claim, outputs ? &COMPLETE_OUTPUT_OPS : &COMPLETE_OPS, &nr);
 		return;
 	}
 	run_leases(call, leases, n, op_complete, r, &resp.base, &resp.n_results, &resp.results);
@@ -788,6 +830,9 @@ void jq_handle_get(jq_call *call, const ProtobufCMessage *request)
 	jq_job j;
 	jq_db_rows_job(jrows, 0, &j);
 	job_to_proto(&j, &job);
+	const uint8_t *output;
+	jq_db_rows_output(jrows, 0, &output, &job.output.len);
+	job.output.data = (uint8_t *)output;
 	size_t nf = (size_t)jq_db_rows_count(frows);
 	recs = calloc(nf ? nf : 1, sizeof(*recs));
 	ptrs = calloc(nf ? nf : 1, sizeof(*ptrs));
@@ -945,6 +990,78 @@ void jq_handle_cancel(jq_call *call, const ProtobufCMessage *request)
 		return;
 	}
 	run_ids(call, r->ids, r->n_ids, jq_db_cancel, &resp.base, &resp.n_results, &resp.results, NULL);
+}
+
+/* ---- Wait ---- */
+
+/* A Wait with less of its wait left than this answers rather than waits. Each run of the handler
+ * (the first, and each time jq_jobwait sends the request back) reads the jobs again; it waits
+ * again while some are unfinished and time is left, else it answers. */
+#define WAIT_MIN_US 2000
+
+static bool finished(jq_state s)
+{
+	return s == JQ_STATE_COMPLETED || s == JQ_STATE_FAILED || s == JQ_STATE_CANCELLED;
+}
+
+/* wait_answer replies with the jobs as they stand. */
+static void wait_answer(jq_call *call, const jq_db_rows *rows, bool done)
+{
+	Jobq__V1__WaitResponse resp = JOBQ__V1__WAIT_RESPONSE__INIT;
+	jobs_out out = { 0 };
+	if (jobs_from_rows(rows, &out) != 0) {
+		jq_call_error(call, JQ_RESOURCE_EXHAUSTED, "out of memory");
+		goto out;
+	}
+	resp.n_jobs = out.n;
+	resp.jobs = out.ptrs;
+	resp.done = done;
+	jq_call_reply(call, &resp.base);
+out:
+	jobs_free(&out);
+}
+
+void jq_handle_wait(jq_call *call, const ProtobufCMessage *request)
+{
+	const Jobq__V1__WaitRequest *r = (const Jobq__V1__WaitRequest *)request;
+	jq_db_rows *rows = NULL;
+	jq_db_err err;
+
+	if (jq_validate_wait(r, call->message, sizeof(call->message)) != 0) {
+		call->code = JQ_INVALID_ARGUMENT;
+		return;
+	}
+	int64_t until = call->received_us + (int64_t)r->wait_ms * 1000;
+	bool may_wait = call->jobwait != NULL && until - jq_clock_mono_us() > WAIT_MIN_US;
+	uint64_t gen = call->jobwait != NULL ? jq_jobwait_generation(call->jobwait) : 0;
+	jq_code c = may_wait ? jq_db_wait_mark(call->db, r->ids, r->n_ids, &err) : JQ_OK;
+	if (c == JQ_OK)
+		c = jq_db_wait_read(call->db, r->ids, r->n_ids, &rows, &err);
+	if (c != JQ_OK) {
+		db_error(call, c, &err);
+		return;
+	}
+	size_t n = (size_t)jq_db_rows_count(rows);
+	bool done = true;
+	for (size_t i = 0; i < r->n_ids; i++) {
+		jq_job j;
+		if (i >= n || (jq_db_rows_job(rows, (int)i, &j), j.id != r->ids[i])) {
+			jq_call_error(call, JQ_NOT_FOUND, "job %lld: no such job", (long long)r->ids[i]);
+			goto out;
+		}
+		done = done && finished(j.status);
+	}
+	if (!done && may_wait) {
+		call->waits_jobs = true;
+		call->wait_generation = gen;
+		call->wait_until_us = until;
+		call->wait_n = r->n_ids;
+		call->wait_ids = r->ids;
+		goto out;
+	}
+	wait_answer(call, rows, done);
+out:
+	jq_db_rows_free(rows);
 }
 
 /* ---- Stats ---- */

@@ -23,6 +23,7 @@
 #include "jq_config.h"
 #include "jq_db.h"
 #include "jq_flow.h"
+#include "jq_jobwait.h"
 #include "jq_longpoll.h"
 
 /* Bytes a job takes in a reply beyond the contents of its payload, queue, lease owner, last
@@ -74,6 +75,14 @@ struct jq_call {
 	size_t note_len;
 	const uint8_t *resumed;
 	size_t resumed_len;
+	/* Waits for jobs to finish: NULL = a Wait answers at once. A Wait that is to wait sets
+	 * waits_jobs, and the dispatcher hands the request to jq_jobwait_park with what follows. */
+	jq_jobwait *jobwait;
+	bool waits_jobs;
+	uint64_t wait_generation;
+	int64_t wait_until_us;
+	size_t wait_n;
+	const int64_t *wait_ids; /* the request's ids: valid until the dispatcher frees the request */
 };
 
 typedef void (*jq_handler_fn)(jq_call *call, const ProtobufCMessage *request);
@@ -102,6 +111,7 @@ void jq_handle_stats(jq_call *call, const ProtobufCMessage *request);
 void jq_handle_pause(jq_call *call, const ProtobufCMessage *request);
 void jq_handle_resume(jq_call *call, const ProtobufCMessage *request);
 void jq_handle_configure_queue(jq_call *call, const ProtobufCMessage *request);
+void jq_handle_wait(jq_call *call, const ProtobufCMessage *request);
 void jq_handle_add_schedule(jq_call *call, const ProtobufCMessage *request);
 void jq_handle_list_schedules(jq_call *call, const ProtobufCMessage *request);
 void jq_handle_remove_schedule(jq_call *call, const ProtobufCMessage *request);

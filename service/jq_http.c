@@ -306,6 +306,10 @@ static void snapshot(jq_http *h, jq_metrics_snapshot *s)
 		s->longpoll_unqueried = jq_longpoll_unqueried(src->longpoll);
 		s->longpoll_refused = jq_longpoll_refused(src->longpoll);
 	}
+	if (src->jobwait != NULL) {
+		s->waits_waiting = jq_jobwait_waiting(src->jobwait);
+		s->waits_refused = jq_jobwait_refused(src->jobwait);
+	}
 	if (src->notify != NULL) {
 		s->notifications_received = jq_notify_received(src->notify);
 		s->notify_scans = jq_notify_scans(src->notify);

@@ -23,6 +23,7 @@
 
 #include "jq_auth.h"
 #include "jq_config.h"
+#include "jq_jobwait.h"
 #include "jq_longpoll.h"
 #include "jq_notify.h"
 #include "jq_publisher.h"
@@ -45,6 +46,7 @@ typedef struct jq_http_sources {
 	jq_rescuer *rescuer;
 	jq_scheduler *scheduler;
 	jq_longpoll *longpoll;
+	jq_jobwait *jobwait;
 	int pool_size;
 } jq_http_sources;
 

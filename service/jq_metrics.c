@@ -518,6 +518,10 @@ static void render_snapshot(sb *s, const jq_metrics_snapshot *snap)
 	one(s, "jobq_longpoll_unqueried_total", "counter",
 	    "Waiting Claims parked without a query, their queue being known empty.",
 	    (double)snap->longpoll_unqueried);
+	one(s, "jobq_waits_waiting", "gauge", "Waits waiting for jobs to finish.", snap->waits_waiting);
+	one(s, "jobq_waits_refused_total", "counter",
+	    "Waits answered at once with retry_after_ms: --max-waiting-waits were waiting.",
+	    (double)snap->waits_refused);
 	one(s, "jobq_longpoll_refused_total", "counter",
 	    "Waiting Claims answered at once with retry_after_ms: --max-waiting-claims were waiting.",
 	    (double)snap->longpoll_refused);

@@ -80,6 +80,8 @@ typedef struct jq_metrics_snapshot {
 	int64_t longpoll_woken; /* parked Claims sent back to the database by announcements */
 	int64_t longpoll_unqueried; /* Claims parked without a query: their queue was known empty */
 	int64_t longpoll_refused; /* Claims answered at once: --max-waiting-claims were waiting */
+	int waits_waiting;        /* Waits waiting for jobs' ends */
+	int64_t waits_refused;    /* Waits answered at once: --max-waiting-waits were waiting */
 	int rpc_connections;
 	int64_t rpc_connections_refused;
 	int64_t rpc_held_bytes; /* bytes of received requests held (against --max-inflight-bytes) */

@@ -20,6 +20,10 @@
 #include "jq_pgconn.h"
 
 #define CHANNEL "jobq_pending"
+/* Running jobs stopped under their workers: "C <queue> <id> <lease token>" (migration 017). */
+#define STOP_CHANNEL "jobq_stop"
+/* Jobs somebody waits for that ended: "<id>" (migration 017). */
+#define DONE_CHANNEL "jobq_done"
 #define BACKOFF_MIN_MS 100
 #define BACKOFF_MAX_MS 5000
 /* Even with no timer armed, rescan this often: it re-announces queues that still have due jobs
@@ -31,6 +35,7 @@
  * the probe that finds a silent connection, within SAFETY_NET_MS + the timeout + this. */
 #define SILENCE_GRACE_MS 1000
 #define NO_TIMER INT64_MAX
+#define JQ_MAX_TOPIC_QUEUE 64 /* a queue name's bytes (the table's CHECK) */
 /* The longest a timer is armed for. A later job is found again by the safety-net scans, which
  * re-read the next due time; the bound keeps the clock arithmetic in range whatever a
  * notification (anyone may NOTIFY the channel) or a row says. */
@@ -278,6 +283,38 @@ static bool handle_payload(jq_notify *n, const char *payload)
 	return rescan;
 }
 
+/* handle_stop publishes "cancel.<queue>" for one jobq_stop payload ("C": cancelled, "T": time
+ * limit exceeded); anything else is skipped (anyone may NOTIFY the channel). */
+static void handle_stop(jq_notify *n, const char *payload)
+{
+	char kind, queue[JQ_MAX_TOPIC_QUEUE + 1];
+	long long id, token;
+	int used = 0;
+	if (sscanf(payload, "%c %64s %lld %lld%n", &kind, queue, &id, &token, &used) != 4 ||
+	    payload[used] != '\0' || id <= 0 || (kind != 'C' && kind != 'T')) {
+		jq_debug("notify: not a stop: '%.60s'", payload);
+		return;
+	}
+	const char *reason = kind == 'C' ? "cancelled" : "time limit exceeded";
+	if (jq_publisher_send_stop(n->pub, queue, id, token, reason) == 0)
+		atomic_fetch_add(&n->announced, 1);
+}
+
+/* handle_done hands the id of a job that ended to the finished hook; other payloads are
+ * skipped. */
+static void handle_done(jq_notify *n, const char *payload)
+{
+	char *end;
+	errno = 0;
+	long long id = strtoll(payload, &end, 10);
+	if (end == payload || *end != '\0' || errno != 0 || id <= 0) {
+		jq_debug("notify: not a job id: '%.40s'", payload);
+		return;
+	}
+	if (n->hooks.finished != NULL)
+		n->hooks.finished(n->hooks.arg, id);
+}
+
 /* ---- the database side ---- */
 
 /* drain handles every notification libpq has already read; true when one asked for a rescan.
@@ -291,6 +328,10 @@ static bool drain(jq_notify *n)
 		atomic_fetch_add(&n->received, 1);
 		if (strcmp(note->relname, CHANNEL) == 0 && handle_payload(n, note->extra))
 			rescan = true;
+		else if (strcmp(note->relname, STOP_CHANNEL) == 0)
+			handle_stop(n, note->extra);
+		else if (strcmp(note->relname, DONE_CHANNEL) == 0)
+			handle_done(n, note->extra);
 		PQfreemem(note);
 	}
 	return rescan;
@@ -396,15 +437,19 @@ static int connect_listen(jq_notify *n)
 			set_why(n, "cannot connect: ", why);
 		goto fail;
 	}
-	PGresult *res = exec(n, "LISTEN " CHANNEL, "LISTEN: ");
-	if (res == NULL)
-		goto fail;
-	if (PQresultStatus(res) != PGRES_COMMAND_OK) {
-		set_why(n, "LISTEN failed: ", PQresultErrorMessage(res));
+	static const char *const listens[] = { "LISTEN " CHANNEL, "LISTEN " STOP_CHANNEL,
+					       "LISTEN " DONE_CHANNEL };
+	for (size_t i = 0; i < sizeof(listens) / sizeof(listens[0]); i++) {
+		PGresult *res = exec(n, listens[i], "LISTEN: ");
+		if (res == NULL)
+			goto fail;
+		if (PQresultStatus(res) != PGRES_COMMAND_OK) {
+			set_why(n, "LISTEN failed: ", PQresultErrorMessage(res));
+			PQclear(res);
+			goto fail;
+		}
 		PQclear(res);
-		goto fail;
 	}
-	PQclear(res);
 	if (load_settings(n) != 0)
 		goto fail;
 	set_listening(n, true);

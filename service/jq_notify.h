@@ -8,6 +8,11 @@
  * fires the module asks the database which queues have due pending jobs and announces those.
  * After (re)connecting it does the same catch-up, because notifications sent while it was away
  * are gone. The thread never touches the RPC path.
+ * It also LISTENs jobq_stop (a running job cancelled: "C <queue> <id> <token>"), which it
+ * publishes as "cancel.<queue>", and jobq_done (a job somebody waits for ended: "<id>"), which it
+ * hands to the finished hook (changes/017-running-jobs.yaml). Notifications missed while it was
+ * away are not caught up: a worker hears of a cancel at its next heartbeat anyway, and the
+ * listening hook sends every Wait to look again.
  *
  * A connection that goes silent (no error, no answer) must not leave the long-poll believing it
  * hears announcements: every statement on the session is awaited for cfg->listen_timeout_ms
@@ -40,6 +45,8 @@ typedef struct jq_notify_hooks {
 	/* LISTEN took effect (true; the catch-up scan follows) or the session ended (false): from
 	 * here on, or until here, notifications may have been missed. */
 	void (*listening)(void *arg, bool on);
+	/* A job somebody waits for has ended (channel jobq_done, migration 017). */
+	void (*finished)(void *arg, int64_t id);
 	void *arg;
 } jq_notify_hooks;
 

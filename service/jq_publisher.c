@@ -13,6 +13,7 @@
 #include "jq_log.h"
 
 #define TOPIC_PREFIX "pending."
+#define STOP_TOPIC_PREFIX "cancel."
 
 struct jq_publisher {
 	nng_socket sock;
@@ -98,9 +99,34 @@ static nng_msg *build_msg(const char *queue, const int64_t *ids, size_t n)
 	return m;
 }
 
-int jq_publisher_send(jq_publisher *p, const char *queue, const int64_t *ids, size_t n)
+/* build_stop_msg: "cancel.<queue>", NUL, packed JobsStopped of one lease (caller owns it). */
+static nng_msg *build_stop_msg(const char *queue, int64_t id, int64_t token, const char *reason)
 {
-	nng_msg *m = build_msg(queue, ids, n);
+	Jobq__V1__JobsStopped js = JOBQ__V1__JOBS_STOPPED__INIT;
+	Jobq__V1__JobLease lease = JOBQ__V1__JOB_LEASE__INIT, *leases[1] = { &lease };
+	size_t qlen = strlen(queue), tlen = sizeof(STOP_TOPIC_PREFIX) - 1 + qlen + 1;
+	nng_msg *m;
+	lease.id = id;
+	lease.lease_token = token;
+	js.queue = (char *)queue;
+	js.n_jobs = 1;
+	js.jobs = leases;
+	js.reason = (char *)reason;
+	js.published_at_us = jq_clock_unix_us();
+	size_t plen = jobq__v1__jobs_stopped__get_packed_size(&js);
+	if (nng_msg_alloc(&m, tlen + plen) != 0)
+		return NULL;
+	uint8_t *b = nng_msg_body(m);
+	memcpy(b, STOP_TOPIC_PREFIX, sizeof(STOP_TOPIC_PREFIX) - 1);
+	memcpy(b + sizeof(STOP_TOPIC_PREFIX) - 1, queue, qlen);
+	b[tlen - 1] = '\0';
+	jobq__v1__jobs_stopped__pack(&js, b + tlen);
+	return m;
+}
+
+/* send_msg hands m to nng without blocking; on failure m is freed here. */
+static int send_msg(jq_publisher *p, nng_msg *m, const char *queue)
+{
 	int rv;
 	if (m == NULL) {
 		jq_warn("publisher: out of memory for queue %s", queue);
@@ -115,6 +141,17 @@ int jq_publisher_send(jq_publisher *p, const char *queue, const int64_t *ids, si
 	}
 	atomic_fetch_add(&p->sent, 1);
 	return 0;
+}
+
+int jq_publisher_send(jq_publisher *p, const char *queue, const int64_t *ids, size_t n)
+{
+	return send_msg(p, build_msg(queue, ids, n), queue);
+}
+
+int jq_publisher_send_stop(jq_publisher *p, const char *queue, int64_t id, int64_t lease_token,
+			   const char *reason)
+{
+	return send_msg(p, build_stop_msg(queue, id, lease_token, reason), queue);
 }
 
 int64_t jq_publisher_sent(const jq_publisher *p)

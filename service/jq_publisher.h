@@ -1,6 +1,8 @@
 /*
  * jq_publisher — jobqd's nng PUB socket. Each message is the topic "pending.<queue>", one NUL
- * byte, then an encoded jobq.v1.JobsAvailable (the framing in ../shared/CONTRACT.md, "Pub/sub").
+ * byte, then an encoded jobq.v1.JobsAvailable (the framing in ../shared/CONTRACT.md, "Pub/sub");
+ * or the topic "cancel.<queue>", NUL, an encoded jobq.v1.JobsStopped (a running job was stopped
+ * under its worker). Nothing but claimable jobs goes under "pending.".
  *
  * The publisher owns its socket. jq_publisher_send may be called from any thread at once (nng
  * sockets are thread-safe) and never blocks: PUB drops a message for a subscriber whose queue is
@@ -34,6 +36,11 @@ void jq_publisher_stop(jq_publisher *p);
 /* jq_publisher_send announces that jobs of `queue` are pending and due. ids (n of them, may be 0
  * when unknown) are borrowed. Returns 0 when handed to nng, -1 otherwise (nothing to free). */
 int jq_publisher_send(jq_publisher *p, const char *queue, const int64_t *ids, size_t n);
+
+/* jq_publisher_send_stop tells the workers of `queue` that job id was stopped under lease_token
+ * (reason: "cancelled"). Returns 0 when handed to nng, -1 otherwise. */
+int jq_publisher_send_stop(jq_publisher *p, const char *queue, int64_t id, int64_t lease_token,
+			   const char *reason);
 
 /* Messages handed to nng since start, for metrics and tests. */
 int64_t jq_publisher_sent(const jq_publisher *p);

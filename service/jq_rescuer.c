@@ -21,12 +21,13 @@ struct jq_rescuer {
 	pthread_mutex_t stop_mu; /* stop, and the wait between sweeps */
 	pthread_cond_t stop_cv;
 	bool stop;
-	_Atomic int64_t rescued, deleted;
+	_Atomic int64_t rescued, deleted, timed_out;
 	/* Only the rescuer's thread logs through these: a database that is down fails every sweep. */
 	jq_log_limiter rescue_log, retention_log;
 };
 
-static void rescue_sweep(jq_rescuer *r)
+/* rescue_sweep: false when the database failed it (logged). */
+static bool rescue_sweep(jq_rescuer *r)
 {
 	int64_t n;
 	jq_db_err err;
@@ -34,13 +35,33 @@ static void rescue_sweep(jq_rescuer *r)
 		jq_code c = jq_db_rescue(r->db, RESCUE_BATCH, &n, &err);
 		if (c != JQ_OK) {
 			jq_log_limited(&r->rescue_log, JQ_LOG_WARN, "rescuer: %s", err.msg);
-			return;
+			return false;
 		}
 		jq_log_limited_end(&r->rescue_log);
 		if (n > 0) {
 			atomic_fetch_add(&r->rescued, n);
 			jq_info("rescuer: %lld job%s whose lease expired went back to the queue",
 				(long long)n, n == 1 ? "" : "s");
+		}
+	} while (n == RESCUE_BATCH);
+	return true;
+}
+
+/* time_limit_sweep fails the jobs that ran past their time limit (JobSpec.timeout_ms). */
+static void time_limit_sweep(jq_rescuer *r)
+{
+	int64_t n;
+	jq_db_err err;
+	do {
+		jq_code c = jq_db_time_limit(r->db, RESCUE_BATCH, &n, &err);
+		if (c != JQ_OK) {
+			jq_log_limited(&r->rescue_log, JQ_LOG_WARN, "time limits: %s", err.msg);
+			return;
+		}
+		if (n > 0) {
+			atomic_fetch_add(&r->timed_out, n);
+			jq_info("rescuer: %lld job%s ran past the time limit and failed", (long long)n,
+				n == 1 ? "" : "s");
 		}
 	} while (n == RESCUE_BATCH);
 }
@@ -81,7 +102,9 @@ static void *rescuer_main(void *arg)
 	jq_rescuer *r = arg;
 	int64_t next_retention = jq_clock_mono_ms();
 	do {
-		rescue_sweep(r);
+		/* A database that failed the rescue is warned about once, not once per sweep. */
+		if (rescue_sweep(r))
+			time_limit_sweep(r);
 		if (r->cfg->retention_seconds > 0 && jq_clock_mono_ms() >= next_retention) {
 			retention_sweep(r);
 			next_retention = jq_clock_mono_ms() + r->cfg->retention_interval_ms;

@@ -21,6 +21,7 @@ static const jq_state_edge edges[] = {
 	{ JQ_STATE_CANCELLED, JQ_STATE_PENDING, "manual retry of a cancelled job" },
 	{ JQ_STATE_PENDING, JQ_STATE_CANCELLED, "cancel" },
 	{ JQ_STATE_FAILED, JQ_STATE_CANCELLED, "cancel" },
+	{ JQ_STATE_PROCESSING, JQ_STATE_CANCELLED, "cancel a running job under its worker" },
 };
 
 const char *jq_state_name(jq_state s)

@@ -92,15 +92,27 @@ static int text_field(const char *field, const char *s, size_t max, bool require
 	return 0;
 }
 
-static int worker_id(const char *field, const char *s, bool required, char *msg, size_t msg_len)
+/* printable_text: text_field, without control characters. */
+static int printable_text(const char *field, const char *s, size_t max, bool required, char *msg,
+			  size_t msg_len)
 {
-	if (text_field(field, s, JQ_MAX_WORKER_ID_LEN, required, msg, msg_len) != 0)
+	if (text_field(field, s, max, required, msg, msg_len) != 0)
 		return -1;
 	for (const unsigned char *p = (const unsigned char *)s; p && *p; p++) {
 		if (*p < 0x20 || *p == 0x7F)
 			return bad(msg, msg_len, "%s: control characters are not allowed", field);
 	}
 	return 0;
+}
+
+static int worker_id(const char *field, const char *s, bool required, char *msg, size_t msg_len)
+{
+	return printable_text(field, s, JQ_MAX_WORKER_ID_LEN, required, msg, msg_len);
+}
+
+static int printable_text_opt(const char *field, const char *s, size_t max, char *msg, size_t msg_len)
+{
+	return printable_text(field, s, max, false, msg, msg_len);
 }
 
 static int batch_size(const char *field, size_t n, char *msg, size_t msg_len)
@@ -168,6 +180,8 @@ int jq_validate_enqueue(const Jobq__V1__EnqueueRequest *r, const jq_limits *lim,
 			return bad(msg, msg_len, "jobs[%zu]: give run_at_ms or delay_ms, not both", i);
 		if (j->max_attempts > JQ_MAX_ATTEMPTS)
 			return bad(msg, msg_len, "jobs[%zu].max_attempts: at most %d", i, JQ_MAX_ATTEMPTS);
+		if (j->timeout_ms > JQ_MAX_TIMEOUT_MS)
+			return bad(msg, msg_len, "jobs[%zu].timeout_ms: at most %d (7 days)", i, JQ_MAX_TIMEOUT_MS);
 		snprintf(field, sizeof(field), "jobs[%zu].idempotency_key", i);
 		if (text_field(field, j->idempotency_key, JQ_MAX_IDEMPOTENCY_KEY_LEN, false, msg, msg_len) != 0)
 			return -1;
@@ -238,13 +252,15 @@ typedef struct lease_buf {
 		free(b_);                                                           \
 	} while (0)
 
-int jq_validate_heartbeat(const Jobq__V1__HeartbeatRequest *r, char *msg, size_t msg_len)
+/* lease_named: whether id is the one-job form's id or one of the batch's. */
+static bool lease_named(int64_t id, int64_t one_id, Jobq__V1__JobLease **jobs, size_t n_jobs)
 {
-	int rc;
-	CHECK_LEASES(r, msg, msg_len, rc);
-	if (rc == 0 && r->lease_seconds > JQ_MAX_LEASE_SECONDS)
-		return bad(msg, msg_len, "lease_seconds: at most %d", JQ_MAX_LEASE_SECONDS);
-	return rc;
+	if (id == one_id)
+		return true;
+	for (size_t i = 0; i < n_jobs; i++)
+		if (jobs[i]->id == id)
+			return true;
+	return false;
 }
 
 /* next_claim checks the claim a Complete or Fail may carry exactly as a Claim, naming its
@@ -257,12 +273,83 @@ static int next_claim(const Jobq__V1__ClaimRequest *claim, char *msg, size_t msg
 	return bad(msg, msg_len, "claim.%s", why);
 }
 
-int jq_validate_complete(const Jobq__V1__CompleteRequest *r, char *msg, size_t msg_len)
+/* per_job_ids: the ids of a list of per-job additions (progress, outputs) name jobs of the
+ * request's leases, each at most once. id_of reads entry i's id. The count is checked first, so
+ * the work stays within leases squared (a request may carry as many entries as fit its bytes). */
+static int per_job_ids(const char *field, size_t n, int64_t (*id_of)(const void *list, size_t i),
+		       const void *list, int64_t one_id, Jobq__V1__JobLease **jobs, size_t n_jobs,
+		       char *msg, size_t msg_len)
+{
+	if (n > n_jobs + (one_id != 0))
+		return bad(msg, msg_len, "%s: %zu entries, more than the request's %zu leases", field, n,
+			   n_jobs + (one_id != 0));
+	for (size_t i = 0; i < n; i++) {
+		int64_t id = id_of(list, i);
+		if (id <= 0 || !lease_named(id, one_id, jobs, n_jobs))
+			return bad(msg, msg_len, "%s[%zu].id: %lld is not one of the request's leases", field,
+				   i, (long long)id);
+		for (size_t k = 0; k < i; k++)
+			if (id_of(list, k) == id)
+				return bad(msg, msg_len, "%s: job %lld appears twice", field, (long long)id);
+	}
+	return 0;
+}
+
+static int64_t progress_id(const void *list, size_t i)
+{
+	return ((Jobq__V1__JobProgress *const *)list)[i]->id;
+}
+
+static int64_t output_id(const void *list, size_t i)
+{
+	return ((Jobq__V1__JobOutput *const *)list)[i]->id;
+}
+
+int jq_validate_heartbeat(const Jobq__V1__HeartbeatRequest *r, char *msg, size_t msg_len)
+{
+	char field[40];
+	int rc;
+	CHECK_LEASES(r, msg, msg_len, rc);
+	if (rc != 0)
+		return -1;
+	if (r->lease_seconds > JQ_MAX_LEASE_SECONDS)
+		return bad(msg, msg_len, "lease_seconds: at most %d", JQ_MAX_LEASE_SECONDS);
+	if (per_job_ids("progress", r->n_progress, progress_id, r->progress, r->id, r->jobs, r->n_jobs,
+			msg, msg_len) != 0)
+		return -1;
+	for (size_t i = 0; i < r->n_progress; i++) {
+		if (r->progress[i]->percent > 100)
+			return bad(msg, msg_len, "progress[%zu].percent: must be within 0..100", i);
+		snprintf(field, sizeof(field), "progress[%zu].message", i);
+		if (printable_text_opt(field, r->progress[i]->message, JQ_MAX_PROGRESS_MESSAGE_LEN, msg, msg_len) != 0)
+			return -1;
+	}
+	return 0;
+}
+
+int jq_validate_complete(const Jobq__V1__CompleteRequest *r, const jq_limits *lim, char *msg,
+			 size_t msg_len)
 {
 	int rc;
 	CHECK_LEASES(r, msg, msg_len, rc);
 	if (rc != 0)
-		return rc;
+		return -1;
+	if (r->output.len > 0 && r->id == 0)
+		return bad(msg, msg_len, "output: belongs to the one-job form (id, lease_token); use outputs");
+	if (r->output.len > lim->max_payload_bytes)
+		return bad(msg, msg_len, "output: %zu bytes, over the limit of %zu", r->output.len,
+			   lim->max_payload_bytes);
+	if (per_job_ids("outputs", r->n_outputs, output_id, r->outputs, r->id, r->jobs, r->n_jobs, msg,
+			msg_len) != 0)
+		return -1;
+	for (size_t i = 0; i < r->n_outputs; i++) {
+		if (r->outputs[i]->id == r->id && r->output.len > 0)
+			return bad(msg, msg_len, "outputs[%zu]: job %lld has an output already", i,
+				   (long long)r->id);
+		if (r->outputs[i]->output.len > lim->max_payload_bytes)
+			return bad(msg, msg_len, "outputs[%zu].output: %zu bytes, over the limit of %zu", i,
+				   r->outputs[i]->output.len, lim->max_payload_bytes);
+	}
 	return next_claim(r->claim, msg, msg_len);
 }
 
@@ -346,6 +433,17 @@ int jq_validate_stats(const Jobq__V1__StatsRequest *r, char *msg, size_t msg_len
 	if (r->queue[0] != '\0')
 		return jq_validate_queue_name("queue", r->queue, msg, msg_len);
 	return 0;
+}
+
+int jq_validate_wait(const Jobq__V1__WaitRequest *r, char *msg, size_t msg_len)
+{
+	if (r->n_ids == 0)
+		return bad(msg, msg_len, "ids: at least one job is required");
+	if (r->n_ids > JQ_MAX_WAIT_IDS)
+		return bad(msg, msg_len, "ids: at most %d per request", JQ_MAX_WAIT_IDS);
+	if (r->wait_ms > JQ_MAX_WAIT_MS)
+		return bad(msg, msg_len, "wait_ms: at most %d", JQ_MAX_WAIT_MS);
+	return ids_ok("ids", r->ids, r->n_ids, msg, msg_len);
 }
 
 /* limit_ok: a limit between 1 and max. */

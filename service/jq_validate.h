@@ -23,6 +23,9 @@
 #define JQ_MAX_SCHEDULE_NAME_LEN 64
 #define JQ_MAX_TIME_ZONE_LEN 64
 #define JQ_MAX_RETRY_IN_MS INT32_MAX /* the database's int4 (about 24.8 days) */
+#define JQ_MAX_PROGRESS_MESSAGE_LEN 256
+#define JQ_MAX_TIMEOUT_MS 604800000 /* a job's time limit: 7 days */
+#define JQ_MAX_WAIT_IDS 100 /* jq_jobwait's JQ_JOBWAIT_MAX_IDS */
 #define JQ_MAX_CONCURRENCY_LIMIT 1000000
 #define JQ_MAX_RATE_LIMIT 1000000
 #define JQ_MAX_RATE_PERIOD_MS 86400000 /* one day */
@@ -40,13 +43,17 @@ int jq_validate_queue_name(const char *field, const char *q, char *msg, size_t m
 int jq_validate_enqueue(const Jobq__V1__EnqueueRequest *r, const jq_limits *lim, char *msg, size_t msg_len);
 int jq_validate_claim(const Jobq__V1__ClaimRequest *r, char *msg, size_t msg_len);
 int jq_validate_heartbeat(const Jobq__V1__HeartbeatRequest *r, char *msg, size_t msg_len);
-int jq_validate_complete(const Jobq__V1__CompleteRequest *r, char *msg, size_t msg_len);
+/* Outputs are bounded by lim's payload limit. */
+int jq_validate_complete(const Jobq__V1__CompleteRequest *r, const jq_limits *lim, char *msg,
+			 size_t msg_len);
 int jq_validate_fail(const Jobq__V1__FailRequest *r, char *msg, size_t msg_len);
 int jq_validate_get(const Jobq__V1__GetRequest *r, char *msg, size_t msg_len);
 int jq_validate_list(const Jobq__V1__ListRequest *r, char *msg, size_t msg_len);
 int jq_validate_retry(const Jobq__V1__RetryRequest *r, char *msg, size_t msg_len);
 int jq_validate_cancel(const Jobq__V1__CancelRequest *r, char *msg, size_t msg_len);
 int jq_validate_stats(const Jobq__V1__StatsRequest *r, char *msg, size_t msg_len);
+/* Wait: 1..JQ_MAX_WAIT_IDS distinct positive ids, wait_ms at most JQ_MAX_WAIT_MS. */
+int jq_validate_wait(const Jobq__V1__WaitRequest *r, char *msg, size_t msg_len);
 /* Pause and Resume name a queue only: jq_validate_queue_name. */
 int jq_validate_configure_queue(const Jobq__V1__ConfigureQueueRequest *r, char *msg, size_t msg_len);
 

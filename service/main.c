@@ -36,6 +36,7 @@ typedef struct service {
 	jq_notify *notify;
 	jq_longpoll *longpoll;
 	jq_flow *flow; /* the queues' flow settings as the listener last heard them */
+	jq_jobwait *jobwait;
 	jq_http *http;
 	jq_console *console;
 	jq_auth *auth;
@@ -59,6 +60,7 @@ static int open_workers(service *s)
 		s->workers[i].cfg = &s->cfg;
 		s->workers[i].longpoll = s->longpoll;
 		s->workers[i].flow = s->flow;
+		s->workers[i].jobwait = s->jobwait;
 		if (jq_db_open(&o, &s->workers[i].db) != 0)
 			return -1;
 		/* Read before the RPC server starts: afterwards each handle is its worker's. */
@@ -81,9 +83,11 @@ static void close_all(service *s)
 	jq_notify_stop(s->notify);
 	jq_publisher_stop(s->pub);
 	jq_longpoll_stop(s->longpoll);
+	jq_jobwait_stop(s->jobwait);
 	jq_rpc_server_stop(s->rpc);
 	jq_longpoll_free(s->longpoll);
 	jq_flow_free(s->flow);
+	jq_jobwait_free(s->jobwait);
 	jq_auth_free(s->auth);
 	jq_rescuer_stop(s->rescuer);
 	jq_scheduler_stop(s->scheduler);
@@ -94,14 +98,21 @@ static void close_all(service *s)
 	jq_config_free(&s->cfg);
 }
 
+/* The listener's hooks: their argument is the service. */
 static void wake_longpoll(void *arg, const char *queue, size_t jobs)
 {
-	jq_longpoll_wake(arg, queue, jobs);
+	jq_longpoll_wake(((service *)arg)->longpoll, queue, jobs);
 }
 
 static void longpoll_listening(void *arg, bool on)
 {
-	jq_longpoll_listening(arg, on);
+	jq_longpoll_listening(((service *)arg)->longpoll, on);
+	jq_jobwait_listening(((service *)arg)->jobwait, on);
+}
+
+static void job_finished(void *arg, int64_t id)
+{
+	jq_jobwait_finished(((service *)arg)->jobwait, id);
 }
 
 /* open_auth loads the credentials; a request is judged against them before it is decoded. */
@@ -140,6 +151,10 @@ static int start(service *s)
 		jq_error("out of memory for the queue settings");
 		return -1;
 	}
+	if (jq_jobwait_start(s->cfg.max_waiting_waits, &s->jobwait) != 0) {
+		jq_error("could not start the Wait timer");
+		return -1;
+	}
 	if (open_workers(s) != 0) {
 		jq_error("out of memory opening database connections");
 		return -1;
@@ -175,14 +190,14 @@ static int start(service *s)
 	if (jq_publisher_start_tls(s->cfg.pub_url, &tls, &s->pub) != 0)
 		return -1;
 	jq_notify_hooks hooks = { .announced = wake_longpoll, .listening = longpoll_listening,
-				  .arg = s->longpoll };
+				  .finished = job_finished, .arg = s };
 	if (jq_notify_start(&s->cfg, s->pub, &hooks, s->flow, &s->notify) != 0) {
 		jq_error("could not start the notification listener");
 		return -1;
 	}
 	jq_http_sources hs = { .cfg = &s->cfg, .auth = s->cfg.metrics_auth ? s->auth : NULL,
 			       .rpc = s->rpc, .notify = s->notify, .pub = s->pub, .rescuer = s->rescuer,
-			       .scheduler = s->scheduler, .longpoll = s->longpoll, .pool_size = s->nworkers };
+			       .scheduler = s->scheduler, .longpoll = s->longpoll, .jobwait = s->jobwait, .pool_size = s->nworkers };
 	if (jq_http_start(&hs, &s->http) != 0)
 		return -1;
 	jq_console_sources cs = { .cfg = &s->cfg, .auth = s->auth };

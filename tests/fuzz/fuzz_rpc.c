@@ -80,6 +80,28 @@ static void after_fail(const Jobq__V1__FailRequest *r)
 	after_next_claim(r->claim);
 }
 
+static void after_wait(const Jobq__V1__WaitRequest *r)
+{
+	must(r->n_ids >= 1 && r->n_ids <= JQ_MAX_WAIT_IDS && r->wait_ms <= JQ_MAX_WAIT_MS);
+	for (size_t i = 0; i < r->n_ids; i++)
+		must(r->ids[i] > 0);
+}
+
+static void after_heartbeat(const Jobq__V1__HeartbeatRequest *r)
+{
+	for (size_t i = 0; i < r->n_progress; i++) {
+		must(r->progress[i]->percent <= 100);
+		must(strlen(r->progress[i]->message) <= JQ_MAX_PROGRESS_MESSAGE_LEN);
+	}
+}
+
+static void after_complete(const Jobq__V1__CompleteRequest *r)
+{
+	must(r->output.len <= FUZZ_MAX_PAYLOAD);
+	for (size_t i = 0; i < r->n_outputs; i++)
+		must(r->outputs[i]->output.len <= FUZZ_MAX_PAYLOAD);
+}
+
 /* validate decodes payload as the request of method `name` and validates it. */
 static void validate(const char *name, const uint8_t *p, size_t n)
 {
@@ -104,7 +126,7 @@ static void validate(const char *name, const uint8_t *p, size_t n)
 	} else if (!strcmp(name, "Heartbeat")) {
 		ok = jq_validate_heartbeat((void *)in, msg, sizeof(msg));
 	} else if (!strcmp(name, "Complete")) {
-		ok = jq_validate_complete((void *)in, msg, sizeof(msg));
+		ok = jq_validate_complete((void *)in, &lim, msg, sizeof(msg));
 		if (ok == 0)
 			after_next_claim(((Jobq__V1__CompleteRequest *)in)->claim);
 	} else if (!strcmp(name, "Fail")) {
@@ -121,6 +143,10 @@ static void validate(const char *name, const uint8_t *p, size_t n)
 		ok = jq_validate_cancel((void *)in, msg, sizeof(msg));
 	} else if (!strcmp(name, "Stats")) {
 		ok = jq_validate_stats((void *)in, msg, sizeof(msg));
+	} else if (!strcmp(name, "Wait")) {
+		ok = jq_validate_wait((void *)in, msg, sizeof(msg));
+		if (ok == 0)
+			after_wait((void *)in);
 	} else if (!strcmp(name, "Pause")) {
 		ok = jq_validate_queue_name("queue", ((Jobq__V1__PauseRequest *)in)->queue, msg, sizeof(msg));
 	} else if (!strcmp(name, "Resume")) {
@@ -135,6 +161,10 @@ static void validate(const char *name, const uint8_t *p, size_t n)
 	} else if (!strcmp(name, "RemoveSchedule")) {
 		ok = jq_validate_remove_schedule((void *)in, msg, sizeof(msg));
 	}
+	if (ok == 0 && !strcmp(name, "Heartbeat"))
+		after_heartbeat((void *)in);
+	if (ok == 0 && !strcmp(name, "Complete"))
+		after_complete((void *)in);
 	/* A rejection always says why, in a bounded, terminated message. */
 	if (ok != 0)
 		must(memchr(msg, '\0', sizeof(msg)) != NULL && msg[0] != '\0');

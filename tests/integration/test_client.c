@@ -322,14 +322,36 @@ static void retry_and_cancel(void **state)
 	assert_int_equal(r[1].code, JOBQ_FAILED_PRECONDITION);
 	assert_int_equal(status_of(j->id), JOBQ_STATUS_PENDING);
 
-	/* Cancel: the pending job goes, the running one stays under its worker. */
+	/* Cancel: the pending job goes, and so does the running one, under its worker, whose
+	 * heartbeat result then says so (stop_reason). */
+	enqueue1("rcq-other", "z");
+	jobq_job *other = claim_n("rcq-other", 1);
 	ok(jobq_cancel(cl, ids, 2, r, &err), &err, "cancel");
 	assert_int_equal(r[0].code, JOBQ_OK);
 	assert_int_equal(r[0].status, JOBQ_STATUS_CANCELLED);
-	assert_int_equal(r[1].code, JOBQ_FAILED_PRECONDITION);
+	assert_int_equal(r[1].code, JOBQ_OK);
+	assert_int_equal(r[1].status, JOBQ_STATUS_CANCELLED);
 	assert_int_equal(status_of(j->id), JOBQ_STATUS_CANCELLED);
-	assert_int_equal(jobq_cancel(cl, &running->id, 1, r, &err), JOBQ_FAILED_PRECONDITION);
-	assert_non_null(strstr(err.message, "running"));
+	assert_int_equal(status_of(running->id), JOBQ_STATUS_CANCELLED);
+	jobq_lease hb[2] = { { running->id, running->lease_token }, { other->id, other->lease_token } };
+	jobq_progress pr[2] = { { .percent = 10, .message = "ten" }, { .percent = 70, .message = "seventy" } };
+	ok(jobq_heartbeat_progress(cl, hb, pr, 2, 30, r, &err), &err, "heartbeat");
+	assert_int_equal(r[0].code, JOBQ_FAILED_PRECONDITION);
+	assert_string_equal(r[0].stop_reason, "cancelled");
+	assert_int_equal(r[1].code, JOBQ_OK);
+	assert_string_equal(r[1].stop_reason, "");
+	jobq_output out = { .data = "done", .len = 4 };
+	ok(jobq_complete_output(cl, &hb[1], &out, 1, r, &err), &err, "complete with output");
+	jobq_job *got = NULL;
+	ok(jobq_get(cl, other->id, &got, NULL, NULL, &err), &err, "get");
+	assert_int_equal(got->progress_percent, 70);
+	assert_string_equal(got->progress_message, "seventy");
+	assert_int_equal(got->output_len, 4);
+	assert_string_equal((const char *)got->output, "done");
+	jobq_jobs_free(got, 1);
+	jobq_jobs_free(other, 1);
+	assert_int_equal(jobq_complete(cl, &hb[0], 1, r, &err), JOBQ_FAILED_PRECONDITION);
+	assert_non_null(strstr(err.message, "cancelled"));
 	assert_int_equal(jobq_retry(cl, ids, 0, r, &err), JOBQ_INVALID_ARGUMENT);
 	int64_t missing = 999999999;
 	assert_int_equal(jobq_cancel(cl, &missing, 1, r, &err), JOBQ_NOT_FOUND);

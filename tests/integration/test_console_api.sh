@@ -184,7 +184,8 @@ JOBQ_AUTH_TOKEN=$admin "$J" claim --queue work --limit 3 --json >"$tmp/claimed.j
 mapfile -t ids < <(sed -n 's/.*"id":\([0-9]*\).*/\1/p' "$tmp/claimed.json")
 mapfile -t tokens < <(sed -n 's/.*"lease_token":\([0-9]*\).*/\1/p' "$tmp/claimed.json")
 [ "${#ids[@]}" = 3 ] || fail "claimed $(cat "$tmp/claimed.json")"
-expect 400 FAILED_PRECONDITION "$admin" POST "/api/v1/jobs/${ids[0]}/cancel"
+JOBQ_AUTH_TOKEN=$admin "$J" complete --id "${ids[2]}" --token "${tokens[2]}" >/dev/null
+expect 400 FAILED_PRECONDITION "$admin" POST "/api/v1/jobs/${ids[2]}/cancel"
 for i in 0 1; do
   JOBQ_AUTH_TOKEN=$admin "$J" fail --id "${ids[$i]}" --token "${tokens[$i]}" --final --error "broke \"$i\" <b>" >/dev/null
 done
@@ -204,13 +205,13 @@ expect 200 "" "$admin" POST /api/v1/cancel "{\"ids\":[${ids[0]},${ids[1]},987654
 expect 200 "" "$admin" POST /api/v1/retry "{\"ids\":[${ids[0]},${ids[1]}]}"
 [ "$(j "$tmp/body" d.retried)" = 2 ] || fail "bulk retry: $(cat "$tmp/body")"
 expect 200 "" "$admin" GET "/api/v1/queues?queue=work"
-[ "$(j "$tmp/body" '[d.queues[0].pending, d.queues[0].processing, d.queues[0].failed].join()')" = "2,1,0" ] ||
+[ "$(j "$tmp/body" '[d.queues[0].pending, d.queues[0].processing, d.queues[0].failed].join()')" = "2,0,0" ] ||
   fail "work after retries: $(cat "$tmp/body")"
 expect 403 PERMISSION_DENIED "$producer" GET /api/v1/throughput
 expect 200 "" "$reader" GET /api/v1/throughput
 [ "$(j "$tmp/body" 'd.minutes.length + "," + d.minutes.every((m, i) => i == 0 || m.at_ms - d.minutes[i - 1].at_ms == 60000)')" = "60,true" ] ||
   fail "throughput: $(head -c 300 "$tmp/body")"
-ok "cancel refuses a processing job; failed jobs listed, retried one by one, all at once and in bulk; bulk cancel answers per job; throughput as Stats"
+ok "cancel refuses a completed job; failed jobs listed, retried one by one, all at once and in bulk; bulk cancel answers per job; throughput as Stats"
 
 # ------------------------------------------------------------------ keyset paging
 body='{"jobs":['

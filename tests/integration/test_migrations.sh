@@ -30,6 +30,18 @@ flow_objects() {
                                + (SELECT count(*) FROM pg_proc WHERE proname IN ('jobq_claim_gate', 'jobq_notify_settings'))"
 }
 [ "$(flow_objects)" = 3 ] || { echo "015 not applied: $(flow_objects) of its 3 objects" >&2; exit 1; }
+# 017 (running jobs): the edge processing -> cancelled, the columns, the stop and done triggers
+# and the 7-argument enqueue function.
+running() {
+  psql -qAtX "$url" -c "SELECT count(*) FROM job_status_transition WHERE prev_status = 'archive_processing'
+                          AND next_status = 'archive_cancelled'" \
+                    -c "SELECT count(*) FROM information_schema.columns WHERE table_name = 'job_queue'
+                          AND column_name IN ('output', 'progress_percent', 'progress_message', 'progress_at',
+                                              'waited', 'timeout_ms')" \
+                    -c "SELECT count(*) FROM pg_trigger WHERE tgname IN ('job_queue_notify_stop', 'job_queue_notify_done')" \
+                    -c "SELECT count(*) FROM pg_proc WHERE proname = 'jobq_enqueue_batch' AND pronargs = 7" | paste -sd' '
+}
+[ "$(running)" = "1 6 2 1" ] || { echo "017 not applied: $(running)" >&2; exit 1; }
 schedule_table() { psql -qAtX "$url" -c "SELECT to_regclass('job_schedule') IS NOT NULL"; }
 [ "$(schedule_table)" = t ] || { echo "016 not applied" >&2; exit 1; }
 back_to_014() {
@@ -39,9 +51,10 @@ back_to_014() {
 }
 back_to_014
 [ "$(notify_update_level)" = statement ] || { echo "018 not rolled back: $(notify_update_level)" >&2; exit 1; }
+[ "$(running)" = "0 0 0 0" ] || { echo "017 not rolled back: $(running)" >&2; exit 1; }
 [ "$(schedule_table)" = f ] || { echo "016 not rolled back: job_schedule is still there" >&2; exit 1; }
 [ "$(flow_objects)" = 0 ] || { echo "015 not rolled back: $(flow_objects) objects left" >&2; exit 1; }
-echo "migrations: the $newer changesets after 014 rolled back (018: the statement-level UPDATE trigger is back; 015's objects are gone; 016: job_schedule is gone): ok"
+echo "migrations: the $newer changesets after 014 rolled back (018: the statement-level UPDATE trigger is back; 015's objects are gone; 017: its edge, columns, triggers and function are gone; 016: job_schedule is gone): ok"
 # Steps back: rolling back changes/014-status-pair-key-only.yaml (1 changeset) must put the two
 # single-column status keys back; then changes/013-failed-jobs-idx.yaml, 012-valid-indexes.yaml and
 # 011-hot-heartbeats.yaml (1 + 1 + 2 changesets) must put the lease index back; then changes/010-queue-check-order.yaml alone (2)
@@ -50,7 +63,7 @@ echo "migrations: the $newer changesets after 014 rolled back (018: the statemen
 # invalid index left by a failed concurrent build must be built again, forward and back.
 defs() {
   psql -qAtX "$url" -c "SELECT pg_get_constraintdef(oid) FROM pg_constraint WHERE conname = 'job_queue_queue_check'" \
-                    -c "SELECT prosrc LIKE '%Fast path%' FROM pg_proc WHERE proname = 'jobq_enqueue_batch'" \
+                    -c "SELECT prosrc LIKE '%Fast path%' FROM pg_proc WHERE proname = 'jobq_enqueue_batch' AND pronargs = 6" \
                     -c "SELECT prosrc LIKE '%Fast path%' FROM pg_proc WHERE proname = 'jobq_notify_pending'" \
                     -c "SELECT string_agg(tgname, ',' ORDER BY tgname) FROM pg_trigger
                          WHERE tgrelid = 'job_queue'::regclass AND tgname LIKE 'job_queue_status_guard%'" | paste -sd'|'

@@ -99,8 +99,8 @@ static void every_transition_is_enforced_by_the_database(void **state)
 			}
 		}
 	}
-	assert_int_equal(legal, 8);
-	assert_int_equal(illegal, 12);
+	assert_int_equal(legal, 9);
+	assert_int_equal(illegal, 11);
 	PQfinish(c);
 }
 

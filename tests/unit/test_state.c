@@ -43,9 +43,10 @@ static void the_lifecycle_edges(void **state)
 	assert_true(jq_state_can_move(JQ_STATE_PROCESSING, JQ_STATE_FAILED));
 	assert_true(jq_state_can_move(JQ_STATE_PROCESSING, JQ_STATE_PENDING));
 	assert_true(jq_state_can_move(JQ_STATE_FAILED, JQ_STATE_PENDING));
-	/* Only a claim starts work, and a running job cannot be cancelled under its worker. */
+	/* A running job can be cancelled under its worker (migration 017). */
+	assert_true(jq_state_can_move(JQ_STATE_PROCESSING, JQ_STATE_CANCELLED));
+	/* Only a claim starts work. */
 	assert_false(jq_state_can_move(JQ_STATE_FAILED, JQ_STATE_PROCESSING));
-	assert_false(jq_state_can_move(JQ_STATE_PROCESSING, JQ_STATE_CANCELLED));
 	assert_false(jq_state_can_move(JQ_STATE_PENDING, JQ_STATE_COMPLETED));
 }
 
