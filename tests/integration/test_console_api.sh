@@ -282,6 +282,35 @@ st=$(JOBQ_AUTH_TOKEN=$admin "$J" heartbeat --id "${ids[1]}" --token "${tokens[1]
 grep -q FAILED_PRECONDITION <<<"$st" || fail "the cancelled job's lease still holds: $st"
 ok "running jobs: progress in the list, output in Get (escaped), a running job cancelled by an admin only (its lease ends)"
 
+# ------------------------------------------------------------------ schedules
+sched='{"name":"nightly","cron":"0 3 * * *","time_zone":"Europe/Berlin","missed":"once","job":{"queue":"reports","payload":"<b>run</b>","priority":2}}'
+expect 403 PERMISSION_DENIED "$reader" POST /api/v1/schedules "$sched"
+expect 403 PERMISSION_DENIED "$producer" GET /api/v1/schedules
+expect 200 "" "$reader" GET /api/v1/schedules
+[ "$(j "$tmp/body" 'd.schedules.length')" = 0 ] || fail "a reader's refused add left a schedule: $(cat "$tmp/body")"
+expect 200 "" "$admin" POST /api/v1/schedules "$sched"
+[ "$(j "$tmp/body" '[d.schedule.name, d.schedule.missed, d.schedule.job.queue, d.schedule.next_run_at_ms > Date.now()].join()')" = "nightly,once,reports,true" ] ||
+  fail "add schedule: $(cat "$tmp/body")"
+expect 200 "" "$reader" GET "/api/v1/schedules?payload=true"
+[ "$(j "$tmp/body" 'd.schedules.map(s => [s.name, s.cron, s.time_zone, s.job.payload, s.job.priority, s.last_run_at_ms].join("|")).join()')" = "nightly|0 3 * * *|Europe/Berlin|<b>run</b>|2|0" ] ||
+  fail "list schedules: $(cat "$tmp/body")"
+expect 200 "" "$reader" GET /api/v1/schedules
+[ "$(j "$tmp/body" 'd.schedules[0].job.payload === undefined')" = true ] || fail "a list without payload=true carries payloads"
+expect 400 INVALID_ARGUMENT "$admin" POST /api/v1/schedules '{"name":"bad","cron":"61 * * * *","job":{"queue":"reports"}}'
+expect 400 INVALID_ARGUMENT "$admin" POST /api/v1/schedules '{"name":"bad","cron":"* * * * *","time_zone":"Mars/Base","job":{"queue":"reports"}}'
+expect 400 INVALID_ARGUMENT "$admin" POST /api/v1/schedules '{"name":"bad","cron":"* * * * *","job":{"queue":"reports","delay_ms":5}}'
+expect 400 INVALID_ARGUMENT "$admin" POST /api/v1/schedules '{"name":"bad","cron":"* * * * *","missed":"twice","job":{"queue":"reports"}}'
+expect 400 INVALID_ARGUMENT "$admin" POST /api/v1/schedules '{"name":"bad","cron":"* * * * *","job":{"queue":"reports","colour":1}}'
+[ "$(j "$tmp/body" d.message)" = "job: unknown field 'colour'" ] || fail "unknown job field: $(cat "$tmp/body")"
+expect 403 PERMISSION_DENIED "$reader" POST /api/v1/schedules/remove '{"name":"nightly"}'
+expect 200 "" "$reader" GET /api/v1/schedules
+[ "$(j "$tmp/body" 'd.schedules.map(s => s.name).join()')" = nightly ] || fail "refused calls changed the schedules: $(cat "$tmp/body")"
+expect 200 "" "$admin" POST /api/v1/schedules/remove '{"name":"nightly"}'
+expect 404 NOT_FOUND "$admin" POST /api/v1/schedules/remove '{"name":"nightly"}'
+expect 200 "" "$reader" GET /api/v1/schedules
+[ "$(j "$tmp/body" 'd.schedules.length')" = 0 ] || fail "remove left $(cat "$tmp/body")"
+ok "schedules: listed by a reader with their next run, added and removed by an admin only, the RPC's validation"
+
 # ------------------------------------------------------------------ keyset paging
 body='{"jobs":['
 for i in $(seq 1 25); do body+="{\"queue\":\"pages\",\"payload\":\"p$i\"}"; [ "$i" -lt 25 ] && body+=','; done
