@@ -396,13 +396,55 @@ async function viewJob(root, id) {
   }
 }
 
+async function viewSchedules(root) {
+  const data = await api('schedules');
+  root.append(el('h2', {}, 'Schedules'));
+  if (data.schedules.length === 0) {
+    root.append(el('p', { className: 'muted', id: 'no-schedules' }, 'No schedules.'));
+  } else {
+    const head = el('tr', {}, el('th', {}, 'Name'), el('th', {}, 'Cron'), el('th', {}, 'Time zone'), el('th', {}, 'Queue'),
+      el('th', {}, 'Next run'), el('th', {}, 'Last run'), el('th', {}, 'Missed ticks'), isAdmin() ? el('th', {}, 'Actions') : null);
+    const rows = data.schedules.map((s) => el('tr', { 'data-schedule': s.name },
+      el('td', {}, s.name), el('td', {}, el('code', {}, s.cron)), el('td', {}, s.time_zone),
+      el('td', {}, el('a', { href: hashFor('/jobs', { queue: s.job.queue }) }, s.job.queue)),
+      el('td', { 'data-next': s.name }, fmtTime(s.next_run_at_ms)), el('td', {}, fmtTime(s.last_run_at_ms)),
+      el('td', {}, s.missed === 'once' ? 'one job for them all' : 'skipped'),
+      isAdmin() ? el('td', {}, el('button', { type: 'button', className: 'danger', 'data-action': 'remove-schedule', 'data-name': s.name, onclick: () => {
+        if (!window.confirm('Remove schedule ' + s.name + '?')) return undefined;
+        return act(() => api('schedules/remove', { name: s.name }), 'schedule ' + s.name + ' removed');
+      } }, 'Remove')) : null));
+    root.append(el('table', { id: 'schedules' }, el('thead', {}, head), el('tbody', {}, ...rows)));
+  }
+  if (isAdmin()) root.append(scheduleForm());
+  else root.append(el('p', { className: 'muted', id: 'read-only' }, 'Read only: your role is ' + (state.role || 'unknown') + '; adding and removing schedules needs an admin token.'));
+}
+
+// scheduleForm: add a schedule (or replace the one of that name); the service checks the cron
+// expression, time zone and job as AddSchedule does.
+function scheduleForm() {
+  const input = (id, label, placeholder) => el('input', { type: 'text', id, placeholder, 'aria-label': label });
+  const name = input('schedule-name', 'name', 'name');
+  const cron = input('schedule-cron', 'cron expression', 'min hour dom month dow');
+  const zone = input('schedule-zone', 'time zone', 'UTC');
+  const queue = input('schedule-queue', 'queue', 'queue');
+  const payload = input('schedule-payload', 'payload', 'payload (text)');
+  const missed = el('select', { id: 'schedule-missed', 'aria-label': 'missed ticks' },
+    el('option', { value: 'skip' }, 'skip missed ticks'), el('option', { value: 'once' }, 'one job for missed ticks'));
+  return el('form', { className: 'toolbar', id: 'schedule-add', onsubmit: (ev) => {
+    ev.preventDefault();
+    const n = name.value.trim();
+    return act(() => api('schedules', { name: n, cron: cron.value.trim(), time_zone: zone.value.trim(), missed: missed.value,
+      job: { queue: queue.value.trim(), payload: payload.value } }), (r) => 'schedule ' + n + ' added, next run ' + fmtTime(r.schedule.next_run_at_ms));
+  } }, el('strong', {}, 'Add'), name, cron, zone, queue, payload, missed, el('button', { type: 'submit', id: 'schedule-submit' }, 'Add schedule'));
+}
+
 // ---- routing and refresh ----
 
 async function render(force) {
   if (state.busy && !force) return;
   // A refresh would wipe what is being typed into the filters.
   const focused = document.activeElement;
-  if (!force && focused && focused.closest && focused.closest('#filters, #limits')) return;
+  if (!force && focused && focused.closest && focused.closest('#filters, #limits, #schedule-add')) return;
   const { path, params } = parseHash();
   const overview = path === '/' || path === '';
   if (!force && overview && Date.now() - state.overviewAt < OVERVIEW_EVERY_MS) return;
@@ -414,6 +456,7 @@ async function render(force) {
     if (overview) await viewOverview(view);
     else if (path === '/jobs') await viewJobs(view, params);
     else if (path === '/failed') await viewFailed(view, params);
+    else if (path === '/schedules') await viewSchedules(view);
     else if (path.startsWith('/job/')) await viewJob(view, path.slice(5));
     else view.append(el('p', {}, 'No such page.'));
   } catch (e) {

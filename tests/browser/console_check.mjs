@@ -57,7 +57,7 @@ function ok(msg) { console.log("ok: " + msg); }
 function watch(p) {
   p.on("dialog", async (d) => {
     // The console asks confirm() before "retry all"; any other dialog is a script that ran.
-    if (d.type() === "confirm" && d.message().startsWith("Retry every failed job")) {
+    if (d.type() === "confirm" && /^(Retry every failed job|Remove schedule)/.test(d.message())) {
       await d.accept();
       return;
     }
@@ -183,6 +183,20 @@ async function checks(browser) {
   if ((await jobStatus(runningJob)) !== "cancelled") throw new Error("the running job cancelled from the page is not cancelled");
   ok("Cancel on a processing job: it ends cancelled");
 
+  step = "add a schedule from the page";
+  await go("#/schedules");
+  await page.waitForFunction(() => document.querySelector("#no-schedules") && document.querySelector("#schedule-add"), WAIT);
+  await page.type("#schedule-name", "hourly");
+  await page.type("#schedule-cron", "0 * * * *");
+  await page.type("#schedule-queue", "reports");
+  await page.type("#schedule-payload", "<img src=x onerror=alert(1)>");
+  await page.click("#schedule-submit");
+  await page.waitForFunction(() => /^\d{4}-/.test(document.querySelector('td[data-next="hourly"]')?.textContent || ""), WAIT);
+  const listed = (await api("schedules?payload=true", admin)).body.schedules;
+  if (listed.length !== 1 || listed[0].cron !== "0 * * * *" || listed[0].job.payload !== "<img src=x onerror=alert(1)>" || !(listed[0].next_run_at_ms > Date.now()))
+    throw new Error("the schedule added from the page: " + JSON.stringify(listed));
+  ok("schedule added from the page: listed with its next run time, as ListSchedules has it");
+
   step = "markup payload shown as text";
   await go(`#/job/${xssJob}`);
   await page.waitForFunction(() => document.querySelector("#payload") !== null, WAIT);
@@ -237,7 +251,16 @@ async function checks(browser) {
   await go(`#/job/${progressJob}`);
   await page.waitForFunction(() => document.querySelector("#job-progress") !== null, WAIT);
   if (await page.$("#view button")) throw new Error("a reader is shown a cancel button on a running job");
-  ok("reader: slow shown paused with no Resume; its resume answers 403 and slow stays paused; no cancel on a running job");
+  await go("#/schedules");
+  await page.waitForFunction(() => document.querySelector('tr[data-schedule="hourly"]') && document.querySelector("#read-only"), WAIT);
+  if (await page.$("#view button, #schedule-add")) throw new Error("a reader is shown schedule actions");
+  const rm = await page.evaluate(async () => {
+    const r = await fetch("/api/v1/schedules/remove", { method: "POST", headers: { Authorization: "Bearer " + sessionStorage.getItem("jobq.console.token"), "Content-Type": "application/json" }, body: JSON.stringify({ name: "hourly" }) });
+    return { status: r.status, body: await r.json() };
+  });
+  if (rm.status !== 403 || rm.body.code !== "PERMISSION_DENIED") throw new Error(`a reader's schedule remove answered ${rm.status} ${JSON.stringify(rm.body)}`);
+  if ((await api("schedules", admin)).body.schedules.length !== 1) throw new Error("a reader's remove removed the schedule");
+  ok("reader: slow shown paused with no Resume; its resume answers 403 and slow stays paused; no cancel on a running job; schedules without actions, its remove answers 403 and changes nothing");
 
   step = "bulk retry of the selected jobs";
   await signIn(admin);
@@ -261,6 +284,14 @@ async function checks(browser) {
   const c = await countsOf("bills");
   if (c.failed !== 0 || c.cancelled !== 1) throw new Error(`after bulk cancel bills has ${c.failed} failed, ${c.cancelled} cancelled`);
   ok("bulk cancel: the last failed job is cancelled");
+
+  step = "remove a schedule from the page";
+  await go("#/schedules");
+  await page.waitForSelector('button[data-action="remove-schedule"][data-name="hourly"]', WAIT);
+  await page.click('button[data-action="remove-schedule"][data-name="hourly"]');
+  await page.waitForFunction(() => document.querySelector("#no-schedules") !== null, WAIT);
+  if ((await api("schedules", admin)).body.schedules.length !== 0) throw new Error("the schedule removed from the page is still listed");
+  ok("schedule removed from the page");
 
   step = "jobs list pages by keyset";
   await api("jobs", admin, { jobs: Array.from({ length: 60 }, (_, i) => ({ queue: "pages", payload: "p" + i })) });
