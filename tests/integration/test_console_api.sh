@@ -297,6 +297,8 @@ expect 200 "" "$reader" GET "/api/v1/schedules?payload=true"
 expect 200 "" "$reader" GET /api/v1/schedules
 [ "$(j "$tmp/body" 'd.schedules[0].job.payload === undefined')" = true ] || fail "a list without payload=true carries payloads"
 expect 400 INVALID_ARGUMENT "$admin" POST /api/v1/schedules '{"name":"bad","cron":"61 * * * *","job":{"queue":"reports"}}'
+expect 400 INVALID_ARGUMENT "$admin" POST /api/v1/schedules '{"name":"bad","cron":"* * * * *"}'
+[ "$(j "$tmp/body" d.message)" = "schedule.job: required (at least its queue)" ] || fail "no job: $(cat "$tmp/body")"
 expect 400 INVALID_ARGUMENT "$admin" POST /api/v1/schedules '{"name":"bad","cron":"* * * * *","time_zone":"Mars/Base","job":{"queue":"reports"}}'
 expect 400 INVALID_ARGUMENT "$admin" POST /api/v1/schedules '{"name":"bad","cron":"* * * * *","job":{"queue":"reports","delay_ms":5}}'
 expect 400 INVALID_ARGUMENT "$admin" POST /api/v1/schedules '{"name":"bad","cron":"* * * * *","missed":"twice","job":{"queue":"reports"}}'
