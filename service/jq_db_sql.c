@@ -41,8 +41,10 @@
  * claims on every replica), and the CTE `keys` then holds its running jobs per key, counted by
  * jobq_claim_keys after the lock was granted (sql/019-jobq_claim_keys.sql): `picked` skips the
  * jobs of a key with no free slot (CLAIM_KEY_FREE <= 0) and takes other keys' jobs instead, and
- * `fits` keeps at most the free slots of each key. A queue without a key limit pays no call: the
- * CASE leaves `busy` NULL and CLAIM_KEY_FREE is NULL, which passes every job. */
+ * `fits` keeps at most the free slots of each key (a window per key, in the branch of its UNION
+ * that a one-time filter runs only for a queue with a key limit). A queue without a key limit
+ * pays no call and no window: the CASE leaves `busy` NULL, CLAIM_KEY_FREE is NULL, which passes
+ * every job, and the keyed branch is never run. */
 #define CLAIM_GATE_CTE(QUEUE, WANT, COND)                                                        \
 	"gate AS (SELECT COALESCE(g.n, CASE WHEN true" COND " THEN " WANT " ELSE 0 END) AS n, g.m"   \
 	"   FROM (SELECT) AS d LEFT JOIN (SELECT CASE WHEN NOT (true" COND ") OR s.paused THEN 0"      \
@@ -112,9 +114,12 @@
 	"  SELECT id, taken FROM ("                                                               \
 	"    SELECT id, least(count(*) OVER (), " CLAIM_GATE_N ") AS taken, row_number() OVER w AS n," \
 	"           sum(size) OVER w AS upto"                                                     \
-	"      FROM (SELECT *, row_number() OVER (PARTITION BY concurrency_key"                    \
-	"                    ORDER BY priority, run_at, id) AS kn FROM picked) p"                 \
-	"     WHERE " CLAIM_KEY_OK("concurrency_key", "kn")                                       \
+	"      FROM (SELECT *, NULL::int8 AS kn FROM picked WHERE (SELECT m FROM keys) IS NULL"   \
+	"            UNION ALL"                                                                   \
+	"            SELECT * FROM (SELECT *, row_number() OVER (PARTITION BY concurrency_key"     \
+	"                                  ORDER BY priority, run_at, id) AS kn FROM picked) k"   \
+	"             WHERE (SELECT m FROM keys) IS NOT NULL AND " CLAIM_KEY_OK("k.concurrency_key", "k.kn") \
+	"           ) p"                                                                          \
 	"     WINDOW w AS (ORDER BY priority, run_at, id ROWS UNBOUNDED PRECEDING)) s"            \
 	"   WHERE n <= taken AND (" FIRST "upto <= " BUDGET "))"
 
