@@ -41,10 +41,11 @@
  * claims on every replica), and the CTE `keys` then holds its running jobs per key, counted by
  * jobq_claim_keys after the lock was granted (sql/019-jobq_claim_keys.sql): `picked` skips the
  * jobs of a key with no free slot (CLAIM_KEY_FREE <= 0) and takes other keys' jobs instead, and
- * `fits` keeps at most the free slots of each key (a window per key, in the branch of its UNION
- * that a one-time filter runs only for a queue with a key limit). A queue without a key limit
- * pays no call and no window: the CASE leaves `busy` NULL, CLAIM_KEY_FREE is NULL, which passes
- * every job, and the keyed branch is never run. */
+ * `fits` keeps at most the free slots of each key: a job is kept when fewer jobs of its key come
+ * before it in `picked` than the key has free slots (a count over `picked`, at most `limit` rows,
+ * per keyed job; a window per key would cost every claim a sort). A queue without a key limit
+ * pays no call and no count: the CASE leaves `busy` NULL, and CLAIM_KEY_FREE is NULL, which
+ * passes every job. */
 #define CLAIM_GATE_CTE(QUEUE, WANT, COND)                                                        \
 	"gate AS (SELECT COALESCE(g.n, CASE WHEN true" COND " THEN " WANT " ELSE 0 END) AS n, g.m"   \
 	"   FROM (SELECT) AS d LEFT JOIN (SELECT CASE WHEN NOT (true" COND ") OR s.paused THEN 0"      \
@@ -114,12 +115,10 @@
 	"  SELECT id, taken FROM ("                                                               \
 	"    SELECT id, least(count(*) OVER (), " CLAIM_GATE_N ") AS taken, row_number() OVER w AS n," \
 	"           sum(size) OVER w AS upto"                                                     \
-	"      FROM (SELECT *, NULL::int8 AS kn FROM picked WHERE (SELECT m FROM keys) IS NULL"   \
-	"            UNION ALL"                                                                   \
-	"            SELECT * FROM (SELECT *, row_number() OVER (PARTITION BY concurrency_key"     \
-	"                                  ORDER BY priority, run_at, id) AS kn FROM picked) k"   \
-	"             WHERE (SELECT m FROM keys) IS NOT NULL AND " CLAIM_KEY_OK("k.concurrency_key", "k.kn") \
-	"           ) p"                                                                          \
+	"      FROM picked p WHERE CASE WHEN p.concurrency_key IS NULL OR (SELECT m FROM keys) IS NULL" \
+	"        THEN true ELSE (SELECT count(*) FROM picked e WHERE e.concurrency_key = p.concurrency_key" \
+	"          AND (e.priority, e.run_at, e.id) < (p.priority, p.run_at, p.id))"             \
+	"        < " CLAIM_KEY_FREE("p.concurrency_key") " END"                                    \
 	"     WINDOW w AS (ORDER BY priority, run_at, id ROWS UNBOUNDED PRECEDING)) s"            \
 	"   WHERE n <= taken AND (" FIRST "upto <= " BUDGET "))"
 
