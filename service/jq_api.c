@@ -112,6 +112,8 @@ static void render_job(jq_jbuf *b, const Jobq__V1__Job *j, bool with_payload)
 	field_i64(b, "lease_token", j->lease_token);
 	field_str(b, "last_error", j->last_error);
 	field_str(b, "idempotency_key", j->idempotency_key);
+	if (j->concurrency_key != NULL && j->concurrency_key[0] != '\0')
+		field_str(b, "concurrency_key", j->concurrency_key);
 	field_i64(b, "created_at_ms", j->created_at_ms);
 	field_i64(b, "updated_at_ms", j->updated_at_ms);
 	field_i64(b, "finished_at_ms", j->finished_at_ms);
@@ -166,6 +168,8 @@ static void render_stats(jq_jbuf *b, const Jobq__V1__StatsResponse *r)
 			field_i64(b, "rate_limit", q->rate_limit);
 			field_i64(b, "rate_period_ms", q->rate_period_ms);
 		}
+		if (q->key_concurrency_limit > 0)
+			field_i64(b, "key_concurrency_limit", q->key_concurrency_limit);
 		jq_jbuf_raw(b, "}");
 	}
 	jq_jbuf_raw(b, "]}");
@@ -651,7 +655,7 @@ static void specs_free(specs *s)
 static int spec_from_json(api_call *a, const jq_json *o, size_t i, Jobq__V1__JobSpec *m, uint8_t **decoded)
 {
 	static const char *const names[] = { "queue", "payload", "payload_base64", "priority", "run_at_ms",
-					     "delay_ms", "max_attempts", "idempotency_key", NULL };
+					     "delay_ms", "max_attempts", "idempotency_key", "concurrency_key", NULL };
 	char field[32];
 	int64_t v;
 	snprintf(field, sizeof(field), "jobs[%zu]", i);
@@ -661,7 +665,8 @@ static int spec_from_json(api_call *a, const jq_json *o, size_t i, Jobq__V1__Job
 		return -1;
 	strcat(field, ".");
 	if (json_str(a, o, "queue", field, &m->queue) != 0 ||
-	    json_str(a, o, "idempotency_key", field, &m->idempotency_key) != 0)
+	    json_str(a, o, "idempotency_key", field, &m->idempotency_key) != 0 ||
+	    json_str(a, o, "concurrency_key", field, &m->concurrency_key) != 0)
 		return -1;
 	v = 0;
 	if (json_int(a, o, "priority", field, INT32_MIN, INT32_MAX, &v) != 0)
