@@ -83,6 +83,7 @@ static void print_job_human(const jobq_job *jb, const jobq_failure_record *h, si
 	snprintf(buf, sizeof(buf), "%" PRId64, jb->lease_token);
 	print_field("lease_token:", buf);
 	print_field("idempotency_key:", jb->idempotency_key);
+	print_field("concurrency_key:", jb->concurrency_key);
 	print_time_field("created_at:", jb->created_at_ms);
 	print_time_field("updated_at:", jb->updated_at_ms);
 	print_time_field("finished_at:", jb->finished_at_ms);

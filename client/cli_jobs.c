@@ -37,6 +37,8 @@ static const char enqueue_help[] =
 	"                             a batch also ends at 1 MiB of payload)\n"
 	"      --time-limit-ms N      each attempt may run N ms from its claim; past it the service\n"
 	"                             fails it (retried per --max-attempts) and stops its worker\n"
+	"      --concurrency-key K    the job's concurrency key (e.g. a customer id): at most the\n"
+	"                             queue's --key-concurrency jobs with one key run at once\n"
 	"      --wait                 (one job) wait until it finishes; print its output to stdout\n"
 	"                             (with --json: one more object with status, output (base64) and\n"
 	"                             last_error) and exit with its outcome: 0 completed, 3 failed,\n"
@@ -73,6 +75,7 @@ enum {
 	OPT_WAIT,
 	OPT_ENQ_WAIT_MS,
 	OPT_TIME_LIMIT_MS,
+	OPT_CONC_KEY,
 };
 
 typedef struct enqueue_args {
@@ -136,6 +139,9 @@ static int enqueue_opt(cli *c, enqueue_args *a, int opt, const char *arg)
 		break;
 	case OPT_WAIT:
 		a->wait = true;
+		break;
+	case OPT_CONC_KEY:
+		a->tmpl.concurrency_key = arg;
 		break;
 	case OPT_TIME_LIMIT_MS:
 		rc = cli_parse_u32(c, "--time-limit-ms", arg, 604800000, &a->tmpl.timeout_ms);
@@ -398,6 +404,7 @@ int cmd_enqueue(cli *c, int argc, char **argv)
 		{ "batch-size", required_argument, NULL, OPT_BATCH_SIZE },
 		{ "wait", no_argument, NULL, OPT_WAIT },
 		{ "time-limit-ms", required_argument, NULL, OPT_TIME_LIMIT_MS },
+		{ "concurrency-key", required_argument, NULL, OPT_CONC_KEY },
 		{ "wait-ms", required_argument, NULL, OPT_ENQ_WAIT_MS },
 		{ NULL, 0, NULL, 0 },
 	};

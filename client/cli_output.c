@@ -175,6 +175,8 @@ void json_job_fields(json_out *j, const jobq_job *job, bool include_payload)
 	json_str(j, "last_error", job->last_error != NULL && job->last_error[0] ? job->last_error : NULL);
 	json_str(j, "idempotency_key",
 		 job->idempotency_key != NULL && job->idempotency_key[0] ? job->idempotency_key : NULL);
+	json_str(j, "concurrency_key",
+		 job->concurrency_key != NULL && job->concurrency_key[0] ? job->concurrency_key : NULL);
 	json_time_ms(j, "created_at_ms", job->created_at_ms);
 	json_time_ms(j, "updated_at_ms", job->updated_at_ms);
 	json_time_ms(j, "finished_at_ms", job->finished_at_ms);

@@ -13,6 +13,8 @@ enum {
 	OPT_NO_CONCURRENCY,
 	OPT_RATE,
 	OPT_NO_RATE,
+	OPT_KEY_CONCURRENCY,
+	OPT_NO_KEY_CONCURRENCY,
 };
 
 static const char pause_help[] =
@@ -32,6 +34,7 @@ static const char resume_help[] =
 
 static const char queue_help[] =
 	"Usage: jobq queue set QUEUE [--concurrency N | --no-concurrency] [--rate N/PERIOD | --no-rate]\n"
+	"                            [--key-concurrency M | --no-key-concurrency]\n"
 	"\n"
 	"Sets or removes the limits of a queue, enforced by the database across every replica and\n"
 	"worker. A limit not named stays as it is. Admin only.\n"
@@ -42,6 +45,12 @@ static const char queue_help[] =
 	"                    or d (100/s, 10/500ms, 3000/5m); windows start on multiples of PERIOD\n"
 	"                    since the Unix epoch; at most a day\n"
 	"  --no-rate         remove the rate limit\n"
+	"  --key-concurrency M\n"
+	"                    at most M jobs with the same concurrency key (`jobq enqueue\n"
+	"                    --concurrency-key K`) processing at once (1..1000000); the other keys'\n"
+	"                    jobs run meanwhile\n"
+	"  --no-key-concurrency\n"
+	"                    remove the per-key limit\n"
 	"\n"
 	"Prints the queue's settings afterwards (`jobq stats` shows them too).\n"
 	"\n" CLI_GLOBAL_HELP;
@@ -65,13 +74,16 @@ static const char *fmt_period(char *buf, size_t size, uint32_t ms)
 
 const char *cli_fmt_flow(char *buf, size_t size, const jobq_queue_flow *f)
 {
-	char conc[32] = "", rate[64] = "", per[32];
+	char conc[32] = "", rate[64] = "", per[32], key[40] = "";
 	if (f->concurrency_limit > 0)
 		snprintf(conc, sizeof(conc), "%sconcurrency %" PRIu32, f->paused ? " " : "", f->concurrency_limit);
 	if (f->rate_limit > 0)
 		snprintf(rate, sizeof(rate), "%srate %" PRIu32 "/%s", f->paused || conc[0] ? " " : "",
 			 f->rate_limit, fmt_period(per, sizeof(per), f->rate_period_ms));
-	snprintf(buf, size, "%s%s%s", f->paused ? "paused" : "", conc, rate);
+	if (f->key_concurrency_limit > 0)
+		snprintf(key, sizeof(key), "%skey-concurrency %" PRIu32, f->paused || conc[0] || rate[0] ? " " : "",
+			 f->key_concurrency_limit);
+	snprintf(buf, size, "%s%s%s%s", f->paused ? "paused" : "", conc, rate, key);
 	if (buf[0] == '\0')
 		snprintf(buf, size, "-");
 	return buf;
@@ -86,6 +98,8 @@ void cli_json_flow(json_out *j, const jobq_queue_flow *f)
 		json_u64(j, "rate_limit", f->rate_limit);
 		json_u64(j, "rate_period_ms", f->rate_period_ms);
 	}
+	if (f->key_concurrency_limit > 0)
+		json_u64(j, "key_concurrency_limit", f->key_concurrency_limit);
 }
 
 static void print_settings(const cli *c, const char *queue, const jobq_queue_flow *f)
@@ -184,6 +198,8 @@ int cmd_queue(cli *c, int argc, char **argv)
 		{ "no-concurrency", no_argument, NULL, OPT_NO_CONCURRENCY },
 		{ "rate", required_argument, NULL, OPT_RATE },
 		{ "no-rate", no_argument, NULL, OPT_NO_RATE },
+		{ "key-concurrency", required_argument, NULL, OPT_KEY_CONCURRENCY },
+		{ "no-key-concurrency", no_argument, NULL, OPT_NO_KEY_CONCURRENCY },
 		{ NULL, 0, NULL, 0 },
 	};
 	jobq_queue_config cfg = { 0 };
@@ -205,6 +221,13 @@ int cmd_queue(cli *c, int argc, char **argv)
 			cfg.set_rate_limit = true;
 		} else if (opt == OPT_NO_RATE) {
 			cfg.clear_rate_limit = true;
+		} else if (opt == OPT_KEY_CONCURRENCY) {
+			if (cli_parse_i64(c, "--key-concurrency", optarg, INT32_MIN, INT32_MAX, &v) != CLI_EXIT_OK)
+				return CLI_EXIT_USAGE;
+			cfg.set_key_concurrency_limit = true;
+			cfg.key_concurrency_limit = (int32_t)v;
+		} else if (opt == OPT_NO_KEY_CONCURRENCY) {
+			cfg.clear_key_concurrency_limit = true;
 		} else {
 			cli_global_opt(c, opt, optarg);
 		}
@@ -212,7 +235,8 @@ int cmd_queue(cli *c, int argc, char **argv)
 	if (c->help)
 		return cli_help(queue_help);
 	if (argc - optind != 2 || strcmp(argv[optind], "set") != 0)
-		return cli_usage_error(c, "usage: jobq queue set QUEUE [--concurrency N] [--rate N/PERIOD] (see --help)");
+		return cli_usage_error(c, "usage: jobq queue set QUEUE [--concurrency N] [--rate N/PERIOD]"
+					  " [--key-concurrency M] (see --help)");
 	const char *queue = argv[optind + 1];
 	if ((rc = cli_connect(c)) != CLI_EXIT_OK)
 		return rc;

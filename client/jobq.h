@@ -102,6 +102,8 @@ typedef struct jobq_job_spec {
 	uint32_t timeout_ms;     /* time limit of each attempt from its claim; 0 = none, at most 7 days.
 				  * Past it the service fails the job (retried per max_attempts) and
 				  * tells its worker as for a cancel. */
+	const char *concurrency_key; /* NULL or "" = none; at most the queue's key limit of the jobs
+				      * with one key run at once (at most 128 bytes) */
 } jobq_job_spec;
 
 /* A job as the service returns it. All pointers are owned by the array it came in. */
@@ -132,6 +134,7 @@ typedef struct jobq_job {
 	/* What the worker's Complete reported (jobq_get only; NUL-terminated, not counted). */
 	uint8_t *output;
 	size_t output_len;
+	char *concurrency_key; /* "" when none */
 } jobq_job;
 
 /* A job named by its lease (Heartbeat, Complete). */
@@ -189,6 +192,7 @@ typedef struct jobq_queue_flow {
 	uint32_t concurrency_limit; /* at most this many of its jobs processing at once */
 	uint32_t rate_limit;        /* at most this many claimed per window of rate_period_ms */
 	uint32_t rate_period_ms;
+	uint32_t key_concurrency_limit; /* at most this many of its jobs with one concurrency key processing */
 } jobq_queue_flow;
 
 typedef struct jobq_queue_stats {
@@ -207,6 +211,9 @@ typedef struct jobq_queue_config {
 	int32_t rate_limit;        /* 1..1000000 jobs ... */
 	int32_t rate_period_ms;    /* ... per 1..86400000 ms */
 	bool clear_rate_limit;
+	bool set_key_concurrency_limit;
+	int32_t key_concurrency_limit; /* 1..1000000 jobs of one concurrency key processing at once */
+	bool clear_key_concurrency_limit;
 } jobq_queue_config;
 
 typedef struct jobq_list_options {

@@ -348,6 +348,7 @@ static void job_release(jobq_job *j)
 	free(j->lease_owner);
 	free(j->last_error);
 	free(j->idempotency_key);
+	free(j->concurrency_key);
 	free(j->output);
 	free(j->progress_message);
 }
@@ -378,6 +379,7 @@ static int job_copy(const Jobq__V1__Job *m, jobq_job *j)
 	j->lease_owner = str_copy(m->lease_owner);
 	j->last_error = str_copy(m->last_error);
 	j->idempotency_key = str_copy(m->idempotency_key);
+	j->concurrency_key = str_copy(m->concurrency_key);
 	j->progress_percent = m->progress_at_ms != 0 ? (int32_t)m->progress_percent : -1;
 	j->progress_message = str_copy(m->progress_message);
 	j->progress_at_ms = m->progress_at_ms;
@@ -390,7 +392,8 @@ static int job_copy(const Jobq__V1__Job *m, jobq_job *j)
 		j->output[m->output.len] = '\0';
 	}
 	if (j->payload == NULL || j->queue == NULL || j->lease_owner == NULL || j->last_error == NULL ||
-	    j->idempotency_key == NULL || j->progress_message == NULL || j->output == NULL) {
+	    j->idempotency_key == NULL || j->progress_message == NULL || j->output == NULL ||
+	    j->concurrency_key == NULL) {
 		job_release(j);
 		return -1;
 	}
@@ -560,6 +563,7 @@ int jobq_enqueue(jobq_client *c, const jobq_job_spec *specs, size_t n, int64_t *
 		msgs[i].max_attempts = s->max_attempts;
 		msgs[i].idempotency_key = (char *)(s->idempotency_key ? s->idempotency_key : "");
 		msgs[i].timeout_ms = s->timeout_ms;
+		msgs[i].concurrency_key = (char *)(s->concurrency_key ? s->concurrency_key : "");
 		ptrs[i] = &msgs[i];
 	}
 	req.n_jobs = n;
@@ -1224,7 +1228,8 @@ static int stats_copy(Jobq__V1__QueueStats *const *ms, size_t n, jobq_queue_stat
 			.cancelled = m->cancelled,
 			.oldest_due_age_seconds = m->oldest_due_age_seconds,
 			.flow = { .paused = m->paused, .concurrency_limit = m->concurrency_limit,
-				  .rate_limit = m->rate_limit, .rate_period_ms = m->rate_period_ms },
+				  .rate_limit = m->rate_limit, .rate_period_ms = m->rate_period_ms,
+				  .key_concurrency_limit = m->key_concurrency_limit },
 		};
 		if (st[i].queue == NULL) {
 			jobq_stats_free(st, i);
@@ -1271,6 +1276,7 @@ static void flow_copy(const Jobq__V1__QueueSettings *m, jobq_queue_flow *out)
 	out->concurrency_limit = m->concurrency_limit;
 	out->rate_limit = m->rate_limit;
 	out->rate_period_ms = m->rate_period_ms;
+	out->key_concurrency_limit = m->key_concurrency_limit;
 }
 
 /* settings_of: the QueueSettings of a PauseResponse, ResumeResponse or ConfigureQueueResponse. */
@@ -1325,6 +1331,9 @@ int jobq_configure_queue(jobq_client *c, const char *queue, const jobq_queue_con
 	req.set_concurrency_limit = cfg->set_concurrency_limit;
 	req.concurrency_limit = cfg->concurrency_limit;
 	req.clear_concurrency_limit = cfg->clear_concurrency_limit;
+	req.set_key_concurrency_limit = cfg->set_key_concurrency_limit;
+	req.key_concurrency_limit = cfg->key_concurrency_limit;
+	req.clear_key_concurrency_limit = cfg->clear_key_concurrency_limit;
 	req.set_rate_limit = cfg->set_rate_limit;
 	req.rate_limit = cfg->rate_limit;
 	req.rate_period_ms = cfg->rate_period_ms;

@@ -112,6 +112,8 @@ static void render_job(jq_jbuf *b, const Jobq__V1__Job *j, bool with_payload)
 	field_i64(b, "lease_token", j->lease_token);
 	field_str(b, "last_error", j->last_error);
 	field_str(b, "idempotency_key", j->idempotency_key);
+	if (j->concurrency_key != NULL && j->concurrency_key[0] != '\0')
+		field_str(b, "concurrency_key", j->concurrency_key);
 	field_i64(b, "created_at_ms", j->created_at_ms);
 	field_i64(b, "updated_at_ms", j->updated_at_ms);
 	field_i64(b, "finished_at_ms", j->finished_at_ms);
@@ -156,6 +158,7 @@ static void render_settings(jq_jbuf *b, const Jobq__V1__QueueSettings *q)
 	field_i64(b, "concurrency_limit", q ? q->concurrency_limit : 0);
 	field_i64(b, "rate_limit", q ? q->rate_limit : 0);
 	field_i64(b, "rate_period_ms", q ? q->rate_period_ms : 0);
+	field_i64(b, "key_concurrency_limit", q ? q->key_concurrency_limit : 0);
 	field_i64(b, "updated_at_ms", q ? q->updated_at_ms : 0);
 	jq_jbuf_raw(b, "}}");
 }
@@ -227,6 +230,8 @@ static void render_stats(jq_jbuf *b, const Jobq__V1__StatsResponse *r)
 			field_i64(b, "rate_limit", q->rate_limit);
 			field_i64(b, "rate_period_ms", q->rate_period_ms);
 		}
+		if (q->key_concurrency_limit > 0)
+			field_i64(b, "key_concurrency_limit", q->key_concurrency_limit);
 		jq_jbuf_raw(b, "}");
 	}
 	jq_jbuf_raw(b, "]}");
@@ -782,7 +787,8 @@ static int route_configure(api_call *a, int64_t id, const char *query)
 {
 	static const char *const names[] = { "queue", "set_concurrency_limit", "concurrency_limit",
 					     "clear_concurrency_limit", "set_rate_limit", "rate_limit",
-					     "rate_period_ms", "clear_rate_limit", NULL };
+					     "rate_period_ms", "clear_rate_limit", "set_key_concurrency_limit",
+					     "key_concurrency_limit", "clear_key_concurrency_limit", NULL };
 	Jobq__V1__ConfigureQueueRequest r = JOBQ__V1__CONFIGURE_QUEUE_REQUEST__INIT;
 	jq_json_doc *doc = NULL;
 	int rc = -1;
@@ -797,7 +803,10 @@ static int route_configure(api_call *a, int64_t id, const char *query)
 	    json_bool(a, o, "set_rate_limit", &r.set_rate_limit) != 0 ||
 	    json_i32(a, o, "rate_limit", &r.rate_limit) != 0 ||
 	    json_i32(a, o, "rate_period_ms", &r.rate_period_ms) != 0 ||
-	    json_bool(a, o, "clear_rate_limit", &r.clear_rate_limit) != 0)
+	    json_bool(a, o, "clear_rate_limit", &r.clear_rate_limit) != 0 ||
+	    json_bool(a, o, "set_key_concurrency_limit", &r.set_key_concurrency_limit) != 0 ||
+	    json_i32(a, o, "key_concurrency_limit", &r.key_concurrency_limit) != 0 ||
+	    json_bool(a, o, "clear_key_concurrency_limit", &r.clear_key_concurrency_limit) != 0)
 		goto out;
 	run(a, jq_handle_configure_queue, &r.base);
 	rc = 0;
@@ -827,7 +836,7 @@ static void specs_free(specs *s)
 static int spec_from_json(api_call *a, const jq_json *o, size_t i, Jobq__V1__JobSpec *m, uint8_t **decoded)
 {
 	static const char *const names[] = { "queue", "payload", "payload_base64", "priority", "run_at_ms",
-					     "delay_ms", "max_attempts", "idempotency_key", NULL };
+					     "delay_ms", "max_attempts", "idempotency_key", "concurrency_key", NULL };
 	char field[32];
 	int64_t v;
 	if (i == SIZE_MAX)
@@ -840,7 +849,8 @@ static int spec_from_json(api_call *a, const jq_json *o, size_t i, Jobq__V1__Job
 		return -1;
 	strcat(field, ".");
 	if (json_str(a, o, "queue", field, &m->queue) != 0 ||
-	    json_str(a, o, "idempotency_key", field, &m->idempotency_key) != 0)
+	    json_str(a, o, "idempotency_key", field, &m->idempotency_key) != 0 ||
+	    json_str(a, o, "concurrency_key", field, &m->concurrency_key) != 0)
 		return -1;
 	v = 0;
 	if (json_int(a, o, "priority", field, INT32_MIN, INT32_MAX, &v) != 0)

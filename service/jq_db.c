@@ -44,7 +44,7 @@ static jq_db_rows *wrap_budgeted(PGresult *r, int first)
 
 /* Arrays of parameters, freed together. */
 typedef struct params {
-	jq_pgbin_array arr[7];
+	jq_pgbin_array arr[8];
 	int narr;
 } params;
 
@@ -62,14 +62,17 @@ static jq_code nomem(jq_db_err *err)
 
 jq_code jq_db_enqueue(jq_db *db, const jq_db_job_spec *specs, size_t n, int64_t *ids, jq_db_err *err)
 {
-	bool timeouts = false;
-	for (size_t i = 0; i < n; i++)
+	bool timeouts = false, keys = false;
+	for (size_t i = 0; i < n; i++) {
 		timeouts = timeouts || specs[i].timeout_ms > 0;
-	params p = { .narr = timeouts ? 7 : 6 };
-	static const uint32_t oids[7] = { JQ_OID_TEXT, JQ_OID_BYTEA, JQ_OID_INT2, JQ_OID_TIMESTAMPTZ,
-					   JQ_OID_INT4, JQ_OID_TEXT, JQ_OID_INT4 };
-	const char *values[7];
-	int lengths[7], formats[7];
+		keys = keys || (specs[i].concurrency_key != NULL && specs[i].concurrency_key[0] != '\0');
+	}
+	/* The narrowest version of the function that takes what the batch has. */
+	params p = { .narr = keys ? 8 : timeouts ? 7 : 6 };
+	static const uint32_t oids[8] = { JQ_OID_TEXT, JQ_OID_BYTEA, JQ_OID_INT2, JQ_OID_TIMESTAMPTZ,
+					   JQ_OID_INT4, JQ_OID_TEXT, JQ_OID_INT4, JQ_OID_TEXT };
+	const char *values[8];
+	int lengths[8], formats[8];
 	PGresult *r = NULL;
 	jq_code c;
 
@@ -89,8 +92,10 @@ jq_code jq_db_enqueue(jq_db *db, const jq_db_job_spec *specs, size_t n, int64_t 
 		else
 			jq_pgbin_array_add_null(&p.arr[4]);
 		jq_pgbin_array_add_text(&p.arr[5], s->idempotency_key);
-		if (timeouts)
+		if (p.narr > 6)
 			jq_pgbin_array_add_i32(&p.arr[6], s->timeout_ms);
+		if (p.narr > 7)
+			jq_pgbin_array_add_text(&p.arr[7], s->concurrency_key);
 	}
 	for (int i = 0; i < p.narr; i++) {
 		if (jq_pgbin_array_finish(&p.arr[i]) != 0) {
@@ -101,7 +106,8 @@ jq_code jq_db_enqueue(jq_db *db, const jq_db_job_spec *specs, size_t n, int64_t 
 		lengths[i] = (int)p.arr[i].len;
 		formats[i] = 1;
 	}
-	c = jq_dbi_run(db, timeouts ? S_ENQUEUE_TIMEOUT : S_ENQUEUE, values, lengths, formats, &r, err);
+	c = jq_dbi_run(db, keys ? S_ENQUEUE_KEY : timeouts ? S_ENQUEUE_TIMEOUT : S_ENQUEUE, values, lengths,
+		       formats, &r, err);
 	if (c != JQ_OK)
 		goto out;
 	if ((size_t)PQntuples(r) != n) {
@@ -852,13 +858,17 @@ jq_code jq_db_queue_configure(jq_db *db, const char *queue, const jq_db_flow_cha
 			      jq_db_rows **rows, jq_db_err *err)
 {
 	char set_conc = ch->set_concurrency, set_rate = ch->set_rate, conc[4], rate[4], period[4];
+	char set_key = ch->set_key_concurrency, key[4];
+	jq_pgbin_put_i32(key, ch->key_concurrency_limit);
 	jq_pgbin_put_i32(conc, ch->concurrency_limit);
 	jq_pgbin_put_i32(rate, ch->rate_limit);
 	jq_pgbin_put_i32(period, ch->rate_period_ms);
 	/* A limit of 0 is sent as NULL: none. */
-	const char *values[6] = { queue, &set_conc, ch->concurrency_limit > 0 ? conc : NULL, &set_rate,
-				  ch->rate_limit > 0 ? rate : NULL, ch->rate_limit > 0 ? period : NULL };
-	int lengths[6] = { (int)strlen(queue), 1, 4, 1, 4, 4 }, formats[6] = { 1, 1, 1, 1, 1, 1 };
+	const char *values[8] = { queue, &set_conc, ch->concurrency_limit > 0 ? conc : NULL, &set_rate,
+				  ch->rate_limit > 0 ? rate : NULL, ch->rate_limit > 0 ? period : NULL,
+				  &set_key, ch->key_concurrency_limit > 0 ? key : NULL };
+	int lengths[8] = { (int)strlen(queue), 1, 4, 1, 4, 4, 1, 4 };
+	int formats[8] = { 1, 1, 1, 1, 1, 1, 1, 1 };
 	return rows_call(db, S_QUEUE_CONFIGURE, values, lengths, formats, rows, err);
 }
 
@@ -994,6 +1004,7 @@ void jq_db_rows_job(const jq_db_rows *rows, int i, jq_job *j)
 	j->progress_message = text_or_empty(r, i, C_PROGRESS_MSG);
 	j->progress_at_ms = jq_pgbin_ts_ms(r, i, C_PROGRESS_AT);
 	j->timeout_ms = PQgetisnull(r, i, C_TIMEOUT) ? 0 : jq_pgbin_i32(r, i, C_TIMEOUT);
+	j->concurrency_key = text_or_empty(r, i, C_KEY);
 }
 
 void jq_db_rows_output(const jq_db_rows *rows, int i, const uint8_t **data, size_t *len)
@@ -1044,6 +1055,7 @@ void jq_db_rows_stats(const jq_db_rows *rows, int i, jq_queue_stats *s)
 	s->cancelled = jq_pgbin_i64(r, i, 6);
 	s->oldest_due_age_seconds = jq_pgbin_f64(r, i, 7);
 	read_flow(r, i, 8, &s->flow);
+	s->flow.key_concurrency_limit = int4_or_0(r, i, 12);
 }
 
 void jq_db_rows_settings(const jq_db_rows *rows, int i, jq_queue_settings *s)
@@ -1052,6 +1064,7 @@ void jq_db_rows_settings(const jq_db_rows *rows, int i, jq_queue_settings *s)
 	s->queue = text_or_empty(r, i, 0);
 	read_flow(r, i, 1, &s->flow);
 	s->updated_at_ms = jq_pgbin_ts_ms(r, i, 5);
+	s->flow.key_concurrency_limit = int4_or_0(r, i, 6);
 }
 
 bool jq_db_rows_cut(const jq_db_rows *rows)

@@ -57,6 +57,7 @@ typedef struct jq_db_job_spec {
 	int32_t max_attempts; /* 0 = the table's default */
 	const char *idempotency_key; /* NULL = none */
 	int32_t timeout_ms;  /* time limit from its claim; 0 = none */
+	const char *concurrency_key; /* NULL or "" = none */
 } jq_db_job_spec;
 
 /* A job as read from the database. Pointers point into the jq_db_rows it came from. */
@@ -83,6 +84,7 @@ typedef struct jq_job {
 	const char *progress_message; /* "" when none */
 	int64_t progress_at_ms;      /* 0 when never reported */
 	int32_t timeout_ms;          /* 0 = no time limit */
+	const char *concurrency_key; /* "" when none */
 } jq_job;
 
 typedef struct jq_failure_record {
@@ -139,6 +141,7 @@ typedef struct jq_queue_flow {
 	int32_t concurrency_limit; /* at most this many of its jobs processing at once */
 	int32_t rate_limit;        /* at most this many claimed per window of rate_period_ms */
 	int32_t rate_period_ms;
+	int32_t key_concurrency_limit; /* at most this many jobs of one concurrency key processing */
 } jq_queue_flow;
 
 typedef struct jq_queue_stats {
@@ -162,6 +165,8 @@ typedef struct jq_db_flow_change {
 	int32_t concurrency_limit;
 	bool set_rate;
 	int32_t rate_limit, rate_period_ms;
+	bool set_key_concurrency;
+	int32_t key_concurrency_limit;
 } jq_db_flow_change;
 
 /* jq_db_open allocates a handle and tries to connect. It succeeds (0) even when the database is

@@ -33,7 +33,7 @@
 enum job_col {
 	C_ID, C_QUEUE, C_PAYLOAD, C_STATUS, C_PREV, C_ATTEMPTS, C_MAX_ATTEMPTS, C_PRIORITY, C_RUN_AT,
 	C_LEASE_EXPIRES, C_LEASE_OWNER, C_LEASE_TOKEN, C_LAST_ERROR, C_IDEM, C_CREATED, C_UPDATED,
-	C_FINISHED, C_PROGRESS_PCT, C_PROGRESS_MSG, C_PROGRESS_AT, C_TIMEOUT,
+	C_FINISHED, C_PROGRESS_PCT, C_PROGRESS_MSG, C_PROGRESS_AT, C_TIMEOUT, C_KEY,
 	C_TAKEN, /* Claim and List: the rows their limit took before the byte budget (jq_db_rows_cut) */
 	C_OUTPUT = C_TAKEN /* Get: the job's output */
 };
@@ -48,6 +48,7 @@ enum sched_col {
 typedef enum jq_dbi_stmt_id {
 	S_ENQUEUE,
 	S_ENQUEUE_TIMEOUT,
+	S_ENQUEUE_KEY,
 	S_CLAIM,
 	S_HEARTBEAT,
 	S_HEARTBEAT_PROGRESS,

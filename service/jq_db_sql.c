@@ -11,7 +11,7 @@
 	"j.id, j.queue, " PAYLOAD ", j.curr_job_status, j.prev_job_status, j.attempts, "      \
 	"j.max_attempts, j.priority, j.run_at, j.lease_expires_at, j.lease_owner, j.lease_token, " \
 	"j.last_error, j.idempotency_key, j.created_at, j.updated_at, j.finished_at, "            \
-	"j.progress_percent, j.progress_message, j.progress_at, j.timeout_ms"
+	"j.progress_percent, j.progress_message, j.progress_at, j.timeout_ms, j.concurrency_key"
 
 /* A schedule row's columns, in enum sched_col order (jq_db_int.h). */
 #define SCHED_COLS(PAYLOAD)                                                                   \
@@ -40,28 +40,51 @@
  * The pick keeps its LIMIT (a constant to the planner: with the gate as the LIMIT, PostgreSQL
  * plans for a tenth of the queue and joins the whole table), skips the scan when the gate is 0
  * (CLAIM_GATE_OPEN: a one-time filter, so a paused or full queue locks nothing), and `fits`
- * keeps the first CLAIM_GATE_N of the rows. A CTE used twice is computed once. */
+ * keeps the first CLAIM_GATE_N of the rows. A CTE used twice is computed once.
+ * Concurrency key (migration 019): `gate` also reads the queue's key limit m (NULL: none) from
+ * the same row; a queue with one goes through jobq_claim_gate too (the row lock serialises its
+ * claims on every replica), and the CTE `keys` then holds its running jobs per key, counted by
+ * jobq_claim_keys after the lock was granted (sql/019-jobq_claim_keys.sql): `picked` skips the
+ * jobs of a key with no free slot (CLAIM_KEY_FREE <= 0) and takes other keys' jobs instead, and
+ * `fits` keeps at most the free slots of each key: a job is kept when fewer jobs of its key come
+ * before it in `picked` than the key has free slots (a count over `picked`, at most `limit` rows,
+ * per keyed job; a window per key would cost every claim a sort). A queue without a key limit
+ * pays no call and no count: the CASE leaves `busy` NULL, and CLAIM_KEY_FREE is NULL, which
+ * passes every job. */
 #define CLAIM_GATE_CTE(QUEUE, WANT, COND)                                                        \
-	"gate AS (SELECT CASE WHEN true" COND " THEN COALESCE((SELECT CASE WHEN s.paused THEN 0"     \
-	"        WHEN s.concurrency_limit IS NULL AND s.rate_limit IS NULL THEN " WANT              \
-	"        ELSE jobq_claim_gate(s.queue, " WANT ") END"                                        \
-	"      FROM job_queue_settings s WHERE s.queue = " QUEUE "), " WANT ") ELSE 0 END AS n),"
+	"gate AS (SELECT COALESCE(g.n, CASE WHEN true" COND " THEN " WANT " ELSE 0 END) AS n, g.m"   \
+	"   FROM (SELECT) AS d LEFT JOIN (SELECT CASE WHEN NOT (true" COND ") OR s.paused THEN 0"      \
+	"        WHEN s.concurrency_limit IS NULL AND s.rate_limit IS NULL"                          \
+	"         AND s.key_concurrency_limit IS NULL THEN " WANT                                    \
+	"        ELSE jobq_claim_gate(s.queue, " WANT ") END AS n, s.key_concurrency_limit AS m"      \
+	"      FROM job_queue_settings s WHERE s.queue = " QUEUE ") AS g ON true),"                  \
+	" keys AS (SELECT CASE WHEN g.m IS NOT NULL AND g.n > 0 THEN jobq_claim_keys(" QUEUE ") END" \
+	"   AS busy, g.m FROM gate g),"
 #define CLAIM_GATE_N "(SELECT n FROM gate)"
 #define CLAIM_GATE_OPEN " AND " CLAIM_GATE_N " > 0"
+/* CLAIM_KEY_FREE(key): how many more jobs of `key` may run now; NULL when the queue has no key
+ * limit. CLAIM_KEY_OK(key, taking): a job with that key (NULL: none) may be claimed as the
+ * `taking`-th of its key in this claim. */
+#define CLAIM_KEY_FREE(K) \
+	"((SELECT m FROM keys) - COALESCE(((SELECT busy FROM keys) ->> " K ")::int, 0))"
+#define CLAIM_KEY_OK(K, TAKING) \
+	"(" K " IS NULL OR COALESCE(" TAKING " <= " CLAIM_KEY_FREE(K) ", true))"
 
 /* The flow settings of a queue f (a job_queue_settings row, or none), as Stats and the job
  * gauges return them after the counts: paused, then each limit or NULL. */
-#define FLOW_COLS "COALESCE(f.paused, false), f.concurrency_limit, f.rate_limit, f.rate_period_ms"
+#define FLOW_COLS "COALESCE(f.paused, false), f.concurrency_limit, f.rate_limit, f.rate_period_ms," \
+	" f.key_concurrency_limit"
 
 /* The columns Pause, Resume and ConfigureQueue return: the row as it is now. */
-#define SETTINGS_COLS "s.queue, s.paused, s.concurrency_limit, s.rate_limit, s.rate_period_ms, s.updated_at"
+#define SETTINGS_COLS "s.queue, s.paused, s.concurrency_limit, s.rate_limit, s.rate_period_ms, s.updated_at," \
+	" s.key_concurrency_limit"
 
 /*
  * The claim, shared by S_CLAIM and the Complete/Fail statements that claim the next jobs
  * (S_COMPLETE_CLAIM, S_FAIL_CLAIM), so that what a claim takes cannot differ between them.
  *
- * CLAIM_PICK(queue, limit, budget, fixed, gate, first) is three CTEs, `gate`, `picked` and
- * `fits`. gate: CLAIM_GATE_CTE above, the queue's pause and limits; `gate` is a condition
+ * CLAIM_PICK(queue, limit, budget, fixed, gate, first) is four CTEs, `gate`, `keys`, `picked`
+ * and `fits`. gate: CLAIM_GATE_CTE above, the queue's pause and limits; `gate` is a condition
  * (" AND ...", or "") without which nothing is claimed, which the combined statements use to
  * claim nothing when the completion was refused. picked: due pending jobs of `queue` through
  * job_queue_claim_idx (queue, priority, run_at, id WHERE pending) in claim order, locked with
@@ -85,10 +108,11 @@
 	" picked AS ("                                                                            \
 	"  SELECT id, priority, run_at,"                                                          \
 	"         octet_length(payload) + coalesce(octet_length(last_error), 0)"                  \
-	"         + coalesce(octet_length(idempotency_key), 0) + " FIXED " AS size"               \
+	"         + coalesce(octet_length(idempotency_key), 0)"                                   \
+	"         + coalesce(octet_length(concurrency_key), 0) + " FIXED " AS size, concurrency_key" \
 	"    FROM job_queue"                                                                      \
 	"   WHERE queue = " QUEUE " AND curr_job_status = 'archive_pending' AND run_at <= now()"  \
-	CLAIM_GATE_OPEN                                                                           \
+	CLAIM_GATE_OPEN " AND " CLAIM_KEY_OK("concurrency_key", "1")                             \
 	"   ORDER BY priority, run_at, id"                                                        \
 	"   LIMIT " LIMIT                                                                         \
 	"   FOR UPDATE SKIP LOCKED),"                                                             \
@@ -96,7 +120,11 @@
 	"  SELECT id, taken FROM ("                                                               \
 	"    SELECT id, least(count(*) OVER (), " CLAIM_GATE_N ") AS taken, row_number() OVER w AS n," \
 	"           sum(size) OVER w AS upto"                                                     \
-	"      FROM picked WINDOW w AS (ORDER BY priority, run_at, id ROWS UNBOUNDED PRECEDING)) s" \
+	"      FROM picked p WHERE CASE WHEN p.concurrency_key IS NULL OR (SELECT m FROM keys) IS NULL" \
+	"        THEN true ELSE (SELECT count(*) FROM picked e WHERE e.concurrency_key = p.concurrency_key" \
+	"          AND (e.priority, e.run_at, e.id) < (p.priority, p.run_at, p.id))"             \
+	"        < " CLAIM_KEY_FREE("p.concurrency_key") " END"                                    \
+	"     WINDOW w AS (ORDER BY priority, run_at, id ROWS UNBOUNDED PRECEDING)) s"            \
 	"   WHERE n <= taken AND (" FIRST "upto <= " BUDGET "))"
 
 #define CLAIM_SET(OWNER, LEASE)                                                                   \
@@ -157,7 +185,7 @@
 	"   FROM claimed c"                                                                        \
 	" UNION ALL"                                                                              \
 	" SELECT NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL,"\
-	"        NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL,"                                   \
+	"        NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL,"                             \
 	"        ls.id, ls.done, ls.t, ls.status, ls.same, ls.queue, ls.ord, 0"                     \
 	"   FROM leases ls"                                                                        \
 	" ORDER BY kind, l_ord, priority, run_at, id"
@@ -179,6 +207,13 @@ const jq_dbi_stmt jq_dbi_stmts[S__COUNT] = {
 		"SELECT e.id FROM jobq_enqueue_batch($1, $2, $3, $4, $5, $6, $7) AS e ORDER BY e.ord",
 		7, { OID_TEXT_ARR, OID_BYTEA_ARR, OID_INT2_ARR, OID_TSTZ_ARR, OID_INT4_ARR, OID_TEXT_ARR,
 		     OID_INT4_ARR } },
+
+	/* A batch in which some job has a concurrency key: the widest version (migration 019),
+	 * which writes the keys after the 7-argument one made the jobs. */
+	[S_ENQUEUE_KEY] = { "jq_enqueue_key",
+		"SELECT e.id FROM jobq_enqueue_batch($1, $2, $3, $4, $5, $6, $7, $8) AS e ORDER BY e.ord",
+		8, { OID_TEXT_ARR, OID_BYTEA_ARR, OID_INT2_ARR, OID_TSTZ_ARR, OID_INT4_ARR, OID_TEXT_ARR,
+		     OID_INT4_ARR, OID_TEXT_ARR } },
 
 	/* The claim: pick due pending jobs through job_queue_claim_idx (queue, priority, run_at, id
 	 * WHERE pending) in claim order, lock them with SKIP LOCKED so concurrent claimers take
@@ -330,7 +365,8 @@ const jq_dbi_stmt jq_dbi_stmts[S__COUNT] = {
 		"                 CASE WHEN $5 THEN octet_length(j.payload) ELSE 0 END + octet_length(j.queue)"
 		"                 + coalesce(octet_length(j.lease_owner), 0) + coalesce(octet_length(j.last_error), 0)"
 		"                 + coalesce(octet_length(j.idempotency_key), 0)"
-		"                 + coalesce(octet_length(j.progress_message), 0) + $7 AS size"
+		"                 + coalesce(octet_length(j.progress_message), 0)"
+		"                 + coalesce(octet_length(j.concurrency_key), 0) + $7 AS size"
 		"            FROM job_queue j"
 		"           WHERE ($1::text IS NULL OR j.queue = $1) AND ($2::text IS NULL OR j.curr_job_status = $2)"
 		"             AND j.id > $3 ORDER BY j.id LIMIT $4) p"
@@ -448,12 +484,15 @@ const jq_dbi_stmt jq_dbi_stmts[S__COUNT] = {
 	/* ConfigureQueue: $2/$4 say whether the concurrency / rate limit changes; then $3, or $5 per
 	 * $6 ms, is the new limit, NULL to remove it. A rate that keeps its period keeps the count of
 	 * the current window (so re-setting it cannot admit a second budget in one window); a new
-	 * period starts counting afresh. */
+	 * period starts counting afresh. $7 says whether the key limit changes, to $8 (NULL: none). */
 	[S_QUEUE_CONFIGURE] = { "jq_queue_configure",
-		"INSERT INTO job_queue_settings AS s (queue, concurrency_limit, rate_limit, rate_period_ms)"
-		" VALUES ($1, CASE WHEN $2 THEN $3 END, CASE WHEN $4 THEN $5 END, CASE WHEN $4 THEN $6 END)"
+		"INSERT INTO job_queue_settings AS s (queue, concurrency_limit, rate_limit, rate_period_ms,"
+		"  key_concurrency_limit)"
+		" VALUES ($1, CASE WHEN $2 THEN $3 END, CASE WHEN $4 THEN $5 END, CASE WHEN $4 THEN $6 END,"
+		"  CASE WHEN $7 THEN $8 END)"
 		" ON CONFLICT (queue) DO UPDATE SET"
 		"  concurrency_limit = CASE WHEN $2 THEN $3 ELSE s.concurrency_limit END,"
+		"  key_concurrency_limit = CASE WHEN $7 THEN $8 ELSE s.key_concurrency_limit END,"
 		"  rate_limit = CASE WHEN $4 THEN $5 ELSE s.rate_limit END,"
 		"  rate_period_ms = CASE WHEN $4 THEN $6 ELSE s.rate_period_ms END,"
 		"  rate_window_start = CASE WHEN $4 AND $6 IS DISTINCT FROM s.rate_period_ms THEN NULL"
@@ -462,7 +501,8 @@ const jq_dbi_stmt jq_dbi_stmts[S__COUNT] = {
 		"                            ELSE s.rate_window_claims END,"
 		"  updated_at = now()"
 		" RETURNING " SETTINGS_COLS,
-		6, { JQ_OID_TEXT, JQ_OID_BOOL, JQ_OID_INT4, JQ_OID_BOOL, JQ_OID_INT4, JQ_OID_INT4 } },
+		8, { JQ_OID_TEXT, JQ_OID_BOOL, JQ_OID_INT4, JQ_OID_BOOL, JQ_OID_INT4, JQ_OID_INT4,
+		     JQ_OID_BOOL, JQ_OID_INT4 } },
 
 	/* Completed and cancelled jobs, table-wide, from PostgreSQL's own statistics: the live rows
 	 * (pg_class.reltuples, renewed by every autovacuum) times each state's share as the planner

@@ -58,7 +58,7 @@ static int find_locked(const jq_flow *f, const char *queue, bool *found)
 
 static bool is_empty(const jq_queue_flow *s)
 {
-	return !s->paused && s->concurrency_limit <= 0 && s->rate_limit <= 0;
+	return !s->paused && s->concurrency_limit <= 0 && s->rate_limit <= 0 && s->key_concurrency_limit <= 0;
 }
 
 int jq_flow_set(jq_flow *f, const char *queue, const jq_queue_flow *s)
@@ -125,7 +125,7 @@ bool jq_flow_limited(jq_flow *f, const char *queue)
 {
 	jq_queue_flow s;
 	lookup(f, queue, &s);
-	return s.concurrency_limit > 0;
+	return s.concurrency_limit > 0 || s.key_concurrency_limit > 0;
 }
 
 int jq_flow_retry_ms(jq_flow *f, const char *queue, int64_t now_ms)
@@ -141,7 +141,7 @@ int jq_flow_retry_ms(jq_flow *f, const char *queue, int64_t now_ms)
 		int64_t left = s.rate_period_ms - now_ms % s.rate_period_ms + 1;
 		ms = left > JQ_FLOW_RATE_RETRY_MAX_MS ? JQ_FLOW_RATE_RETRY_MAX_MS : (int)left;
 	}
-	if (s.concurrency_limit > 0 && (ms == 0 || ms > JQ_FLOW_SLOT_RETRY_MS))
+	if ((s.concurrency_limit > 0 || s.key_concurrency_limit > 0) && (ms == 0 || ms > JQ_FLOW_SLOT_RETRY_MS))
 		ms = JQ_FLOW_SLOT_RETRY_MS;
 	return ms;
 }
@@ -187,5 +187,8 @@ int jq_flow_parse(const char *text, char *queue, jq_queue_flow *s)
 		if ((p = parse_limit(p, fields[k])) == NULL)
 			return -1;
 	}
+	s->key_concurrency_limit = 0;
+	if (*p == ' ' && ((p = parse_limit(p + 1, &s->key_concurrency_limit)) == NULL || s->key_concurrency_limit == 0))
+		return -1;
 	return *p == '\0' ? 0 : -1;
 }

@@ -38,21 +38,21 @@ int jq_flow_set(jq_flow *f, const char *queue, const jq_queue_flow *s);
 /* jq_flow_clear forgets every queue (before the table is read again). */
 void jq_flow_clear(jq_flow *f);
 
-/* jq_flow_parse reads the rest of a 'Q' line, "<queue> <paused 0|1> <limit|-> <rate|-> <period|->"
- * (sql/015-jobq_notify_settings.sql), into queue (JQ_DB_QUEUE_MAX + 1 bytes) and *s. 0, or -1
+/* jq_flow_parse reads the rest of a 'Q' line, "<queue> <paused 0|1> <limit|-> <rate|-> <period|->
+ * [<key limit>]" (sql/019-jobq_notify_settings.sql), into queue (JQ_DB_QUEUE_MAX + 1 bytes) and *s. 0, or -1
  * for a line that is not one. */
 int jq_flow_parse(const char *text, char *queue, jq_queue_flow *s);
 
 bool jq_flow_paused(jq_flow *f, const char *queue);
 
-/* jq_flow_limited: the queue has a concurrency limit (a completion frees a slot). */
+/* jq_flow_limited: the queue has a concurrency or key limit (a completion frees a slot). */
 bool jq_flow_limited(jq_flow *f, const char *queue);
 
 /* jq_flow_retry_ms: how long a Claim of queue that found nothing may wait before it looks again
  * without an announcement, at Unix time now_ms: 0 when an announcement will come (no limit, or
  * paused: Resume announces). A rate-limited queue looks again when the next window starts (on
  * this clock, so at most JQ_FLOW_RATE_RETRY_MAX_MS: the database's may differ), a
- * concurrency-limited one after JQ_FLOW_SLOT_RETRY_MS. */
+ * concurrency- or key-limited one after JQ_FLOW_SLOT_RETRY_MS. */
 int jq_flow_retry_ms(jq_flow *f, const char *queue, int64_t now_ms);
 
 /* jq_flow_count: queues with settings (tests). */

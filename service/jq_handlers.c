@@ -64,6 +64,7 @@ static void job_to_proto(const jq_job *j, Jobq__V1__Job *m)
 	m->finished_at_ms = j->finished_at_ms;
 	m->idempotency_key = (char *)j->idempotency_key;
 	m->timeout_ms = (uint32_t)j->timeout_ms;
+	m->concurrency_key = (char *)j->concurrency_key;
 	if (j->progress_percent >= 0) {
 		m->progress_percent = (uint32_t)j->progress_percent;
 		m->progress_message = (char *)j->progress_message;
@@ -172,6 +173,7 @@ void jq_handle_enqueue(jq_call *call, const ProtobufCMessage *request)
 			.max_attempts = (int32_t)j->max_attempts,
 			.idempotency_key = j->idempotency_key[0] ? j->idempotency_key : NULL,
 			.timeout_ms = (int32_t)j->timeout_ms,
+			.concurrency_key = j->concurrency_key[0] ? j->concurrency_key : NULL,
 		};
 	}
 	jq_code c = jq_db_enqueue(call->db, specs, r->n_jobs, ids, &err);
@@ -1106,6 +1108,7 @@ void jq_handle_stats(jq_call *call, const ProtobufCMessage *request)
 		qs[i].concurrency_limit = (uint32_t)s.flow.concurrency_limit;
 		qs[i].rate_limit = (uint32_t)s.flow.rate_limit;
 		qs[i].rate_period_ms = (uint32_t)s.flow.rate_period_ms;
+		qs[i].key_concurrency_limit = (uint32_t)s.flow.key_concurrency_limit;
 		ptrs[i] = &qs[i];
 	}
 	resp.n_queues = n;
@@ -1141,6 +1144,7 @@ static void reply_settings(jq_call *call, jq_code c, jq_db_rows *rows, const jq_
 	qs.concurrency_limit = (uint32_t)s.flow.concurrency_limit;
 	qs.rate_limit = (uint32_t)s.flow.rate_limit;
 	qs.rate_period_ms = (uint32_t)s.flow.rate_period_ms;
+	qs.key_concurrency_limit = (uint32_t)s.flow.key_concurrency_limit;
 	qs.updated_at_ms = s.updated_at_ms;
 	*field = &qs;
 	jq_call_reply(call, resp);
@@ -1192,6 +1196,8 @@ void jq_handle_configure_queue(jq_call *call, const ProtobufCMessage *request)
 		.set_rate = r->set_rate_limit || r->clear_rate_limit,
 		.rate_limit = r->set_rate_limit ? r->rate_limit : 0,
 		.rate_period_ms = r->set_rate_limit ? r->rate_period_ms : 0,
+		.set_key_concurrency = r->set_key_concurrency_limit || r->clear_key_concurrency_limit,
+		.key_concurrency_limit = r->set_key_concurrency_limit ? r->key_concurrency_limit : 0,
 	};
 	jq_code c = jq_db_queue_configure(call->db, r->queue, &ch, &rows, &err);
 	reply_settings(call, c, rows, &err, &resp.base, &resp.settings);

@@ -149,7 +149,8 @@ static void read_jobs(jq_http *h)
 					   .oldest_due_age_seconds = s.oldest_due_age_seconds,
 					   .paused = s.flow.paused,
 					   .concurrency_limit = s.flow.concurrency_limit,
-					   .rate_limit = s.flow.rate_limit, .rate_period_ms = s.flow.rate_period_ms };
+					   .rate_limit = s.flow.rate_limit, .rate_period_ms = s.flow.rate_period_ms,
+					   .key_concurrency_limit = s.flow.key_concurrency_limit };
 		snprintf(q[i].queue, sizeof(q[i].queue), "%s", s.queue);
 		jq_metrics_queue_known(q[i].queue);
 	}

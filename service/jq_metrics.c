@@ -386,6 +386,13 @@ static void render_flow(sb *s, const jq_metrics_snapshot *snap)
 		if (snap->queues[i].concurrency_limit > 0)
 			sb_printf(s, "jobq_queue_concurrency_limit{queue=\"%s\"} %d\n",
 				  label_value(snap->queues[i].queue, q, sizeof(q)), (int)snap->queues[i].concurrency_limit);
+	header(s, "jobq_queue_key_concurrency_limit", "gauge",
+	       "Most jobs of the queue with one concurrency key processing at once, for queues with a key limit.");
+	for (size_t i = 0; i < snap->nqueues; i++)
+		if (snap->queues[i].key_concurrency_limit > 0)
+			sb_printf(s, "jobq_queue_key_concurrency_limit{queue=\"%s\"} %d\n",
+				  label_value(snap->queues[i].queue, q, sizeof(q)),
+				  (int)snap->queues[i].key_concurrency_limit);
 	header(s, "jobq_queue_rate_limit", "gauge",
 	       "Most jobs of the queue claimed per jobq_queue_rate_period_seconds, for queues with a rate limit.");
 	for (size_t i = 0; i < snap->nqueues; i++)

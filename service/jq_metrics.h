@@ -69,6 +69,7 @@ typedef struct jq_metrics_queue {
 	double oldest_due_age_seconds;
 	bool paused;               /* flow settings (migration 015); a limit of 0 is none */
 	int32_t concurrency_limit;
+	int32_t key_concurrency_limit;
 	int32_t rate_limit, rate_period_ms;
 } jq_metrics_queue;
 

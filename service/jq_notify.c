@@ -79,7 +79,7 @@ static const char NEXT_DUE_SQL[] =
 /* The flow settings of every configured queue, read after each LISTEN (jq_flow). */
 static const char SETTINGS_SQL[] =
 	"SELECT queue, paused::int, COALESCE(concurrency_limit, 0), COALESCE(rate_limit, 0),"
-	" COALESCE(rate_period_ms, 0) FROM job_queue_settings";
+	" COALESCE(rate_period_ms, 0), COALESCE(key_concurrency_limit, 0) FROM job_queue_settings";
 #define UNDEFINED_TABLE "42P01"
 
 const char *jq_notify_due_queues_sql(void)
@@ -414,7 +414,8 @@ static int load_settings(jq_notify *n)
 		jq_queue_flow fs = { .paused = atoi(PQgetvalue(res, i, 1)) != 0,
 				     .concurrency_limit = atoi(PQgetvalue(res, i, 2)),
 				     .rate_limit = atoi(PQgetvalue(res, i, 3)),
-				     .rate_period_ms = atoi(PQgetvalue(res, i, 4)) };
+				     .rate_period_ms = atoi(PQgetvalue(res, i, 4)),
+				     .key_concurrency_limit = atoi(PQgetvalue(res, i, 5)) };
 		if (jq_flow_set(n->flow, PQgetvalue(res, i, 0), &fs) != 0) {
 			set_why(n, "queue settings: ", "out of memory");
 			PQclear(res);

@@ -185,6 +185,9 @@ int jq_validate_enqueue(const Jobq__V1__EnqueueRequest *r, const jq_limits *lim,
 		snprintf(field, sizeof(field), "jobs[%zu].idempotency_key", i);
 		if (text_field(field, j->idempotency_key, JQ_MAX_IDEMPOTENCY_KEY_LEN, false, msg, msg_len) != 0)
 			return -1;
+		snprintf(field, sizeof(field), "jobs[%zu].concurrency_key", i);
+		if (printable_text_opt(field, j->concurrency_key, JQ_MAX_CONCURRENCY_KEY_LEN, msg, msg_len) != 0)
+			return -1;
 	}
 	return 0;
 }
@@ -458,8 +461,9 @@ int jq_validate_configure_queue(const Jobq__V1__ConfigureQueueRequest *r, char *
 {
 	if (jq_validate_queue_name("queue", r->queue, msg, msg_len) != 0)
 		return -1;
-	if (!r->set_concurrency_limit && !r->clear_concurrency_limit && !r->set_rate_limit && !r->clear_rate_limit)
-		return bad(msg, msg_len, "nothing to change: set or clear a concurrency or rate limit");
+	if (!r->set_concurrency_limit && !r->clear_concurrency_limit && !r->set_rate_limit && !r->clear_rate_limit &&
+	    !r->set_key_concurrency_limit && !r->clear_key_concurrency_limit)
+		return bad(msg, msg_len, "nothing to change: set or clear a concurrency, key concurrency or rate limit");
 	if (r->set_concurrency_limit && r->clear_concurrency_limit)
 		return bad(msg, msg_len, "concurrency_limit: set it or clear it, not both");
 	if (r->set_rate_limit && r->clear_rate_limit)
@@ -475,6 +479,13 @@ int jq_validate_configure_queue(const Jobq__V1__ConfigureQueueRequest *r, char *
 		return -1;
 	if (!r->set_rate_limit && (r->rate_limit != 0 || r->rate_period_ms != 0))
 		return bad(msg, msg_len, "rate_limit, rate_period_ms: only used with set_rate_limit");
+	if (r->set_key_concurrency_limit && r->clear_key_concurrency_limit)
+		return bad(msg, msg_len, "key_concurrency_limit: set it or clear it, not both");
+	if (r->set_key_concurrency_limit &&
+	    limit_ok("key_concurrency_limit", r->key_concurrency_limit, JQ_MAX_CONCURRENCY_LIMIT, msg, msg_len) != 0)
+		return -1;
+	if (!r->set_key_concurrency_limit && r->key_concurrency_limit != 0)
+		return bad(msg, msg_len, "key_concurrency_limit: only used with set_key_concurrency_limit");
 	return 0;
 }
 

@@ -161,6 +161,7 @@ async function viewOverview(root) {
 function limitsText(q) {
   const out = [];
   if (q.concurrency_limit) out.push('at most ' + q.concurrency_limit + ' running');
+  if (q.key_concurrency_limit) out.push('at most ' + q.key_concurrency_limit + ' running per key');
   if (q.rate_limit) out.push(q.rate_limit + ' claims per ' + fmtPeriod(q.rate_period_ms));
   return out.length ? out.join('; ') : 'none';
 }

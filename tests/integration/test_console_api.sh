@@ -251,7 +251,9 @@ expect 405 UNIMPLEMENTED "$admin" GET /api/v1/queues/pause
 expect 200 "" "$reader" GET "/api/v1/queues?queue=work"
 [ "$(j "$tmp/body" '[d.queues[0].paused, d.queues[0].concurrency_limit, d.queues[0].rate_limit].join()')" = "false,3,10" ] ||
   fail "refused settings changed work: $(cat "$tmp/body")"
-expect 200 "" "$admin" POST /api/v1/queues/configure '{"queue":"work","clear_concurrency_limit":true,"clear_rate_limit":true}'
+expect 200 "" "$admin" POST /api/v1/queues/configure '{"queue":"work","set_key_concurrency_limit":true,"key_concurrency_limit":1}'
+[ "$(j "$tmp/body" 'd.settings.key_concurrency_limit')" = 1 ] || fail "key limit: $(cat "$tmp/body")"
+expect 200 "" "$admin" POST /api/v1/queues/configure '{"queue":"work","clear_concurrency_limit":true,"clear_rate_limit":true,"clear_key_concurrency_limit":true}'
 expect 200 "" "$reader" GET "/api/v1/queues?queue=work"
 [ "$(j "$tmp/body" '[d.queues[0].concurrency_limit === undefined, d.queues[0].rate_limit === undefined].join()')" = "true,true" ] ||
   fail "cleared limits: $(cat "$tmp/body")"

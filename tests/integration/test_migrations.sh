@@ -44,6 +44,23 @@ running() {
 [ "$(running)" = "1 6 2 1" ] || { echo "017 not applied: $(running)" >&2; exit 1; }
 schedule_table() { psql -qAtX "$url" -c "SELECT to_regclass('job_schedule') IS NOT NULL"; }
 [ "$(schedule_table)" = t ] || { echo "016 not applied" >&2; exit 1; }
+# 019 (concurrency key): two columns, jobq_claim_keys and the 8-argument enqueue function; its
+# rollback (its 4 changesets, the newest) leaves the settings trigger working without the column.
+keyed() {
+  psql -qAtX "$url" -c "SELECT count(*) FROM information_schema.columns
+                          WHERE (table_name, column_name) IN (('job_queue', 'concurrency_key'),
+                                                             ('job_queue_settings', 'key_concurrency_limit'))" \
+                    -c "SELECT count(*) FROM pg_proc WHERE proname = 'jobq_claim_keys'
+                          OR (proname = 'jobq_enqueue_batch' AND pronargs = 8)" | paste -sd' '
+}
+[ "$(keyed)" = "2 2" ] || { echo "019 not applied: $(keyed)" >&2; exit 1; }
+JOBQ_DATABASE_URL=$url "$root/deploy/migrate.sh" -- rollback-count --count=4 >/dev/null
+[ "$(keyed)" = "0 0" ] || { echo "019 not rolled back: $(keyed)" >&2; exit 1; }
+psql -qAtX "$url" -v ON_ERROR_STOP=1 -c "INSERT INTO job_queue_settings (queue, paused) VALUES ('m19', true)" \
+  -c "UPDATE job_queue_settings SET concurrency_limit = 2 WHERE queue = 'm19'" \
+  -c "DELETE FROM job_queue_settings WHERE queue = 'm19'" >/dev/null \
+  || { echo "after 019's rollback the settings trigger fails" >&2; exit 1; }
+echo "migrations: 019 rolled back (its columns and functions are gone, 015's settings trigger works): ok"
 back_to_014() {
   newer=$(psql -qAtX "$url" -c "SELECT count(*) FROM databasechangelog WHERE orderexecuted >
                                  (SELECT orderexecuted FROM databasechangelog WHERE id = '014-drop-single-status-keys')")

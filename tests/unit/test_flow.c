@@ -26,7 +26,12 @@ static void q_lines_parse_exactly(void **state)
 	assert_int_equal(f.concurrency_limit, 5);
 	assert_int_equal(f.rate_limit, 100);
 	assert_int_equal(f.rate_period_ms, 1000);
-	const char *bad[] = { "", "mail", "mail 2 - - -", "mail 1 - -", "mail 1 - - - -", "mail 1 0 - -",
+	assert_int_equal(f.key_concurrency_limit, 0);
+	/* The key limit (migration 019) comes last, only when the queue has one. */
+	assert_int_equal(jq_flow_parse("tenant 0 - - - 3", q, &f), 0);
+	assert_int_equal(f.key_concurrency_limit, 3);
+	assert_int_equal(f.concurrency_limit, 0);
+	const char *bad[] = { "tenant 0 - - - 0", "tenant 0 - - - 3 4", "tenant 0 - - - 3x", "tenant 0 - - - ", "", "mail", "mail 2 - - -", "mail 1 - -", "mail 1 - - - -", "mail 1 0 - -",
 			      "mail 1 -5 - -", "mail 1 x - -", "mail 1 - - 99999999999", " 1 - - -",
 			      "mail 1  - - -", "mail 1 - - -x" };
 	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {

@@ -48,12 +48,13 @@ static void worst_job(Jobq__V1__Job *m, size_t payload_len)
 	m->updated_at_ms = INT64_MIN;
 	m->finished_at_ms = INT64_MIN;
 	m->idempotency_key = text(KEY_BYTES);
+	m->concurrency_key = text(JQ_MAX_CONCURRENCY_KEY_LEN);
 }
 
 static size_t variable_bytes(const Jobq__V1__Job *m)
 {
 	return m->payload.len + strlen(m->queue) + strlen(m->lease_owner) + strlen(m->last_error) +
-	       strlen(m->idempotency_key);
+	       strlen(m->idempotency_key) + strlen(m->concurrency_key);
 }
 
 static void free_job(Jobq__V1__Job *m)
@@ -62,6 +63,7 @@ static void free_job(Jobq__V1__Job *m)
 	free(m->lease_owner);
 	free(m->last_error);
 	free(m->idempotency_key);
+	free(m->concurrency_key);
 }
 
 /* A job in a Claim and in a List reply takes at most JQ_REPLY_JOB_FIXED beyond its variable
