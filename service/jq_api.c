@@ -117,6 +117,14 @@ static void render_job(jq_jbuf *b, const Jobq__V1__Job *j, bool with_payload)
 	field_i64(b, "created_at_ms", j->created_at_ms);
 	field_i64(b, "updated_at_ms", j->updated_at_ms);
 	field_i64(b, "finished_at_ms", j->finished_at_ms);
+	if (j->timeout_ms > 0)
+		field_i64(b, "timeout_ms", j->timeout_ms);
+	/* Progress only when a worker reported some (progress_at_ms != 0), as in Job. */
+	if (j->progress_at_ms != 0) {
+		field_i64(b, "progress_percent", j->progress_percent);
+		field_str(b, "progress_message", j->progress_message);
+		field_i64(b, "progress_at_ms", j->progress_at_ms);
+	}
 	if (with_payload) {
 		field_i64(b, "payload_bytes", (int64_t)j->payload.len);
 		/* Text as text (what the console shows); anything else as base64. */
@@ -127,8 +135,62 @@ static void render_job(jq_jbuf *b, const Jobq__V1__Job *j, bool with_payload)
 			jq_jbuf_raw(b, ",\"payload_base64\":");
 			jq_jbuf_base64(b, j->payload.data, j->payload.len);
 		}
+		/* The output the same way, when the worker's Complete reported one (Get only). */
+		if (j->output.len > 0) {
+			field_i64(b, "output_bytes", (int64_t)j->output.len);
+			if (jq_validate_utf8((const char *)j->output.data, j->output.len)) {
+				jq_jbuf_raw(b, ",\"output\":");
+				jq_jbuf_str(b, (const char *)j->output.data, j->output.len);
+			} else {
+				jq_jbuf_raw(b, ",\"output_base64\":");
+				jq_jbuf_base64(b, j->output.data, j->output.len);
+			}
+		}
 	}
 	jq_jbuf_raw(b, "}");
+}
+
+static void render_settings(jq_jbuf *b, const Jobq__V1__QueueSettings *q)
+{
+	jq_jbuf_raw(b, "{\"settings\":{\"queue\":");
+	jq_jbuf_cstr(b, q ? q->queue : "");
+	jq_jbuf_printf(b, ",\"paused\":%s", q && q->paused ? "true" : "false");
+	field_i64(b, "concurrency_limit", q ? q->concurrency_limit : 0);
+	field_i64(b, "rate_limit", q ? q->rate_limit : 0);
+	field_i64(b, "rate_period_ms", q ? q->rate_period_ms : 0);
+	field_i64(b, "key_concurrency_limit", q ? q->key_concurrency_limit : 0);
+	field_i64(b, "updated_at_ms", q ? q->updated_at_ms : 0);
+	jq_jbuf_raw(b, "}}");
+}
+
+static void render_schedule(jq_jbuf *b, const Jobq__V1__Schedule *s)
+{
+	const Jobq__V1__JobSpec *j = s->job;
+	jq_jbuf_raw(b, "{\"name\":");
+	jq_jbuf_cstr(b, s->name);
+	field_str(b, "cron", s->cron);
+	field_str(b, "time_zone", s->time_zone);
+	field_str(b, "missed", s->missed == JOBQ__V1__MISSED_POLICY__MISSED_POLICY_ONCE ? "once" : "skip");
+	field_i64(b, "next_run_at_ms", s->next_run_at_ms);
+	field_i64(b, "last_run_at_ms", s->last_run_at_ms);
+	field_i64(b, "created_at_ms", s->created_at_ms);
+	field_i64(b, "updated_at_ms", s->updated_at_ms);
+	jq_jbuf_raw(b, ",\"job\":{\"queue\":");
+	jq_jbuf_cstr(b, j ? j->queue : "");
+	field_i64(b, "priority", j ? j->priority : 0);
+	field_i64(b, "max_attempts", j ? j->max_attempts : 0);
+	field_str(b, "idempotency_key", j ? j->idempotency_key : "");
+	if (j != NULL && j->payload.data != NULL) {
+		field_i64(b, "payload_bytes", (int64_t)j->payload.len);
+		if (jq_validate_utf8((const char *)j->payload.data, j->payload.len)) {
+			jq_jbuf_raw(b, ",\"payload\":");
+			jq_jbuf_str(b, (const char *)j->payload.data, j->payload.len);
+		} else {
+			jq_jbuf_raw(b, ",\"payload_base64\":");
+			jq_jbuf_base64(b, j->payload.data, j->payload.len);
+		}
+	}
+	jq_jbuf_raw(b, "}}");
 }
 
 static void render_results(jq_jbuf *b, Jobq__V1__ItemResult **r, size_t n)
@@ -222,6 +284,31 @@ static void send_json(jq_call *call, const ProtobufCMessage *resp)
 		jq_jbuf_raw(b, "{");
 		render_results(b, r->results, r->n_results);
 		jq_jbuf_raw(b, "}");
+	} else if (d == &jobq__v1__pause_response__descriptor) {
+		render_settings(b, ((const Jobq__V1__PauseResponse *)resp)->settings);
+	} else if (d == &jobq__v1__resume_response__descriptor) {
+		render_settings(b, ((const Jobq__V1__ResumeResponse *)resp)->settings);
+	} else if (d == &jobq__v1__configure_queue_response__descriptor) {
+		render_settings(b, ((const Jobq__V1__ConfigureQueueResponse *)resp)->settings);
+	} else if (d == &jobq__v1__add_schedule_response__descriptor) {
+		const Jobq__V1__AddScheduleResponse *r = (const Jobq__V1__AddScheduleResponse *)resp;
+		jq_jbuf_raw(b, "{\"schedule\":");
+		if (r->schedule != NULL)
+			render_schedule(b, r->schedule);
+		else
+			jq_jbuf_raw(b, "null");
+		jq_jbuf_raw(b, "}");
+	} else if (d == &jobq__v1__list_schedules_response__descriptor) {
+		const Jobq__V1__ListSchedulesResponse *r = (const Jobq__V1__ListSchedulesResponse *)resp;
+		jq_jbuf_raw(b, "{\"schedules\":[");
+		for (size_t i = 0; i < r->n_schedules; i++) {
+			if (i)
+				jq_jbuf_raw(b, ",");
+			render_schedule(b, r->schedules[i]);
+		}
+		jq_jbuf_raw(b, "]}");
+	} else if (d == &jobq__v1__remove_schedule_response__descriptor) {
+		jq_jbuf_raw(b, "{}");
 	} else {
 		jq_call_error(call, JQ_INTERNAL, "no JSON form for %s", d->name);
 		return;
@@ -404,6 +491,28 @@ static int json_str(api_call *a, const jq_json *obj, const char *key, const char
 		return -1;
 	}
 	*out = (char *)s;
+	return 0;
+}
+
+/* json_bool reads obj.key as true or false into *out (absent: unchanged). */
+static int json_bool(api_call *a, const jq_json *obj, const char *key, protobuf_c_boolean *out)
+{
+	const jq_json *v = jq_json_get(obj, key);
+	if (v == NULL)
+		return 0;
+	if (v->type != JQ_JSON_BOOL)
+		return bad(a, "%s: true or false", key);
+	*out = v->b;
+	return 0;
+}
+
+/* json_i32 reads obj.key as an int32 into *out (absent: unchanged); the handler judges the range. */
+static int json_i32(api_call *a, const jq_json *obj, const char *key, int32_t *out)
+{
+	int64_t v = *out;
+	if (json_int(a, obj, key, "", INT32_MIN, INT32_MAX, &v) != 0)
+		return -1;
+	*out = (int32_t)v;
 	return 0;
 }
 
@@ -634,6 +743,78 @@ out:
 	return rc;
 }
 
+/* Pause and Resume: {"queue": Q}. */
+static int queue_body(api_call *a, jq_json_doc **doc, char **queue)
+{
+	if (body_json(a, doc) != 0)
+		return -1;
+	if (members_known(a, jq_json_root(*doc), "body", (const char *const[]){ "queue", NULL }) != 0 ||
+	    json_str(a, jq_json_root(*doc), "queue", "", queue) != 0)
+		return -1;
+	return 0;
+}
+
+static int route_pause(api_call *a, int64_t id, const char *query)
+{
+	Jobq__V1__PauseRequest r = JOBQ__V1__PAUSE_REQUEST__INIT;
+	jq_json_doc *doc = NULL;
+	(void)id;
+	if (query_known(a, query, (const char *const[]){ NULL }) != 0 || queue_body(a, &doc, &r.queue) != 0) {
+		jq_json_free(doc);
+		return -1;
+	}
+	run(a, jq_handle_pause, &r.base);
+	jq_json_free(doc);
+	return 0;
+}
+
+static int route_resume(api_call *a, int64_t id, const char *query)
+{
+	Jobq__V1__ResumeRequest r = JOBQ__V1__RESUME_REQUEST__INIT;
+	jq_json_doc *doc = NULL;
+	(void)id;
+	if (query_known(a, query, (const char *const[]){ NULL }) != 0 || queue_body(a, &doc, &r.queue) != 0) {
+		jq_json_free(doc);
+		return -1;
+	}
+	run(a, jq_handle_resume, &r.base);
+	jq_json_free(doc);
+	return 0;
+}
+
+/* ConfigureQueue: the request's fields by their proto names. */
+static int route_configure(api_call *a, int64_t id, const char *query)
+{
+	static const char *const names[] = { "queue", "set_concurrency_limit", "concurrency_limit",
+					     "clear_concurrency_limit", "set_rate_limit", "rate_limit",
+					     "rate_period_ms", "clear_rate_limit", "set_key_concurrency_limit",
+					     "key_concurrency_limit", "clear_key_concurrency_limit", NULL };
+	Jobq__V1__ConfigureQueueRequest r = JOBQ__V1__CONFIGURE_QUEUE_REQUEST__INIT;
+	jq_json_doc *doc = NULL;
+	int rc = -1;
+	(void)id;
+	if (query_known(a, query, (const char *const[]){ NULL }) != 0 || body_json(a, &doc) != 0)
+		return -1;
+	const jq_json *o = jq_json_root(doc);
+	if (members_known(a, o, "body", names) != 0 || json_str(a, o, "queue", "", &r.queue) != 0 ||
+	    json_bool(a, o, "set_concurrency_limit", &r.set_concurrency_limit) != 0 ||
+	    json_i32(a, o, "concurrency_limit", &r.concurrency_limit) != 0 ||
+	    json_bool(a, o, "clear_concurrency_limit", &r.clear_concurrency_limit) != 0 ||
+	    json_bool(a, o, "set_rate_limit", &r.set_rate_limit) != 0 ||
+	    json_i32(a, o, "rate_limit", &r.rate_limit) != 0 ||
+	    json_i32(a, o, "rate_period_ms", &r.rate_period_ms) != 0 ||
+	    json_bool(a, o, "clear_rate_limit", &r.clear_rate_limit) != 0 ||
+	    json_bool(a, o, "set_key_concurrency_limit", &r.set_key_concurrency_limit) != 0 ||
+	    json_i32(a, o, "key_concurrency_limit", &r.key_concurrency_limit) != 0 ||
+	    json_bool(a, o, "clear_key_concurrency_limit", &r.clear_key_concurrency_limit) != 0)
+		goto out;
+	run(a, jq_handle_configure_queue, &r.base);
+	rc = 0;
+out:
+	jq_json_free(doc);
+	return rc;
+}
+
 /* Enqueue: one JobSpec per element of "jobs"; payloads point into the document, or into a
  * decoded base64 buffer of the spec. */
 typedef struct specs {
@@ -658,7 +839,10 @@ static int spec_from_json(api_call *a, const jq_json *o, size_t i, Jobq__V1__Job
 					     "delay_ms", "max_attempts", "idempotency_key", "concurrency_key", NULL };
 	char field[32];
 	int64_t v;
-	snprintf(field, sizeof(field), "jobs[%zu]", i);
+	if (i == SIZE_MAX)
+		snprintf(field, sizeof(field), "job"); /* a schedule's */
+	else
+		snprintf(field, sizeof(field), "jobs[%zu]", i);
 	if (o->type != JQ_JSON_OBJECT)
 		return bad(a, "%s: must be an object", field);
 	if (members_known(a, o, field, names) != 0)
@@ -749,6 +933,83 @@ out:
 	return rc;
 }
 
+static int route_list_schedules(api_call *a, int64_t id, const char *query)
+{
+	Jobq__V1__ListSchedulesRequest r = JOBQ__V1__LIST_SCHEDULES_REQUEST__INIT;
+	char v[QUERY_VALUE_MAX];
+	int got;
+	(void)id;
+	if (query_known(a, query, (const char *const[]){ "payload", NULL }) != 0 ||
+	    (got = query_get(a, query, "payload", v, sizeof(v))) < 0)
+		return -1;
+	if (got) {
+		if (strcmp(v, "true") != 0 && strcmp(v, "false") != 0)
+			return bad(a, "%s: true or false", "payload");
+		r.include_payload = strcmp(v, "true") == 0;
+	}
+	run(a, jq_handle_list_schedules, &r.base);
+	return 0;
+}
+
+/* AddSchedule: {"name", "cron", "time_zone", "missed": "skip"|"once", "job": JobSpec as for
+ * Enqueue}; the handler refuses what a schedule's job may not have (run_at_ms, delay_ms). */
+static int route_add_schedule(api_call *a, int64_t id, const char *query)
+{
+	static const char *const names[] = { "name", "cron", "time_zone", "missed", "job", NULL };
+	Jobq__V1__AddScheduleRequest r = JOBQ__V1__ADD_SCHEDULE_REQUEST__INIT;
+	Jobq__V1__Schedule sch = JOBQ__V1__SCHEDULE__INIT;
+	Jobq__V1__JobSpec spec = JOBQ__V1__JOB_SPEC__INIT;
+	jq_json_doc *doc = NULL;
+	uint8_t *decoded = NULL;
+	char *missed = NULL;
+	int rc = -1;
+	(void)id;
+	if (query_known(a, query, (const char *const[]){ NULL }) != 0 || body_json(a, &doc) != 0)
+		return -1;
+	const jq_json *o = jq_json_root(doc), *job = jq_json_get(o, "job");
+	if (members_known(a, o, "body", names) != 0 || json_str(a, o, "name", "", &sch.name) != 0 ||
+	    json_str(a, o, "cron", "", &sch.cron) != 0 || json_str(a, o, "time_zone", "", &sch.time_zone) != 0 ||
+	    json_str(a, o, "missed", "", &missed) != 0)
+		goto out;
+	if (missed != NULL && strcmp(missed, "skip") != 0 && strcmp(missed, "once") != 0) {
+		bad(a, "%s: skip or once", "missed");
+		goto out;
+	}
+	sch.missed = missed != NULL && strcmp(missed, "once") == 0 ? JOBQ__V1__MISSED_POLICY__MISSED_POLICY_ONCE
+								    : JOBQ__V1__MISSED_POLICY__MISSED_POLICY_SKIP;
+	if (job != NULL) {
+		if (spec_from_json(a, job, SIZE_MAX, &spec, &decoded) != 0)
+			goto out;
+		sch.job = &spec;
+	}
+	r.schedule = &sch;
+	run(a, jq_handle_add_schedule, &r.base);
+	rc = 0;
+out:
+	free(decoded);
+	jq_json_free(doc);
+	return rc;
+}
+
+static int route_remove_schedule(api_call *a, int64_t id, const char *query)
+{
+	static const char *const names[] = { "name", NULL };
+	Jobq__V1__RemoveScheduleRequest r = JOBQ__V1__REMOVE_SCHEDULE_REQUEST__INIT;
+	jq_json_doc *doc = NULL;
+	int rc = -1;
+	(void)id;
+	if (query_known(a, query, (const char *const[]){ NULL }) != 0 || body_json(a, &doc) != 0)
+		return -1;
+	if (members_known(a, jq_json_root(doc), "body", names) != 0 ||
+	    json_str(a, jq_json_root(doc), "name", "", &r.name) != 0)
+		goto out;
+	run(a, jq_handle_remove_schedule, &r.base);
+	rc = 0;
+out:
+	jq_json_free(doc);
+	return rc;
+}
+
 typedef struct route {
 	const char *http_method;
 	const char *path;   /* after /api/v1/; "#" stands for a job id */
@@ -759,6 +1020,12 @@ typedef struct route {
 static const route routes[] = {
 	{ "GET", "whoami", "", route_whoami },
 	{ "GET", "queues", "Stats", route_stats },
+	{ "POST", "queues/pause", "Pause", route_pause },
+	{ "POST", "queues/resume", "Resume", route_resume },
+	{ "POST", "queues/configure", "ConfigureQueue", route_configure },
+	{ "GET", "schedules", "ListSchedules", route_list_schedules },
+	{ "POST", "schedules", "AddSchedule", route_add_schedule },
+	{ "POST", "schedules/remove", "RemoveSchedule", route_remove_schedule },
 	{ "GET", "throughput", "Stats", route_throughput },
 	{ "GET", "jobs", "List", route_list },
 	{ "POST", "jobs", "Enqueue", route_enqueue },

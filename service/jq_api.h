@@ -6,6 +6,12 @@
  *
  *   GET  /api/v1/whoami                 the caller's role                    any credential
  *   GET  /api/v1/queues[?queue=Q]       Stats                                as Stats
+ *   POST /api/v1/queues/pause           Pause {"queue": Q}                   as Pause
+ *   POST /api/v1/queues/resume          Resume {"queue": Q}                  as Resume
+ *   POST /api/v1/queues/configure       ConfigureQueue (its fields by name)  as ConfigureQueue
+ *   GET  /api/v1/schedules[?payload=true]  ListSchedules                     as ListSchedules
+ *   POST /api/v1/schedules              AddSchedule {name, cron, time_zone, missed, job}  as AddSchedule
+ *   POST /api/v1/schedules/remove       RemoveSchedule {"name": N}           as RemoveSchedule
  *   GET  /api/v1/throughput             jobs completed per minute, last hour  as Stats
  *   GET  /api/v1/jobs?queue&state&after_id&limit&payload   List (keyset)     as List
  *   POST /api/v1/jobs                   Enqueue {"jobs": [JobSpec...]}       as Enqueue

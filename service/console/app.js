@@ -143,14 +143,64 @@ async function viewOverview(root) {
   }
   const head = el('tr', {}, el('th', {}, 'Queue'),
     ...['pending', 'scheduled', 'processing', 'failed', 'completed', 'cancelled'].map((k) => el('th', { className: 'num' }, k)),
-    el('th', { className: 'num' }, 'oldest due job'));
+    el('th', { className: 'num' }, 'oldest due job'), el('th', {}, 'state'), el('th', {}, 'limits'),
+    isAdmin() ? el('th', {}, 'actions') : null);
   const rows = data.queues.map((q) => el('tr', { 'data-queue': q.queue },
     el('td', {}, el('a', { href: hashFor('/jobs', { queue: q.queue }) }, q.queue)),
     ...['pending', 'scheduled', 'processing', 'failed', 'completed', 'cancelled'].map((k) => el('td', { className: 'num', 'data-count': k },
       k === 'scheduled' ? String(q[k]) : el('a', { href: hashFor(k === 'failed' ? '/failed' : '/jobs', { queue: q.queue, state: k === 'failed' ? undefined : k }) }, String(q[k])))),
-    el('td', { className: 'num', 'data-count': 'oldest' }, fmtAge(q.oldest_due_age_seconds))));
+    el('td', { className: 'num', 'data-count': 'oldest' }, fmtAge(q.oldest_due_age_seconds)),
+    el('td', { 'data-flow': 'paused', className: q.paused ? 'paused' : '' }, q.paused ? 'paused' : 'running'),
+    el('td', { 'data-flow': 'limits' }, limitsText(q)),
+    isAdmin() ? el('td', {}, queueButton(q)) : null));
   root.append(el('table', { id: 'queues' }, el('thead', {}, head), el('tbody', {}, ...rows)));
-  root.append(el('p', { className: 'muted' }, 'pending counts the scheduled jobs too (pending, not yet due). Completed and cancelled jobs are removed after the retention period.'));
+  root.append(el('p', { className: 'muted' }, 'pending counts the scheduled jobs too (pending, not yet due). Completed and cancelled jobs are removed after the retention period. A paused queue keeps its jobs; Claims get none of them until it is resumed.'));
+  if (isAdmin()) root.append(limitsForm());
+}
+
+function limitsText(q) {
+  const out = [];
+  if (q.concurrency_limit) out.push('at most ' + q.concurrency_limit + ' running');
+  if (q.key_concurrency_limit) out.push('at most ' + q.key_concurrency_limit + ' running per key');
+  if (q.rate_limit) out.push(q.rate_limit + ' claims per ' + fmtPeriod(q.rate_period_ms));
+  return out.length ? out.join('; ') : 'none';
+}
+
+function fmtPeriod(ms) {
+  if (ms % 3600000 === 0) return ms / 3600000 + ' h';
+  if (ms % 60000 === 0) return ms / 60000 + ' min';
+  if (ms % 1000 === 0) return ms / 1000 + ' s';
+  return ms + ' ms';
+}
+
+function queueButton(q) {
+  const queue = q.queue;
+  if (q.paused)
+    return el('button', { type: 'button', 'data-action': 'resume', 'data-queue': queue, onclick: () => act(() => api('queues/resume', { queue }), 'queue ' + queue + ' resumed') }, 'Resume');
+  return el('button', { type: 'button', className: 'danger', 'data-action': 'pause', 'data-queue': queue, onclick: () => act(() => api('queues/pause', { queue }), 'queue ' + queue + ' paused') }, 'Pause');
+}
+
+// limitsForm: set or clear a queue's concurrency and rate limits (ConfigureQueue); the service
+// checks the numbers and answers INVALID_ARGUMENT naming the field.
+function limitsForm() {
+  const num = (id, label, placeholder) => el('input', { type: 'number', id, min: 1, placeholder, 'aria-label': label });
+  const queue = el('input', { type: 'text', id: 'limits-queue', placeholder: 'queue', 'aria-label': 'queue' });
+  const conc = num('limits-concurrency', 'concurrency limit', 'jobs');
+  const rate = num('limits-rate', 'rate limit', 'claims');
+  const period = el('input', { type: 'number', id: 'limits-period', min: 0.001, step: 'any', placeholder: 'seconds', 'aria-label': 'rate period in seconds' });
+  const send = (body, done) => {
+    const q = queue.value.trim();
+    return act(() => api('queues/configure', { queue: q, ...body }), 'queue ' + q + ': ' + done);
+  };
+  const int = (input) => Number.parseInt(input.value, 10) || 0;
+  return el('form', { className: 'toolbar', id: 'limits', onsubmit: (ev) => ev.preventDefault() },
+    el('strong', {}, 'Limits'), el('label', {}, 'Queue ', queue),
+    el('label', {}, 'At most ', conc, ' running'),
+    el('button', { type: 'button', id: 'limits-set-concurrency', onclick: () => send({ set_concurrency_limit: true, concurrency_limit: int(conc) }, 'concurrency limit set') }, 'Set'),
+    el('button', { type: 'button', id: 'limits-clear-concurrency', onclick: () => send({ clear_concurrency_limit: true }, 'concurrency limit cleared') }, 'Clear'),
+    el('label', {}, rate, ' claims per ', period, ' s'),
+    el('button', { type: 'button', id: 'limits-set-rate', onclick: () => send({ set_rate_limit: true, rate_limit: int(rate), rate_period_ms: Math.round((Number.parseFloat(period.value) || 0) * 1000) }, 'rate limit set') }, 'Set'),
+    el('button', { type: 'button', id: 'limits-clear-rate', onclick: () => send({ clear_rate_limit: true }, 'rate limit cleared') }, 'Clear'));
 }
 
 function jobsTable(jobs, opts) {
@@ -161,7 +211,7 @@ function jobsTable(jobs, opts) {
       updateBulk();
     } })) : null,
     el('th', {}, 'Job'), el('th', {}, 'Queue'), el('th', {}, 'Status'), el('th', { className: 'num' }, 'Attempts'),
-    el('th', { className: 'num' }, 'Priority'), el('th', {}, 'Run at'), el('th', {}, 'Last error'),
+    el('th', { className: 'num' }, 'Priority'), el('th', {}, 'Run at'), el('th', {}, 'Progress'), el('th', {}, 'Last error'),
     opts.actions ? el('th', {}, 'Actions') : null);
   const rows = jobs.map((j) => el('tr', { 'data-row': j.id },
     opts.select ? el('td', {}, el('input', { type: 'checkbox', checked: state.selected.has(j.id), 'data-select': j.id, 'aria-label': 'select job ' + j.id, onchange: (ev) => {
@@ -170,9 +220,16 @@ function jobsTable(jobs, opts) {
     } })) : null,
     el('td', {}, jobLink(j.id)), el('td', {}, j.queue), statusCell(j.status),
     el('td', { className: 'num' }, j.attempts + ' / ' + j.max_attempts), el('td', { className: 'num' }, String(j.priority)),
-    el('td', {}, fmtTime(j.run_at_ms)), el('td', { className: 'err', title: j.last_error }, j.last_error),
+    el('td', {}, fmtTime(j.run_at_ms)), el('td', { 'data-progress': j.id }, progressText(j)),
+    el('td', { className: 'err', title: j.last_error }, j.last_error),
     opts.actions ? el('td', {}, ...actionButtons(j)) : null));
   return el('table', { id: 'jobs' }, el('thead', {}, head), el('tbody', {}, ...rows));
+}
+
+// progressText: a processing job's last progress report ("40% resizing"), else empty.
+function progressText(j) {
+  if (j.status !== 'processing' || !j.progress_at_ms) return '';
+  return j.progress_percent + '%' + (j.progress_message ? ' ' + j.progress_message : '');
 }
 
 function actionButtons(j) {
@@ -180,7 +237,7 @@ function actionButtons(j) {
   const out = [];
   if (j.status === 'failed' || j.status === 'cancelled')
     out.push(el('button', { type: 'button', 'data-action': 'retry', 'data-id': j.id, onclick: () => act(() => api('jobs/' + j.id + '/retry', {}), 'job ' + j.id + ' back to pending') }, 'Retry'));
-  if (j.status === 'pending' || j.status === 'failed')
+  if (j.status === 'pending' || j.status === 'failed' || j.status === 'processing')
     out.push(el('button', { type: 'button', className: 'danger', 'data-action': 'cancel', 'data-id': j.id, onclick: () => act(() => api('jobs/' + j.id + '/cancel', {}), 'job ' + j.id + ' cancelled') }, 'Cancel'));
   return out;
 }
@@ -303,6 +360,12 @@ async function viewJob(root, id) {
     ['Finished', fmtTime(j.finished_at_ms)],
     ['Last error', el('span', { id: 'job-error' }, j.last_error || '—')],
   ];
+  if (j.progress_at_ms) {
+    rows.push(['Progress', el('span', { id: 'job-progress' },
+      el('progress', { max: 100, value: j.progress_percent }), ' ' + j.progress_percent + '%' + (j.progress_message ? ' ' + j.progress_message : ''),
+      el('span', { className: 'muted' }, ' (reported ' + fmtTime(j.progress_at_ms) + ')'))]);
+  }
+  if (j.timeout_ms) rows.push(['Time limit', (j.timeout_ms / 1000) + ' s']);
   root.append(el('dl', {}, ...rows.flatMap(([k, v]) => [el('dt', {}, k), el('dd', {}, v)])));
   const actions = actionButtons(j);
   if (actions.length) root.append(el('div', { className: 'toolbar' }, ...actions));
@@ -312,6 +375,15 @@ async function viewJob(root, id) {
     root.append(el('pre', { id: 'payload' }, shown));
   } else {
     root.append(el('p', { className: 'muted' }, 'Not text; base64:'), el('pre', { id: 'payload' }, j.payload_base64.slice(0, 65536)));
+  }
+  if (j.output_bytes) {
+    root.append(el('h3', {}, 'Output (' + j.output_bytes + ' bytes)'));
+    if (j.output !== undefined) {
+      const shown = j.output.length > 65536 ? j.output.slice(0, 65536) + '\n… (cut)' : j.output;
+      root.append(el('pre', { id: 'output' }, shown));
+    } else {
+      root.append(el('p', { className: 'muted' }, 'Not text; base64:'), el('pre', { id: 'output' }, j.output_base64.slice(0, 65536)));
+    }
   }
   root.append(el('h3', {}, 'Failure history'));
   if (data.failures.length === 0) {
@@ -325,13 +397,55 @@ async function viewJob(root, id) {
   }
 }
 
+async function viewSchedules(root) {
+  const data = await api('schedules');
+  root.append(el('h2', {}, 'Schedules'));
+  if (data.schedules.length === 0) {
+    root.append(el('p', { className: 'muted', id: 'no-schedules' }, 'No schedules.'));
+  } else {
+    const head = el('tr', {}, el('th', {}, 'Name'), el('th', {}, 'Cron'), el('th', {}, 'Time zone'), el('th', {}, 'Queue'),
+      el('th', {}, 'Next run'), el('th', {}, 'Last run'), el('th', {}, 'Missed ticks'), isAdmin() ? el('th', {}, 'Actions') : null);
+    const rows = data.schedules.map((s) => el('tr', { 'data-schedule': s.name },
+      el('td', {}, s.name), el('td', {}, el('code', {}, s.cron)), el('td', {}, s.time_zone),
+      el('td', {}, el('a', { href: hashFor('/jobs', { queue: s.job.queue }) }, s.job.queue)),
+      el('td', { 'data-next': s.name }, fmtTime(s.next_run_at_ms)), el('td', {}, fmtTime(s.last_run_at_ms)),
+      el('td', {}, s.missed === 'once' ? 'one job for them all' : 'skipped'),
+      isAdmin() ? el('td', {}, el('button', { type: 'button', className: 'danger', 'data-action': 'remove-schedule', 'data-name': s.name, onclick: () => {
+        if (!window.confirm('Remove schedule ' + s.name + '?')) return undefined;
+        return act(() => api('schedules/remove', { name: s.name }), 'schedule ' + s.name + ' removed');
+      } }, 'Remove')) : null));
+    root.append(el('table', { id: 'schedules' }, el('thead', {}, head), el('tbody', {}, ...rows)));
+  }
+  if (isAdmin()) root.append(scheduleForm());
+  else root.append(el('p', { className: 'muted', id: 'read-only' }, 'Read only: your role is ' + (state.role || 'unknown') + '; adding and removing schedules needs an admin token.'));
+}
+
+// scheduleForm: add a schedule (or replace the one of that name); the service checks the cron
+// expression, time zone and job as AddSchedule does.
+function scheduleForm() {
+  const input = (id, label, placeholder) => el('input', { type: 'text', id, placeholder, 'aria-label': label });
+  const name = input('schedule-name', 'name', 'name');
+  const cron = input('schedule-cron', 'cron expression', 'min hour dom month dow');
+  const zone = input('schedule-zone', 'time zone', 'UTC');
+  const queue = input('schedule-queue', 'queue', 'queue');
+  const payload = input('schedule-payload', 'payload', 'payload (text)');
+  const missed = el('select', { id: 'schedule-missed', 'aria-label': 'missed ticks' },
+    el('option', { value: 'skip' }, 'skip missed ticks'), el('option', { value: 'once' }, 'one job for missed ticks'));
+  return el('form', { className: 'toolbar', id: 'schedule-add', onsubmit: (ev) => {
+    ev.preventDefault();
+    const n = name.value.trim();
+    return act(() => api('schedules', { name: n, cron: cron.value.trim(), time_zone: zone.value.trim(), missed: missed.value,
+      job: { queue: queue.value.trim(), payload: payload.value } }), (r) => 'schedule ' + n + ' added, next run ' + fmtTime(r.schedule.next_run_at_ms));
+  } }, el('strong', {}, 'Add'), name, cron, zone, queue, payload, missed, el('button', { type: 'submit', id: 'schedule-submit' }, 'Add schedule'));
+}
+
 // ---- routing and refresh ----
 
 async function render(force) {
   if (state.busy && !force) return;
   // A refresh would wipe what is being typed into the filters.
   const focused = document.activeElement;
-  if (!force && focused && focused.closest && focused.closest('#filters')) return;
+  if (!force && focused && focused.closest && focused.closest('#filters, #limits, #schedule-add')) return;
   const { path, params } = parseHash();
   const overview = path === '/' || path === '';
   if (!force && overview && Date.now() - state.overviewAt < OVERVIEW_EVERY_MS) return;
@@ -343,6 +457,7 @@ async function render(force) {
     if (overview) await viewOverview(view);
     else if (path === '/jobs') await viewJobs(view, params);
     else if (path === '/failed') await viewFailed(view, params);
+    else if (path === '/schedules') await viewSchedules(view);
     else if (path.startsWith('/job/')) await viewJob(view, path.slice(5));
     else view.append(el('p', {}, 'No such page.'));
   } catch (e) {

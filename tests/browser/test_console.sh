@@ -2,9 +2,10 @@
 # The operator's console in a real headless Chromium (Debian's package, driven by puppeteer-core
 # from deploy/bootstrap.sh's cache) against a real jobqd on a private copy of the migrated
 # database: the overview's counts and chart of completed jobs, a failed job retried from the page, bulk retry and cancel,
-# payloads and errors that hold markup shown as text with no script run (dialogs are watched), a
-# reader who sees no action and whose action answers 403 and changes nothing, and no page error
-# or Content-Security-Policy violation. The checks are in console_check.mjs.
+# payloads, outputs and errors that hold markup shown as text with no script run (dialogs are
+# watched), a queue paused and resumed and its limits set from the overview, a running job's
+# progress and its cancel from the page, a reader who sees no action and whose actions answer 403
+# and change nothing, and no page error or Content-Security-Policy violation. The checks are in console_check.mjs.
 #
 # On a failure the page's screenshot is saved in the test's temporary folder (kept then; its path
 # is printed). JOBQ_CONSOLE_SCREENSHOT=FILE saves the overview for the README (docs/console.png).
@@ -86,13 +87,26 @@ done <"$tmp/claimed.json"
 for i in 1 2; do
   "$J" enqueue --queue done --payload "done $i" >/dev/null
   line=$("$J" claim --queue done --json)
-  "$J" complete --id "$(sed -n 's/.*"id":\([0-9]*\).*/\1/p' <<<"$line")" \
-    --token "$(sed -n 's/.*"lease_token":\([0-9]*\).*/\1/p' <<<"$line")" >/dev/null
+  id=$(sed -n 's/.*"id":\([0-9]*\).*/\1/p' <<<"$line")
+  out=()
+  [ $i -eq 2 ] && { out=(--output '<img src=x onerror=alert(1)>'); output_id=$id; }
+  "$J" complete --id "$id" --token "$(sed -n 's/.*"lease_token":\([0-9]*\).*/\1/p' <<<"$line")" "${out[@]}" >/dev/null
 done
+# run: two jobs processing, the first with progress; slow: one pending job, paused.
+"$J" enqueue --queue run --payload "run 1" >/dev/null
+"$J" enqueue --queue run --payload "run 2" >/dev/null
+"$J" claim --queue run --limit 2 --lease 600 --json >"$tmp/running.json"
+mapfile -t run_ids < <(sed -n 's/.*"id":\([0-9]*\).*/\1/p' "$tmp/running.json")
+mapfile -t run_tokens < <(sed -n 's/.*"lease_token":\([0-9]*\).*/\1/p' "$tmp/running.json")
+[ "${#run_ids[@]}" = 2 ] || fail "claimed $(cat "$tmp/running.json")"
+"$J" heartbeat --id "${run_ids[0]}" --token "${run_tokens[0]}" --lease 600 --progress 40 --message resizing >/dev/null
+"$J" enqueue --queue slow --payload "slow 1" >/dev/null
+"$J" pause slow >/dev/null
 unset JOBQ_AUTH_TOKEN
-ok "3 jobs in mail, 4 failed and 1 pending in bills, 2 completed in done"
+ok "3 jobs in mail, 4 failed and 1 pending in bills, 2 completed in done (one with an output), 2 running in run, slow paused"
 
 # ------------------------------------------------------------------ the browser
 export CONSOLE_URL="http://$console" ADMIN_TOKEN=$admin READER_TOKEN=$reader SHOT_DIR=$tmp \
-  PUPPETEER_DIR=$puppeteer_dir CHROMIUM=$chromium XSS_JOB=$xss_id XSS_ERROR_JOB=$bad_error_id
+  PUPPETEER_DIR=$puppeteer_dir CHROMIUM=$chromium XSS_JOB=$xss_id XSS_ERROR_JOB=$bad_error_id \
+  JOBQ_BIN=$J OUTPUT_JOB=$output_id PROGRESS_JOB=${run_ids[0]} RUNNING_JOB=${run_ids[1]}
 node "$root/tests/browser/console_check.mjs"

@@ -213,6 +213,108 @@ expect 200 "" "$reader" GET /api/v1/throughput
   fail "throughput: $(head -c 300 "$tmp/body")"
 ok "cancel refuses a completed job; failed jobs listed, retried one by one, all at once and in bulk; bulk cancel answers per job; throughput as Stats"
 
+# ------------------------------------------------------------------ flow settings (Pause, Resume, ConfigureQueue)
+expect 403 PERMISSION_DENIED "$reader" POST /api/v1/queues/pause '{"queue":"work"}'
+expect 403 PERMISSION_DENIED "$producer" POST /api/v1/queues/pause '{"queue":"work"}'
+expect 403 PERMISSION_DENIED "$reader" POST /api/v1/queues/configure '{"queue":"work","set_concurrency_limit":true,"concurrency_limit":2}'
+expect 200 "" "$reader" GET "/api/v1/queues?queue=work"
+[ "$(j "$tmp/body" '[d.queues[0].paused, d.queues[0].concurrency_limit === undefined].join()')" = "false,true" ] ||
+  fail "a reader's refused pause or limit changed work: $(cat "$tmp/body")"
+expect 200 "" "$admin" POST /api/v1/queues/pause '{"queue":"work"}'
+[ "$(j "$tmp/body" '[d.settings.queue, d.settings.paused].join()')" = "work,true" ] || fail "pause: $(cat "$tmp/body")"
+expect 200 "" "$reader" GET "/api/v1/queues?queue=work"
+[ "$(j "$tmp/body" 'd.queues[0].paused')" = true ] || fail "Stats after pause: $(cat "$tmp/body")"
+n=$(JOBQ_AUTH_TOKEN=$admin "$J" claim --queue work --limit 5 --json | grep -c '"id"' || true)
+[ "$n" = 0 ] || fail "a paused queue gave $n jobs to a claim"
+expect 403 PERMISSION_DENIED "$reader" POST /api/v1/queues/resume '{"queue":"work"}'
+expect 200 "" "$reader" GET "/api/v1/queues?queue=work"
+[ "$(j "$tmp/body" 'd.queues[0].paused')" = true ] || fail "a reader's resume resumed work"
+expect 200 "" "$admin" POST /api/v1/queues/resume '{"queue":"work"}'
+[ "$(j "$tmp/body" 'd.settings.paused')" = false ] || fail "resume: $(cat "$tmp/body")"
+expect 200 "" "$admin" POST /api/v1/queues/configure '{"queue":"work","set_concurrency_limit":true,"concurrency_limit":3,"set_rate_limit":true,"rate_limit":10,"rate_period_ms":1000}'
+[ "$(j "$tmp/body" '[d.settings.concurrency_limit, d.settings.rate_limit, d.settings.rate_period_ms].join()')" = "3,10,1000" ] ||
+  fail "configure: $(cat "$tmp/body")"
+expect 200 "" "$reader" GET "/api/v1/queues?queue=work"
+[ "$(j "$tmp/body" '[d.queues[0].concurrency_limit, d.queues[0].rate_limit, d.queues[0].rate_period_ms].join()')" = "3,10,1000" ] ||
+  fail "Stats after configure: $(cat "$tmp/body")"
+expect 400 INVALID_ARGUMENT "$admin" POST /api/v1/queues/configure '{"queue":"work","set_concurrency_limit":true,"concurrency_limit":0}'
+expect 400 INVALID_ARGUMENT "$admin" POST /api/v1/queues/configure '{"queue":"work","set_concurrency_limit":true,"concurrency_limit":1,"clear_concurrency_limit":true}'
+expect 400 INVALID_ARGUMENT "$admin" POST /api/v1/queues/configure '{"queue":"work","set_rate_limit":true,"rate_limit":5,"rate_period_ms":86400001}'
+expect 400 INVALID_ARGUMENT "$admin" POST /api/v1/queues/configure '{"queue":"work","concurrency":2}'
+[ "$(j "$tmp/body" d.message)" = "body: unknown field 'concurrency'" ] || fail "unknown field: $(cat "$tmp/body")"
+expect 400 INVALID_ARGUMENT "$admin" POST /api/v1/queues/configure '{"queue":"work","set_rate_limit":"yes"}'
+expect 400 INVALID_ARGUMENT "$admin" POST /api/v1/queues/pause '{"queue":"bad queue"}'
+cli_msg=$(JOBQ_AUTH_TOKEN=$admin "$J" pause 'bad queue' 2>&1 >/dev/null | sed 's/^jobq: pause: INVALID_ARGUMENT: //' || true)
+[ "$(j "$tmp/body" d.message)" = "$cli_msg" ] || fail "bad queue: API says '$(j "$tmp/body" d.message)', the RPC '$cli_msg'"
+expect 400 INVALID_ARGUMENT "$admin" POST /api/v1/queues/pause '{}'
+expect 405 UNIMPLEMENTED "$admin" GET /api/v1/queues/pause
+expect 200 "" "$reader" GET "/api/v1/queues?queue=work"
+[ "$(j "$tmp/body" '[d.queues[0].paused, d.queues[0].concurrency_limit, d.queues[0].rate_limit].join()')" = "false,3,10" ] ||
+  fail "refused settings changed work: $(cat "$tmp/body")"
+expect 200 "" "$admin" POST /api/v1/queues/configure '{"queue":"work","set_key_concurrency_limit":true,"key_concurrency_limit":1}'
+[ "$(j "$tmp/body" 'd.settings.key_concurrency_limit')" = 1 ] || fail "key limit: $(cat "$tmp/body")"
+expect 200 "" "$admin" POST /api/v1/queues/configure '{"queue":"work","clear_concurrency_limit":true,"clear_rate_limit":true,"clear_key_concurrency_limit":true}'
+expect 200 "" "$reader" GET "/api/v1/queues?queue=work"
+[ "$(j "$tmp/body" '[d.queues[0].concurrency_limit === undefined, d.queues[0].rate_limit === undefined].join()')" = "true,true" ] ||
+  fail "cleared limits: $(cat "$tmp/body")"
+ok "pause, resume and limits: admin only (a reader's or producer's 403 changes nothing), Stats shows them, the RPC's validation"
+
+# ------------------------------------------------------------------ running jobs: progress, output, cancel
+JOBQ_AUTH_TOKEN=$admin "$J" enqueue --queue run --payload r1 >/dev/null
+JOBQ_AUTH_TOKEN=$admin "$J" enqueue --queue run --payload r2 >/dev/null
+JOBQ_AUTH_TOKEN=$admin "$J" claim --queue run --limit 2 --lease 300 --json >"$tmp/claimed.json"
+mapfile -t ids < <(sed -n 's/.*"id":\([0-9]*\).*/\1/p' "$tmp/claimed.json")
+mapfile -t tokens < <(sed -n 's/.*"lease_token":\([0-9]*\).*/\1/p' "$tmp/claimed.json")
+[ "${#ids[@]}" = 2 ] || fail "claimed $(cat "$tmp/claimed.json")"
+JOBQ_AUTH_TOKEN=$admin "$J" heartbeat --id "${ids[0]}" --token "${tokens[0]}" --progress 40 --message 'resizing <b>' >/dev/null
+expect 200 "" "$reader" GET "/api/v1/jobs?queue=run&state=processing"
+[ "$(j "$tmp/body" 'd.jobs.map(x => x.id + ":" + x.progress_percent + ":" + x.progress_message).join()')" = "${ids[0]}:40:resizing <b>,${ids[1]}:undefined:undefined" ] ||
+  fail "progress in the list: $(cat "$tmp/body")"
+JOBQ_AUTH_TOKEN=$admin "$J" complete --id "${ids[0]}" --token "${tokens[0]}" --output '<img src=x onerror=alert(1)>' >/dev/null
+expect 200 "" "$reader" GET "/api/v1/jobs/${ids[0]}"
+[ "$(j "$tmp/body" '[d.job.status, d.job.output, d.job.output_bytes].join("|")')" = "completed|<img src=x onerror=alert(1)>|28" ] ||
+  fail "output: $(cat "$tmp/body")"
+LC_ALL=C grep -q '[<>]' "$tmp/body" && fail "raw markup in the output's JSON text: $(cat "$tmp/body")"
+expect 403 PERMISSION_DENIED "$reader" POST "/api/v1/jobs/${ids[1]}/cancel"
+expect 200 "" "$reader" GET "/api/v1/jobs/${ids[1]}"
+[ "$(j "$tmp/body" 'd.job.status + "," + (d.job.output === undefined)')" = "processing,true" ] || fail "a reader's cancel changed the running job: $(cat "$tmp/body")"
+expect 200 "" "$admin" POST "/api/v1/jobs/${ids[1]}/cancel"
+[ "$(j "$tmp/body" 'd.results[0].code + ":" + d.results[0].status')" = "OK:cancelled" ] || fail "cancel running: $(cat "$tmp/body")"
+st=$(JOBQ_AUTH_TOKEN=$admin "$J" heartbeat --id "${ids[1]}" --token "${tokens[1]}" 2>&1 >/dev/null || true)
+grep -q FAILED_PRECONDITION <<<"$st" || fail "the cancelled job's lease still holds: $st"
+ok "running jobs: progress in the list, output in Get (escaped), a running job cancelled by an admin only (its lease ends)"
+
+# ------------------------------------------------------------------ schedules
+sched='{"name":"nightly","cron":"0 3 * * *","time_zone":"Europe/Berlin","missed":"once","job":{"queue":"reports","payload":"<b>run</b>","priority":2}}'
+expect 403 PERMISSION_DENIED "$reader" POST /api/v1/schedules "$sched"
+expect 403 PERMISSION_DENIED "$producer" GET /api/v1/schedules
+expect 200 "" "$reader" GET /api/v1/schedules
+[ "$(j "$tmp/body" 'd.schedules.length')" = 0 ] || fail "a reader's refused add left a schedule: $(cat "$tmp/body")"
+expect 200 "" "$admin" POST /api/v1/schedules "$sched"
+[ "$(j "$tmp/body" '[d.schedule.name, d.schedule.missed, d.schedule.job.queue, d.schedule.next_run_at_ms > Date.now()].join()')" = "nightly,once,reports,true" ] ||
+  fail "add schedule: $(cat "$tmp/body")"
+expect 200 "" "$reader" GET "/api/v1/schedules?payload=true"
+[ "$(j "$tmp/body" 'd.schedules.map(s => [s.name, s.cron, s.time_zone, s.job.payload, s.job.priority, s.last_run_at_ms].join("|")).join()')" = "nightly|0 3 * * *|Europe/Berlin|<b>run</b>|2|0" ] ||
+  fail "list schedules: $(cat "$tmp/body")"
+expect 200 "" "$reader" GET /api/v1/schedules
+[ "$(j "$tmp/body" 'd.schedules[0].job.payload === undefined')" = true ] || fail "a list without payload=true carries payloads"
+expect 400 INVALID_ARGUMENT "$admin" POST /api/v1/schedules '{"name":"bad","cron":"61 * * * *","job":{"queue":"reports"}}'
+expect 400 INVALID_ARGUMENT "$admin" POST /api/v1/schedules '{"name":"bad","cron":"* * * * *"}'
+[ "$(j "$tmp/body" d.message)" = "schedule.job: required (at least its queue)" ] || fail "no job: $(cat "$tmp/body")"
+expect 400 INVALID_ARGUMENT "$admin" POST /api/v1/schedules '{"name":"bad","cron":"* * * * *","time_zone":"Mars/Base","job":{"queue":"reports"}}'
+expect 400 INVALID_ARGUMENT "$admin" POST /api/v1/schedules '{"name":"bad","cron":"* * * * *","job":{"queue":"reports","delay_ms":5}}'
+expect 400 INVALID_ARGUMENT "$admin" POST /api/v1/schedules '{"name":"bad","cron":"* * * * *","missed":"twice","job":{"queue":"reports"}}'
+expect 400 INVALID_ARGUMENT "$admin" POST /api/v1/schedules '{"name":"bad","cron":"* * * * *","job":{"queue":"reports","colour":1}}'
+[ "$(j "$tmp/body" d.message)" = "job: unknown field 'colour'" ] || fail "unknown job field: $(cat "$tmp/body")"
+expect 403 PERMISSION_DENIED "$reader" POST /api/v1/schedules/remove '{"name":"nightly"}'
+expect 200 "" "$reader" GET /api/v1/schedules
+[ "$(j "$tmp/body" 'd.schedules.map(s => s.name).join()')" = nightly ] || fail "refused calls changed the schedules: $(cat "$tmp/body")"
+expect 200 "" "$admin" POST /api/v1/schedules/remove '{"name":"nightly"}'
+expect 404 NOT_FOUND "$admin" POST /api/v1/schedules/remove '{"name":"nightly"}'
+expect 200 "" "$reader" GET /api/v1/schedules
+[ "$(j "$tmp/body" 'd.schedules.length')" = 0 ] || fail "remove left $(cat "$tmp/body")"
+ok "schedules: listed by a reader with their next run, added and removed by an admin only, the RPC's validation"
+
 # ------------------------------------------------------------------ keyset paging
 body='{"jobs":['
 for i in $(seq 1 25); do body+="{\"queue\":\"pages\",\"payload\":\"p$i\"}"; [ "$i" -lt 25 ] && body+=','; done
