@@ -122,7 +122,7 @@ fuzz: $(PROTO_H)
 	@deploy/bootstrap.sh fuzz
 	@mkdir -p build-fuzz/corpus
 	clang -std=c11 -D_GNU_SOURCE -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined \
-	  -I$(BUILD)/gen -Iservice -o build-fuzz/fuzz_rpc tests/fuzz/fuzz_rpc.c service/jq_validate.c service/jq_wire.c \
+	  -I$(BUILD)/gen -Iservice -o build-fuzz/fuzz_rpc tests/fuzz/fuzz_rpc.c service/jq_validate.c service/jq_wire.c service/jq_cron.c \
 	  $(PROTO_C) $(shell $(PKG_CONFIG) --cflags --libs libprotobuf-c 2>/dev/null)
 	cd build-fuzz && ./fuzz_rpc -max_total_time=$(FUZZ_SECONDS) -max_len=65536 -print_final_stats=1 \
 	  corpus ../tests/fuzz/corpus

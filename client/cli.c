@@ -39,6 +39,7 @@ static const char main_help[] =
 	"  pause       pause a queue (Claims get none of its jobs) until resume\n"
 	"  resume      resume a paused queue\n"
 	"  queue set   set or remove a queue's concurrency and rate limits\n"
+	"  schedule    periodic jobs: schedule add|list|rm\n"
 	"\n"
 	"`jobq COMMAND --help` describes each command.\n"
 	"\n" CLI_GLOBAL_HELP
@@ -56,6 +57,7 @@ static const struct {
 	{ "list", cmd_list },       { "stats", cmd_stats },   { "retry", cmd_retry },
 	{ "cancel", cmd_cancel },   { "watch", cmd_watch },   { "worker", cmd_worker },
 	{ "pause", cmd_pause },     { "resume", cmd_resume }, { "queue", cmd_queue },
+	{ "schedule", cmd_schedule },
 };
 
 static void verror(const cli *c, int code, const char *fmt, va_list ap)

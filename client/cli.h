@@ -163,7 +163,7 @@ const char *status_short(jobq_status s);
 int64_t cli_now_ms(void);
 int64_t cli_mono_ms(void);
 
-/* --- the commands (cli_jobs.c, cli_admin.c, cli_watch.c, cli_worker.c) --- */
+/* --- the commands (cli_jobs.c, cli_admin.c, cli_watch.c, cli_worker.c, cli_schedule.c) --- */
 int cmd_enqueue(cli *c, int argc, char **argv);
 int cmd_claim(cli *c, int argc, char **argv);
 int cmd_heartbeat(cli *c, int argc, char **argv);
@@ -184,5 +184,6 @@ int cmd_queue(cli *c, int argc, char **argv);
  * "-" for none) and as JSON fields ("paused", and each limit that is set). */
 const char *cli_fmt_flow(char *buf, size_t size, const jobq_queue_flow *f);
 void cli_json_flow(json_out *j, const jobq_queue_flow *f);
+int cmd_schedule(cli *c, int argc, char **argv); /* cli_schedule.c */
 
 #endif

@@ -217,6 +217,38 @@ typedef struct jobq_list_options {
 	bool include_payload;
 } jobq_list_options;
 
+/* What a schedule does with ticks missed by more than 60 s (no replica ran): enqueue nothing
+ * for them, or one job for all of them; then it goes on with the next future tick. */
+typedef enum jobq_missed {
+	JOBQ_MISSED_SKIP = 0,
+	JOBQ_MISSED_ONCE = 1,
+} jobq_missed;
+
+/* A schedule to add. Strings and payload are borrowed for the duration of the call. */
+typedef struct jobq_schedule_spec {
+	const char *name;      /* [A-Za-z0-9_.-]{1,64}; an existing schedule of that name is replaced */
+	const char *cron;      /* 5 fields (minute hour day-of-month month day-of-week), or 6 with seconds first */
+	const char *time_zone; /* IANA name; NULL or "" = UTC */
+	jobq_job_spec job;     /* enqueued on every tick; run_at_ms and delay_ms must be 0; {tick} in
+				* idempotency_key becomes the tick's UTC time */
+	jobq_missed missed;
+} jobq_schedule_spec;
+
+/* A schedule as the service returns it. All pointers are owned by the array it came in. */
+typedef struct jobq_schedule {
+	char *name, *cron, *time_zone;
+	char *queue;
+	uint8_t *payload; /* NUL-terminated; empty when not asked for */
+	size_t payload_len;
+	int32_t priority;
+	uint32_t max_attempts; /* 0 = service default */
+	char *idempotency_key; /* "" = none */
+	jobq_missed missed;
+	int64_t next_run_at_ms;
+	int64_t last_run_at_ms; /* 0 = no job enqueued yet */
+	int64_t created_at_ms, updated_at_ms;
+} jobq_schedule;
+
 /* An announcement heard on the PUB socket: jobs of `queue` became claimable; or, with stopped
  * set (only after jobq_sub_cancels), running jobs ids[i] of `queue` were stopped under their
  * leases lease_tokens[i] ("cancel.<queue>"). */
@@ -349,6 +381,18 @@ int jobq_pause(jobq_client *c, const char *queue, jobq_queue_flow *out, jobq_err
 int jobq_resume(jobq_client *c, const char *queue, jobq_queue_flow *out, jobq_error *err);
 int jobq_configure_queue(jobq_client *c, const char *queue, const jobq_queue_config *cfg,
 			 jobq_queue_flow *out, jobq_error *err);
+/* jobq_schedule_add creates or replaces schedule spec->name (admin). *stored (may be NULL; free
+ * with jobq_schedules_free(*stored, 1)) receives it as stored, with its next run time. */
+int jobq_schedule_add(jobq_client *c, const jobq_schedule_spec *spec, jobq_schedule **stored,
+		      jobq_error *err);
+
+/* jobq_schedule_list: every schedule, by name. Free with jobq_schedules_free(*schedules, *n). */
+int jobq_schedule_list(jobq_client *c, bool include_payload, jobq_schedule **schedules, size_t *n,
+		       jobq_error *err);
+void jobq_schedules_free(jobq_schedule *schedules, size_t n);
+
+/* jobq_schedule_remove deletes schedule name (admin); JOBQ_NOT_FOUND when there is none. */
+int jobq_schedule_remove(jobq_client *c, const char *name, jobq_error *err);
 
 /* jobq_subscribe dials the PUB socket and hears announcements of queue (exactly that queue; NULL
  * = every queue). Free with jobq_sub_close. */

@@ -1332,3 +1332,153 @@ int jobq_configure_queue(jobq_client *c, const char *queue, const jobq_queue_con
 	return settings_call(c, "jobq_configure_queue", METHOD("ConfigureQueue"), &req.base,
 			     &jobq__v1__configure_queue_response__descriptor, out, err);
 }
+
+/* ---- Schedules ---- */
+
+static void schedule_release(jobq_schedule *s)
+{
+	free(s->name);
+	free(s->cron);
+	free(s->time_zone);
+	free(s->queue);
+	free(s->payload);
+	free(s->idempotency_key);
+}
+
+void jobq_schedules_free(jobq_schedule *schedules, size_t n)
+{
+	if (schedules == NULL)
+		return;
+	for (size_t i = 0; i < n; i++)
+		schedule_release(&schedules[i]);
+	free(schedules);
+}
+
+static int schedule_copy(const Jobq__V1__Schedule *m, jobq_schedule *s)
+{
+	static const Jobq__V1__JobSpec none = JOBQ__V1__JOB_SPEC__INIT;
+	const Jobq__V1__JobSpec *j = m->job ? m->job : &none;
+	memset(s, 0, sizeof(*s));
+	s->missed = m->missed == JOBQ__V1__MISSED_POLICY__MISSED_POLICY_ONCE ? JOBQ_MISSED_ONCE : JOBQ_MISSED_SKIP;
+	s->priority = j->priority;
+	s->max_attempts = j->max_attempts;
+	s->next_run_at_ms = m->next_run_at_ms;
+	s->last_run_at_ms = m->last_run_at_ms;
+	s->created_at_ms = m->created_at_ms;
+	s->updated_at_ms = m->updated_at_ms;
+	s->payload_len = j->payload.len;
+	s->payload = malloc(j->payload.len + 1);
+	if (s->payload != NULL) {
+		if (j->payload.len > 0)
+			memcpy(s->payload, j->payload.data, j->payload.len);
+		s->payload[j->payload.len] = '\0';
+	}
+	s->name = str_copy(m->name);
+	s->cron = str_copy(m->cron);
+	s->time_zone = str_copy(m->time_zone);
+	s->queue = str_copy(j->queue);
+	s->idempotency_key = str_copy(j->idempotency_key);
+	if (s->payload == NULL || s->name == NULL || s->cron == NULL || s->time_zone == NULL ||
+	    s->queue == NULL || s->idempotency_key == NULL) {
+		schedule_release(s);
+		return -1;
+	}
+	return 0;
+}
+
+/* schedules_copy: *out is NULL when n is 0. */
+static int schedules_copy(Jobq__V1__Schedule *const *ms, size_t n, jobq_schedule **out, jobq_error *err)
+{
+	*out = NULL;
+	if (n == 0)
+		return JOBQ_OK;
+	jobq_schedule *s = calloc(n, sizeof(*s));
+	if (s == NULL)
+		return jobqi_set_err(err, JOBQ_RESOURCE_EXHAUSTED, "out of memory");
+	for (size_t i = 0; i < n; i++) {
+		if (schedule_copy(ms[i], &s[i]) != 0) {
+			jobq_schedules_free(s, i);
+			return jobqi_set_err(err, JOBQ_RESOURCE_EXHAUSTED, "out of memory");
+		}
+	}
+	*out = s;
+	return JOBQ_OK;
+}
+
+int jobq_schedule_add(jobq_client *c, const jobq_schedule_spec *spec, jobq_schedule **stored, jobq_error *err)
+{
+	Jobq__V1__AddScheduleRequest req = JOBQ__V1__ADD_SCHEDULE_REQUEST__INIT;
+	Jobq__V1__Schedule s = JOBQ__V1__SCHEDULE__INIT;
+	Jobq__V1__JobSpec job = JOBQ__V1__JOB_SPEC__INIT;
+	Jobq__V1__AddScheduleResponse *resp = NULL;
+	int code = check_client(c, "jobq_schedule_add", err);
+	if (code != JOBQ_OK)
+		return code;
+	if (spec == NULL)
+		return jobqi_set_err(err, JOBQ_INVALID_ARGUMENT, "jobq_schedule_add: spec is NULL");
+	if (stored != NULL)
+		*stored = NULL;
+	s.name = (char *)(spec->name ? spec->name : "");
+	s.cron = (char *)(spec->cron ? spec->cron : "");
+	s.time_zone = (char *)(spec->time_zone ? spec->time_zone : "");
+	s.missed = spec->missed == JOBQ_MISSED_ONCE ? JOBQ__V1__MISSED_POLICY__MISSED_POLICY_ONCE
+						    : JOBQ__V1__MISSED_POLICY__MISSED_POLICY_SKIP;
+	job.queue = (char *)(spec->job.queue ? spec->job.queue : "");
+	job.payload.data = (uint8_t *)spec->job.payload;
+	job.payload.len = spec->job.payload ? spec->job.payload_len : 0;
+	job.priority = spec->job.priority;
+	job.run_at_ms = spec->job.run_at_ms;
+	job.delay_ms = spec->job.delay_ms;
+	job.max_attempts = spec->job.max_attempts;
+	job.idempotency_key = (char *)(spec->job.idempotency_key ? spec->job.idempotency_key : "");
+	s.job = &job;
+	req.schedule = &s;
+	code = rpc(c, METHOD("AddSchedule"), &req.base, &jobq__v1__add_schedule_response__descriptor, 0,
+		   (ProtobufCMessage **)&resp, err);
+	if (code != JOBQ_OK)
+		return code;
+	if (stored != NULL && resp->schedule != NULL)
+		code = schedules_copy(&resp->schedule, 1, stored, err);
+	jobq__v1__add_schedule_response__free_unpacked(resp, NULL);
+	return code;
+}
+
+int jobq_schedule_list(jobq_client *c, bool include_payload, jobq_schedule **schedules, size_t *n,
+		       jobq_error *err)
+{
+	Jobq__V1__ListSchedulesRequest req = JOBQ__V1__LIST_SCHEDULES_REQUEST__INIT;
+	Jobq__V1__ListSchedulesResponse *resp = NULL;
+	int code = check_client(c, "jobq_schedule_list", err);
+	if (code != JOBQ_OK)
+		return code;
+	if (schedules == NULL || n == NULL)
+		return jobqi_set_err(err, JOBQ_INVALID_ARGUMENT, "jobq_schedule_list: schedules and n must not be NULL");
+	*schedules = NULL;
+	*n = 0;
+	req.include_payload = include_payload;
+	code = rpc(c, METHOD("ListSchedules"), &req.base, &jobq__v1__list_schedules_response__descriptor, 0,
+		   (ProtobufCMessage **)&resp, err);
+	if (code != JOBQ_OK)
+		return code;
+	code = schedules_copy(resp->schedules, resp->n_schedules, schedules, err);
+	if (code == JOBQ_OK)
+		*n = resp->n_schedules;
+	jobq__v1__list_schedules_response__free_unpacked(resp, NULL);
+	return code;
+}
+
+int jobq_schedule_remove(jobq_client *c, const char *name, jobq_error *err)
+{
+	Jobq__V1__RemoveScheduleRequest req = JOBQ__V1__REMOVE_SCHEDULE_REQUEST__INIT;
+	Jobq__V1__RemoveScheduleResponse *resp = NULL;
+	int code = check_client(c, "jobq_schedule_remove", err);
+	if (code != JOBQ_OK)
+		return code;
+	req.name = (char *)(name ? name : "");
+	code = rpc(c, METHOD("RemoveSchedule"), &req.base, &jobq__v1__remove_schedule_response__descriptor, 0,
+		   (ProtobufCMessage **)&resp, err);
+	if (code != JOBQ_OK)
+		return code;
+	jobq__v1__remove_schedule_response__free_unpacked(resp, NULL);
+	return JOBQ_OK;
+}

@@ -74,6 +74,8 @@ static const struct {
 	{ "Pause", false, false, false },    { "Resume", false, false, false },
 	{ "ConfigureQueue", false, false, false },
 	{ "Wait", true, true, true },
+	{ "AddSchedule", false, false, false }, { "ListSchedules", false, false, true },
+	{ "RemoveSchedule", false, false, false },
 };
 
 bool jq_role_allows(jq_role role, const char *method)

@@ -22,6 +22,11 @@ static jq_db_rows *wrap(PGresult *r)
 	return rows;
 }
 
+jq_db_rows *jq_dbi_wrap(PGresult *r)
+{
+	return wrap(r);
+}
+
 /* wrap_budgeted wraps the job rows first .. end of a statement with a byte budget: its C_TAKEN
  * column counts the rows the limit took, of which the budget kept a prefix. */
 static jq_db_rows *wrap_budgeted(PGresult *r, int first)

@@ -372,4 +372,82 @@ bool jq_db_rows_cut(const jq_db_rows *rows);
 /* jq_db_claim_sql returns the claim statement's text (for tests that EXPLAIN it). */
 const char *jq_db_claim_sql(void);
 
+/* ---- Schedules (job_schedule; jq_db_schedule.c) ----
+ * Wall-clock times of a schedule's zone travel as seconds since 1970-01-01 00:00 of that clock
+ * (jq_cron_time_to_seconds); instants as Unix microseconds. */
+
+/* A schedule to store. Strings and payload are borrowed for the duration of the call. */
+typedef struct jq_db_schedule_spec {
+	const char *name, *cron, *time_zone, *queue;
+	const uint8_t *payload;
+	size_t payload_len;
+	int16_t priority;
+	int32_t max_attempts;        /* 0 = the jobs get the table's default */
+	const char *idempotency_key; /* pattern; NULL = none */
+	const char *missed;          /* "skip" or "once" */
+	int64_t next_run_at_us;
+} jq_db_schedule_spec;
+
+/* A schedule as read. Pointers point into the jq_db_rows it came from. */
+typedef struct jq_schedule {
+	const char *name, *cron, *time_zone, *queue, *missed;
+	const uint8_t *payload; /* NULL when not selected */
+	size_t payload_len;
+	int16_t priority;
+	int32_t max_attempts;        /* 0 = default */
+	const char *idempotency_key; /* "" when none */
+	int64_t next_run_at_ms, last_run_at_ms; /* last: 0 when never */
+	int64_t created_at_ms, updated_at_ms;
+} jq_schedule;
+
+/* A due schedule, for the ticker. */
+typedef struct jq_due_schedule {
+	const char *name, *cron, *time_zone, *missed;
+	int64_t tick_us;     /* next_run_at: the tick that is due */
+	int64_t tick_local_s; /* the same on the zone's wall clock */
+	int64_t now_local_s;  /* the database's now() on the zone's wall clock */
+	int64_t now_us;
+} jq_due_schedule;
+
+/* jq_db_zone_now: *known tells whether zone is a time-zone name of the database's tz database;
+ * when it is, *local_s is the zone's wall clock now. *now_us: the database's now(). */
+jq_code jq_db_zone_now(jq_db *db, const char *zone, bool *known, int64_t *local_s, int64_t *now_us,
+		       jq_db_err *err) __attribute__((warn_unused_result));
+
+/* jq_db_zone_instant: the instant of wall-clock time local_s in zone (see S_SCHED_INSTANT for
+ * times the clock skips or repeats). */
+jq_code jq_db_zone_instant(jq_db *db, const char *zone, int64_t local_s, int64_t *instant_us,
+			   jq_db_err *err) __attribute__((warn_unused_result));
+
+/* jq_db_schedule_put creates or replaces (by name) a schedule; *rows holds it as stored. */
+jq_code jq_db_schedule_put(jq_db *db, const jq_db_schedule_spec *s, jq_db_rows **rows, jq_db_err *err)
+	__attribute__((warn_unused_result));
+
+/* jq_db_schedule_list: every schedule, by name. */
+jq_code jq_db_schedule_list(jq_db *db, bool include_payload, jq_db_rows **rows, jq_db_err *err)
+	__attribute__((warn_unused_result));
+
+/* jq_db_schedule_remove deletes schedule name; *removed: whether there was one. */
+jq_code jq_db_schedule_remove(jq_db *db, const char *name, bool *removed, jq_db_err *err)
+	__attribute__((warn_unused_result));
+
+/* jq_db_schedules_due: up to limit schedules whose next_run_at has come, earliest first. */
+jq_code jq_db_schedules_due(jq_db *db, int limit, jq_db_rows **rows, jq_db_err *err)
+	__attribute__((warn_unused_result));
+
+/* jq_db_schedule_soonest: *count schedules; *in_ms until the nearest tick (negative when due;
+ * INT64_MAX when there is none). */
+jq_code jq_db_schedule_soonest(jq_db *db, int64_t *count, int64_t *in_ms, jq_db_err *err)
+	__attribute__((warn_unused_result));
+
+/* jq_db_schedule_tick moves schedule name from tick_us to next_us if it still waits for tick_us
+ * (*won), and in the same transaction, when enqueue, enqueues its job with run_at run_at_us
+ * (*job_id; 0 when none; queue, JQ_DB_QUEUE_MAX + 1 bytes, gets its queue). */
+jq_code jq_db_schedule_tick(jq_db *db, const char *name, int64_t tick_us, int64_t next_us, bool enqueue,
+			    int64_t run_at_us, bool *won, int64_t *job_id, char *queue, jq_db_err *err)
+	__attribute__((warn_unused_result));
+
+void jq_db_rows_schedule(const jq_db_rows *rows, int i, jq_schedule *out);
+void jq_db_rows_due(const jq_db_rows *rows, int i, jq_due_schedule *out);
+
 #endif

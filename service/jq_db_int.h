@@ -6,6 +6,7 @@
  *   jq_db_conn.c  the handle's connection: connect and reconnect, session setup, prepare and
  *                 plan renewal, deadlines, and jq_dbi_run, which executes one statement
  *   jq_db.c       one function per call of jq_db.h: parameters in, rows or outcomes out
+ *   jq_db_schedule.c  the same for the calls on schedules (job_schedule)
  *
  * Internal names carry the prefix jq_dbi_ (as libjobq's internals carry jobqi_).
  */
@@ -35,6 +36,12 @@ enum job_col {
 	C_FINISHED, C_PROGRESS_PCT, C_PROGRESS_MSG, C_PROGRESS_AT, C_TIMEOUT,
 	C_TAKEN, /* Claim and List: the rows their limit took before the byte budget (jq_db_rows_cut) */
 	C_OUTPUT = C_TAKEN /* Get: the job's output */
+};
+
+/* The columns of a schedule row, in SCHED_COLS order (jq_db_sql.c). */
+enum sched_col {
+	SC_NAME, SC_CRON, SC_ZONE, SC_QUEUE, SC_PAYLOAD, SC_PRIORITY, SC_MAX_ATTEMPTS, SC_IDEM,
+	SC_MISSED, SC_NEXT, SC_LAST, SC_CREATED, SC_UPDATED
 };
 
 /* The statements, indexing jq_dbi_stmts and the per-statement state of a jq_db. */
@@ -67,6 +74,14 @@ typedef enum jq_dbi_stmt_id {
 	S_THROUGHPUT,
 	S_QUEUE_PAUSE,
 	S_QUEUE_CONFIGURE,
+	S_SCHED_ZONE_NOW,
+	S_SCHED_INSTANT,
+	S_SCHED_PUT,
+	S_SCHED_LIST,
+	S_SCHED_REMOVE,
+	S_SCHED_DUE,
+	S_SCHED_SOONEST,
+	S_SCHED_TICK,
 	S__COUNT
 } jq_dbi_stmt_id;
 
@@ -123,6 +138,10 @@ struct jq_db_rows {
 	int first, n; /* the job rows are res's rows first .. first + n - 1 */
 	bool cut;     /* jq_db_rows_cut */
 };
+
+/* jq_dbi_wrap makes every row of r a jq_db_rows (which then owns r); NULL, with r cleared, when
+ * memory runs out. */
+jq_db_rows *jq_dbi_wrap(PGresult *r);
 
 /* jq_dbi_set_err writes prefix + the first line of detail into err (NULL: nothing). */
 void jq_dbi_set_err(jq_db_err *err, const char *sqlstate, const char *prefix, const char *detail);

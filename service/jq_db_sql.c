@@ -13,6 +13,11 @@
 	"j.last_error, j.idempotency_key, j.created_at, j.updated_at, j.finished_at, "            \
 	"j.progress_percent, j.progress_message, j.progress_at, j.timeout_ms"
 
+/* A schedule row's columns, in enum sched_col order (jq_db_int.h). */
+#define SCHED_COLS(PAYLOAD)                                                                   \
+	"s.name, s.cron, s.time_zone, s.queue, " PAYLOAD ", s.priority, s.max_attempts, "      \
+	"s.idempotency_key, s.missed, s.next_run_at, s.last_run_at, s.created_at, s.updated_at"
+
 /* GUARD_MOVE(finished): the columns the status guard owns, written as it would write them for a
  * job leaving j.curr_job_status for another state; `finished` is the new finished_at (now() on
  * entering completed/failed/cancelled, NULL otherwise). A row written this way is skipped by the
@@ -538,6 +543,81 @@ const jq_dbi_stmt jq_dbi_stmts[S__COUNT] = {
 		"   ORDER BY finished_at LIMIT $2 FOR UPDATE SKIP LOCKED)"
 		" DELETE FROM job_queue j USING doomed d WHERE j.id = d.id",
 		2, { JQ_OID_INT4, JQ_OID_INT4 }, true },
+
+	/* Schedules (job_schedule, migration 016). Cron ticks are wall-clock times of the
+	 * schedule's zone; PostgreSQL's time-zone database turns them into instants and back (jq_cron
+	 * never reads TZ, which is process-wide and not thread-safe). A wall-clock time travels as
+	 * seconds since 1970-01-01 00:00 of that clock (jq_cron_time_to_seconds). */
+
+	/* The zone's wall clock now, or NULL when the zone is not a name in PostgreSQL's tz database
+	 * (pg_timezone_names: abbreviations and POSIX offsets like 'UTC+5', which AT TIME ZONE would
+	 * take, are refused). Only AddSchedule asks (the view reads the zone files: ~50 ms). */
+	[S_SCHED_ZONE_NOW] = { "jq_sched_zone_now",
+		"SELECT CASE WHEN EXISTS (SELECT 1 FROM pg_timezone_names WHERE name = $1)"
+		"  THEN floor(extract(epoch FROM now() AT TIME ZONE $1))::int8 END, now()",
+		1, { JQ_OID_TEXT } },
+
+	/* The instant of a wall-clock time of a zone. A time the clock skips (spring forward) takes
+	 * the offset from before the jump, so 02:30 in a 02:00-03:00 gap is 03:30 after it; a time
+	 * the clock passes twice (fall back) is the second pass, in standard time (PostgreSQL's
+	 * rules, docs "Handling of Invalid or Ambiguous Timestamps"). */
+	[S_SCHED_INSTANT] = { "jq_sched_instant",
+		"SELECT (timestamp '1970-01-01' + $1 * interval '1 second') AT TIME ZONE $2",
+		2, { JQ_OID_INT8, JQ_OID_TEXT } },
+
+	/* AddSchedule: create, or replace by name (keeping created_at and last_run_at). */
+	[S_SCHED_PUT] = { "jq_sched_put",
+		"INSERT INTO job_schedule AS s (name, cron, time_zone, queue, payload, priority,"
+		"   max_attempts, idempotency_key, missed, next_run_at)"
+		" VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)"
+		" ON CONFLICT (name) DO UPDATE SET cron = excluded.cron, time_zone = excluded.time_zone,"
+		"   queue = excluded.queue, payload = excluded.payload, priority = excluded.priority,"
+		"   max_attempts = excluded.max_attempts, idempotency_key = excluded.idempotency_key,"
+		"   missed = excluded.missed, next_run_at = excluded.next_run_at, updated_at = now()"
+		" RETURNING " SCHED_COLS("s.payload"),
+		10, { JQ_OID_TEXT, JQ_OID_TEXT, JQ_OID_TEXT, JQ_OID_TEXT, JQ_OID_BYTEA, JQ_OID_INT2,
+		      JQ_OID_INT4, JQ_OID_TEXT, JQ_OID_TEXT, JQ_OID_TIMESTAMPTZ } },
+
+	[S_SCHED_LIST] = { "jq_sched_list",
+		"SELECT " SCHED_COLS("CASE WHEN $1 THEN s.payload END") " FROM job_schedule s ORDER BY s.name",
+		1, { JQ_OID_BOOL } },
+
+	[S_SCHED_REMOVE] = { "jq_sched_remove", "DELETE FROM job_schedule WHERE name = $1", 1, { JQ_OID_TEXT } },
+
+	/* The ticker: due schedules, with the wall-clock times of their tick and of now. Every
+	 * replica reads the same rows; S_SCHED_TICK decides which one enqueues each tick. */
+	[S_SCHED_DUE] = { "jq_sched_due",
+		"SELECT name, cron, time_zone, missed, next_run_at,"
+		"  floor(extract(epoch FROM next_run_at AT TIME ZONE time_zone))::int8,"
+		"  floor(extract(epoch FROM now() AT TIME ZONE time_zone))::int8, now()"
+		" FROM job_schedule WHERE next_run_at <= now() ORDER BY next_run_at LIMIT $1",
+		1, { JQ_OID_INT4 } },
+
+	/* How many schedules, and milliseconds until the nearest tick (NULL when none). */
+	[S_SCHED_SOONEST] = { "jq_sched_soonest",
+		"SELECT count(*), floor(extract(epoch FROM min(next_run_at) - now()) * 1000)::int8"
+		" FROM job_schedule",
+		0, { 0 } },
+
+	/* One tick, exactly once: next_run_at moves from the tick ($2) to the next ($3) only while
+	 * it still holds the tick, so of replicas racing for it one updates the row and the others,
+	 * re-checking the WHERE under the row lock after the winner commits, update nothing. In the
+	 * same statement (one transaction) the winner enqueues the job when $4, through
+	 * jobq_enqueue_batch like any Enqueue (its trigger announces pending.<queue>), with run_at
+	 * $5 and {tick} in the idempotency key pattern replaced by $5 in UTC. One row when this
+	 * call moved the schedule: the job's id (NULL when none was enqueued) and its queue. */
+	[S_SCHED_TICK] = { "jq_sched_tick",
+		"WITH adv AS (UPDATE job_schedule"
+		"    SET next_run_at = $3, last_run_at = CASE WHEN $4 THEN $5 ELSE last_run_at END"
+		"  WHERE name = $1 AND next_run_at = $2"
+		"  RETURNING queue, payload, priority, max_attempts, idempotency_key)"
+		" SELECT (SELECT e.id FROM jobq_enqueue_batch(ARRAY[adv.queue], ARRAY[adv.payload],"
+		"           ARRAY[adv.priority], ARRAY[$5::timestamptz], ARRAY[adv.max_attempts],"
+		"           ARRAY[replace(adv.idempotency_key, '{tick}',"
+		"                 to_char($5 AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"'))]) AS e"
+		"          WHERE $4), adv.queue"
+		" FROM adv",
+		5, { JQ_OID_TEXT, JQ_OID_TIMESTAMPTZ, JQ_OID_TIMESTAMPTZ, JQ_OID_BOOL, JQ_OID_TIMESTAMPTZ } },
 
 	/* The console's chart: jobs completed in each of the last 60 minutes (this one included),
 	 * always 60 rows. It reads job_queue_finished_idx from an hour ago on, so its cost follows

@@ -30,6 +30,9 @@ static const route routes[] = {
 	{ "Resume", jq_handle_resume },
 	{ "ConfigureQueue", jq_handle_configure_queue },
 	{ "Wait", jq_handle_wait },
+	{ "AddSchedule", jq_handle_add_schedule },
+	{ "ListSchedules", jq_handle_list_schedules },
+	{ "RemoveSchedule", jq_handle_remove_schedule },
 };
 
 #define NROUTES (sizeof(routes) / sizeof(routes[0]))

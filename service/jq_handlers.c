@@ -9,6 +9,7 @@
 
 #include "jq_clock.h"
 #include "jq_metrics.h"
+#include "jq_scheduler.h"
 #include "jq_validate.h"
 
 void jq_call_reply(jq_call *call, const ProtobufCMessage *resp)
@@ -1194,4 +1195,167 @@ void jq_handle_configure_queue(jq_call *call, const ProtobufCMessage *request)
 	};
 	jq_code c = jq_db_queue_configure(call->db, r->queue, &ch, &rows, &err);
 	reply_settings(call, c, rows, &err, &resp.base, &resp.settings);
+}
+
+/* ---- Schedules ---- */
+
+/* A Schedule message and its JobSpec, pointing into a jq_schedule (no copies). */
+typedef struct schedule_msg {
+	Jobq__V1__Schedule s;
+	Jobq__V1__JobSpec job;
+} schedule_msg;
+
+static void schedule_to_proto(const jq_schedule *in, schedule_msg *m)
+{
+	jobq__v1__schedule__init(&m->s);
+	jobq__v1__job_spec__init(&m->job);
+	m->job.queue = (char *)in->queue;
+	m->job.payload.data = (uint8_t *)in->payload;
+	m->job.payload.len = in->payload_len;
+	m->job.priority = in->priority;
+	m->job.max_attempts = (uint32_t)in->max_attempts;
+	m->job.idempotency_key = (char *)in->idempotency_key;
+	m->s.name = (char *)in->name;
+	m->s.cron = (char *)in->cron;
+	m->s.time_zone = (char *)in->time_zone;
+	m->s.job = &m->job;
+	m->s.missed = strcmp(in->missed, "once") == 0 ? JOBQ__V1__MISSED_POLICY__MISSED_POLICY_ONCE
+						      : JOBQ__V1__MISSED_POLICY__MISSED_POLICY_SKIP;
+	m->s.next_run_at_ms = in->next_run_at_ms;
+	m->s.last_run_at_ms = in->last_run_at_ms;
+	m->s.created_at_ms = in->created_at_ms;
+	m->s.updated_at_ms = in->updated_at_ms;
+}
+
+/* first_tick: the instant of the schedule's first tick from now on, in zone; false after
+ * setting the call's error (an unknown zone is INVALID_ARGUMENT, and nothing is stored). */
+static bool first_tick(jq_call *call, const jq_cron *cron, const char *zone, int64_t *next_us)
+{
+	bool known;
+	int64_t local_s, now_us;
+	jq_db_err err;
+	jq_code c = jq_db_zone_now(call->db, zone, &known, &local_s, &now_us, &err);
+	if (c != JQ_OK) {
+		db_error(call, c, &err);
+		return false;
+	}
+	if (!known) {
+		jq_call_error(call, JQ_INVALID_ARGUMENT,
+			      "schedule.time_zone: unknown time zone '%s' (an IANA name such as Europe/Berlin, or UTC)",
+			      zone);
+		return false;
+	}
+	c = jq_scheduler_next(call->db, cron, zone, local_s, now_us, next_us, &err);
+	if (c == JQ_FAILED_PRECONDITION) {
+		jq_call_error(call, JQ_INVALID_ARGUMENT, "schedule.cron: %s", err.msg);
+		return false;
+	}
+	if (c != JQ_OK) {
+		db_error(call, c, &err);
+		return false;
+	}
+	return true;
+}
+
+void jq_handle_add_schedule(jq_call *call, const ProtobufCMessage *request)
+{
+	const Jobq__V1__AddScheduleRequest *r = (const Jobq__V1__AddScheduleRequest *)request;
+	Jobq__V1__AddScheduleResponse resp = JOBQ__V1__ADD_SCHEDULE_RESPONSE__INIT;
+	jq_limits lim = { .max_payload_bytes = call->cfg->max_payload_bytes };
+	jq_cron cron;
+	jq_db_rows *rows = NULL;
+	jq_db_err err;
+	int64_t next_us;
+
+	if (jq_validate_add_schedule(r, &lim, &cron, call->message, sizeof(call->message)) != 0) {
+		call->code = JQ_INVALID_ARGUMENT;
+		return;
+	}
+	const Jobq__V1__Schedule *s = r->schedule;
+	const char *zone = s->time_zone[0] ? s->time_zone : "UTC";
+	if (!first_tick(call, &cron, zone, &next_us))
+		return;
+	jq_db_schedule_spec spec = {
+		.name = s->name, .cron = s->cron, .time_zone = zone, .queue = s->job->queue,
+		.payload = s->job->payload.data, .payload_len = s->job->payload.len,
+		.priority = (int16_t)s->job->priority, .max_attempts = (int32_t)s->job->max_attempts,
+		.idempotency_key = s->job->idempotency_key[0] ? s->job->idempotency_key : NULL,
+		.missed = s->missed == JOBQ__V1__MISSED_POLICY__MISSED_POLICY_ONCE ? "once" : "skip",
+		.next_run_at_us = next_us,
+	};
+	jq_code c = jq_db_schedule_put(call->db, &spec, &rows, &err);
+	if (c != JQ_OK) {
+		db_error(call, c, &err);
+		return;
+	}
+	jq_schedule stored;
+	schedule_msg m;
+	jq_db_rows_schedule(rows, 0, &stored);
+	schedule_to_proto(&stored, &m);
+	resp.schedule = &m.s;
+	jq_call_reply(call, &resp.base);
+	jq_db_rows_free(rows);
+}
+
+void jq_handle_list_schedules(jq_call *call, const ProtobufCMessage *request)
+{
+	const Jobq__V1__ListSchedulesRequest *r = (const Jobq__V1__ListSchedulesRequest *)request;
+	Jobq__V1__ListSchedulesResponse resp = JOBQ__V1__LIST_SCHEDULES_RESPONSE__INIT;
+	schedule_msg *msgs = NULL;
+	Jobq__V1__Schedule **ptrs = NULL;
+	jq_db_rows *rows = NULL;
+	jq_db_err err;
+
+	if (jq_validate_list_schedules(r, call->message, sizeof(call->message)) != 0) {
+		call->code = JQ_INVALID_ARGUMENT;
+		return;
+	}
+	jq_code c = jq_db_schedule_list(call->db, r->include_payload, &rows, &err);
+	if (c != JQ_OK) {
+		db_error(call, c, &err);
+		return;
+	}
+	size_t n = (size_t)jq_db_rows_count(rows);
+	msgs = calloc(n ? n : 1, sizeof(*msgs));
+	ptrs = calloc(n ? n : 1, sizeof(*ptrs));
+	if (msgs == NULL || ptrs == NULL) {
+		jq_call_error(call, JQ_RESOURCE_EXHAUSTED, "out of memory");
+		goto out;
+	}
+	for (size_t i = 0; i < n; i++) {
+		jq_schedule s;
+		jq_db_rows_schedule(rows, (int)i, &s);
+		schedule_to_proto(&s, &msgs[i]);
+		ptrs[i] = &msgs[i].s;
+	}
+	resp.n_schedules = n;
+	resp.schedules = ptrs;
+	jq_call_reply(call, &resp.base);
+out:
+	free(msgs);
+	free(ptrs);
+	jq_db_rows_free(rows);
+}
+
+void jq_handle_remove_schedule(jq_call *call, const ProtobufCMessage *request)
+{
+	const Jobq__V1__RemoveScheduleRequest *r = (const Jobq__V1__RemoveScheduleRequest *)request;
+	Jobq__V1__RemoveScheduleResponse resp = JOBQ__V1__REMOVE_SCHEDULE_RESPONSE__INIT;
+	jq_db_err err;
+	bool removed;
+
+	if (jq_validate_remove_schedule(r, call->message, sizeof(call->message)) != 0) {
+		call->code = JQ_INVALID_ARGUMENT;
+		return;
+	}
+	jq_code c = jq_db_schedule_remove(call->db, r->name, &removed, &err);
+	if (c != JQ_OK) {
+		db_error(call, c, &err);
+		return;
+	}
+	if (!removed) {
+		jq_call_error(call, JQ_NOT_FOUND, "schedule %s: no such schedule", r->name);
+		return;
+	}
+	jq_call_reply(call, &resp.base);
 }

@@ -112,5 +112,8 @@ void jq_handle_pause(jq_call *call, const ProtobufCMessage *request);
 void jq_handle_resume(jq_call *call, const ProtobufCMessage *request);
 void jq_handle_configure_queue(jq_call *call, const ProtobufCMessage *request);
 void jq_handle_wait(jq_call *call, const ProtobufCMessage *request);
+void jq_handle_add_schedule(jq_call *call, const ProtobufCMessage *request);
+void jq_handle_list_schedules(jq_call *call, const ProtobufCMessage *request);
+void jq_handle_remove_schedule(jq_call *call, const ProtobufCMessage *request);
 
 #endif

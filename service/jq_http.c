@@ -320,6 +320,13 @@ static void snapshot(jq_http *h, jq_metrics_snapshot *s)
 		s->leases_rescued = jq_rescuer_rescued(src->rescuer);
 		s->jobs_deleted = jq_rescuer_deleted(src->rescuer);
 	}
+	s->schedules = -1;
+	if (src->scheduler != NULL) {
+		s->schedules = jq_scheduler_schedules(src->scheduler);
+		s->schedule_ticks = jq_scheduler_ticks(src->scheduler);
+		s->schedule_missed = jq_scheduler_missed(src->scheduler);
+		s->schedule_lateness_seconds = jq_scheduler_lateness_seconds(src->scheduler);
+	}
 	s->queues = h->queues;
 	s->nqueues = h->nqueues;
 	s->queues_omitted = h->omitted;

@@ -28,6 +28,7 @@
 #include "jq_notify.h"
 #include "jq_publisher.h"
 #include "jq_rescuer.h"
+#include "jq_scheduler.h"
 #include "jq_rpc_server.h"
 
 #define JQ_HTTP_MAX_QUEUES 200
@@ -43,6 +44,7 @@ typedef struct jq_http_sources {
 	jq_notify *notify;
 	jq_publisher *pub;
 	jq_rescuer *rescuer;
+	jq_scheduler *scheduler;
 	jq_longpoll *longpoll;
 	jq_jobwait *jobwait;
 	int pool_size;

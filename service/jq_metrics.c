@@ -547,6 +547,17 @@ static void render_snapshot(sb *s, const jq_metrics_snapshot *snap)
 	    (double)snap->leases_rescued);
 	one(s, "jobq_jobs_deleted_total", "counter", "Finished jobs deleted by retention.",
 	    (double)snap->jobs_deleted);
+	if (snap->schedules >= 0)
+		one(s, "jobq_schedules", "gauge", "Schedules of periodic jobs (job_schedule).",
+		    (double)snap->schedules);
+	one(s, "jobq_schedule_ticks_total", "counter", "Jobs enqueued by schedule ticks this replica won.",
+	    (double)snap->schedule_ticks);
+	one(s, "jobq_schedule_missed_total", "counter",
+	    "Times this replica moved a schedule past ticks missed by more than 60 s (policy skip or once).",
+	    (double)snap->schedule_missed);
+	one(s, "jobq_schedule_lateness_seconds", "gauge",
+	    "How late after its tick time this replica enqueued its last scheduled job.",
+	    snap->schedule_lateness_seconds);
 }
 
 char *jq_metrics_render(const jq_metrics_snapshot *snap, size_t *len)

@@ -88,6 +88,10 @@ typedef struct jq_metrics_snapshot {
 	int rpc_receiving, rpc_contexts;
 	int64_t notifications_received, notifications_published, notify_scans;
 	int64_t leases_rescued, jobs_deleted;
+	/* Periodic jobs (jq_scheduler): schedules (-1 = not counted yet), jobs this replica's ticks
+	 * enqueued, missed ticks it handled, lateness of its last enqueued tick. */
+	int64_t schedules, schedule_ticks, schedule_missed;
+	double schedule_lateness_seconds;
 	/* Borrowed; NULL = no job counts read yet: the per-queue job gauges are left out and
 	 * jobq_jobs_age_seconds says +Inf (never read), since any number would be made up. */
 	const jq_metrics_queue *queues;

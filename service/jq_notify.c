@@ -341,8 +341,10 @@ static int query_failed(jq_notify *n, PGresult *res, const char *what)
 {
 	/* A statement error on a live connection (say a timeout) is only logged; the next scan
 	 * tries again. */
+	/* A connection that died under a statement is reported as lost, whichever statement it
+	 * was (the server ending the session can land on any of them). */
 	if (res != NULL && PQstatus(n->conn) == CONNECTION_BAD)
-		set_why(n, what, PQresultErrorMessage(res));
+		set_why(n, "connection lost: ", PQresultErrorMessage(res));
 	else if (res != NULL)
 		warn(n, what, PQresultErrorMessage(res));
 	PQclear(res);

@@ -54,21 +54,28 @@ bool jq_validate_utf8(const char *str, size_t len)
 	return true;
 }
 
-int jq_validate_queue_name(const char *field, const char *q, char *msg, size_t msg_len)
+/* plain_name: 1..max characters of [A-Za-z0-9_.-], a queue's or a schedule's name (`what`). */
+static int plain_name(const char *field, const char *what, const char *s, size_t max, char *msg,
+		      size_t msg_len)
 {
-	size_t n = q ? strlen(q) : 0;
+	size_t n = s ? strlen(s) : 0;
 	if (n == 0)
-		return bad(msg, msg_len, "%s: a queue name is required", field);
-	if (n > JQ_MAX_QUEUE_LEN)
-		return bad(msg, msg_len, "%s: longer than %d characters", field, JQ_MAX_QUEUE_LEN);
+		return bad(msg, msg_len, "%s: a %s name is required", field, what);
+	if (n > max)
+		return bad(msg, msg_len, "%s: longer than %zu characters", field, max);
 	for (size_t i = 0; i < n; i++) {
-		char c = q[i];
+		char c = s[i];
 		if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
 		      c == '_' || c == '.' || c == '-'))
 			return bad(msg, msg_len, "%s: only letters, digits, '_', '.' and '-' are allowed",
 				   field);
 	}
 	return 0;
+}
+
+int jq_validate_queue_name(const char *field, const char *q, char *msg, size_t msg_len)
+{
+	return plain_name(field, "queue", q, JQ_MAX_QUEUE_LEN, msg, msg_len);
 }
 
 /* text_field: valid UTF-8 of at most max bytes; empty allowed when !required. */
@@ -469,4 +476,88 @@ int jq_validate_configure_queue(const Jobq__V1__ConfigureQueueRequest *r, char *
 	if (!r->set_rate_limit && (r->rate_limit != 0 || r->rate_period_ms != 0))
 		return bad(msg, msg_len, "rate_limit, rate_period_ms: only used with set_rate_limit");
 	return 0;
+}
+
+int jq_validate_schedule_name(const char *field, const char *name, char *msg, size_t msg_len)
+{
+	return plain_name(field, "schedule", name, JQ_MAX_SCHEDULE_NAME_LEN, msg, msg_len);
+}
+
+/* zone_name: the shape of a tz database name ("Europe/Berlin", "Etc/GMT+5", "UTC"); whether the
+ * database knows it is asked there. */
+static int zone_name(const char *z, char *msg, size_t msg_len)
+{
+	size_t n = strlen(z);
+	if (n > JQ_MAX_TIME_ZONE_LEN)
+		return bad(msg, msg_len, "schedule.time_zone: longer than %d characters", JQ_MAX_TIME_ZONE_LEN);
+	for (size_t i = 0; i < n; i++) {
+		char c = z[i];
+		if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+		      c == '_' || c == '/' || c == '-' || c == '+'))
+			return bad(msg, msg_len, "schedule.time_zone: '%.64s' is not a time-zone name (e.g. Europe/Berlin)",
+				   z);
+	}
+	return 0;
+}
+
+/* key_pattern: the idempotency key pattern must stay within the key's limit once every {tick}
+ * is replaced by a UTC time ("2026-12-04T21:00:00Z", 20 bytes). */
+static int key_pattern(const char *k, char *msg, size_t msg_len)
+{
+	if (text_field("schedule.job.idempotency_key", k, JQ_MAX_IDEMPOTENCY_KEY_LEN, false, msg, msg_len) != 0)
+		return -1;
+	size_t len = strlen(k), ticks = 0;
+	for (const char *p = k; (p = strstr(p, "{tick}")) != NULL; p += 6)
+		ticks++;
+	if (len + ticks * (20 - 6) > JQ_MAX_IDEMPOTENCY_KEY_LEN)
+		return bad(msg, msg_len, "schedule.job.idempotency_key: longer than %d bytes once {tick} is replaced",
+			   JQ_MAX_IDEMPOTENCY_KEY_LEN);
+	return 0;
+}
+
+int jq_validate_add_schedule(const Jobq__V1__AddScheduleRequest *r, const jq_limits *lim, jq_cron *cron,
+			     char *msg, size_t msg_len)
+{
+	const Jobq__V1__Schedule *s = r->schedule;
+	char why[200];
+	if (s == NULL)
+		return bad(msg, msg_len, "schedule: required");
+	if (jq_validate_schedule_name("schedule.name", s->name, msg, msg_len) != 0)
+		return -1;
+	if (jq_cron_parse(s->cron, cron, why, sizeof(why)) != 0)
+		return bad(msg, msg_len, "schedule.cron: %s", why);
+	if (zone_name(s->time_zone, msg, msg_len) != 0)
+		return -1;
+	if (s->missed != JOBQ__V1__MISSED_POLICY__MISSED_POLICY_SKIP &&
+	    s->missed != JOBQ__V1__MISSED_POLICY__MISSED_POLICY_ONCE)
+		return bad(msg, msg_len, "schedule.missed: unknown policy %d", (int)s->missed);
+	const Jobq__V1__JobSpec *j = s->job;
+	if (j == NULL)
+		return bad(msg, msg_len, "schedule.job: required (at least its queue)");
+	if (jq_validate_queue_name("schedule.job.queue", j->queue, msg, msg_len) != 0)
+		return -1;
+	if (j->payload.len > lim->max_payload_bytes)
+		return bad(msg, msg_len, "schedule.job.payload: %zu bytes, over the limit of %zu", j->payload.len,
+			   lim->max_payload_bytes);
+	if (j->priority < INT16_MIN || j->priority > INT16_MAX)
+		return bad(msg, msg_len, "schedule.job.priority: must be within %d..%d", INT16_MIN, INT16_MAX);
+	if (j->run_at_ms != 0 || j->delay_ms != 0)
+		return bad(msg, msg_len,
+			   "schedule.job: run_at_ms and delay_ms are not for schedules (a tick's job runs at its tick)");
+	if (j->max_attempts > JQ_MAX_ATTEMPTS)
+		return bad(msg, msg_len, "schedule.job.max_attempts: at most %d", JQ_MAX_ATTEMPTS);
+	return key_pattern(j->idempotency_key, msg, msg_len);
+}
+
+int jq_validate_list_schedules(const Jobq__V1__ListSchedulesRequest *r, char *msg, size_t msg_len)
+{
+	(void)r;
+	(void)msg;
+	(void)msg_len;
+	return 0;
+}
+
+int jq_validate_remove_schedule(const Jobq__V1__RemoveScheduleRequest *r, char *msg, size_t msg_len)
+{
+	return jq_validate_schedule_name("name", r->name, msg, msg_len);
 }

@@ -10,6 +10,7 @@
 #include <stdint.h>
 
 #include "jobq/v1/jobq.pb-c.h"
+#include "jq_cron.h"
 
 #define JQ_MAX_BATCH 1000
 #define JQ_MAX_QUEUE_LEN 64
@@ -19,6 +20,8 @@
 #define JQ_MAX_LEASE_SECONDS 86400
 #define JQ_MAX_WAIT_MS 300000
 #define JQ_MAX_ATTEMPTS 1000
+#define JQ_MAX_SCHEDULE_NAME_LEN 64
+#define JQ_MAX_TIME_ZONE_LEN 64
 #define JQ_MAX_RETRY_IN_MS INT32_MAX /* the database's int4 (about 24.8 days) */
 #define JQ_MAX_PROGRESS_MESSAGE_LEN 256
 #define JQ_MAX_TIMEOUT_MS 604800000 /* a job's time limit: 7 days */
@@ -53,5 +56,14 @@ int jq_validate_stats(const Jobq__V1__StatsRequest *r, char *msg, size_t msg_len
 int jq_validate_wait(const Jobq__V1__WaitRequest *r, char *msg, size_t msg_len);
 /* Pause and Resume name a queue only: jq_validate_queue_name. */
 int jq_validate_configure_queue(const Jobq__V1__ConfigureQueueRequest *r, char *msg, size_t msg_len);
+
+/* jq_validate_schedule_name: 1..64 characters of [A-Za-z0-9_.-]. */
+int jq_validate_schedule_name(const char *field, const char *name, char *msg, size_t msg_len);
+/* jq_validate_add_schedule also parses the cron expression into *cron. Whether the time zone
+ * exists is the database's to say (jq_handlers). */
+int jq_validate_add_schedule(const Jobq__V1__AddScheduleRequest *r, const jq_limits *lim, jq_cron *cron,
+			     char *msg, size_t msg_len);
+int jq_validate_list_schedules(const Jobq__V1__ListSchedulesRequest *r, char *msg, size_t msg_len);
+int jq_validate_remove_schedule(const Jobq__V1__RemoveScheduleRequest *r, char *msg, size_t msg_len);
 
 #endif

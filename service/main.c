@@ -1,8 +1,8 @@
 /*
  * jobqd — the jobq service: configuration, then one database connection per RPC worker, the RPC
- * server, the rescuer, the publisher and the notification listener; on SIGTERM or SIGINT it stops
- * receiving, finishes what is in flight, and closes everything in reverse order; on SIGHUP it
- * reloads the TLS certificates.
+ * server, the rescuer, the ticker of periodic jobs, the publisher and the notification listener;
+ * on SIGTERM or SIGINT it stops receiving, finishes what is in flight, and closes everything in
+ * reverse order; on SIGHUP it reloads the TLS certificates.
  */
 #include <pthread.h>
 #include <signal.h>
@@ -22,6 +22,7 @@
 #include "jq_publisher.h"
 #include "jq_rescuer.h"
 #include "jq_rpc_server.h"
+#include "jq_scheduler.h"
 
 typedef struct service {
 	jq_config cfg;
@@ -30,6 +31,7 @@ typedef struct service {
 	int nworkers;
 	jq_rpc_server *rpc;
 	jq_rescuer *rescuer;
+	jq_scheduler *scheduler;
 	jq_publisher *pub;
 	jq_notify *notify;
 	jq_longpoll *longpoll;
@@ -88,6 +90,7 @@ static void close_all(service *s)
 	jq_jobwait_free(s->jobwait);
 	jq_auth_free(s->auth);
 	jq_rescuer_stop(s->rescuer);
+	jq_scheduler_stop(s->scheduler);
 	for (int i = 0; s->workers != NULL && i < s->nworkers; i++)
 		jq_db_close(s->workers[i].db);
 	free(s->workers);
@@ -180,6 +183,10 @@ static int start(service *s)
 		jq_error("could not start the rescuer");
 		return -1;
 	}
+	if (jq_scheduler_start(&s->cfg, &s->scheduler) != 0) {
+		jq_error("could not start the scheduler");
+		return -1;
+	}
 	if (jq_publisher_start_tls(s->cfg.pub_url, &tls, &s->pub) != 0)
 		return -1;
 	jq_notify_hooks hooks = { .announced = wake_longpoll, .listening = longpoll_listening,
@@ -190,7 +197,7 @@ static int start(service *s)
 	}
 	jq_http_sources hs = { .cfg = &s->cfg, .auth = s->cfg.metrics_auth ? s->auth : NULL,
 			       .rpc = s->rpc, .notify = s->notify, .pub = s->pub, .rescuer = s->rescuer,
-			       .longpoll = s->longpoll, .jobwait = s->jobwait, .pool_size = s->nworkers };
+			       .scheduler = s->scheduler, .longpoll = s->longpoll, .jobwait = s->jobwait, .pool_size = s->nworkers };
 	if (jq_http_start(&hs, &s->http) != 0)
 		return -1;
 	jq_console_sources cs = { .cfg = &s->cfg, .auth = s->auth };

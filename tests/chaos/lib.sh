@@ -27,7 +27,9 @@ chaos_scale() { if [ "${CHAOS_SOAK:-0}" = 1 ]; then echo "$2"; else echo "$1"; f
 
 # A sanitizer build is several times slower: deadlines stretch by this factor.
 slow=1
-ldd "$JOBQD" 2>/dev/null | grep -q libasan && slow=3
+# Not `| grep -q`: under pipefail, grep leaving at the first match can kill ldd with SIGPIPE,
+# the pipeline then fails, and a sanitizer build was taken for a plain one (valgrind then ran it).
+case $(ldd "$JOBQD" 2>/dev/null) in *libasan*) slow=3 ;; esac
 
 . "${JOBQ_TEST_ROOT:?run through tests/run.sh}/tests/harness/shlib.sh"
 say() { echo "-- $*"; }

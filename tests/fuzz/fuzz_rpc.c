@@ -153,6 +153,13 @@ static void validate(const char *name, const uint8_t *p, size_t n)
 		ok = jq_validate_queue_name("queue", ((Jobq__V1__ResumeRequest *)in)->queue, msg, sizeof(msg));
 	} else if (!strcmp(name, "ConfigureQueue")) {
 		ok = jq_validate_configure_queue((void *)in, msg, sizeof(msg));
+	} else if (!strcmp(name, "AddSchedule")) {
+		jq_cron cron;
+		ok = jq_validate_add_schedule((void *)in, &lim, &cron, msg, sizeof(msg));
+	} else if (!strcmp(name, "ListSchedules")) {
+		ok = jq_validate_list_schedules((void *)in, msg, sizeof(msg));
+	} else if (!strcmp(name, "RemoveSchedule")) {
+		ok = jq_validate_remove_schedule((void *)in, msg, sizeof(msg));
 	}
 	if (ok == 0 && !strcmp(name, "Heartbeat"))
 		after_heartbeat((void *)in);

@@ -39,7 +39,7 @@ v=$(sed -n 's/^#define JOBQ_VERSION "\(.*\)"/\1/p' "$root/client/jobq.h")
 [ "$("$build/bin/jobqd" --version)" = "jobqd $v" ] ||
   fail "jobqd --version: $("$build/bin/jobqd" --version 2>&1) (service/jq_config.h's JQ_VERSION)"
 [ "$("$J" --version)" = "jobq $v" ] || fail "jobq --version: $("$J" --version 2>&1)"
-"$build/bin/jobqd" --help | grep -q '^  --version$' || fail "jobqd --help does not list --version"
+grep -q '^  --version$' <<<"$("$build/bin/jobqd" --help)" || fail "jobqd --help does not list --version"
 ok "jobqd --version and jobq --version print $v"
 
 # The example worker would otherwise dial the service and work on a queue named "--help".

@@ -246,18 +246,19 @@ static unsigned code_for(const char *token, const char *method)
 
 SVC_TEST(each_role_may_call_only_its_methods)
 {
-	static const char *const methods[] = { "Enqueue", "Claim", "Heartbeat", "Complete", "Fail",
-					       "Get",	  "List",  "Stats",	"Retry",    "Cancel",
-					       "Pause",	  "Resume", "ConfigureQueue" };
+	static const char *const methods[] = { "Enqueue",	 "Claim",	"Heartbeat",	"Complete",
+					       "Fail",		 "Get",		"List",		"Stats",
+					       "Retry",		 "Cancel",	"Pause",	"Resume",
+					       "ConfigureQueue", "AddSchedule", "ListSchedules", "RemoveSchedule" };
 	static const struct {
 		const char *token;
 		const char *allowed; /* methods of the role, space-separated */
 	} roles[] = {
 		{ TOK_PRODUCER, " Enqueue Get " },
 		{ TOK_WORKER, " Claim Heartbeat Complete Fail Get " },
-		{ TOK_READER, " Get List Stats " },
+		{ TOK_READER, " Get List Stats ListSchedules " },
 		{ TOK_ADMIN, " Enqueue Claim Heartbeat Complete Fail Get List Stats Retry Cancel Pause Resume"
-			     " ConfigureQueue " },
+			     " ConfigureQueue AddSchedule ListSchedules RemoveSchedule " },
 	};
 	char method[64], name[24];
 	for (size_t r = 0; r < sizeof(roles) / sizeof(roles[0]); r++) {

@@ -42,6 +42,8 @@ running() {
                     -c "SELECT count(*) FROM pg_proc WHERE proname = 'jobq_enqueue_batch' AND pronargs = 7" | paste -sd' '
 }
 [ "$(running)" = "1 6 2 1" ] || { echo "017 not applied: $(running)" >&2; exit 1; }
+schedule_table() { psql -qAtX "$url" -c "SELECT to_regclass('job_schedule') IS NOT NULL"; }
+[ "$(schedule_table)" = t ] || { echo "016 not applied" >&2; exit 1; }
 back_to_014() {
   newer=$(psql -qAtX "$url" -c "SELECT count(*) FROM databasechangelog WHERE orderexecuted >
                                  (SELECT orderexecuted FROM databasechangelog WHERE id = '014-drop-single-status-keys')")
@@ -50,8 +52,9 @@ back_to_014() {
 back_to_014
 [ "$(notify_update_level)" = statement ] || { echo "018 not rolled back: $(notify_update_level)" >&2; exit 1; }
 [ "$(running)" = "0 0 0 0" ] || { echo "017 not rolled back: $(running)" >&2; exit 1; }
+[ "$(schedule_table)" = f ] || { echo "016 not rolled back: job_schedule is still there" >&2; exit 1; }
 [ "$(flow_objects)" = 0 ] || { echo "015 not rolled back: $(flow_objects) objects left" >&2; exit 1; }
-echo "migrations: the $newer changesets after 014 rolled back (018: the statement-level UPDATE trigger is back; 015's objects are gone; 017: its edge, columns, triggers and function are gone): ok"
+echo "migrations: the $newer changesets after 014 rolled back (018: the statement-level UPDATE trigger is back; 015's objects are gone; 017: its edge, columns, triggers and function are gone; 016: job_schedule is gone): ok"
 # Steps back: rolling back changes/014-status-pair-key-only.yaml (1 changeset) must put the two
 # single-column status keys back; then changes/013-failed-jobs-idx.yaml, 012-valid-indexes.yaml and
 # 011-hot-heartbeats.yaml (1 + 1 + 2 changesets) must put the lease index back; then changes/010-queue-check-order.yaml alone (2)
@@ -175,6 +178,7 @@ case $(defs) in *"$check_018"*"|t|t|$guards") ;; *) echo "010, 009 and 018 not r
 [ "$(psql -qAtX "$url" -c "SELECT convalidated FROM pg_constraint WHERE conname = 'job_queue_queue_check'")" = t ]
 [ "$(fkeys)" = job_queue_status_transition_fkey:true ] || { echo "014 not re-applied: $(fkeys)" >&2; exit 1; }
 [ "$(notify_update_level)" = row ] || { echo "018 not re-applied: $(notify_update_level)" >&2; exit 1; }
+[ "$(schedule_table)" = t ] || { echo "016 not re-applied" >&2; exit 1; }
 echo "migrations: 014, 013, 012, 011, 010, then 009 rolled back and applied again: ok"
 JOBQ_DATABASE_URL=$url "$root/deploy/migrate.sh" rollback-all >/dev/null
 after_rollback=$(objects)
