@@ -56,6 +56,8 @@
  * hop, at most 15 hops), so nng gets this much slack and the envelope's own limit is checked
  * exactly after receipt. */
 #define JQ_RPC_SP_HEADER_MAX 64
+/* How long stop waits for nng to close the socket (see socket_close). */
+#define JQ_RPC_CLOSE_WAIT_MS 2000
 /* A client that stops reading must not hold a context (and so stop) forever. */
 #define JQ_RPC_SEND_TIMEOUT_MS 10000
 
@@ -836,17 +838,87 @@ int jq_rpc_server_reload_tls(jq_rpc_server *srv, const jq_tls_files *tls)
 	return jq_tls_reload(srv->listener, tls, "rpc", &srv->tls) == 0 ? 0 : -1;
 }
 
+/* A socket close that waits on nng's own threads: closer_main runs nng_close, and whichever of
+ * it and socket_close finishes last frees the closer. */
+typedef struct closer {
+	jq_mutex closer_mu;
+	pthread_cond_t done_cv;
+	nng_socket sock;
+	bool done;
+	bool abandoned;
+} closer;
+
+static void closer_free(closer *c)
+{
+	pthread_cond_destroy(&c->done_cv);
+	jq_mutex_destroy(&c->closer_mu);
+	free(c);
+}
+
+static void *closer_main(void *arg)
+{
+	closer *c = arg;
+	nng_close(c->sock);
+	jq_mutex_lock(&c->closer_mu);
+	c->done = true;
+	bool abandoned = c->abandoned;
+	pthread_cond_signal(&c->done_cv);
+	jq_mutex_unlock(&c->closer_mu);
+	if (abandoned)
+		closer_free(c);
+	return NULL;
+}
+
+/* socket_close closes the socket and tells whether nng finished within JQ_RPC_CLOSE_WAIT_MS.
+ * nng 1.5.2 can wait forever in nng_close: when a message's bytes arrive on a TCP connection while
+ * it closes, the transport re-arms its read on the closed aio, which never completes, and the
+ * connection's teardown (on nng's reaper thread) waits for that read. Every request has been
+ * answered by then, so stop goes on without it. */
+static bool socket_close(jq_rpc_server *srv)
+{
+	closer *c = calloc(1, sizeof(*c));
+	pthread_t th;
+
+	if (c == NULL || jq_clock_cond_init(&c->done_cv) != 0) {
+		free(c);
+		nng_close(srv->sock);
+		return true;
+	}
+	jq_mutex_init(&c->closer_mu);
+	c->sock = srv->sock;
+	if (pthread_create(&th, NULL, closer_main, c) != 0) {
+		closer_free(c);
+		nng_close(srv->sock);
+		return true;
+	}
+	pthread_detach(th);
+	struct timespec until = jq_clock_timespec_us(jq_clock_mono_us() + JQ_RPC_CLOSE_WAIT_MS * 1000);
+	jq_mutex_lock(&c->closer_mu);
+	while (!c->done && jq_mutex_timedwait(&c->closer_mu, &c->done_cv, &until) == 0)
+		;
+	bool done = c->done;
+	c->abandoned = !done;
+	jq_mutex_unlock(&c->closer_mu);
+	if (done)
+		closer_free(c);
+	return done;
+}
+
 /* server_free joins the workers, closes the socket and frees everything. Nothing may be in
  * flight. Closing the socket first ends any operation still pending on an aio, and
  * nng_aio_free waits for a running callback; a send callback may still arm a receive, so the
- * send aios go before the receive aios. */
+ * send aios go before the receive aios. A close that does not finish leaves the slots, their
+ * aios and the server allocated: nng's threads may still reach them. */
 static void server_free(jq_rpc_server *srv)
 {
 	jq_rpc_slot *slot, *next;
 
 	workers_join(srv);
-	if (srv->sock_open)
-		nng_close(srv->sock);
+	if (srv->sock_open && !socket_close(srv)) {
+		jq_warn("rpc: the socket did not close within %d ms (an nng 1.5.2 defect); left open",
+			JQ_RPC_CLOSE_WAIT_MS);
+		return;
+	}
 	for (slot = srv->all; slot != NULL; slot = slot->next_all)
 		nng_aio_free(slot->send_aio);
 	for (slot = srv->all; slot != NULL; slot = next) {

@@ -95,7 +95,9 @@ int jq_rpc_server_reload_tls(jq_rpc_server *srv, const jq_tls_files *tls) __attr
  * must be finished or requeued by its owner, or stop never returns: stop the long-poll owner
  * concurrently (or first, if it finishes its requests when stopped). Workers keep serving the
  * queue until then. Messages still waiting inside nng when receiving stops get no reply (their
- * REQ clients resend elsewhere or time out). Call from a thread that holds no request. */
+ * REQ clients resend elsewhere or time out). Once every reply is out it waits at most 2 s for nng
+ * to close the socket (nng 1.5.2 can hang there); past that it logs a warning and leaves the
+ * socket and its memory to the process's exit. Call from a thread that holds no request. */
 void jq_rpc_server_stop(jq_rpc_server *srv);
 
 /* jq_rpc_req_envelope returns the decoded envelope (owned by req; valid until finish). */

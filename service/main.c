@@ -205,9 +205,9 @@ static int start(service *s)
 }
 
 /* Longest a shutdown may take after SIGTERM before the process exits anyway. nng 1.5.2 can hang
- * in nng_close when a connection drops in the middle of a message (its TCP transport starts a
- * read on a stopped aio that never completes); by then every request has been answered, so an
- * exit is the safe way out. Below Kubernetes' grace period (45 s in deploy/k8s). */
+ * in nng_close when bytes arrive on a connection as it closes (its TCP transport starts a read on
+ * a stopped aio that never completes); the RPC server bounds its own close (jq_rpc_server_stop),
+ * this is the last resort for anything else. Below Kubernetes' grace period (45 s in deploy/k8s). */
 #define SHUTDOWN_LIMIT_S 40
 
 static void *shutdown_watchdog(void *arg)
