@@ -342,8 +342,11 @@ static int query_failed(jq_notify *n, PGresult *res, const char *what)
 	/* A statement error on a live connection (say a timeout) is only logged; the next scan
 	 * tries again. */
 	/* A connection that died under a statement is reported as lost, whichever statement it
-	 * was (the server ending the session can land on any of them). */
-	if (res != NULL && PQstatus(n->conn) == CONNECTION_BAD)
+	 * was (the server ending the session can land on any of them); libpq may not have seen the
+	 * socket close yet when it hands over the FATAL (class 08, or 57P: terminated). */
+	const char *state = res != NULL ? PQresultErrorField(res, PG_DIAG_SQLSTATE) : NULL;
+	bool ended = state != NULL && (strncmp(state, "08", 2) == 0 || strncmp(state, "57P", 3) == 0);
+	if (res != NULL && (ended || PQstatus(n->conn) == CONNECTION_BAD))
 		set_why(n, "connection lost: ", PQresultErrorMessage(res));
 	else if (res != NULL)
 		warn(n, what, PQresultErrorMessage(res));

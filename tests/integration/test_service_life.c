@@ -181,9 +181,10 @@ SVC_TEST(without_a_database_every_method_answers_unavailable_quickly)
 
 SVC_TEST(without_a_database_jobqd_says_so_once)
 {
-	/* The ready line counts the connections that are up, not the ones it tried. */
-	if (!jq_svc_log_contains(&fx.svc, "jobqd ready: ") ||
-	    !jq_svc_log_contains(&fx.svc, ", database: 0 of 4 connections up (reconnecting)"))
+	/* The ready line counts the connections that are up, not the ones it tried. jobqd may
+	 * answer its first request a moment before that line is written. */
+	JQ_POLL_UNTIL(jq_svc_log_contains(&fx.svc, "jobqd ready: "), 5000, "the ready line");
+	if (!jq_svc_log_contains(&fx.svc, ", database: 0 of 4 connections up (reconnecting)"))
 		fail_msg("the ready line does not say that no database connection is up");
 	/* 2 s of sweeps every 100 ms: each failing loop warns once, the repeats are counted. */
 	jq_sleep_ms(2000);
