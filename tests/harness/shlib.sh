@@ -43,9 +43,13 @@ kill_all() {
 }
 
 wait_until() {
-  local limit=$(( $1 * 10 * ${slow:-1} )) i=0; shift
+  # Tries every 0.1 s; also gives up after twice its seconds of wall time, so that a condition
+  # that is itself slow to fail (a client waiting out its timeout) cannot stretch the wait past
+  # the test's own time limit and end it without a word.
+  local limit=$(( $1 * 10 * ${slow:-1} )) i=0 end=$(( ${EPOCHSECONDS:-$(date +%s)} + $1 * 2 * ${slow:-1} )); shift
   until "$@"; do
     i=$((i + 1)); [ $i -ge $limit ] && return 1
+    [ "${EPOCHSECONDS:-$(date +%s)}" -ge "$end" ] && return 1
     sleep 0.1
   done
 }
