@@ -754,32 +754,33 @@ static int queue_body(api_call *a, jq_json_doc **doc, char **queue)
 	return 0;
 }
 
-static int route_pause(api_call *a, int64_t id, const char *query)
+/* queue_route runs a request whose one field is the queue (Pause, Resume): queue is that
+ * field of request, filled from the body. */
+static int queue_route(api_call *a, const char *query, jq_handler_fn fn, const ProtobufCMessage *request,
+		       char **queue)
 {
-	Jobq__V1__PauseRequest r = JOBQ__V1__PAUSE_REQUEST__INIT;
 	jq_json_doc *doc = NULL;
-	(void)id;
-	if (query_known(a, query, (const char *const[]){ NULL }) != 0 || queue_body(a, &doc, &r.queue) != 0) {
+	if (query_known(a, query, (const char *const[]){ NULL }) != 0 || queue_body(a, &doc, queue) != 0) {
 		jq_json_free(doc);
 		return -1;
 	}
-	run(a, jq_handle_pause, &r.base);
+	run(a, fn, request);
 	jq_json_free(doc);
 	return 0;
+}
+
+static int route_pause(api_call *a, int64_t id, const char *query)
+{
+	Jobq__V1__PauseRequest r = JOBQ__V1__PAUSE_REQUEST__INIT;
+	(void)id;
+	return queue_route(a, query, jq_handle_pause, &r.base, &r.queue);
 }
 
 static int route_resume(api_call *a, int64_t id, const char *query)
 {
 	Jobq__V1__ResumeRequest r = JOBQ__V1__RESUME_REQUEST__INIT;
-	jq_json_doc *doc = NULL;
 	(void)id;
-	if (query_known(a, query, (const char *const[]){ NULL }) != 0 || queue_body(a, &doc, &r.queue) != 0) {
-		jq_json_free(doc);
-		return -1;
-	}
-	run(a, jq_handle_resume, &r.base);
-	jq_json_free(doc);
-	return 0;
+	return queue_route(a, query, jq_handle_resume, &r.base, &r.queue);
 }
 
 /* ConfigureQueue: the request's fields by their proto names. */

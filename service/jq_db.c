@@ -506,25 +506,42 @@ static int fail_arrays(params *p, const jq_db_lease *leases, size_t n)
 	       jq_pgbin_array_finish(&p->arr[4]) | jq_pgbin_array_finish(&p->arr[5]);
 }
 
+/* The eight parameters of S_FAIL and of S_FAIL_CLAIM's first eight: the lease and failure arrays
+ * (in p, which the caller frees) and the backoff. values point into p and into this struct. */
+typedef struct fail_values {
+	char base[4], max[4];
+	const char *values[8];
+	int lengths[8];
+} fail_values;
+
+static int fail_params(const jq_db *db, params *p, const jq_db_lease *leases, size_t n, fail_values *v)
+{
+	if (lease_arrays(p, leases, n) != 0 || fail_arrays(p, leases, n) != 0)
+		return -1;
+	jq_pgbin_put_i32(v->base, db->backoff_base_ms);
+	jq_pgbin_put_i32(v->max, db->backoff_max_ms);
+	const char *values[8] = { p->arr[0].data, p->arr[1].data, p->arr[2].data, p->arr[3].data,
+				  p->arr[4].data, v->base, v->max, p->arr[5].data };
+	int lengths[8] = { (int)p->arr[0].len, (int)p->arr[1].len, (int)p->arr[2].len,
+			   (int)p->arr[3].len, (int)p->arr[4].len, 4, 4, (int)p->arr[5].len };
+	memcpy(v->values, values, sizeof(values));
+	memcpy(v->lengths, lengths, sizeof(lengths));
+	return 0;
+}
+
 jq_code jq_db_fail(jq_db *db, const jq_db_lease *leases, size_t n, jq_db_item *items, jq_db_err *err)
 {
 	params p = { 0 };
 	PGresult *r = NULL;
 	jq_code c;
-	char base[4], max[4];
+	fail_values v;
 
-	if (lease_arrays(&p, leases, n) != 0 || fail_arrays(&p, leases, n) != 0) {
+	if (fail_params(db, &p, leases, n, &v) != 0) {
 		c = nomem(err);
 		goto out;
 	}
-	jq_pgbin_put_i32(base, db->backoff_base_ms);
-	jq_pgbin_put_i32(max, db->backoff_max_ms);
-	const char *values[8] = { p.arr[0].data, p.arr[1].data, p.arr[2].data, p.arr[3].data,
-				  p.arr[4].data, base, max, p.arr[5].data };
-	int lengths[8] = { (int)p.arr[0].len, (int)p.arr[1].len, (int)p.arr[2].len,
-			   (int)p.arr[3].len, (int)p.arr[4].len, 4, 4, (int)p.arr[5].len };
 	int formats[8] = { 1, 1, 1, 1, 1, 1, 1, 1 };
-	c = jq_dbi_run(db, S_FAIL, values, lengths, formats, &r, err);
+	c = jq_dbi_run(db, S_FAIL, v.values, v.lengths, formats, &r, err);
 	if (c != JQ_OK)
 		goto out;
 	/* JQ_STATE__COUNT: the status after the call is in the row (pending or failed). */
@@ -636,20 +653,14 @@ jq_code jq_db_fail_claim(jq_db *db, const jq_db_lease *leases, size_t n, const j
 {
 	params p = { 0 };
 	jq_code c;
-	char base[4], max[4];
+	fail_values v;
 
-	if (lease_arrays(&p, leases, n) != 0 || fail_arrays(&p, leases, n) != 0) {
+	if (fail_params(db, &p, leases, n, &v) != 0) {
 		c = nomem(err);
 		goto out;
 	}
-	jq_pgbin_put_i32(base, db->backoff_base_ms);
-	jq_pgbin_put_i32(max, db->backoff_max_ms);
-	const char *values[8] = { p.arr[0].data, p.arr[1].data, p.arr[2].data, p.arr[3].data,
-				  p.arr[4].data, base, max, p.arr[5].data };
-	int lengths[8] = { (int)p.arr[0].len, (int)p.arr[1].len, (int)p.arr[2].len,
-			   (int)p.arr[3].len, (int)p.arr[4].len, 4, 4, (int)p.arr[5].len };
 	/* JQ_STATE__COUNT: the status after the call is in the row (pending or failed). */
-	c = combined_run(db, S_FAIL_CLAIM, values, lengths, 8, next, n, items, JQ_STATE__COUNT, judge_fail,
+	c = combined_run(db, S_FAIL_CLAIM, v.values, v.lengths, 8, next, n, items, JQ_STATE__COUNT, judge_fail,
 			 claimed, err);
 out:
 	params_free(&p);
