@@ -59,7 +59,9 @@ unset JOBQ_AUTH_TOKEN
   --http-addr="127.0.0.1:$(free_port)" --backoff-base-ms=100 --log-format=text >"$tmp/jobqd.log" 2>&1 &
 pids+=($!)
 wait_until 20 "$J" stats --timeout-ms 300 >/dev/null 2>&1 || fail "jobqd did not answer"
-grep -q 'jobqd ready: .*, database: 4 of 4 connections up$' "$tmp/jobqd.log" || fail "ready line: $(grep ready "$tmp/jobqd.log")"
+# jobqd may answer its first request a moment before it writes the ready line.
+wait_until 5 grep -q 'jobqd ready: .*, database: 4 of 4 connections up$' "$tmp/jobqd.log" \
+  || fail "ready line: $(grep ready "$tmp/jobqd.log")"
 ok "jobqd up at $JOBQ_RPC_URL; its ready line counts 4 of 4 connections up"
 
 # ------------------------------------------------------------------ empty results
