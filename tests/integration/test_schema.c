@@ -531,6 +531,11 @@ static void hot_statements_run_generic_plans_and_a_list_its_own(void **state)
 	PQclear(r);
 	assert_string_equal(got, "jq_claim 20 generic 0 custom, jq_complete 20 generic 0 custom,"
 				 " jq_list 0 generic 1 custom");
+	/* No JIT in jq_db's sessions (jq_db_conn.c, session_setup): a generic plan's estimate can
+	 * pass jit_above_cost, and the compilation then costs each call far more than it runs. */
+	char *jit = jq_test_scalar(plan_mode_conn, "SHOW jit");
+	assert_string_equal(jit, "off");
+	free(jit);
 	jq_db_close(db);
 }
 
