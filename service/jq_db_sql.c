@@ -309,8 +309,9 @@ const jq_dbi_stmt jq_dbi_stmts[S__COUNT] = {
 		     JQ_OID_INT4, OID_TEXT_ARR }, true },
 
 	/* Complete, then claim the next jobs, in one statement (one round trip, one commit). The
-	 * completion is S_COMPLETE's UPDATE; `leases` judges each lease from the rows as they were
-	 * before the statement (S_LEASE_STATE's reading), and the claim runs only when every lease
+	 * completion is S_COMPLETE's UPDATE; `leases` judges each lease the completion refused from
+	 * its row as it was before the statement (S_LEASE_STATE's reading; a lease completed needs no
+	 * reading, and the LATERAL's condition on d skips it), and the claim runs only when every lease
 	 * completed now or was completed already under the same token (a repeated call): a lease
 	 * refused claims nothing. The completed rows were processing, never pending, so the claim
 	 * cannot take one of them. With no leases it is a claim that holds every job to the budget. */
@@ -322,7 +323,8 @@ const jq_dbi_stmt jq_dbi_stmts[S__COUNT] = {
 		"        q.curr_job_status AS status, q.lease_token = l.token AS same,"
 		"        COALESCE(d.queue, q.queue) AS queue, l.ord"
 		"   FROM l LEFT JOIN done d ON d.id = l.id AND d.lease_token = l.token"
-		"   LEFT JOIN job_queue q ON q.id = l.id),"
+		"   LEFT JOIN LATERAL (SELECT curr_job_status, lease_token, queue FROM job_queue q"
+		"     WHERE q.id = l.id AND d.id IS NULL OFFSET 0) q ON true),"
 		" " CLAIM_PICK("$3", "$4", "$7", "$8",
 			       " AND NOT EXISTS (SELECT 1 FROM leases WHERE NOT done"
 			       "   AND NOT COALESCE(status = 'archive_completed' AND same, false))", "") ","
