@@ -190,6 +190,16 @@
 	"   FROM leases ls"                                                                        \
 	" ORDER BY kind, l_ord, priority, run_at, id"
 
+/* TAKE_BACK_SET(error) ends the lease of a job taken back from its worker (the lease expired,
+ * the time limit passed): retried after the backoff ($2 base, $3 cap) while it has attempts
+ * left, failed otherwise, with `error` (an SQL literal) as its last error. */
+#define TAKE_BACK_SET(ERROR)                                                                      \
+	"     curr_job_status = CASE WHEN j.attempts >= j.max_attempts"                           \
+	"                            THEN 'archive_failed' ELSE 'archive_pending' END,"           \
+	"     run_at = CASE WHEN j.attempts >= j.max_attempts THEN j.run_at"                      \
+	"                   ELSE now() + jobq_retry_delay_ms(j.attempts, $2, $3) * interval '1 millisecond' END," \
+	"     lease_expires_at = NULL, last_error = " ERROR
+
 /*
  * The statements. Each is one round trip and one implicit transaction: nothing here keeps a
  * transaction open across calls, so no row lock outlives a statement.
@@ -537,11 +547,7 @@ const jq_dbi_stmt jq_dbi_stmts[S__COUNT] = {
 		"   WHERE curr_job_status = 'archive_processing' AND lease_expires_at < now()"
 		"   ORDER BY lease_expires_at LIMIT $1 FOR UPDATE SKIP LOCKED),"
 		" upd AS (UPDATE job_queue j SET"
-		"     curr_job_status = CASE WHEN j.attempts >= j.max_attempts"
-		"                            THEN 'archive_failed' ELSE 'archive_pending' END,"
-		"     run_at = CASE WHEN j.attempts >= j.max_attempts THEN j.run_at"
-		"                   ELSE now() + jobq_retry_delay_ms(j.attempts, $2, $3) * interval '1 millisecond' END,"
-		"     lease_expires_at = NULL, last_error = 'lease expired'"
+		TAKE_BACK_SET("'lease expired'")
 		"   FROM expired e WHERE j.id = e.id"
 		"  RETURNING j.id, j.attempts, j.lease_owner)"
 		" INSERT INTO job_failure (job_id, attempt, worker, error)"
@@ -561,11 +567,7 @@ const jq_dbi_stmt jq_dbi_stmts[S__COUNT] = {
 		"     AND status_changed_at + timeout_ms * interval '1 millisecond' < now()"
 		"   ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED),"
 		" upd AS (UPDATE job_queue j SET"
-		"     curr_job_status = CASE WHEN j.attempts >= j.max_attempts"
-		"                            THEN 'archive_failed' ELSE 'archive_pending' END,"
-		"     run_at = CASE WHEN j.attempts >= j.max_attempts THEN j.run_at"
-		"                   ELSE now() + jobq_retry_delay_ms(j.attempts, $2, $3) * interval '1 millisecond' END,"
-		"     lease_expires_at = NULL, last_error = '" JQ_TIME_LIMIT_ERROR "'"
+		TAKE_BACK_SET("'" JQ_TIME_LIMIT_ERROR "'")
 		"   FROM over o WHERE j.id = o.id"
 		"    AND j.curr_job_status = 'archive_processing'"
 		"    AND j.status_changed_at + j.timeout_ms * interval '1 millisecond' < now()"
