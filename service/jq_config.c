@@ -92,6 +92,8 @@ static const opt opts[] = {
 	  INT_MAX, "largest retry delay" },
 	{ "db-prepared", "JOBQ_DB_PREPARED", OPT_BOOL, F(db_prepared), "on", 0, 0,
 	  "named prepared statements: on|off (off for PgBouncer < 1.21 in transaction mode)" },
+	{ "enqueue-groups", "JOBQ_ENQUEUE_GROUPS", OPT_BOOL, F(enqueue_groups), "on", 0, 0,
+	  "small Enqueues that arrive while another's statement runs share the next one: on|off" },
 	{ "db-connect-timeout-ms", "JOBQ_DB_CONNECT_TIMEOUT_MS", OPT_INT, F(db_connect_timeout_ms),
 	  "5000", 100, 600000,
 	  "longest a database connection attempt may take (a request's deadline may end it sooner)" },

@@ -42,6 +42,7 @@ typedef struct jq_config {
 	int backoff_base_ms;
 	int backoff_max_ms;
 	bool db_prepared;          /* named prepared statements (off for PgBouncer < 1.21) */
+	bool enqueue_groups;       /* jq_enqgroup: small Enqueues arriving together share a statement */
 	int db_connect_timeout_ms;   /* one connection attempt (jq_pgconn) */
 	int db_tcp_user_timeout_ms;  /* TCP_USER_TIMEOUT of every database connection; 0 = kernel's */
 	int db_keepalive_idle_s;     /* TCP keepalive of every database connection; 0 = kernel's */

@@ -154,7 +154,7 @@ static int start(service *s)
 		jq_error("out of memory for the queue settings");
 		return -1;
 	}
-	if (jq_enqgroup_new(&s->enqgroup) != 0) {
+	if (s->cfg.enqueue_groups && jq_enqgroup_new(&s->enqgroup) != 0) {
 		jq_error("out of memory for the enqueue group");
 		return -1;
 	}

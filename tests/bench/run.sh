@@ -21,7 +21,8 @@
 #   JOBQ_BENCH_REPS=5             repetitions of the enqueue runs (their medians are reported)
 #   JOBQ_BENCH_NOTIFY_RATE=500 JOBQ_BENCH_NOTIFY_SECONDS=10
 #   JOBQ_BENCH_LARGE_JOBS=1000000 finished jobs under the claim_ms_large figure
-#   JOBQ_BENCH_ONLY="e2e raw floor single enqueue notify claim rpc"   a subset (all by default);
+#   JOBQ_BENCH_GROUP_CLIENTS=8    clients of the one-job-per-call runs with and without Enqueue groups
+#   JOBQ_BENCH_ONLY="e2e raw floor single enqueue notify claim rpc groups"   a subset (all by default);
 #                                 add "nofk" for the diagnostic run without the status foreign keys
 #   JOBQ_BENCH_NOFK_KEYS="job_queue_status_transition_fkey"  which keys "nofk" drops (the pair's)
 #   JOBQ_BENCH_JOBQD_FLAGS="--db-pool-size=2"                   extra jobqd flags
@@ -47,8 +48,9 @@ reps=${JOBQ_BENCH_REPS:-5}
 notify_rate=${JOBQ_BENCH_NOTIFY_RATE:-500}
 notify_seconds=${JOBQ_BENCH_NOTIFY_SECONDS:-10}
 large_jobs=${JOBQ_BENCH_LARGE_JOBS:-1000000}
-only=${JOBQ_BENCH_ONLY:-e2e raw floor single enqueue notify claim rpc}
-for v in "$jobs" "$single_jobs" "$e2e_reps" "$single_reps" "$workers" "$single_producers" "$batch" "$enq_clients" "$enq_single_jobs" "$reps" "$notify_rate" "$notify_seconds" "$large_jobs"; do
+only=${JOBQ_BENCH_ONLY:-e2e raw floor single enqueue notify claim rpc groups}
+group_clients=${JOBQ_BENCH_GROUP_CLIENTS:-8}
+for v in "$group_clients" "$jobs" "$single_jobs" "$e2e_reps" "$single_reps" "$workers" "$single_producers" "$batch" "$enq_clients" "$enq_single_jobs" "$reps" "$notify_rate" "$notify_seconds" "$large_jobs"; do
   [[ $v =~ ^[1-9][0-9]*$ ]] || { echo "bench: '$v' is not a positive integer" >&2; exit 2; }
 done
 psql_bin=psql
@@ -150,6 +152,18 @@ start_jobqd() {
   done
   kill -KILL "$jobqd_pid" 2>/dev/null; wait "$jobqd_pid" 2>/dev/null; jobqd_pid=""
   return 1
+}
+
+# restart_jobqd [FLAG...]: jobqd stopped and started again, with FLAGs beside the usual ones.
+restart_jobqd() {
+  kill -TERM "$jobqd_pid" 2>/dev/null
+  wait "$jobqd_pid" 2>/dev/null
+  jobqd_pid=""
+  local _
+  for _ in 1 2 3 4 5; do
+    JOBQ_BENCH_JOBQD_FLAGS="${JOBQ_BENCH_JOBQD_FLAGS:-} $*" start_jobqd && return 0
+  done
+  cat "$tmp/jobqd.log" >&2; echo "bench: jobqd did not start again" >&2; exit 1
 }
 
 start_services() {
@@ -365,6 +379,21 @@ if [ -n "${JOBQ_BENCH_METRICS:-}" ]; then
 fi
 hwm=$(awk '/^VmHWM:/ { print $2 / 1024 }' "/proc/$jobqd_pid/status")
 printf 'BENCH jobqd_rss_mb %.3f MB\n' "$hwm" | tee -a "$tmp/bench.txt"
+# One job per call from many clients at once: jobqd grouping the Enqueues that arrive together
+# (jq_enqgroup) and not (--enqueue-groups=off), interleaved, jobqd restarted for each setting.
+# After the RSS figure, which is of the jobqd that ran everything above.
+if wants groups; then
+  for _ in $(seq "$reps"); do
+    rep enqueue_single_many_jobs_per_sec bench_enqueue enqueue_single_many_jobs_per_sec \
+      "$enq_single_jobs" 1 "$group_clients"
+    restart_jobqd --enqueue-groups=off
+    rep enqueue_single_many_nogroups_jobs_per_sec bench_enqueue enqueue_single_many_nogroups_jobs_per_sec \
+      "$enq_single_jobs" 1 "$group_clients"
+    restart_jobqd
+  done
+  emit_median enqueue_single_many_jobs_per_sec jobs/s
+  emit_median enqueue_single_many_nogroups_jobs_per_sec jobs/s
+fi
 
 echo "--- ratios (targets in brackets)"
 {
@@ -378,6 +407,7 @@ echo "--- ratios (targets in brackets)"
   ratio notify_single_cost_pct enqueue_single_jobs_per_sec enqueue_single_nonotify_jobs_per_sec %
   ratio notify_single_sub_cost_pct enqueue_single_sub_jobs_per_sec enqueue_single_nonotify_jobs_per_sec %
   ratio claim_large_vs_small claim_ms_large claim_ms_small x                   # [<= 1.5]
+  ratio enqueue_groups_gain enqueue_single_many_jobs_per_sec enqueue_single_many_nogroups_jobs_per_sec x
   ratio e2e_with_fk_vs_without e2e_jobs_per_sec e2e_nofk_jobs_per_sec x
   ratio raw_with_fk_vs_without raw_sql_jobs_per_sec raw_sql_nofk_jobs_per_sec x
 } | tee -a "$tmp/bench.txt"

@@ -325,6 +325,33 @@ static void through_jobqd_each_client_gets_its_own_job(void **state)
 	assert_int_equal(jq_svc_finish(&svc, 5000, false), 0);
 }
 
+/* With --enqueue-groups=off every Enqueue is a statement of its own: the clients' jobs are in
+ * while the leader's statement still waits, and jobqd reports no groups. */
+static void with_groups_off_no_request_waits_for_another(void **state)
+{
+	(void)state;
+	static const char *const flags[] = { "--db-pool-size=6", "--enqueue-groups=off", NULL };
+	jq_svc_start(&svc, "enqgroup_off", db_url, flags);
+	jq_test_ok(conn, "SELECT pg_advisory_lock(4242)");
+	client_request leader = { .payload = "slow" }, c[4];
+	assert_int_equal(pthread_create(&leader.thread, NULL, client_main, &leader), 0);
+	wait_until_ll(waiting_for_lock, 1, "the leader's statement waiting for the lock");
+	for (int i = 0; i < 4; i++) {
+		c[i] = (client_request){ .payload = "alone" };
+		assert_int_equal(pthread_create(&c[i].thread, NULL, client_main, &c[i]), 0);
+	}
+	for (int i = 0; i < 4; i++) {
+		assert_int_equal(pthread_join(c[i].thread, NULL), 0);
+		assert_int_equal(c[i].code, JOBQ_OK);
+	}
+	assert_int_equal(waiting_for_lock(), 1);
+	jq_test_ok(conn, "SELECT pg_advisory_unlock(4242)");
+	assert_int_equal(pthread_join(leader.thread, NULL), 0);
+	assert_int_equal(leader.code, JOBQ_OK);
+	assert_true(jq_svc_metric(&svc, "jobq_enqueue_grouped_statements_total") == -1);
+	assert_int_equal(jq_svc_finish(&svc, 5000, false), 0);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -332,6 +359,7 @@ int main(void)
 		cmocka_unit_test(a_refused_row_fails_only_its_own_request),
 		cmocka_unit_test(requests_that_cannot_be_grouped_do_not_wait),
 		cmocka_unit_test(through_jobqd_each_client_gets_its_own_job),
+		cmocka_unit_test(with_groups_off_no_request_waits_for_another),
 	};
 	return cmocka_run_group_tests(tests, setup, teardown);
 }
