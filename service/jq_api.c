@@ -100,6 +100,20 @@ static void field_str(jq_jbuf *b, const char *name, const char *s)
 	jq_jbuf_cstr(b, s);
 }
 
+/* field_bytes: name_bytes, then the bytes as text under name when they are UTF-8 (what the
+ * console shows), else as base64 under name_base64. */
+static void field_bytes(jq_jbuf *b, const char *name, const ProtobufCBinaryData *v)
+{
+	jq_jbuf_printf(b, ",\"%s_bytes\":%" PRId64, name, (int64_t)v->len);
+	if (jq_validate_utf8((const char *)v->data, v->len)) {
+		jq_jbuf_printf(b, ",\"%s\":", name);
+		jq_jbuf_str(b, (const char *)v->data, v->len);
+	} else {
+		jq_jbuf_printf(b, ",\"%s_base64\":", name);
+		jq_jbuf_base64(b, v->data, v->len);
+	}
+}
+
 static void render_job(jq_jbuf *b, const Jobq__V1__Job *j, bool with_payload)
 {
 	jq_jbuf_printf(b, "{\"id\":%" PRId64, j->id);
@@ -129,26 +143,10 @@ static void render_job(jq_jbuf *b, const Jobq__V1__Job *j, bool with_payload)
 		field_i64(b, "progress_at_ms", j->progress_at_ms);
 	}
 	if (with_payload) {
-		field_i64(b, "payload_bytes", (int64_t)j->payload.len);
-		/* Text as text (what the console shows); anything else as base64. */
-		if (jq_validate_utf8((const char *)j->payload.data, j->payload.len)) {
-			jq_jbuf_raw(b, ",\"payload\":");
-			jq_jbuf_str(b, (const char *)j->payload.data, j->payload.len);
-		} else {
-			jq_jbuf_raw(b, ",\"payload_base64\":");
-			jq_jbuf_base64(b, j->payload.data, j->payload.len);
-		}
-		/* The output the same way, when the worker's Complete reported one (Get only). */
-		if (j->output.len > 0) {
-			field_i64(b, "output_bytes", (int64_t)j->output.len);
-			if (jq_validate_utf8((const char *)j->output.data, j->output.len)) {
-				jq_jbuf_raw(b, ",\"output\":");
-				jq_jbuf_str(b, (const char *)j->output.data, j->output.len);
-			} else {
-				jq_jbuf_raw(b, ",\"output_base64\":");
-				jq_jbuf_base64(b, j->output.data, j->output.len);
-			}
-		}
+		field_bytes(b, "payload", &j->payload);
+		/* The output, when the worker's Complete reported one (Get only). */
+		if (j->output.len > 0)
+			field_bytes(b, "output", &j->output);
 	}
 	jq_jbuf_raw(b, "}");
 }
@@ -183,16 +181,8 @@ static void render_schedule(jq_jbuf *b, const Jobq__V1__Schedule *s)
 	field_i64(b, "priority", j ? j->priority : 0);
 	field_i64(b, "max_attempts", j ? j->max_attempts : 0);
 	field_str(b, "idempotency_key", j ? j->idempotency_key : "");
-	if (j != NULL && j->payload.data != NULL) {
-		field_i64(b, "payload_bytes", (int64_t)j->payload.len);
-		if (jq_validate_utf8((const char *)j->payload.data, j->payload.len)) {
-			jq_jbuf_raw(b, ",\"payload\":");
-			jq_jbuf_str(b, (const char *)j->payload.data, j->payload.len);
-		} else {
-			jq_jbuf_raw(b, ",\"payload_base64\":");
-			jq_jbuf_base64(b, j->payload.data, j->payload.len);
-		}
-	}
+	if (j != NULL && j->payload.data != NULL)
+		field_bytes(b, "payload", &j->payload);
 	jq_jbuf_raw(b, "}}");
 }
 
