@@ -675,17 +675,10 @@ static int route_cancel_one(api_call *a)
 static int route_retry(api_call *a)
 {
 	Jobq__V1__RetryRequest r = JOBQ__V1__RETRY_REQUEST__INIT;
-	const jq_json *o = jq_json_get(a->body, "all_failed");
 	int rc = -1;
-	if (json_ids(a, a->body, &r.ids, &r.n_ids) != 0 || json_str(a, a->body, "queue", "", &r.queue) != 0)
-		goto out;
-	if (o != NULL && o->type != JQ_JSON_BOOL) {
-		bad(a, "%s: true or false", "all_failed");
-		goto out;
-	}
-	r.all_failed = o != NULL && o->b;
-	rc = run(a, jq_handle_retry, &r.base);
-out:
+	if (json_ids(a, a->body, &r.ids, &r.n_ids) == 0 && json_str(a, a->body, "queue", "", &r.queue) == 0 &&
+	    json_bool(a, a->body, "all_failed", &r.all_failed) == 0)
+		rc = run(a, jq_handle_retry, &r.base);
 	free(r.ids);
 	return rc;
 }
