@@ -434,7 +434,9 @@ static int connect_listen(jq_notify *n)
 {
 	char options[64], why[200];
 	jq_pgconn_net net = jq_pgconn_net_of(n->cfg);
-	snprintf(options, sizeof(options), "-c statement_timeout=%d", n->cfg->listen_timeout_ms);
+	/* No JIT, as in jq_db's sessions: the scan of the due queues is a short statement whose
+	 * estimate grows with the pending jobs. */
+	snprintf(options, sizeof(options), "-c statement_timeout=%d -c jit=off", n->cfg->listen_timeout_ms);
 	jq_pgconn_opts o = { .url = n->cfg->listen_database_url, .application_name = "jobqd-notify",
 			     .options = options, .net = &net };
 	jq_pgconn_rc rc = jq_pgconn_open(&o, JQ_PGCONN_FOREVER, n->wake_fd, &n->conn, why, sizeof(why));

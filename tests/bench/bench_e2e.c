@@ -1,26 +1,34 @@
 /*
- * bench_e2e — end-to-end throughput, the shape of graphile-worker's benchmark: one client
- * enqueues JOBS jobs in batches of BATCH while WORKERS worker processes claim BATCH at a time, do
- * nothing, and complete what they claimed in one call. The figure is JOBS divided by the time
- * from the first enqueue to the last completion.
+ * bench_e2e — end-to-end throughput, the shape of graphile-worker's benchmark: PRODUCERS producer
+ * processes enqueue JOBS jobs between them in batches of BATCH while WORKERS worker processes
+ * claim BATCH at a time, do nothing, and complete what they claimed in one call. The figure is
+ * JOBS divided by the time from the start (every producer released at once) to the last
+ * completion.
  *
- *   bench_e2e jobq NAME JOBS WORKERS BATCH   through jobqd (libjobq; $JOBQ_RPC_URL)
- *   bench_e2e raw  NAME JOBS WORKERS BATCH   the same statements straight through libpq
- *                                            ($JOBQ_DATABASE_URL): jobqd's own jq_db module,
- *                                            in-process, so the SQL, the prepared statements
- *                                            and the binary parameters are identical
- *   bench_e2e jobq_next NAME JOBS WORKERS BATCH   jobq, workers completing and claiming in one
- *                                            call (jobq_complete_claim): one round trip per batch
- *   bench_e2e raw_next NAME JOBS WORKERS BATCH    raw, with that call's statement
+ *   bench_e2e jobq NAME JOBS WORKERS BATCH [PRODUCERS]   through jobqd (libjobq; $JOBQ_RPC_URL)
+ *   bench_e2e raw  NAME JOBS WORKERS BATCH [PRODUCERS]   the same statements straight through
+ *                                            libpq ($JOBQ_DATABASE_URL): jobqd's own jq_db
+ *                                            module, in-process, so the SQL, the prepared
+ *                                            statements and the binary parameters are identical
+ *   bench_e2e jobq_next ...                  jobq, workers completing and claiming in one call
+ *                                            (jobq_complete_claim): one round trip per batch
+ *   bench_e2e raw_next ...                   raw, with that call's statement
  *                                            (jq_db_complete_claim)
- *   bench_e2e floor NAME JOBS WORKERS BATCH  the smallest correct queue on the same server
+ *   bench_e2e floor ...                      the smallest correct queue on the same server
  *                                            (tests/bench/floor.sql): enqueue by INSERT ...
  *                                            unnest, claim by the same SKIP LOCKED CTE,
  *                                            complete by one UPDATE checking each lease's token
  *
- * Prints `BENCH NAME <jobs/s> jobs/s`. Workers are processes (forked before any connection is
- * made), as real workers would be; they share only a completion counter in shared memory.
+ * PRODUCERS (default 1): at BATCH 1 one producer's enqueues, each a commit of its own, one after
+ * the other, set the pace: the workers mostly wait and the figure measures the producer. Several
+ * producers commit side by side, so that the cost of the workers' path shows in the figure.
+ *
+ * Prints `BENCH NAME <jobs/s> jobs/s`. Producers and workers are processes (forked before any
+ * connection is made, each opening its own), as real clients would be; they share only counters
+ * in shared memory: the jobs handed to producers (so the total is exact whatever the split), the
+ * producers still enqueuing and the jobs completed.
  */
+#include <errno.h>
 #include <signal.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -45,13 +53,16 @@ static uint32_t claim_wait_ms = 200;
 #define CALL_TIMEOUT_MS 60000
 
 typedef struct shared {
-	atomic_long ready;     /* workers connected */
+	atomic_long ready;     /* workers and producers connected */
+	atomic_long taken;     /* jobs handed to producers (may pass JOBS: the last takers get none) */
+	atomic_long producers_left; /* producers still enqueuing */
 	atomic_long done;      /* jobs completed */
 	atomic_llong end_us;   /* when the last job was completed */
+	atomic_llong enqueued_us; /* when the last producer finished */
 	atomic_int failed;
 	atomic_long claims, empty_claims; /* how the workers' time was spent */
+	atomic_long enqueues;  /* enqueue calls */
 	atomic_llong claim_us, complete_us, enqueue_us; /* summed call durations */
-	atomic_bool all_enqueued; /* from here on no job arrives: a claim has nothing to wait for */
 } shared;
 
 typedef struct lease {
@@ -64,10 +75,10 @@ typedef struct backend {
 	int (*enqueue)(void *h, const char *queue, size_t n);
 	int (*claim)(void *h, const char *queue, size_t limit, const char *worker, lease *out, size_t *n);
 	int (*complete)(void *h, const lease *l, size_t n);
-	/* Complete l[n] and claim up to limit jobs in the same call (*_next modes); wait says
-	 * whether the claim may wait for a job. */
+	/* Complete l[n] and claim up to limit jobs in the same call (*_next modes), without
+	 * waiting for a job. */
 	int (*complete_claim)(void *h, const lease *l, size_t n, const char *queue, size_t limit,
-			      const char *worker, bool wait, lease *out, size_t *n_out);
+			      const char *worker, lease *out, size_t *n_out);
 	bool idle_sleep; /* true when an empty claim returns at once */
 } backend;
 
@@ -129,12 +140,12 @@ static int jq_complete(void *h, const lease *l, size_t n)
 }
 
 static int jq_complete_claim(void *h, const lease *l, size_t n, const char *queue, size_t limit,
-			     const char *worker, bool wait, lease *out, size_t *n_out)
+			     const char *worker, lease *out, size_t *n_out)
 {
 	static jobq_lease ls[MAX_BATCH];
 	jobq_result res[MAX_BATCH];
 	jobq_claim_next next = { .queue = queue, .limit = (uint32_t)limit, .worker_id = worker,
-				 .lease_seconds = 60, .wait_ms = wait ? claim_wait_ms : 0 };
+				 .lease_seconds = 60, .wait_ms = 0 };
 	jobq_job *jobs = NULL;
 	jobq_error e;
 	for (size_t i = 0; i < n; i++)
@@ -217,7 +228,7 @@ static int raw_complete(void *h, const lease *l, size_t n)
 }
 
 static int raw_complete_claim(void *h, const lease *l, size_t n, const char *queue, size_t limit,
-			      const char *worker, bool wait, lease *out, size_t *n_out)
+			      const char *worker, lease *out, size_t *n_out)
 {
 	static jq_db_lease ls[MAX_BATCH];
 	jq_db_item items[MAX_BATCH];
@@ -225,7 +236,6 @@ static int raw_complete_claim(void *h, const lease *l, size_t n, const char *que
 				  .max_bytes = INT64_MAX, .per_job_bytes = 0 };
 	jq_db_rows *rows = NULL;
 	jq_db_err e;
-	(void)wait;
 	for (size_t i = 0; i < n; i++)
 		ls[i] = (jq_db_lease){ .id = l[i].id, .lease_token = l[i].token };
 	jq_code c = jq_db_complete_claim(h, ls, n, &next, items, &rows, &e);
@@ -376,7 +386,13 @@ static void report_done(shared *sh, long jobs, size_t n)
 }
 
 /* A worker claims, then completes what it holds: with `next`, completes and claims the next
- * batch in one call, and claims apart only when it holds nothing. */
+ * batch in one call, and claims apart only when it holds nothing. Only a claim apart long-polls
+ * (jobq's): a call that completed jobs and then waited would hold back their count, and near the
+ * end, with jobs still coming but too few for every waiting worker, one that lost the race for
+ * the last ones would hold the last completions for its whole wait and stop the clock that much
+ * late. A worker holding nothing has nothing to hold back: the last completion stops the clock,
+ * and its wait only delays the worker's exit. The jobq CLI's worker, too, completes and claims
+ * without waiting. */
 static void worker_main(const backend *b, bool next, shared *sh, const char *queue, long jobs,
 			size_t batch, int index)
 {
@@ -403,10 +419,7 @@ static void worker_main(const backend *b, bool next, shared *sh, const char *que
 		}
 		size_t held = n;
 		if (next) {
-			/* Once every job is enqueued, none can come: a claim that waited would only
-			 * hold back the count of the jobs this call completed. */
-			bool wait = !atomic_load(&sh->all_enqueued);
-			if (b->complete_claim(h, leases, held, queue, batch, worker, wait, leases, &n) != 0)
+			if (b->complete_claim(h, leases, held, queue, batch, worker, leases, &n) != 0)
 				goto fail;
 			atomic_fetch_add(&sh->claims, 1);
 			if (n == 0)
@@ -425,20 +438,53 @@ fail:
 	_exit(1);
 }
 
-static void wait_ready(shared *sh, long workers)
+/* A producer connects, waits for the start (end of file on go_fd, for every producer at once),
+ * then enqueues batches taken from the shared count until every job is taken; the last to finish
+ * notes the time. */
+static void producer_main(const backend *b, shared *sh, const char *queue, long jobs, size_t batch,
+			  int go_fd)
+{
+	void *h = b->open();
+	atomic_fetch_add(&sh->ready, 1);
+	char c;
+	ssize_t r;
+	while ((r = read(go_fd, &c, 1)) < 0 && errno == EINTR)
+		;
+	if (r != 0)
+		goto fail;
+	while (!atomic_load(&sh->failed)) {
+		long first = atomic_fetch_add(&sh->taken, (long)batch);
+		if (first >= jobs)
+			break;
+		size_t n = (size_t)(jobs - first) < batch ? (size_t)(jobs - first) : batch;
+		int64_t t1 = bench_now_us();
+		if (b->enqueue(h, queue, n) != 0)
+			goto fail;
+		atomic_fetch_add(&sh->enqueue_us, bench_now_us() - t1);
+		atomic_fetch_add(&sh->enqueues, 1);
+	}
+	if (atomic_fetch_sub(&sh->producers_left, 1) == 1)
+		atomic_store(&sh->enqueued_us, bench_now_us());
+	_exit(0);
+fail:
+	atomic_store(&sh->failed, 1);
+	_exit(1);
+}
+
+static void wait_ready(shared *sh, long processes)
 {
 	int64_t until = bench_now_us() + 30 * 1000000LL;
-	while (atomic_load(&sh->ready) < workers) {
+	while (atomic_load(&sh->ready) < processes) {
 		if (bench_now_us() > until || atomic_load(&sh->failed))
-			bench_die("workers did not start");
+			bench_die("workers and producers did not start");
 		usleep(1000);
 	}
 }
 
-static int reap(long workers)
+static int reap(long processes)
 {
 	int bad = 0, st;
-	for (long i = 0; i < workers; i++) {
+	for (long i = 0; i < processes; i++) {
 		if (wait(&st) < 0 || !WIFEXITED(st) || WEXITSTATUS(st) != 0)
 			bad = 1;
 	}
@@ -447,8 +493,8 @@ static int reap(long workers)
 
 int main(int argc, char **argv)
 {
-	if (argc != 6)
-		bench_die("usage: bench_e2e jobq|jobq_next|raw|raw_next|floor NAME JOBS WORKERS BATCH");
+	if (argc != 6 && argc != 7)
+		bench_die("usage: bench_e2e jobq|jobq_next|raw|raw_next|floor NAME JOBS WORKERS BATCH [PRODUCERS]");
 	backend b_jobq = JOBQ_BACKEND;
 	const char *wait = getenv("JOBQ_BENCH_CLAIM_WAIT_MS");
 	if (wait != NULL && *wait != '\0') {
@@ -465,6 +511,7 @@ int main(int argc, char **argv)
 	long jobs = bench_arg_long(argv[3], "JOBS");
 	long workers = bench_arg_long(argv[4], "WORKERS");
 	size_t batch = (size_t)bench_arg_long(argv[5], "BATCH");
+	long producers = argc == 7 ? bench_arg_long(argv[6], "PRODUCERS") : 1;
 	if (batch > MAX_BATCH)
 		bench_die("BATCH is at most %d", MAX_BATCH);
 
@@ -475,6 +522,7 @@ int main(int argc, char **argv)
 	if (sh == MAP_FAILED)
 		bench_die("mmap failed");
 	memset(sh, 0, sizeof(*sh));
+	atomic_store(&sh->producers_left, producers);
 
 	for (long i = 0; i < workers; i++) {
 		pid_t pid = fork();
@@ -485,32 +533,36 @@ int main(int argc, char **argv)
 			worker_main(b, next, sh, queue, jobs, batch, (int)i);
 		}
 	}
-	wait_ready(sh, workers);
-	void *h = b->open();
-	int64_t t0 = bench_now_us();
-	for (long sent = 0; sent < jobs && !atomic_load(&sh->failed);) {
-		size_t n = (size_t)(jobs - sent) < batch ? (size_t)(jobs - sent) : batch;
-		int64_t t1 = bench_now_us();
-		int rc = b->enqueue(h, queue, n);
-		atomic_fetch_add(&sh->enqueue_us, bench_now_us() - t1);
-		if (rc != 0) {
-			atomic_store(&sh->failed, 1);
-			break;
+	/* The start signal: closing the pipe's only write end left (this process's) releases every
+	 * producer at once. The workers were forked before it and hold no end of it. */
+	int go[2];
+	if (pipe(go) != 0)
+		bench_die("pipe failed");
+	for (long i = 0; i < producers; i++) {
+		pid_t pid = fork();
+		if (pid < 0)
+			bench_die("fork failed");
+		if (pid == 0) {
+			prctl_parent_death();
+			close(go[1]);
+			producer_main(b, sh, queue, jobs, batch, go[0]);
 		}
-		sent += (long)n;
 	}
-	atomic_store(&sh->all_enqueued, true);
-	int64_t t_enq = bench_now_us();
-	if (reap(workers) || atomic_load(&sh->failed))
+	close(go[0]);
+	wait_ready(sh, workers + producers);
+	int64_t t0 = bench_now_us();
+	close(go[1]);
+	if (reap(workers + producers) || atomic_load(&sh->failed))
 		bench_die("%s failed", name);
 	double secs = (double)(atomic_load(&sh->end_us) - t0) / 1e6;
-	printf("%s: %ld jobs, %ld workers, batch %zu: enqueued in %.2f s, all completed in %.2f s\n",
-	       name, jobs, workers, batch, (double)(t_enq - t0) / 1e6, secs);
+	printf("%s: %ld jobs, %ld producers, %ld workers, batch %zu: enqueued in %.2f s, all completed in %.2f s\n",
+	       name, jobs, producers, workers, batch, (double)(atomic_load(&sh->enqueued_us) - t0) / 1e6, secs);
 	long claims = atomic_load(&sh->claims), empty = atomic_load(&sh->empty_claims);
 	long calls = claims - empty > 0 ? claims - empty : 1;
+	long enqueues = atomic_load(&sh->enqueues) > 0 ? atomic_load(&sh->enqueues) : 1;
 	printf("  %ld claims (%ld empty), %.1f jobs per non-empty claim; mean ms per call: "
 	       "enqueue %.2f, claim %.2f, complete %.2f\n", claims, empty, (double)jobs / (double)calls,
-	       (double)atomic_load(&sh->enqueue_us) / 1000.0 / ((double)jobs / (double)batch),
+	       (double)atomic_load(&sh->enqueue_us) / 1000.0 / (double)enqueues,
 	       (double)atomic_load(&sh->claim_us) / 1000.0 / (double)calls,
 	       (double)atomic_load(&sh->complete_us) / 1000.0 / (double)calls);
 	bench_print(name, (double)jobs / secs, "jobs/s");

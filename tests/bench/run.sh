@@ -12,6 +12,9 @@
 #   JOBQ_BENCH_E2E_REPS=3         repetitions of the e2e/raw pairs, interleaved (medians reported)
 #   JOBQ_BENCH_SINGLE_REPS=5      the same for the batch-1 pairs (short runs, which move more)
 #   JOBQ_BENCH_WORKERS=3          worker processes (3 keep 2 cores busy; see the README's scaling table)
+#   JOBQ_BENCH_SINGLE_PRODUCERS=  producer processes of the batch-1 runs (default: as many as
+#                                 workers; one producer enqueuing one job per call would set the
+#                                 pace); the batched runs have one producer
 #   JOBQ_BENCH_BATCH=50           enqueue / claim / complete batch size
 #   JOBQ_BENCH_ENQ_CLIENTS=2      concurrent clients of the enqueue-throughput runs
 #   JOBQ_BENCH_ENQ_SINGLE_JOBS=10000  jobs of the one-job-per-call enqueue runs
@@ -36,6 +39,7 @@ single_jobs=${JOBQ_BENCH_SINGLE_JOBS:-10000}
 e2e_reps=${JOBQ_BENCH_E2E_REPS:-3}
 single_reps=${JOBQ_BENCH_SINGLE_REPS:-5}
 workers=${JOBQ_BENCH_WORKERS:-3}
+single_producers=${JOBQ_BENCH_SINGLE_PRODUCERS:-$workers}
 batch=${JOBQ_BENCH_BATCH:-50}
 enq_clients=${JOBQ_BENCH_ENQ_CLIENTS:-2}
 enq_single_jobs=${JOBQ_BENCH_ENQ_SINGLE_JOBS:-10000}
@@ -44,7 +48,7 @@ notify_rate=${JOBQ_BENCH_NOTIFY_RATE:-500}
 notify_seconds=${JOBQ_BENCH_NOTIFY_SECONDS:-10}
 large_jobs=${JOBQ_BENCH_LARGE_JOBS:-1000000}
 only=${JOBQ_BENCH_ONLY:-e2e raw floor single enqueue notify claim rpc}
-for v in "$jobs" "$single_jobs" "$e2e_reps" "$single_reps" "$workers" "$batch" "$enq_clients" "$enq_single_jobs" "$reps" "$notify_rate" "$notify_seconds" "$large_jobs"; do
+for v in "$jobs" "$single_jobs" "$e2e_reps" "$single_reps" "$workers" "$single_producers" "$batch" "$enq_clients" "$enq_single_jobs" "$reps" "$notify_rate" "$notify_seconds" "$large_jobs"; do
   [[ $v =~ ^[1-9][0-9]*$ ]] || { echo "bench: '$v' is not a positive integer" >&2; exit 2; }
 done
 psql_bin=psql
@@ -224,12 +228,12 @@ emit_median() {
     m = NR % 2 ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2
     printf "%s: median of %d runs\nBENCH %s %.3f %s\n", n, NR, n, m, u }' | tee -a "$tmp/bench.txt"
 }
-# rep_e2e NAME MODE JOBS BATCH: one bench_e2e run (MODE jobq or raw) through rep; the cluster's
-# and the whole machine's CPU per job during it are kept aside for emit_median too.
+# rep_e2e NAME MODE JOBS BATCH PRODUCERS: one bench_e2e run (MODE jobq or raw) through rep; the
+# cluster's and the whole machine's CPU per job during it are kept aside for emit_median too.
 rep_e2e() {
-  local name=$1 mode=$2 n=$3 bsz=$4 pg_per_job all_per_job
+  local name=$1 mode=$2 n=$3 bsz=$4 nprod=$5 pg_per_job all_per_job
   cpu_mark
-  rep "$name" bench_e2e "$mode" "$name" "$n" "$workers" "$bsz"
+  rep "$name" bench_e2e "$mode" "$name" "$n" "$workers" "$bsz" "$nprod"
   cpu_used
   pg_per_job=$(per_job_us "$pg_ms" "$n") all_per_job=$(per_job_us "$all_ms" "$n")
   echo "  (CPU used: jobqd $jq_ms ms, PostgreSQL $pg_ms ms = $pg_per_job us per job;" \
@@ -238,25 +242,25 @@ rep_e2e() {
   echo "$pg_per_job" >>"$tmp/rep.${name%_jobs_per_sec}_pg_cpu_us_per_job"
   echo "$all_per_job" >>"$tmp/rep.${name%_jobs_per_sec}_cpu_us_per_job"
 }
-# e2e_pairs SUFFIX JOBS BATCH MODES REPS: the jobq, raw and floor runs (those of MODES), REPS
-# times, reversing the order every other time (the first run meets a table another has just
-# grown, and autovacuum at work); the figures are the medians, as one run on a shared 2-core VM
-# moves by 10-15%. Modes next and raw_next are jobq and raw with workers that complete and claim
-# in one call (their figures then have jobq's and raw's names); 3call is jobq's three-call shape
-# beside them.
+# e2e_pairs SUFFIX JOBS BATCH MODES REPS PRODUCERS: the jobq, raw and floor runs (those of
+# MODES), each with PRODUCERS producer processes, REPS times, reversing the order every other
+# time (the first run meets a table another has just grown, and autovacuum at work); the figures
+# are the medians, as one run on a shared 2-core VM moves by 10-15%. Modes next and raw_next are
+# jobq and raw with workers that complete and claim in one call (their figures then have jobq's
+# and raw's names); 3call is jobq's three-call shape beside them.
 e2e_pairs() {
-  local sfx=$1 n=$2 bsz=$3 modes=" $4 " nreps=$5 i m order f
+  local sfx=$1 n=$2 bsz=$3 modes=" $4 " nreps=$5 nprod=$6 i m order f
   for i in $(seq "$nreps"); do
     order="jobq next 3call raw raw_next floor"; (( i % 2 == 0 )) && order="floor raw_next raw 3call next jobq"
     for m in $order; do
       [[ $modes == *" $m "* ]] || continue
       case $m in
-        jobq) rep_e2e "e2e${sfx}_jobs_per_sec" jobq "$n" "$bsz" ;;
-        next) rep_e2e "e2e${sfx}_jobs_per_sec" jobq_next "$n" "$bsz" ;;
-        3call) rep_e2e "e2e${sfx}_3call_jobs_per_sec" jobq "$n" "$bsz" ;;
-        raw) rep_e2e "raw_sql${sfx}_jobs_per_sec" raw "$n" "$bsz" ;;
-        raw_next) rep_e2e "raw_sql${sfx}_jobs_per_sec" raw_next "$n" "$bsz" ;;
-        floor) rep_e2e "floor_sql${sfx}_jobs_per_sec" floor "$n" "$bsz" ;;
+        jobq) rep_e2e "e2e${sfx}_jobs_per_sec" jobq "$n" "$bsz" "$nprod" ;;
+        next) rep_e2e "e2e${sfx}_jobs_per_sec" jobq_next "$n" "$bsz" "$nprod" ;;
+        3call) rep_e2e "e2e${sfx}_3call_jobs_per_sec" jobq "$n" "$bsz" "$nprod" ;;
+        raw) rep_e2e "raw_sql${sfx}_jobs_per_sec" raw "$n" "$bsz" "$nprod" ;;
+        raw_next) rep_e2e "raw_sql${sfx}_jobs_per_sec" raw_next "$n" "$bsz" "$nprod" ;;
+        floor) rep_e2e "floor_sql${sfx}_jobs_per_sec" floor "$n" "$bsz" "$nprod" ;;
       esac
     done
   done
@@ -289,7 +293,7 @@ ratio() { # NAME A B UNIT: A/B (or a percentage with unit %)
 
 start_services
 echo "bench: PostgreSQL (fsync=on, synchronous_commit=on) at $url; jobqd pid $jobqd_pid;" \
-     "$(nproc) cores; workers $workers, batch $batch"
+     "$(nproc) cores; workers $workers, batch $batch (batch 1: $single_producers producers)"
 : >"$tmp/bench.txt"
 
 # On an (almost) empty table first: claim_ms_small and the Get round trip.
@@ -302,10 +306,12 @@ if wants claim; then
   bench bench_latency claim claim_ms_limited 500 claim_lat_limited
 fi
 modes=""; wants e2e && modes+=" jobq"; wants raw && modes+=" raw"; wants floor && modes+=" floor"
-[ -n "$modes" ] && e2e_pairs "" "$jobs" "$batch" "$modes" "$e2e_reps"
+[ -n "$modes" ] && e2e_pairs "" "$jobs" "$batch" "$modes" "$e2e_reps" 1
 # Batch 1: workers that complete and claim in one call (e2e_single, raw_sql_single: the same
-# statement in-process), and the three-call shape beside them (e2e_single_3call).
-wants single && e2e_pairs _single "$single_jobs" 1 "next 3call raw_next" "$single_reps"
+# statement in-process), and the three-call shape beside them (e2e_single_3call). Several
+# producers commit side by side: one producer's commits, one after the other, would set the pace
+# and the figures would measure the producer, not the workers' path.
+wants single && e2e_pairs _single "$single_jobs" 1 "next 3call raw_next" "$single_reps" "$single_producers"
 if wants enqueue; then
   # Notifications' cost: the same enqueue load with the notify triggers on (jobqd LISTENs and
   # publishes), off, and on with a subscriber listening; batched, then one job per call. The

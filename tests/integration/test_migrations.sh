@@ -54,6 +54,22 @@ keyed() {
                           OR (proname = 'jobq_enqueue_batch' AND pronargs = 8)" | paste -sd' '
 }
 [ "$(keyed)" = "2 2" ] || { echo "019 not applied: $(keyed)" >&2; exit 1; }
+# 020 (input checks): the queue, max_attempts and idempotency-key CHECKs are the column-specific
+# trigger job_queue_input_check; its rollback (2 changesets, the newest) puts the three CHECKs
+# back validated, over rows that keep to them.
+input_checks() {
+  psql -qAtX "$url" -c "SELECT count(*) || ':' || count(*) FILTER (WHERE convalidated) FROM pg_constraint
+                         WHERE conname IN ('job_queue_queue_check', 'job_queue_max_attempts_check',
+                                           'job_queue_idempotency_key_check')" \
+                    -c "SELECT count(*) FROM pg_trigger WHERE tgname = 'job_queue_input_check'" | paste -sd' '
+}
+[ "$(input_checks)" = "0:0 1" ] || { echo "020 not applied: $(input_checks)" >&2; exit 1; }
+psql -qX "$url" -c "SELECT count(*) FROM jobq_enqueue_batch(ARRAY['m20', 'm20'], NULL, NULL, NULL, NULL, NULL)" >/dev/null
+JOBQ_DATABASE_URL=$url "$root/deploy/migrate.sh" -- rollback-count --count=2 >/dev/null
+[ "$(input_checks)" = "3:3 0" ] || { echo "020 not rolled back: $(input_checks)" >&2; exit 1; }
+[ "$(psql -qAtX "$url" -c "SELECT count(*) FROM pg_proc WHERE proname = 'jobq_input_reject'")" = 0 ]
+psql -qX "$url" -c "TRUNCATE job_queue, job_failure" >/dev/null
+echo "migrations: 020 rolled back (the three CHECKs are back and validated, the trigger and its function gone): ok"
 JOBQ_DATABASE_URL=$url "$root/deploy/migrate.sh" -- rollback-count --count=4 >/dev/null
 [ "$(keyed)" = "0 0" ] || { echo "019 not rolled back: $(keyed)" >&2; exit 1; }
 psql -qAtX "$url" -v ON_ERROR_STOP=1 -c "INSERT INTO job_queue_settings (queue, paused) VALUES ('m19', true)" \
@@ -86,7 +102,7 @@ defs() {
                          WHERE tgrelid = 'job_queue'::regclass AND tgname LIKE 'job_queue_status_guard%'" | paste -sd'|'
 }
 guards='job_queue_status_guard_insert,job_queue_status_guard_update'
-check_010="ltrim(queue, 'abcdef" check_009="ltrim(queue, 'ABCDEF" check_018="ltrim(textsend(queue)"
+check_010="ltrim(queue, 'abcdef" check_009="ltrim(queue, 'ABCDEF"
 lease_indexes() {
   psql -qAtX "$url" -c "SELECT string_agg(indexname, ',' ORDER BY indexname) FROM pg_indexes
                          WHERE tablename = 'job_queue' AND indexname IN ('job_queue_lease_idx', 'job_queue_processing_idx')"
@@ -190,9 +206,9 @@ echo "migrations: the rollbacks of 010 and 009 validate the queue check without 
 [ "$(psql -qAtX "$url" -c "SELECT count(*) FROM jobq_enqueue_batch(ARRAY['a','b'], NULL, NULL, NULL, NULL, NULL)")" = 2 ]
 psql -qAtX "$url" -c "TRUNCATE job_queue, job_failure"
 JOBQ_DATABASE_URL=$url "$root/deploy/migrate.sh" update >/dev/null
-case $(defs) in *"$check_018"*"|t|t|$guards") ;; *) echo "010, 009 and 018 not re-applied: $(defs)" >&2; exit 1 ;; esac
+case $(defs) in "t|t|$guards") ;; *) echo "010, 009, 018 and 020 not re-applied: $(defs)" >&2; exit 1 ;; esac
+[ "$(input_checks)" = "0:0 1" ] || { echo "020 not re-applied: $(input_checks)" >&2; exit 1; }
 [ "$(lease_indexes)" = job_queue_processing_idx ] || { echo "011 not re-applied: $(lease_indexes)" >&2; exit 1; }
-[ "$(psql -qAtX "$url" -c "SELECT convalidated FROM pg_constraint WHERE conname = 'job_queue_queue_check'")" = t ]
 [ "$(fkeys)" = job_queue_status_transition_fkey:true ] || { echo "014 not re-applied: $(fkeys)" >&2; exit 1; }
 [ "$(notify_update_level)" = row ] || { echo "018 not re-applied: $(notify_update_level)" >&2; exit 1; }
 [ "$(schedule_table)" = t ] || { echo "016 not re-applied" >&2; exit 1; }

@@ -274,6 +274,65 @@ static void the_queue_check_accepts_exactly_the_documented_names(void **state)
 	PQfinish(c);
 }
 
+/* expect_check_violation runs sql, which must fail as a CHECK constraint fails: SQLSTATE 23514 naming
+ * `constraint` in the error's constraint field. */
+static void expect_check_violation(PGconn *c, const char *sql, const char *constraint)
+{
+	PGresult *r = PQexec(c, sql);
+	const char *state = PQresultErrorField(r, PG_DIAG_SQLSTATE);
+	const char *name = PQresultErrorField(r, PG_DIAG_CONSTRAINT_NAME);
+	char got[160];
+	snprintf(got, sizeof(got), "%s %s", state ? state : "(no error)", name ? name : "(no constraint)");
+	PQclear(r);
+	char want[160];
+	snprintf(want, sizeof(want), "23514 %s", constraint);
+	if (strcmp(got, want) != 0)
+		fail_msg("%s: got %s, want %s", sql, got, want);
+}
+
+/* The rules on a job's queue name, attempts limit and idempotency key (the trigger
+ * job_queue_input_check since migration 020) hold on INSERT and on an UPDATE of those columns,
+ * and refuse a row as the CHECK constraints they replace did. The trigger names exactly those
+ * columns: a write that names none of them (every claim, heartbeat and completion) never
+ * considers it. */
+static void the_input_rules_hold_on_insert_and_update(void **state)
+{
+	(void)state;
+	PGconn *c = jq_test_connect(db_url);
+	expect_check_violation(c, "INSERT INTO job_queue (queue) VALUES ('in rules')", "job_queue_queue_check");
+	expect_check_violation(c, "INSERT INTO job_queue (queue, max_attempts) VALUES ('in_rules', 0)",
+		     "job_queue_max_attempts_check");
+	expect_check_violation(c, "INSERT INTO job_queue (queue, max_attempts) VALUES ('in_rules', 1001)",
+		     "job_queue_max_attempts_check");
+	expect_check_violation(c, "INSERT INTO job_queue (queue, idempotency_key) VALUES ('in_rules', '')",
+		     "job_queue_idempotency_key_check");
+	expect_check_violation(c, "INSERT INTO job_queue (queue, idempotency_key) VALUES ('in_rules', repeat('k', 256))",
+		     "job_queue_idempotency_key_check");
+	long long id = jq_test_scalar_ll(c, "INSERT INTO job_queue (queue, max_attempts, idempotency_key)"
+					    " VALUES ('in_rules', 1000, repeat('k', 255)) RETURNING id");
+	char sql[256];
+	snprintf(sql, sizeof(sql), "UPDATE job_queue SET queue = 'in/rules' WHERE id = %lld", id);
+	expect_check_violation(c, sql, "job_queue_queue_check");
+	snprintf(sql, sizeof(sql), "UPDATE job_queue SET max_attempts = 0 WHERE id = %lld", id);
+	expect_check_violation(c, sql, "job_queue_max_attempts_check");
+	snprintf(sql, sizeof(sql), "UPDATE job_queue SET idempotency_key = '' WHERE id = %lld", id);
+	expect_check_violation(c, sql, "job_queue_idempotency_key_check");
+	snprintf(sql, sizeof(sql), "UPDATE job_queue SET queue = 'in_rules2', max_attempts = 1,"
+		 " idempotency_key = NULL WHERE id = %lld", id);
+	jq_test_ok(c, sql);
+	char *v = jq_test_scalar(c, "SELECT string_agg(queue || ' ' || max_attempts, ',') FROM job_queue"
+				    " WHERE queue LIKE 'in%rules%'");
+	assert_string_equal(v, "in_rules2 1");
+	free(v);
+	v = jq_test_scalar(c, "SELECT string_agg(a.attname, ',' ORDER BY a.attname) FROM pg_trigger t"
+			      " JOIN pg_attribute a ON a.attrelid = t.tgrelid AND a.attnum = ANY (t.tgattr)"
+			      " WHERE t.tgname = 'job_queue_input_check'");
+	assert_string_equal(v, "idempotency_key,max_attempts,queue");
+	free(v);
+	jq_test_ok(c, "DELETE FROM job_queue WHERE queue = 'in_rules2'");
+	PQfinish(c);
+}
+
 /* The status guard's real body, kept while a test replaces it (restored by its teardown even
  * when an assertion stops the test half-way). */
 static char *guard_def;
@@ -472,6 +531,11 @@ static void hot_statements_run_generic_plans_and_a_list_its_own(void **state)
 	PQclear(r);
 	assert_string_equal(got, "jq_claim 20 generic 0 custom, jq_complete 20 generic 0 custom,"
 				 " jq_list 0 generic 1 custom");
+	/* No JIT in jq_db's sessions (jq_db_conn.c, session_setup): a generic plan's estimate can
+	 * pass jit_above_cost, and the compilation then costs each call far more than it runs. */
+	char *jit = jq_test_scalar(plan_mode_conn, "SHOW jit");
+	assert_string_equal(jit, "off");
+	free(jit);
 	jq_db_close(db);
 }
 
@@ -1044,6 +1108,7 @@ int main(void)
 		cmocka_unit_test(an_enqueue_rolled_back_leaves_no_job),
 		cmocka_unit_test(the_enqueue_function_keeps_its_contract),
 		cmocka_unit_test(the_queue_check_accepts_exactly_the_documented_names),
+		cmocka_unit_test(the_input_rules_hold_on_insert_and_update),
 		cmocka_unit_test_teardown(the_guard_runs_only_when_it_would_change_the_row, restore_guard),
 		cmocka_unit_test(the_claim_uses_the_partial_index_among_100k_finished_jobs),
 		cmocka_unit_test(hot_statements_run_generic_plans_and_a_list_its_own),
