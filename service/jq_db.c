@@ -143,6 +143,25 @@ static jq_code check_states(PGresult *r, int first, jq_db_err *err)
 	return JQ_OK;
 }
 
+/* budgeted_rows runs statement id (every parameter binary) and wraps its job rows, checked by
+ * check_states, as a budgeted answer (wrap_budgeted) in *rows. */
+static jq_code budgeted_rows(jq_db *db, jq_dbi_stmt_id id, const char *const *values, const int *lengths,
+			     jq_db_rows **rows, jq_db_err *err)
+{
+	int formats[16];
+	for (int i = 0; i < jq_dbi_stmts[id].nparams; i++)
+		formats[i] = 1;
+	PGresult *r;
+	jq_code c = jq_dbi_run(db, id, values, lengths, formats, &r, err);
+	if (c == JQ_OK)
+		c = check_states(r, 0, err);
+	if (c != JQ_OK)
+		return c;
+	if ((*rows = wrap_budgeted(r, 0)) == NULL)
+		return nomem(err);
+	return JQ_OK;
+}
+
 jq_code jq_db_claim_within(jq_db *db, const char *queue, int limit, const char *worker,
 			   int lease_seconds, int64_t max_bytes, int per_job_bytes, jq_db_rows **rows,
 			   jq_db_err *err)
@@ -158,16 +177,7 @@ jq_code jq_db_claim_within(jq_db *db, const char *queue, int limit, const char *
 	jq_pgbin_put_i32(per_job, fixed > INT32_MAX ? INT32_MAX : (int32_t)fixed);
 	const char *values[6] = { queue, lim, worker, lease, max, per_job };
 	int lengths[6] = { (int)qlen, 4, (int)wlen, 4, 8, 4 };
-	int formats[6] = { 1, 1, 1, 1, 1, 1 };
-	PGresult *r;
-	jq_code c = jq_dbi_run(db, S_CLAIM, values, lengths, formats, &r, err);
-	if (c == JQ_OK)
-		c = check_states(r, 0, err);
-	if (c != JQ_OK)
-		return c;
-	if ((*rows = wrap_budgeted(r, 0)) == NULL)
-		return nomem(err);
-	return JQ_OK;
+	return budgeted_rows(db, S_CLAIM, values, lengths, rows, err);
 }
 
 jq_code jq_db_claim(jq_db *db, const char *queue, int limit, const char *worker, int lease_seconds,
@@ -710,16 +720,7 @@ jq_code jq_db_list(jq_db *db, const char *queue, const jq_state *status, int64_t
 	jq_pgbin_put_i32(per_job, per_job_bytes);
 	const char *values[7] = { queue, st, after, lim, &inc, max, per_job };
 	int lengths[7] = { queue ? (int)strlen(queue) : 0, st ? (int)strlen(st) : 0, 8, 4, 1, 8, 4 };
-	int formats[7] = { 1, 1, 1, 1, 1, 1, 1 };
-	PGresult *r;
-	jq_code c = jq_dbi_run(db, S_LIST, values, lengths, formats, &r, err);
-	if (c == JQ_OK)
-		c = check_states(r, 0, err);
-	if (c != JQ_OK)
-		return c;
-	if ((*rows = wrap_budgeted(r, 0)) == NULL)
-		return nomem(err);
-	return JQ_OK;
+	return budgeted_rows(db, S_LIST, values, lengths, rows, err);
 }
 
 /* ids_param builds the int8[] parameter of ids (free with jq_pgbin_array_free). */

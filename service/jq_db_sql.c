@@ -190,6 +190,16 @@
 	"   FROM leases ls"                                                                        \
 	" ORDER BY kind, l_ord, priority, run_at, id"
 
+/* TAKE_BACK_SET(error) ends the lease of a job taken back from its worker (the lease expired,
+ * the time limit passed): retried after the backoff ($2 base, $3 cap) while it has attempts
+ * left, failed otherwise, with `error` (an SQL literal) as its last error. */
+#define TAKE_BACK_SET(ERROR)                                                                      \
+	"     curr_job_status = CASE WHEN j.attempts >= j.max_attempts"                           \
+	"                            THEN 'archive_failed' ELSE 'archive_pending' END,"           \
+	"     run_at = CASE WHEN j.attempts >= j.max_attempts THEN j.run_at"                      \
+	"                   ELSE now() + jobq_retry_delay_ms(j.attempts, $2, $3) * interval '1 millisecond' END," \
+	"     lease_expires_at = NULL, last_error = " ERROR
+
 /*
  * The statements. Each is one round trip and one implicit transaction: nothing here keeps a
  * transaction open across calls, so no row lock outlives a statement.
@@ -309,8 +319,9 @@ const jq_dbi_stmt jq_dbi_stmts[S__COUNT] = {
 		     JQ_OID_INT4, OID_TEXT_ARR }, true },
 
 	/* Complete, then claim the next jobs, in one statement (one round trip, one commit). The
-	 * completion is S_COMPLETE's UPDATE; `leases` judges each lease from the rows as they were
-	 * before the statement (S_LEASE_STATE's reading), and the claim runs only when every lease
+	 * completion is S_COMPLETE's UPDATE; `leases` judges each lease the completion refused from
+	 * its row as it was before the statement (S_LEASE_STATE's reading; a lease completed needs no
+	 * reading, and the LATERAL's condition on d skips it), and the claim runs only when every lease
 	 * completed now or was completed already under the same token (a repeated call): a lease
 	 * refused claims nothing. The completed rows were processing, never pending, so the claim
 	 * cannot take one of them. With no leases it is a claim that holds every job to the budget. */
@@ -322,7 +333,8 @@ const jq_dbi_stmt jq_dbi_stmts[S__COUNT] = {
 		"        q.curr_job_status AS status, q.lease_token = l.token AS same,"
 		"        COALESCE(d.queue, q.queue) AS queue, l.ord"
 		"   FROM l LEFT JOIN done d ON d.id = l.id AND d.lease_token = l.token"
-		"   LEFT JOIN job_queue q ON q.id = l.id),"
+		"   LEFT JOIN LATERAL (SELECT curr_job_status, lease_token, queue FROM job_queue q"
+		"     WHERE q.id = l.id AND d.id IS NULL OFFSET 0) q ON true),"
 		" " CLAIM_PICK("$3", "$4", "$7", "$8",
 			       " AND NOT EXISTS (SELECT 1 FROM leases WHERE NOT done"
 			       "   AND NOT COALESCE(status = 'archive_completed' AND same, false))", "") ","
@@ -535,11 +547,7 @@ const jq_dbi_stmt jq_dbi_stmts[S__COUNT] = {
 		"   WHERE curr_job_status = 'archive_processing' AND lease_expires_at < now()"
 		"   ORDER BY lease_expires_at LIMIT $1 FOR UPDATE SKIP LOCKED),"
 		" upd AS (UPDATE job_queue j SET"
-		"     curr_job_status = CASE WHEN j.attempts >= j.max_attempts"
-		"                            THEN 'archive_failed' ELSE 'archive_pending' END,"
-		"     run_at = CASE WHEN j.attempts >= j.max_attempts THEN j.run_at"
-		"                   ELSE now() + jobq_retry_delay_ms(j.attempts, $2, $3) * interval '1 millisecond' END,"
-		"     lease_expires_at = NULL, last_error = 'lease expired'"
+		TAKE_BACK_SET("'lease expired'")
 		"   FROM expired e WHERE j.id = e.id"
 		"  RETURNING j.id, j.attempts, j.lease_owner)"
 		" INSERT INTO job_failure (job_id, attempt, worker, error)"
@@ -559,11 +567,7 @@ const jq_dbi_stmt jq_dbi_stmts[S__COUNT] = {
 		"     AND status_changed_at + timeout_ms * interval '1 millisecond' < now()"
 		"   ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED),"
 		" upd AS (UPDATE job_queue j SET"
-		"     curr_job_status = CASE WHEN j.attempts >= j.max_attempts"
-		"                            THEN 'archive_failed' ELSE 'archive_pending' END,"
-		"     run_at = CASE WHEN j.attempts >= j.max_attempts THEN j.run_at"
-		"                   ELSE now() + jobq_retry_delay_ms(j.attempts, $2, $3) * interval '1 millisecond' END,"
-		"     lease_expires_at = NULL, last_error = '" JQ_TIME_LIMIT_ERROR "'"
+		TAKE_BACK_SET("'" JQ_TIME_LIMIT_ERROR "'")
 		"   FROM over o WHERE j.id = o.id"
 		"    AND j.curr_job_status = 'archive_processing'"
 		"    AND j.status_changed_at + j.timeout_ms * interval '1 millisecond' < now()"

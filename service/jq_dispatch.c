@@ -157,7 +157,7 @@ void jq_dispatch_handle(void *worker_arg, jq_rpc_req *req)
 			 .received_us = jq_rpc_req_received_us(req), .deadline_us = jq_rpc_req_deadline_us(req),
 			 .longpoll = w->longpoll, .flow = w->flow, .client_max_reply = env->max_reply_bytes,
 			 .send = send_reply, .send_arg = &to, .role = (jq_role)jq_rpc_req_principal(req),
-			 .jobwait = w->jobwait };
+			 .jobwait = w->jobwait, .enqgroup = w->enqgroup };
 	ProtobufCMessage *in = NULL;
 
 	/* No wait for the database outlasts the request (a silent connection included). */

@@ -13,6 +13,7 @@
 #include "jq_config.h"
 #include "jq_db.h"
 #include "jq_flow.h"
+#include "jq_enqgroup.h"
 #include "jq_jobwait.h"
 #include "jq_longpoll.h"
 #include "jq_rpc_server.h"
@@ -23,6 +24,7 @@ typedef struct jq_worker {
 	jq_longpoll *longpoll; /* NULL: Claim never waits */
 	jq_flow *flow;         /* the queues' flow settings (hints for the long-poll); may be NULL */
 	jq_jobwait *jobwait;   /* NULL: Wait never waits */
+	jq_enqgroup *enqgroup; /* NULL: every Enqueue is a statement of its own */
 } jq_worker;
 
 /* jq_dispatch_handle decodes, runs and answers one request (a jq_rpc_handler_fn). */

@@ -176,7 +176,7 @@ void jq_handle_enqueue(jq_call *call, const ProtobufCMessage *request)
 			.concurrency_key = j->concurrency_key[0] ? j->concurrency_key : NULL,
 		};
 	}
-	jq_code c = jq_db_enqueue(call->db, specs, r->n_jobs, ids, &err);
+	jq_code c = jq_enqgroup_enqueue(call->enqgroup, call->db, call->deadline_us, specs, r->n_jobs, ids, &err);
 	if (c != JQ_OK) {
 		db_error(call, c, &err);
 		goto out;

@@ -23,6 +23,7 @@
 #include "jq_config.h"
 #include "jq_db.h"
 #include "jq_flow.h"
+#include "jq_enqgroup.h"
 #include "jq_jobwait.h"
 #include "jq_longpoll.h"
 
@@ -78,6 +79,7 @@ struct jq_call {
 	/* Waits for jobs to finish: NULL = a Wait answers at once. A Wait that is to wait sets
 	 * waits_jobs, and the dispatcher hands the request to jq_jobwait_park with what follows. */
 	jq_jobwait *jobwait;
+	jq_enqgroup *enqgroup; /* NULL: every Enqueue is a statement of its own */
 	bool waits_jobs;
 	uint64_t wait_generation;
 	int64_t wait_until_us;

@@ -284,6 +284,11 @@ static void snapshot(jq_http *h, jq_metrics_snapshot *s)
 		s->longpoll_unqueried = jq_longpoll_unqueried(src->longpoll);
 		s->longpoll_refused = jq_longpoll_refused(src->longpoll);
 	}
+	s->enqueue_grouped_requests = s->enqueue_grouped_statements = -1;
+	if (src->enqgroup != NULL) {
+		jq_enqgroup_counts(src->enqgroup, &s->enqueue_grouped_requests, &s->enqueue_grouped_statements);
+		s->enqueue_waiting = jq_enqgroup_waiting(src->enqgroup);
+	}
 	if (src->jobwait != NULL) {
 		s->waits_waiting = jq_jobwait_waiting(src->jobwait);
 		s->waits_refused = jq_jobwait_refused(src->jobwait);

@@ -23,6 +23,7 @@
 
 #include "jq_auth.h"
 #include "jq_config.h"
+#include "jq_enqgroup.h"
 #include "jq_jobwait.h"
 #include "jq_longpoll.h"
 #include "jq_notify.h"
@@ -47,6 +48,7 @@ typedef struct jq_http_sources {
 	jq_scheduler *scheduler;
 	jq_longpoll *longpoll;
 	jq_jobwait *jobwait;
+	jq_enqgroup *enqgroup;
 	int pool_size;
 } jq_http_sources;
 

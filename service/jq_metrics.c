@@ -525,6 +525,17 @@ static void render_snapshot(sb *s, const jq_metrics_snapshot *snap)
 	one(s, "jobq_longpoll_unqueried_total", "counter",
 	    "Waiting Claims parked without a query, their queue being known empty.",
 	    (double)snap->longpoll_unqueried);
+	if (snap->enqueue_grouped_requests >= 0) {
+		one(s, "jobq_enqueue_grouped_requests_total", "counter",
+		    "Enqueue requests that went to the database in one statement with others.",
+		    (double)snap->enqueue_grouped_requests);
+		one(s, "jobq_enqueue_grouped_statements_total", "counter",
+		    "Statements that enqueued the jobs of several Enqueue requests.",
+		    (double)snap->enqueue_grouped_statements);
+		one(s, "jobq_enqueue_waiting", "gauge",
+		    "Enqueue requests waiting for the next grouped statement (another's runs).",
+		    snap->enqueue_waiting);
+	}
 	one(s, "jobq_waits_waiting", "gauge", "Waits waiting for jobs to finish.", snap->waits_waiting);
 	one(s, "jobq_waits_refused_total", "counter",
 	    "Waits answered at once with retry_after_ms: --max-waiting-waits were waiting.",

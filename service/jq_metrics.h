@@ -81,6 +81,10 @@ typedef struct jq_metrics_snapshot {
 	int64_t longpoll_woken; /* parked Claims sent back to the database by announcements */
 	int64_t longpoll_unqueried; /* Claims parked without a query: their queue was known empty */
 	int64_t longpoll_refused; /* Claims answered at once: --max-waiting-claims were waiting */
+	/* Enqueue requests that shared a statement with others, and those statements (jq_enqgroup);
+	 * -1 = not counted. */
+	int64_t enqueue_grouped_requests, enqueue_grouped_statements;
+	int enqueue_waiting; /* queued for the next grouped statement */
 	int waits_waiting;        /* Waits waiting for jobs' ends */
 	int64_t waits_refused;    /* Waits answered at once: --max-waiting-waits were waiting */
 	int rpc_connections;

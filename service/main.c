@@ -37,6 +37,7 @@ typedef struct service {
 	jq_longpoll *longpoll;
 	jq_flow *flow; /* the queues' flow settings as the listener last heard them */
 	jq_jobwait *jobwait;
+	jq_enqgroup *enqgroup; /* small Enqueues arriving together share a statement */
 	jq_http *http;
 	jq_console *console;
 	jq_auth *auth;
@@ -61,6 +62,7 @@ static int open_workers(service *s)
 		s->workers[i].longpoll = s->longpoll;
 		s->workers[i].flow = s->flow;
 		s->workers[i].jobwait = s->jobwait;
+		s->workers[i].enqgroup = s->enqgroup;
 		if (jq_db_open(&o, &s->workers[i].db) != 0)
 			return -1;
 		/* Read before the RPC server starts: afterwards each handle is its worker's. */
@@ -88,6 +90,7 @@ static void close_all(service *s)
 	jq_longpoll_free(s->longpoll);
 	jq_flow_free(s->flow);
 	jq_jobwait_free(s->jobwait);
+	jq_enqgroup_free(s->enqgroup);
 	jq_auth_free(s->auth);
 	jq_rescuer_stop(s->rescuer);
 	jq_scheduler_stop(s->scheduler);
@@ -151,6 +154,10 @@ static int start(service *s)
 		jq_error("out of memory for the queue settings");
 		return -1;
 	}
+	if (jq_enqgroup_new(&s->enqgroup) != 0) {
+		jq_error("out of memory for the enqueue group");
+		return -1;
+	}
 	if (jq_jobwait_start(s->cfg.max_waiting_waits, &s->jobwait) != 0) {
 		jq_error("could not start the Wait timer");
 		return -1;
@@ -197,7 +204,8 @@ static int start(service *s)
 	}
 	jq_http_sources hs = { .cfg = &s->cfg, .auth = s->cfg.metrics_auth ? s->auth : NULL,
 			       .rpc = s->rpc, .notify = s->notify, .pub = s->pub, .rescuer = s->rescuer,
-			       .scheduler = s->scheduler, .longpoll = s->longpoll, .jobwait = s->jobwait, .pool_size = s->nworkers };
+			       .scheduler = s->scheduler, .longpoll = s->longpoll, .jobwait = s->jobwait,
+			       .enqgroup = s->enqgroup, .pool_size = s->nworkers };
 	if (jq_http_start(&hs, &s->http) != 0)
 		return -1;
 	jq_console_sources cs = { .cfg = &s->cfg, .auth = s->auth };

@@ -279,6 +279,11 @@ static void *floor_open(void)
 	PGconn *c = PQconnectdb(url);
 	if (PQstatus(c) != CONNECTION_OK)
 		bench_die("cannot connect to %s: %s", url, PQerrorMessage(c));
+	/* As jobqd's sessions run (jq_db_conn.c): the same server settings for both. */
+	PGresult *jit = PQexec(c, "SET jit = off");
+	if (PQresultStatus(jit) != PGRES_COMMAND_OK)
+		bench_die("SET jit = off: %s", PQerrorMessage(c));
+	PQclear(jit);
 	for (int i = 0; i < 3; i++) {
 		char name[16];
 		snprintf(name, sizeof(name), "floor_%d", i);

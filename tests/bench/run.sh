@@ -306,6 +306,7 @@ if wants claim; then
   bench bench_latency claim claim_ms_limited 500 claim_lat_limited
 fi
 modes=""; wants e2e && modes+=" jobq"; wants raw && modes+=" raw"; wants floor && modes+=" floor"
+modes=${JOBQ_BENCH_E2E_MODES:-$modes}
 [ -n "$modes" ] && e2e_pairs "" "$jobs" "$batch" "$modes" "$e2e_reps" 1
 # Batch 1: workers that complete and claim in one call (e2e_single, raw_sql_single: the same
 # statement in-process), and the three-call shape beside them (e2e_single_3call). Several
