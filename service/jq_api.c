@@ -33,6 +33,9 @@ typedef struct api_call {
 	jq_call call;
 	jq_jbuf out; /* the rendered OK reply */
 	char role[16];
+	int64_t id;          /* the job id of the path, for routes with one */
+	const char *query;   /* after '?' ("" when none) */
+	const jq_json *body; /* the parsed body, NULL when the route reads none */
 } api_call;
 
 uint16_t jq_api_http_status(jq_code code)
@@ -97,6 +100,20 @@ static void field_str(jq_jbuf *b, const char *name, const char *s)
 	jq_jbuf_cstr(b, s);
 }
 
+/* field_bytes: name_bytes, then the bytes as text under name when they are UTF-8 (what the
+ * console shows), else as base64 under name_base64. */
+static void field_bytes(jq_jbuf *b, const char *name, const ProtobufCBinaryData *v)
+{
+	jq_jbuf_printf(b, ",\"%s_bytes\":%" PRId64, name, (int64_t)v->len);
+	if (jq_validate_utf8((const char *)v->data, v->len)) {
+		jq_jbuf_printf(b, ",\"%s\":", name);
+		jq_jbuf_str(b, (const char *)v->data, v->len);
+	} else {
+		jq_jbuf_printf(b, ",\"%s_base64\":", name);
+		jq_jbuf_base64(b, v->data, v->len);
+	}
+}
+
 static void render_job(jq_jbuf *b, const Jobq__V1__Job *j, bool with_payload)
 {
 	jq_jbuf_printf(b, "{\"id\":%" PRId64, j->id);
@@ -126,26 +143,10 @@ static void render_job(jq_jbuf *b, const Jobq__V1__Job *j, bool with_payload)
 		field_i64(b, "progress_at_ms", j->progress_at_ms);
 	}
 	if (with_payload) {
-		field_i64(b, "payload_bytes", (int64_t)j->payload.len);
-		/* Text as text (what the console shows); anything else as base64. */
-		if (jq_validate_utf8((const char *)j->payload.data, j->payload.len)) {
-			jq_jbuf_raw(b, ",\"payload\":");
-			jq_jbuf_str(b, (const char *)j->payload.data, j->payload.len);
-		} else {
-			jq_jbuf_raw(b, ",\"payload_base64\":");
-			jq_jbuf_base64(b, j->payload.data, j->payload.len);
-		}
-		/* The output the same way, when the worker's Complete reported one (Get only). */
-		if (j->output.len > 0) {
-			field_i64(b, "output_bytes", (int64_t)j->output.len);
-			if (jq_validate_utf8((const char *)j->output.data, j->output.len)) {
-				jq_jbuf_raw(b, ",\"output\":");
-				jq_jbuf_str(b, (const char *)j->output.data, j->output.len);
-			} else {
-				jq_jbuf_raw(b, ",\"output_base64\":");
-				jq_jbuf_base64(b, j->output.data, j->output.len);
-			}
-		}
+		field_bytes(b, "payload", &j->payload);
+		/* The output, when the worker's Complete reported one (Get only). */
+		if (j->output.len > 0)
+			field_bytes(b, "output", &j->output);
 	}
 	jq_jbuf_raw(b, "}");
 }
@@ -180,16 +181,8 @@ static void render_schedule(jq_jbuf *b, const Jobq__V1__Schedule *s)
 	field_i64(b, "priority", j ? j->priority : 0);
 	field_i64(b, "max_attempts", j ? j->max_attempts : 0);
 	field_str(b, "idempotency_key", j ? j->idempotency_key : "");
-	if (j != NULL && j->payload.data != NULL) {
-		field_i64(b, "payload_bytes", (int64_t)j->payload.len);
-		if (jq_validate_utf8((const char *)j->payload.data, j->payload.len)) {
-			jq_jbuf_raw(b, ",\"payload\":");
-			jq_jbuf_str(b, (const char *)j->payload.data, j->payload.len);
-		} else {
-			jq_jbuf_raw(b, ",\"payload_base64\":");
-			jq_jbuf_base64(b, j->payload.data, j->payload.len);
-		}
-	}
+	if (j != NULL && j->payload.data != NULL)
+		field_bytes(b, "payload", &j->payload);
 	jq_jbuf_raw(b, "}}");
 }
 
@@ -235,6 +228,19 @@ static void render_stats(jq_jbuf *b, const Jobq__V1__StatsResponse *r)
 		jq_jbuf_raw(b, "}");
 	}
 	jq_jbuf_raw(b, "]}");
+}
+
+/* reply_end ends the reply rendered in a->out and marks the call answered; RESOURCE_EXHAUSTED
+ * when it did not fit in memory. */
+static int reply_end(api_call *a)
+{
+	jq_jbuf_raw(&a->out, "\n");
+	if (a->out.oom) {
+		jq_call_error(&a->call, JQ_RESOURCE_EXHAUSTED, "out of memory");
+		return -1;
+	}
+	a->call.sent = true;
+	return 0;
 }
 
 /* send_json is the jq_call's reply function: it renders resp while the handler holds it. */
@@ -313,12 +319,7 @@ static void send_json(jq_call *call, const ProtobufCMessage *resp)
 		jq_call_error(call, JQ_INTERNAL, "no JSON form for %s", d->name);
 		return;
 	}
-	jq_jbuf_raw(b, "\n");
-	if (b->oom) {
-		jq_call_error(call, JQ_RESOURCE_EXHAUSTED, "out of memory");
-		return;
-	}
-	call->sent = true;
+	(void)reply_end(a);
 }
 
 /* ---- reading input ---- */
@@ -341,10 +342,11 @@ static int hexval(char c)
 	     : c >= 'A' && c <= 'F' ? c - 'A' + 10 : -1;
 }
 
-/* query_get finds name=value in the query string q and percent-decodes it into out: 1 found,
- * 0 absent, -1 bad (error set). */
-static int query_get(api_call *a, const char *q, const char *name, char *out, size_t cap)
+/* query_get finds name=value in the request's query string and percent-decodes it into out:
+ * 1 found, 0 absent, -1 bad (error set). */
+static int query_get(api_call *a, const char *name, char *out, size_t cap)
 {
+	const char *q = a->query;
 	size_t nlen = strlen(name);
 	while (q != NULL && *q != '\0') {
 		const char *amp = strchr(q, '&');
@@ -375,9 +377,11 @@ static int query_get(api_call *a, const char *q, const char *name, char *out, si
 	return 0;
 }
 
-/* query_known: every parameter of q is one of names (NULL-terminated list). */
-static int query_known(api_call *a, const char *q, const char *const *names)
+/* query_known: every parameter of the request's query string is one of names (NULL-terminated
+ * list). */
+static int query_known(api_call *a, const char *const *names)
 {
+	const char *q = a->query;
 	while (q != NULL && *q != '\0') {
 		const char *amp = strchr(q, '&');
 		size_t plen = amp ? (size_t)(amp - q) : strlen(q);
@@ -547,52 +551,60 @@ static int json_ids(api_call *a, const jq_json *obj, int64_t **ids, size_t *n)
 
 /* ---- routes ---- */
 
-typedef int (*route_fn)(api_call *a, int64_t id, const char *query);
+/* A route fills its request from a->id, a->query and a->body, which serve_route has checked
+ * against the route's table entry, and runs the handler (run) or renders a->out (reply_end). */
+typedef int (*route_fn)(api_call *a);
 
-static void run(api_call *a, jq_handler_fn fn, const ProtobufCMessage *request)
+static int run(api_call *a, jq_handler_fn fn, const ProtobufCMessage *request)
 {
 	fn(&a->call, request);
-}
-
-static int route_whoami(api_call *a, int64_t id, const char *query)
-{
-	(void)id;
-	if (query_known(a, query, (const char *const[]){ NULL }) != 0)
-		return -1;
-	jq_jbuf_raw(&a->out, "{\"role\":");
-	jq_jbuf_cstr(&a->out, a->role);
-	jq_jbuf_printf(&a->out, ",\"auth_required\":%s}\n", jq_auth_required(a->ctx->auth) ? "true" : "false");
-	if (a->out.oom) {
-		jq_call_error(&a->call, JQ_RESOURCE_EXHAUSTED, "out of memory");
-		return -1;
-	}
-	a->call.sent = true;
 	return 0;
 }
 
-static int route_stats(api_call *a, int64_t id, const char *query)
+static int route_whoami(api_call *a)
+{
+	jq_jbuf_raw(&a->out, "{\"role\":");
+	jq_jbuf_cstr(&a->out, a->role);
+	jq_jbuf_printf(&a->out, ",\"auth_required\":%s}", jq_auth_required(a->ctx->auth) ? "true" : "false");
+	return reply_end(a);
+}
+
+/* query_str: the query parameter name, decoded into buf, as *out (absent: unchanged). */
+static int query_str(api_call *a, const char *name, char *buf, size_t cap, char **out)
+{
+	int got = query_get(a, name, buf, cap);
+	if (got > 0)
+		*out = buf;
+	return got < 0 ? -1 : 0;
+}
+
+/* query_bool: the query parameter name, "true" or "false", into *out (absent: unchanged). */
+static int query_bool(api_call *a, const char *name, protobuf_c_boolean *out)
+{
+	char v[QUERY_VALUE_MAX];
+	int got = query_get(a, name, v, sizeof(v));
+	if (got <= 0)
+		return got;
+	if (strcmp(v, "true") != 0 && strcmp(v, "false") != 0)
+		return bad(a, "%s: true or false", name);
+	*out = strcmp(v, "true") == 0;
+	return 0;
+}
+
+static int route_stats(api_call *a)
 {
 	Jobq__V1__StatsRequest r = JOBQ__V1__STATS_REQUEST__INIT;
 	char queue[QUERY_VALUE_MAX];
-	(void)id;
-	int got;
-	if (query_known(a, query, (const char *const[]){ "queue", NULL }) != 0 ||
-	    (got = query_get(a, query, "queue", queue, sizeof(queue))) < 0)
+	if (query_str(a, "queue", queue, sizeof(queue), &r.queue) != 0)
 		return -1;
-	if (got)
-		r.queue = queue;
-	run(a, jq_handle_stats, &r.base);
-	return 0;
+	return run(a, jq_handle_stats, &r.base);
 }
 
 /* The chart of the overview: no RPC method reads it, so it takes Stats' roles. */
-static int route_throughput(api_call *a, int64_t id, const char *query)
+static int route_throughput(api_call *a)
 {
 	jq_db_minute m[JQ_DB_THROUGHPUT_MINUTES];
 	jq_db_err err;
-	(void)id;
-	if (query_known(a, query, (const char *const[]){ NULL }) != 0)
-		return -1;
 	jq_code c = jq_db_throughput(a->ctx->db, m, &err);
 	if (c != JQ_OK) {
 		jq_call_error(&a->call, c, "%s", err.msg);
@@ -602,202 +614,112 @@ static int route_throughput(api_call *a, int64_t id, const char *query)
 	for (int i = 0; i < JQ_DB_THROUGHPUT_MINUTES; i++)
 		jq_jbuf_printf(&a->out, "%s{\"at_ms\":%" PRId64 ",\"completed\":%" PRId64 "}", i ? "," : "",
 			       m[i].at_ms, m[i].completed);
-	jq_jbuf_raw(&a->out, "]}\n");
-	if (a->out.oom) {
-		jq_call_error(&a->call, JQ_RESOURCE_EXHAUSTED, "out of memory");
-		return -1;
-	}
-	a->call.sent = true;
-	return 0;
+	jq_jbuf_raw(&a->out, "]}");
+	return reply_end(a);
 }
 
-static int route_list(api_call *a, int64_t id, const char *query)
+static int route_list(api_call *a)
 {
 	Jobq__V1__ListRequest r = JOBQ__V1__LIST_REQUEST__INIT;
 	char queue[QUERY_VALUE_MAX], v[QUERY_VALUE_MAX];
 	int64_t n;
 	int got;
-	(void)id;
-	if (query_known(a, query, (const char *const[]){ "queue", "state", "after_id", "limit", "payload", NULL }) != 0)
+	if (query_str(a, "queue", queue, sizeof(queue), &r.queue) != 0)
 		return -1;
-	if ((got = query_get(a, query, "queue", queue, sizeof(queue))) < 0)
-		return -1;
-	if (got)
-		r.queue = queue;
-	if ((got = query_get(a, query, "state", v, sizeof(v))) < 0)
+	if ((got = query_get(a, "state", v, sizeof(v))) < 0)
 		return -1;
 	if (got && v[0] != '\0' && !parse_state(v, &r.status))
 		return bad(a, "state: %s", "one of pending, processing, completed, failed, cancelled");
-	if ((got = query_get(a, query, "after_id", v, sizeof(v))) < 0)
+	if ((got = query_get(a, "after_id", v, sizeof(v))) < 0)
 		return -1;
 	if (got) {
 		if (!parse_int(v, INT64_MIN, INT64_MAX, &n))
 			return bad(a, "%s: must be an integer", "after_id");
 		r.after_id = n;
 	}
-	if ((got = query_get(a, query, "limit", v, sizeof(v))) < 0)
+	if ((got = query_get(a, "limit", v, sizeof(v))) < 0)
 		return -1;
 	if (got) {
 		if (!parse_int(v, 0, UINT32_MAX, &n))
 			return bad(a, "%s: must be an integer from 0 to 4294967295", "limit");
 		r.limit = (uint32_t)n;
 	}
-	if ((got = query_get(a, query, "payload", v, sizeof(v))) < 0)
+	if (query_bool(a, "payload", &r.include_payload) != 0)
 		return -1;
-	if (got) {
-		if (strcmp(v, "true") != 0 && strcmp(v, "false") != 0)
-			return bad(a, "%s: true or false", "payload");
-		r.include_payload = strcmp(v, "true") == 0;
-	}
-	run(a, jq_handle_list, &r.base);
-	return 0;
+	return run(a, jq_handle_list, &r.base);
 }
 
-static int route_get(api_call *a, int64_t id, const char *query)
+static int route_get(api_call *a)
 {
 	Jobq__V1__GetRequest r = JOBQ__V1__GET_REQUEST__INIT;
-	if (query_known(a, query, (const char *const[]){ NULL }) != 0)
-		return -1;
-	r.id = id;
-	run(a, jq_handle_get, &r.base);
-	return 0;
+	r.id = a->id;
+	return run(a, jq_handle_get, &r.base);
 }
 
-/* empty_body: the body of a one-job action is empty or {}. */
-static int empty_body(api_call *a)
-{
-	jq_json_doc *doc = NULL;
-	if (a->req->body_len == 0)
-		return 0;
-	if (body_json(a, &doc) != 0)
-		return -1;
-	int rc = members_known(a, jq_json_root(doc), "body", (const char *const[]){ NULL });
-	jq_json_free(doc);
-	return rc;
-}
-
-static int route_retry_one(api_call *a, int64_t id, const char *query)
+static int route_retry_one(api_call *a)
 {
 	Jobq__V1__RetryRequest r = JOBQ__V1__RETRY_REQUEST__INIT;
-	if (query_known(a, query, (const char *const[]){ NULL }) != 0 || empty_body(a) != 0)
-		return -1;
 	r.n_ids = 1;
-	r.ids = &id;
-	run(a, jq_handle_retry, &r.base);
-	return 0;
+	r.ids = &a->id;
+	return run(a, jq_handle_retry, &r.base);
 }
 
-static int route_cancel_one(api_call *a, int64_t id, const char *query)
+static int route_cancel_one(api_call *a)
 {
 	Jobq__V1__CancelRequest r = JOBQ__V1__CANCEL_REQUEST__INIT;
-	if (query_known(a, query, (const char *const[]){ NULL }) != 0 || empty_body(a) != 0)
-		return -1;
 	r.n_ids = 1;
-	r.ids = &id;
-	run(a, jq_handle_cancel, &r.base);
-	return 0;
+	r.ids = &a->id;
+	return run(a, jq_handle_cancel, &r.base);
 }
 
-static int route_retry(api_call *a, int64_t id, const char *query)
+static int route_retry(api_call *a)
 {
 	Jobq__V1__RetryRequest r = JOBQ__V1__RETRY_REQUEST__INIT;
-	jq_json_doc *doc = NULL;
 	int rc = -1;
-	(void)id;
-	if (query_known(a, query, (const char *const[]){ NULL }) != 0 || body_json(a, &doc) != 0)
-		return -1;
-	const jq_json *o = jq_json_get(jq_json_root(doc), "all_failed");
-	if (members_known(a, jq_json_root(doc), "body", (const char *const[]){ "ids", "queue", "all_failed", NULL }) != 0 ||
-	    json_ids(a, jq_json_root(doc), &r.ids, &r.n_ids) != 0 ||
-	    json_str(a, jq_json_root(doc), "queue", "", &r.queue) != 0)
-		goto out;
-	if (o != NULL && o->type != JQ_JSON_BOOL) {
-		bad(a, "%s: true or false", "all_failed");
-		goto out;
-	}
-	r.all_failed = o != NULL && o->b;
-	run(a, jq_handle_retry, &r.base);
-	rc = 0;
-out:
+	if (json_ids(a, a->body, &r.ids, &r.n_ids) == 0 && json_str(a, a->body, "queue", "", &r.queue) == 0 &&
+	    json_bool(a, a->body, "all_failed", &r.all_failed) == 0)
+		rc = run(a, jq_handle_retry, &r.base);
 	free(r.ids);
-	jq_json_free(doc);
 	return rc;
 }
 
-static int route_cancel(api_call *a, int64_t id, const char *query)
+static int route_cancel(api_call *a)
 {
 	Jobq__V1__CancelRequest r = JOBQ__V1__CANCEL_REQUEST__INIT;
-	jq_json_doc *doc = NULL;
 	int rc = -1;
-	(void)id;
-	if (query_known(a, query, (const char *const[]){ NULL }) != 0 || body_json(a, &doc) != 0)
-		return -1;
-	if (members_known(a, jq_json_root(doc), "body", (const char *const[]){ "ids", NULL }) != 0 ||
-	    json_ids(a, jq_json_root(doc), &r.ids, &r.n_ids) != 0)
-		goto out;
-	run(a, jq_handle_cancel, &r.base);
-	rc = 0;
-out:
+	if (json_ids(a, a->body, &r.ids, &r.n_ids) == 0)
+		rc = run(a, jq_handle_cancel, &r.base);
 	free(r.ids);
-	jq_json_free(doc);
 	return rc;
-}
-
-/* Pause and Resume: {"queue": Q}. */
-static int queue_body(api_call *a, jq_json_doc **doc, char **queue)
-{
-	if (body_json(a, doc) != 0)
-		return -1;
-	if (members_known(a, jq_json_root(*doc), "body", (const char *const[]){ "queue", NULL }) != 0 ||
-	    json_str(a, jq_json_root(*doc), "queue", "", queue) != 0)
-		return -1;
-	return 0;
 }
 
 /* queue_route runs a request whose one field is the queue (Pause, Resume): queue is that
  * field of request, filled from the body. */
-static int queue_route(api_call *a, const char *query, jq_handler_fn fn, const ProtobufCMessage *request,
-		       char **queue)
+static int queue_route(api_call *a, jq_handler_fn fn, const ProtobufCMessage *request, char **queue)
 {
-	jq_json_doc *doc = NULL;
-	if (query_known(a, query, (const char *const[]){ NULL }) != 0 || queue_body(a, &doc, queue) != 0) {
-		jq_json_free(doc);
+	if (json_str(a, a->body, "queue", "", queue) != 0)
 		return -1;
-	}
-	run(a, fn, request);
-	jq_json_free(doc);
-	return 0;
+	return run(a, fn, request);
 }
 
-static int route_pause(api_call *a, int64_t id, const char *query)
+static int route_pause(api_call *a)
 {
 	Jobq__V1__PauseRequest r = JOBQ__V1__PAUSE_REQUEST__INIT;
-	(void)id;
-	return queue_route(a, query, jq_handle_pause, &r.base, &r.queue);
+	return queue_route(a, jq_handle_pause, &r.base, &r.queue);
 }
 
-static int route_resume(api_call *a, int64_t id, const char *query)
+static int route_resume(api_call *a)
 {
 	Jobq__V1__ResumeRequest r = JOBQ__V1__RESUME_REQUEST__INIT;
-	(void)id;
-	return queue_route(a, query, jq_handle_resume, &r.base, &r.queue);
+	return queue_route(a, jq_handle_resume, &r.base, &r.queue);
 }
 
 /* ConfigureQueue: the request's fields by their proto names. */
-static int route_configure(api_call *a, int64_t id, const char *query)
+static int route_configure(api_call *a)
 {
-	static const char *const names[] = { "queue", "set_concurrency_limit", "concurrency_limit",
-					     "clear_concurrency_limit", "set_rate_limit", "rate_limit",
-					     "rate_period_ms", "clear_rate_limit", "set_key_concurrency_limit",
-					     "key_concurrency_limit", "clear_key_concurrency_limit", NULL };
 	Jobq__V1__ConfigureQueueRequest r = JOBQ__V1__CONFIGURE_QUEUE_REQUEST__INIT;
-	jq_json_doc *doc = NULL;
-	int rc = -1;
-	(void)id;
-	if (query_known(a, query, (const char *const[]){ NULL }) != 0 || body_json(a, &doc) != 0)
-		return -1;
-	const jq_json *o = jq_json_root(doc);
-	if (members_known(a, o, "body", names) != 0 || json_str(a, o, "queue", "", &r.queue) != 0 ||
+	const jq_json *o = a->body;
+	if (json_str(a, o, "queue", "", &r.queue) != 0 ||
 	    json_bool(a, o, "set_concurrency_limit", &r.set_concurrency_limit) != 0 ||
 	    json_i32(a, o, "concurrency_limit", &r.concurrency_limit) != 0 ||
 	    json_bool(a, o, "clear_concurrency_limit", &r.clear_concurrency_limit) != 0 ||
@@ -808,12 +730,8 @@ static int route_configure(api_call *a, int64_t id, const char *query)
 	    json_bool(a, o, "set_key_concurrency_limit", &r.set_key_concurrency_limit) != 0 ||
 	    json_i32(a, o, "key_concurrency_limit", &r.key_concurrency_limit) != 0 ||
 	    json_bool(a, o, "clear_key_concurrency_limit", &r.clear_key_concurrency_limit) != 0)
-		goto out;
-	run(a, jq_handle_configure_queue, &r.base);
-	rc = 0;
-out:
-	jq_json_free(doc);
-	return rc;
+		return -1;
+	return run(a, jq_handle_configure_queue, &r.base);
 }
 
 /* Enqueue: one JobSpec per element of "jobs"; payloads point into the document, or into a
@@ -888,26 +806,18 @@ static int spec_from_json(api_call *a, const jq_json *o, size_t i, Jobq__V1__Job
 	return 0;
 }
 
-static int route_enqueue(api_call *a, int64_t id, const char *query)
+static int route_enqueue(api_call *a)
 {
 	Jobq__V1__EnqueueRequest r = JOBQ__V1__ENQUEUE_REQUEST__INIT;
-	jq_json_doc *doc = NULL;
+	const jq_json *jobs = jq_json_get(a->body, "jobs");
 	specs s = { 0 };
 	int rc = -1;
-	(void)id;
-	if (query_known(a, query, (const char *const[]){ NULL }) != 0 || body_json(a, &doc) != 0)
-		return -1;
-	const jq_json *jobs = jq_json_get(jq_json_root(doc), "jobs");
-	if (members_known(a, jq_json_root(doc), "body", (const char *const[]){ "jobs", NULL }) != 0)
-		goto out;
-	if (jobs == NULL || jobs->type != JQ_JSON_ARRAY) {
-		bad(a, "%s: must be an array of jobs", "jobs");
-		goto out;
-	}
+	if (jobs == NULL || jobs->type != JQ_JSON_ARRAY)
+		return bad(a, "%s: must be an array of jobs", "jobs");
 	if (jobs->len > JQ_MAX_BATCH) {
 		/* the handler says so too, but not before this has built them all */
 		jq_call_error(&a->call, JQ_INVALID_ARGUMENT, "jobs: at most %d per request", JQ_MAX_BATCH);
-		goto out;
+		return -1;
 	}
 	s.n = jobs->len;
 	s.msgs = calloc(s.n ? s.n : 1, sizeof(*s.msgs));
@@ -926,56 +836,36 @@ static int route_enqueue(api_call *a, int64_t id, const char *query)
 	}
 	r.n_jobs = s.n;
 	r.jobs = s.ptrs;
-	run(a, jq_handle_enqueue, &r.base);
-	rc = 0;
+	rc = run(a, jq_handle_enqueue, &r.base);
 out:
 	specs_free(&s);
-	jq_json_free(doc);
 	return rc;
 }
 
-static int route_list_schedules(api_call *a, int64_t id, const char *query)
+static int route_list_schedules(api_call *a)
 {
 	Jobq__V1__ListSchedulesRequest r = JOBQ__V1__LIST_SCHEDULES_REQUEST__INIT;
-	char v[QUERY_VALUE_MAX];
-	int got;
-	(void)id;
-	if (query_known(a, query, (const char *const[]){ "payload", NULL }) != 0 ||
-	    (got = query_get(a, query, "payload", v, sizeof(v))) < 0)
+	if (query_bool(a, "payload", &r.include_payload) != 0)
 		return -1;
-	if (got) {
-		if (strcmp(v, "true") != 0 && strcmp(v, "false") != 0)
-			return bad(a, "%s: true or false", "payload");
-		r.include_payload = strcmp(v, "true") == 0;
-	}
-	run(a, jq_handle_list_schedules, &r.base);
-	return 0;
+	return run(a, jq_handle_list_schedules, &r.base);
 }
 
 /* AddSchedule: {"name", "cron", "time_zone", "missed": "skip"|"once", "job": JobSpec as for
  * Enqueue}; the handler refuses what a schedule's job may not have (run_at_ms, delay_ms). */
-static int route_add_schedule(api_call *a, int64_t id, const char *query)
+static int route_add_schedule(api_call *a)
 {
-	static const char *const names[] = { "name", "cron", "time_zone", "missed", "job", NULL };
 	Jobq__V1__AddScheduleRequest r = JOBQ__V1__ADD_SCHEDULE_REQUEST__INIT;
 	Jobq__V1__Schedule sch = JOBQ__V1__SCHEDULE__INIT;
 	Jobq__V1__JobSpec spec = JOBQ__V1__JOB_SPEC__INIT;
-	jq_json_doc *doc = NULL;
+	const jq_json *o = a->body, *job = jq_json_get(o, "job");
 	uint8_t *decoded = NULL;
 	char *missed = NULL;
 	int rc = -1;
-	(void)id;
-	if (query_known(a, query, (const char *const[]){ NULL }) != 0 || body_json(a, &doc) != 0)
+	if (json_str(a, o, "name", "", &sch.name) != 0 || json_str(a, o, "cron", "", &sch.cron) != 0 ||
+	    json_str(a, o, "time_zone", "", &sch.time_zone) != 0 || json_str(a, o, "missed", "", &missed) != 0)
 		return -1;
-	const jq_json *o = jq_json_root(doc), *job = jq_json_get(o, "job");
-	if (members_known(a, o, "body", names) != 0 || json_str(a, o, "name", "", &sch.name) != 0 ||
-	    json_str(a, o, "cron", "", &sch.cron) != 0 || json_str(a, o, "time_zone", "", &sch.time_zone) != 0 ||
-	    json_str(a, o, "missed", "", &missed) != 0)
-		goto out;
-	if (missed != NULL && strcmp(missed, "skip") != 0 && strcmp(missed, "once") != 0) {
-		bad(a, "%s: skip or once", "missed");
-		goto out;
-	}
+	if (missed != NULL && strcmp(missed, "skip") != 0 && strcmp(missed, "once") != 0)
+		return bad(a, "%s: skip or once", "missed");
 	sch.missed = missed != NULL && strcmp(missed, "once") == 0 ? JOBQ__V1__MISSED_POLICY__MISSED_POLICY_ONCE
 								    : JOBQ__V1__MISSED_POLICY__MISSED_POLICY_SKIP;
 	if (job != NULL) {
@@ -984,58 +874,84 @@ static int route_add_schedule(api_call *a, int64_t id, const char *query)
 		sch.job = &spec;
 	}
 	r.schedule = &sch;
-	run(a, jq_handle_add_schedule, &r.base);
-	rc = 0;
+	rc = run(a, jq_handle_add_schedule, &r.base);
 out:
 	free(decoded);
-	jq_json_free(doc);
 	return rc;
 }
 
-static int route_remove_schedule(api_call *a, int64_t id, const char *query)
+static int route_remove_schedule(api_call *a)
 {
-	static const char *const names[] = { "name", NULL };
 	Jobq__V1__RemoveScheduleRequest r = JOBQ__V1__REMOVE_SCHEDULE_REQUEST__INIT;
-	jq_json_doc *doc = NULL;
-	int rc = -1;
-	(void)id;
-	if (query_known(a, query, (const char *const[]){ NULL }) != 0 || body_json(a, &doc) != 0)
+	if (json_str(a, a->body, "name", "", &r.name) != 0)
 		return -1;
-	if (members_known(a, jq_json_root(doc), "body", names) != 0 ||
-	    json_str(a, jq_json_root(doc), "name", "", &r.name) != 0)
-		goto out;
-	run(a, jq_handle_remove_schedule, &r.base);
-	rc = 0;
-out:
-	jq_json_free(doc);
-	return rc;
+	return run(a, jq_handle_remove_schedule, &r.base);
 }
+
+/* What a route takes, checked before it runs: query parameters by name (an unknown one is an
+ * error), and for a POST the body's members (a JSON object; an unknown member is an error). */
+#define NAMES(...) ((const char *const[]){ __VA_ARGS__, NULL })
+#define NO_NAMES ((const char *const[]){ NULL })
+
+typedef enum body_kind {
+	BODY_IGNORED,  /* not read (GET) */
+	BODY_REQUIRED, /* a JSON object */
+	BODY_OPTIONAL, /* a JSON object; an empty body stands for {} */
+} body_kind;
 
 typedef struct route {
 	const char *http_method;
 	const char *path;   /* after /api/v1/; "#" stands for a job id */
 	const char *method; /* the RPC method whose roles apply ("" = any credential) */
 	route_fn fn;
+	const char *const *params;  /* the query parameters it takes */
+	body_kind body;
+	const char *const *members; /* the body's members it takes (not BODY_IGNORED) */
 } route;
 
 static const route routes[] = {
-	{ "GET", "whoami", "", route_whoami },
-	{ "GET", "queues", "Stats", route_stats },
-	{ "POST", "queues/pause", "Pause", route_pause },
-	{ "POST", "queues/resume", "Resume", route_resume },
-	{ "POST", "queues/configure", "ConfigureQueue", route_configure },
-	{ "GET", "schedules", "ListSchedules", route_list_schedules },
-	{ "POST", "schedules", "AddSchedule", route_add_schedule },
-	{ "POST", "schedules/remove", "RemoveSchedule", route_remove_schedule },
-	{ "GET", "throughput", "Stats", route_throughput },
-	{ "GET", "jobs", "List", route_list },
-	{ "POST", "jobs", "Enqueue", route_enqueue },
-	{ "GET", "jobs/#", "Get", route_get },
-	{ "POST", "jobs/#/retry", "Retry", route_retry_one },
-	{ "POST", "jobs/#/cancel", "Cancel", route_cancel_one },
-	{ "POST", "retry", "Retry", route_retry },
-	{ "POST", "cancel", "Cancel", route_cancel },
+	{ "GET", "whoami", "", route_whoami, NO_NAMES, BODY_IGNORED, NULL },
+	{ "GET", "queues", "Stats", route_stats, NAMES("queue"), BODY_IGNORED, NULL },
+	{ "POST", "queues/pause", "Pause", route_pause, NO_NAMES, BODY_REQUIRED, NAMES("queue") },
+	{ "POST", "queues/resume", "Resume", route_resume, NO_NAMES, BODY_REQUIRED, NAMES("queue") },
+	{ "POST", "queues/configure", "ConfigureQueue", route_configure, NO_NAMES, BODY_REQUIRED,
+	  NAMES("queue", "set_concurrency_limit", "concurrency_limit", "clear_concurrency_limit", "set_rate_limit",
+		"rate_limit", "rate_period_ms", "clear_rate_limit", "set_key_concurrency_limit",
+		"key_concurrency_limit", "clear_key_concurrency_limit") },
+	{ "GET", "schedules", "ListSchedules", route_list_schedules, NAMES("payload"), BODY_IGNORED, NULL },
+	{ "POST", "schedules", "AddSchedule", route_add_schedule, NO_NAMES, BODY_REQUIRED,
+	  NAMES("name", "cron", "time_zone", "missed", "job") },
+	{ "POST", "schedules/remove", "RemoveSchedule", route_remove_schedule, NO_NAMES, BODY_REQUIRED,
+	  NAMES("name") },
+	{ "GET", "throughput", "Stats", route_throughput, NO_NAMES, BODY_IGNORED, NULL },
+	{ "GET", "jobs", "List", route_list, NAMES("queue", "state", "after_id", "limit", "payload"),
+	  BODY_IGNORED, NULL },
+	{ "POST", "jobs", "Enqueue", route_enqueue, NO_NAMES, BODY_REQUIRED, NAMES("jobs") },
+	{ "GET", "jobs/#", "Get", route_get, NO_NAMES, BODY_IGNORED, NULL },
+	{ "POST", "jobs/#/retry", "Retry", route_retry_one, NO_NAMES, BODY_OPTIONAL, NO_NAMES },
+	{ "POST", "jobs/#/cancel", "Cancel", route_cancel_one, NO_NAMES, BODY_OPTIONAL, NO_NAMES },
+	{ "POST", "retry", "Retry", route_retry, NO_NAMES, BODY_REQUIRED, NAMES("ids", "queue", "all_failed") },
+	{ "POST", "cancel", "Cancel", route_cancel, NO_NAMES, BODY_REQUIRED, NAMES("ids") },
 };
+
+/* serve_route checks a's query and body against r, then runs r's function, on the parsed body
+ * (a->body, NULL when not read) which lives until the function returns. */
+static void serve_route(api_call *a, const route *r)
+{
+	jq_json_doc *doc = NULL;
+	if (query_known(a, r->params) != 0)
+		return;
+	if (r->body == BODY_REQUIRED || (r->body == BODY_OPTIONAL && a->req->body_len > 0)) {
+		if (body_json(a, &doc) != 0)
+			return;
+		a->body = jq_json_root(doc);
+		if (members_known(a, a->body, "body", r->members) != 0)
+			goto out;
+	}
+	r->fn(a);
+out:
+	jq_json_free(doc);
+}
 
 /* path_matches: path (no query) against a route's pattern; a job id goes to *id. */
 static bool path_matches(const char *path, size_t len, const char *pattern, int64_t *id, bool *bad_id)
@@ -1092,16 +1008,15 @@ void jq_api_serve(const jq_api_ctx *ctx, const jq_api_request *req, jq_api_reply
 	size_t plen = query ? (size_t)(query - uri) : strlen(uri);
 	const route *found = NULL;
 	bool other_method = false, bad_id = false;
-	int64_t id = 0;
 	char token[JQ_AUTH_TOKEN_MAX + 1], why[160], full[64];
 	int principal;
 
 	*out = (jq_api_reply){ .method = "" };
-	query = query ? query + 1 : "";
+	a.query = query ? query + 1 : "";
 	if (plen >= strlen(PREFIX) && strncmp(uri, PREFIX, strlen(PREFIX)) == 0) {
 		for (size_t i = 0; i < sizeof(routes) / sizeof(routes[0]); i++) {
 			bool b = false;
-			if (!path_matches(uri + strlen(PREFIX), plen - strlen(PREFIX), routes[i].path, &id, &b))
+			if (!path_matches(uri + strlen(PREFIX), plen - strlen(PREFIX), routes[i].path, &a.id, &b))
 				continue;
 			if (strcmp(routes[i].http_method, req->method) != 0) {
 				other_method = true;
@@ -1144,7 +1059,7 @@ void jq_api_serve(const jq_api_ctx *ctx, const jq_api_request *req, jq_api_reply
 		goto done;
 	}
 	jq_db_set_deadline(ctx->db, req->deadline_us);
-	found->fn(&a, id, query);
+	serve_route(&a, found);
 done:
 	finish(&a, out);
 	jq_log_level lvl = out->code == JQ_OK ? JQ_LOG_DEBUG : out->status >= 500 ? JQ_LOG_WARN : JQ_LOG_INFO;

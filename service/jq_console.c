@@ -24,6 +24,7 @@
 #include "jq_api.h"
 #include "jq_clock.h"
 #include "jq_db.h"
+#include "jq_httpd.h"
 #include "jq_log.h"
 
 #define CSP "default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; " \
@@ -63,28 +64,13 @@ static jq_console *live;
 
 static void reply(nng_aio *aio, uint16_t status, const char *ctype, const void *body, size_t len)
 {
-	nng_http_res *res;
-	int rv = nng_http_res_alloc(&res);
-	if (rv != 0) {
-		nng_aio_finish(aio, rv);
-		return;
-	}
-	if ((rv = nng_http_res_set_status(res, status)) != 0 ||
-	    (rv = nng_http_res_set_header(res, "Content-Type", ctype)) != 0 ||
-	    (rv = nng_http_res_set_header(res, "Cache-Control", "no-store")) != 0 ||
-	    (rv = nng_http_res_set_header(res, "Content-Security-Policy", CSP)) != 0 ||
-	    (rv = nng_http_res_set_header(res, "X-Content-Type-Options", "nosniff")) != 0 ||
-	    (rv = nng_http_res_set_header(res, "X-Frame-Options", "DENY")) != 0 ||
-	    (rv = nng_http_res_set_header(res, "Referrer-Policy", "no-referrer")) != 0 ||
-	    /* RFC 7235: a 401 names the scheme the client should use. */
-	    (status == 401 && (rv = nng_http_res_set_header(res, "WWW-Authenticate", "Bearer realm=\"jobq\"")) != 0) ||
-	    (rv = nng_http_res_copy_data(res, body, len)) != 0) {
-		nng_http_res_free(res);
-		nng_aio_finish(aio, rv);
-		return;
-	}
-	nng_aio_set_output(aio, 0, res);
-	nng_aio_finish(aio, 0);
+	const char *const headers[] = {
+		"Content-Security-Policy", CSP, "X-Content-Type-Options", "nosniff", "X-Frame-Options", "DENY",
+		"Referrer-Policy", "no-referrer",
+		/* RFC 7235: a 401 names the scheme the client should use. */
+		status == 401 ? "WWW-Authenticate" : NULL, "Bearer realm=\"jobq\"", NULL,
+	};
+	jq_httpd_reply(aio, status, ctype, headers, body, len);
 }
 
 static void reply_error(nng_aio *aio, jq_code code, const char *message)
@@ -207,21 +193,10 @@ static void on_request(nng_aio *aio)
 
 static int server_open(jq_console *c, const char *addr)
 {
-	char url_text[300];
-	nng_url *url = NULL;
 	nng_http_handler *hd = NULL;
 	int rv;
-	snprintf(url_text, sizeof(url_text), "%s%s", strncmp(addr, "http://", 7) ? "http://" : "", addr);
-	if ((rv = nng_url_parse(&url, url_text)) != 0) {
-		jq_error("console: bad address '%s': %s", addr, nng_strerror(rv));
+	if (jq_httpd_hold("console", addr, &c->server) != 0)
 		return -1;
-	}
-	rv = nng_http_server_hold(&c->server, url);
-	nng_url_free(url);
-	if (rv != 0) {
-		jq_error("console: cannot create a server for %s: %s", addr, nng_strerror(rv));
-		return -1;
-	}
 	/* An enqueue of the largest message, its payloads in base64 and JSON around them. */
 	size_t max_body = c->src.cfg->max_message_bytes * 2 + 64 * 1024;
 	if ((rv = nng_http_handler_alloc(&hd, "/", on_request)) != 0) {
@@ -236,20 +211,15 @@ static int server_open(jq_console *c, const char *addr)
 		jq_error("console: cannot add handlers: %s", nng_strerror(rv));
 		return -1;
 	}
-	if ((rv = nng_http_server_start(c->server)) != 0) {
-		jq_error("console: cannot listen on %s: %s", addr, nng_strerror(rv));
+	if (jq_httpd_start("console", addr, c->server) != 0)
 		return -1;
-	}
 	jq_info("console: listening on %s (pages at /, JSON API at /api/v1/)", addr);
 	return 0;
 }
 
 static void console_free(jq_console *c)
 {
-	if (c->server != NULL) {
-		nng_http_server_stop(c->server);
-		nng_http_server_release(c->server);
-	}
+	jq_httpd_release(c->server);
 	pthread_mutex_lock(&gate);
 	if (live == c)
 		live = NULL;
@@ -278,7 +248,7 @@ int jq_console_start(const jq_console_sources *src, jq_console **out)
 {
 	const jq_config *cfg = src->cfg;
 	*out = NULL;
-	if (cfg->console_addr == NULL || cfg->console_addr[0] == '\0' || strcmp(cfg->console_addr, "off") == 0)
+	if (jq_httpd_off(cfg->console_addr))
 		return 0;
 	jq_console *c = calloc(1, sizeof(*c));
 	if (c == NULL)

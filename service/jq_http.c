@@ -31,6 +31,7 @@
 
 #include "jq_clock.h"
 #include "jq_db.h"
+#include "jq_httpd.h"
 #include "jq_log.h"
 #include "jq_metrics.h"
 
@@ -210,33 +211,9 @@ static void *http_poller_main(void *arg)
 
 /* ---- handlers ---- */
 
-/* reply_with answers an HTTP request with a body (copied) and, when hname is not NULL, one more
- * header. */
-static void reply_with(nng_aio *aio, uint16_t status, const char *ctype, const char *body, size_t len,
-		       const char *hname, const char *hvalue)
-{
-	nng_http_res *res;
-	int rv = nng_http_res_alloc(&res);
-	if (rv != 0) {
-		nng_aio_finish(aio, rv);
-		return;
-	}
-	if ((rv = nng_http_res_set_status(res, status)) != 0 ||
-	    (rv = nng_http_res_set_header(res, "Content-Type", ctype)) != 0 ||
-	    (rv = nng_http_res_set_header(res, "Cache-Control", "no-store")) != 0 ||
-	    (hname != NULL && (rv = nng_http_res_set_header(res, hname, hvalue)) != 0) ||
-	    (rv = nng_http_res_copy_data(res, body, len)) != 0) {
-		nng_http_res_free(res);
-		nng_aio_finish(aio, rv);
-		return;
-	}
-	nng_aio_set_output(aio, 0, res);
-	nng_aio_finish(aio, 0);
-}
-
 static void reply(nng_aio *aio, uint16_t status, const char *ctype, const char *body, size_t len)
 {
-	reply_with(aio, status, ctype, body, len, NULL, NULL);
+	jq_httpd_reply(aio, status, ctype, NULL, body, len);
 }
 
 static void reply_text(nng_aio *aio, uint16_t status, const char *line)
@@ -245,8 +222,8 @@ static void reply_text(nng_aio *aio, uint16_t status, const char *line)
 	int n = snprintf(buf, sizeof(buf), "%s\n", line);
 	size_t len = (size_t)n < sizeof(buf) ? (size_t)n : sizeof(buf) - 1;
 	/* RFC 7235: a 401 names the scheme the client should use. */
-	reply_with(aio, status, "text/plain; charset=utf-8", buf, len,
-		   status == 401 ? "WWW-Authenticate" : NULL, "Bearer realm=\"jobq\"");
+	const char *const headers[] = { status == 401 ? "WWW-Authenticate" : NULL, "Bearer realm=\"jobq\"", NULL };
+	jq_httpd_reply(aio, status, "text/plain; charset=utf-8", headers, buf, len);
 }
 
 static void on_healthz(nng_aio *aio)
@@ -449,33 +426,20 @@ static int add_handler(nng_http_server *srv, const char *path, void (*cb)(nng_ai
 	return 0;
 }
 
-/* server_open parses the address and starts nng's HTTP server on it. */
+/* server_open starts nng's HTTP server on the address with this module's handlers. */
 static int server_open(jq_http *h, const char *addr)
 {
-	char url_text[300];
-	nng_url *url = NULL;
 	int rv;
-	snprintf(url_text, sizeof(url_text), "%s%s", strncmp(addr, "http://", 7) ? "http://" : "", addr);
-	if ((rv = nng_url_parse(&url, url_text)) != 0) {
-		jq_error("http: bad address '%s': %s", addr, nng_strerror(rv));
+	if (jq_httpd_hold("http", addr, &h->server) != 0)
 		return -1;
-	}
-	rv = nng_http_server_hold(&h->server, url);
-	nng_url_free(url);
-	if (rv != 0) {
-		jq_error("http: cannot create a server for %s: %s", addr, nng_strerror(rv));
-		return -1;
-	}
 	if ((rv = add_handler(h->server, "/healthz", on_healthz)) != 0 ||
 	    (rv = add_handler(h->server, "/readyz", on_readyz)) != 0 ||
 	    (rv = add_handler(h->server, "/metrics", on_metrics)) != 0) {
 		jq_error("http: cannot add handlers: %s", nng_strerror(rv));
 		return -1;
 	}
-	if ((rv = nng_http_server_start(h->server)) != 0) {
-		jq_error("http: cannot listen on %s: %s", addr, nng_strerror(rv));
+	if (jq_httpd_start("http", addr, h->server) != 0)
 		return -1;
-	}
 	jq_info("http: listening on %s (/healthz, /readyz, /metrics%s)", addr,
 		h->src.auth != NULL ? " for a reader or admin bearer token" : "");
 	return 0;
@@ -483,10 +447,7 @@ static int server_open(jq_http *h, const char *addr)
 
 static void http_free(jq_http *h)
 {
-	if (h->server != NULL) {
-		nng_http_server_stop(h->server);
-		nng_http_server_release(h->server);
-	}
+	jq_httpd_release(h->server);
 	pthread_mutex_lock(&gate);
 	if (live == h)
 		live = NULL;
@@ -511,7 +472,7 @@ int jq_http_start(const jq_http_sources *src, jq_http **out)
 	const jq_config *cfg = src->cfg;
 	pthread_condattr_t ca;
 	*out = NULL;
-	if (cfg->http_addr == NULL || cfg->http_addr[0] == '\0' || strcmp(cfg->http_addr, "off") == 0)
+	if (jq_httpd_off(cfg->http_addr))
 		return 0;
 	pthread_once(&counted_once, counted_init);
 	jq_http *h = calloc(1, sizeof(*h));

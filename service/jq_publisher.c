@@ -78,25 +78,31 @@ int jq_publisher_reload_tls(jq_publisher *p, const jq_tls_files *tls)
 	return jq_tls_reload(p->listener, tls, "publisher", &p->tls) == 0 ? 0 : -1;
 }
 
-/* build_msg: topic, NUL, packed JobsAvailable, in one nng message (caller owns it). */
+/* topic_msg: prefix and queue (the topic), NUL, packed msg, in one nng message (caller owns it). */
+static nng_msg *topic_msg(const char *prefix, const char *queue, const ProtobufCMessage *msg)
+{
+	size_t prelen = strlen(prefix), qlen = strlen(queue), tlen = prelen + qlen + 1;
+	size_t plen = protobuf_c_message_get_packed_size(msg);
+	nng_msg *m;
+	if (nng_msg_alloc(&m, tlen + plen) != 0)
+		return NULL;
+	uint8_t *b = nng_msg_body(m);
+	memcpy(b, prefix, prelen);
+	memcpy(b + prelen, queue, qlen);
+	b[tlen - 1] = '\0';
+	protobuf_c_message_pack(msg, b + tlen);
+	return m;
+}
+
+/* build_msg: "pending.<queue>", NUL, packed JobsAvailable (caller owns it). */
 static nng_msg *build_msg(const char *queue, const int64_t *ids, size_t n)
 {
 	Jobq__V1__JobsAvailable ja = JOBQ__V1__JOBS_AVAILABLE__INIT;
-	size_t qlen = strlen(queue), tlen = sizeof(TOPIC_PREFIX) - 1 + qlen + 1;
-	nng_msg *m;
 	ja.queue = (char *)queue;
 	ja.n_ids = n;
 	ja.ids = (int64_t *)ids; /* protobuf-c only reads it while packing */
 	ja.published_at_us = jq_clock_unix_us();
-	size_t plen = jobq__v1__jobs_available__get_packed_size(&ja);
-	if (nng_msg_alloc(&m, tlen + plen) != 0)
-		return NULL;
-	uint8_t *b = nng_msg_body(m);
-	memcpy(b, TOPIC_PREFIX, sizeof(TOPIC_PREFIX) - 1);
-	memcpy(b + sizeof(TOPIC_PREFIX) - 1, queue, qlen);
-	b[tlen - 1] = '\0';
-	jobq__v1__jobs_available__pack(&ja, b + tlen);
-	return m;
+	return topic_msg(TOPIC_PREFIX, queue, &ja.base);
 }
 
 /* build_stop_msg: "cancel.<queue>", NUL, packed JobsStopped of one lease (caller owns it). */
@@ -104,8 +110,6 @@ static nng_msg *build_stop_msg(const char *queue, int64_t id, int64_t token, con
 {
 	Jobq__V1__JobsStopped js = JOBQ__V1__JOBS_STOPPED__INIT;
 	Jobq__V1__JobLease lease = JOBQ__V1__JOB_LEASE__INIT, *leases[1] = { &lease };
-	size_t qlen = strlen(queue), tlen = sizeof(STOP_TOPIC_PREFIX) - 1 + qlen + 1;
-	nng_msg *m;
 	lease.id = id;
 	lease.lease_token = token;
 	js.queue = (char *)queue;
@@ -113,15 +117,7 @@ static nng_msg *build_stop_msg(const char *queue, int64_t id, int64_t token, con
 	js.jobs = leases;
 	js.reason = (char *)reason;
 	js.published_at_us = jq_clock_unix_us();
-	size_t plen = jobq__v1__jobs_stopped__get_packed_size(&js);
-	if (nng_msg_alloc(&m, tlen + plen) != 0)
-		return NULL;
-	uint8_t *b = nng_msg_body(m);
-	memcpy(b, STOP_TOPIC_PREFIX, sizeof(STOP_TOPIC_PREFIX) - 1);
-	memcpy(b + sizeof(STOP_TOPIC_PREFIX) - 1, queue, qlen);
-	b[tlen - 1] = '\0';
-	jobq__v1__jobs_stopped__pack(&js, b + tlen);
-	return m;
+	return topic_msg(STOP_TOPIC_PREFIX, queue, &js.base);
 }
 
 /* send_msg hands m to nng without blocking; on failure m is freed here. */

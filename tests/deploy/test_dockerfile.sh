@@ -48,7 +48,8 @@ for p in libnng1 libprotobuf-c1 libpq5 ca-certificates; do
 done
 grep -E -- '-dev$|^(gcc|g\+\+|clang|make|cpp|build-essential|protobuf-c-compiler|pkg-config)$' <<<"$final_pkgs" \
   | while read -r p; do echo "FAIL: final stage installs build-only package $p"; done | grep . && fails=$((fails + 1))
-grep -E '^RUN .*apt-get install' <<<"$final" | grep -vq -- '--no-install-recommends' && fail "final stage: apt-get install without --no-install-recommends"
+awk '/^RUN .*apt-get install/ && !/--no-install-recommends/ { found = 1 } END { exit !found }' <<<"$final" &&
+  fail "final stage: apt-get install without --no-install-recommends"
 grep -Eq '^RUN .*rm -rf /var/lib/apt/lists' <<<"$final" || fail "final stage keeps the apt lists"
 
 # Runtime libraries actually needed by the binaries (when built here).
@@ -85,7 +86,7 @@ grep -Eq '^ENTRYPOINT \["[^"]*/jobqd"' <<<"$final" || fail 'ENTRYPOINT must be e
 for kv in JOBQ_RPC_URL=tcp://0.0.0.0:7100 JOBQ_PUB_URL=tcp://0.0.0.0:7101 JOBQ_HTTP_ADDR=0.0.0.0:7102; do
   grep -Eq "^ENV .*\b$kv\b" <<<"$final" || fail "final stage must set ENV $kv"
 done
-cut -f2 <<<"$instr" | grep -Eq '^(ADD|COPY) .*(https?://|\.\./)' && fail "no remote or parent-directory sources"
+grep -Eq '^(ADD|COPY) .*(https?://|\.\./)' <<<"$(cut -f2 <<<"$instr")" && fail "no remote or parent-directory sources"
 
 # The build context: every COPY source exists and is not ignored.
 di=$root/.dockerignore

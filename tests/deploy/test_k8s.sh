@@ -164,7 +164,8 @@ secret_value() { # RENDERED SECRET KEY: the decoded value ("" when absent)
 "$ms" --dir "$sd" --namespace team-a >"$tmp/ms.out"
 render_secrets "$tmp/s1.yaml"
 [ "$(stat -c %a "$sd")" = 700 ] || { echo "FAIL: the secrets folder is not 0700"; exit 1; }
-find "$sd" -type f ! -perm 600 | grep -q . && { echo "FAIL: files in the secrets folder not 0600: $(find "$sd" -type f ! -perm 600)"; exit 1; }
+loose=$(find "$sd" -type f ! -perm 600)
+[ -z "$loose" ] || { echo "FAIL: files in the secrets folder not 0600: $loose"; exit 1; }
 grep -q "ca.key" "$sd/kustomization.yaml" && { echo "FAIL: the CA key is in the kustomization"; exit 1; }
 for n in jobq jobq.team-a jobq.team-a.svc jobq.team-a.svc.cluster.local localhost; do
   openssl verify -CAfile "$sd/ca.crt" -purpose sslserver -verify_hostname "$n" "$sd/server.crt" >/dev/null 2>&1 ||

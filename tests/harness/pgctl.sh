@@ -102,8 +102,8 @@ start() {
   done
   printf '%s\n' "$port" >"$dir/port"
   # Create the database once; later starts find it.
-  if ! "$BIN/psql" -qAtX -h 127.0.0.1 -p "$port" -U jobq -d postgres \
-        -c "SELECT 1 FROM pg_database WHERE datname = 'jobq'" | grep -q 1; then
+  if [ "$("$BIN/psql" -qAtX -h 127.0.0.1 -p "$port" -U jobq -d postgres \
+        -c "SELECT 1 FROM pg_database WHERE datname = 'jobq'")" != 1 ]; then
     "$BIN/createdb" -h 127.0.0.1 -p "$port" -U jobq jobq
   fi
   url "$dir"

@@ -134,9 +134,9 @@ wp3=$!; pids+=($wp3)
 "$J" worker --queue tq --poll-ms 200 --timeout 1 -- sh -c 'sleep 30' 2>"$tmp/w4.log" &
 wp4=$!; pids+=($wp4)
 wait_until 10 count_is fx failed 1 || fail "final exit code did not fail the job: $(cat "$tmp/w3.log")"
-"$J" get "$fx" --json | grep -q '"attempts":1,' || fail "final failure was retried"
+grep -q '"attempts":1,' <<<"$("$J" get "$fx" --json)" || fail "final failure was retried"
 wait_until 10 count_is tq failed 1 || fail "timeout did not fail the job: $(cat "$tmp/w4.log")"
-"$J" get "$to" --json | grep -q '"last_error":"timed out after 1s' || fail "timeout error: $("$J" get "$to" --json)"
+grep -q '"last_error":"timed out after 1s' <<<"$("$J" get "$to" --json)" || fail "timeout error: $("$J" get "$to" --json)"
 kill -TERM $wp3 $wp4; wait $wp3; wait $wp4
 ok "--final-exit-codes fails for good; --timeout kills and fails"
 
@@ -153,7 +153,7 @@ grep -q '"status":"archive_pending"' "$tmp/retry.json" || fail "retry: $(cat "$t
 grep -q '"retried":1' "$tmp/retry2.json" || fail "retry --all-failed: $(cat "$tmp/retry2.json")"
 "$J" cancel "$bad" "$fx" >"$tmp/cancel.txt"
 grep -q "job $fx cancelled" "$tmp/cancel.txt" || fail "cancel: $(cat "$tmp/cancel.txt")"
-"$J" get "$bad" --json | grep -q '"status":"archive_cancelled"' || fail "cancel did not cancel"
+grep -q '"status":"archive_cancelled"' <<<"$("$J" get "$bad" --json)" || fail "cancel did not cancel"
 ok "stats table and json; retry by id and --all-failed; cancel"
 
 # ------------------------------------------------------------------ claim, heartbeat, complete, fail by hand
@@ -164,7 +164,7 @@ ok "stats table and json; retry by id and --all-failed; cancel"
 c1=$(sed -n 1p "$tmp/claim.json" | field id); t1=$(sed -n 1p "$tmp/claim.json" | field lease_token)
 c2=$(sed -n 2p "$tmp/claim.json" | field id); t2=$(sed -n 2p "$tmp/claim.json" | field lease_token)
 "$J" heartbeat --id "$c1" --token "$t1" --lease 60 --json >"$tmp/hb.json"; json_ok "$tmp/hb.json"
-"$J" complete --id "$c1" --token "$t1" | grep -q "job $c1 completed" || fail "complete"
+grep -q "job $c1 completed" <<<"$("$J" complete --id "$c1" --token "$t1")" || fail "complete"
 "$J" fail --id "$c2" --token "$t2" --error "by hand" --final --json >"$tmp/fail.json"; json_ok "$tmp/fail.json"
 grep -q '"status":"archive_failed"' "$tmp/fail.json" || fail "fail --final: $(cat "$tmp/fail.json")"
 set +e
@@ -215,7 +215,7 @@ expect_error INVALID_ARGUMENT "$J" list --state nonsense
 expect_error INVALID_ARGUMENT "$J" worker --queue q
 expect_error UNAVAILABLE "$J" stats --rpc-url "tcp://127.0.0.1:$(free_port)" --timeout-ms 300
 for cmd in enqueue claim heartbeat complete fail get list stats retry cancel watch worker; do
-  "$J" "$cmd" --help | grep -q "^Usage: jobq $cmd" || fail "$cmd --help"
+  grep -q "^Usage: jobq $cmd" <<<"$("$J" "$cmd" --help)" || fail "$cmd --help"
 done
 ok "errors: non-zero exit, one line 'jobq: CMD: CODE: message'; --help on every command"
 

@@ -50,7 +50,7 @@ ok "schedule add (text and --json; zone, missed policy, key pattern)"
 
 # list: both, by name; JSON carries the payload
 "$J" schedule list >"$tmp/list.txt"
-head -n1 "$tmp/list.txt" | grep -q '^NAME' || fail "list header: $(cat "$tmp/list.txt")"
+grep -q '^NAME' <<<"$(head -n1 "$tmp/list.txt")" || fail "list header: $(cat "$tmp/list.txt")"
 [ "$(sed -n 2p "$tmp/list.txt" | awk '{print $1, $2}')" = "nightly 30" ] || fail "list: $(cat "$tmp/list.txt")"
 grep -q '^ticker .*sched-cli' "$tmp/list.txt" || fail "list: $(cat "$tmp/list.txt")"
 "$J" schedule list --json >"$tmp/list.json"
@@ -73,7 +73,7 @@ ok "ticks enqueue jobs"
 
 # replace by name
 "$J" schedule add ticker --cron '@hourly' --queue sched-cli >/dev/null
-"$J" schedule list | grep -q '^ticker *@hourly' || fail "replace: $("$J" schedule list)"
+grep -q '^ticker *@hourly' <<<"$("$J" schedule list)" || fail "replace: $("$J" schedule list)"
 ok "schedule add replaces by name"
 
 # bad input: exit 1 (the service's INVALID_ARGUMENT) or 2 (usage), one error line, nothing stored

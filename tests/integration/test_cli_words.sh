@@ -81,7 +81,7 @@ ok "--max-attempts 0 is refused (exit 2), nothing enqueued"
 
 # ------------------------------------------------------------------ singular and plural
 one=$("$J" enqueue --queue words --payload x)
-"$J" get "$one" | grep -q '^payload: .*x (1 byte)$' || fail "get: $("$J" get "$one" | grep payload)"
+grep -q '^payload: .*x (1 byte)$' <<<"$("$J" get "$one")" || fail "get: $("$J" get "$one" | grep payload)"
 ok "a one-byte payload is '(1 byte)'"
 
 # ------------------------------------------------------------------ the worker's summary

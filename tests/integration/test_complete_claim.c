@@ -35,16 +35,6 @@ static jobq_client *cl;
 
 #define SVC_TEST(name) JQ_API_TEST(fx, name)
 
-#define QUEUE(var)    \
-	char var[64]; \
-	make_queue(var, __func__)
-
-static void make_queue(char *buf, const char *fn)
-{
-	static int n;
-	snprintf(buf, 64, "cc-%.40s-%d", fn, ++n);
-}
-
 static jobq_client *connect_client(size_t max_reply_bytes)
 {
 	jobq_options o = { .rpc_url = fx.svc.rpc_url, .timeout_ms = 10000, .max_reply_bytes = max_reply_bytes };
@@ -71,22 +61,6 @@ static int group_teardown(void **state)
 	return jq_api_svc_stop(&fx, 10000);
 }
 
-static int before(void **state)
-{
-	(void)state;
-	jq_svc_mark_log(&fx.svc);
-	return 0;
-}
-
-static int after(void **state)
-{
-	(void)state;
-	bool alive = jq_svc_alive(&fx.svc);
-	if (fx.test_failed || !alive)
-		jq_svc_print_log(&fx.svc);
-	return alive ? 0 : -1;
-}
-
 static jobq_claim_next next_of(const char *queue, uint32_t limit, uint32_t wait_ms)
 {
 	return (jobq_claim_next){ .queue = queue, .limit = limit, .worker_id = "cc-worker",
@@ -102,7 +76,7 @@ static long long status_changed_ms(int64_t id)
 
 SVC_TEST(complete_claim_completes_the_job_and_returns_the_next_in_one_call)
 {
-	QUEUE(q);
+	JQ_QUEUE(q);
 	int64_t token, id1 = jq_enqueue_one(q, "first");
 	int64_t id2 = jq_enqueue_one(q, "second");
 	assert_int_equal(jq_claim_one(q, "cc-worker", 30, &token), id1);
@@ -134,7 +108,7 @@ SVC_TEST(complete_claim_completes_the_job_and_returns_the_next_in_one_call)
 
 SVC_TEST(complete_claim_with_a_stale_token_completes_nothing_and_claims_nothing)
 {
-	QUEUE(q);
+	JQ_QUEUE(q);
 	int64_t token, id1 = jq_enqueue_one(q, "a");
 	int64_t id2 = jq_enqueue_one(q, "b");
 	assert_int_equal(jq_claim_one(q, "cc-worker", 30, &token), id1);
@@ -157,7 +131,7 @@ SVC_TEST(complete_claim_with_a_stale_token_completes_nothing_and_claims_nothing)
 
 SVC_TEST(a_batch_with_one_stale_lease_completes_the_others_and_claims_nothing)
 {
-	QUEUE(q);
+	JQ_QUEUE(q);
 	int64_t ids[2];
 	jq_enqueue_many(q, 2, ids);
 	Jobq__V1__ClaimResponse *c = jq_claim(q, 2, "cc-worker", 30);
@@ -185,7 +159,7 @@ SVC_TEST(a_batch_with_one_stale_lease_completes_the_others_and_claims_nothing)
 
 SVC_TEST(a_batch_naming_an_unknown_job_claims_nothing)
 {
-	QUEUE(q);
+	JQ_QUEUE(q);
 	int64_t token, id1 = jq_enqueue_one(q, "a");
 	assert_int_equal(jq_claim_one(q, "cc-worker", 30, &token), id1);
 	int64_t id2 = jq_enqueue_one(q, "b");
@@ -204,7 +178,7 @@ SVC_TEST(a_batch_naming_an_unknown_job_claims_nothing)
 
 SVC_TEST(a_repeated_complete_answers_ok_and_claims)
 {
-	QUEUE(q);
+	JQ_QUEUE(q);
 	int64_t token, id1 = jq_enqueue_one(q, "a");
 	assert_int_equal(jq_claim_one(q, "cc-worker", 30, &token), id1);
 	assert_int_equal(jq_complete1(id1, token), 0);
@@ -228,7 +202,7 @@ SVC_TEST(a_repeated_complete_answers_ok_and_claims)
 
 SVC_TEST(fail_claim_records_the_failure_once_and_returns_the_next_job)
 {
-	QUEUE(q);
+	JQ_QUEUE(q);
 	int64_t token, id1 = jq_enqueue_one(q, "a");
 	int64_t id2 = jq_enqueue_one(q, "b");
 	assert_int_equal(jq_claim_one(q, "cc-worker", 30, &token), id1);
@@ -277,13 +251,10 @@ static void expect_complete_refused(int64_t id, int64_t token, Jobq__V1__ClaimRe
 
 SVC_TEST(an_invalid_claim_is_refused_and_completes_nothing)
 {
-	QUEUE(q);
+	JQ_QUEUE(q);
 	int64_t token, id = jq_enqueue_one(q, "a");
 	assert_int_equal(jq_claim_one(q, "cc-worker", 30, &token), id);
-	Jobq__V1__ClaimRequest c = JOBQ__V1__CLAIM_REQUEST__INIT;
-	c.queue = q;
-	c.limit = 1;
-	c.worker_id = "w";
+	Jobq__V1__ClaimRequest c = jq_claim_request(q, 1, "w", 0);
 
 	c.limit = 0;
 	expect_complete_refused(id, token, &c, 3, "claim.limit");
@@ -315,7 +286,7 @@ SVC_TEST(an_invalid_claim_is_refused_and_completes_nothing)
 
 SVC_TEST(the_claimed_jobs_fit_the_reply_the_client_takes_and_the_rest_stay_pending)
 {
-	QUEUE(q);
+	JQ_QUEUE(q);
 	/* The least a client may take for a Claim: one job of the largest payload and its fields. */
 	jobq_client *small = connect_client(MAX_PAYLOAD + 16 * 1024);
 	char payload[MAX_PAYLOAD];
@@ -387,8 +358,8 @@ static double waiters(void)
 
 SVC_TEST(a_complete_that_waits_is_answered_with_its_results_and_the_job_that_came)
 {
-	QUEUE(q);
-	QUEUE(next_q);
+	JQ_QUEUE(q);
+	JQ_QUEUE(next_q);
 	int64_t token, id = jq_enqueue_one(q, "a");
 	assert_int_equal(jq_claim_one(q, "cc-worker", 30, &token), id);
 	waiting_call a = { .lease = { id, token }, .next = next_of(next_q, 1, 20000) };
@@ -419,8 +390,8 @@ SVC_TEST(a_complete_that_waits_is_answered_with_its_results_and_the_job_that_cam
  * client that takes little gets its job all the same. */
 SVC_TEST(a_complete_that_waits_for_a_client_that_takes_little_gets_the_job_that_came)
 {
-	QUEUE(q);
-	QUEUE(next_q);
+	JQ_QUEUE(q);
+	JQ_QUEUE(next_q);
 	int64_t token, id = jq_enqueue_one(q, "a");
 	assert_int_equal(jq_claim_one(q, "cc-worker", 30, &token), id);
 	jobq_client *small = connect_client(MAX_PAYLOAD + 16 * 1024);
@@ -447,8 +418,8 @@ SVC_TEST(a_complete_that_waits_for_a_client_that_takes_little_gets_the_job_that_
 
 SVC_TEST(a_complete_whose_wait_ends_empty_is_answered_with_its_results)
 {
-	QUEUE(q);
-	QUEUE(next_q);
+	JQ_QUEUE(q);
+	JQ_QUEUE(next_q);
 	int64_t token, id = jq_enqueue_one(q, "a");
 	assert_int_equal(jq_claim_one(q, "cc-worker", 30, &token), id);
 	waiting_call a = { .lease = { id, token }, .next = next_of(next_q, 1, 300) };
@@ -465,8 +436,8 @@ SVC_TEST(a_complete_whose_wait_ends_empty_is_answered_with_its_results)
  * since) is not asked: the completion runs alone and the call waits, as such a Claim would. */
 SVC_TEST(a_complete_of_a_queue_known_empty_waits_without_asking_and_gets_the_job_that_came)
 {
-	QUEUE(q);
-	QUEUE(next_q);
+	JQ_QUEUE(q);
+	JQ_QUEUE(next_q);
 	int64_t ids[2], tokens[2];
 	jq_enqueue_many(q, 2, ids);
 	assert_int_equal(jq_claim_one(q, "cc-worker", 30, &tokens[0]), ids[0]);
@@ -495,8 +466,8 @@ SVC_TEST(a_complete_of_a_queue_known_empty_waits_without_asking_and_gets_the_job
 
 SVC_TEST(a_fail_that_waits_records_one_failure_and_returns_the_job_that_came)
 {
-	QUEUE(q);
-	QUEUE(next_q);
+	JQ_QUEUE(q);
+	JQ_QUEUE(next_q);
 	int64_t token, id = jq_enqueue_one(q, "a");
 	assert_int_equal(jq_claim_one(q, "cc-worker", 30, &token), id);
 	long long before_ms = status_changed_ms(id);
@@ -555,8 +526,8 @@ static void *enqueue_later(void *p)
  * as asked and claims again. */
 SVC_TEST(a_complete_past_the_waiting_cap_gets_its_results_and_retry_after)
 {
-	QUEUE(q);
-	QUEUE(next_q);
+	JQ_QUEUE(q);
+	JQ_QUEUE(next_q);
 	static const char *const flags[] = { "--max-waiting-claims=0", NULL };
 	jq_svc capped = { 0 };
 	jq_rpc_sock sock = { 0 };
@@ -568,10 +539,7 @@ SVC_TEST(a_complete_past_the_waiting_cap_gets_its_results_and_retry_after)
 
 	int64_t token, id = jq_enqueue_one(q, "a");
 	assert_int_equal(jq_claim_one(q, "cc-worker", 30, &token), id);
-	Jobq__V1__ClaimRequest c = JOBQ__V1__CLAIM_REQUEST__INIT;
-	c.queue = next_q;
-	c.limit = 1;
-	c.worker_id = "cc-worker";
+	Jobq__V1__ClaimRequest c = jq_claim_request(next_q, 1, "cc-worker", 0);
 	c.wait_ms = 5000;
 	Jobq__V1__CompleteRequest req = JOBQ__V1__COMPLETE_REQUEST__INIT;
 	req.id = id;
@@ -626,8 +594,8 @@ SVC_TEST(a_complete_past_the_waiting_cap_gets_its_results_and_retry_after)
  * with the results of its completion; jobqd exits 0. */
 SVC_TEST(sigterm_answers_a_waiting_complete_with_its_results)
 {
-	QUEUE(q);
-	QUEUE(next_q);
+	JQ_QUEUE(q);
+	JQ_QUEUE(next_q);
 	jq_svc other = { 0 };
 	jq_rpc_sock sock = { 0 };
 	char *url = jq_test_db_clone("svc_complete_claim_stop");
@@ -670,7 +638,7 @@ SVC_TEST(sigterm_answers_a_waiting_complete_with_its_results)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-#define T(name) cmocka_unit_test_setup_teardown(name, before, after)
+#define T(name) cmocka_unit_test_setup_teardown(name, jq_api_svc_before, jq_api_svc_after)
 		T(complete_claim_completes_the_job_and_returns_the_next_in_one_call),
 		T(complete_claim_with_a_stale_token_completes_nothing_and_claims_nothing),
 		T(a_batch_with_one_stale_lease_completes_the_others_and_claims_nothing),

@@ -68,7 +68,7 @@ rc=0
 [ $rc -eq 2 ] && grep -q -- "--console-addr must differ from --http-addr" "$tmp/same.log" ||
   fail "--console-addr equal to --http-addr: exit $rc, $(cat "$tmp/same.log")"
 "$build/bin/jobqd" --help >"$tmp/help.txt"
-grep -A3 -- "--console-addr" "$tmp/help.txt" | grep -q "env JOBQ_CONSOLE_ADDR, default off" ||
+grep -q "env JOBQ_CONSOLE_ADDR, default off" <<<"$(grep -A3 -- "--console-addr" "$tmp/help.txt")" ||
   fail "--help: no --console-addr, off by default, from JOBQ_CONSOLE_ADDR"
 ok "--console-addr must differ from --http-addr; --help lists it"
 

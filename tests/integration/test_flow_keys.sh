@@ -58,7 +58,7 @@ echo "figures: key limit $M, 12 worker slots on 2 replicas: most processing at o
 for kv in $most; do
   [ "${kv#*=}" -le "$M" ] || fail "key limit: $kv processing at once, the limit is $M ($most)"
 done
-echo " $most " | grep -q " hot=$M " || fail "key limit: the hot key never reached $M at once ($most)"
+[[ " $most " == *" hot=$M "* ]] || fail "key limit: the hot key never reached $M at once ($most)"
 # Fairness: every other key's job was claimed before the hot key's backlog was through.
 late=$(sql "SELECT count(*) FROM key_events WHERE queue = 'fk' AND delta = 1 AND coalesce(ckey, '') <> 'hot'
               AND at > (SELECT max(at) FROM key_events WHERE queue = 'fk' AND delta = 1 AND ckey = 'hot')")
@@ -78,7 +78,7 @@ got=$({ grep -o '"payload":"fm-[a-z]*"' "$tmp/fm.json" || true; } | sort | tr -d
 [ "$got" = '"payload":"fm-a""payload":"fm-b""payload":"fm-c"' ] || fail "claim of fm took: $(cat "$tmp/fm.json")"
 "$J" claim --queue fm --limit 10 --json >"$tmp/fm2.json" || fail "second claim of fm"
 if grep -q '"id"' "$tmp/fm2.json"; then fail "a full key's job was claimed: $(cat "$tmp/fm2.json")"; fi
-"$J" get "$(sql "SELECT min(id) FROM job_queue WHERE queue = 'fm' AND concurrency_key = 'b'")" | grep -q 'concurrency_key: *b' \
+grep -q 'concurrency_key: *b' <<<"$("$J" get "$(sql "SELECT min(id) FROM job_queue WHERE queue = 'fm' AND concurrency_key = 'b'")")" \
   || fail "get does not show the key"
 ok "a Claim of several jobs took one of each key and nothing of a full key"
 
@@ -116,11 +116,11 @@ bad "jobs[0].concurrency_key: control characters" enqueue --queue fb --payload x
 ok "bad keys and key limits answer INVALID_ARGUMENT with the reason and change nothing"
 
 # ------------------------------------------------------------------ Stats, /metrics, clearing
-"$J" stats --queue fb --json | grep -q '"key_concurrency_limit":3' || fail "stats fb: $("$J" stats --queue fb --json)"
-"$J" stats --queue fb | grep -q 'key-concurrency 3' || fail "stats fb: $("$J" stats --queue fb)"
+grep -q '"key_concurrency_limit":3' <<<"$("$J" stats --queue fb --json)" || fail "stats fb: $("$J" stats --queue fb --json)"
+grep -q 'key-concurrency 3' <<<"$("$J" stats --queue fb)" || fail "stats fb: $("$J" stats --queue fb)"
 metrics() { curl -s "http://${jq_http[1]}/metrics"; }
-wait_until 15 sh -c "curl -s http://${jq_http[1]}/metrics | grep -qx 'jobq_queue_key_concurrency_limit{queue=\"fb\"} 3'" \
-  || fail "/metrics: $(metrics | grep jobq_queue_)"
+has_metric() { grep -qx "$1" <<<"$(metrics)"; }
+wait_until 15 has_metric 'jobq_queue_key_concurrency_limit{queue="fb"} 3' || fail "/metrics: $(metrics | grep jobq_queue_)"
 "$J" queue set fb --no-key-concurrency --json >"$tmp/cleared.json"
 grep -qx '{"queue":"fb","paused":false}' "$tmp/cleared.json" || fail "cleared: $(cat "$tmp/cleared.json")"
 [ -z "$(keylimit fb)" ] || fail "cleared: $(keylimit fb)"

@@ -58,21 +58,6 @@ static int group_teardown(void **state)
 	return jq_api_svc_stop(&fx, 10000);
 }
 
-static int before(void **state)
-{
-	(void)state;
-	jq_svc_mark_log(&fx.svc);
-	return 0;
-}
-
-static int after(void **state)
-{
-	(void)state;
-	if (!jq_svc_alive(&fx.svc))
-		fail_msg("jobqd died during the test (status %d)", fx.svc.exit_status);
-	return 0;
-}
-
 /* payload_of returns a malloc'd text of n bytes that starts with the tag. */
 static char *payload_of(size_t n, int tag)
 {
@@ -140,11 +125,7 @@ static Jobq__V1__RpcResponse *call_raw(const char *method, const ProtobufCMessag
  * with JQ_FREE); the reply must be OK and within MAX_REPLY bytes. */
 static Jobq__V1__ClaimResponse *claim_raw(const char *queue, uint32_t limit, uint32_t wait_ms)
 {
-	Jobq__V1__ClaimRequest req = JOBQ__V1__CLAIM_REQUEST__INIT;
-	req.queue = (char *)queue;
-	req.limit = limit;
-	req.worker_id = "w-reply";
-	req.lease_seconds = 600;
+	Jobq__V1__ClaimRequest req = jq_claim_request(queue, limit, "w-reply", 600);
 	req.wait_ms = wait_ms;
 	size_t len;
 	Jobq__V1__RpcResponse *env = call_raw(JQ_METHOD("Claim"), &req.base, 0, &len);
@@ -370,10 +351,7 @@ SVC_TEST(a_caller_that_takes_less_gets_smaller_replies_or_a_code)
 	enqueue_sized(q, sizes, 3, ids);
 	int dropped = jq_rpc_pipes_removed(&fx.rpc);
 
-	Jobq__V1__ClaimRequest claim = JOBQ__V1__CLAIM_REQUEST__INIT;
-	claim.queue = (char *)q;
-	claim.limit = 1000;
-	claim.worker_id = "w-small";
+	Jobq__V1__ClaimRequest claim = jq_claim_request(q, 1000, "w-small", 0);
 	size_t len;
 	Jobq__V1__RpcResponse *env = call_raw(JQ_METHOD("Claim"), &claim.base, 20000, &len);
 	assert_int_equal(env->code, JQ_INVALID_ARGUMENT);
@@ -561,7 +539,7 @@ static void jobqd_refuses_a_reply_limit_below_one_job(void **state)
 	jq_test_command_exits(cmd, 2, "--max-reply-bytes must be at least");
 }
 
-#define T(name) cmocka_unit_test_setup_teardown(name, before, after)
+#define T(name) cmocka_unit_test_setup_teardown(name, jq_api_svc_before, jq_api_svc_after)
 
 int main(void)
 {

@@ -46,14 +46,14 @@ id=$("$J" enqueue -q by_hand -p work)
 "$J" claim -q by_hand --json >"$tmp/claim.json"
 token=$(field lease_token <"$tmp/claim.json")
 "$J" heartbeat --id "$id" --token "$token" --progress 40 --message "step 2 of 5" >/dev/null
-"$J" get "$id" | grep -q '^progress: *40% step 2 of 5' || fail "get shows no progress: $("$J" get "$id")"
-"$J" list -q by_hand | grep -q '\[40%\] step 2 of 5' || fail "list shows no progress"
-"$J" get "$id" --json | grep -q '"progress_percent":40' || fail "get --json shows no progress"
+grep -q '^progress: *40% step 2 of 5' <<<"$("$J" get "$id")" || fail "get shows no progress: $("$J" get "$id")"
+grep -q '\[40%\] step 2 of 5' <<<"$("$J" list -q by_hand)" || fail "list shows no progress"
+grep -q '"progress_percent":40' <<<"$("$J" get "$id" --json)" || fail "get --json shows no progress"
 if "$J" heartbeat --id "$id" --token "$token" --progress 101 2>"$tmp/err.txt"; then fail "progress 101 accepted"; fi
 grep -q INVALID_ARGUMENT "$tmp/err.txt" || fail "progress 101: $(cat "$tmp/err.txt")"
 if "$J" heartbeat --id "$id" --token "$token" --message "alone" 2>/dev/null; then fail "--message without --progress"; fi
 "$J" complete --id "$id" --token "$token" --output "the answer" >/dev/null
-"$J" get "$id" | grep -q '^output: *the answer (10 bytes)' || fail "get shows no output: $("$J" get "$id")"
+grep -q '^output: *the answer (10 bytes)' <<<"$("$J" get "$id")" || fail "get shows no output: $("$J" get "$id")"
 ok "heartbeat --progress and complete --output, shown by get and list"
 
 # ------------------------------------------------------------------ the worker and a cancel

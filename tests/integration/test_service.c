@@ -37,17 +37,6 @@ static jq_api_svc fx;
  * the teardown, which then prints the service's log. */
 #define SVC_TEST(name) JQ_API_TEST(fx, name)
 
-/* QUEUE declares a queue name of this test's own. */
-#define QUEUE(var)   \
-	char var[64]; \
-	make_queue(var, __func__)
-
-static void make_queue(char *buf, const char *fn)
-{
-	static int n;
-	snprintf(buf, 64, "%.50s-%d", fn, ++n);
-}
-
 #define assert_between(v, lo, hi)                                                              \
 	do {                                                                                   \
 		long long v_ = (long long)(v), lo_ = (long long)(lo), hi_ = (long long)(hi);   \
@@ -67,31 +56,11 @@ static int group_teardown(void **state)
 	return jq_api_svc_stop(&fx, 10000);
 }
 
-static int before(void **state)
-{
-	(void)state;
-	jq_svc_mark_log(&fx.svc);
-	return 0;
-}
-
-static int after(void **state)
-{
-	(void)state;
-	bool alive = jq_svc_alive(&fx.svc);
-	if (fx.test_failed || !alive)
-		jq_svc_print_log(&fx.svc);
-	if (!alive) {
-		fprintf(stderr, "jobqd died during the test (status %d)\n", fx.svc.exit_status);
-		return -1;
-	}
-	return 0;
-}
-
 /* ================= Enqueue ================= */
 
 SVC_TEST(enqueue_stores_a_pending_job_and_returns_its_id)
 {
-	QUEUE(q);
+	JQ_QUEUE(q);
 	const char payload[] = "hello\0world";
 	Jobq__V1__JobSpec spec = JOBQ__V1__JOB_SPEC__INIT;
 	Jobq__V1__JobSpec *specs[] = { &spec };
@@ -121,7 +90,7 @@ SVC_TEST(enqueue_stores_a_pending_job_and_returns_its_id)
 
 SVC_TEST(enqueue_accepts_a_batch_of_1000_jobs_and_answers_ids_in_request_order)
 {
-	QUEUE(q);
+	JQ_QUEUE(q);
 	int64_t ids[1000];
 	jq_enqueue_many(q, 1000, ids);
 	for (int i = 1; i < 1000; i++)
@@ -140,7 +109,7 @@ SVC_TEST(enqueue_accepts_a_batch_of_1000_jobs_and_answers_ids_in_request_order)
 
 SVC_TEST(enqueue_records_max_attempts_or_the_default_of_25)
 {
-	QUEUE(q);
+	JQ_QUEUE(q);
 	jq_spec specs[] = { { .queue = q, .max_attempts = 3 }, { .queue = q }, { .queue = q, .max_attempts = 1000 } };
 	int64_t ids[3];
 	jq_enqueue(specs, 3, ids);
@@ -155,7 +124,7 @@ SVC_TEST(enqueue_records_max_attempts_or_the_default_of_25)
 
 SVC_TEST(a_job_scheduled_for_later_is_not_claimable_before_it_is_due)
 {
-	QUEUE(q);
+	JQ_QUEUE(q);
 	long long now = jq_now_ms();
 	jq_spec specs[] = {
 		{ .queue = q, .payload = "at", .run_at_ms = now + 60000 },
@@ -192,7 +161,7 @@ SVC_TEST(a_job_scheduled_for_later_is_not_claimable_before_it_is_due)
 
 SVC_TEST(claim_takes_jobs_by_priority_then_run_at_then_id)
 {
-	QUEUE(q);
+	JQ_QUEUE(q);
 	long long now = jq_now_ms();
 	/* Enqueued out of order; expected claim order: E, C, D, B, A. */
 	jq_spec specs[] = {
@@ -219,7 +188,7 @@ SVC_TEST(claim_takes_jobs_by_priority_then_run_at_then_id)
 
 SVC_TEST(a_large_claim_answers_its_jobs_in_claim_order)
 {
-	QUEUE(q);
+	JQ_QUEUE(q);
 	enum { N = 600 };
 	jq_spec *specs = calloc(N, sizeof(*specs));
 	assert_non_null(specs);
@@ -246,7 +215,7 @@ SVC_TEST(a_large_claim_answers_its_jobs_in_claim_order)
 
 SVC_TEST(a_claim_reply_larger_than_the_request_limit_arrives_whole)
 {
-	QUEUE(q);
+	JQ_QUEUE(q);
 	enum { N = 200 };
 	char *payload = malloc(MAX_PAYLOAD + 1);
 	jq_spec *specs = calloc(N, sizeof(*specs));
@@ -272,7 +241,7 @@ SVC_TEST(a_claim_reply_larger_than_the_request_limit_arrives_whole)
 
 SVC_TEST(claim_returns_at_most_limit_jobs)
 {
-	QUEUE(q);
+	JQ_QUEUE(q);
 	jq_enqueue_many(q, 10, NULL);
 	unsigned limits[] = { 3, 5, 10, 10 }, expect[] = { 3, 5, 2, 0 };
 	for (int i = 0; i < 4; i++) {
@@ -286,7 +255,7 @@ SVC_TEST(claim_returns_at_most_limit_jobs)
 
 SVC_TEST(claim_records_the_lease_owner_and_expiry_counts_attempts_and_issues_a_larger_token_every_time)
 {
-	QUEUE(q);
+	JQ_QUEUE(q);
 	int64_t a = jq_enqueue_one(q, "a"), b = jq_enqueue_one(q, "b");
 	long long t0 = jq_now_ms();
 	Jobq__V1__ClaimResponse *c = jq_claim(q, 1, "worker-1", 60);
@@ -332,7 +301,7 @@ SVC_TEST(claim_records_the_lease_owner_and_expiry_counts_attempts_and_issues_a_l
 
 SVC_TEST(heartbeat_extends_the_lease)
 {
-	QUEUE(q);
+	JQ_QUEUE(q);
 	int64_t id = jq_enqueue_one(q, "x"), token, expires;
 	assert_int_equal(jq_claim_one(q, "w", 5, &token), id);
 	long long t0 = jq_now_ms();
@@ -345,7 +314,7 @@ SVC_TEST(heartbeat_extends_the_lease)
 
 SVC_TEST(heartbeat_answers_each_job_of_a_batch)
 {
-	QUEUE(q);
+	JQ_QUEUE(q);
 	int64_t ids[3], tok[3];
 	jq_enqueue_many(q, 3, ids);
 	for (int i = 0; i < 3; i++)
@@ -384,7 +353,7 @@ SVC_TEST(heartbeat_answers_each_job_of_a_batch)
 
 SVC_TEST(heartbeat_with_a_stale_token_is_failed_precondition_and_changes_nothing)
 {
-	QUEUE(q);
+	JQ_QUEUE(q);
 	int64_t id = jq_enqueue_one(q, "x"), token;
 	jq_claim_one(q, "w", 5, &token);
 	char *before_row = jq_db_str("SELECT lease_expires_at::text || lease_token FROM job_queue WHERE id = %lld",
@@ -402,7 +371,7 @@ SVC_TEST(heartbeat_with_a_stale_token_is_failed_precondition_and_changes_nothing
 
 SVC_TEST(complete_finishes_the_job)
 {
-	QUEUE(q);
+	JQ_QUEUE(q);
 	int64_t id = jq_enqueue_one(q, "x"), token;
 	jq_claim_one(q, "w", 30, &token);
 	Jobq__V1__CompleteRequest req = JOBQ__V1__COMPLETE_REQUEST__INIT;
@@ -427,7 +396,7 @@ SVC_TEST(complete_finishes_the_job)
 
 SVC_TEST(complete_answers_each_job_of_a_batch_of_good_stale_and_unknown_ids)
 {
-	QUEUE(q);
+	JQ_QUEUE(q);
 	int64_t ids[3], tok[3];
 	jq_enqueue_many(q, 3, ids);
 	for (int i = 0; i < 3; i++)
@@ -459,7 +428,7 @@ SVC_TEST(complete_answers_each_job_of_a_batch_of_good_stale_and_unknown_ids)
 
 SVC_TEST(completing_again_with_the_same_token_is_ok_and_changes_nothing)
 {
-	QUEUE(q);
+	JQ_QUEUE(q);
 	int64_t id = jq_enqueue_one(q, "x"), token;
 	jq_claim_one(q, "w", 30, &token);
 	assert_int_equal(jq_complete1(id, token), 0);
@@ -479,7 +448,7 @@ SVC_TEST(completing_again_with_the_same_token_is_ok_and_changes_nothing)
 
 SVC_TEST(a_retryable_failure_returns_the_job_to_pending_after_a_backoff)
 {
-	QUEUE(q);
+	JQ_QUEUE(q);
 	int64_t id = jq_enqueue_one(q, "x"), token, run_at;
 	Jobq__V1__JobStatus st;
 	jq_claim_one(q, "w", 30, &token);
@@ -499,7 +468,7 @@ SVC_TEST(a_retryable_failure_returns_the_job_to_pending_after_a_backoff)
 
 SVC_TEST(a_final_failure_fails_the_job_at_once)
 {
-	QUEUE(q);
+	JQ_QUEUE(q);
 	jq_spec s = { .queue = q, .max_attempts = 5 };
 	int64_t id, token;
 	Jobq__V1__JobStatus st;
@@ -515,7 +484,7 @@ SVC_TEST(a_final_failure_fails_the_job_at_once)
 
 SVC_TEST(a_failure_of_the_last_attempt_fails_the_job)
 {
-	QUEUE(q);
+	JQ_QUEUE(q);
 	jq_spec s = { .queue = q, .max_attempts = 2 };
 	int64_t id, token;
 	Jobq__V1__JobStatus st;
@@ -533,7 +502,7 @@ SVC_TEST(a_failure_of_the_last_attempt_fails_the_job)
 
 SVC_TEST(failing_again_with_the_same_token_is_ok_and_records_the_failure_once)
 {
-	QUEUE(q);
+	JQ_QUEUE(q);
 	jq_spec s = { .queue = q, .max_attempts = 5 };
 	int64_t ids[2], token, run_at1, run_at2;
 	Jobq__V1__JobStatus st;
@@ -562,7 +531,7 @@ SVC_TEST(failing_again_with_the_same_token_is_ok_and_records_the_failure_once)
 
 SVC_TEST(fail_records_the_history_with_attempt_worker_and_error)
 {
-	QUEUE(q);
+	JQ_QUEUE(q);
 	jq_spec s = { .queue = q, .max_attempts = 3 };
 	int64_t id, token;
 	jq_enqueue(&s, 1, &id);
@@ -589,7 +558,7 @@ SVC_TEST(fail_records_the_history_with_attempt_worker_and_error)
 
 SVC_TEST(an_error_text_over_8_KiB_is_cut_at_a_character_boundary)
 {
-	QUEUE(q);
+	JQ_QUEUE(q);
 	/* 'x' then 4600 two-byte characters: 9201 bytes, and byte 8192 falls inside a character. */
 	size_t n = 1 + 4600 * 2;
 	char *err = malloc(n + 1);
@@ -625,7 +594,7 @@ SVC_TEST(an_error_text_over_8_KiB_is_cut_at_a_character_boundary)
 
 SVC_TEST(get_returns_every_field_of_a_job)
 {
-	QUEUE(q);
+	JQ_QUEUE(q);
 	long long now = jq_now_ms();
 	jq_spec s = { .queue = q, .payload = "the payload", .priority = 7, .run_at_ms = now - 1000,
 		      .max_attempts = 4, .key = "key-1" };
@@ -678,8 +647,8 @@ static Jobq__V1__ListResponse *list(const char *queue, Jobq__V1__JobStatus st, u
 
 SVC_TEST(list_filters_by_queue_and_status)
 {
-	QUEUE(qa);
-	QUEUE(qb);
+	JQ_QUEUE(qa);
+	JQ_QUEUE(qb);
 	int64_t a[3], b[2];
 	jq_enqueue_many(qa, 3, a);
 	jq_enqueue_many(qb, 2, b);
@@ -720,7 +689,7 @@ SVC_TEST(list_filters_by_queue_and_status)
 
 SVC_TEST(list_pages_through_a_queue_with_keyset_pagination)
 {
-	QUEUE(q);
+	JQ_QUEUE(q);
 	int64_t ids[25], seen[30];
 	size_t n = 0;
 	int pages = 0;
@@ -745,7 +714,7 @@ SVC_TEST(list_pages_through_a_queue_with_keyset_pagination)
 
 SVC_TEST(list_leaves_payloads_out_unless_asked)
 {
-	QUEUE(q);
+	JQ_QUEUE(q);
 	jq_enqueue_one(q, "payload-1");
 	Jobq__V1__ListResponse *r = list(q, 0, 0, 0, false);
 	assert_int_equal(r->n_jobs, 1);
@@ -790,7 +759,7 @@ static int64_t fail_for_good(const char *q)
 
 SVC_TEST(retry_returns_failed_and_cancelled_jobs_to_pending_with_fresh_attempts)
 {
-	QUEUE(q);
+	JQ_QUEUE(q);
 	int64_t ids[2];
 	unsigned code;
 	jq_enqueue_many(q, 2, ids);
@@ -819,8 +788,8 @@ SVC_TEST(retry_returns_failed_and_cancelled_jobs_to_pending_with_fresh_attempts)
 
 SVC_TEST(retry_all_failed_retries_every_failed_job_of_one_queue)
 {
-	QUEUE(qa);
-	QUEUE(qb);
+	JQ_QUEUE(qa);
+	JQ_QUEUE(qb);
 	int64_t a[4], b[1];
 	jq_enqueue_many(qa, 4, a);
 	jq_enqueue_many(qb, 1, b);
@@ -879,7 +848,7 @@ static void *retry_all_main(void *arg)
  * cut off by jq_db), and a second one as long would not. */
 SVC_TEST(retry_all_failed_stops_between_batches_once_the_deadline_has_passed)
 {
-	QUEUE(q);
+	JQ_QUEUE(q);
 	jq_db_do("SELECT count(*) FROM jobq_enqueue_batch(array_fill('%s'::text, ARRAY[2500]), NULL, NULL, NULL, NULL, NULL)", q);
 	jq_db_do("UPDATE job_queue SET curr_job_status = 'archive_processing', lease_owner = 'w',"
 		 " lease_expires_at = now() + interval '1 hour', lease_token = nextval('job_lease_token_seq')"
@@ -923,7 +892,7 @@ SVC_TEST(retry_all_failed_stops_between_batches_once_the_deadline_has_passed)
  * "pending"), and nothing changes. */
 SVC_TEST(a_job_in_a_state_unknown_to_the_service_is_an_internal_error_everywhere)
 {
-	QUEUE(q);
+	JQ_QUEUE(q);
 	int64_t id = jq_enqueue_one(q, "x");
 	jq_db_do("INSERT INTO job_status (name, description, is_terminal) VALUES ('archive_paused', 'test', false)");
 	jq_db_do("INSERT INTO job_status_transition (prev_status, next_status, description)"
@@ -949,7 +918,7 @@ SVC_TEST(a_job_in_a_state_unknown_to_the_service_is_an_internal_error_everywhere
 
 SVC_TEST(retrying_a_completed_or_processing_job_is_failed_precondition)
 {
-	QUEUE(q);
+	JQ_QUEUE(q);
 	int64_t ids[2], token;
 	unsigned code;
 	jq_enqueue_many(q, 2, ids);
@@ -971,7 +940,7 @@ SVC_TEST(retrying_a_completed_or_processing_job_is_failed_precondition)
 
 SVC_TEST(cancel_cancels_pending_and_failed_jobs)
 {
-	QUEUE(q);
+	JQ_QUEUE(q);
 	int64_t ids[2];
 	unsigned code;
 	jq_enqueue_many(q, 2, ids);
@@ -997,7 +966,7 @@ SVC_TEST(cancel_cancels_pending_and_failed_jobs)
 /* A running job can be cancelled (test_running.c goes further). */
 SVC_TEST(cancelling_a_completed_job_is_failed_precondition)
 {
-	QUEUE(q);
+	JQ_QUEUE(q);
 	int64_t ids[2], token;
 	unsigned code;
 	jq_enqueue_many(q, 2, ids);
@@ -1028,8 +997,8 @@ SVC_TEST(cancelling_an_unknown_job_is_not_found)
 
 SVC_TEST(stats_counts_jobs_by_queue_and_state_and_the_age_of_the_oldest_due_job)
 {
-	QUEUE(q);
-	QUEUE(other);
+	JQ_QUEUE(q);
+	JQ_QUEUE(other);
 	int64_t ids[6], token;
 	unsigned code;
 	jq_enqueue_many(q, 6, ids);
@@ -1084,7 +1053,7 @@ static void expect_enqueue_invalid(const jq_spec *specs, size_t n, const char *f
 
 SVC_TEST(enqueue_rejects_a_queue_name_with_bad_characters_or_too_long)
 {
-	QUEUE(q);
+	JQ_QUEUE(q);
 	jq_spec s[2] = { { .queue = q }, { .queue = "bad queue!" } };
 	expect_enqueue_invalid(s, 2, "jobs[1].queue");
 	/* Atomic: the good job of the rejected batch was not enqueued either. */
@@ -1106,7 +1075,7 @@ SVC_TEST(enqueue_rejects_an_empty_queue_name)
 
 SVC_TEST(enqueue_rejects_a_payload_over_the_limit)
 {
-	QUEUE(q);
+	JQ_QUEUE(q);
 	char *p = malloc(MAX_PAYLOAD + 2);
 	assert_non_null(p);
 	memset(p, 'p', MAX_PAYLOAD + 1);
@@ -1121,7 +1090,7 @@ SVC_TEST(enqueue_rejects_a_payload_over_the_limit)
 
 SVC_TEST(enqueue_rejects_a_batch_of_1001_jobs_and_an_empty_batch)
 {
-	QUEUE(q);
+	JQ_QUEUE(q);
 	jq_spec *s = calloc(1001, sizeof(*s));
 	assert_non_null(s);
 	for (int i = 0; i < 1001; i++)
@@ -1136,7 +1105,7 @@ SVC_TEST(enqueue_rejects_a_batch_of_1001_jobs_and_an_empty_batch)
 
 SVC_TEST(enqueue_rejects_both_run_at_ms_and_delay_ms)
 {
-	QUEUE(q);
+	JQ_QUEUE(q);
 	jq_spec s = { .queue = q, .run_at_ms = jq_now_ms() + 1000, .delay_ms = 1000 };
 	expect_enqueue_invalid(&s, 1, "run_at_ms");
 	assert_non_null(strstr(jq_api_msg, "delay_ms"));
@@ -1144,7 +1113,7 @@ SVC_TEST(enqueue_rejects_both_run_at_ms_and_delay_ms)
 
 SVC_TEST(enqueue_rejects_bad_priority_max_attempts_and_idempotency_key)
 {
-	QUEUE(q);
+	JQ_QUEUE(q);
 	jq_spec s = { .queue = q, .priority = 40000 };
 	expect_enqueue_invalid(&s, 1, "jobs[0].priority");
 	s = (jq_spec){ .queue = q, .max_attempts = 1001 };
@@ -1158,17 +1127,13 @@ SVC_TEST(enqueue_rejects_bad_priority_max_attempts_and_idempotency_key)
 static void expect_claim_invalid(const char *queue, uint32_t limit, const char *worker, uint32_t lease,
 				 const char *field)
 {
-	Jobq__V1__ClaimRequest req = JOBQ__V1__CLAIM_REQUEST__INIT;
-	req.queue = (char *)queue;
-	req.limit = limit;
-	req.worker_id = (char *)worker;
-	req.lease_seconds = lease;
+	Jobq__V1__ClaimRequest req = jq_claim_request(queue, limit, worker, lease);
 	jq_api_expect(JQ_METHOD("Claim"), &req, 3, field);
 }
 
 SVC_TEST(claim_rejects_a_limit_of_0_or_1001)
 {
-	QUEUE(q);
+	JQ_QUEUE(q);
 	expect_claim_invalid(q, 0, "w", 30, "limit");
 	expect_claim_invalid(q, 1001, "w", 30, "limit");
 	JQ_FREE(jq_claim(q, 1000, "w", 30));
@@ -1177,7 +1142,7 @@ SVC_TEST(claim_rejects_a_limit_of_0_or_1001)
 
 SVC_TEST(a_lease_longer_than_a_day_is_rejected)
 {
-	QUEUE(q);
+	JQ_QUEUE(q);
 	expect_claim_invalid(q, 1, "w", 86401, "lease_seconds");
 	Jobq__V1__HeartbeatRequest hb = JOBQ__V1__HEARTBEAT_REQUEST__INIT;
 	hb.id = 1;
@@ -1198,7 +1163,7 @@ SVC_TEST(list_rejects_an_unknown_status)
 
 SVC_TEST(a_worker_id_that_is_missing_or_not_utf8_is_rejected)
 {
-	QUEUE(q);
+	JQ_QUEUE(q);
 	expect_claim_invalid(q, 1, "\xff\xfe", 30, "worker_id");
 	expect_claim_invalid(q, 1, "", 30, "worker_id");
 	expect_claim_invalid(q, 1, "tab\there", 30, "worker_id");
@@ -1232,7 +1197,7 @@ SVC_TEST(an_error_text_that_is_not_utf8_is_rejected)
  * the job keeps its lease. */
 SVC_TEST(a_retry_delay_beyond_int32_is_rejected_not_cut)
 {
-	QUEUE(q);
+	JQ_QUEUE(q);
 	int64_t token;
 	jq_enqueue_one(q, "x");
 	int64_t id = jq_claim_one(q, "w", 30, &token);
@@ -1470,7 +1435,7 @@ SVC_TEST(an_oversized_message_is_refused_and_the_service_keeps_serving)
 
 SVC_TEST(a_stale_lease_cannot_complete_heartbeat_or_fail_after_the_job_was_rescued_and_claimed_again)
 {
-	QUEUE(q);
+	JQ_QUEUE(q);
 	jq_spec s = { .queue = q, .payload = "fenced", .max_attempts = 5 };
 	int64_t id, t1, t2;
 	jq_enqueue(&s, 1, &id);
@@ -1517,7 +1482,7 @@ SVC_TEST(a_stale_lease_cannot_complete_heartbeat_or_fail_after_the_job_was_rescu
 
 SVC_TEST(the_rescuer_returns_only_expired_leases_to_the_queue)
 {
-	QUEUE(q);
+	JQ_QUEUE(q);
 	int64_t ids[2], tok[2];
 	jq_enqueue_many(q, 2, ids);
 	jq_claim_one(q, "w", 60, &tok[0]);
@@ -1536,7 +1501,7 @@ SVC_TEST(the_rescuer_returns_only_expired_leases_to_the_queue)
 
 SVC_TEST(the_rescuer_fails_a_job_whose_attempts_are_used_up)
 {
-	QUEUE(q);
+	JQ_QUEUE(q);
 	jq_spec s = { .queue = q, .max_attempts = 1 };
 	int64_t id;
 	jq_enqueue(&s, 1, &id);
@@ -1560,7 +1525,7 @@ SVC_TEST(the_rescuer_fails_a_job_whose_attempts_are_used_up)
 
 SVC_TEST(retries_back_off_exponentially_from_the_base)
 {
-	QUEUE(q);
+	JQ_QUEUE(q);
 	jq_spec s = { .queue = q, .max_attempts = 10 };
 	int64_t id, token, run_at;
 	jq_enqueue(&s, 1, &id);
@@ -1588,7 +1553,7 @@ SVC_TEST(retries_back_off_exponentially_from_the_base)
 
 SVC_TEST(retries_of_jobs_that_failed_together_are_spread_by_jitter)
 {
-	QUEUE(q);
+	JQ_QUEUE(q);
 	enum { N = 20 };
 	int64_t ids[N];
 	jq_enqueue_many(q, N, ids);
@@ -1625,8 +1590,8 @@ SVC_TEST(retries_of_jobs_that_failed_together_are_spread_by_jitter)
 
 SVC_TEST(an_idempotency_key_returns_the_first_job_while_it_is_unfinished)
 {
-	QUEUE(q);
-	QUEUE(other);
+	JQ_QUEUE(q);
+	JQ_QUEUE(other);
 	jq_spec s = { .queue = q, .payload = "first", .key = "order-42" };
 	int64_t first, again, elsewhere, after, token;
 	jq_enqueue(&s, 1, &first);
@@ -1685,12 +1650,8 @@ static void *claimer_main(void *arg)
 		return NULL;
 	}
 	for (int round = 0; round < CLAIM_JOBS + 10; round++) {
-		Jobq__V1__ClaimRequest req = JOBQ__V1__CLAIM_REQUEST__INIT;
+		Jobq__V1__ClaimRequest req = jq_claim_request(c->queue, limit, worker, 600);
 		Jobq__V1__RpcResponse *resp = NULL;
-		req.queue = (char *)c->queue;
-		req.limit = limit;
-		req.worker_id = worker;
-		req.lease_seconds = 600;
 		int rv = jq_rpc_invoke(&s, JQ_METHOD("Claim"), &req.base, 0, &resp);
 		if (rv != 0 || resp->code != 0) {
 			snprintf(c->error, sizeof(c->error), "claim: %s %u %s", rv ? nng_strerror(rv) : "",
@@ -1727,7 +1688,7 @@ static int cmp_i64(const void *a, const void *b)
 
 SVC_TEST(sixteen_concurrent_claimers_never_get_the_same_job_twice_and_together_get_all)
 {
-	QUEUE(q);
+	JQ_QUEUE(q);
 	int64_t *want = malloc(CLAIM_JOBS * sizeof(*want));
 	int64_t *all = malloc(CLAIM_JOBS * CLAIMERS * sizeof(*all));
 	claimer cl[CLAIMERS];
@@ -1773,7 +1734,7 @@ SVC_TEST(sixteen_concurrent_claimers_never_get_the_same_job_twice_and_together_g
 
 SVC_TEST(the_service_reconnects_after_its_database_connections_are_killed)
 {
-	QUEUE(q);
+	JQ_QUEUE(q);
 	jq_enqueue_one(q, "before");
 	char *db = jq_db_str("SELECT current_database()");
 	long long killed = jq_db_ll("SELECT count(*) FROM (SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
@@ -1803,7 +1764,7 @@ SVC_TEST(the_service_reconnects_after_its_database_connections_are_killed)
 	JQ_POLL_UNTIL(strcmp(jq_db_status(id), "archive_pending") == 0, 5000, "the rescuer after reconnecting");
 }
 
-#define T(name) cmocka_unit_test_setup_teardown(name, before, after)
+#define T(name) cmocka_unit_test_setup_teardown(name, jq_api_svc_before, jq_api_svc_after)
 
 int main(void)
 {

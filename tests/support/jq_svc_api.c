@@ -15,6 +15,7 @@ char jq_api_msg[1024];
 
 static jq_rpc_sock *api_sock;
 static PGconn *api_db;
+static jq_api_svc *api_svc; /* the one jq_api_svc_start started, for the per-test hooks */
 
 void jq_api_use(jq_rpc_sock *sock, PGconn *db)
 {
@@ -30,7 +31,36 @@ int jq_api_svc_start(jq_api_svc *s, const char *name, const char *url, const cha
 	if (jq_rpc_open(&s->rpc, s->svc.rpc_url, 10000) != 0)
 		return -1;
 	jq_api_use(&s->rpc, s->pg);
+	api_svc = s;
 	return 0;
+}
+
+int jq_api_svc_before(void **state)
+{
+	(void)state;
+	assert_non_null(api_svc);
+	jq_svc_mark_log(&api_svc->svc);
+	return 0;
+}
+
+int jq_api_svc_after(void **state)
+{
+	(void)state;
+	assert_non_null(api_svc);
+	bool alive = jq_svc_alive(&api_svc->svc);
+	if (api_svc->test_failed || !alive)
+		jq_svc_print_log(&api_svc->svc);
+	if (!alive) {
+		fprintf(stderr, "jobqd died during the test (status %d)\n", api_svc->svc.exit_status);
+		return -1;
+	}
+	return 0;
+}
+
+void jq_api_queue_name(char *buf, size_t size, const char *fn)
+{
+	static int n;
+	snprintf(buf, size, "%.50s-%d", fn, ++n);
 }
 
 int jq_api_svc_stop(jq_api_svc *s, int timeout_ms)
@@ -43,6 +73,8 @@ int jq_api_svc_stop(jq_api_svc *s, int timeout_ms)
 	free(s->db_url);
 	s->db_url = NULL;
 	jq_api_use(NULL, NULL);
+	if (api_svc == s)
+		api_svc = NULL;
 	return rc;
 }
 
@@ -151,14 +183,21 @@ void jq_enqueue_many(const char *queue, size_t n, int64_t *ids)
 
 /* ---- Claim ---- */
 
-Jobq__V1__ClaimResponse *jq_claim(const char *queue, uint32_t limit, const char *worker,
-				  uint32_t lease_seconds)
+Jobq__V1__ClaimRequest jq_claim_request(const char *queue, uint32_t limit, const char *worker,
+					uint32_t lease_seconds)
 {
 	Jobq__V1__ClaimRequest req = JOBQ__V1__CLAIM_REQUEST__INIT;
 	req.queue = (char *)queue;
 	req.limit = limit;
 	req.worker_id = (char *)worker;
 	req.lease_seconds = lease_seconds;
+	return req;
+}
+
+Jobq__V1__ClaimResponse *jq_claim(const char *queue, uint32_t limit, const char *worker,
+				  uint32_t lease_seconds)
+{
+	Jobq__V1__ClaimRequest req = jq_claim_request(queue, limit, worker, lease_seconds);
 	return jq_api_ok(JQ_METHOD("Claim"), &req, &jobq__v1__claim_response__descriptor);
 }
 

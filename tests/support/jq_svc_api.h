@@ -5,7 +5,8 @@
  * otherwise, naming the method, the code and the service's message. Not for use from threads.
  *
  * A test first points the helpers at its service and database with jq_api_use, or lets
- * jq_api_svc_start set up both. The message of the last reply is in jq_api_msg.
+ * jq_api_svc_start set up both (and the per-test hooks jq_api_svc_before and jq_api_svc_after
+ * at that service). The message of the last reply is in jq_api_msg.
  */
 #ifndef JQ_SVC_API_H
 #define JQ_SVC_API_H
@@ -40,6 +41,12 @@ typedef struct jq_api_svc {
  * helpers at both. Returns 0, or -1 (a cmocka setup's failure). */
 int jq_api_svc_start(jq_api_svc *s, const char *name, const char *url, const char *const *flags);
 
+/* The per-test setup and teardown of a group whose tests (JQ_API_TEST) share the service that
+ * jq_api_svc_start started: jq_api_svc_before marks jobqd's log; jq_api_svc_after prints the log
+ * from the mark when the test failed or jobqd died, and fails (-1) when jobqd died. */
+int jq_api_svc_before(void **state);
+int jq_api_svc_after(void **state);
+
 /* jq_api_svc_stop stops jobqd (SIGTERM, SIGKILL after timeout_ms) and frees everything. It prints
  * jobqd's log when a test failed (from the last jq_svc_mark_log) or when jobqd did not exit 0
  * (the whole log, and the status). Returns 0 when jobqd exited 0, else -1 (a cmocka teardown's
@@ -58,6 +65,14 @@ int jq_api_svc_stop(jq_api_svc *s, int timeout_ms);
 		(s).test_failed = false;         \
 	}                                        \
 	static void name##_body(void)
+
+/* JQ_QUEUE(var) declares a queue name of the calling test's own (its function's name and a
+ * number): tests that share a service do not see each other's jobs. */
+#define JQ_QUEUE_NAME_SIZE 64
+#define JQ_QUEUE(var)                 \
+	char var[JQ_QUEUE_NAME_SIZE]; \
+	jq_api_queue_name(var, sizeof(var), __func__)
+void jq_api_queue_name(char *buf, size_t size, const char *fn);
 
 #define JQ_FREE(m) protobuf_c_message_free_unpacked((ProtobufCMessage *)(m), NULL)
 
@@ -93,6 +108,10 @@ int64_t jq_enqueue_one(const char *queue, const char *payload);
 /* jq_enqueue_many enqueues n plain jobs (payload "job-<i>") in batches of up to 1000. */
 void jq_enqueue_many(const char *queue, size_t n, int64_t *ids);
 
+/* jq_claim_request: a ClaimRequest (its strings point to the arguments); it calls nothing, so
+ * threads may use it. */
+Jobq__V1__ClaimRequest jq_claim_request(const char *queue, uint32_t limit, const char *worker,
+					uint32_t lease_seconds);
 /* jq_claim claims (must answer OK); free with JQ_FREE. */
 Jobq__V1__ClaimResponse *jq_claim(const char *queue, uint32_t limit, const char *worker,
 				  uint32_t lease_seconds);
