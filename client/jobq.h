@@ -281,7 +281,9 @@ const char *jobq_status_name(jobq_status s);
 int jobq_status_parse(const char *name, jobq_status *out);
 
 /* jobq_connect dials the RPC socket (nng reconnects by itself). opts may be NULL (defaults and
- * environment). Free with jobq_close. */
+ * environment). Free with jobq_close, which returns within about 2 s even when nng cannot finish
+ * closing the socket (nng 1.5.2 can hang there; the handle is then freed if nng ever finishes).
+ * jobq_sub_close likewise. */
 int jobq_connect(const jobq_options *opts, jobq_client **out, jobq_error *err);
 void jobq_close(jobq_client *c);
 

@@ -158,16 +158,22 @@ int jobq_connect(const jobq_options *opts, jobq_client **out, jobq_error *err)
 	return JOBQ_OK;
 }
 
+/* client_release frees the handle once its socket is closed (jobqi_close). */
+static void client_release(void *arg)
+{
+	jobq_client *c = arg;
+	jobqi_link_fini(&c->link);
+	free(c->rpc_url);
+	free(c->auth_token);
+	free(c);
+}
+
 void jobq_close(jobq_client *c)
 {
 	if (c == NULL)
 		return;
 	/* Closing a never-opened socket (id 0) is harmless: nng answers ECLOSED. */
-	nng_close(c->sock);
-	jobqi_link_fini(&c->link);
-	free(c->rpc_url);
-	free(c->auth_token);
-	free(c);
+	(void)jobqi_close(c->sock, client_release, c);
 }
 
 /* ---- one call ---- */

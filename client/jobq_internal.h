@@ -59,6 +59,13 @@ bool jobqi_link_ever(jobqi_link *l);
  * redialing in every case. */
 int jobqi_link_wait(jobqi_link *l, int ms);
 
+/* jobqi_close (jobq_close.c) closes sock and then calls release(arg), which frees what nng's
+ * callbacks on sock point at; both run on a thread of their own, waited for up to
+ * JOBQI_CLOSE_WAIT_MS. True when they finished; false when nng had not (nng 1.5.2 can hang in
+ * nng_close), in which case the thread still releases arg if nng ever returns. */
+#define JOBQI_CLOSE_WAIT_MS 2000
+bool jobqi_close(nng_socket sock, void (*release)(void *), void *arg);
+
 /* jobqi_mono_ms: CLOCK_MONOTONIC in milliseconds (every timeout and wait of the library). */
 int64_t jobqi_mono_ms(void);
 

@@ -126,14 +126,20 @@ void jobq_announcement_free(jobq_announcement *a)
 	a->n_ids = 0;
 }
 
+/* sub_release frees the handle once its socket is closed (jobqi_close). */
+static void sub_release(void *arg)
+{
+	jobq_sub *s = arg;
+	jobqi_link_fini(&s->link);
+	free(s->url);
+	free(s);
+}
+
 void jobq_sub_close(jobq_sub *s)
 {
 	if (s == NULL)
 		return;
-	nng_close(s->sock);
-	jobqi_link_fini(&s->link);
-	free(s->url);
-	free(s);
+	(void)jobqi_close(s->sock, sub_release, s);
 }
 
 int jobq_sub_connected(jobq_sub *s, int timeout_ms, jobq_error *err)
