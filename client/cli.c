@@ -5,9 +5,7 @@
 #include <errno.h>
 #include <inttypes.h>
 #include <limits.h>
-#include <pthread.h>
 #include <stdarg.h>
-#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -83,30 +81,6 @@ int cli_fail(const cli *c, int code, const char *fmt, ...)
 	verror(c, code, fmt, ap);
 	va_end(ap);
 	return CLI_EXIT_FAIL;
-}
-
-static atomic_int bound_rc;
-static atomic_flag bound_armed = ATOMIC_FLAG_INIT;
-
-static void *close_guard(void *arg)
-{
-	(void)arg;
-	sleep(CLI_CLOSE_LIMIT_S);
-	fprintf(stderr, "jobq: closing the connection did not finish within %d s (an nng 1.5.2 hang); "
-			"exiting\n", CLI_CLOSE_LIMIT_S);
-	fflush(stdout);
-	_exit(atomic_load(&bound_rc));
-	return NULL;
-}
-
-void cli_bound_close(int rc)
-{
-	atomic_store(&bound_rc, rc);
-	if (atomic_flag_test_and_set(&bound_armed))
-		return;
-	pthread_t t;
-	if (pthread_create(&t, NULL, close_guard, NULL) == 0)
-		pthread_detach(t);
 }
 
 int cli_fail_err(const cli *c, const jobq_error *err)
@@ -331,10 +305,9 @@ int main(int argc, char **argv)
 		c.cmd = commands[k].name;
 		optind = 0; /* glibc: start afresh on the command's own argv */
 		int rc = commands[k].fn(&c, argc - i, argv + i);
-		if (c.client != NULL) {
-			cli_bound_close(rc);
+		/* Bounded even when nng 1.5.2 hangs closing the socket (jobq_close). */
+		if (c.client != NULL)
 			jobq_close(c.client);
-		}
 		if (fflush(stdout) != 0 && rc == CLI_EXIT_OK)
 			return cli_fail(&c, JOBQ_INTERNAL, "writing the output: %s", strerror(errno));
 		return rc;

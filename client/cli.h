@@ -87,13 +87,6 @@ int cli_fail(const cli *c, int code, const char *fmt, ...) __attribute__((format
 /* cli_fail_err reports a library error. */
 int cli_fail_err(const cli *c, const jobq_error *err);
 
-/* cli_bound_close arms, once per process, a guard that ends the process with exit status rc
- * (the latest rc given) if it is still running CLI_CLOSE_LIMIT_S seconds later. Call it when the
- * command's result is known, just before closing nng sockets: nng 1.5.2 can hang in nng_close
- * after a connection dropped mid-message (`jobq watch` across a TLS rotation, say), and a
- * command that has done its work must not hang on Ctrl-C. */
-#define CLI_CLOSE_LIMIT_S 5
-void cli_bound_close(int rc);
 
 /* cli_help prints text to stdout and returns CLI_EXIT_OK. */
 int cli_help(const char *text);

@@ -143,7 +143,6 @@ int cmd_watch(cli *c, int argc, char **argv)
 		print_announcement(c, &a);
 		jobq_announcement_free(&a);
 	}
-	cli_bound_close(rc);
 	jobq_sub_close(sub);
 	return rc;
 }

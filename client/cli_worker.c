@@ -859,10 +859,8 @@ int cmd_worker(cli *c, int argc, char **argv)
 	rc = run_loop(&w);
 	log_summary(&w);
 out:
-	if (w.sub != NULL) {
-		cli_bound_close(rc);
+	if (w.sub != NULL)
 		jobq_sub_close(w.sub);
-	}
 	if (w.sig_fd >= 0)
 		close(w.sig_fd);
 	free(w.slots);

@@ -29,7 +29,7 @@ int64_t bench_enqueue_one(jobq_client *c, const char *queue);
 
 /* bench_bound_close arms a watchdog that ends the process with status 0 after `seconds`: call
  * it once a program's figures are printed and only its sockets remain to close. nng 1.5.2's
- * nng_close can hang (client/cli.c, cli_bound_close, has the story); a figure already out must
+ * nng_close can hang (client/jobq_close.c has the story); a figure already out must
  * not turn into a failed benchmark after run.sh's 600 s timeout. The watchdog says so on stderr
  * when it fires. */
 void bench_bound_close(unsigned seconds);
