@@ -12,9 +12,10 @@
 #   JOBQ_BENCH_E2E_REPS=3         repetitions of the e2e/raw pairs, interleaved (medians reported)
 #   JOBQ_BENCH_SINGLE_REPS=5      the same for the batch-1 pairs (short runs, which move more)
 #   JOBQ_BENCH_WORKERS=3          worker processes (3 keep 2 cores busy; see the README's scaling table)
-#   JOBQ_BENCH_SINGLE_PRODUCERS=  producer processes of the batch-1 runs (default: as many as
-#                                 workers; one producer enqueuing one job per call would set the
-#                                 pace); the batched runs have one producer
+#   JOBQ_BENCH_SINGLE_PRODUCERS=  producer processes of the batch-1 runs (default: twice the
+#                                 workers, so that jobs wait for the workers: an enqueue of one
+#                                 job costs about what a worker's turn does, and with fewer
+#                                 producers they set the pace); the batched runs have one producer
 #   JOBQ_BENCH_BATCH=50           enqueue / claim / complete batch size
 #   JOBQ_BENCH_ENQ_CLIENTS=2      concurrent clients of the enqueue-throughput runs
 #   JOBQ_BENCH_ENQ_SINGLE_JOBS=10000  jobs of the one-job-per-call enqueue runs
@@ -40,7 +41,7 @@ single_jobs=${JOBQ_BENCH_SINGLE_JOBS:-10000}
 e2e_reps=${JOBQ_BENCH_E2E_REPS:-3}
 single_reps=${JOBQ_BENCH_SINGLE_REPS:-5}
 workers=${JOBQ_BENCH_WORKERS:-3}
-single_producers=${JOBQ_BENCH_SINGLE_PRODUCERS:-$workers}
+single_producers=${JOBQ_BENCH_SINGLE_PRODUCERS:-$((2 * workers))}
 batch=${JOBQ_BENCH_BATCH:-50}
 enq_clients=${JOBQ_BENCH_ENQ_CLIENTS:-2}
 enq_single_jobs=${JOBQ_BENCH_ENQ_SINGLE_JOBS:-10000}
@@ -341,9 +342,11 @@ if wants enqueue; then
   done
 fi
 if wants notify; then
-  # The enqueue runs just wrote a few million rows; the checkpoint their WAL calls for must not
-  # land in these 10 s: its final sync holds commits back for hundreds of ms, which would count
-  # as notification latency. The figure is about the notification path.
+  # The runs before wrote a few million rows; neither the checkpoint their WAL calls for nor
+  # autovacuum's pass over their dead rows may land in these 10 s: the one's final sync and the
+  # other's writes hold commits back for hundreds of ms, which would count as notification
+  # latency. The figure is about the notification path.
+  sql -c "VACUUM job_queue"
   sql -c CHECKPOINT
   bench bench_notify "$notify_rate" "$notify_seconds"
 fi
