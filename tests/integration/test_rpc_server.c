@@ -1117,7 +1117,11 @@ static void *big_call_main(void *p)
 
 static void a_full_byte_budget_pauses_receiving_until_answers_free_it(void **state)
 {
-	big_call big[2] = { { .method = "/block", .size = 40000 }, { .method = "/block", .size = 40000 } };
+	/* Static: when an assertion ends the test early, the threads still write their results here,
+	 * not into a stack frame that is gone. */
+	static big_call big[2];
+	big[0] = (big_call){ .method = "/block", .size = 40000 };
+	big[1] = (big_call){ .method = "/block", .size = 40000 };
 	size_t held;
 	int receiving, contexts;
 	call echo;
