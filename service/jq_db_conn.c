@@ -253,10 +253,10 @@ static void plan_mode_for(jq_db *db, const jq_dbi_stmt *s)
 }
 
 /* session_setup: the statement timeout, and no JIT compilation. A generic plan's cost estimate
- * can pass jit_above_cost (the claim's does once a queue holds some 20,000 pending jobs: it
- * prices the concurrency key's subplan for a tenth of them), and JIT then compiles the plan's
- * expressions on every execution, some 20 ms for a statement that runs in under one. None of
- * jobqd's statements runs long enough to win that back. */
+ * can pass jit_above_cost (the claim's does with a large backlog: it prices the concurrency
+ * key's subplan for a tenth of the pending jobs), and JIT then compiles the plan's expressions
+ * on every execution, far longer than the statement runs. None of jobqd's statements runs long
+ * enough to win that back. */
 static int session_setup(jq_db *db, jq_db_err *err)
 {
 	db->generic_plans = false;
