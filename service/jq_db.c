@@ -974,7 +974,7 @@ int jq_db_rows_count(const jq_db_rows *rows)
 	return rows ? rows->n : 0;
 }
 
-static const char *text_or_empty(const PGresult *r, int row, int col)
+const char *jq_dbi_text(const PGresult *r, int row, int col)
 {
 	return PQgetisnull(r, row, col) ? "" : PQgetvalue(r, row, col);
 }
@@ -993,7 +993,7 @@ void jq_db_rows_job(const jq_db_rows *rows, int i, jq_job *j)
 	i += rows->first;
 	memset(j, 0, sizeof(*j));
 	j->id = jq_pgbin_i64(r, i, C_ID);
-	j->queue = text_or_empty(r, i, C_QUEUE);
+	j->queue = jq_dbi_text(r, i, C_QUEUE);
 	if (!PQgetisnull(r, i, C_PAYLOAD)) {
 		j->payload = (const uint8_t *)PQgetvalue(r, i, C_PAYLOAD);
 		j->payload_len = (size_t)PQgetlength(r, i, C_PAYLOAD);
@@ -1005,18 +1005,18 @@ void jq_db_rows_job(const jq_db_rows *rows, int i, jq_job *j)
 	j->priority = jq_pgbin_i16(r, i, C_PRIORITY);
 	j->run_at_ms = jq_pgbin_ts_ms(r, i, C_RUN_AT);
 	j->lease_expires_at_ms = jq_pgbin_ts_ms(r, i, C_LEASE_EXPIRES);
-	j->lease_owner = text_or_empty(r, i, C_LEASE_OWNER);
+	j->lease_owner = jq_dbi_text(r, i, C_LEASE_OWNER);
 	j->lease_token = jq_pgbin_i64(r, i, C_LEASE_TOKEN);
-	j->last_error = text_or_empty(r, i, C_LAST_ERROR);
-	j->idempotency_key = text_or_empty(r, i, C_IDEM);
+	j->last_error = jq_dbi_text(r, i, C_LAST_ERROR);
+	j->idempotency_key = jq_dbi_text(r, i, C_IDEM);
 	j->created_at_ms = jq_pgbin_ts_ms(r, i, C_CREATED);
 	j->updated_at_ms = jq_pgbin_ts_ms(r, i, C_UPDATED);
 	j->finished_at_ms = jq_pgbin_ts_ms(r, i, C_FINISHED);
 	j->progress_percent = PQgetisnull(r, i, C_PROGRESS_PCT) ? -1 : jq_pgbin_i16(r, i, C_PROGRESS_PCT);
-	j->progress_message = text_or_empty(r, i, C_PROGRESS_MSG);
+	j->progress_message = jq_dbi_text(r, i, C_PROGRESS_MSG);
 	j->progress_at_ms = jq_pgbin_ts_ms(r, i, C_PROGRESS_AT);
 	j->timeout_ms = PQgetisnull(r, i, C_TIMEOUT) ? 0 : jq_pgbin_i32(r, i, C_TIMEOUT);
-	j->concurrency_key = text_or_empty(r, i, C_KEY);
+	j->concurrency_key = jq_dbi_text(r, i, C_KEY);
 }
 
 void jq_db_rows_output(const jq_db_rows *rows, int i, const uint8_t **data, size_t *len)
@@ -1035,8 +1035,8 @@ void jq_db_rows_failure(const jq_db_rows *rows, int i, jq_failure_record *f)
 {
 	const PGresult *r = rows->res;
 	f->attempt = jq_pgbin_i32(r, i, 0);
-	f->worker = text_or_empty(r, i, 1);
-	f->error = text_or_empty(r, i, 2);
+	f->worker = jq_dbi_text(r, i, 1);
+	f->error = jq_dbi_text(r, i, 2);
 	f->failed_at_ms = jq_pgbin_ts_ms(r, i, 3);
 }
 
@@ -1058,7 +1058,7 @@ static void read_flow(const PGresult *r, int row, int col, jq_queue_flow *f)
 void jq_db_rows_stats(const jq_db_rows *rows, int i, jq_queue_stats *s)
 {
 	const PGresult *r = rows->res;
-	s->queue = text_or_empty(r, i, 0);
+	s->queue = jq_dbi_text(r, i, 0);
 	s->pending = jq_pgbin_i64(r, i, 1);
 	s->scheduled = jq_pgbin_i64(r, i, 2);
 	s->processing = jq_pgbin_i64(r, i, 3);
@@ -1073,7 +1073,7 @@ void jq_db_rows_stats(const jq_db_rows *rows, int i, jq_queue_stats *s)
 void jq_db_rows_settings(const jq_db_rows *rows, int i, jq_queue_settings *s)
 {
 	const PGresult *r = rows->res;
-	s->queue = text_or_empty(r, i, 0);
+	s->queue = jq_dbi_text(r, i, 0);
 	read_flow(r, i, 1, &s->flow);
 	s->updated_at_ms = jq_pgbin_ts_ms(r, i, 5);
 	s->flow.key_concurrency_limit = int4_or_0(r, i, 6);

@@ -144,6 +144,9 @@ struct jq_db_rows {
  * memory runs out. */
 jq_db_rows *jq_dbi_wrap(PGresult *r);
 
+/* jq_dbi_text: the text value of a column, "" when it is NULL (owned by r). */
+const char *jq_dbi_text(const PGresult *r, int row, int col);
+
 /* jq_dbi_set_err writes prefix + the first line of detail into err (NULL: nothing). */
 void jq_dbi_set_err(jq_db_err *err, const char *sqlstate, const char *prefix, const char *detail);
 

@@ -29,11 +29,6 @@ static int64_t ts_us(const PGresult *r, int row, int col)
 	return PQgetisnull(r, row, col) ? 0 : jq_pgbin_i64(r, row, col) + JQ_PG_EPOCH_US;
 }
 
-static const char *text_or_empty(const PGresult *r, int row, int col)
-{
-	return PQgetisnull(r, row, col) ? "" : PQgetvalue(r, row, col);
-}
-
 jq_code jq_db_zone_now(jq_db *db, const char *zone, bool *known, int64_t *local_s, int64_t *now_us,
 		       jq_db_err *err)
 {
@@ -174,18 +169,18 @@ void jq_db_rows_schedule(const jq_db_rows *rows, int i, jq_schedule *s)
 	const PGresult *r = rows->res;
 	i += rows->first;
 	memset(s, 0, sizeof(*s));
-	s->name = text_or_empty(r, i, SC_NAME);
-	s->cron = text_or_empty(r, i, SC_CRON);
-	s->time_zone = text_or_empty(r, i, SC_ZONE);
-	s->queue = text_or_empty(r, i, SC_QUEUE);
+	s->name = jq_dbi_text(r, i, SC_NAME);
+	s->cron = jq_dbi_text(r, i, SC_CRON);
+	s->time_zone = jq_dbi_text(r, i, SC_ZONE);
+	s->queue = jq_dbi_text(r, i, SC_QUEUE);
 	if (!PQgetisnull(r, i, SC_PAYLOAD)) {
 		s->payload = (const uint8_t *)PQgetvalue(r, i, SC_PAYLOAD);
 		s->payload_len = (size_t)PQgetlength(r, i, SC_PAYLOAD);
 	}
 	s->priority = jq_pgbin_i16(r, i, SC_PRIORITY);
 	s->max_attempts = PQgetisnull(r, i, SC_MAX_ATTEMPTS) ? 0 : jq_pgbin_i32(r, i, SC_MAX_ATTEMPTS);
-	s->idempotency_key = text_or_empty(r, i, SC_IDEM);
-	s->missed = text_or_empty(r, i, SC_MISSED);
+	s->idempotency_key = jq_dbi_text(r, i, SC_IDEM);
+	s->missed = jq_dbi_text(r, i, SC_MISSED);
 	s->next_run_at_ms = jq_pgbin_ts_ms(r, i, SC_NEXT);
 	s->last_run_at_ms = jq_pgbin_ts_ms(r, i, SC_LAST);
 	s->created_at_ms = jq_pgbin_ts_ms(r, i, SC_CREATED);
@@ -196,10 +191,10 @@ void jq_db_rows_due(const jq_db_rows *rows, int i, jq_due_schedule *d)
 {
 	const PGresult *r = rows->res;
 	i += rows->first;
-	d->name = text_or_empty(r, i, 0);
-	d->cron = text_or_empty(r, i, 1);
-	d->time_zone = text_or_empty(r, i, 2);
-	d->missed = text_or_empty(r, i, 3);
+	d->name = jq_dbi_text(r, i, 0);
+	d->cron = jq_dbi_text(r, i, 1);
+	d->time_zone = jq_dbi_text(r, i, 2);
+	d->missed = jq_dbi_text(r, i, 3);
 	d->tick_us = ts_us(r, i, 4);
 	d->tick_local_s = jq_pgbin_i64(r, i, 5);
 	d->now_local_s = jq_pgbin_i64(r, i, 6);
