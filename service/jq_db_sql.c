@@ -200,6 +200,20 @@
 	"                   ELSE now() + jobq_retry_delay_ms(j.attempts, $2, $3) * interval '1 millisecond' END," \
 	"     lease_expires_at = NULL, last_error = " ERROR
 
+/* The heartbeat, shared by S_HEARTBEAT and S_HEARTBEAT_PROGRESS: HEARTBEAT_SET renews the lease
+ * ($3 seconds); HEARTBEAT_FENCE_ANSWER ends the UPDATE upd of the leases l (the fence: still
+ * processing under the caller's token) and answers each lease in request order, from the rows as
+ * they were before the statement. */
+#define HEARTBEAT_SET "lease_expires_at = now() + $3 * interval '1 second', updated_at = now()"
+#define HEARTBEAT_FENCE_ANSWER                                                                    \
+	"   FROM l WHERE j.id = l.id AND j.lease_token = l.token"                                 \
+	"    AND j.curr_job_status = 'archive_processing'"                                        \
+	"  RETURNING j.id, j.lease_expires_at)"                                                   \
+	" SELECT l.id, upd.id IS NOT NULL, upd.lease_expires_at, j.curr_job_status,"              \
+	"        j.lease_token = l.token, j.last_error = '" JQ_TIME_LIMIT_ERROR "'"                \
+	"   FROM l LEFT JOIN upd ON upd.id = l.id LEFT JOIN job_queue j ON j.id = l.id"           \
+	"  ORDER BY l.ord"
+
 /*
  * The statements. Each is one round trip and one implicit transaction: nothing here keeps a
  * transaction open across calls, so no row lock outlives a statement.
@@ -247,14 +261,8 @@ const jq_dbi_stmt jq_dbi_stmts[S__COUNT] = {
 	 * a call that already succeeded (idempotent OK) without a second round trip. */
 	[S_HEARTBEAT] = { "jq_heartbeat",
 		"WITH l AS (SELECT * FROM unnest($1::int8[], $2::int8[]) WITH ORDINALITY AS l(id, token, ord)),"
-		" upd AS (UPDATE job_queue j SET lease_expires_at = now() + $3 * interval '1 second', updated_at = now()"
-		"   FROM l WHERE j.id = l.id AND j.lease_token = l.token"
-		"    AND j.curr_job_status = 'archive_processing'"
-		"  RETURNING j.id, j.lease_expires_at)"
-		" SELECT l.id, upd.id IS NOT NULL, upd.lease_expires_at, j.curr_job_status,"
-		"        j.lease_token = l.token, j.last_error = '" JQ_TIME_LIMIT_ERROR "'"
-		"   FROM l LEFT JOIN upd ON upd.id = l.id LEFT JOIN job_queue j ON j.id = l.id"
-		"  ORDER BY l.ord",
+		" upd AS (UPDATE job_queue j SET " HEARTBEAT_SET
+		HEARTBEAT_FENCE_ANSWER,
 		3, { OID_INT8_ARR, OID_INT8_ARR, JQ_OID_INT4 }, true },
 
 	/* A heartbeat that reports progress ($4 percent, NULL for a lease without a report; $5 its
@@ -263,17 +271,11 @@ const jq_dbi_stmt jq_dbi_stmts[S__COUNT] = {
 	[S_HEARTBEAT_PROGRESS] = { "jq_heartbeat_progress",
 		"WITH l AS (SELECT * FROM unnest($1::int8[], $2::int8[], $4::int2[], $5::text[])"
 		"           WITH ORDINALITY AS l(id, token, pct, msg, ord)),"
-		" upd AS (UPDATE job_queue j SET lease_expires_at = now() + $3 * interval '1 second', updated_at = now(),"
+		" upd AS (UPDATE job_queue j SET " HEARTBEAT_SET ","
 		"     progress_percent = COALESCE(l.pct, j.progress_percent),"
 		"     progress_message = CASE WHEN l.pct IS NULL THEN j.progress_message ELSE l.msg END,"
 		"     progress_at = CASE WHEN l.pct IS NULL THEN j.progress_at ELSE now() END"
-		"   FROM l WHERE j.id = l.id AND j.lease_token = l.token"
-		"    AND j.curr_job_status = 'archive_processing'"
-		"  RETURNING j.id, j.lease_expires_at)"
-		" SELECT l.id, upd.id IS NOT NULL, upd.lease_expires_at, j.curr_job_status,"
-		"        j.lease_token = l.token, j.last_error = '" JQ_TIME_LIMIT_ERROR "'"
-		"   FROM l LEFT JOIN upd ON upd.id = l.id LEFT JOIN job_queue j ON j.id = l.id"
-		"  ORDER BY l.ord",
+		HEARTBEAT_FENCE_ANSWER,
 		5, { OID_INT8_ARR, OID_INT8_ARR, JQ_OID_INT4, OID_INT2_ARR, OID_TEXT_ARR }, true },
 
 	/* Complete is the one lease call on every job's path, so its common case, every lease still
